@@ -1,0 +1,1 @@
+"""HTTP entry points: the litestar app, per-role controllers, errors, the CLI."""

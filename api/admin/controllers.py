@@ -1,0 +1,340 @@
+"""Admins: operators, tokens, facilities (templates, CSV import), pools, addresses, audit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, get, patch, post, put
+from litestar.params import JSONBody, Parameter
+from sqlalchemy import select, update
+
+from api.admin.schemas import (
+    AlertRead,
+    AuditRead,
+    ImportResult,
+    OperatorRead,
+    TemplateRead,
+    TokenCreated,
+    TokenRead,
+)
+from api.auth import requires_admin
+from api.schemas import PoolRead, pool_read
+from api.staff.schemas import FacilityDetail, facility_detail
+from capacity import registry
+from capacity.audit import Actor
+from capacity.clock import Clock
+from capacity.commands import (
+    FacilityCreate,
+    FacilityUpdate,
+    OperatorCreate,
+    PoolCreate,
+    PoolUpdate,
+    StatusChange,
+    TokenCreate,
+)
+from capacity.crypto import Address, AddressCipher
+from capacity.db import Database
+from capacity.errors import InvalidInput, NotFound
+from capacity.importer import import_csv
+from capacity.models import Alert, AuditEntry
+from capacity.settings import Settings
+from capacity.templates import TEMPLATES
+
+
+def _token_read(tok, op) -> TokenRead:  # type: ignore[no-untyped-def]
+    return TokenRead(
+        id=tok.id,
+        operator=op.name,
+        role=tok.role,
+        prefix=tok.prefix,
+        label=tok.label,
+        created_at=tok.created_at,
+        expires_at=tok.expires_at,
+        revoked_at=tok.revoked_at,
+    )
+
+
+class AdminController(Controller):
+    path = "/admin"
+    tags = ["admin"]
+    guards = [requires_admin]
+
+    # ---------------------------------------------------------------- operators and tokens
+    @post("/operators", summary="Register an operator")
+    async def create_operator(
+        self, data: JSONBody[OperatorCreate], db: Database, actor: Actor, clock: Clock
+    ) -> OperatorRead:
+        op = await registry.create_operator(
+            db, name=data.name, kind=data.kind, actor=actor, now=clock.now()
+        )
+        return OperatorRead(id=op.id, name=op.name, kind=op.kind, created_at=op.created_at)
+
+    @get("/operators", summary="List operators")
+    async def list_operators(self, db: Database) -> list[OperatorRead]:
+        return [
+            OperatorRead(id=o.id, name=o.name, kind=o.kind, created_at=o.created_at)
+            for o in await registry.list_operators(db)
+        ]
+
+    @post("/tokens", summary="Create a token (shown once in the response)")
+    async def create_token(
+        self, data: JSONBody[TokenCreate], db: Database, actor: Actor, clock: Clock
+    ) -> TokenCreated:
+        now = clock.now()
+        if data.expires_at is not None and data.expires_at <= now:
+            raise InvalidInput("expiresAt must be in the future.", field="expiresAt")
+        clear, tok = await registry.create_token(
+            db,
+            operator=data.operator,
+            role=data.role,
+            actor=actor,
+            now=now,
+            label=data.label,
+            expires_at=data.expires_at,
+        )
+        return TokenCreated(
+            token=clear,
+            id=tok.id,
+            operator=data.operator,
+            role=tok.role,
+            prefix=tok.prefix,
+            label=tok.label,
+            created_at=tok.created_at,
+            expires_at=tok.expires_at,
+            revoked_at=None,
+        )
+
+    @get("/tokens", summary="List tokens (never the tokens themselves)")
+    async def list_tokens(self, db: Database) -> list[TokenRead]:
+        return [_token_read(t, o) for t, o in await registry.list_tokens(db)]
+
+    @post("/tokens/{token_id:int}/revoke", status_code=204, summary="Revoke a token")
+    async def revoke_token(self, token_id: int, db: Database, actor: Actor, clock: Clock) -> None:
+        await registry.revoke_token(db, token_id=token_id, actor=actor, now=clock.now())
+
+    # ---------------------------------------------------------------- facilities
+    @get("/policy-templates", summary="Policy templates for fast onboarding")
+    async def templates(self) -> list[TemplateRead]:
+        return [
+            TemplateRead(
+                name=t.name,
+                title=t.title,
+                kind=t.kind,
+                secret_address=t.secret_address,
+                policy=t.policy,
+                handover_protocol=t.handover_protocol,
+            )
+            for t in TEMPLATES.values()
+        ]
+
+    @post("/facilities", summary="Register a facility (with a template, pools and address)")
+    async def create_facility(
+        self,
+        data: JSONBody[FacilityCreate],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        cipher: AddressCipher,
+        settings: Settings,
+    ) -> FacilityDetail:
+        now = clock.now()
+        view = await registry.create_facility(db, data, actor=actor, now=now, cipher=cipher)
+        return facility_detail(view, settings, now)
+
+    @post(
+        "/facilities/import",
+        request_max_body_size=5_000_000,
+        summary="Bulk import from a CSV file sent as text/csv (all rows or none)",
+        description="Columns are documented in the README (Onboarding in bulk).",
+    )
+    async def import_facilities(
+        self,
+        request: Request,
+        db: Database,
+        actor: Actor,  # type: ignore[type-arg]
+        clock: Clock,
+        cipher: AddressCipher,
+    ) -> ImportResult:
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("The CSV file must be UTF-8.") from exc
+        ids = await import_csv(db, text, actor=actor, now=clock.now(), cipher=cipher)
+        return ImportResult(imported=len(ids), facility_ids=ids)
+
+    @get("/facilities", summary="All facilities (no addresses)")
+    async def list_facilities(
+        self, db: Database, clock: Clock, settings: Settings
+    ) -> list[FacilityDetail]:
+        now = clock.now()
+        return [facility_detail(v, settings, now) for v in await registry.list_facilities(db)]
+
+    @get("/facilities/{facility_id:int}", summary="One facility (no address)")
+    async def get_facility(
+        self, facility_id: int, db: Database, clock: Clock, settings: Settings
+    ) -> FacilityDetail:
+        return facility_detail(await registry.get_facility(db, facility_id), settings, clock.now())
+
+    @patch("/facilities/{facility_id:int}", summary="Change a facility")
+    async def update_facility(
+        self,
+        facility_id: int,
+        data: JSONBody[FacilityUpdate],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+    ) -> FacilityDetail:
+        now = clock.now()
+        view = await registry.update_facility(db, facility_id, data, actor=actor, now=now)
+        return facility_detail(view, settings, now)
+
+    @put("/facilities/{facility_id:int}/status", summary="Set a facility's operational status")
+    async def set_status(
+        self,
+        facility_id: int,
+        data: JSONBody[StatusChange],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+    ) -> FacilityDetail:
+        now = clock.now()
+        view = await registry.set_status(db, facility_id, data, actor=actor, now=now)
+        return facility_detail(view, settings, now)
+
+    @get("/facilities/{facility_id:int}/address", summary="Read the address (audited)")
+    async def get_address(
+        self, facility_id: int, db: Database, actor: Actor, clock: Clock, cipher: AddressCipher
+    ) -> Address:
+        addr = await registry.read_address(
+            db, facility_id, actor=actor, now=clock.now(), cipher=cipher
+        )
+        if addr is None:
+            raise NotFound("This facility has no address on file.")
+        return addr
+
+    @put(
+        "/facilities/{facility_id:int}/address",
+        status_code=204,
+        summary="Set the address (encrypted at rest)",
+    )
+    async def set_address(
+        self,
+        facility_id: int,
+        data: JSONBody[Address],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        cipher: AddressCipher,
+    ) -> None:
+        await registry.set_address(
+            db, facility_id, data, actor=actor, now=clock.now(), cipher=cipher
+        )
+
+    @post("/facilities/{facility_id:int}/pools", summary="Add a pool")
+    async def create_pool(
+        self,
+        facility_id: int,
+        data: JSONBody[PoolCreate],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+    ) -> PoolRead:
+        now = clock.now()
+        pool = await registry.create_pool(db, facility_id, data, actor=actor, now=now)
+        view = await registry.get_facility(db, facility_id)
+        return pool_read(pool, view.facility, settings, now)
+
+    @patch("/pools/{pool_id:int}", summary="Change a pool's description (not its counts)")
+    async def update_pool(
+        self,
+        pool_id: int,
+        data: JSONBody[PoolUpdate],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+    ) -> PoolRead:
+        now = clock.now()
+        pool = await registry.update_pool(db, pool_id, data, actor=actor, now=now)
+        view = await registry.get_facility(db, pool.facility_id)
+        return pool_read(pool, view.facility, settings, now)
+
+    # ---------------------------------------------------------------- audit and alerts
+    @get("/audit", summary="The audit log, newest first")
+    async def audit_log(
+        self,
+        db: Database,
+        facility_id: Annotated[int | None, Parameter(query="facilityId", ge=1)] = None,
+        action: Annotated[str | None, Parameter(max_length=64)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> list[AuditRead]:
+        async with db.read() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+            if facility_id is not None:
+                q = q.where(AuditEntry.facility_id == facility_id)
+            if action is not None:
+                q = q.where(AuditEntry.action == action)
+            rows = (await s.scalars(q)).all()
+        return [
+            AuditRead(
+                id=r.id,
+                at=r.at,
+                actor_operator_id=r.actor_operator_id,
+                actor_role=r.actor_role,
+                action=r.action,
+                object_type=r.object_type,
+                object_id=r.object_id,
+                facility_id=r.facility_id,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
+
+    @get("/alerts", summary="Alerts for admins (e.g. location compromised)")
+    async def alerts(
+        self,
+        db: Database,
+        include_acknowledged: Annotated[bool, Parameter(query="includeAcknowledged")] = False,
+    ) -> list[AlertRead]:
+        async with db.read() as s:
+            q = select(Alert).order_by(Alert.id.desc())
+            if not include_acknowledged:
+                q = q.where(Alert.acknowledged_at.is_(None))
+            rows = (await s.scalars(q)).all()
+        return [
+            AlertRead(
+                id=a.id,
+                at=a.at,
+                kind=a.kind,
+                facility_id=a.facility_id,
+                message=a.message,
+                acknowledged_at=a.acknowledged_at,
+            )
+            for a in rows
+        ]
+
+    @post("/alerts/{alert_id:int}/acknowledge", status_code=204, summary="Acknowledge an alert")
+    async def ack(self, alert_id: int, db: Database, actor: Actor, clock: Clock) -> None:
+        from capacity import audit
+
+        now = clock.now()
+        async with db.write() as s:
+            res = await s.execute(
+                update(Alert)
+                .where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
+                .values(acknowledged_at=now, acknowledged_by=actor.operator_id)
+            )
+            if res.rowcount == 0:
+                raise NotFound("No such unacknowledged alert.")
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="alert.acknowledge",
+                object_type="alert",
+                object_id=alert_id,
+            )

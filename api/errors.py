@@ -1,0 +1,207 @@
+"""One mapping from errors to RFC 9457 problem details (CONVENTIONS §2.5).
+
+``type`` is a stable URN built from the error's code; ``detail`` is a sentence for people and
+never carries an address or a stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from api.logging import log
+from capacity.errors import AbriError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(msgspec.Struct, omit_defaults=True):
+    field: str | None = None
+    message: str = ""
+    row: int | None = None
+
+
+class Problem(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """An RFC 9457 problem. ``code`` is the stable machine-readable reason."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
+    request_id: str | None = None
+    current: dict[str, Any] | None = None
+    retry_after: int | None = None
+
+
+GENERIC = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("forbidden", "Not allowed for your role"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("too-large", "Request too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("rate-limited", "Too many requests"),
+}
+
+
+def _rid(request: Request[Any, Any, Any]) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    field: str | None = None,
+    errors: list[FieldError] | None = None,
+    current: dict[str, Any] | None = None,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    body = Problem(
+        type=f"urn:abri:problem:{code}",
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        field=field,
+        errors=errors,
+        request_id=_rid(request),
+        current=current,
+        retry_after=retry_after,
+    )
+    hdrs = dict(headers or {})
+    if retry_after is not None:
+        hdrs["Retry-After"] = str(retry_after)
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=hdrs)
+
+
+def handle_abri_error(request: Request[Any, Any, Any], exc: AbriError) -> Response[Problem]:
+    errors = exc.extra.get("errors")
+    field_errors = None
+    if errors:
+        field_errors = [
+            FieldError(field=e.field, message=e.message, row=getattr(e, "row", None))
+            if not isinstance(e, dict)
+            else FieldError(**e)
+            for e in errors
+        ]
+    headers = {}
+    if "version" in exc.extra:
+        headers["ETag"] = f'"{exc.extra["version"]}"'
+    if exc.status >= 500:
+        log.error("service_error", code=exc.code)
+    return problem_response(
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        field=exc.field,
+        errors=field_errors,
+        current=exc.extra.get("current"),
+        retry_after=exc.extra.get("retry_after"),
+        headers=headers,
+    )
+
+
+def handle_validation(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    errors: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict):
+            errors.append(FieldError(field=item.get("key"), message=str(item.get("message", ""))))
+    first = errors[0] if errors else None
+    detail = (
+        f"{first.field}: {first.message}"
+        if first and first.field
+        else (first.message if first else exc.detail or "The request is not valid.")
+    )
+    if "Content-Type" in (exc.detail or "") or "media type" in (exc.detail or "").lower():
+        return problem_response(
+            request,
+            status=415,
+            code="unsupported-media-type",
+            title="Unsupported media type",
+            detail=exc.detail,
+        )
+    return problem_response(
+        request,
+        status=422,
+        code="invalid-input",
+        title="Invalid input",
+        detail=_clean(detail),
+        field=first.field if first else None,
+        errors=errors or None,
+    )
+
+
+def _clean(text: str) -> str:
+    return text.replace("Validation failed for POST", "Invalid request").strip()[:500]
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    code, title = GENERIC.get(status, (f"http-{status}", "Request failed"))
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotAuthorizedException):
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="abri"')
+        detail = (
+            exc.detail
+            if exc.detail and exc.detail != "Unauthorized"
+            else ("Send a valid bearer token in the Authorization header.")
+        )
+    elif isinstance(exc, PermissionDeniedException):
+        detail = (
+            exc.detail
+            if exc.detail and exc.detail != "Forbidden"
+            else ("Your role may not use this route.")
+        )
+    elif status >= 500:
+        return handle_internal(request, exc)
+    else:
+        detail = exc.detail or title
+    return problem_response(
+        request, status=status, code=code, title=title, detail=detail, headers=headers
+    )
+
+
+def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    # Log the type and the trace for operators; the client gets no internals.
+    log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
+    return problem_response(
+        request,
+        status=HTTP_500_INTERNAL_SERVER_ERROR,
+        code="internal",
+        title="Internal error",
+        detail="Something went wrong on our side. It has been logged with this request id.",
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    AbriError: handle_abri_error,
+    ValidationException: handle_validation,
+    HTTPException: handle_http,
+    Exception: handle_internal,
+}
+
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 412, 415, 422, 428, 429, 503)

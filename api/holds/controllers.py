@@ -1,0 +1,264 @@
+"""Holds: requesters (helpline, police) reserve and release; staff see incoming holds live and
+mark them arrived, no-show, declined or departed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi.spec import Example
+from litestar.params import Body, HeaderParameter, Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from sqlalchemy import select
+
+from api.auth import requires_requester, requires_staff_or_admin
+from api.holds.schemas import (
+    HOLD_EXAMPLE,
+    HoldCreate,
+    HoldDecline,
+    HoldExtend,
+    HoldRead,
+    StaffHoldRead,
+    hold_read,
+    staff_hold_read,
+)
+from capacity.audit import Actor
+from capacity.clock import Clock
+from capacity.db import Database
+from capacity.errors import InvalidInput
+from capacity.models import Event, Facility
+from placement import holds_service
+
+IdemKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="A key you choose per hold request (e.g. a UUID). Retrying with the same "
+        "key returns the same hold instead of a second one.",
+    ),
+]
+StateFilter = Literal["held", "arrived", "released", "declined", "expired", "no_show", "departed"]
+
+
+class HoldController(Controller):
+    path = "/holds"
+    tags = ["holds"]
+    guards = [requires_requester]
+
+    @post("/", summary="Reserve a place for a household (idempotent)", status_code=201)
+    async def create(
+        self,
+        data: Annotated[
+            HoldCreate,
+            Body(
+                examples=[
+                    Example(summary="A mother and two children, held 90 min", value=HOLD_EXAMPLE)
+                ]
+            ),
+        ],
+        idempotency_key: IdemKey,
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+    ) -> Response[HoldRead]:
+        now = clock.now()
+        result = await holds_service.reserve(
+            db,
+            pool_ref=data.pool_ref,
+            household=data.household,
+            need=data.need,
+            minutes=data.minutes,
+            callback=data.callback,
+            idempotency_key=idempotency_key,
+            actor=actor,
+            now=now,
+        )
+        return Response(
+            hold_read(result.view, now),
+            status_code=201 if result.created else 200,
+            headers={"Location": f"/holds/{result.view.ref}"},
+        )
+
+    @get("/", summary="My operator's holds")
+    async def list(
+        self,
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        states: Annotated[
+            list[StateFilter] | None, Parameter(query="state", required=False)
+        ] = None,
+    ) -> list[HoldRead]:
+        now = clock.now()
+        return [
+            hold_read(v, now)
+            for v in await holds_service.list_holds(
+                db, actor=actor, side="requester", states=states
+            )
+        ]
+
+    @get("/{ref:str}", summary="One of my operator's holds")
+    async def get(self, ref: str, db: Database, actor: Actor, clock: Clock) -> HoldRead:
+        return hold_read(
+            await holds_service.get(db, ref, actor=actor, side="requester"), clock.now()
+        )
+
+    @post("/{ref:str}/release", status_code=200, summary="Give the place back")
+    async def release(self, ref: str, db: Database, actor: Actor, clock: Clock) -> HoldRead:
+        now = clock.now()
+        return hold_read(
+            await holds_service.transition(db, ref, "released", actor=actor, now=now), now
+        )
+
+    @post(
+        "/{ref:str}/extend",
+        status_code=200,
+        summary="Extend the deadline (at most twice, within the maximum)",
+    )
+    async def extend(
+        self,
+        ref: str,
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        data: Annotated[HoldExtend | None, Body()] = None,
+    ) -> HoldRead:
+        now = clock.now()
+        return hold_read(
+            await holds_service.extend(
+                db, ref, minutes=data.minutes if data else None, actor=actor, now=now
+            ),
+            now,
+        )
+
+
+class StaffHoldController(Controller):
+    path = "/staff/holds"
+    tags = ["staff"]
+    guards = [requires_staff_or_admin]
+
+    @get("/", summary="Holds on my facilities (incoming first)")
+    async def list(
+        self,
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        states: Annotated[
+            list[StateFilter] | None, Parameter(query="state", required=False)
+        ] = None,
+        facility_id: Annotated[int | None, Parameter(query="facilityId", ge=1)] = None,
+    ) -> list[StaffHoldRead]:
+        now = clock.now()
+        return [
+            staff_hold_read(v, now)
+            for v in await holds_service.list_holds(
+                db, actor=actor, side="staff", states=states, facility_id=facility_id
+            )
+        ]
+
+    @get("/stream", summary="Live stream (server-sent events) of holds on my facilities")
+    async def stream(
+        self,
+        request: Request,
+        db: Database,
+        actor: Actor,
+        clock: Clock,  # type: ignore[type-arg]
+        seconds: Annotated[
+            int,
+            Parameter(
+                ge=1, le=3600, description="Close after this long; reconnect with Last-Event-ID"
+            ),
+        ] = 900,
+        last_event_id: Annotated[
+            str | None, HeaderParameter(name="Last-Event-ID", required=False)
+        ] = None,
+    ) -> ServerSentEvent:
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+        return ServerSentEvent(_events(db, actor, clock, start, seconds))
+
+    @get("/{ref:str}", summary="One hold on my facilities")
+    async def get(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+        return staff_hold_read(
+            await holds_service.get(db, ref, actor=actor, side="staff"), clock.now()
+        )
+
+    @post("/{ref:str}/arrived", status_code=200, summary="The household arrived")
+    async def arrived(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+        return await _staff(db, ref, "arrived", actor, clock)
+
+    @post("/{ref:str}/no-show", status_code=200, summary="The household did not come")
+    async def no_show(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+        return await _staff(db, ref, "no_show", actor, clock)
+
+    @post("/{ref:str}/decline", status_code=200, summary="Decline the hold, with a reason")
+    async def decline(
+        self,
+        ref: str,
+        data: Annotated[HoldDecline, Body()],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+    ) -> StaffHoldRead:
+        if not data.reason.strip():
+            raise InvalidInput("Give a reason for declining.", field="reason")
+        return await _staff(db, ref, "declined", actor, clock, reason=data.reason)
+
+    @post("/{ref:str}/departed", status_code=200, summary="A placed household has left")
+    async def departed(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+        return await _staff(db, ref, "departed", actor, clock)
+
+
+async def _staff(
+    db: Database, ref: str, target: str, actor: Actor, clock: Clock, reason: str | None = None
+) -> StaffHoldRead:
+    now = clock.now()
+    view = await holds_service.transition(db, ref, target, actor=actor, now=now, reason=reason)
+    return staff_hold_read(view, now)
+
+
+async def _events(
+    db: Database, actor: Actor, clock: Clock, after: int | None, seconds: int
+) -> AsyncGenerator[ServerSentEventMessage, None]:
+    """Poll the events table (works across API processes) and send what concerns my facilities.
+
+    Each message carries the hold as the staff view, re-read at send time; ids let a client
+    resume with Last-Event-ID.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    async with db.read() as s:
+        if after is None:
+            after = int(await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0)
+        mine = (
+            None
+            if actor.is_admin
+            else select(Facility.id).where(Facility.operator_id == actor.operator_id)
+        )
+    yield ServerSentEventMessage(comment="abri hold stream", retry=3000)
+    while loop.time() < end:
+        async with db.read() as s:
+            q = (
+                select(Event.id, Event.kind, Event.payload)
+                .where(Event.id > after, Event.kind.like("hold.%"))
+                .order_by(Event.id)
+                .limit(100)
+            )
+            if mine is not None:
+                q = q.where(Event.facility_id.in_(mine))
+            rows = (await s.execute(q)).all()
+        for ev_id, kind, payload in rows:
+            after = ev_id
+            try:
+                view = await holds_service.get(db, payload["ref"], actor=actor, side="staff")
+            except Exception:  # e.g. the hold's facility changed operator: skip it
+                continue
+            body = msgspec.json.encode(staff_hold_read(view, clock.now())).decode()
+            yield ServerSentEventMessage(data=body, event=kind, id=str(ev_id))
+        if not rows:
+            await asyncio.sleep(0.5)

@@ -1,0 +1,148 @@
+"""Hold request and response types. Requester and staff views are separate types; neither has
+an address field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from api.schemas import AreaRef, Out, area_ref
+from placement.holds import minutes_left
+from placement.holds_service import HoldView
+from placement.household import Household
+from placement.policy import NeedCategory
+
+Minutes = Annotated[int, msgspec.Meta(ge=15, le=16 * 60)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+HOLD_EXAMPLE = {
+    "poolRef": "pool_3f9a1c2b7d4e",
+    "need": "ipv",
+    "household": {
+        "adults": [{"gender": "female", "ageBand": "25-64"}],
+        "children": [{"age": 4, "gender": "female"}, {"age": 13, "gender": "male"}],
+        "residenceStatus": "undocumented",
+        "income": "no",
+        "languages": ["fr"],
+    },
+    "minutes": 90,
+    "callback": "Zone Bruxelles-Ixelles dispatch, +32 2 555 00 00, ask for INP Dupont",
+}
+
+
+class HoldCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """Reserve a place found by a search (its option reference is the pool reference)."""
+
+    pool_ref: Annotated[
+        str, msgspec.Meta(min_length=3, max_length=40, examples=["pool_3f9a1c2b7d4e"])
+    ]
+    household: Household
+    need: NeedCategory
+    minutes: Minutes | None = None
+    callback: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class HoldExtend(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    minutes: Minutes | None = None
+
+
+class HoldDecline(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    reason: Reason
+
+
+class PlaceRead(Out, kw_only=True):
+    ref: str
+    alias: str
+    kind: str
+    area: AreaRef
+    pool_label: str
+    unit_kind: str
+
+
+class HoldRead(Out, kw_only=True):
+    """What the requester gets: the code, the deadline, who to call — never the address."""
+
+    ref: str
+    state: str
+    units: int
+    need: str
+    created_at: datetime
+    deadline: datetime
+    minutes_left: int
+    extensions: int
+    place: PlaceRead
+    intake_phone: str
+    handover_protocol: str
+    callback: str | None
+    close_reason: str | None
+
+
+class StaffHoldRead(Out, kw_only=True):
+    """What the facility's staff see of an incoming hold: composition, requester, callback."""
+
+    ref: str
+    state: str
+    units: int
+    need: str
+    household: dict[str, Any] | None
+    requester_operator: str
+    requester_kind: str
+    callback: str | None
+    created_at: datetime
+    deadline: datetime
+    minutes_left: int
+    facility_id: int
+    facility_alias: str
+    pool_id: int
+    pool_label: str
+    close_reason: str | None
+
+
+def hold_read(v: HoldView, now: datetime) -> HoldRead:
+    nis, _level = v.coarse_area
+    return HoldRead(
+        ref=v.ref,
+        state=v.effective_state(now),
+        units=v.units,
+        need=v.need,
+        created_at=v.created_at,
+        deadline=v.deadline,
+        minutes_left=minutes_left(v.deadline, now) if v.effective_state(now) == "held" else 0,
+        extensions=v.extensions,
+        place=PlaceRead(
+            ref=v.facility_ref,
+            alias=v.facility_alias,
+            kind=v.facility_kind,
+            area=area_ref(nis),
+            pool_label=v.pool_label,
+            unit_kind=v.unit_kind,
+        ),
+        intake_phone=v.intake_phone,
+        handover_protocol=v.handover_protocol,
+        callback=v.callback,
+        close_reason=v.close_reason,
+    )
+
+
+def staff_hold_read(v: HoldView, now: datetime) -> StaffHoldRead:
+    state = v.effective_state(now)
+    return StaffHoldRead(
+        ref=v.ref,
+        state=state,
+        units=v.units,
+        need=v.need,
+        household=v.household,
+        requester_operator=v.requester_operator,
+        requester_kind=v.requester_kind,
+        callback=v.callback,
+        created_at=v.created_at,
+        deadline=v.deadline,
+        minutes_left=minutes_left(v.deadline, now) if state == "held" else 0,
+        facility_id=v.facility_id,
+        facility_alias=v.facility_alias,
+        pool_id=v.pool_id,
+        pool_label=v.pool_label,
+        close_reason=v.close_reason,
+    )

@@ -1,0 +1,152 @@
+"""Structured logs with a request id. JSON with ``ABRI_LOG_FORMAT=json``, readable otherwise.
+
+Never log a household's details or an address: handlers log ids and outcomes only, and a last
+processor redacts any key that looks like one, as a safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+REDACT_KEYS = frozenset(
+    {
+        "address",
+        "street",
+        "postal_code",
+        "postalcode",
+        "city",
+        "household",
+        "adults",
+        "children",
+        "callback",
+        "callback_contact",
+        "token",
+        "authorization",
+        "password",
+        "secret",
+        "cookie",
+    }
+)
+_REQ_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in list(event):
+        if key.lower() in REDACT_KEYS:
+            event[key] = "[redacted]"
+    return event
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (test runners swap and close it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
+    """structlog for our own lines; the standard library's loggers (SQLAlchemy, uvicorn,
+    APScheduler) rendered the same way. httpx logs full URLs, which for feeds may carry
+    credentials, so it only logs warnings."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            # plain traces: rich tracebacks would print local variables (household data)
+            exception_formatter=structlog.dev.plain_traceback,
+        )
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info if fmt == "json" else (lambda _l, _n, e: e),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level, logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _redact,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.getLevelNamesMapping().get(level, logging.INFO))
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+log = structlog.get_logger("abri")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or accept a well-formed ``X-Request-ID``), bind it to the log
+    context, echo it in the response, and log one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if _REQ_ID.match(incoming or "") else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def _send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = list(message.get("headers") or [])
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            route = scope.get("path_template") or scope.get("path", "")
+            log.info(
+                "request",
+                method=scope.get("method"),
+                route=route,
+                status=status["code"],
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            )
+            structlog.contextvars.clear_contextvars()

@@ -1,0 +1,112 @@
+"""Search: a household and constraints in, ranked and explained options out — never an address."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, post
+from litestar.datastructures import State
+from litestar.openapi.spec import Example
+from litestar.params import Body
+
+from api.auth import requires_requester
+from api.schemas import Out
+from capacity.audit import Actor
+from capacity.clock import Clock
+from capacity.db import Database
+from placement import search_service
+from placement.holds_service import requester_kind_of
+from placement.household import SearchRequest
+from placement.matcher import Alternative, Option
+from placement.rules import EXCLUSION_TEXT
+
+SEARCH_EXAMPLE = {
+    "household": {
+        "adults": [{"gender": "female", "ageBand": "25-64"}],
+        "children": [{"age": 4, "gender": "female"}, {"age": 13, "gender": "male"}],
+        "residenceStatus": "undocumented",
+        "income": "no",
+        "languages": ["fr"],
+    },
+    "need": "ipv",
+    "nights": 7,
+    "preferredMunicipalityNis": "21004",
+    "avoid": {"municipalities": ["21015"]},
+    "limit": 10,
+}
+
+
+class Exclusion(Out, kw_only=True):
+    code: str
+    count: int
+    text: str
+
+
+class SearchResponse(Out, kw_only=True):
+    """Options best first, each with reasons, warnings and score parts; why others were
+    excluded; what relaxing one constraint would give. No address field exists here."""
+
+    search_id: str
+    options: list[Option]
+    excluded: dict[str, int]
+    exclusions: list[Exclusion]
+    alternatives: list[Alternative]
+    considered: int
+    matched: int
+    unmet_recorded: bool
+
+
+class PlacementController(Controller):
+    path = "/placements"
+    tags = ["placement"]
+    guards = [requires_requester]
+
+    @post("/search", status_code=200, summary="Find places that will take this household tonight")
+    async def search(
+        self,
+        data: Annotated[
+            SearchRequest,
+            Body(
+                examples=[
+                    Example(
+                        summary=(
+                            "A mother, undocumented, with a girl of 4 and a boy of 13; "
+                            "avoid Schaerbeek"
+                        ),
+                        value=SEARCH_EXAMPLE,
+                    )
+                ]
+            ),
+        ],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        state: State,
+    ) -> SearchResponse:
+        found = await search_service.search(
+            db,
+            state.search_cache,
+            data,
+            requester_kind=requester_kind_of(actor),
+            operator_id=actor.operator_id,
+            now=clock.now(),
+        )
+        r = found.result
+        exclusions = [
+            Exclusion(code=c, count=n, text=f"{n} place(s) {EXCLUSION_TEXT.get(c, c)}")
+            for c, n in sorted(r.excluded.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        return SearchResponse(
+            search_id=found.search_id,
+            options=r.options,
+            excluded=r.excluded,
+            exclusions=exclusions,
+            alternatives=r.alternatives,
+            considered=r.considered,
+            matched=r.matched,
+            unmet_recorded=found.unmet_recorded,
+        )
+
+
+__all__ = ["PlacementController", "msgspec"]

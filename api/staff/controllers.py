@@ -1,0 +1,182 @@
+"""Shelter staff: own facilities and pools, live counts with If-Match, 'still accurate'."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post, put
+from litestar.params import HeaderParameter, JSONBody, Parameter
+
+from api.auth import requires_staff_or_admin, staff_scope
+from api.schemas import PoolRead, pool_read
+from api.staff.schemas import (
+    AvailabilityReportRead,
+    StaffFacilityRead,
+    report_read,
+    staff_facility,
+)
+from capacity import availability, registry
+from capacity.audit import Actor
+from capacity.clock import Clock
+from capacity.commands import AvailabilityUpdate, StatusChange
+from capacity.crypto import AddressCipher
+from capacity.db import Database
+from capacity.errors import InvalidInput, PreconditionRequired
+from capacity.settings import Settings
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(name="If-Match", description='The pool version you saw, e.g. "3" (its ETag).'),
+]
+
+
+def parse_if_match(raw: str | None, *, required: bool) -> int | None:
+    if raw is None or raw.strip() == "":
+        if required:
+            raise PreconditionRequired(
+                "Send If-Match with the pool version you saw (the ETag of GET), so that two "
+                "people updating at once never silently overwrite each other.",
+                field="If-Match",
+            )
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 12:
+        raise InvalidInput('If-Match must be a pool version such as "3".', field="If-Match")
+    return int(value)
+
+
+async def _pool_response(
+    db: Database, pool_id: int, actor: Actor, settings: Settings, now_clock: Clock
+) -> Response[PoolRead]:
+    pool = await availability.get_pool(db, pool_id, operator_scope=staff_scope(actor))
+    view = await registry.get_facility(db, pool.facility_id)
+    body = pool_read(pool, view.facility, settings, now_clock.now())
+    return Response(body, headers={"ETag": f'"{pool.version}"'})
+
+
+class StaffController(Controller):
+    path = "/staff"
+    tags = ["staff"]
+    guards = [requires_staff_or_admin]
+
+    @get("/facilities", summary="My facilities and pools (with their addresses)")
+    async def list_facilities(
+        self, db: Database, actor: Actor, clock: Clock, settings: Settings, cipher: AddressCipher
+    ) -> list[StaffFacilityRead]:
+        now = clock.now()
+        views = await registry.list_facilities(db, operator_id=staff_scope(actor))
+        addresses = await registry.read_addresses(
+            db, [v.facility.id for v in views], actor=actor, now=now, cipher=cipher
+        )
+        return [staff_facility(v, addresses.get(v.facility.id), settings, now) for v in views]
+
+    @get("/facilities/{facility_id:int}", summary="One of my facilities")
+    async def get_facility(
+        self,
+        facility_id: int,
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+        cipher: AddressCipher,
+    ) -> StaffFacilityRead:
+        now = clock.now()
+        view = await registry.get_facility(db, facility_id, operator_scope=staff_scope(actor))
+        address = await registry.read_address(
+            db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
+        )
+        return staff_facility(view, address, settings, now)
+
+    @put(
+        "/facilities/{facility_id:int}/status",
+        summary="Set operational status (open, closed to admissions, reduced, suspended, "
+        "location compromised)",
+    )
+    async def set_status(
+        self,
+        facility_id: int,
+        data: JSONBody[StatusChange],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+        cipher: AddressCipher,
+    ) -> StaffFacilityRead:
+        now = clock.now()
+        view = await registry.set_status(
+            db, facility_id, data, actor=actor, now=now, operator_scope=staff_scope(actor)
+        )
+        address = await registry.read_address(
+            db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
+        )
+        return staff_facility(view, address, settings, now)
+
+    @get("/pools/{pool_id:int}", summary="One pool, with its version as ETag")
+    async def get_pool(
+        self, pool_id: int, db: Database, actor: Actor, clock: Clock, settings: Settings
+    ) -> Response[PoolRead]:
+        return await _pool_response(db, pool_id, actor, settings, clock)
+
+    @put(
+        "/pools/{pool_id:int}/availability",
+        summary="Report counts (If-Match required; 412 with the current figures if stale)",
+    )
+    async def put_availability(
+        self,
+        pool_id: int,
+        data: JSONBody[AvailabilityUpdate],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+        if_match: IfMatch = None,
+    ) -> Response[PoolRead]:
+        version = parse_if_match(if_match, required=True)
+        assert version is not None
+        await availability.update_availability(
+            db,
+            pool_id,
+            data,
+            if_match=version,
+            actor=actor,
+            now=clock.now(),
+            operator_scope=staff_scope(actor),
+        )
+        return await _pool_response(db, pool_id, actor, settings, clock)
+
+    @post(
+        "/pools/{pool_id:int}/confirm",
+        status_code=200,
+        summary="Still accurate: refresh the data age without changing counts",
+    )
+    async def confirm(
+        self,
+        pool_id: int,
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        settings: Settings,
+        if_match: IfMatch = None,
+    ) -> Response[PoolRead]:
+        await availability.confirm_still_accurate(
+            db,
+            pool_id,
+            if_match=parse_if_match(if_match, required=False),
+            actor=actor,
+            now=clock.now(),
+            operator_scope=staff_scope(actor),
+        )
+        return await _pool_response(db, pool_id, actor, settings, clock)
+
+    @get("/pools/{pool_id:int}/history", summary="History of reports for a pool")
+    async def history(
+        self,
+        pool_id: int,
+        db: Database,
+        actor: Actor,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> list[AvailabilityReportRead]:
+        rows = await availability.history(
+            db, pool_id, operator_scope=staff_scope(actor), limit=limit
+        )
+        return [report_read(r) for r in rows]

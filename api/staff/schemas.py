@@ -1,0 +1,93 @@
+"""What shelter staff (own operator) and admins see. The only response types with an address."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from api.schemas import Location, Out, PoolRead, location, pool_read
+from capacity.crypto import Address
+from capacity.models import AvailabilityReport
+from capacity.registry import FacilityView
+from capacity.settings import Settings
+from placement.policy import AccessPolicy, policy_from_json
+
+
+class FacilityDetail(Out, kw_only=True):
+    id: int
+    ref: str
+    alias: str
+    kind: str
+    operator: str
+    location: Location
+    policy: AccessPolicy
+    intake_phone: str
+    handover_protocol: str
+    secret_address: bool
+    status: str
+    status_reason: str | None
+    status_until: datetime | None
+    valid_from: datetime | None
+    planned_end: datetime | None
+    pools: list[PoolRead]
+
+
+class StaffFacilityRead(FacilityDetail, kw_only=True):
+    """A facility as its own staff see it: with its confidential address (each read audited)."""
+
+    address: Address | None
+
+
+class AvailabilityReportRead(Out, kw_only=True):
+    at: datetime
+    kind: str
+    source: str
+    units_total: int
+    units_occupied: int
+    units_held: int
+    units_blocked: int
+    version: int
+
+
+def facility_fields(view: FacilityView, settings: Settings, now: datetime) -> dict[str, object]:
+    f = view.facility
+    return {
+        "id": f.id,
+        "ref": f.ref,
+        "alias": f.alias,
+        "kind": f.kind,
+        "operator": view.operator.name,
+        "location": location(f.municipality_nis),
+        "policy": policy_from_json(f.policy),
+        "intake_phone": f.intake_phone,
+        "handover_protocol": f.handover_protocol,
+        "secret_address": f.secret_address,
+        "status": f.status,
+        "status_reason": f.status_reason,
+        "status_until": f.status_until,
+        "valid_from": f.valid_from,
+        "planned_end": f.planned_end,
+        "pools": [pool_read(p, f, settings, now) for p in view.pools],
+    }
+
+
+def facility_detail(view: FacilityView, settings: Settings, now: datetime) -> FacilityDetail:
+    return FacilityDetail(**facility_fields(view, settings, now))  # type: ignore[arg-type]
+
+
+def staff_facility(
+    view: FacilityView, address: Address | None, settings: Settings, now: datetime
+) -> StaffFacilityRead:
+    return StaffFacilityRead(address=address, **facility_fields(view, settings, now))  # type: ignore[arg-type]
+
+
+def report_read(r: AvailabilityReport) -> AvailabilityReportRead:
+    return AvailabilityReportRead(
+        at=r.at,
+        kind=r.kind,
+        source=r.source,
+        units_total=r.units_total,
+        units_occupied=r.units_occupied,
+        units_held=r.units_held,
+        units_blocked=r.units_blocked,
+        version=r.version,
+    )

@@ -1,0 +1,1 @@
+"""Capacity: facilities, pools, availability, areas, the database and its migrations."""

@@ -1,0 +1,211 @@
+"""Belgian areas: region > province > arrondissement > municipality (NIS codes, 2025).
+
+Loaded once from the CSV shipped in ``capacity/data`` (see its SOURCES.md). Brussels-Capital
+has no province; for every "province" question it answers with the region (04000), as the
+shipped province map does.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from capacity.errors import UnknownArea
+
+BRUSSELS_REGION = "04000"
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    nis: str
+    level: str  # region | province | arrondissement | municipality
+    name_nl: str
+    name_fr: str
+    name_de: str
+
+    def name(self, lang: str = "fr") -> str:
+        return {"nl": self.name_nl, "de": self.name_de}.get(lang, self.name_fr)
+
+
+@dataclass(frozen=True, slots=True)
+class Municipality:
+    nis: str
+    name_nl: str
+    name_fr: str
+    name_de: str
+    language_regime: str
+    arrondissement_nis: str
+    province_nis: str  # the region's code for Brussels
+    region_nis: str
+    postal_codes: tuple[str, ...]
+    lat: float
+    lon: float
+
+    def name(self, lang: str = "fr") -> str:
+        return {"nl": self.name_nl, "de": self.name_de}.get(lang, self.name_fr)
+
+
+@dataclass(frozen=True)
+class AreaIndex:
+    municipalities: dict[str, Municipality]
+    areas: dict[str, Area]  # regions, provinces (and 04000), arrondissements
+    merged_from: dict[str, str]  # pre-2025 NIS code -> 2025 code
+    _by_name: dict[str, list[str]]
+
+    def municipality(self, nis: str) -> Municipality:
+        code = self.merged_from.get(nis, nis)
+        try:
+            return self.municipalities[code]
+        except KeyError:
+            raise UnknownArea(
+                f"{nis!r} is not a Belgian municipality NIS code (2025 list).",
+                field="municipalityNis",
+            ) from None
+
+    def area(self, nis: str) -> Area:
+        try:
+            return self.areas[nis]
+        except KeyError:
+            raise UnknownArea(f"{nis!r} is not a known Belgian area code.", field="nis") from None
+
+    def canonical_municipality(self, nis: str) -> str:
+        return self.municipality(nis).nis
+
+    def find(self, query: str, limit: int = 20) -> list[Municipality]:
+        """Municipalities whose FR, NL or DE name (or postal code) matches ``query``.
+
+        Exact names first, then prefixes, then substrings; accents and case are ignored.
+        """
+        q = fold(query)
+        if not q:
+            return []
+        if q.isdigit() and len(q) == 4:
+            return [m for m in self.municipalities.values() if q in m.postal_codes][:limit]
+        exact, prefix, inner = [], [], []
+        for key, codes in self._by_name.items():
+            bucket = (
+                exact if key == q else prefix if key.startswith(q) else inner if q in key else None
+            )
+            if bucket is not None:
+                bucket.extend(codes)
+        seen: dict[str, None] = {}
+        for code in exact + sorted(prefix) + sorted(inner):
+            seen.setdefault(code, None)
+        return [self.municipalities[c] for c in list(seen)[:limit]]
+
+    def children_of(self, nis: str) -> list[str]:
+        """Municipality codes inside an area (or the municipality itself)."""
+        if nis in self.municipalities:
+            return [nis]
+        area = self.area(nis)
+        attr = {
+            "region": "region_nis",
+            "province": "province_nis",
+            "arrondissement": "arrondissement_nis",
+        }[area.level]
+        return [m.nis for m in self.municipalities.values() if getattr(m, attr) == nis]
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form of a name: 'Liège' -> 'liege', "d’Anvers" -> 'danvers'."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return "".join(c for c in kept if c.isalnum() or c == " ").strip()
+
+
+def distance_km(a: Municipality, b: Municipality) -> float:
+    """Great-circle distance between two municipality centroids."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a.lat, a.lon, b.lat, b.lon))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def _strip_prefix(name: str) -> str:
+    """'Province de Liège' -> 'Liège', "Arrondissement d’Anvers" -> 'Anvers'."""
+    for p in ("Arrondissement ", "Bezirk ", "Provincie ", "Province ", "Provinz "):
+        if name.startswith(p):
+            name = name[len(p) :]
+            break
+    for article in ("de ", "du ", "d’", "d'"):
+        if name.startswith(article):
+            return name[len(article) :]
+    return name
+
+
+@cache
+def areas() -> AreaIndex:
+    data = resources.files("capacity") / "data"
+    munis: dict[str, Municipality] = {}
+    area_map: dict[str, Area] = {}
+    by_name: dict[str, list[str]] = {}
+    with (data / "be_municipalities_2025.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            prov = row["province_nis"] or row["region_nis"]
+            m = Municipality(
+                nis=row["nis_code"],
+                name_nl=row["name_nl"],
+                name_fr=row["name_fr"],
+                name_de=row["name_de"],
+                language_regime=row["language_regime"],
+                arrondissement_nis=row["arrondissement_nis"],
+                province_nis=prov,
+                region_nis=row["region_nis"],
+                postal_codes=tuple(p for p in row["postal_codes"].split(";") if p),
+                lat=float(row["centroid_lat"]),
+                lon=float(row["centroid_lon"]),
+            )
+            munis[m.nis] = m
+            for n in {m.name_nl, m.name_fr, m.name_de}:
+                by_name.setdefault(fold(n), []).append(m.nis)
+            area_map.setdefault(
+                row["region_nis"],
+                Area(
+                    row["region_nis"],
+                    "region",
+                    row["region_nl"],
+                    row["region_fr"],
+                    row["region_de"],
+                ),
+            )
+            if row["province_nis"]:
+                area_map.setdefault(
+                    prov,
+                    Area(
+                        prov,
+                        "province",
+                        _strip_prefix(row["province_nl"]),
+                        _strip_prefix(row["province_fr"]),
+                        _strip_prefix(row["province_de"]),
+                    ),
+                )
+            area_map.setdefault(
+                row["arrondissement_nis"],
+                Area(
+                    row["arrondissement_nis"],
+                    "arrondissement",
+                    _strip_prefix(row["arrondissement_nl"]),
+                    _strip_prefix(row["arrondissement_fr"]),
+                    _strip_prefix(row["arrondissement_de"]),
+                ),
+            )
+    merged: dict[str, str] = {}
+    with (data / "be_municipality_mergers_2025.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["old_nis"] != row["new_nis"]:
+                merged[row["old_nis"]] = row["new_nis"]
+    return AreaIndex(munis, area_map, merged, by_name)
+
+
+def provinces_and_brussels() -> list[Area]:
+    """The 10 provinces plus the Brussels-Capital Region: the cells of a country map."""
+    idx = areas()
+    out = [a for a in idx.areas.values() if a.level == "province"]
+    out.append(idx.areas[BRUSSELS_REGION])
+    return sorted(out, key=lambda a: a.nis)

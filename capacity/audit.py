@@ -1,0 +1,56 @@
+"""The append-only audit log (DESIGN invariant 7). Written inside the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from capacity.models import AuditEntry
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who acts: from a token (API), or the system (CLI, scheduled jobs)."""
+
+    operator_id: int | None
+    role: str
+    token_id: int | None = None
+    operator_kind: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+SYSTEM = Actor(operator_id=None, role="system")
+CLI = Actor(operator_id=None, role="cli")
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    at: datetime,
+    action: str,
+    object_type: str,
+    object_id: object | None = None,
+    facility_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row. ``detail`` must never hold an address or household identity."""
+    await session.execute(
+        insert(AuditEntry).values(
+            at=at,
+            actor_operator_id=actor.operator_id,
+            actor_token_id=actor.token_id,
+            actor_role=actor.role,
+            action=action,
+            object_type=object_type,
+            object_id=None if object_id is None else str(object_id),
+            facility_id=facility_id,
+            detail=detail,
+        )
+    )

@@ -1,0 +1,120 @@
+"""Inputs to the capacity services (admin, staff, CLI, CSV import). camelCase on the wire.
+
+Response types live in ``api/<role>/schemas.py``, one set per audience, so that a type sent to
+a helpline, police or task-force caller has no address field at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from capacity.crypto import Address
+from placement.policy import AccessPolicy
+
+FacilityKind = Literal[
+    "refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other"
+]
+FacilityStatus = Literal[
+    "open", "closed_to_admissions", "reduced", "suspended", "location_compromised"
+]
+OperatorKind = Literal[
+    "shelter_operator", "cpas", "hotel_partner", "police", "helpline", "taskforce", "admin"
+]
+Role = Literal["admin", "staff", "helpline", "police", "taskforce"]
+UnitKind = Literal["bed", "room", "family_room"]
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+Alias = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"\S")]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"\S")]
+Nis = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5}$", examples=["21004"])]
+Phone = Annotated[str, msgspec.Meta(min_length=4, max_length=40, pattern=r"^\+?[0-9 ./()-]{4,40}$")]
+Count = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+Places = Annotated[int, msgspec.Meta(ge=1, le=50)]
+Version = Annotated[int, msgspec.Meta(ge=1)]
+Minutes = Annotated[int, msgspec.Meta(ge=5, le=60 * 24 * 30)]
+Text = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    pass
+
+
+class OperatorCreate(Struct, kw_only=True):
+    name: Name
+    kind: OperatorKind
+
+
+class TokenCreate(Struct, kw_only=True):
+    operator: Name
+    role: Role
+    label: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    expires_at: datetime | None = None
+
+
+class PoolCreate(Struct, kw_only=True):
+    label: Label
+    unit_kind: UnitKind = "bed"
+    places_per_unit: Places = 1
+    units_total: Count = 0
+    units_occupied: Count = 0
+    units_blocked: Count = 0
+    surge_24h: Count = msgspec.field(default=0, name="surge24h")
+    surge_72h: Count = msgspec.field(default=0, name="surge72h")
+
+
+class PoolUpdate(Struct, kw_only=True):
+    """Admin changes to a pool's description (counts go through availability updates)."""
+
+    label: Label | None = None
+    unit_kind: UnitKind | None = None
+    places_per_unit: Places | None = None
+    surge_24h: Count | None = msgspec.field(default=None, name="surge24h")
+    surge_72h: Count | None = msgspec.field(default=None, name="surge72h")
+
+
+class FacilityCreate(Struct, kw_only=True):
+    operator: Name
+    alias: Alias
+    municipality_nis: Nis
+    template: str | None = None
+    kind: FacilityKind | None = None
+    policy: AccessPolicy | None = None
+    intake_phone: Phone
+    handover_protocol: Text = ""
+    secret_address: bool | None = None  # the template decides; on by default
+    address: Address | None = None
+    valid_from: datetime | None = None
+    planned_end: datetime | None = None
+    stale_after_minutes: Minutes | None = None
+    pools: list[PoolCreate] = msgspec.field(default_factory=list)
+
+
+class FacilityUpdate(Struct, kw_only=True):
+    alias: Alias | None = None
+    municipality_nis: Nis | None = None
+    policy: AccessPolicy | None = None
+    intake_phone: Phone | None = None
+    handover_protocol: Text | None = None
+    secret_address: bool | None = None
+    valid_from: datetime | None = None
+    planned_end: datetime | None = None
+    stale_after_minutes: Minutes | None = None
+
+
+class StatusChange(Struct, kw_only=True):
+    status: FacilityStatus
+    reason: Text | None = None
+    until: datetime | None = None
+
+
+class AvailabilityUpdate(Struct, kw_only=True):
+    """What staff report: units in service and units occupied (held units are Abri's)."""
+
+    units_total: Count
+    units_occupied: Count
+    units_blocked: Count | None = None
+    surge_24h: Count | None = msgspec.field(default=None, name="surge24h")
+    surge_72h: Count | None = msgspec.field(default=None, name="surge72h")

@@ -1,0 +1,64 @@
+"""Encryption at rest for confidential facility addresses (Fernet: AES-128-CBC + HMAC-SHA256).
+
+Keys come from ``ABRI_ADDRESS_KEY`` (comma-separated Fernet keys, newest first, so keys can be
+rotated with MultiFernet). Without it, a key file is created beside the database on first use
+(mode 0600) so a fresh laptop works; production must set the variable and keep the key out of
+database backups, which is the point: a leaked dump or backup reveals no refuge address.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from capacity.errors import AbriError
+
+
+class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    street: str = msgspec.field(default="")
+    postal_code: str = ""
+    city: str = ""
+    notes: str = ""  # e.g. entrance, door code policy: still confidential
+
+
+class AddressKeyError(AbriError):
+    code = "address-key"
+    status = 500
+    title = "Address key unavailable"
+
+
+class AddressCipher:
+    def __init__(self, keys: list[bytes]) -> None:
+        if not keys:
+            raise AddressKeyError("No address encryption key configured.")
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
+
+    @classmethod
+    def from_settings(cls, key_env: str | None, key_file: str) -> AddressCipher:
+        if key_env:
+            return cls([k.strip().encode() for k in key_env.split(",") if k.strip()])
+        path = Path(key_file)
+        if not path.exists():
+            key = Fernet.generate_key()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+        return cls([path.read_bytes().strip()])
+
+    def encrypt(self, address: Address) -> str:
+        return self._fernet.encrypt(msgspec.json.encode(address)).decode()
+
+    def decrypt(self, ciphertext: str) -> Address:
+        try:
+            raw = self._fernet.decrypt(ciphertext.encode())
+        except InvalidToken as exc:
+            raise AddressKeyError(
+                "The address cannot be decrypted with the configured key."
+            ) from exc
+        return msgspec.json.decode(raw, type=Address)
+
+    def rotate(self, ciphertext: str) -> str:
+        return self._fernet.rotate(ciphertext.encode()).decode()

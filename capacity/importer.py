@@ -1,0 +1,251 @@
+"""Bulk onboarding from CSV: one bad row rejects the whole file, with row numbers.
+
+Columns (header row required; only ``operator``, ``alias``, ``municipality`` and
+``intake_phone`` are mandatory, plus ``template`` or ``kind``):
+
+=======================  ==================================================================
+operator                 operator name (must exist)
+alias                    the facility's public alias, e.g. "Refuge LG-3"
+municipality             NIS code (2025, or a pre-2025 code mapped forward) or an unambiguous
+                         FR/NL/DE municipality name
+template                 ipv_refuge | requisitioned_crisis_hotel | cpas_emergency_flat |
+                         night_shelter | caw_safe_house
+kind                     refuge | crisis_hotel | cpas_place | night_shelter | safe_house | other
+intake_phone             24/7 intake number given to requesters
+handover_protocol        text (the template's protocol when empty)
+secret_address           yes/no (template default; on unless public night shelter)
+street, postal_code,     the confidential address (encrypted at rest)
+city
+valid_from, planned_end  ISO dates (temporary schemes)
+pools                    ``label:unit_kind:places_per_unit:units_total`` separated by ``;``
+                         e.g. ``Family rooms:family_room:4:6;Beds:bed:1:10``
+policy columns           any AccessPolicy field in snake_case overrides the template:
+                         low_threshold, accepts_undocumented, requires_income, cost, genders,
+                         accepts_children, max_children, max_boy_age, min_adult_age,
+                         accepts_adolescents_alone, specialisations, wheelchair_accessible,
+                         accepts_pets, languages, interpreters_available, max_stay_nights,
+                         referral_required_from, health_conditions, beds_for_households
+                         (lists separated by ``;``, booleans yes/no)
+=======================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime
+from typing import Any
+
+import msgspec
+
+from capacity.areas import areas
+from capacity.audit import Actor
+from capacity.commands import FacilityCreate
+from capacity.crypto import AddressCipher
+from capacity.db import Database
+from capacity.errors import AbriError, ImportRejected
+from capacity.registry import add_facilities
+from capacity.templates import TEMPLATES
+from placement.policy import AccessPolicy, policy_to_json
+
+BASE = {
+    "operator",
+    "alias",
+    "municipality",
+    "template",
+    "kind",
+    "intake_phone",
+    "handover_protocol",
+    "secret_address",
+    "street",
+    "postal_code",
+    "city",
+    "valid_from",
+    "planned_end",
+    "pools",
+    "stale_after_minutes",
+}
+POLICY_FIELDS = set(AccessPolicy.__struct_fields__) - {"admission_hours"}
+LIST_FIELDS = {
+    "genders",
+    "specialisations",
+    "languages",
+    "referral_required_from",
+    "health_conditions",
+}
+BOOL_FIELDS = {
+    "low_threshold",
+    "accepts_undocumented",
+    "requires_income",
+    "accepts_children",
+    "accepts_adolescents_alone",
+    "wheelchair_accessible",
+    "accepts_pets",
+    "interpreters_available",
+    "beds_for_households",
+}
+INT_FIELDS = {
+    "max_children",
+    "child_min_age",
+    "child_max_age",
+    "max_boy_age",
+    "min_adult_age",
+    "max_stay_nights",
+}
+MAX_ROWS = 5000
+
+
+class RowError(msgspec.Struct):
+    row: int
+    field: str | None
+    message: str
+
+
+def _bool(v: str) -> bool:
+    low = v.strip().lower()
+    if low in ("yes", "y", "true", "1", "oui", "ja"):
+        return True
+    if low in ("no", "n", "false", "0", "non", "nee", "nein"):
+        return False
+    raise ValueError(f"expected yes or no, got {v!r}")
+
+
+def _date(v: str) -> datetime:
+    d = date.fromisoformat(v.strip())
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _municipality(v: str) -> str:
+    v = v.strip()
+    if v.isdigit():
+        return areas().canonical_municipality(v)
+    found = areas().find(v, limit=5)
+    exact = [
+        m
+        for m in found
+        if v.casefold() in {m.name_fr.casefold(), m.name_nl.casefold(), m.name_de.casefold()}
+    ]
+    if len(exact) == 1:
+        return exact[0].nis
+    raise ValueError(f"{v!r} is not a known municipality name or NIS code")
+
+
+def _to_camel(k: str) -> str:
+    head, *rest = k.split("_")
+    return head + "".join(x.capitalize() for x in rest)
+
+
+def parse_row(row: dict[str, str]) -> FacilityCreate:
+    data: dict[str, Any] = {}
+    policy_over: dict[str, Any] = {}
+    for key, raw in row.items():
+        if key is None:
+            raise ValueError("the row has more cells than the header")
+        v = (raw or "").strip()
+        if v == "":
+            continue
+        if key in ("operator", "alias", "template", "kind", "intake_phone", "handover_protocol"):
+            data[_to_camel(key)] = v
+        elif key == "municipality":
+            data["municipalityNis"] = _municipality(v)
+        elif key == "secret_address":
+            data["secretAddress"] = _bool(v)
+        elif key in ("valid_from", "planned_end"):
+            data[_to_camel(key)] = _date(v).isoformat()
+        elif key == "stale_after_minutes":
+            data["staleAfterMinutes"] = int(v)
+        elif key in ("street", "postal_code", "city"):
+            data.setdefault("address", {})[_to_camel(key)] = v
+        elif key == "pools":
+            pools = []
+            for part in v.split(";"):
+                bits = part.split(":")
+                if len(bits) != 4:
+                    raise ValueError(f"pool {part!r} must be label:unit_kind:places:total")
+                pools.append(
+                    {
+                        "label": bits[0].strip(),
+                        "unitKind": bits[1].strip(),
+                        "placesPerUnit": int(bits[2]),
+                        "unitsTotal": int(bits[3]),
+                    }
+                )
+            data["pools"] = pools
+        elif key in LIST_FIELDS:
+            policy_over[key] = [x.strip() for x in v.split(";") if x.strip()]
+        elif key in BOOL_FIELDS:
+            policy_over[key] = _bool(v)
+        elif key in INT_FIELDS:
+            policy_over[key] = int(v)
+        elif key in POLICY_FIELDS:
+            policy_over[key] = v
+        else:  # pragma: no cover - header is checked before rows
+            raise ValueError(f"unknown column {key!r}")
+    if policy_over:
+        base = AccessPolicy()
+        tpl = TEMPLATES.get(data.get("template", ""))
+        if tpl is not None:
+            base = tpl.policy
+        merged = {**policy_to_json(base), **{_to_camel(k): v for k, v in policy_over.items()}}
+        data["policy"] = merged
+    return msgspec.convert(data, FacilityCreate)
+
+
+def parse_csv(text: str) -> list[FacilityCreate]:
+    """Validate every row; raise ImportRejected listing every bad row (1-based, header = 1)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = reader.fieldnames or []
+    errors: list[RowError] = []
+    unknown = [h for h in header if h not in BASE and h not in POLICY_FIELDS]
+    missing = [h for h in ("operator", "alias", "municipality", "intake_phone") if h not in header]
+    if unknown or missing or not header:
+        msg = []
+        if unknown:
+            msg.append(f"unknown columns: {', '.join(unknown)}")
+        if missing:
+            msg.append(f"missing columns: {', '.join(missing)}")
+        raise ImportRejected(
+            "The header is not right (" + "; ".join(msg or ["empty file"]) + ").",
+            errors=[RowError(1, None, "; ".join(msg or ["empty file"]))],
+        )
+    out: list[FacilityCreate] = []
+    seen: set[tuple[str, str]] = set()
+    for line, row in enumerate(reader, start=2):
+        if line - 1 > MAX_ROWS:
+            raise ImportRejected(f"At most {MAX_ROWS} rows per file.", errors=[])
+        try:
+            cmd = parse_row(row)
+            if cmd.template is not None and cmd.template not in TEMPLATES:
+                raise ValueError(f"unknown template {cmd.template!r}")
+            if cmd.template is None and cmd.kind is None:
+                raise ValueError("give a template or a kind")
+            key = (cmd.operator, cmd.alias)
+            if key in seen:
+                raise ValueError(f"alias {cmd.alias!r} appears twice for {cmd.operator!r}")
+            seen.add(key)
+            out.append(cmd)
+        except (ValueError, msgspec.ValidationError, AbriError) as exc:
+            field = getattr(exc, "field", None)
+            errors.append(RowError(line, field, str(exc)))
+    if errors:
+        raise ImportRejected(
+            f"{len(errors)} row(s) are not valid; nothing was imported.", errors=errors
+        )
+    if not out:
+        raise ImportRejected("The file has no rows.", errors=[])
+    return out
+
+
+async def import_csv(
+    db: Database, text: str, *, actor: Actor, now: datetime, cipher: AddressCipher
+) -> list[int]:
+    cmds = parse_csv(text)
+    try:
+        return await add_facilities(db, cmds, actor=actor, now=now, cipher=cipher, source="import")
+    except AbriError as exc:
+        row = exc.extra.get("row")
+        line = row + 1 if isinstance(row, int) else None
+        raise ImportRejected(
+            f"Row {line}: {exc.detail} Nothing was imported.",
+            errors=[RowError(line or 0, exc.field, exc.detail)],
+        ) from exc

@@ -1,0 +1,337 @@
+"""Database tables. The pool row is the aggregate and the lock (CONVENTIONS §2.6).
+
+All instants are stored as naive UTC (``UTCDateTime``) so SQLite and PostgreSQL
+compare them the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+OPERATOR_KINDS = (
+    "shelter_operator",
+    "cpas",
+    "hotel_partner",
+    "police",
+    "helpline",
+    "taskforce",
+    "admin",
+)
+FACILITY_KINDS = ("refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other")
+FACILITY_STATUSES = (
+    "open",
+    "closed_to_admissions",
+    "reduced",
+    "suspended",
+    "location_compromised",
+)
+UNIT_KINDS = ("bed", "room", "family_room")
+ROLES = ("admin", "staff", "helpline", "police", "taskforce")
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Facility(Base):
+    __tablename__ = "facilities"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(24), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    alias: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(32))
+    municipality_nis: Mapped[str] = mapped_column(String(5), index=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    intake_phone: Mapped[str] = mapped_column(String(40))
+    handover_protocol: Mapped[str] = mapped_column(Text)
+    secret_address: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(32), default="open")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    planned_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stale_after_minutes: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("operator_id", "alias", name="uq_facilities_operator_alias"),
+    )
+
+
+class FacilityAddress(Base):
+    """The confidential address, kept apart and encrypted at rest (Fernet)."""
+
+    __tablename__ = "facility_addresses"
+    facility_id: Mapped[int] = mapped_column(
+        ForeignKey("facilities.id", ondelete="CASCADE"), primary_key=True
+    )
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Pool(Base):
+    __tablename__ = "pools"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(24), unique=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    label: Mapped[str] = mapped_column(String(120))
+    unit_kind: Mapped[str] = mapped_column(String(16))
+    places_per_unit: Mapped[int] = mapped_column(Integer, default=1)
+    units_total: Mapped[int] = mapped_column(Integer, default=0)
+    units_blocked: Mapped[int] = mapped_column(Integer, default=0)
+    units_occupied: Mapped[int] = mapped_column(Integer, default=0)
+    units_held: Mapped[int] = mapped_column(Integer, default=0)
+    surge_24h: Mapped[int] = mapped_column(Integer, default=0)
+    surge_72h: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("units_held >= 0", name="held_nonneg"),
+        CheckConstraint("units_total >= 0", name="total_nonneg"),
+        CheckConstraint("units_occupied >= 0", name="occupied_nonneg"),
+        CheckConstraint("units_blocked >= 0", name="blocked_nonneg"),
+        CheckConstraint("places_per_unit >= 1", name="places_pos"),
+        CheckConstraint("surge_24h >= 0 AND surge_72h >= 0", name="surge_nonneg"),
+        UniqueConstraint("facility_id", "label", name="uq_pools_facility_label"),
+    )
+
+
+class AvailabilityReport(Base):
+    """History of every change of a pool's counts, and of every 'still accurate'."""
+
+    __tablename__ = "availability_reports"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))  # update | confirm | create
+    source: Mapped[str] = mapped_column(String(32))  # staff | admin | feed:<name> | import
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    units_total: Mapped[int] = mapped_column(Integer)
+    units_blocked: Mapped[int] = mapped_column(Integer)
+    units_occupied: Mapped[int] = mapped_column(Integer)
+    units_held: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_availability_reports_pool_at", "pool_id", "at"),)
+
+
+class AuditEntry(Base):
+    """Append-only. The API has no route that edits or deletes it."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor_operator_id: Mapped[int | None] = mapped_column(Integer)
+    actor_token_id: Mapped[int | None] = mapped_column(Integer)
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    facility_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Alert(Base):
+    """Something an admin must see now (e.g. a refuge whose location is compromised)."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(48))
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facilities.id"))
+    message: Mapped[str] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[int | None] = mapped_column(Integer)
+
+
+HOLD_STATES = ("held", "arrived", "released", "declined", "expired", "no_show", "departed")
+
+
+class Hold(Base):
+    """A temporary reservation of units at one pool for one household (composition only)."""
+
+    __tablename__ = "holds"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(16), unique=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    requester_operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    requester_token_id: Mapped[int | None] = mapped_column(Integer)
+    requester_kind: Mapped[str] = mapped_column(String(32))
+    units: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="held")
+    household: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None once purged
+    segments: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # undocumented, children...
+    need: Mapped[str] = mapped_column(String(32))
+    callback: Mapped[str | None] = mapped_column(String(200))  # the professional's contact
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    extensions: Mapped[int] = mapped_column(Integer, default=0)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    departed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("requester_operator_id", "idempotency_key", name="uq_holds_idem"),
+        CheckConstraint("units >= 1", name="units_pos"),
+        Index("ix_holds_pool_state_deadline", "pool_id", "state", "deadline"),
+        Index("ix_holds_state_deadline", "state", "deadline"),
+    )
+
+
+class StandingRequest(Base):
+    """'Tell me when a place that fits frees up' — first come, first served."""
+
+    __tablename__ = "standing_requests"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(16), unique=True)
+    requester_operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    requester_kind: Mapped[str] = mapped_column(String(32))
+    search: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON
+    )  # the SearchRequest; None once closed
+    need: Mapped[str] = mapped_column(String(32))
+    callback: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default="waiting")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    offered_pool_id: Mapped[int | None] = mapped_column(Integer)
+    offer_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_standing_state_created", "state", "created_at"),)
+
+
+class Event(Base):
+    """Things that happened, for live streams (SSE) across processes: readers poll by id."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(48))
+    facility_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    operator_id: Mapped[int | None] = mapped_column(Integer, index=True)  # requester side
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class WebhookEndpoint(Base):
+    """Where a requester operator's own system is told what happened to its holds."""
+
+    __tablename__ = "webhook_endpoints"
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """Webhook deliveries, written in the same transaction as the change (survives a crash)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    operator_id: Mapped[int] = mapped_column(Integer, index=True)
+    event: Mapped[str] = mapped_column(String(48))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class UnmetDemand(Base):
+    """A search that found no place: anonymous, coarse, counted once per episode."""
+
+    __tablename__ = "unmet_demand"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    requester_kind: Mapped[str] = mapped_column(String(32))
+    need: Mapped[str] = mapped_column(String(32))
+    arrondissement_nis: Mapped[str | None] = mapped_column(String(5))
+    province_nis: Mapped[str | None] = mapped_column(String(5))
+    region_nis: Mapped[str | None] = mapped_column(String(5))
+    household_shape: Mapped[str] = mapped_column(String(32))  # e.g. "1A+2C", "2A+4C+"
+    segments: Mapped[dict[str, Any]] = mapped_column(JSON)  # undocumented, children, no income
+    top_reasons: Mapped[list[str]] = mapped_column(JSON)
+    episode_hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("episode_hash", name="uq_unmet_demand_episode"),)

@@ -1,0 +1,691 @@
+"""Operators, tokens, facilities, pools and addresses: the admin side of capacity.
+
+Every command is one transaction (``db.write()``) that also writes its audit rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from capacity import audit
+from capacity.areas import areas
+from capacity.audit import Actor
+from capacity.commands import (
+    FacilityCreate,
+    FacilityUpdate,
+    PoolCreate,
+    PoolUpdate,
+    StatusChange,
+)
+from capacity.crypto import Address, AddressCipher
+from capacity.db import Database
+from capacity.errors import AlreadyExists, InvalidInput, NotFound
+from capacity.models import (
+    Alert,
+    AvailabilityReport,
+    Facility,
+    FacilityAddress,
+    Operator,
+    Pool,
+    Token,
+)
+from capacity.templates import TEMPLATES
+from placement.policy import AccessPolicy, policy_from_json, policy_to_json
+
+#: Which operator kinds may hold a token of which role.
+ROLE_KINDS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"admin"}),
+    "staff": frozenset({"shelter_operator", "cpas", "hotel_partner"}),
+    "helpline": frozenset({"helpline", "cpas", "shelter_operator"}),
+    "police": frozenset({"police"}),
+    "taskforce": frozenset({"taskforce"}),
+}
+
+TOKEN_PREFIX = "abri_"
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256-bit random strings, so a plain SHA-256 is the right hash (no salt needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_ref(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+# --------------------------------------------------------------------------- operators
+
+
+async def create_operator(
+    db: Database, *, name: str, kind: str, actor: Actor, now: datetime
+) -> Operator:
+    name = name.strip()
+    async with db.write() as s:
+        if await s.scalar(select(Operator.id).where(Operator.name == name)) is not None:
+            raise AlreadyExists(f"An operator named {name!r} exists already.", field="name")
+        op = Operator(name=name, kind=kind, created_at=now)
+        s.add(op)
+        await s.flush()
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="operator.create",
+            object_type="operator",
+            object_id=op.id,
+            detail={"name": name, "kind": kind},
+        )
+    return op
+
+
+async def list_operators(db: Database) -> list[Operator]:
+    async with db.read() as s:
+        return list((await s.scalars(select(Operator).order_by(Operator.name))).all())
+
+
+async def operator_by_name(s: AsyncSession, name: str) -> Operator:
+    op = await s.scalar(select(Operator).where(Operator.name == name.strip()))
+    if op is None:
+        raise NotFound(f"No operator named {name!r}.", field="operator")
+    return op
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+async def create_token(
+    db: Database,
+    *,
+    operator: str,
+    role: str,
+    actor: Actor,
+    now: datetime,
+    label: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, Token]:
+    """Create a bearer token. The clear token is returned once and never stored."""
+    async with db.write() as s:
+        op = await operator_by_name(s, operator)
+        allowed = ROLE_KINDS.get(role, frozenset())
+        if op.kind not in allowed:
+            raise InvalidInput(
+                f"Role {role!r} cannot be given to an operator of kind {op.kind!r} "
+                f"(allowed kinds: {', '.join(sorted(allowed))}).",
+                field="role",
+            )
+        clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        tok = Token(
+            token_hash=hash_token(clear),
+            prefix=clear[:10],
+            operator_id=op.id,
+            role=role,
+            label=label,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        s.add(tok)
+        await s.flush()
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="token.create",
+            object_type="token",
+            object_id=tok.id,
+            detail={"operator": op.name, "role": role},
+        )
+    return clear, tok
+
+
+async def revoke_token(db: Database, *, token_id: int, actor: Actor, now: datetime) -> None:
+    async with db.write() as s:
+        res = await s.execute(
+            update(Token)
+            .where(Token.id == token_id, Token.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        if res.rowcount == 0:
+            raise NotFound("No such active token.")
+        await audit.record(
+            s, actor=actor, at=now, action="token.revoke", object_type="token", object_id=token_id
+        )
+
+
+async def list_tokens(db: Database) -> list[tuple[Token, Operator]]:
+    async with db.read() as s:
+        rows = await s.execute(
+            select(Token, Operator)
+            .join(Operator, Operator.id == Token.operator_id)
+            .order_by(Token.id)
+        )
+        return [(t, o) for t, o in rows.all()]
+
+
+async def authenticate(db: Database, clear: str, now: datetime) -> Actor | None:
+    if not clear.startswith(TOKEN_PREFIX) or len(clear) > 100:
+        return None
+    async with db.read() as s:
+        row = (
+            await s.execute(
+                select(
+                    Token.id,
+                    Token.role,
+                    Token.operator_id,
+                    Token.expires_at,
+                    Token.revoked_at,
+                    Operator.kind,
+                )
+                .join(Operator, Operator.id == Token.operator_id)
+                .where(Token.token_hash == hash_token(clear))
+            )
+        ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    return Actor(
+        operator_id=row.operator_id, role=row.role, token_id=row.id, operator_kind=row.kind
+    )
+
+
+# --------------------------------------------------------------------------- facilities
+
+
+@dataclass(frozen=True)
+class FacilityView:
+    """A facility with its pools, as its own staff or an admin may see it (address apart)."""
+
+    facility: Facility
+    operator: Operator
+    pools: list[Pool]
+
+
+def _check_window(valid_from: datetime | None, planned_end: datetime | None) -> None:
+    if valid_from and planned_end and planned_end <= valid_from:
+        raise InvalidInput("plannedEnd must be after validFrom.", field="plannedEnd")
+
+
+def _pool_counts_ok(p: PoolCreate) -> None:
+    if p.units_blocked > p.units_total:
+        raise InvalidInput("unitsBlocked cannot exceed unitsTotal.", field="unitsBlocked")
+    if p.surge_72h < p.surge_24h:
+        raise InvalidInput(
+            "surge72h counts units openable within 72 h, so it includes surge24h.",
+            field="surge72h",
+        )
+
+
+def resolve_policy(cmd: FacilityCreate) -> tuple[str, AccessPolicy, bool, str, int | None]:
+    """Apply a template, then explicit fields: kind, policy, secret flag, protocol, staleness."""
+    tpl = None
+    if cmd.template is not None:
+        tpl = TEMPLATES.get(cmd.template)
+        if tpl is None:
+            raise InvalidInput(
+                f"Unknown template {cmd.template!r}; known: {', '.join(sorted(TEMPLATES))}.",
+                field="template",
+            )
+    kind = cmd.kind or (tpl.kind if tpl else None)
+    if kind is None:
+        raise InvalidInput("Give a kind or a template.", field="kind")
+    policy = cmd.policy or (tpl.policy if tpl else AccessPolicy())
+    secret = (
+        cmd.secret_address
+        if cmd.secret_address is not None
+        else (tpl.secret_address if tpl else True)
+    )
+    protocol = cmd.handover_protocol or (tpl.handover_protocol if tpl else "")
+    stale = cmd.stale_after_minutes or (tpl.stale_after_minutes if tpl else None)
+    return kind, policy, secret, protocol, stale
+
+
+async def _add_facility(
+    s: AsyncSession,
+    cmd: FacilityCreate,
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher,
+    source: str,
+) -> Facility:
+    op = await operator_by_name(s, cmd.operator)
+    if op.kind not in ROLE_KINDS["staff"]:
+        raise InvalidInput(
+            f"Operator {op.name!r} is of kind {op.kind!r} and cannot run facilities.",
+            field="operator",
+        )
+    nis = areas().canonical_municipality(cmd.municipality_nis)
+    _check_window(cmd.valid_from, cmd.planned_end)
+    kind, policy, secret, protocol, stale = resolve_policy(cmd)
+    exists = await s.scalar(
+        select(Facility.id).where(Facility.operator_id == op.id, Facility.alias == cmd.alias)
+    )
+    if exists is not None:
+        raise AlreadyExists(
+            f"{op.name} already has a facility called {cmd.alias!r}.", field="alias"
+        )
+    fac = Facility(
+        ref=new_ref("fac"),
+        operator_id=op.id,
+        alias=cmd.alias,
+        kind=kind,
+        municipality_nis=nis,
+        policy=policy_to_json(policy),
+        intake_phone=cmd.intake_phone,
+        handover_protocol=protocol,
+        secret_address=secret,
+        status="open",
+        valid_from=cmd.valid_from,
+        planned_end=cmd.planned_end,
+        stale_after_minutes=stale,
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(fac)
+    await s.flush()
+    if cmd.address is not None:
+        s.add(
+            FacilityAddress(
+                facility_id=fac.id, ciphertext=cipher.encrypt(cmd.address), updated_at=now
+            )
+        )
+    await audit.record(
+        s,
+        actor=actor,
+        at=now,
+        action="facility.create",
+        object_type="facility",
+        object_id=fac.id,
+        facility_id=fac.id,
+        detail={"alias": fac.alias, "kind": kind, "template": cmd.template, "source": source},
+    )
+    pools = list(cmd.pools)
+    if not pools and cmd.template is not None:
+        pools = [
+            PoolCreate(label=label, unit_kind=uk, places_per_unit=n)  # type: ignore[arg-type]
+            for label, uk, n in TEMPLATES[cmd.template].pools
+        ]
+    for p in pools:
+        await _add_pool(s, fac, p, actor=actor, now=now, source=source)
+    return fac
+
+
+async def create_facility(
+    db: Database, cmd: FacilityCreate, *, actor: Actor, now: datetime, cipher: AddressCipher
+) -> FacilityView:
+    async with db.write() as s:
+        fac = await _add_facility(s, cmd, actor=actor, now=now, cipher=cipher, source="admin")
+    return await get_facility(db, fac.id)
+
+
+async def _add_pool(
+    s: AsyncSession, fac: Facility, p: PoolCreate, *, actor: Actor, now: datetime, source: str
+) -> Pool:
+    _pool_counts_ok(p)
+    dup = await s.scalar(select(Pool.id).where(Pool.facility_id == fac.id, Pool.label == p.label))
+    if dup is not None:
+        raise AlreadyExists(f"This facility already has a pool called {p.label!r}.", field="label")
+    pool = Pool(
+        ref=new_ref("pool"),
+        facility_id=fac.id,
+        label=p.label,
+        unit_kind=p.unit_kind,
+        places_per_unit=1 if p.unit_kind == "bed" else p.places_per_unit,
+        units_total=p.units_total,
+        units_occupied=p.units_occupied,
+        units_blocked=p.units_blocked,
+        units_held=0,
+        surge_24h=p.surge_24h,
+        surge_72h=p.surge_72h,
+        version=1,
+        reported_at=now,
+        confirmed_at=None,
+        created_at=now,
+    )
+    s.add(pool)
+    await s.flush()
+    s.add(
+        AvailabilityReport(
+            pool_id=pool.id,
+            at=now,
+            kind="create",
+            source=source,
+            operator_id=actor.operator_id,
+            units_total=pool.units_total,
+            units_blocked=pool.units_blocked,
+            units_occupied=pool.units_occupied,
+            units_held=0,
+            version=1,
+        )
+    )
+    await audit.record(
+        s,
+        actor=actor,
+        at=now,
+        action="pool.create",
+        object_type="pool",
+        object_id=pool.id,
+        facility_id=fac.id,
+        detail={"label": p.label, "unitKind": p.unit_kind, "unitsTotal": p.units_total},
+    )
+    return pool
+
+
+async def create_pool(
+    db: Database, facility_id: int, p: PoolCreate, *, actor: Actor, now: datetime
+) -> Pool:
+    async with db.write() as s:
+        fac = await s.get(Facility, facility_id)
+        if fac is None:
+            raise NotFound("No such facility.")
+        return await _add_pool(s, fac, p, actor=actor, now=now, source="admin")
+
+
+async def update_pool(
+    db: Database, pool_id: int, cmd: PoolUpdate, *, actor: Actor, now: datetime
+) -> Pool:
+    changes = {k: v for k, v in _struct_items(cmd) if v is not None}
+    async with db.write() as s:
+        pool = await s.get(Pool, pool_id)
+        if pool is None:
+            raise NotFound("No such pool.")
+        if "label" in changes and changes["label"] != pool.label:
+            dup = await s.scalar(
+                select(Pool.id).where(
+                    Pool.facility_id == pool.facility_id, Pool.label == changes["label"]
+                )
+            )
+            if dup is not None:
+                raise AlreadyExists(
+                    "This facility already has a pool with that label.", field="label"
+                )
+        s24 = changes.get("surge_24h", pool.surge_24h)
+        s72 = changes.get("surge_72h", pool.surge_72h)
+        if s72 < s24:
+            raise InvalidInput(
+                "surge72h includes surge24h, so it cannot be smaller.", field="surge72h"
+            )
+        if changes.get("unit_kind", pool.unit_kind) == "bed":
+            changes["places_per_unit"] = 1
+        for k, v in changes.items():
+            setattr(pool, k, v)
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="pool.update",
+            object_type="pool",
+            object_id=pool.id,
+            facility_id=pool.facility_id,
+            detail=_camel(changes),
+        )
+    return pool
+
+
+def _struct_items(obj: Any) -> list[tuple[str, Any]]:
+    return [(f, getattr(obj, f)) for f in obj.__struct_fields__]
+
+
+def _camel(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        head, *rest = k.split("_")
+        key = head + "".join(x.capitalize() for x in rest)
+        out[key] = (
+            v.isoformat()
+            if isinstance(v, datetime)
+            else (policy_to_json(v) if isinstance(v, AccessPolicy) else v)
+        )
+    return out
+
+
+async def update_facility(
+    db: Database, facility_id: int, cmd: FacilityUpdate, *, actor: Actor, now: datetime
+) -> FacilityView:
+    changes = {k: v for k, v in _struct_items(cmd) if v is not None}
+    async with db.write() as s:
+        fac = await s.get(Facility, facility_id)
+        if fac is None:
+            raise NotFound("No such facility.")
+        if "municipality_nis" in changes:
+            changes["municipality_nis"] = areas().canonical_municipality(
+                changes["municipality_nis"]
+            )
+        _check_window(
+            changes.get("valid_from", fac.valid_from), changes.get("planned_end", fac.planned_end)
+        )
+        if "alias" in changes and changes["alias"] != fac.alias:
+            dup = await s.scalar(
+                select(Facility.id).where(
+                    Facility.operator_id == fac.operator_id, Facility.alias == changes["alias"]
+                )
+            )
+            if dup is not None:
+                raise AlreadyExists(
+                    "This operator already has a facility with that alias.", field="alias"
+                )
+        detail = _camel(changes)
+        if "policy" in changes:
+            changes["policy"] = policy_to_json(changes["policy"])
+        for k, v in changes.items():
+            setattr(fac, k, v)
+        fac.updated_at = now
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="facility.update",
+            object_type="facility",
+            object_id=fac.id,
+            facility_id=fac.id,
+            detail=detail,
+        )
+    return await get_facility(db, facility_id)
+
+
+async def set_status(
+    db: Database,
+    facility_id: int,
+    cmd: StatusChange,
+    *,
+    actor: Actor,
+    now: datetime,
+    operator_scope: int | None = None,
+) -> FacilityView:
+    """Change a facility's operational status. ``location_compromised`` stops new placements at
+    once (the matcher never offers it) and raises an alert for admins."""
+    if cmd.until is not None and cmd.until <= now:
+        raise InvalidInput("'until' must be in the future.", field="until")
+    if cmd.status != "open" and not (cmd.reason or "").strip():
+        raise InvalidInput("Give a reason for this status.", field="reason")
+    async with db.write() as s:
+        fac = await s.get(Facility, facility_id)
+        if fac is None or (operator_scope is not None and fac.operator_id != operator_scope):
+            raise NotFound("No such facility.")
+        previous = fac.status
+        fac.status = cmd.status
+        fac.status_reason = cmd.reason
+        fac.status_until = cmd.until
+        fac.updated_at = now
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="facility.status",
+            object_type="facility",
+            object_id=fac.id,
+            facility_id=fac.id,
+            detail={
+                "from": previous,
+                "to": cmd.status,
+                "reason": cmd.reason,
+                "until": cmd.until.isoformat() if cmd.until else None,
+            },
+        )
+        if cmd.status == "location_compromised" and previous != "location_compromised":
+            s.add(
+                Alert(
+                    at=now,
+                    kind="location_compromised",
+                    facility_id=fac.id,
+                    message=f"Location of {fac.alias} reported compromised: no new placements. "
+                    f"Reason: {cmd.reason}",
+                )
+            )
+    return await get_facility(db, facility_id)
+
+
+async def get_facility(
+    db: Database, facility_id: int, *, operator_scope: int | None = None
+) -> FacilityView:
+    views = await list_facilities(db, operator_id=operator_scope, facility_id=facility_id)
+    if not views:
+        raise NotFound("No such facility.")
+    return views[0]
+
+
+async def list_facilities(
+    db: Database, *, operator_id: int | None = None, facility_id: int | None = None
+) -> list[FacilityView]:
+    async with db.read() as s:
+        q = select(Facility, Operator).join(Operator, Operator.id == Facility.operator_id)
+        if operator_id is not None:
+            q = q.where(Facility.operator_id == operator_id)
+        if facility_id is not None:
+            q = q.where(Facility.id == facility_id)
+        rows = (await s.execute(q.order_by(Facility.id))).all()
+        ids = [f.id for f, _ in rows]
+        pools: dict[int, list[Pool]] = {i: [] for i in ids}
+        if ids:
+            for p in (
+                await s.scalars(select(Pool).where(Pool.facility_id.in_(ids)).order_by(Pool.id))
+            ).all():
+                pools[p.facility_id].append(p)
+    return [FacilityView(f, o, pools[f.id]) for f, o in rows]
+
+
+async def read_address(
+    db: Database,
+    facility_id: int,
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher,
+    operator_scope: int | None = None,
+) -> Address | None:
+    """Decrypt a facility's address. Every read is audited, in the same transaction."""
+    async with db.write() as s:
+        fac = await s.get(Facility, facility_id)
+        if fac is None or (operator_scope is not None and fac.operator_id != operator_scope):
+            raise NotFound("No such facility.")
+        row = await s.get(FacilityAddress, facility_id)
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="address.read",
+            object_type="facility",
+            object_id=facility_id,
+            facility_id=facility_id,
+        )
+    return cipher.decrypt(row.ciphertext) if row else None
+
+
+async def read_addresses(
+    db: Database, facility_ids: list[int], *, actor: Actor, now: datetime, cipher: AddressCipher
+) -> dict[int, Address]:
+    """Addresses of several facilities the caller may see; one audit row per facility."""
+    if not facility_ids:
+        return {}
+    async with db.write() as s:
+        rows = (
+            await s.scalars(
+                select(FacilityAddress).where(FacilityAddress.facility_id.in_(facility_ids))
+            )
+        ).all()
+        for fid in facility_ids:
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="address.read",
+                object_type="facility",
+                object_id=fid,
+                facility_id=fid,
+            )
+    return {r.facility_id: cipher.decrypt(r.ciphertext) for r in rows}
+
+
+async def set_address(
+    db: Database,
+    facility_id: int,
+    address: Address,
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher,
+) -> None:
+    async with db.write() as s:
+        fac = await s.get(Facility, facility_id)
+        if fac is None:
+            raise NotFound("No such facility.")
+        row = await s.get(FacilityAddress, facility_id)
+        if row is None:
+            s.add(
+                FacilityAddress(
+                    facility_id=facility_id, ciphertext=cipher.encrypt(address), updated_at=now
+                )
+            )
+        else:
+            row.ciphertext = cipher.encrypt(address)
+            row.updated_at = now
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="address.write",
+            object_type="facility",
+            object_id=facility_id,
+            facility_id=facility_id,
+        )
+
+
+async def add_facilities(
+    db: Database,
+    cmds: list[FacilityCreate],
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher,
+    source: str,
+) -> list[int]:
+    """Create several facilities in ONE transaction: all or nothing (bulk import).
+
+    Errors carry the 1-based index of the failing item in ``extra['row']``.
+    """
+    ids: list[int] = []
+    async with db.write() as s:
+        for i, cmd in enumerate(cmds, start=1):
+            try:
+                fac = await _add_facility(
+                    s, cmd, actor=actor, now=now, cipher=cipher, source=source
+                )
+            except (InvalidInput, NotFound, AlreadyExists) as exc:
+                exc.extra.setdefault("row", i)
+                raise
+            except IntegrityError as exc:  # pragma: no cover - guarded by the checks above
+                raise AlreadyExists(f"Row {i}: conflicts with an existing record.", row=i) from exc
+            ids.append(fac.id)
+    return ids
+
+
+def policy_of(fac: Facility) -> AccessPolicy:
+    return policy_from_json(fac.policy)

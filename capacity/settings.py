@@ -1,0 +1,68 @@
+"""Every setting Abri reads, with its default. Read once, from the environment.
+
+The environment reference in the README lists these; keep both in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./abri.db"
+
+#: Minutes after which a pool's data is stale, per facility kind. A crisis hotel
+#: fed by a system is expected to report often; a refuge updated by hand, less so.
+DEFAULT_STALE_MINUTES: dict[str, int] = {
+    "refuge": 12 * 60,
+    "safe_house": 12 * 60,
+    "crisis_hotel": 6 * 60,
+    "cpas_place": 24 * 60,
+    "night_shelter": 6 * 60,
+    "other": 12 * 60,
+}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    log_format: str = "console"  # "console" (readable) or "json"
+    log_level: str = "INFO"
+    address_key: str | None = None  # Fernet key(s), comma-separated, newest first
+    address_key_file: str = "./abri-address.key"
+    stale_minutes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STALE_MINUTES))
+    auto_migrate: bool = True
+    run_jobs: bool = True  # run scheduled jobs inside `abri serve`
+    suppression_k: int = 3
+    pg_pool_size: int = 10
+    pg_max_overflow: int = 10
+    matcher_cache_seconds: float = 2.0  # 0: reload the matcher index on every search
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        stale = dict(DEFAULT_STALE_MINUTES)
+        for kind in stale:
+            stale[kind] = _int(f"ABRI_STALE_MINUTES_{kind.upper()}", stale[kind])
+        return cls(
+            database_url=os.environ.get("ABRI_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            log_format=os.environ.get("ABRI_LOG_FORMAT", "console"),
+            log_level=os.environ.get("ABRI_LOG_LEVEL", "INFO").upper(),
+            address_key=os.environ.get("ABRI_ADDRESS_KEY") or None,
+            address_key_file=os.environ.get("ABRI_ADDRESS_KEY_FILE", "./abri-address.key"),
+            stale_minutes=stale,
+            auto_migrate=os.environ.get("ABRI_AUTO_MIGRATE", "1") not in ("0", "false", "no"),
+            run_jobs=os.environ.get("ABRI_RUN_JOBS", "1") not in ("0", "false", "no"),
+            suppression_k=_int("ABRI_SUPPRESSION_K", 3),
+            pg_pool_size=_int("ABRI_PG_POOL_SIZE", 10),
+            pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 10),
+            matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),
+        )

@@ -1,0 +1,1 @@
+"""Operations: demo data, the worker, deployment files and benchmarks."""

@@ -1,0 +1,1 @@
+"""Placement: access rules, the matcher and the hold logic (pure, no I/O), and the hold service."""

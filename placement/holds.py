@@ -1,0 +1,145 @@
+"""The hold state machine and duration rules: pure, no I/O (CONVENTIONS §2.1).
+
+States: ``held`` → ``arrived`` | ``released`` | ``declined`` | ``expired`` | ``no_show``;
+``arrived`` → ``departed`` (the household left; its segments stop counting as occupants).
+
+Who may do what: the requester releases and extends; the facility's staff mark arrived,
+no-show, declined and departed; the clock expires. A hold past its deadline is expired, for
+every transition, whether or not the sweeper has run (DESIGN invariant 4).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from placement.errors import ExtensionRefused, IllegalTransition, InvalidInput
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "held": frozenset({"arrived", "released", "declined", "expired", "no_show"}),
+    "arrived": frozenset({"departed"}),
+}
+ACTIVE = "held"
+FINAL = frozenset({"released", "declined", "expired", "no_show", "departed"})
+REQUESTER_ACTIONS = frozenset({"released"})
+STAFF_ACTIONS = frozenset({"arrived", "declined", "no_show", "departed"})
+MAX_EXTENSIONS = 2
+
+
+class DurationRule(msgspec.Struct, frozen=True):
+    default_minutes: int
+    max_minutes: int
+    until_morning: bool = False  # default: until 09:00 Brussels time the next morning
+
+
+#: Defaults and maxima per requester kind (DESIGN: police 90 min, helpline 4 h, CPAS until
+#: the next morning). A facility may lower the maximum (AccessPolicy.max_hold_minutes).
+DURATIONS: dict[str, DurationRule] = {
+    "police": DurationRule(90, 180),
+    "helpline": DurationRule(240, 480),
+    "cpas": DurationRule(12 * 60, 16 * 60, until_morning=True),
+    "shelter_operator": DurationRule(240, 480),
+    "hotel_partner": DurationRule(120, 240),
+    "admin": DurationRule(240, 480),
+}
+
+
+def check_transition(state: str, target: str) -> None:
+    if target not in TRANSITIONS.get(state, frozenset()):
+        raise IllegalTransition(
+            f"A hold that is {state.replace('_', ' ')} cannot become {target.replace('_', ' ')}.",
+            state=state,
+        )
+
+
+def is_due(state: str, deadline: datetime, now: datetime) -> bool:
+    return state == ACTIVE and deadline <= now
+
+
+def _next_morning(now: datetime) -> datetime:
+    local = now.astimezone(BRUSSELS)
+    day = local.date() if local.time() < time(9, 0) else local.date() + timedelta(days=1)
+    return datetime.combine(day, time(9, 0), tzinfo=BRUSSELS)
+
+
+def deadline_for(
+    requester_kind: str,
+    requested_minutes: int | None,
+    *,
+    facility_max_minutes: int | None,
+    now: datetime,
+) -> datetime:
+    """The deadline of a new hold: the requester kind's default, or what was asked within the
+    maximum (the smaller of the kind's and the facility's)."""
+    rule = DURATIONS.get(requester_kind, DURATIONS["helpline"])
+    cap = rule.max_minutes
+    if facility_max_minutes is not None:
+        cap = min(cap, facility_max_minutes)
+    if requested_minutes is not None:
+        if requested_minutes > cap:
+            raise InvalidInput(
+                f"A hold may last at most {cap} minutes here; {requested_minutes} were asked.",
+                field="minutes",
+                max_minutes=cap,
+            )
+        return now + timedelta(minutes=requested_minutes)
+    if rule.until_morning:
+        morning = _next_morning(now)
+        return min(morning, now + timedelta(minutes=cap))
+    return now + timedelta(minutes=min(rule.default_minutes, cap))
+
+
+def extended_deadline(
+    *,
+    requester_kind: str,
+    current_deadline: datetime,
+    extensions: int,
+    minutes: int | None,
+    facility_max_minutes: int | None,
+    now: datetime,
+) -> datetime:
+    if extensions >= MAX_EXTENSIONS:
+        raise ExtensionRefused(
+            f"This hold was already extended {extensions} times (at most {MAX_EXTENSIONS}).",
+        )
+    rule = DURATIONS.get(requester_kind, DURATIONS["helpline"])
+    cap = (
+        rule.max_minutes
+        if facility_max_minutes is None
+        else min(rule.max_minutes, facility_max_minutes)
+    )
+    step = minutes if minutes is not None else min(rule.default_minutes, cap)
+    if step > cap:
+        raise InvalidInput(f"An extension may add at most {cap} minutes.", field="minutes")
+    new = max(current_deadline, now) + timedelta(minutes=step)
+    return min(new, now + timedelta(minutes=cap))
+
+
+def household_size(adults: int, children: int) -> int:
+    return adults + children
+
+
+def units_needed(
+    unit_kind: str, places_per_unit: int, size: int, beds_for_households: bool
+) -> int | None:
+    """Units of this pool the household takes, or None if it cannot fit (one household stays
+    together: one room/family room, or several beds of one bed pool if the facility allows)."""
+    if unit_kind == "bed":
+        if size == 1:
+            return 1
+        return size if beds_for_households else None
+    return 1 if places_per_unit >= size else None
+
+
+def segments(*, undocumented: bool, children: int, no_income: bool) -> dict[str, bool]:
+    """The household's segments for the task force (no identity, just the categories)."""
+    return {"undocumented": undocumented, "withChildren": children > 0, "noIncome": no_income}
+
+
+def minutes_left(deadline: datetime, now: datetime) -> int:
+    return max(0, math.ceil((deadline - now).total_seconds() / 60))

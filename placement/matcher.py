@@ -1,0 +1,881 @@
+"""The placement matcher: a household and constraints in, ranked options out.
+
+Pure (no I/O, no clock: ``now`` is a parameter). Two implementations give the same result:
+``MatcherIndex`` (numpy arrays of policy attributes and pool counters, one boolean mask per
+rule, built once and updated in place when a count changes) and ``match_reference`` (a plain
+loop over facilities, kept as the readable specification and property-tested against the
+fast path).
+
+Household fit
+    A household stays together at ONE facility. It takes either ONE ``room`` or
+    ``family_room`` unit whose ``places_per_unit`` is at least the household size (every
+    child counts, infants too), or ``ceil(size / places_per_unit)`` units of ONE ``bed``
+    pool — several beds only if the policy allows ``beds_for_households`` (a single person
+    always fits one bed). The pool must have that many free units
+    (free = total - occupied - held, never below 0).
+
+Ranking — the score is a sum of weighted parts, each in [0, weight]; ``score_parts`` on
+every option shows them so a practitioner can see why one place comes before another:
+
+=============  ======  ================================================================
+part           weight  value
+=============  ======  ================================================================
+specialised    100     1 if the facility has a specialisation serving the need (``ipv``
+                       serves ``ipv``, ``family_violence`` and ``sexual_violence``), else 0.
+                       The weight dominates: specialised care comes first.
+fit            30      room/family room: size / places (a family room for a family beats
+                       a 6-place room for one person); one bed: size / places; a household
+                       over several beds of a shared room: 0.3 (together, no privacy).
+distance       25      1 / (1 + km / 30) from the preferred municipality's centroid to the
+                       facility's (0 km → 1, 30 km → 0.5, 90 km → 0.25); 0 for all when no
+                       preferred area is given.
+freshness      20      1 if the pool's last report or confirmation is within the
+                       facility's ``stale_after_minutes``, else 0 (stale places still
+                       appear, lower, with ``stale_data``).
+admission      10      1 if intake is possible now, 0 if it opens later (within 12 h).
+language       10      1 if staff speak a household language (or none given), 0.5 if
+                       interpreters are available, 0 otherwise.
+continuity     10      1 if the scheme runs for all the nights asked, else 0
+                       (``runs_past_planned_end``).
+load           5       1 - (occupied + held) / total of the pool: spreads households away
+                       from saturated places.
+=============  ======  ================================================================
+
+Within a facility the pool with the highest fit + freshness + load is chosen (ties: the
+smallest pool ref). Options are sorted by score, highest first; ties by facility ref, so
+the same input always gives the same ranking.
+
+Exclusions
+    Every facility failing a rule counts under that rule's code in ``excluded`` (a facility
+    failing two rules counts under both). For each relaxable code, ``alternatives`` says how
+    many options relaxing that one rule alone would add: the facilities whose only failure
+    it is. ``match(..., relax={code})`` runs the search with the rule switched off.
+
+What an option never shows: the address, coordinates or municipality of a facility.
+The area is the arrondissement, or the province (region for Brussels) for a secret
+address; the distance is rounded to 1 km, or to 10 km (at least 10) for a secret address.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Literal
+
+import msgspec
+import numpy as np
+
+from capacity.areas import areas
+from placement.household import ResolvedAreas, SearchRequest, validate_areas
+from placement.policy import AccessPolicy, AdmissionWindow, RequesterKind
+from placement.rules import (
+    ADMISSION_LOOKAHEAD_MINUTES,
+    ALL_RULES,
+    RELAX_TEXT,
+    RELAXABLE_RULES,
+    SPECIALISATIONS_FOR_NEED,
+    HouseholdFacts,
+    Warning,
+    admission_wait_minutes,
+    evaluate,
+    evaluate_warnings,
+    household_facts,
+    is_specialised,
+)
+from placement.snapshot import ADMITTING_STATUSES, FacilitySnapshot, PoolSnapshot
+
+W_SPECIALISED = 100.0
+W_FIT = 30.0
+W_DISTANCE = 25.0
+W_FRESH = 20.0
+W_ADMISSION = 10.0
+W_LANGUAGE = 10.0
+W_CONTINUITY = 10.0
+W_LOAD = 5.0
+DISTANCE_HALF_KM = 30.0
+SHARED_BEDS_FIT = 0.3
+SCORE_PARTS = (
+    "specialised",
+    "fit",
+    "distance",
+    "freshness",
+    "admission",
+    "language",
+    "continuity",
+    "load",
+)
+
+_NOT_FIT = 10**6  # "units needed" of a pool the household cannot use
+_BIG = 10**6
+_GENDER_BIT = {"female": 1, "male": 2, "nonbinary": 4}
+_REQUESTERS = ("police", "helpline", "cpas", "shelter_operator", "hotel_partner")
+_SPECS = (
+    "ipv",
+    "sexual_violence",
+    "family_violence",
+    "trafficking",
+    "youth",
+    "lgbtqi",
+    "elderly",
+    "homelessness",
+    "disability",
+    "migrants",
+)
+_KIND_CODE = {"bed": 0, "room": 1, "family_room": 2}
+_KIND_NAME = {0: "bed", 1: "room", 2: "family room"}
+_COST_CODE = {"free": 0, "paying": 1, "income_based": 2}
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class Option(msgspec.Struct, kw_only=True, rename="camel"):
+    """What a requester may see of a facility for this household. Never an address."""
+
+    facility_ref: str
+    pool_ref: str
+    alias: str
+    kind: str
+    area_nis: str
+    area_level: Literal["arrondissement", "province"]
+    area_name: str
+    units_needed: int
+    free_units: int
+    cost: str
+    data_age_seconds: int | None
+    stale: bool
+    warnings: list[Warning]
+    reasons: list[str]
+    score: float
+    score_parts: dict[str, float]
+    intake_phone: str
+    handover_protocol: str
+    distance_km: float | None
+    specialised: bool
+
+
+class Alternative(msgspec.Struct, kw_only=True, rename="camel"):
+    """How many more options relaxing one constraint alone would give."""
+
+    code: str
+    message: str
+    extra_options: int
+
+
+class SearchResult(msgspec.Struct, kw_only=True, rename="camel"):
+    """Ranked options (at most ``limit``), why the others were excluded, and what helps.
+
+    ``matched`` is the number of options before the limit; ``considered`` the facilities
+    looked at.
+    """
+
+    options: list[Option]
+    excluded: dict[str, int]
+    alternatives: list[Alternative]
+    considered: int
+    matched: int
+
+
+# ----------------------------------------------------------------------------- geography
+
+
+@dataclass(frozen=True)
+class _Geo:
+    codes: tuple[str, ...]
+    pos: dict[str, int]
+    dist: np.ndarray  # km between municipality centroids, shared by both implementations
+
+
+@cache
+def _geo() -> _Geo:
+    idx = areas()
+    codes = tuple(sorted(idx.municipalities))
+    lat = np.radians([idx.municipalities[c].lat for c in codes])
+    lon = np.radians([idx.municipalities[c].lon for c in codes])
+    dlat = lat[None, :] - lat[:, None]
+    dlon = lon[None, :] - lon[:, None]
+    h = np.sin(dlat / 2) ** 2 + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
+    dist = 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    dist.setflags(write=False)
+    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist)
+
+
+def _muni_pos(nis: str) -> int:
+    return _geo().pos[areas().municipality(nis).nis]
+
+
+@cache
+def _area_view(muni_nis: str, secret: bool) -> tuple[str, str, str]:
+    """(area_nis, area_level, area_name): arrondissement, or province for a secret address."""
+    idx = areas()
+    m = idx.municipality(muni_nis)
+    nis = m.province_nis if secret else m.arrondissement_nis
+    area = idx.areas[nis]
+    if m.region_nis == "02000":
+        name = area.name_nl
+    elif m.region_nis == "04000" and area.name_nl != area.name_fr:
+        name = f"{area.name_fr} / {area.name_nl}"
+    else:
+        name = area.name_fr
+    return nis, ("province" if secret else "arrondissement"), name
+
+
+def _ts(dt: datetime | None, missing: float) -> float:
+    if dt is None:
+        return missing
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _shown_distance(km: float, secret: bool) -> float:
+    if secret:
+        return float(max(10, round(km / 10) * 10))
+    return float(round(km))
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Per-search facts computed once, shared by both implementations."""
+
+    request: SearchRequest
+    facts: HouseholdFacts
+    zones: ResolvedAreas
+    requester_kind: RequesterKind
+    now: datetime
+    now_ts: float
+    stay_end_ts: float
+    relax: frozenset[str]
+
+
+def _prepare(
+    request: SearchRequest, requester_kind: RequesterKind, now: datetime, relax: Collection[str]
+) -> _Search:
+    bad = set(relax) - RELAXABLE_RULES
+    if bad:
+        raise ValueError(f"not relaxable: {sorted(bad)}")
+    zones = validate_areas(request)
+    now_ts = _ts(now, 0.0)
+    return _Search(
+        request=request,
+        facts=household_facts(request),
+        zones=zones,
+        requester_kind=requester_kind,
+        now=now,
+        now_ts=now_ts,
+        stay_end_ts=now_ts + request.nights * 86400.0,
+        relax=frozenset(relax),
+    )
+
+
+def _pool_fit(kind: int, places: int, size: int, beds_for_households: bool) -> tuple[int, float]:
+    """(units needed, fit value) of one pool for a household; units _NOT_FIT if unusable."""
+    places = max(places, 1)
+    if kind != 0:
+        return (1, size / places) if places >= size else (_NOT_FIT, 0.0)
+    needed = -(-size // places)
+    if needed == 1:
+        return 1, size / places
+    return (needed, SHARED_BEDS_FIT) if beds_for_households else (_NOT_FIT, 0.0)
+
+
+def _load(total: int, occupied: int, held: int) -> float:
+    if total <= 0:
+        return 0.0
+    return 1.0 - min(1.0, (occupied + held) / total)
+
+
+def _language_value(policy: AccessPolicy, facts: HouseholdFacts) -> float:
+    if not facts.languages or facts.languages & set(policy.languages):
+        return 1.0
+    return 0.5 if policy.interpreters_available else 0.0
+
+
+def _build_option(
+    s: _Search,
+    fac: FacilitySnapshot,
+    pool: PoolSnapshot,
+    *,
+    units_needed: int,
+    parts: dict[str, float],
+    score: float,
+    fresh: bool,
+    distance: float | None,
+) -> Option:
+    """An option for the chosen pool: reasons, warnings, coarse area. Same in both paths."""
+    policy = fac.policy
+    facts = s.facts
+    last = _ts(pool.last_seen, -math.inf)
+    age = None if last == -math.inf else max(0, int(s.now_ts - last))
+    specialised = parts["specialised"] > 0
+    area_nis, area_level, area_name = _area_view(fac.municipality_nis, fac.secret_address)
+
+    reasons: list[str] = []
+    if specialised:
+        served = sorted(SPECIALISATIONS_FOR_NEED[s.request.need] & set(policy.specialisations))
+        reasons.append(f"Specialised care: {', '.join(served)}.")
+    if pool.unit_kind == "bed":
+        if units_needed == 1:
+            reasons.append("One bed for one person.")
+        else:
+            reasons.append(f"{units_needed} beds in one place for the household of {facts.size}.")
+    else:
+        label = _KIND_NAME[_KIND_CODE[pool.unit_kind]]
+        reasons.append(f"A {label} for {pool.places_per_unit} fits the household of {facts.size}.")
+    if distance is not None:
+        reasons.append(
+            f"About {_shown_distance(distance, fac.secret_address):.0f} km from the preferred area."
+        )
+    reasons.append(
+        {"free": "Free of charge.", "paying": "Paying.", "income_based": "Cost depends on income."}[
+            policy.cost
+        ]
+    )
+    if policy.low_threshold:
+        reasons.append("Low threshold: no conditions on papers, income or referral.")
+    elif s.request.household.residence_status != "documented" and policy.accepts_undocumented:
+        reasons.append("Accepts undocumented people.")
+    if parts["admission"] > 0:
+        reasons.append("Intake possible now.")
+    if facts.languages and facts.languages & set(policy.languages):
+        reasons.append(f"Staff speak {', '.join(sorted(facts.languages & set(policy.languages)))}.")
+    elif policy.interpreters_available and facts.languages:
+        reasons.append("Interpreters available.")
+    if age is not None and fresh:
+        reasons.append(f"Availability confirmed {age // 60} min ago.")
+
+    warnings = evaluate_warnings(
+        policy, s.request, requester_kind=s.requester_kind, now=s.now, facts=facts
+    )
+    if not fresh:
+        when = "never reported" if age is None else f"last reported {age // 3600} h ago"
+        warnings.append(Warning("stale_data", f"Availability may be out of date ({when})."))
+    if fac.status == "reduced":
+        warnings.append(Warning("reduced_capacity", "Temporarily reduced capacity: call first."))
+    if parts["continuity"] == 0:
+        end = fac.planned_end
+        day = f" on {end:%Y-%m-%d}" if end is not None else ""
+        warnings.append(
+            Warning(
+                "runs_past_planned_end",
+                f"The scheme is planned to end{day}, before the {s.request.nights} nights asked.",
+            )
+        )
+    if pool.unit_kind == "bed" and units_needed > 1:
+        warnings.append(
+            Warning("shared_beds", f"The household takes {units_needed} beds in a shared space.")
+        )
+
+    return Option(
+        facility_ref=fac.ref,
+        pool_ref=pool.ref,
+        alias=fac.alias,
+        kind=fac.kind,
+        area_nis=area_nis,
+        area_level=area_level,
+        area_name=area_name,
+        units_needed=units_needed,
+        free_units=pool.free,
+        cost=policy.cost,
+        data_age_seconds=age,
+        stale=not fresh,
+        warnings=warnings,
+        reasons=reasons,
+        score=round(score, 4),
+        score_parts={k: round(v, 4) for k, v in parts.items()},
+        intake_phone=fac.intake_phone,
+        handover_protocol=fac.handover_protocol,
+        distance_km=None if distance is None else _shown_distance(distance, fac.secret_address),
+        specialised=specialised,
+    )
+
+
+def _summary(
+    fails: dict[str, int], only: dict[str, int]
+) -> tuple[dict[str, int], list[Alternative]]:
+    excluded = dict(sorted(fails.items(), key=lambda kv: (-kv[1], ALL_RULES.index(kv[0]))))
+    alts = [
+        Alternative(
+            code=code,
+            message=f"{only.get(code, 0)} more option(s) if {RELAX_TEXT[code]}.",
+            extra_options=only.get(code, 0),
+        )
+        for code in excluded
+        if code in RELAXABLE_RULES
+    ]
+    alts.sort(key=lambda a: (-a.extra_options, ALL_RULES.index(a.code)))
+    return excluded, alts
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def match_reference(
+    request: SearchRequest,
+    facilities: Sequence[FacilitySnapshot],
+    *,
+    requester_kind: RequesterKind,
+    now: datetime,
+    relax: Collection[str] = (),
+) -> SearchResult:
+    """The matcher as a plain loop: slow, obviously right, the yardstick of ``MatcherIndex``."""
+    s = _prepare(request, requester_kind, now, relax)
+    geo = _geo()
+    facts = s.facts
+    pref = None if s.zones.preferred is None else geo.pos[s.zones.preferred]
+    fail_counts: dict[str, int] = {}
+    only_counts: dict[str, int] = {}
+    ranked: list[tuple[float, str, FacilitySnapshot, PoolSnapshot, int, dict, bool, float | None]]
+    ranked = []
+    for fac in sorted(facilities, key=lambda f: f.ref):
+        policy = fac.policy
+        codes = [
+            r.code
+            for r in evaluate(policy, request, requester_kind=requester_kind, now=now, facts=facts)
+        ]
+        if fac.status not in ADMITTING_STATUSES:
+            codes.append("status_closed")
+        if _ts(fac.valid_from, -math.inf) > s.now_ts:
+            codes.append("not_yet_open")
+        if _ts(fac.planned_end, math.inf) <= s.now_ts:
+            codes.append("scheme_ended")
+        best: tuple[float, PoolSnapshot, int, float, bool, float] | None = None
+        stale_threshold = s.now_ts - fac.stale_after_minutes * 60.0
+        for pool in sorted(fac.pools, key=lambda p: p.ref):
+            needed, fit = _pool_fit(
+                _KIND_CODE[pool.unit_kind],
+                pool.places_per_unit,
+                facts.size,
+                policy.beds_for_households,
+            )
+            if needed == _NOT_FIT or pool.free < needed:
+                continue
+            fit_part = W_FIT * fit
+            fresh = _ts(pool.last_seen, -math.inf) >= stale_threshold
+            load_part = W_LOAD * _load(pool.units_total, pool.units_occupied, pool.units_held)
+            pscore = fit_part + float(fresh) * W_FRESH + load_part
+            if best is None or pscore > best[0]:
+                best = (pscore, pool, needed, fit_part, fresh, load_part)
+        if best is None:
+            codes.append("no_room")
+        m = _muni_pos(fac.municipality_nis)
+        if fac.municipality_nis and (
+            areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
+            or any(geo.dist[_muni_pos(c), m] <= km for c, km in s.zones.avoid_radius)
+        ):
+            codes.append("avoid_area")
+        distance = None if pref is None else float(geo.dist[pref, m])
+        max_km = request.max_distance_km
+        if distance is not None and max_km is not None and distance > max_km:
+            codes.append("too_far")
+        codes = [c for c in codes if c not in s.relax]
+        for c in codes:
+            fail_counts[c] = fail_counts.get(c, 0) + 1
+        if len(codes) == 1:
+            only_counts[codes[0]] = only_counts.get(codes[0], 0) + 1
+        if codes:
+            continue
+        assert best is not None
+        _, pool, needed, fit_part, fresh, load_part = best
+        wait = admission_wait_minutes(policy.admission_hours, now)
+        parts = {
+            "specialised": W_SPECIALISED * float(is_specialised(policy, request.need)),
+            "fit": fit_part,
+            "distance": 0.0
+            if distance is None
+            else W_DISTANCE * (1.0 / (1.0 + distance / DISTANCE_HALF_KM)),
+            "freshness": float(fresh) * W_FRESH,
+            "admission": W_ADMISSION * float(wait == 0),
+            "language": W_LANGUAGE * _language_value(policy, facts),
+            "continuity": W_CONTINUITY * float(_ts(fac.planned_end, math.inf) >= s.stay_end_ts),
+            "load": load_part,
+        }
+        score = 0.0
+        for k in SCORE_PARTS:
+            score = score + parts[k]
+        ranked.append((score, fac.ref, fac, pool, needed, parts, fresh, distance))
+    ranked.sort(key=lambda r: (-r[0], r[1]))
+    options = [
+        _build_option(
+            s, fac, pool, units_needed=needed, parts=parts, score=score, fresh=fresh, distance=d
+        )
+        for score, _, fac, pool, needed, parts, fresh, d in ranked[: request.limit]
+    ]
+    excluded, alts = _summary(fail_counts, only_counts)
+    return SearchResult(
+        options=options,
+        excluded=excluded,
+        alternatives=alts,
+        considered=len(facilities),
+        matched=len(ranked),
+    )
+
+
+# ----------------------------------------------------------------------------- fast index
+
+
+class MatcherIndex:
+    """Facilities as column arrays: one vectorised boolean mask per rule, per search.
+
+    Build once from the facility snapshots (O(n)); apply live count changes with
+    ``update_pool`` and status changes with ``update_status`` in O(1). Pools are laid out
+    as a (facilities x max pools) grid, sorted by pool ref inside a facility, so the best
+    pool per facility is one ``argmax`` along a row.
+    """
+
+    def __init__(self, facilities: Sequence[FacilitySnapshot]) -> None:
+        facs = sorted(facilities, key=lambda f: f.ref)
+        refs = [f.ref for f in facs]
+        if len(set(refs)) != len(refs):
+            raise ValueError("facility refs must be unique")
+        self._facs: list[FacilitySnapshot] = facs
+        self._fac_pos = {f.id: i for i, f in enumerate(facs)}
+        n = len(facs)
+        geo = _geo()
+        self.muni = np.array([_muni_pos(f.municipality_nis) for f in facs], dtype=np.int32)
+        self.status_ok = np.array([f.status in ADMITTING_STATUSES for f in facs], dtype=bool)
+        self.valid_from = np.array([_ts(f.valid_from, -math.inf) for f in facs], dtype=float)
+        self.planned_end = np.array([_ts(f.planned_end, math.inf) for f in facs], dtype=float)
+        self.stale_s = np.array([f.stale_after_minutes * 60.0 for f in facs], dtype=float)
+        pol = [f.policy for f in facs]
+
+        def col(fn: Callable[[AccessPolicy], object], dtype: type = bool) -> np.ndarray:
+            return np.fromiter((fn(p) for p in pol), dtype=dtype, count=n)
+
+        low = col(lambda p: p.low_threshold)
+        self.docs_required = ~col(lambda p: p.accepts_undocumented) & ~low
+        self.income_required = col(lambda p: p.requires_income) & ~low
+        cost = col(lambda p: _COST_CODE[p.cost], np.int8)
+        self.paying = cost == 1
+        self.not_free = cost != 0
+        self.gender_bits = col(lambda p: sum(_GENDER_BIT[g] for g in set(p.genders)), np.int8)
+        self.no_children = ~col(lambda p: p.accepts_children)
+        self.max_children = col(
+            lambda p: _BIG if p.max_children is None else p.max_children, np.int32
+        )
+        self.child_min_age = col(lambda p: p.child_min_age, np.int16)
+        self.child_max_age = col(lambda p: p.child_max_age, np.int16)
+        self.max_boy_age = col(lambda p: 99 if p.max_boy_age is None else p.max_boy_age, np.int16)
+        self.min_adult_age = col(lambda p: p.min_adult_age, np.int16)
+        self.no_teens = ~col(lambda p: p.accepts_adolescents_alone)
+        self.spec_bits = col(
+            lambda p: sum(1 << _SPECS.index(x) for x in set(p.specialisations)), np.int32
+        )
+        self.no_wheelchair = ~col(lambda p: p.wheelchair_accessible)
+        self.no_pets = ~col(lambda p: p.accepts_pets)
+        self.interpreters = col(lambda p: p.interpreters_available)
+        self.max_stay = col(
+            lambda p: _BIG if p.max_stay_nights is None else p.max_stay_nights, np.int32
+        )
+        ref_bits = col(
+            lambda p: sum(1 << _REQUESTERS.index(r) for r in set(p.referral_required_from)),
+            np.int16,
+        )
+        self.referral_bits = ref_bits
+        self.needs_referral = (ref_bits != 0) & ~low
+        self.beds_for_households = col(lambda p: p.beds_for_households)
+        self.languages: dict[str, np.ndarray] = {}
+        for i, p in enumerate(pol):
+            for lang in set(p.languages):
+                self.languages.setdefault(lang, np.zeros(n, dtype=bool))[i] = True
+        groups: dict[str, int] = {}
+        self._adm_windows: list[list[AdmissionWindow] | None] = []
+        adm = np.empty(n, dtype=np.int32)
+        for i, p in enumerate(pol):
+            key = msgspec.json.encode(p.admission_hours).decode()
+            if key not in groups:
+                groups[key] = len(self._adm_windows)
+                self._adm_windows.append(p.admission_hours)
+            adm[i] = groups[key]
+        self.adm_group = adm
+
+        m = max((len(f.pools) for f in facs), default=0) or 1
+        self.p_kind = np.full((n, m), -1, dtype=np.int8)
+        self.p_places = np.ones((n, m), dtype=np.int32)
+        self.p_total = np.zeros((n, m), dtype=np.int64)
+        self.p_occ = np.zeros((n, m), dtype=np.int64)
+        self.p_held = np.zeros((n, m), dtype=np.int64)
+        self.p_free = np.full((n, m), -1, dtype=np.int64)
+        self.p_load = np.zeros((n, m), dtype=float)
+        self.p_last = np.full((n, m), -math.inf, dtype=float)
+        self._pool_pos: dict[int, tuple[int, int]] = {}
+        for i, f in enumerate(facs):
+            for j, p in enumerate(sorted(f.pools, key=lambda p: p.ref)):
+                self._pool_pos[p.id] = (i, j)
+                self.p_kind[i, j] = _KIND_CODE[p.unit_kind]
+                self.p_places[i, j] = max(p.places_per_unit, 1)
+                self._set_counts(i, j, p)
+        self._fit_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._geo = geo
+
+    def __len__(self) -> int:
+        return len(self._facs)
+
+    @property
+    def facilities(self) -> list[FacilitySnapshot]:
+        """The snapshots as they are now (pool counts and statuses updated)."""
+        return list(self._facs)
+
+    def _set_counts(self, i: int, j: int, p: PoolSnapshot) -> None:
+        self.p_total[i, j] = p.units_total
+        self.p_occ[i, j] = p.units_occupied
+        self.p_held[i, j] = p.units_held
+        self.p_free[i, j] = p.free
+        self.p_load[i, j] = W_LOAD * _load(p.units_total, p.units_occupied, p.units_held)
+        self.p_last[i, j] = _ts(p.last_seen, -math.inf)
+
+    def update_pool(
+        self,
+        pool_id: int,
+        *,
+        units_total: int,
+        units_occupied: int,
+        units_held: int,
+        units_blocked: int,
+        reported_at: datetime | None,
+        confirmed_at: datetime | None,
+    ) -> None:
+        """Apply a live count change (availability report, hold, arrival) in O(1)."""
+        i, j = self._pool_pos[pool_id]
+        fac = self._facs[i]
+        pools = list(fac.pools)
+        k = next(k for k, p in enumerate(pools) if p.id == pool_id)
+        new = msgspec.structs.replace(
+            pools[k],
+            units_total=units_total,
+            units_occupied=units_occupied,
+            units_held=units_held,
+            units_blocked=units_blocked,
+            reported_at=reported_at,
+            confirmed_at=confirmed_at,
+        )
+        pools[k] = new
+        self._facs[i] = msgspec.structs.replace(fac, pools=pools)
+        self._set_counts(i, j, new)
+
+    def update_status(
+        self, facility_id: int, status: str, status_until: datetime | None = None
+    ) -> None:
+        """Apply a status change at once (e.g. ``location_compromised``: no new placements)."""
+        i = self._fac_pos[facility_id]
+        self._facs[i] = msgspec.structs.replace(
+            self._facs[i],
+            status=status,
+            status_until=status_until,
+        )
+        self.status_ok[i] = status in ADMITTING_STATUSES
+
+    def _fit(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Units needed and weighted fit per pool for a household size (cached: static)."""
+        hit = self._fit_cache.get(size)
+        if hit is not None:
+            return hit
+        kind, places = self.p_kind, self.p_places
+        unit = kind > 0
+        bed = kind == 0
+        per_bed_needed = -(-size // places)
+        needed = np.full(kind.shape, _NOT_FIT, dtype=np.int64)
+        needed[unit & (places >= size)] = 1
+        bed_ok = bed & ((per_bed_needed == 1) | self.beds_for_households[:, None])
+        needed[bed_ok] = per_bed_needed[bed_ok]
+        fit = np.zeros(kind.shape, dtype=float)
+        single = (needed == 1) & (unit | bed)
+        fit[single] = size / places[single]
+        fit[bed_ok & (needed > 1)] = SHARED_BEDS_FIT
+        out = (needed, W_FIT * fit)
+        self._fit_cache[size] = out
+        return out
+
+    def search(
+        self,
+        request: SearchRequest,
+        *,
+        requester_kind: RequesterKind,
+        now: datetime,
+        relax: Collection[str] = (),
+    ) -> SearchResult:
+        s = _prepare(request, requester_kind, now, relax)
+        return self._search(s)
+
+    def _search(self, s: _Search) -> SearchResult:
+        request, facts, hh = s.request, s.facts, s.request.household
+        n = len(self._facs)
+        geo = self._geo
+        fails: dict[str, np.ndarray] = {}
+
+        def rule(code: str, mask: np.ndarray | bool) -> None:
+            if code in s.relax:
+                return
+            fails[code] = mask  # type: ignore[assignment]
+
+        if hh.residence_status == "undocumented":
+            rule("documents_required", self.docs_required)
+        if hh.income == "no":
+            rule("income_required", self.income_required)
+            rule("paying_no_income", self.paying)
+        if request.free_only:
+            rule("not_free", self.not_free)
+        hbits = sum(_GENDER_BIT[g] for g in facts.adult_genders)
+        rule("gender_not_accepted", (self.gender_bits & hbits) != hbits)
+        if facts.children:
+            rule("children_not_accepted", self.no_children)
+            rule("too_many_children", self.max_children < facts.n_children)
+            rule("child_too_young", self.child_min_age > facts.min_child_age)
+            rule("child_too_old", self.child_max_age < facts.max_child_age)
+        if facts.oldest_boy >= 0:
+            rule("boy_too_old", self.max_boy_age < facts.oldest_boy)
+        if facts.teens_alone:
+            rule("adolescent_alone", self.no_teens)
+        if facts.youngest_adult_band is not None:
+            rule("adult_too_young", self.min_adult_age > facts.youngest_adult_band[1])
+        if hh.wheelchair:
+            rule("wheelchair", self.no_wheelchair)
+        if hh.pets:
+            rule("pets", self.no_pets)
+        rule("max_stay", self.max_stay < request.nights)
+        waits = [admission_wait_minutes(w, s.now) for w in self._adm_windows]
+        adm_fail = np.array([w is None or w > ADMISSION_LOOKAHEAD_MINUTES for w in waits])
+        adm_now = np.array([w == 0 for w in waits])
+        if adm_fail.any():
+            rule("admission_hours", adm_fail[self.adm_group])
+        rbit = 1 << _REQUESTERS.index(s.requester_kind)
+        rule("referral_required", self.needs_referral & ((self.referral_bits & rbit) == 0))
+        rule("status_closed", ~self.status_ok)
+        rule("not_yet_open", self.valid_from > s.now_ts)
+        rule("scheme_ended", self.planned_end <= s.now_ts)
+
+        needed, fit_part = self._fit(facts.size)
+        ok = needed <= self.p_free
+        fresh = self.p_last >= (s.now_ts - self.stale_s)[:, None]
+        pscore = np.where(ok, fit_part + fresh * W_FRESH + self.p_load, -np.inf)
+        best = np.argmax(pscore, axis=1)
+        rule("no_room", ~ok.any(axis=1))
+
+        zones = s.zones
+        if zones.avoid_municipalities or zones.avoid_radius:
+            avoid = np.zeros(len(geo.codes), dtype=bool)
+            for c in zones.avoid_municipalities:
+                avoid[geo.pos[c]] = True
+            for c, km in zones.avoid_radius:
+                avoid |= geo.dist[geo.pos[c]] <= km
+            rule("avoid_area", avoid[self.muni])
+        dist = None
+        if zones.preferred is not None:
+            dist = geo.dist[geo.pos[zones.preferred]][self.muni]
+            if request.max_distance_km is not None:
+                rule("too_far", dist > request.max_distance_km)
+
+        count = np.zeros(n, dtype=np.uint8)
+        fail_counts: dict[str, int] = {}
+        for code, mask in fails.items():
+            c = int(np.count_nonzero(mask))
+            if c:
+                fail_counts[code] = c
+                count += mask
+        only = count == 1
+        only_counts = {
+            code: int(np.count_nonzero(fails[code] & only))
+            for code in fail_counts
+            if code in RELAXABLE_RULES
+        }
+        excluded, alts = _summary(fail_counts, only_counts)
+
+        idx = np.flatnonzero(count == 0)
+        bslot = best[idx]
+        spec_mask = 0
+        for x in SPECIALISATIONS_FOR_NEED[request.need]:
+            spec_mask |= 1 << _SPECS.index(x)
+        part_spec = W_SPECIALISED * ((self.spec_bits[idx] & spec_mask) != 0)
+        part_fit = fit_part[idx, bslot]
+        if dist is None:
+            part_dist = np.zeros(len(idx))
+        else:
+            part_dist = W_DISTANCE * (1.0 / (1.0 + dist[idx] / DISTANCE_HALF_KM))
+        p_fresh = fresh[idx, bslot]
+        part_fresh = p_fresh * W_FRESH
+        part_adm = W_ADMISSION * adm_now[self.adm_group[idx]]
+        if facts.languages:
+            match_lang = np.zeros(len(idx), dtype=bool)
+            for lang in facts.languages:
+                arr = self.languages.get(lang)
+                if arr is not None:
+                    match_lang |= arr[idx]
+            lang_val = np.where(match_lang, 1.0, np.where(self.interpreters[idx], 0.5, 0.0))
+            part_lang = W_LANGUAGE * lang_val
+        else:
+            part_lang = np.full(len(idx), W_LANGUAGE * 1.0)
+        part_cont = W_CONTINUITY * (self.planned_end[idx] >= s.stay_end_ts)
+        part_load = self.p_load[idx, bslot]
+        columns = (
+            part_spec,
+            part_fit,
+            part_dist,
+            part_fresh,
+            part_adm,
+            part_lang,
+            part_cont,
+            part_load,
+        )
+        score = np.zeros(len(idx))
+        for c in columns:
+            score = score + c
+
+        limit = request.limit
+        if len(idx) > limit:
+            kth = np.partition(-score, limit - 1)[limit - 1]
+            keep = np.flatnonzero(-score <= kth)
+        else:
+            keep = np.arange(len(idx))
+        order = keep[np.lexsort((idx[keep], -score[keep]))][:limit]
+
+        options = []
+        for k in order:
+            i = int(idx[k])
+            fac = self._facs[i]
+            j = int(bslot[k])
+            pool = sorted(fac.pools, key=lambda p: p.ref)[j]
+            parts = {name: float(col[k]) for name, col in zip(SCORE_PARTS, columns, strict=True)}
+            options.append(
+                _build_option(
+                    s,
+                    fac,
+                    pool,
+                    units_needed=int(needed[i, j]),
+                    parts=parts,
+                    score=float(score[k]),
+                    fresh=bool(p_fresh[k]),
+                    distance=None if dist is None else float(dist[i]),
+                )
+            )
+        return SearchResult(
+            options=options,
+            excluded=excluded,
+            alternatives=alts,
+            considered=n,
+            matched=len(idx),
+        )
+
+
+def match(
+    request: SearchRequest,
+    index_or_facilities: MatcherIndex | Sequence[FacilitySnapshot],
+    *,
+    requester_kind: RequesterKind,
+    now: datetime,
+    relax: Collection[str] = (),
+) -> SearchResult:
+    """Ranked options for a household. ``relax``: rule codes to switch off (what-if).
+
+    Raises ``UnknownArea`` for an unknown NIS code in the request and ``ValueError`` for a
+    code in ``relax`` that can never be relaxed (a closed place stays closed).
+    """
+    index = (
+        index_or_facilities
+        if isinstance(index_or_facilities, MatcherIndex)
+        else MatcherIndex(index_or_facilities)
+    )
+    return index.search(request, requester_kind=requester_kind, now=now, relax=relax)

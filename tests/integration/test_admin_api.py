@@ -1,0 +1,214 @@
+"""Admins register operators, tokens, facilities (templates, CSV) and pools."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from capacity.models import AuditEntry, Facility, Pool
+from tests.conftest import World, bearer
+
+GOOD_CSV = """operator,alias,municipality,template,intake_phone,street,city,pools,accepts_pets
+Refuges A,Hotel H-1,21015,requisitioned_crisis_hotel,+32 2 555 11 11,Rue X 1,Schaerbeek,Rooms:room:2:10,yes
+Refuges A,Refuge R-2,Liège,ipv_refuge,+32 4 555 22 22,,,,
+Refuges A,Nuit N-3,35013,night_shelter,+32 59 55 33 33,,,Beds:bed:1:20,
+"""
+
+
+async def _admin(world: World) -> str:
+    await world.operator("Admin", "admin")
+    await world.operator("Refuges A", "shelter_operator")
+    return await world.token("Admin", "admin")
+
+
+async def test_create_facility_from_template_has_secret_address_and_pools(
+    client: AsyncClient, world: World
+) -> None:
+    h = bearer(await _admin(world))
+    r = await client.get("/admin/policy-templates", headers=h)
+    names = {t["name"] for t in r.json()}
+    assert {
+        "ipv_refuge",
+        "requisitioned_crisis_hotel",
+        "cpas_emergency_flat",
+        "night_shelter",
+    } <= names
+    r = await client.post(
+        "/admin/facilities",
+        headers=h,
+        json={
+            "operator": "Refuges A",
+            "alias": "Hôtel Requis 1",
+            "municipalityNis": "21015",
+            "template": "requisitioned_crisis_hotel",
+            "intakePhone": "+32 2 555 00 00",
+            "address": {"street": "Avenue Louise 1", "postalCode": "1050", "city": "Bruxelles"},
+            "plannedEnd": "2026-03-01T00:00:00Z",
+        },
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["kind"] == "crisis_hotel" and body["secretAddress"] is True
+    assert [p["unitKind"] for p in body["pools"]] == ["room", "family_room"]
+    assert body["policy"]["acceptsUndocumented"] is True
+    assert "Avenue Louise" not in r.text  # admin facility views carry no address
+    fid = body["id"]
+    r = await client.get(f"/admin/facilities/{fid}/address", headers=h)
+    assert r.json()["street"] == "Avenue Louise 1"
+    async with world.db.read() as s:
+        n = await s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "address.read", AuditEntry.facility_id == fid)
+        )
+    assert n == 1
+    # A night shelter template is public by default, a refuge secret.
+    r = await client.post(
+        "/admin/facilities",
+        headers=h,
+        json={
+            "operator": "Refuges A",
+            "alias": "Nuit 1",
+            "municipalityNis": "21004",
+            "template": "night_shelter",
+            "intakePhone": "+32 2 555 00 01",
+        },
+    )
+    assert r.json()["secretAddress"] is False
+
+
+async def test_facility_input_errors_are_clear_422s(client: AsyncClient, world: World) -> None:
+    h = bearer(await _admin(world))
+    base = {
+        "operator": "Refuges A",
+        "alias": "X",
+        "municipalityNis": "21004",
+        "intakePhone": "+32 2 555 00 00",
+        "template": "ipv_refuge",
+    }
+    cases = [
+        ({**base, "municipalityNis": "99999"}, "unknown-area", "municipalityNis"),
+        ({**base, "template": "palace"}, "invalid-input", "template"),
+        ({**base, "template": None}, "invalid-input", "kind"),
+        ({**base, "intakePhone": "call me"}, "invalid-input", "intakePhone"),
+        ({**base, "policy": {"maxBoyAge": 40}}, "invalid-input", "policy.maxBoyAge"),
+        (
+            {**base, "validFrom": "2026-05-01T00:00:00Z", "plannedEnd": "2026-04-01T00:00:00Z"},
+            "invalid-input",
+            "plannedEnd",
+        ),
+    ]
+    for body, code, field in cases:
+        r = await client.post("/admin/facilities", headers=h, json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["code"] == code
+        assert r.json()["field"] == field, r.json()
+    r = await client.post("/admin/facilities", headers=h, json={**base, "operator": "Nobody"})
+    assert r.status_code == 404
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Facility)) == 0
+    r = await client.post("/admin/facilities", headers=h, json=base)
+    assert r.status_code == 201
+    r = await client.post("/admin/facilities", headers=h, json=base)
+    assert r.status_code == 409 and r.json()["code"] == "already-exists"
+
+
+async def test_pre_2025_nis_code_maps_forward(client: AsyncClient, world: World) -> None:
+    h = bearer(await _admin(world))
+    r = await client.post(
+        "/admin/facilities",
+        headers=h,
+        json={
+            "operator": "Refuges A",
+            "alias": "Old code",
+            "municipalityNis": "11007",
+            "kind": "refuge",
+            "intakePhone": "+32 3 555 00 00",
+        },
+    )
+    assert r.status_code == 201
+    assert r.json()["location"]["municipality"]["nis"] == "11002"  # Borsbeek -> Antwerpen
+
+
+async def test_csv_import_all_or_nothing(client: AsyncClient, world: World) -> None:
+    h = {**bearer(await _admin(world)), "Content-Type": "text/csv"}
+    bad = (
+        GOOD_CSV + "Refuges A,Bad B-4,99999,ipv_refuge,+32 2 555 44 44,,,,\n"
+        "Refuges A,Bad B-5,21004,no_template,+32 2 555 55 55,,,,\n"
+    )
+    r = await client.post("/admin/facilities/import", headers=h, content=bad.encode())
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["code"] == "import-rejected"
+    assert [e["row"] for e in problem["errors"]] == [5, 6]
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Facility)) == 0
+    r = await client.post("/admin/facilities/import", headers=h, content=GOOD_CSV.encode())
+    assert r.status_code == 201, r.text
+    assert r.json()["imported"] == 3
+    async with world.db.read() as s:
+        facs = {f.alias: f for f in (await s.scalars(select(Facility))).all()}
+        pools = (await s.scalars(select(Pool))).all()
+    assert facs["Hotel H-1"].policy["acceptsPets"] is True
+    assert facs["Refuge R-2"].municipality_nis == "62063"  # by name
+    assert len(pools) == 1 + 2 + 1
+    # Re-importing the same file conflicts on row 2 and adds nothing.
+    r = await client.post("/admin/facilities/import", headers=h, content=GOOD_CSV.encode())
+    assert r.status_code == 409 or r.status_code == 422
+    assert "Row 2" in r.json()["detail"]
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Facility)) == 3
+
+
+async def test_tokens_roles_must_fit_operator_kind_and_can_be_revoked(
+    client: AsyncClient, world: World
+) -> None:
+    h = bearer(await _admin(world))
+    await world.operator("Zone Nord", "police")
+    r = await client.post(
+        "/admin/tokens", headers=h, json={"operator": "Zone Nord", "role": "staff"}
+    )
+    assert r.status_code == 422 and r.json()["field"] == "role"
+    r = await client.post(
+        "/admin/tokens", headers=h, json={"operator": "Zone Nord", "role": "police"}
+    )
+    assert r.status_code == 201
+    tok, tid = r.json()["token"], r.json()["id"]
+    r = await client.get("/areas/provinces", headers=bearer(tok))
+    assert r.status_code == 200
+    r = await client.get("/admin/tokens", headers=h)
+    assert tok not in r.text and all("token" not in t for t in r.json())
+    r = await client.post(f"/admin/tokens/{tid}/revoke", headers=h)
+    assert r.status_code == 204
+    r = await client.get("/areas/provinces", headers=bearer(tok))
+    assert r.status_code == 401
+
+
+async def test_pool_admin_and_audit_log(client: AsyncClient, world: World) -> None:
+    h = bearer(await _admin(world))
+    view = await world.facility("Refuges A", "R1")
+    r = await client.post(
+        f"/admin/facilities/{view.facility.id}/pools",
+        headers=h,
+        json={
+            "label": "Family",
+            "unitKind": "family_room",
+            "placesPerUnit": 5,
+            "unitsTotal": 2,
+            "surge24h": 1,
+            "surge72h": 3,
+        },
+    )
+    assert r.status_code == 201 and r.json()["surge72h"] == 3
+    pid = r.json()["id"]
+    r = await client.patch(f"/admin/pools/{pid}", headers=h, json={"surge72h": 0})
+    assert r.status_code == 422  # 72 h includes 24 h
+    r = await client.patch(f"/admin/pools/{pid}", headers=h, json={"placesPerUnit": 6})
+    assert r.status_code == 200 and r.json()["placesPerUnit"] == 6
+    r = await client.patch(
+        f"/admin/facilities/{view.facility.id}", headers=h, json={"municipalityNis": "63023"}
+    )
+    assert r.json()["location"]["province"]["nis"] == "60000"
+    r = await client.get("/admin/audit", headers=h, params={"facilityId": view.facility.id})
+    actions = [a["action"] for a in r.json()]
+    assert actions[:3] == ["facility.update", "pool.update", "pool.create"]

@@ -1,0 +1,88 @@
+"""The `abri` command, run as a user would (a subprocess on a real database file)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_KEY
+
+
+def abri(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ABRI_DATABASE_URL": url, "ABRI_ADDRESS_KEY": TEST_KEY}
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def cli_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    return request.getfixturevalue("db_url")  # migrated, truncated by the db fixture
+
+
+def test_operator_token_facility_import_flow(
+    cli_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if "postgresql" in cli_url:
+        request.getfixturevalue("db")  # truncate before and after
+    root = Path(__file__).resolve().parents[2]
+    r = abri(cli_url, "db", "upgrade", cwd=root)
+    assert r.returncode == 0, r.stderr
+    r = abri(cli_url, "operator", "create", "Refuges Liège", "--kind", "shelter_operator", cwd=root)
+    assert r.returncode == 0, r.stderr
+    r = abri(cli_url, "token", "create", "--operator", "Refuges Liège", "--role", "staff", cwd=root)
+    assert r.returncode == 0, r.stderr
+    token = r.stdout
+    assert token.startswith("abri_") and token.count("\n") == 1 and " " not in token.strip()
+    r = abri(
+        cli_url, "token", "create", "--operator", "Refuges Liège", "--role", "police", cwd=root
+    )
+    assert r.returncode == 2 and "cannot be given" in r.stderr and r.stdout == ""
+    csv = tmp_path / "places.csv"
+    csv.write_text(
+        "operator,alias,municipality,template,intake_phone\n"
+        "Refuges Liège,Refuge L-1,62063,ipv_refuge,+32 4 555 00 00\n"
+        "Refuges Liège,Refuge L-2,00000,ipv_refuge,+32 4 555 00 01\n"
+    )
+    r = abri(cli_url, "facilities", "import", str(csv), cwd=root)
+    assert r.returncode == 2
+    assert "row 3" in r.stderr
+    csv.write_text(
+        "operator,alias,municipality,template,intake_phone\n"
+        "Refuges Liège,Refuge L-1,62063,ipv_refuge,+32 4 555 00 00\n"
+    )
+    r = abri(cli_url, "facilities", "import", str(csv), cwd=root)
+    assert r.returncode == 0, r.stderr
+    r = abri(
+        cli_url,
+        "facilities",
+        "create",
+        "--operator",
+        "Refuges Liège",
+        "--alias",
+        "Hotel 1",
+        "--municipality",
+        "63023",
+        "--template",
+        "requisitioned_crisis_hotel",
+        "--intake-phone",
+        "+32 87 55 00 00",
+        "--pool",
+        "Rooms:room:2:12",
+        cwd=root,
+    )
+    assert r.returncode == 0, r.stderr
+    r = abri(cli_url, "facilities", "list", cwd=root)
+    lines = r.stdout.strip().splitlines()
+    assert [ln.split("\t")[-1] for ln in lines] == ["Refuge L-1", "Hotel 1"]

@@ -1,0 +1,292 @@
+"""Holds over HTTP: reserve, read, release, extend, expire, staff transitions, authorisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from capacity.commands import PoolCreate
+from capacity.models import AuditEntry, Hold
+from placement.holds_service import counters_agree
+from placement.policy import AccessPolicy
+from placement.refcode import normalise
+from tests.conftest import World, bearer
+
+MOTHER_TWO_KIDS = {
+    "adults": [{"gender": "female"}],
+    "children": [{"age": 4}, {"age": 13, "gender": "male"}],
+    "residenceStatus": "undocumented",
+    "income": "no",
+    "languages": ["fr"],
+}
+
+
+@pytest.fixture
+async def setup(world: World) -> dict[str, Any]:
+    await world.operator("Refuges A", "shelter_operator")
+    await world.operator("Refuges B", "shelter_operator")
+    await world.operator("Zone Nord", "police")
+    await world.operator("Ligne 0800", "helpline")
+    fa = await world.facility(
+        "Refuges A",
+        "Refuge A-1",
+        policy=AccessPolicy(accepts_undocumented=True, max_boy_age=14, languages=["fr"]),
+        pools=[
+            PoolCreate(label="Family", unit_kind="family_room", places_per_unit=4, units_total=2),
+            PoolCreate(label="Beds", units_total=3),
+        ],
+    )
+    fb = await world.facility("Refuges B", "Refuge B-1", policy=AccessPolicy(max_boy_age=12))
+    return {
+        "fa": fa,
+        "fb": fb,
+        "family": fa.pools[0].ref,
+        "beds": fa.pools[1].ref,
+        "b_beds": fb.pools[0].ref,
+        "police": await world.token("Zone Nord", "police"),
+        "helpline": await world.token("Ligne 0800", "helpline"),
+        "staff_a": await world.token("Refuges A", "staff"),
+        "staff_b": await world.token("Refuges B", "staff"),
+    }
+
+
+def hold_body(pool_ref: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "poolRef": pool_ref,
+        "need": "ipv",
+        "household": MOTHER_TWO_KIDS,
+        "callback": "Dispatch Nord, +32 2 555 00 00",
+        **extra,
+    }
+
+
+async def test_police_holds_a_family_room_and_gets_code_phone_protocol_not_address(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    h = {**bearer(setup["police"]), "Idempotency-Key": "police-req-0001"}
+    r = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert normalise(body["ref"]) == body["ref"]
+    assert body["state"] == "held" and body["units"] == 1
+    assert body["minutesLeft"] == 90  # police default
+    assert body["intakePhone"] and body["handoverProtocol"]
+    # secret address: province only (Brussels-Capital counts as one)
+    assert body["place"]["area"]["nis"] == "04000"
+    assert "address" not in r.text.lower()
+    r = await client.get(
+        f"/staff/pools/{setup['fa'].pools[0].id}", headers=bearer(setup["staff_a"])
+    )
+    assert r.json()["unitsHeld"] == 1 and r.json()["unitsFree"] == 1
+    assert r.json()["version"] == 1  # holds never bump the staff version
+    # The same request again (a retry) gives the same hold, not a second one.
+    r2 = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
+    assert r2.status_code == 200 and r2.json()["ref"] == body["ref"]
+    # The same key with another body is refused.
+    r3 = await client.post("/holds", headers=h, json=hold_body(setup["beds"]))
+    assert r3.status_code == 422 and r3.json()["code"] == "idempotency-key-reused"
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Hold)) == 1
+    # Readable back by the requester, in any spelling of the code.
+    r = await client.get(
+        f"/holds/{body['ref'].lower().replace('-', ' ')}", headers=bearer(setup["police"])
+    )
+    assert r.status_code == 200 and r.json()["ref"] == body["ref"]
+
+
+async def test_access_rules_and_fit_are_checked_at_hold_time(
+    client: AsyncClient, setup: dict[str, Any]
+) -> None:
+    h = bearer(setup["helpline"])
+    # Refuge B takes no boys over 12 and requires documents.
+    r = await client.post(
+        "/holds", headers={**h, "Idempotency-Key": "k-00000001"}, json=hold_body(setup["b_beds"])
+    )
+    assert r.status_code == 422 and r.json()["code"] == "not-eligible"
+    codes = {e["field"] for e in r.json()["errors"]}
+    assert {"boy_too_old", "documents_required"} <= codes
+    # A household of three does not fit in one bed unless beds may be combined: here they may.
+    r = await client.post(
+        "/holds", headers={**h, "Idempotency-Key": "k-00000002"}, json=hold_body(setup["beds"])
+    )
+    assert r.status_code == 201 and r.json()["units"] == 3
+    r = await client.post(
+        "/holds", headers={**h, "Idempotency-Key": "k-00000003"}, json=hold_body(setup["beds"])
+    )
+    assert r.status_code == 409
+    problem = r.json()
+    assert problem["code"] == "no-longer-free" and problem["current"]["unitsFree"] == 0
+    r = await client.post(
+        "/holds",
+        headers={**h, "Idempotency-Key": "k-00000004"},
+        json=hold_body("pool_doesnotexist"),
+    )
+    assert r.status_code == 404
+    r = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
+    assert r.status_code == 422  # Idempotency-Key is required
+    r = await client.post(
+        "/holds",
+        headers={**h, "Idempotency-Key": "k-00000005"},
+        json=hold_body(setup["family"], minutes=24 * 60),
+    )
+    assert r.status_code == 422
+
+
+async def test_expired_hold_stops_blocking_before_any_sweeper(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    hp = bearer(setup["police"])
+    refs = []
+    for i in range(2):
+        r = await client.post(
+            "/holds",
+            headers={**hp, "Idempotency-Key": f"exp-{i:08d}"},
+            json=hold_body(setup["family"]),
+        )
+        assert r.status_code == 201
+        refs.append(r.json()["ref"])
+    r = await client.post(
+        "/holds", headers={**hp, "Idempotency-Key": "exp-00000009"}, json=hold_body(setup["family"])
+    )
+    assert r.status_code == 409
+    world.clock.advance(minutes=91)
+    r = await client.get(f"/holds/{refs[0]}", headers=hp)
+    assert r.json()["state"] == "expired" and r.json()["minutesLeft"] == 0
+    # No sweeper ran: the new hold expires the due ones in its own transaction.
+    r = await client.post(
+        "/holds", headers={**hp, "Idempotency-Key": "exp-00000010"}, json=hold_body(setup["family"])
+    )
+    assert r.status_code == 201
+    async with world.db.read() as s:
+        states = sorted((await s.scalars(select(Hold.state))).all())
+        expired_audits = await s.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "hold.expired")
+        )
+    assert states == ["expired", "expired", "held"]
+    assert expired_audits == 2
+    assert await counters_agree(world.db) == []
+    # Releasing an expired hold is refused with a clear reason.
+    r = await client.post(f"/holds/{refs[0]}/release", headers=hp)
+    assert r.status_code == 409 and r.json()["code"] == "illegal-transition"
+
+
+async def test_release_extend_and_staff_transitions(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    hl, sa = bearer(setup["helpline"]), bearer(setup["staff_a"])
+    r = await client.post(
+        "/holds", headers={**hl, "Idempotency-Key": "flow-0001"}, json=hold_body(setup["family"])
+    )
+    ref = r.json()["ref"]
+    assert r.json()["minutesLeft"] == 240  # helpline default
+    r = await client.post(f"/holds/{ref}/extend", headers=hl, json={"minutes": 60})
+    assert r.status_code == 200 and r.json()["extensions"] == 1
+    r = await client.post(f"/holds/{ref}/extend", headers=hl)
+    r = await client.post(f"/holds/{ref}/extend", headers=hl)
+    assert r.status_code == 409 and r.json()["code"] == "extension-refused"
+    # Staff see it incoming, with composition, requester and callback.
+    r = await client.get("/staff/holds", headers=sa, params={"state": "held"})
+    [incoming] = r.json()
+    assert incoming["ref"] == ref and incoming["requesterOperator"] == "Ligne 0800"
+    assert incoming["household"]["children"][1]["age"] == 13
+    assert incoming["callback"].startswith("Dispatch")
+    # Another operator's staff cannot see or touch it.
+    r = await client.post(f"/staff/holds/{ref}/arrived", headers=bearer(setup["staff_b"]))
+    assert r.status_code == 404
+    r = await client.get(f"/holds/{ref}", headers=bearer(setup["police"]))
+    assert r.status_code == 404  # another requester operator
+    r = await client.post(f"/staff/holds/{ref}/arrived", headers=sa)
+    assert r.status_code == 200 and r.json()["state"] == "arrived"
+    r = await client.get(f"/staff/pools/{setup['fa'].pools[0].id}", headers=sa)
+    assert r.json()["unitsHeld"] == 0 and r.json()["unitsOccupied"] == 1
+    assert r.json()["version"] == 2  # an arrival is a staff-visible count change
+    r = await client.post(f"/holds/{ref}/release", headers=hl)
+    assert r.status_code == 409  # arrived: cannot be released
+    r = await client.post(f"/staff/holds/{ref}/departed", headers=sa)
+    assert r.status_code == 200 and r.json()["state"] == "departed"
+    r = await client.get(f"/staff/pools/{setup['fa'].pools[0].id}", headers=sa)
+    assert r.json()["unitsOccupied"] == 0
+    # Decline needs a reason; no-show and release give the units back.
+    r = await client.post(
+        "/holds", headers={**hl, "Idempotency-Key": "flow-0002"}, json=hold_body(setup["family"])
+    )
+    ref2 = r.json()["ref"]
+    r = await client.post(f"/staff/holds/{ref2}/decline", headers=sa, json={"reason": " "})
+    assert r.status_code == 422
+    r = await client.post(
+        f"/staff/holds/{ref2}/decline", headers=sa, json={"reason": "No staff tonight for a family"}
+    )
+    assert r.status_code == 200 and r.json()["state"] == "declined"
+    r = await client.get(f"/holds/{ref2}", headers=hl)
+    assert r.json()["closeReason"] == "No staff tonight for a family"
+    async with world.db.read() as s:
+        actions = (
+            await s.scalars(
+                select(AuditEntry.action)
+                .where(AuditEntry.action.like("hold.%"))
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert actions == [
+        "hold.created",
+        "hold.extended",
+        "hold.extended",
+        "hold.arrived",
+        "hold.departed",
+        "hold.created",
+        "hold.declined",
+    ]
+    assert await counters_agree(world.db) == []
+
+
+async def test_bad_reference_codes(client: AsyncClient, setup: dict[str, Any]) -> None:
+    h = bearer(setup["police"])
+    r = await client.get("/holds/ABCD-EFGH", headers=h)
+    assert r.status_code == 422 and r.json()["code"] == "bad-reference"
+    r = await client.get("/holds/x", headers=h)
+    assert r.status_code == 422
+
+
+async def test_roles_on_hold_routes(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    await world.operator("TF", "taskforce")
+    tf = await world.token("TF", "taskforce")
+    for tok in (tf, setup["staff_a"]):
+        r = await client.post(
+            "/holds",
+            headers={**bearer(tok), "Idempotency-Key": "x-00000001"},
+            json=hold_body(setup["family"]),
+        )
+        assert r.status_code == 403
+    r = await client.get("/staff/holds", headers=bearer(setup["police"]))
+    assert r.status_code == 403
+
+
+async def test_staff_stream_sends_incoming_holds(
+    client: AsyncClient, setup: dict[str, Any]
+) -> None:
+    r = await client.post(
+        "/holds",
+        headers={**bearer(setup["police"]), "Idempotency-Key": "sse-00000001"},
+        json=hold_body(setup["family"]),
+    )
+    ref = r.json()["ref"]
+    r = await client.get(
+        "/staff/holds/stream",
+        params={"seconds": 1},
+        headers={**bearer(setup["staff_a"]), "Last-Event-ID": "0"},
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert "event: hold.created" in r.text and ref in r.text
+    assert "Refuges" not in r.text or "requesterOperator" in r.text
+    r = await client.get(
+        "/staff/holds/stream",
+        params={"seconds": 1},
+        headers={**bearer(setup["staff_b"]), "Last-Event-ID": "0"},
+    )
+    assert ref not in r.text

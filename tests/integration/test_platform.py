@@ -1,0 +1,88 @@
+"""Health, OpenAPI, problem details, request ids, structured logs, PostgreSQL isolation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import text
+
+from capacity.db import Database
+from tests.conftest import World, bearer
+
+
+async def test_health_and_openapi(client: AsyncClient) -> None:
+    assert (await client.get("/health/live")).json() == {"status": "ok"}
+    r = await client.get("/health/ready")
+    assert r.status_code == 200 and r.json()["database"] == "ok"
+    r = await client.get("/schema/openapi.json")
+    doc = r.json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    put = doc["paths"]["/staff/pools/{pool_id}/availability"]["put"]
+    assert {"412", "422", "428"} <= set(put["responses"])
+    assert "application/problem+json" in put["responses"]["412"]["content"]
+    assert (await client.get("/schema/swagger")).status_code == 200
+
+
+async def test_ready_reports_a_dead_database(tmp_path, settings, clock) -> None:  # type: ignore[no-untyped-def]
+    from httpx import ASGITransport
+
+    from api.app import create_app
+
+    dead = Database(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db")
+    app = create_app(settings, db=dead, clock=clock)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/health/ready")
+    assert r.status_code == 503 and r.json()["status"] == "unavailable"
+
+
+async def test_problem_details_and_request_id(client: AsyncClient, world: World) -> None:
+    await world.operator("Admin", "admin")
+    tok = await world.token("Admin", "admin")
+    r = await client.post(
+        "/admin/operators", headers={**bearer(tok), "X-Request-ID": "abc-123"}, content=b"{not json"
+    )
+    assert r.status_code in (400, 422)
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["requestId"] == "abc-123" and r.headers["x-request-id"] == "abc-123"
+    assert set(body) >= {"type", "title", "status", "code", "detail"}
+    r = await client.post(
+        "/admin/operators", headers=bearer(tok), json={"name": "X", "kind": "spaceship"}
+    )
+    assert r.status_code == 422 and r.json()["field"] == "kind"
+    r = await client.get("/health/live", headers={"X-Request-ID": "bad id with spaces"})
+    assert r.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_json_logs_carry_request_id(db, clock, capsys) -> None:  # type: ignore[no-untyped-def]
+    from httpx import ASGITransport
+
+    from api.app import create_app
+    from capacity.settings import Settings
+    from tests.conftest import TEST_KEY
+
+    app = create_app(
+        Settings(database_url=db.url, log_format="json", address_key=TEST_KEY), db=db, clock=clock
+    )
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/health/live", headers={"X-Request-ID": "req-42"})
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    req = [ln for ln in lines if ln.get("event") == "request"]
+    assert req and req[-1]["request_id"] == "req-42" and req[-1]["status"] == 200
+
+
+@pytest.mark.postgres
+async def test_postgres_write_transactions_run_read_committed(pg_database: str) -> None:
+    """The hold gate relies on READ COMMITTED re-checking its WHERE clause after a lock wait;
+    someone changing the engine default must break this test, not production."""
+    db = Database(pg_database)
+    try:
+        async with db.write() as s:
+            level = (await s.execute(text("SHOW transaction_isolation"))).scalar()
+            timeout = (await s.execute(text("SHOW lock_timeout"))).scalar()
+    finally:
+        await db.dispose()
+    assert level == "read committed"
+    assert timeout == "2s"

@@ -1,0 +1,197 @@
+"""Shelter staff keep counts up to date; they see only their own operator's places."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from capacity.crypto import Address
+from capacity.models import Alert, AuditEntry
+from tests.conftest import World, bearer
+
+
+async def _two_operators(world: World) -> dict[str, Any]:
+    await world.operator("Refuges A", "shelter_operator")
+    await world.operator("CPAS B", "cpas")
+    a = await world.facility(
+        "Refuges A", "Refuge A-1", address=Address(street="Rue Secrète 1", city="Bruxelles")
+    )
+    b = await world.facility("CPAS B", "CPAS B-1", kind="cpas_place")
+    return {
+        "a": a,
+        "b": b,
+        "staff_a": await world.token("Refuges A", "staff"),
+        "staff_b": await world.token("CPAS B", "staff"),
+    }
+
+
+async def test_staff_sees_own_facilities_with_address_and_each_read_is_audited(
+    client: AsyncClient, world: World
+) -> None:
+    w = await _two_operators(world)
+    r = await client.get("/staff/facilities", headers=bearer(w["staff_a"]))
+    assert r.status_code == 200
+    body = r.json()
+    assert [f["alias"] for f in body] == ["Refuge A-1"]
+    assert body[0]["address"]["street"] == "Rue Secrète 1"
+    assert body[0]["pools"][0]["unitsFree"] == 7
+    assert body[0]["location"]["arrondissement"]["nis"] == "21000"
+    async with world.db.read() as s:
+        reads = await s.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "address.read")
+        )
+    assert reads == 1
+
+
+async def test_object_level_checks_give_404_for_other_operators_objects(
+    client: AsyncClient, world: World
+) -> None:
+    w = await _two_operators(world)
+    fb, pb = w["b"].facility.id, w["b"].pools[0].id
+    h = bearer(w["staff_a"])
+    for path in (f"/staff/facilities/{fb}", f"/staff/pools/{pb}", f"/staff/pools/{pb}/history"):
+        r = await client.get(path, headers=h)
+        assert r.status_code == 404, path
+        assert r.json()["code"] == "not-found"
+    r = await client.put(
+        f"/staff/pools/{pb}/availability",
+        headers={**h, "If-Match": '"1"'},
+        json={"unitsTotal": 1, "unitsOccupied": 1},
+    )
+    assert r.status_code == 404
+    r = await client.post(f"/staff/pools/{pb}/confirm", headers=h)
+    assert r.status_code == 404
+    r = await client.put(
+        f"/staff/facilities/{fb}/status", headers=h, json={"status": "suspended", "reason": "x"}
+    )
+    assert r.status_code == 404
+    # Unknown ids answer exactly like other operators' ids: no existence leak.
+    r = await client.get("/staff/pools/999999", headers=h)
+    assert r.status_code == 404
+    # B's pool did not change.
+    r = await client.get(f"/staff/pools/{pb}", headers=bearer(w["staff_b"]))
+    assert r.json()["unitsTotal"] == 7 and r.json()["version"] == 1
+
+
+async def test_if_match_update_then_stale_version_gets_412_with_current_state(
+    client: AsyncClient, world: World
+) -> None:
+    w = await _two_operators(world)
+    pid = w["a"].pools[0].id
+    h = bearer(w["staff_a"])
+    r = await client.get(f"/staff/pools/{pid}", headers=h)
+    assert r.headers["etag"] == '"1"'
+    r = await client.put(
+        f"/staff/pools/{pid}/availability", headers=h, json={"unitsTotal": 8, "unitsOccupied": 3}
+    )
+    assert r.status_code == 428 and r.json()["code"] == "precondition-required"
+    r = await client.put(
+        f"/staff/pools/{pid}/availability",
+        headers={**h, "If-Match": '"1"'},
+        json={"unitsTotal": 8, "unitsOccupied": 3},
+    )
+    assert r.status_code == 200
+    assert r.headers["etag"] == '"2"'
+    assert r.json()["unitsFree"] == 5
+    # A colleague still holding version 1 is told, with today's figures.
+    r = await client.put(
+        f"/staff/pools/{pid}/availability",
+        headers={**h, "If-Match": '"1"'},
+        json={"unitsTotal": 8, "unitsOccupied": 8},
+    )
+    assert r.status_code == 412
+    problem = r.json()
+    assert problem["code"] == "version-mismatch"
+    assert problem["current"]["unitsOccupied"] == 3 and problem["current"]["version"] == 2
+    assert r.headers["etag"] == '"2"'
+    # Over-reporting (emergency mattresses) is recorded and leaves nothing free.
+    r = await client.put(
+        f"/staff/pools/{pid}/availability",
+        headers={**h, "If-Match": "2"},
+        json={"unitsTotal": 8, "unitsOccupied": 10},
+    )
+    assert r.status_code == 200 and r.json()["unitsFree"] == 0
+    r = await client.get(f"/staff/pools/{pid}/history", headers=h)
+    kinds = [(x["kind"], x["unitsOccupied"]) for x in r.json()]
+    assert kinds == [("update", 10), ("update", 3), ("create", 0)]
+
+
+async def test_bad_counts_are_422_and_nothing_written(client: AsyncClient, world: World) -> None:
+    w = await _two_operators(world)
+    pid = w["a"].pools[0].id
+    h = {**bearer(w["staff_a"]), "If-Match": '"1"'}
+    for body in (
+        {"unitsTotal": -1, "unitsOccupied": 0},
+        {"unitsTotal": "five"},
+        {"unitsTotal": 3, "unitsOccupied": 1, "unitsBlocked": 4},
+        {"unitsTotal": 3, "unitsOccupied": 1, "extra": True},
+        {"unitsTotal": 3, "unitsOccupied": 1, "surge24h": 3, "surge72h": 1},
+    ):
+        r = await client.put(f"/staff/pools/{pid}/availability", headers=h, json=body)
+        assert r.status_code == 422, body
+        assert r.json()["code"] in ("invalid-input",)
+        assert "Traceback" not in r.text
+    r = await client.get(f"/staff/pools/{pid}", headers=bearer(w["staff_a"]))
+    assert r.json()["version"] == 1
+
+
+async def test_still_accurate_refreshes_age_without_changing_counts(
+    client: AsyncClient, world: World
+) -> None:
+    w = await _two_operators(world)
+    pid = w["a"].pools[0].id
+    h = bearer(w["staff_a"])
+    world.clock.advance(hours=13)  # refuges are stale after 12 h
+    r = await client.get(f"/staff/pools/{pid}", headers=h)
+    assert r.json()["stale"] is True
+    assert r.json()["dataAgeSeconds"] == 13 * 3600
+    r = await client.post(f"/staff/pools/{pid}/confirm", headers={**h, "If-Match": '"1"'})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["stale"] is False and body["dataAgeSeconds"] == 0
+    assert body["version"] == 1 and body["unitsTotal"] == 7
+    r = await client.get(f"/staff/pools/{pid}/history", headers=h)
+    assert r.json()[0]["kind"] == "confirm"
+    # Confirming figures that changed meanwhile is refused.
+    r = await client.post(f"/staff/pools/{pid}/confirm", headers={**h, "If-Match": '"9"'})
+    assert r.status_code == 412
+
+
+async def test_location_compromised_alerts_admins(client: AsyncClient, world: World) -> None:
+    w = await _two_operators(world)
+    fid = w["a"].facility.id
+    h = bearer(w["staff_a"])
+    r = await client.put(
+        f"/staff/facilities/{fid}/status", headers=h, json={"status": "location_compromised"}
+    )
+    assert r.status_code == 422 and r.json()["field"] == "reason"
+    r = await client.put(
+        f"/staff/facilities/{fid}/status",
+        headers=h,
+        json={"status": "location_compromised", "reason": "Perpetrator seen outside"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "location_compromised"
+    async with world.db.read() as s:
+        alerts = (await s.scalars(select(Alert))).all()
+    assert [a.kind for a in alerts] == ["location_compromised"]
+    await world.operator("Admin", "admin")
+    admin = await world.token("Admin", "admin")
+    r = await client.get("/admin/alerts", headers=bearer(admin))
+    assert r.json()[0]["facilityId"] == fid
+    assert "Rue Secrète" not in r.text
+
+
+async def test_roles_are_enforced_on_staff_routes(client: AsyncClient, world: World) -> None:
+    await world.operator("Line", "helpline")
+    await world.operator("Zone", "police")
+    await world.operator("TF", "taskforce")
+    for op, role in (("Line", "helpline"), ("Zone", "police"), ("TF", "taskforce")):
+        tok = await world.token(op, role)
+        r = await client.get("/staff/facilities", headers=bearer(tok))
+        assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    r = await client.get("/staff/facilities")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    r = await client.get("/staff/facilities", headers=bearer("abri_not-a-token"))
+    assert r.status_code == 401

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from capacity.areas import areas, distance_km, fold, provinces_and_brussels
+from capacity.errors import UnknownArea
+
+
+def test_reference_data_counts() -> None:
+    idx = areas()
+    assert len(idx.municipalities) == 565
+    levels = [a.level for a in idx.areas.values()]
+    assert levels.count("region") == 3
+    assert levels.count("province") == 10
+    assert levels.count("arrondissement") == 43
+    assert len(provinces_and_brussels()) == 11
+
+
+def test_every_municipality_rolls_up_to_known_areas() -> None:
+    idx = areas()
+    for m in idx.municipalities.values():
+        assert idx.area(m.arrondissement_nis).level == "arrondissement"
+        assert idx.area(m.province_nis).level in ("province", "region")
+        assert idx.area(m.region_nis).level == "region"
+
+
+@pytest.mark.parametrize(
+    ("query", "nis"),
+    [
+        ("Schaerbeek", "21015"),
+        ("schaarbeek", "21015"),
+        ("Liège", "62063"),
+        ("Luik", "62063"),
+        ("Lüttich", "62063"),
+        ("liege", "62063"),
+        ("Anvers", "11002"),
+        ("1030", "21015"),
+        ("Eupen", "63023"),
+        ("Bastnach", "82039"),
+    ],
+)
+def test_find_by_fr_nl_de_names_and_postal_code(query: str, nis: str) -> None:
+    assert areas().find(query)[0].nis == nis
+
+
+def test_unknown_codes_raise_and_old_codes_map_forward() -> None:
+    with pytest.raises(UnknownArea):
+        areas().municipality("99999")
+    with pytest.raises(UnknownArea):
+        areas().area("12")
+    assert areas().municipality("11007").nis == "11002"  # Borsbeek merged into Antwerpen
+
+
+def test_distance_and_fold() -> None:
+    idx = areas()
+    bxl, liege = idx.municipality("21004"), idx.municipality("62063")
+    assert 85 < distance_km(bxl, liege) < 100
+    assert distance_km(bxl, bxl) == 0
+    assert fold("Écaussinnes-d’Enghien") == "ecaussinnesdenghien"
+
+
+def test_children_of_area() -> None:
+    assert len(areas().children_of("04000")) == 19
+    assert "21015" in areas().children_of("21000")

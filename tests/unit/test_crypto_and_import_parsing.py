@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from capacity.crypto import Address, AddressCipher, AddressKeyError
+from capacity.errors import ImportRejected
+from capacity.importer import parse_csv
+
+
+def test_address_round_trip_and_rotation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    addr = Address(street="Rue Secrète 1", postal_code="1000", city="Bruxelles")
+    c_old = AddressCipher([old])
+    token = c_old.encrypt(addr)
+    assert "Secrète" not in token
+    rotated = AddressCipher([new, old])
+    assert rotated.decrypt(token) == addr
+    token2 = rotated.rotate(token)
+    assert AddressCipher([new]).decrypt(token2) == addr
+    with pytest.raises(AddressKeyError):
+        AddressCipher([new]).decrypt(token)
+
+
+def test_key_file_is_created_private(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "k.key"
+    c = AddressCipher.from_settings(None, str(path))
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    again = AddressCipher.from_settings(None, str(path))
+    assert again.decrypt(c.encrypt(Address(street="x"))).street == "x"
+
+
+def test_import_lists_every_bad_row() -> None:
+    text = (
+        "operator,alias,municipality,template,intake_phone,max_boy_age,accepts_pets\n"
+        "A,One,21004,ipv_refuge,+32 2 555 00 00,12,no\n"
+        "A,Two,21004,ipv_refuge,+32 2 555 00 00,twelve,no\n"
+        "A,One,21004,ipv_refuge,+32 2 555 00 00,12,no\n"
+        "A,Four,Atlantis,ipv_refuge,+32 2 555 00 00,,maybe\n"
+    )
+    with pytest.raises(ImportRejected) as err:
+        parse_csv(text)
+    rows = [e.row for e in err.value.extra["errors"]]
+    assert rows == [3, 4, 5]
+
+
+def test_import_header_checked() -> None:
+    with pytest.raises(ImportRejected, match="unknown columns: colour"):
+        parse_csv(
+            "operator,alias,municipality,intake_phone,colour\nA,B,21004,+32 2 555 00 00,red\n"
+        )
+    with pytest.raises(ImportRejected, match="missing columns"):
+        parse_csv("operator,alias\nA,B\n")
+
+
+def test_import_policy_overrides_template() -> None:
+    [cmd] = parse_csv(
+        "operator,alias,municipality,template,intake_phone,max_boy_age,languages\n"
+        "A,One,Gent,ipv_refuge,+32 9 555 00 00,16,nl;en\n"
+    )
+    assert cmd.policy is not None and cmd.policy.max_boy_age == 16
+    assert cmd.policy.languages == ["nl", "en"]
+    assert cmd.policy.specialisations == ["ipv", "family_violence"]  # from the template
+    assert cmd.municipality_nis == "44021"
