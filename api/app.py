@@ -32,6 +32,7 @@ from api.holds.controllers import HoldController, StaffHoldController
 from api.logging import RequestIdMiddleware, configure_logging
 from api.placement.controllers import PlacementController
 from api.staff.controllers import StaffController
+from api.standing.controllers import StandingController
 from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
@@ -47,6 +48,7 @@ ROUTE_HANDLERS: list[Any] = [
     HoldController,
     StaffHoldController,
     PlacementController,
+    StandingController,
 ]
 
 

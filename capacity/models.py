@@ -276,8 +276,29 @@ class StandingRequest(Base):
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     offered_pool_id: Mapped[int | None] = mapped_column(Integer)
     offer_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    hold_id: Mapped[int | None] = mapped_column(Integer)  # the hold made for it when offered
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_standing_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_standing_state_created", "state", "created_at"),
+        Index(
+            "uq_standing_requests_idem",
+            "requester_operator_id",
+            "idempotency_key",
+            unique=True,
+        ),
+    )
+
+
+class Lease(Base):
+    """A named lease held by one process at a time (single-flight jobs on both databases)."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Event(Base):

@@ -4,9 +4,21 @@ never depends on it, see holds_service)."""
 from __future__ import annotations
 
 from ops.scheduler import JobContext, job
+from placement import standing_service
 from placement.holds_service import expire_due_holds
 
 
 @job("expire_holds", seconds=30)
 async def expire_holds(ctx: JobContext) -> int:
     return await expire_due_holds(ctx.db, ctx.clock.now())
+
+
+@job("standing_round", seconds=15)
+async def standing_round(ctx: JobContext) -> int:
+    """Offer freed places to standing requests in order (also those freed by feeds and by
+    expiries, which no request path sees)."""
+    now = ctx.clock.now()
+    if not await standing_service.waiting_exists(ctx.db):
+        return 0
+    await expire_due_holds(ctx.db, now)
+    return await standing_service.run_round(ctx.db, ctx.settings, now=now)

@@ -19,6 +19,7 @@ import hashlib
 import secrets
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,29 +117,49 @@ class SnapshotCache:
         self._built = time.monotonic()
 
 
-async def load_snapshots(s: object, settings: Settings) -> list[FacilitySnapshot]:
-    """Every facility with its pools, as the matcher sees them (no address ever)."""
+async def load_snapshots(
+    s: object, settings: Settings, facility_ids: Collection[int] | None = None
+) -> list[FacilitySnapshot]:
+    """Every facility (or those given) with its pools, as the matcher sees them (no address
+    ever)."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
     assert isinstance(s, AsyncSession)
+    pool_query = select(
+        Pool.id,
+        Pool.ref,
+        Pool.facility_id,
+        Pool.unit_kind,
+        Pool.places_per_unit,
+        Pool.units_total,
+        Pool.units_occupied,
+        Pool.units_held,
+        Pool.units_blocked,
+        Pool.reported_at,
+        Pool.confirmed_at,
+    ).order_by(Pool.id)
+    facility_query = select(
+        Facility.id,
+        Facility.ref,
+        Facility.alias,
+        Facility.kind,
+        Facility.operator_id,
+        Facility.municipality_nis,
+        Facility.policy,
+        Facility.status,
+        Facility.status_until,
+        Facility.valid_from,
+        Facility.planned_end,
+        Facility.secret_address,
+        Facility.intake_phone,
+        Facility.handover_protocol,
+        Facility.stale_after_minutes,
+    ).order_by(Facility.id)
+    if facility_ids is not None:
+        pool_query = pool_query.where(Pool.facility_id.in_(list(facility_ids)))
+        facility_query = facility_query.where(Facility.id.in_(list(facility_ids)))
     pools: dict[int, list[PoolSnapshot]] = {}
-    for p in (
-        await s.execute(
-            select(
-                Pool.id,
-                Pool.ref,
-                Pool.facility_id,
-                Pool.unit_kind,
-                Pool.places_per_unit,
-                Pool.units_total,
-                Pool.units_occupied,
-                Pool.units_held,
-                Pool.units_blocked,
-                Pool.reported_at,
-                Pool.confirmed_at,
-            ).order_by(Pool.id)
-        )
-    ).all():
+    for p in (await s.execute(pool_query)).all():
         pools.setdefault(p.facility_id, []).append(
             PoolSnapshot(
                 id=p.id,
@@ -154,27 +175,7 @@ async def load_snapshots(s: object, settings: Settings) -> list[FacilitySnapshot
             )
         )
     out = []
-    for f in (
-        await s.execute(
-            select(
-                Facility.id,
-                Facility.ref,
-                Facility.alias,
-                Facility.kind,
-                Facility.operator_id,
-                Facility.municipality_nis,
-                Facility.policy,
-                Facility.status,
-                Facility.status_until,
-                Facility.valid_from,
-                Facility.planned_end,
-                Facility.secret_address,
-                Facility.intake_phone,
-                Facility.handover_protocol,
-                Facility.stale_after_minutes,
-            ).order_by(Facility.id)
-        )
-    ).all():
+    for f in (await s.execute(facility_query)).all():
         out.append(
             FacilitySnapshot(
                 id=f.id,

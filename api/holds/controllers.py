@@ -30,7 +30,8 @@ from capacity.clock import Clock
 from capacity.db import Database
 from capacity.errors import InvalidInput
 from capacity.models import Event, Facility
-from placement import holds_service
+from capacity.settings import Settings
+from placement import holds_service, standing_service
 
 IdemKey = Annotated[
     str,
@@ -110,11 +111,13 @@ class HoldController(Controller):
         )
 
     @post("/{ref:str}/release", status_code=200, summary="Give the place back")
-    async def release(self, ref: str, db: Database, actor: Actor, clock: Clock) -> HoldRead:
+    async def release(
+        self, ref: str, db: Database, actor: Actor, clock: Clock, settings: Settings
+    ) -> HoldRead:
         now = clock.now()
-        return hold_read(
-            await holds_service.transition(db, ref, "released", actor=actor, now=now), now
-        )
+        view = await holds_service.transition(db, ref, "released", actor=actor, now=now)
+        await standing_service.run_round(db, settings, now=now)  # the next in line
+        return hold_read(view, now)
 
     @post(
         "/{ref:str}/extend",
@@ -193,8 +196,10 @@ class StaffHoldController(Controller):
         return await _staff(db, ref, "arrived", actor, clock)
 
     @post("/{ref:str}/no-show", status_code=200, summary="The household did not come")
-    async def no_show(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
-        return await _staff(db, ref, "no_show", actor, clock)
+    async def no_show(
+        self, ref: str, db: Database, actor: Actor, clock: Clock, settings: Settings
+    ) -> StaffHoldRead:
+        return await _staff(db, ref, "no_show", actor, clock, settings=settings)
 
     @post("/{ref:str}/decline", status_code=200, summary="Decline the hold, with a reason")
     async def decline(
@@ -204,10 +209,13 @@ class StaffHoldController(Controller):
         db: Database,
         actor: Actor,
         clock: Clock,
+        settings: Settings,
     ) -> StaffHoldRead:
         if not data.reason.strip():
             raise InvalidInput("Give a reason for declining.", field="reason")
-        return await _staff(db, ref, "declined", actor, clock, reason=data.reason)
+        return await _staff(
+            db, ref, "declined", actor, clock, reason=data.reason, settings=settings
+        )
 
     @post("/{ref:str}/departed", status_code=200, summary="A placed household has left")
     async def departed(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
@@ -215,10 +223,18 @@ class StaffHoldController(Controller):
 
 
 async def _staff(
-    db: Database, ref: str, target: str, actor: Actor, clock: Clock, reason: str | None = None
+    db: Database,
+    ref: str,
+    target: str,
+    actor: Actor,
+    clock: Clock,
+    reason: str | None = None,
+    settings: Settings | None = None,
 ) -> StaffHoldRead:
     now = clock.now()
     view = await holds_service.transition(db, ref, target, actor=actor, now=now, reason=reason)
+    if settings is not None:  # declined, no-show: the place is free again for the next in line
+        await standing_service.run_round(db, settings, now=now)
     return staff_hold_read(view, now)
 
 

@@ -23,6 +23,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.errors import InvalidInput, PreconditionRequired
 from capacity.settings import Settings
+from placement import standing_service
 
 IfMatch = Annotated[
     str | None,
@@ -106,6 +107,7 @@ class StaffController(Controller):
         view = await registry.set_status(
             db, facility_id, data, actor=actor, now=now, operator_scope=staff_scope(actor)
         )
+        await standing_service.run_round(db, settings, now=now)  # reopened: next in line
         address = await registry.read_address(
             db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
         )
@@ -133,15 +135,17 @@ class StaffController(Controller):
     ) -> Response[PoolRead]:
         version = parse_if_match(if_match, required=True)
         assert version is not None
+        now = clock.now()
         await availability.update_availability(
             db,
             pool_id,
             data,
             if_match=version,
             actor=actor,
-            now=clock.now(),
+            now=now,
             operator_scope=staff_scope(actor),
         )
+        await standing_service.run_round(db, settings, now=now)  # a freed place: next in line
         return await _pool_response(db, pool_id, actor, settings, clock)
 
     @post(

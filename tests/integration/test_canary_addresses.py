@@ -20,9 +20,20 @@ from capacity.commands import PoolCreate
 from capacity.crypto import Address
 from tests.conftest import World, bearer
 
-#: Realistic bodies per route, so that routes do real work instead of failing validation.
-#: Every new route that takes a body should add one here.
-EXAMPLE_BODIES: dict[tuple[str, str], Any] = {}
+HOUSEHOLD = {"adults": [{"gender": "female"}], "children": [{"age": 5}], "languages": ["fr"]}
+SEARCH = {"household": HOUSEHOLD, "need": "ipv", "preferredMunicipalityNis": "21015"}
+
+
+def example_bodies(pool_ref: str) -> dict[tuple[str, str], Any]:
+    """Realistic bodies per route, so that routes do real work instead of failing validation.
+    Every new route that takes a body should add one here."""
+    return {
+        ("POST", "/placements/search"): SEARCH,
+        ("POST", "/holds"): {"poolRef": pool_ref, "need": "ipv", "household": HOUSEHOLD},
+        ("POST", "/holds/{ref:str}/extend"): {"minutes": 60},
+        ("POST", "/standing-requests"): {"search": SEARCH, "minutes": 60},
+        ("POST", "/staff/holds/{ref:str}/decline"): {"reason": "full tonight"},
+    }
 
 
 def canary_address() -> tuple[Address, list[str]]:
@@ -49,6 +60,8 @@ def all_routes(app: Litestar) -> list[tuple[str, str]]:
 def fill(path: str, ids: dict[str, int | str]) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
+        if name == "ref" and path.startswith("/standing-requests"):
+            name = "standing_ref"
         return str(ids.get(name, 1))
 
     return re.sub(r"\{(\w+)(?::\w+)?\}", sub, path)
@@ -90,6 +103,7 @@ async def canaries(world: World) -> dict[str, Any]:
             "alert_id": 1,
             "ref": views[0].facility.ref,
         },
+        "pool_ref": views[0].pools[0].ref,
         "tokens": {
             role: await world.token(op, role)
             for op, role in (("Line", "helpline"), ("Zone", "police"), ("TF", "taskforce"))
@@ -109,12 +123,33 @@ async def test_no_canary_address_reaches_requesters_or_taskforce(
     routes = all_routes(app)
     assert len(routes) > 20
     needles: list[str] = canaries["needles"]
+    bodies = example_bodies(canaries["pool_ref"])
     calls = 0
     for role, token in canaries["tokens"].items():
+        ids = dict(canaries["ids"])
+        if role in ("helpline", "police"):
+            # Real work: a search that finds the canary places, a hold and a standing request
+            # of this role's own, so that every hold route reads a real hold.
+            r = await client.post("/placements/search", json=SEARCH, headers=bearer(token))
+            assert r.status_code == 200 and r.json()["options"], r.text
+            r = await client.post(
+                "/holds",
+                json=bodies[("POST", "/holds")],
+                headers={**bearer(token), "Idempotency-Key": f"canary-{role}-hold"},
+            )
+            assert r.status_code == 201, r.text
+            ids["ref"] = r.json()["ref"]
+            r = await client.post(
+                "/standing-requests", json={"search": SEARCH}, headers=bearer(token)
+            )
+            assert r.status_code == 201, r.text
+            ids["standing_ref"] = r.json()["ref"]
         for method, path in routes:
-            url = fill(path, canaries["ids"])
-            body = EXAMPLE_BODIES.get((method, path), {})
-            kwargs: dict[str, Any] = {"headers": bearer(token)}
+            url = fill(path, ids)
+            body = bodies.get((method, path), {})
+            kwargs: dict[str, Any] = {
+                "headers": {**bearer(token), "Idempotency-Key": f"canary-{role}-{calls}"}
+            }
             if method in ("POST", "PUT", "PATCH"):
                 kwargs["json"] = body
             r = await client.request(method, url, **kwargs)
