@@ -104,7 +104,8 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.getLevelNamesMapping().get(level, logging.INFO))
-    for noisy in ("httpx", "httpcore"):
+    # APScheduler announces every run; our own ``job_run`` lines say what matters.
+    for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
