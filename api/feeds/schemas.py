@@ -1,0 +1,135 @@
+"""Admin feed types. Requests reuse the service's commands; no response carries credentials
+(only whether some are set)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from api.schemas import Out
+from clients.feeds.service import (
+    BasicAuth,
+    BearerAuth,
+    FeedCreate,
+    FeedUpdate,
+    FeedView,
+    HeaderAuth,
+    MappingEntry,
+)
+
+__all__ = [
+    "BasicAuth",
+    "BearerAuth",
+    "FeedCreate",
+    "FeedHealth",
+    "FeedRead",
+    "FeedUpdate",
+    "HeaderAuth",
+    "MappingEntry",
+    "PollResult",
+    "feed_read",
+]
+
+FEED_EXAMPLE = {
+    "name": "ibis-midi",
+    "operator": "Hotels Solidaires",
+    "url": "https://pms.example-hotel.be/abri/inventory",
+    "format": "json_inventory",
+    "mapping": [
+        {"feedId": "DBL", "poolId": 12, "countsHoldsAsOccupied": True},
+        {"feedId": "FAM", "poolId": 13},
+    ],
+    "intervalSeconds": 300,
+    "credentials": {"type": "bearer", "token": "partner-issued-token"},
+}
+
+
+class MappingRead(Out, kw_only=True):
+    feed_id: str
+    pool_id: int
+    counts_holds_as_occupied: bool
+
+
+class FeedHealth(Out, kw_only=True):
+    """``healthy``: the last poll succeeded. ``circuit``: closed (polling normally), open
+    (a dead feed, not requested until ``nextPollAt``), half_open (one trial request)."""
+
+    healthy: bool
+    last_success_at: datetime | None
+    last_contact_at: datetime | None
+    last_attempt_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    circuit: str
+    next_poll_at: datetime | None
+
+
+class FeedRead(Out, kw_only=True):
+    id: int
+    name: str
+    source: str
+    operator_id: int
+    operator: str
+    url: str
+    format: str
+    mapping: list[MappingRead]
+    enabled: bool
+    interval_seconds: int
+    timeout_seconds: int
+    max_retries: int
+    failure_threshold: int
+    cooldown_seconds: int
+    has_credentials: bool
+    created_at: datetime
+    updated_at: datetime
+    health: FeedHealth
+
+
+class PollResult(Out, kw_only=True):
+    outcome: str
+    reason: str | None
+    attempts: int
+    updated: int
+    confirmed: int
+    feed: FeedRead
+
+
+def feed_read(v: FeedView) -> FeedRead:
+    f = v.feed
+    return FeedRead(
+        id=f.id,
+        name=f.name,
+        source=f"feed:{f.name}",
+        operator_id=f.operator_id,
+        operator=v.operator,
+        url=f.url,
+        format=f.format,
+        mapping=[
+            MappingRead(
+                feed_id=str(m["feedId"]),
+                pool_id=int(m["poolId"]),
+                counts_holds_as_occupied=bool(m.get("countsHoldsAsOccupied", False)),
+            )
+            for m in f.mapping
+        ],
+        enabled=f.enabled,
+        interval_seconds=f.interval_seconds,
+        timeout_seconds=f.timeout_seconds,
+        max_retries=f.max_retries,
+        failure_threshold=f.failure_threshold,
+        cooldown_seconds=f.cooldown_seconds,
+        has_credentials=f.credentials_ciphertext is not None,
+        created_at=f.created_at,
+        updated_at=f.updated_at,
+        health=FeedHealth(
+            healthy=f.consecutive_failures == 0 and f.last_success_at is not None,
+            last_success_at=f.last_success_at,
+            last_contact_at=f.last_contact_at,
+            last_attempt_at=f.last_attempt_at,
+            last_error_at=f.last_error_at,
+            last_error=f.last_error,
+            consecutive_failures=f.consecutive_failures,
+            circuit=f.circuit,
+            next_poll_at=f.next_poll_at if f.enabled else None,
+        ),
+    )

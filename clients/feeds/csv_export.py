@@ -1,0 +1,79 @@
+"""A CPAS spreadsheet exported as CSV and served over HTTP.
+
+Header row required, comma or semicolon separated (Belgian Excel uses ``;``), UTF-8 with or
+without BOM::
+
+    place_id;places_total;places_occupied;places_blocked;updated_at
+    URG-1;6;4;0;2026-01-15T01:00:00+01:00
+
+``places_blocked`` and ``updated_at`` columns are optional; the other three are required, and
+a row with a missing or non-numeric cell rejects the whole document.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from clients.feeds.base import FeedRejected, Reading, check_counts, check_id, parse_time, unique
+
+FORMAT = "csv_export"
+ACCEPT = "text/csv"
+
+REQUIRED = ("place_id", "places_total", "places_occupied")
+OPTIONAL = ("places_blocked", "updated_at")
+
+
+def _int(raw: str | None, column: str, line: int) -> int:
+    text = (raw or "").strip()
+    if not text.lstrip("-").isdigit():
+        raise FeedRejected(f"line {line}: {column} is not a whole number")
+    return int(text)
+
+
+def parse(body: bytes) -> list[Reading]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FeedRejected("CSV is not UTF-8") from None
+    lines = text.splitlines()
+    if not lines:
+        raise FeedRejected("CSV is empty")
+    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    try:
+        rows = list(reader)
+    except csv.Error:
+        raise FeedRejected("CSV is malformed") from None
+    header = [h.strip().lower() for h in rows[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+    if missing or unknown or len(set(header)) != len(header):
+        raise FeedRejected(
+            f"CSV columns changed: missing {missing or 'none'}, unexpected {unknown or 'none'}"
+        )
+    col = {name: i for i, name in enumerate(header)}
+    out = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        if len(row) != len(header):
+            raise FeedRejected(f"line {n}: {len(row)} cells, expected {len(header)}")
+        fid = check_id(row[col["place_id"]])
+        total = _int(row[col["places_total"]], "places_total", n)
+        occupied = _int(row[col["places_occupied"]], "places_occupied", n)
+        blocked = None
+        if "places_blocked" in col and row[col["places_blocked"]].strip():
+            blocked = _int(row[col["places_blocked"]], "places_blocked", n)
+        check_counts(fid, total, occupied, blocked)
+        at = parse_time(row[col["updated_at"]]) if "updated_at" in col else None
+        out.append(
+            Reading(
+                feed_id=fid,
+                units_total=total,
+                units_occupied=occupied,
+                units_blocked=blocked,
+                reported_at=at,
+            )
+        )
+    return unique(out)

@@ -1,0 +1,353 @@
+"""Feed rows: register, change, remove, list with health. Credentials are sealed at rest.
+
+Mapping rule: every entry maps one identifier of the feed to one pool of a facility of the
+feed's own operator; any other pool is refused (at registration and again at every ingest,
+in case a facility changed hands).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from capacity import audit
+from capacity.audit import Actor
+from capacity.crypto import AddressCipher
+from capacity.db import Database
+from capacity.errors import AlreadyExists, InvalidInput, NotFound
+from capacity.models import Facility, Feed, Operator, Pool
+from clients.feeds.registry import ADAPTERS
+
+FeedName = Annotated[
+    str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,26}$", examples=["ibis-midi"])
+]
+FeedFormat = Literal["json_inventory", "csv_export", "edxl_have"]
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=500,
+        pattern=r"^https?://",
+        examples=["https://pms.example-hotel.be/abri/inventory"],
+    ),
+]
+OperatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class _In(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    pass
+
+
+class MappingEntry(_In, kw_only=True):
+    """One identifier of the feed (room type, place id, ``OrgID/BedType``) -> one Abri pool.
+
+    ``countsHoldsAsOccupied``: the partner's system already counts rooms Abri holds as
+    occupied, so ingest subtracts the pool's current ``unitsHeld`` from the reported
+    occupancy (never below 0) instead of counting those rooms twice.
+    """
+
+    feed_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100, examples=["DBL"])]
+    pool_id: Annotated[int, msgspec.Meta(ge=1)]
+    counts_holds_as_occupied: bool = False
+
+
+class BearerAuth(_In, tag="bearer", tag_field="type"):
+    token: Secret
+
+
+class BasicAuth(_In, tag="basic", tag_field="type"):
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    password: Secret
+
+
+class HeaderAuth(_In, tag="header", tag_field="type"):
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$", examples=["X-Api-Key"])]
+    value: Secret
+
+
+Credentials = BearerAuth | BasicAuth | HeaderAuth
+
+Interval = Annotated[int, msgspec.Meta(ge=10, le=86_400)]
+Timeout = Annotated[int, msgspec.Meta(ge=1, le=120)]
+Retries = Annotated[int, msgspec.Meta(ge=0, le=5)]
+Threshold = Annotated[int, msgspec.Meta(ge=1, le=100)]
+Cooldown = Annotated[int, msgspec.Meta(ge=10, le=86_400)]
+
+
+class FeedCreate(_In, kw_only=True):
+    name: FeedName
+    operator: OperatorName
+    url: Url
+    format: FeedFormat
+    mapping: Annotated[list[MappingEntry], msgspec.Meta(min_length=1, max_length=500)]
+    interval_seconds: Interval = 300
+    timeout_seconds: Timeout = 10
+    max_retries: Retries = 2
+    failure_threshold: Threshold = 5
+    cooldown_seconds: Cooldown = 900
+    credentials: Credentials | None = None
+    enabled: bool = True
+
+
+class FeedUpdate(_In, kw_only=True):
+    url: Url | None = None
+    format: FeedFormat | None = None
+    mapping: Annotated[list[MappingEntry], msgspec.Meta(min_length=1, max_length=500)] | None = None
+    interval_seconds: Interval | None = None
+    timeout_seconds: Timeout | None = None
+    max_retries: Retries | None = None
+    failure_threshold: Threshold | None = None
+    cooldown_seconds: Cooldown | None = None
+    credentials: Credentials | None = None
+    clear_credentials: bool = False
+    enabled: bool | None = None
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def seal(cipher: AddressCipher, creds: Credentials) -> str:
+    return cipher.encrypt_text(msgspec.json.encode(creds).decode())
+
+
+def unseal(cipher: AddressCipher, ciphertext: str) -> Credentials:
+    """Raises ``AddressKeyError`` if the key changed (the poll then fails with that reason)."""
+    raw = cipher.decrypt_text(ciphertext)
+    return msgspec.json.decode(raw, type=Credentials)  # type: ignore[arg-type]
+
+
+def auth_headers(creds: Credentials | None) -> dict[str, str]:
+    """The request headers carrying the credentials (never logged)."""
+    import base64
+
+    if creds is None:
+        return {}
+    if isinstance(creds, BearerAuth):
+        return {"Authorization": f"Bearer {creds.token}"}
+    if isinstance(creds, BasicAuth):
+        pair = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    return {creds.name: creds.value}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("url must be an http(s) URL with a host.", field="url")
+    if parts.username or parts.password:
+        raise InvalidInput(
+            "Put credentials in `credentials`, not in the URL (they would be shown).",
+            field="url",
+        )
+    return url
+
+
+async def check_mapping(
+    s: AsyncSession, operator_id: int, mapping: list[MappingEntry] | list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every pool must belong to a facility of the feed's operator; ids and pools unique."""
+    entries = [
+        m if isinstance(m, MappingEntry) else msgspec.convert(m, MappingEntry) for m in mapping
+    ]
+    seen_ids: set[str] = set()
+    seen_pools: set[int] = set()
+    for i, m in enumerate(entries):
+        if m.feed_id in seen_ids:
+            raise InvalidInput(f"feedId {m.feed_id!r} is mapped twice.", field=f"mapping[{i}]")
+        if m.pool_id in seen_pools:
+            raise InvalidInput(
+                "Two feed identifiers cannot write the same pool.", field=f"mapping[{i}].poolId"
+            )
+        seen_ids.add(m.feed_id)
+        seen_pools.add(m.pool_id)
+    owned = set(
+        (
+            await s.scalars(
+                select(Pool.id)
+                .join(Facility, Facility.id == Pool.facility_id)
+                .where(Pool.id.in_(seen_pools), Facility.operator_id == operator_id)
+            )
+        ).all()
+    )
+    for i, m in enumerate(entries):
+        if m.pool_id not in owned:
+            raise InvalidInput(
+                "This pool does not exist or is not a pool of the feed's operator.",
+                field=f"mapping[{i}].poolId",
+            )
+    return [msgspec.to_builtins(m) for m in entries]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class FeedView(msgspec.Struct, kw_only=True):
+    feed: Feed
+    operator: str
+
+
+async def _view(s: AsyncSession, feed: Feed) -> FeedView:
+    name = await s.scalar(select(Operator.name).where(Operator.id == feed.operator_id))
+    return FeedView(feed=feed, operator=name or "")
+
+
+async def create_feed(
+    db: Database, cmd: FeedCreate, *, actor: Actor, now: datetime, cipher: AddressCipher
+) -> FeedView:
+    if cmd.format not in ADAPTERS:
+        raise InvalidInput(f"Unknown format {cmd.format!r}.", field="format")
+    _check_url(cmd.url)
+    try:
+        async with db.write() as s:
+            op = await s.scalar(select(Operator).where(Operator.name == cmd.operator))
+            if op is None:
+                raise NotFound("No such operator.", field="operator")
+            mapping = await check_mapping(s, op.id, cmd.mapping)
+            feed = Feed(
+                name=cmd.name,
+                operator_id=op.id,
+                url=cmd.url,
+                format=cmd.format,
+                mapping=mapping,
+                enabled=cmd.enabled,
+                interval_seconds=cmd.interval_seconds,
+                timeout_seconds=cmd.timeout_seconds,
+                max_retries=cmd.max_retries,
+                failure_threshold=cmd.failure_threshold,
+                cooldown_seconds=cmd.cooldown_seconds,
+                credentials_ciphertext=seal(cipher, cmd.credentials) if cmd.credentials else None,
+                consecutive_failures=0,
+                circuit="closed",
+                next_poll_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(feed)
+            await s.flush()
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="feed.create",
+                object_type="feed",
+                object_id=feed.id,
+                detail={"name": feed.name, "format": feed.format, "pools": len(mapping)},
+            )
+            return await _view(s, feed)
+    except IntegrityError:
+        raise AlreadyExists(f"A feed named {cmd.name!r} exists.", field="name") from None
+
+
+async def _get(s: AsyncSession, feed_id: int) -> Feed:
+    feed = await s.get(Feed, feed_id)
+    if feed is None:
+        raise NotFound("No such feed.")
+    return feed
+
+
+async def update_feed(
+    db: Database,
+    feed_id: int,
+    cmd: FeedUpdate,
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher,
+) -> FeedView:
+    async with db.write() as s:
+        feed = await _get(s, feed_id)
+        changed: list[str] = []
+        if cmd.url is not None and cmd.url != feed.url:
+            feed.url = _check_url(cmd.url)
+            feed.etag = feed.last_modified = None  # a new source: no conditional request
+            changed.append("url")
+        if cmd.format is not None and cmd.format != feed.format:
+            feed.format = cmd.format
+            feed.etag = feed.last_modified = None
+            changed.append("format")
+        if cmd.mapping is not None:
+            feed.mapping = await check_mapping(s, feed.operator_id, cmd.mapping)
+            feed.etag = feed.last_modified = None  # re-read the document with the new mapping
+            changed.append("mapping")
+        for name in (
+            "interval_seconds",
+            "timeout_seconds",
+            "max_retries",
+            "failure_threshold",
+            "cooldown_seconds",
+            "enabled",
+        ):
+            value = getattr(cmd, name)
+            if value is not None and value != getattr(feed, name):
+                setattr(feed, name, value)
+                changed.append(name)
+        if cmd.clear_credentials:
+            feed.credentials_ciphertext = None
+            changed.append("credentials")
+        elif cmd.credentials is not None:
+            feed.credentials_ciphertext = seal(cipher, cmd.credentials)
+            changed.append("credentials")
+        if "enabled" in changed and feed.enabled:
+            # Re-enabled by an admin: a fresh start, polled at once.
+            feed.circuit, feed.consecutive_failures, feed.next_poll_at = "closed", 0, now
+        feed.updated_at = now
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="feed.update",
+            object_type="feed",
+            object_id=feed.id,
+            detail={"changed": changed},
+        )
+        return await _view(s, feed)
+
+
+async def delete_feed(db: Database, feed_id: int, *, actor: Actor, now: datetime) -> None:
+    async with db.write() as s:
+        feed = await _get(s, feed_id)
+        await s.execute(delete(Feed).where(Feed.id == feed_id))
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="feed.delete",
+            object_type="feed",
+            object_id=feed_id,
+            detail={"name": feed.name},
+        )
+
+
+async def get_feed(db: Database, feed_id: int) -> FeedView:
+    async with db.read() as s:
+        return await _view(s, await _get(s, feed_id))
+
+
+async def list_feeds(db: Database) -> list[FeedView]:
+    async with db.read() as s:
+        rows = (
+            await s.execute(
+                select(Feed, Operator.name)
+                .join(Operator, Operator.id == Feed.operator_id)
+                .order_by(Feed.name)
+            )
+        ).all()
+    return [FeedView(feed=f, operator=name) for f, name in rows]
+
+
+async def feed_id_by_name(db: Database, name: str) -> int:
+    async with db.read() as s:
+        fid = await s.scalar(select(Feed.id).where(Feed.name == name))
+    if fid is None:
+        raise NotFound("No such feed.")
+    return int(fid)

@@ -1,0 +1,651 @@
+"""Feeds against a REAL HTTP server on 127.0.0.1 (no mock transport), on SQLite and PostgreSQL.
+
+The server is a ``ThreadingHTTPServer`` in a thread; each test scripts what it answers: good
+documents (with ETag / Last-Modified, honouring If-None-Match), then faults: 500, a hang past
+the timeout, garbage, a changed schema, a body cut mid-way, negative counts, unknown ids.
+Backoff and the circuit breaker run on the FrozenClock with a recording ``sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import select
+from structlog.testing import capture_logs
+
+from capacity.availability import freshness
+from capacity.commands import PoolCreate
+from capacity.models import AuditEntry, AvailabilityReport, Feed, Pool
+from clients.feeds import csv_export, edxl_have, json_inventory, poller
+from clients.feeds.base import FeedRejected
+from tests.conftest import World, bearer
+
+TOKEN = "feed-secret-Zq8Xw2"  # the partner's credential: must never leak
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    ctype: str = "application/json"
+    etag: str | None = None
+    last_modified: str | None = None
+    hang: float = 0.0  # sleep before answering
+    cut: bool = False  # announce the full length, send half, close
+
+
+@dataclass
+class FeedServer:
+    replies: list[Reply] = field(default_factory=list)  # consumed in order; the last repeats
+    seen: list[dict[str, str]] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/feed"
+
+    def serve(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+
+    def next(self) -> Reply:
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+def _handler(state: FeedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            state.seen.append({k.lower(): v for k, v in self.headers.items()})
+            r = state.next()
+            if r.hang:
+                time.sleep(r.hang)
+            if r.etag and self.headers.get("If-None-Match") == r.etag and r.status == 200:
+                self.send_response(304)
+                self.send_header("ETag", r.etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(r.status)
+            self.send_header("Content-Type", r.ctype)
+            self.send_header("Content-Length", str(len(r.body)))
+            if r.etag:
+                self.send_header("ETag", r.etag)
+            if r.last_modified:
+                self.send_header("Last-Modified", r.last_modified)
+            if r.cut:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            try:
+                self.wfile.write(r.body[: len(r.body) // 2] if r.cut else r.body)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            if r.cut:
+                self.close_connection = True
+
+    return Handler
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    state = FeedServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def inventory(dbl: tuple[int, int], fam: tuple[int, int], **extra: Any) -> bytes:
+    rooms = [
+        {"roomType": "DBL", "total": dbl[0], "occupied": dbl[1], "rate": 89},
+        {"roomType": "FAM", "total": fam[0], "occupied": fam[1]},
+    ]
+    return json.dumps({"rooms": rooms, **extra}).encode()
+
+
+CSV_GOOD = (
+    b"\xef\xbb\xbfplace_id;places_total;places_occupied;places_blocked\nURG-1;6;4;0\nURG-2;2;2;\n"
+)
+
+HAVE_GOOD = b"""<?xml version="1.0" encoding="UTF-8"?>
+<HospitalStatus xmlns="urn:oasis:names:tc:emergency:EDXL:HAVE:1.0">
+  <Hospital>
+    <Organization><OrganizationInformation>
+      <OrganizationID>CPAS-LIEGE</OrganizationID>
+    </OrganizationInformation></Organization>
+    <HospitalBedCapacityStatus>
+      <BedCapacity>
+        <BedType>EmergencyBeds</BedType>
+        <Capacity>
+          <CapacityStatus>Open</CapacityStatus>
+          <AvailableCount>3</AvailableCount>
+          <BaselineCount>10</BaselineCount>
+        </Capacity>
+      </BedCapacity>
+      <BedCapacity>
+        <BedType>FamilyRooms</BedType>
+        <Capacity>
+          <CapacityStatus>Full</CapacityStatus>
+          <AvailableCount>1</AvailableCount>
+          <BaselineCount>4</BaselineCount>
+        </Capacity>
+      </BedCapacity>
+    </HospitalBedCapacityStatus>
+    <LastUpdateTime>2026-01-15T01:30:00Z</LastUpdateTime>
+  </Hospital>
+</HospitalStatus>"""
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>
+<HospitalStatus><Hospital>&e;</Hospital></HospitalStatus>"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Setup:
+    admin: str
+    pools: dict[str, int]
+    refs: dict[str, str]
+    other_pool: int
+
+
+@pytest.fixture
+async def setup(world: World) -> Setup:
+    await world.operator("Admins", "admin")
+    await world.operator("Hotels Solidaires", "hotel_partner")
+    await world.operator("Autre Refuge", "shelter_operator")
+    hotel = await world.facility(
+        "Hotels Solidaires",
+        "Hotel Midi",
+        kind="crisis_hotel",
+        pools=[
+            PoolCreate(label="Doubles", unit_kind="room", places_per_unit=2, units_total=10),
+            PoolCreate(label="Family", unit_kind="family_room", places_per_unit=4, units_total=4),
+        ],
+    )
+    other = await world.facility("Autre Refuge", "Ailleurs")
+    return Setup(
+        admin=await world.token("Admins", "admin"),
+        pools={p.label: p.id for p in hotel.pools},
+        refs={p.label: p.ref for p in hotel.pools},
+        other_pool=other.pools[0].id,
+    )
+
+
+async def make_feed(
+    client: AsyncClient, s: Setup, url: str, *, fmt: str = "json_inventory", **over: Any
+) -> dict[str, Any]:
+    ids = {"json_inventory": ("DBL", "FAM"), "csv_export": ("URG-1", "URG-2")}.get(
+        fmt, ("CPAS-LIEGE/EmergencyBeds", "CPAS-LIEGE/FamilyRooms")
+    )
+    body = {
+        "name": over.pop("name", "midi"),
+        "operator": "Hotels Solidaires",
+        "url": url,
+        "format": fmt,
+        "mapping": over.pop(
+            "mapping",
+            [
+                {"feedId": ids[0], "poolId": s.pools["Doubles"]},
+                {"feedId": ids[1], "poolId": s.pools["Family"]},
+            ],
+        ),
+        "timeoutSeconds": 1,
+        "maxRetries": 0,
+        "credentials": {"type": "bearer", "token": TOKEN},
+        **over,
+    }
+    r = await client.post("/admin/feeds", json=body, headers=bearer(s.admin))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def pools(world: World) -> dict[int, Pool]:
+    async with world.db.read() as s:
+        return {p.id: p for p in (await s.scalars(select(Pool))).all()}
+
+
+async def feed_row(world: World, feed_id: int) -> Feed:
+    async with world.db.read() as s:
+        f = await s.get(Feed, feed_id)
+        assert f is not None
+        return f
+
+
+def figures(p: Pool) -> tuple[Any, ...]:
+    return (
+        p.units_total,
+        p.units_occupied,
+        p.units_blocked,
+        p.units_held,
+        p.version,
+        p.reported_at,
+    )
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+async def poll(world: World, feed_id: int, **kw: Any) -> poller.PollReport:
+    kw.setdefault("sleep", Sleeps())
+    return await poller.poll_feed(
+        world.db, feed_id, cipher=world.cipher, clock=world.clock, rng=random.Random(7), **kw
+    )
+
+
+# --------------------------------------------------------------------------- adapters (pure)
+
+
+def test_adapters_parse_and_reject() -> None:
+    rs = json_inventory.parse(inventory((10, 6), (4, 1)))
+    assert [(r.feed_id, r.units_total, r.units_occupied) for r in rs] == [
+        ("DBL", 10, 6),
+        ("FAM", 4, 1),
+    ]
+    rs = csv_export.parse(CSV_GOOD)
+    assert [(r.feed_id, r.units_total, r.units_occupied, r.units_blocked) for r in rs] == [
+        ("URG-1", 6, 4, 0),
+        ("URG-2", 2, 2, None),
+    ]
+    rs = edxl_have.parse(HAVE_GOOD)
+    assert [(r.feed_id, r.units_total, r.units_occupied) for r in rs] == [
+        ("CPAS-LIEGE/EmergencyBeds", 10, 7),
+        ("CPAS-LIEGE/FamilyRooms", 4, 4),  # Full: nothing available whatever the count
+    ]
+    bad = [
+        (json_inventory, b"{not json"),
+        (json_inventory, inventory((10, 6), (4, 1))[:-7]),
+        (json_inventory, b'{"rooms": [{"type": "DBL", "total": 1, "occupied": 0}]}'),
+        (json_inventory, inventory((10, -1), (4, 1))),
+        (json_inventory, b'{"rooms": []}'),
+        (csv_export, b"id,total,occupied\nA,1,0\n"),
+        (csv_export, b"place_id,places_total,places_occupied\nA,1\n"),
+        (csv_export, b"place_id,places_total,places_occupied\nA,one,0\n"),
+        (csv_export, b"place_id,places_total,places_occupied\nA,1,0\nA,2,0\n"),
+        (edxl_have, XXE),
+        (edxl_have, HAVE_GOOD[:200]),
+        (edxl_have, HAVE_GOOD.replace(b"BaselineCount", b"Baseline")),
+        (edxl_have, HAVE_GOOD.replace(b"<AvailableCount>3", b"<AvailableCount>-3")),
+    ]
+    for mod, body in bad:
+        with pytest.raises(FeedRejected):
+            mod.parse(body)
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+async def test_good_document_becomes_reports_with_history_audit_and_version(
+    client: AsyncClient,
+    world: World,
+    setup: Setup,
+    feed_server: FeedServer,
+) -> None:
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 0)), etag='"v1"'))
+    created = await make_feed(client, setup, feed_server.url)
+    assert created["hasCredentials"] is True and TOKEN not in json.dumps(created)
+    before = await pools(world)
+    with capture_logs() as logs:
+        report = await poll(world, created["id"])
+    assert any(e["event"] == "feed_polled" for e in logs) and TOKEN not in str(logs)
+    assert report.outcome == "ok" and report.updated == 1 and report.confirmed == 1, report
+    assert feed_server.seen[0]["authorization"] == f"Bearer {TOKEN}"
+    after = await pools(world)
+    dbl = after[setup.pools["Doubles"]]
+    assert (dbl.units_total, dbl.units_occupied, dbl.units_held) == (10, 6, 0)
+    assert dbl.version == before[dbl.id].version + 1  # like a staff update
+    # Figures equal to the current ones: "still accurate", no version bump.
+    fam = after[setup.pools["Family"]]
+    assert fam.version == before[fam.id].version and fam.confirmed_at is not None
+    async with world.db.read() as s:
+        hist = (
+            await s.scalars(
+                select(AvailabilityReport).where(AvailabilityReport.source == "feed:midi")
+            )
+        ).all()
+        audits = (
+            await s.scalars(select(AuditEntry).where(AuditEntry.action == "availability.update"))
+        ).all()
+    assert sorted(h.kind for h in hist) == ["confirm", "update"]
+    assert any(a.detail and a.detail.get("source") == "feed:midi" for a in audits)
+    # A staff member holding the old ETag now gets 412 (the feed bumped the version).
+    staff = await world.token("Hotels Solidaires", "staff")
+    r = await client.put(
+        f"/staff/pools/{dbl.id}/availability",
+        json={"unitsTotal": 10, "unitsOccupied": 2},
+        headers={**bearer(staff), "If-Match": f'"{before[dbl.id].version}"'},
+    )
+    assert r.status_code == 412
+    # Health, and never the credential, at GET /admin/feeds and in the logs.
+    r = await client.get("/admin/feeds", headers=bearer(setup.admin))
+    (f,) = r.json()
+    assert f["health"]["healthy"] is True and f["health"]["circuit"] == "closed"
+    assert f["health"]["lastSuccessAt"] and f["health"]["nextPollAt"]
+    assert TOKEN not in r.text
+    async with world.db.read() as s:
+        assert TOKEN not in ((await s.get(Feed, created["id"])).credentials_ciphertext or "")
+
+
+@pytest.mark.parametrize("fmt", ["csv_export", "edxl_have"])
+async def test_csv_and_have_feeds(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer, fmt: str
+) -> None:
+    body, ctype = (CSV_GOOD, "text/csv") if fmt == "csv_export" else (HAVE_GOOD, "application/xml")
+    feed_server.serve(Reply(body=body, ctype=ctype))
+    created = await make_feed(client, setup, feed_server.url, fmt=fmt, name=f"cpas-{fmt[:3]}")
+    report = await poll(world, created["id"])
+    assert report.outcome == "ok", report
+    p = await pools(world)
+    got = [
+        (p[setup.pools[k]].units_total, p[setup.pools[k]].units_occupied)
+        for k in p and ("Doubles", "Family")
+    ]
+    assert got == ([(6, 4), (2, 2)] if fmt == "csv_export" else [(10, 7), (4, 4)])
+
+
+# --------------------------------------------------------------------------- faults
+
+FAULTS = {
+    "http_500": Reply(status=500, body=b"oops"),
+    "hang_past_timeout": Reply(body=inventory((10, 0), (4, 0)), hang=1.6),
+    "garbage": Reply(body=b"\x00\x9f<html>Service Unavailable</html>"),
+    "changed_schema": Reply(body=b'{"data": {"rooms": [{"code": "DBL", "free": 3}]}}'),
+    "cut_mid_body": Reply(body=inventory((10, 0), (4, 0)), cut=True),
+    "truncated_document": Reply(body=inventory((10, 0), (4, 0))[:-9]),
+    "negative_counts": Reply(body=inventory((10, 0), (4, -2))),
+    "unknown_pool_id": Reply(
+        body=json.dumps(
+            {
+                "rooms": [
+                    {"roomType": "DBL", "total": 10, "occupied": 0},
+                    {"roomType": "SUITE", "total": 1, "occupied": 0},
+                ]
+            }
+        ).encode()
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_a_bad_poll_never_overwrites_the_last_good_data(
+    client: AsyncClient,
+    world: World,
+    setup: Setup,
+    feed_server: FeedServer,
+    fault: str,
+) -> None:
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))), FAULTS[fault])
+    created = await make_feed(client, setup, feed_server.url)
+    assert (await poll(world, created["id"])).outcome == "ok"
+    good = {k: figures(v) for k, v in (await pools(world)).items()}
+    world.clock.advance(minutes=5)
+    started = time.monotonic()
+    with capture_logs() as logs:
+        report = await poll(world, created["id"])
+    assert time.monotonic() - started < 5  # the timeout bounds a hang
+    assert report.outcome == "failed" and report.reason, report
+    assert {k: figures(v) for k, v in (await pools(world)).items()} == good  # nothing written
+    row = await feed_row(world, created["id"])
+    assert row.consecutive_failures == 1 and row.last_error == report.reason
+    assert row.last_success_at is not None and row.last_success_at < world.clock.now()
+    r = await client.get("/admin/feeds", headers=bearer(setup.admin))
+    health = r.json()[0]["health"]
+    assert health["healthy"] is False and health["lastError"] == report.reason
+    assert TOKEN not in r.text and TOKEN not in report.reason
+    assert [e["reason"] for e in logs if e["event"] == "feed_failed"] == [report.reason]
+    assert TOKEN not in str(logs)
+    # The pools go stale on their normal schedule (crisis hotel: 6 h), not sooner, not never.
+    doubles = (await pools(world))[setup.pools["Doubles"]]
+    assert not freshness(doubles, threshold_minutes=360, now=world.clock.now()).stale
+    world.clock.advance(hours=6)
+    assert freshness(doubles, threshold_minutes=360, now=world.clock.now()).stale
+
+
+async def test_not_modified_confirms_and_sends_conditional_headers(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    lm = "Thu, 15 Jan 2026 01:00:00 GMT"
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3)), etag='"abc"', last_modified=lm))
+    created = await make_feed(client, setup, feed_server.url)
+    assert (await poll(world, created["id"])).outcome == "ok"
+    before = await pools(world)
+    world.clock.advance(minutes=5)
+    report = await poll(world, created["id"])
+    assert report.outcome == "not_modified" and report.confirmed == 2, report
+    assert feed_server.seen[-1]["if-none-match"] == '"abc"'
+    assert feed_server.seen[-1]["if-modified-since"] == lm
+    after = await pools(world)
+    for pid in setup.pools.values():
+        assert figures(after[pid]) == figures(before[pid])  # nothing changed...
+        assert after[pid].confirmed_at == world.clock.now()  # ...but the data age is fresh
+    row = await feed_row(world, created["id"])
+    assert row.last_contact_at == world.clock.now() == row.last_success_at
+
+
+async def test_retries_backoff_jitter_and_circuit_breaker(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    feed_server.serve(Reply(status=503, body=b"down"))
+    created = await make_feed(
+        client,
+        setup,
+        feed_server.url,
+        maxRetries=2,
+        failureThreshold=2,
+        cooldownSeconds=600,
+        intervalSeconds=60,
+    )
+    sleeps = Sleeps()
+    report = await poll(world, created["id"], sleep=sleeps)
+    assert report.outcome == "failed" and report.attempts == 3 and len(feed_server.seen) == 3
+    assert report.reason == "HTTP 503"
+    (d1, d2) = sleeps.delays
+    assert 0.75 <= d1 <= 1.25 and 1.5 <= d2 <= 2.5  # 1 s, 2 s, +-25% jitter
+    assert report.circuit == "closed"
+    # Not due yet: nothing requested.
+    assert (await poll(world, created["id"])).outcome == "skipped"
+    world.clock.advance(seconds=60)
+    report = await poll(world, created["id"])
+    assert report.outcome == "failed" and report.circuit == "open"  # 2 consecutive failures
+    assert len(feed_server.seen) == 6
+    # Open: the dead feed is left alone for the cool-down.
+    world.clock.advance(seconds=300)
+    assert (await poll(world, created["id"])).outcome == "circuit_open"
+    assert len(feed_server.seen) == 6
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    assert r.json()["health"]["circuit"] == "open"
+    assert r.json()["health"]["consecutiveFailures"] == 2
+    # After the cool-down, ONE trial request (no retries); it fails: open again.
+    world.clock.advance(seconds=300)
+    report = await poll(world, created["id"])
+    assert report.outcome == "failed" and report.attempts == 1 and report.circuit == "open"
+    assert len(feed_server.seen) == 7
+    # The feed recovers: the next trial closes the circuit.
+    feed_server.serve(Reply(body=inventory((10, 2), (4, 0))))
+    world.clock.advance(seconds=600)
+    report = await poll(world, created["id"])
+    assert report.outcome == "ok" and report.circuit == "closed"
+    row = await feed_row(world, created["id"])
+    assert (row.circuit, row.consecutive_failures) == ("closed", 0)
+
+
+async def test_one_poller_at_a_time(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3)), hang=0.4))
+    created = await make_feed(client, setup, feed_server.url, timeoutSeconds=3)
+    a, b = await asyncio.gather(poll(world, created["id"]), poll(world, created["id"]))
+    assert sorted([a.outcome, b.outcome]) == ["ok", "skipped"]
+    assert len(feed_server.seen) == 1
+
+
+async def test_due_feeds_are_polled_by_the_job(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
+    await make_feed(client, setup, feed_server.url, intervalSeconds=120)
+    kw = {"cipher": world.cipher, "clock": world.clock}
+    assert await poller.poll_due(world.db, **kw) == 1
+    assert await poller.poll_due(world.db, **kw) == 0  # next in 120 s
+    world.clock.advance(seconds=120)
+    assert await poller.poll_due(world.db, **kw) == 1
+    from ops.scheduler import load_jobs
+
+    assert load_jobs()["feeds.poll"].seconds == 15
+
+
+# --------------------------------------------------------------------------- feeds vs holds
+
+
+async def test_feed_never_wipes_holds_and_the_gate_never_overbooks(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    await world.operator("Ligne", "helpline")
+    line = await world.token("Ligne", "helpline")
+    body = {
+        "poolRef": setup.refs["Doubles"],
+        "need": "ipv",
+        "household": {"adults": [{"gender": "female"}]},
+    }
+    r = await client.post(
+        "/holds", json=body, headers={**bearer(line), "Idempotency-Key": "h-1-abcdef"}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/holds", json=body, headers={**bearer(line), "Idempotency-Key": "h-2-abcdef"}
+    )
+    assert r.status_code == 201, r.text
+    assert (await pools(world))[setup.pools["Doubles"]].units_held == 2
+    # The hotel reports 10 rooms, 8 occupied (not counting Abri's holds): 0 free.
+    feed_server.serve(Reply(body=inventory((10, 8), (4, 0))))
+    created = await make_feed(client, setup, feed_server.url)
+    assert (await poll(world, created["id"])).outcome == "ok"
+    dbl = (await pools(world))[setup.pools["Doubles"]]
+    assert (dbl.units_occupied, dbl.units_held) == (8, 2)  # the holds survive
+    r = await client.post(
+        "/holds", json=body, headers={**bearer(line), "Idempotency-Key": "h-3-abcdef"}
+    )
+    assert r.status_code == 409 and r.json()["code"] == "no-longer-free"
+    # Now the hotel's system counts Abri's held rooms as occupied (9 = 7 guests + 2 held).
+    r = await client.patch(
+        f"/admin/feeds/{created['id']}",
+        json={
+            "mapping": [
+                {"feedId": "DBL", "poolId": setup.pools["Doubles"], "countsHoldsAsOccupied": True},
+                {"feedId": "FAM", "poolId": setup.pools["Family"]},
+            ]
+        },
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200, r.text
+    feed_server.serve(Reply(body=inventory((10, 9), (4, 0))))
+    world.clock.advance(minutes=5)
+    assert (await poll(world, created["id"], force=True)).outcome == "ok"
+    dbl = (await pools(world))[setup.pools["Doubles"]]
+    assert (dbl.units_occupied, dbl.units_held) == (7, 2)  # 1 free, not 0 and not 3
+    r = await client.post(
+        "/holds", json=body, headers={**bearer(line), "Idempotency-Key": "h-4-abcdef"}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/holds", json=body, headers={**bearer(line), "Idempotency-Key": "h-5-abcdef"}
+    )
+    assert r.status_code == 409  # the gate: never more than total - occupied - held
+    # Occupancy that counts holds never goes below 0.
+    feed_server.serve(Reply(body=inventory((10, 1), (4, 0))))
+    world.clock.advance(minutes=5)
+    assert (await poll(world, created["id"], force=True)).outcome == "ok"
+    dbl = (await pools(world))[setup.pools["Doubles"]]
+    assert (dbl.units_occupied, dbl.units_held) == (0, 3)
+
+
+# --------------------------------------------------------------------------- admin API
+
+
+async def test_admin_api_rules(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    base = {
+        "name": "bad",
+        "operator": "Hotels Solidaires",
+        "url": feed_server.url,
+        "format": "json_inventory",
+    }
+    # A pool of another operator is refused.
+    r = await client.post(
+        "/admin/feeds",
+        json={**base, "mapping": [{"feedId": "X", "poolId": setup.other_pool}]},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "mapping[0].poolId"
+    r = await client.post(
+        "/admin/feeds",
+        json={
+            **base,
+            "url": "http://user:pw@127.0.0.1/x",
+            "mapping": [{"feedId": "X", "poolId": setup.pools["Doubles"]}],
+        },
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "url"
+    staff = await world.token("Hotels Solidaires", "staff")
+    r = await client.get("/admin/feeds", headers=bearer(staff))
+    assert r.status_code == 403
+    created = await make_feed(client, setup, feed_server.url)
+    r = await client.post(
+        "/admin/feeds",
+        json={
+            **base,
+            "name": "midi",
+            "mapping": [{"feedId": "X", "poolId": setup.pools["Doubles"]}],
+        },
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 409
+    r = await client.patch(
+        f"/admin/feeds/{created['id']}",
+        json={"credentials": {"type": "basic", "username": "abri", "password": TOKEN}},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200 and TOKEN not in r.text and r.json()["hasCredentials"]
+    feed_server.serve(Reply(body=inventory((10, 1), (4, 1))))
+    r = await client.post(f"/admin/feeds/{created['id']}/poll", headers=bearer(setup.admin))
+    assert r.status_code == 200 and r.json()["outcome"] == "ok", r.text
+    assert feed_server.seen[-1]["authorization"].startswith("Basic ")
+    r = await client.delete(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    assert r.status_code == 204
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    assert r.status_code == 404

@@ -1,0 +1,291 @@
+"""The SDK end to end against a REAL Abri on loopback: uvicorn in a thread on a free port, a
+SQLite file seeded through the World builder; no mocks. A small TCP proxy drops a response to
+show that ``hold`` retries with the same Idempotency-Key and never makes two holds."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+
+from api.app import create_app
+from capacity.clock import FrozenClock
+from capacity.commands import PoolCreate
+from capacity.crypto import Address, AddressCipher
+from capacity.db import Database
+from capacity.models import Hold as HoldRow
+from capacity.settings import Settings
+from clients import (
+    AbriClient,
+    AsyncAbriClient,
+    Forbidden,
+    Hold,
+    Invalid,
+    NoLongerFree,
+    NotFound,
+    Pool,
+    SearchResult,
+    StaffHold,
+    VersionMismatch,
+)
+from placement.household import Adult, Child, Household, SearchRequest
+from placement.refcode import check_symbol
+from tests.conftest import TEST_KEY, World
+
+STREET = "Rue Canari SDK 77"
+HOUSEHOLD = Household(adults=[Adult(gender="female")], children=[Child(age=5)], languages=["fr"])
+SEARCH = SearchRequest(household=HOUSEHOLD, need="ipv", preferred_municipality_nis="21004")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Abri:
+    url: str
+    db: Database
+    line: str
+    staff: str
+    pool_id: int
+    pool_ref: str
+    small_ref: str
+
+
+@pytest.fixture
+async def abri(tmp_path: Path, sqlite_template: Path, cipher: AddressCipher) -> AsyncIterator[Abri]:
+    target = tmp_path / "sdk.db"
+    shutil.copy(sqlite_template, target)
+    url = f"sqlite+aiosqlite:///{target}"
+    db = Database(url)
+    world = World(db, FrozenClock(datetime.now(UTC)), cipher)
+    await world.operator("Refuges Bruxelles", "shelter_operator")
+    await world.operator("Ligne 1712", "helpline")
+    fac = await world.facility(
+        "Refuges Bruxelles",
+        "Maison A",
+        address=Address(street=STREET, postal_code="1000", city="Bruxelles"),
+        pools=[PoolCreate(label="Beds", units_total=6), PoolCreate(label="Small", units_total=2)],
+    )
+    line = await world.token("Ligne 1712", "helpline")
+    staff = await world.token("Refuges Bruxelles", "staff")
+    settings = Settings(
+        database_url=url,
+        address_key=TEST_KEY,
+        run_jobs=False,
+        matcher_cache_seconds=0,
+        auto_migrate=False,
+    )
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        await asyncio.sleep(0.05)
+    try:
+        yield Abri(
+            url=f"http://127.0.0.1:{port}",
+            db=db,
+            line=line,
+            staff=staff,
+            pool_id=fac.pools[0].id,
+            pool_ref=fac.pools[0].ref,
+            small_ref=fac.pools[1].ref,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        await db.dispose()
+
+
+async def hold_count(db: Database) -> int:
+    async with db.read() as s:
+        return int(await s.scalar(select(func.count()).select_from(HoldRow)) or 0)
+
+
+def test_imports_are_typed_structs() -> None:
+    assert issubclass(Hold, msgspec.Struct) and issubclass(NoLongerFree, Exception)
+
+
+async def test_sync_client_end_to_end(abri: Abri) -> None:
+    with AbriClient(abri.url, abri.line) as line, AbriClient(abri.url, abri.staff) as staff:
+        found = line.search(SEARCH)
+        assert isinstance(found, SearchResult) and found.options
+        assert found.options[0].pool_ref in (abri.pool_ref, abri.small_ref)
+        hold = line.hold(abri.pool_ref, HOUSEHOLD, "ipv", callback="1712, desk 3")
+        assert isinstance(hold, Hold) and hold.state == "held"
+        assert isinstance(hold.deadline, datetime) and hold.intake_phone
+        assert line.get_hold(hold.ref) == hold
+        assert [h.ref for h in line.list_holds(states=["held"])] == [hold.ref]
+        # Staff: incoming holds, the pool with its version, arrivals.
+        incoming = staff.list_incoming_holds()
+        assert [h.ref for h in incoming] == [hold.ref] and isinstance(incoming[0], StaffHold)
+        assert staff.mark_arrived(hold.ref).state == "arrived"
+        pool = staff.get_pool(abri.pool_id)
+        assert isinstance(pool, Pool)
+        updated = staff.update_availability(
+            abri.pool_id, if_match=pool.version, units_total=6, units_occupied=3
+        )
+        assert updated.version == pool.version + 1 and updated.units_occupied == 3
+        with pytest.raises(VersionMismatch) as stale:
+            staff.update_availability(
+                abri.pool_id, if_match=pool.version, units_total=6, units_occupied=4
+            )
+        assert stale.value.status == 412 and stale.value.version == updated.version
+        assert stale.value.current and stale.value.current["unitsOccupied"] == 3
+        # Release, decline, and the typed errors with their problem details.
+        h2 = line.hold(abri.small_ref, HOUSEHOLD, "ipv")
+        assert line.release(h2.ref).state == "released"
+        h3 = line.hold(abri.small_ref, HOUSEHOLD, "ipv")
+        with pytest.raises(NoLongerFree) as taken:
+            line.hold(abri.small_ref, HOUSEHOLD, "ipv")  # 2 beds, 2 people held
+        assert taken.value.code == "no-longer-free" and taken.value.request_id
+        assert staff.decline(h3.ref, "no room for a boy of 5 tonight").state == "declined"
+        body = "KM4T9RC"
+        with pytest.raises(NotFound):
+            line.get_hold(body + check_symbol(body))  # well-formed, unknown
+        with pytest.raises(Forbidden):
+            line.list_incoming_holds()
+        with pytest.raises(Invalid) as bad:
+            line.hold(abri.pool_ref, {"adults": []}, "ipv")
+        assert bad.value.status == 422 and bad.value.field
+        blob = repr([found, hold, incoming, pool])
+        assert STREET not in blob and "Rue Canari" not in blob
+
+
+async def test_async_client_standing_requests_and_no_show(abri: Abri) -> None:
+    async with (
+        AsyncAbriClient(abri.url, abri.line) as line,
+        AsyncAbriClient(abri.url, abri.staff) as staff,
+    ):
+        found = await line.search(SEARCH)
+        hold = await line.hold(found.options[0].pool_ref, HOUSEHOLD, "ipv")
+        assert (await line.get_hold(hold.ref)).ref == hold.ref
+        assert (await staff.mark_no_show(hold.ref)).state == "no_show"
+        req = await line.create_standing_request(SEARCH, minutes=120, callback="1712 night")
+        assert req.state in ("waiting", "offered")
+        assert (await line.get_standing_request(req.ref)).ref == req.ref
+        if req.state == "waiting":
+            assert (await line.cancel_standing_request(req.ref)).state == "cancelled"
+        pool = await staff.get_pool(abri.pool_id)
+        with pytest.raises(VersionMismatch):
+            await staff.update_availability(
+                abri.pool_id, if_match=pool.version + 5, units_total=6, units_occupied=0
+            )
+        with pytest.raises(Forbidden):
+            await staff.search(SEARCH)
+
+
+# --------------------------------------------------------------------------- retries
+
+
+class DropOnceProxy:
+    """Forwards HTTP/1.1 requests to Abri; for the first ``drops`` requests it lets Abri do
+    the work and then closes the connection without relaying the answer."""
+
+    def __init__(self, target_port: int, drops: int) -> None:
+        self.target_port = target_port
+        self.drops = drops
+        self.keys: list[str | None] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            length = 0
+            key = None
+            kept = []
+            for line in lines:
+                name = line.split(":", 1)[0].strip().lower()
+                if name == "content-length":
+                    length = int(line.split(":", 1)[1])
+                if name == "idempotency-key":
+                    key = line.split(":", 1)[1].strip()
+                if name != "connection":
+                    kept.append(line)
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.keys.append(key)
+            request = ("\r\n".join([*kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1")
+            with socket.create_connection(("127.0.0.1", self.target_port)) as up:
+                up.sendall(request + body)
+                response = b""
+                while chunk := up.recv(65536):
+                    response += chunk
+            if self.drops > 0:
+                self.drops -= 1
+                return  # the work is done, the answer is lost
+            conn.sendall(response)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def proxy(abri: Abri) -> Iterator[DropOnceProxy]:
+    p = DropOnceProxy(int(abri.url.rsplit(":", 1)[1]), drops=1)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+async def test_hold_retries_with_the_same_idempotency_key(abri: Abri, proxy: DropOnceProxy) -> None:
+    before = await hold_count(abri.db)
+    with AbriClient(f"http://127.0.0.1:{proxy.port}", abri.line, backoff=0.01) as line:
+        hold = line.hold(abri.pool_ref, HOUSEHOLD, "ipv")
+    assert len(proxy.keys) == 2 and proxy.keys[0] == proxy.keys[1] and proxy.keys[0]
+    assert await hold_count(abri.db) == before + 1  # the lost answer did not make a 2nd hold
+    async with AsyncAbriClient(abri.url, abri.line) as line:
+        assert (await line.get_hold(hold.ref)).state == "held"
+
+
+async def test_release_is_not_blindly_retried(abri: Abri, proxy: DropOnceProxy) -> None:
+    from clients import Unavailable
+
+    async with AsyncAbriClient(abri.url, abri.line) as direct:
+        hold = await direct.hold(abri.pool_ref, HOUSEHOLD, "ipv")
+    with (
+        AbriClient(f"http://127.0.0.1:{proxy.port}", abri.line, backoff=0.01) as line,
+        pytest.raises(Unavailable) as lost,
+    ):
+        line.release(hold.ref)  # processed, answer lost: reported, not repeated
+    assert lost.value.status == 0 and len(proxy.keys) == 1
+    async with AsyncAbriClient(abri.url, abri.line) as direct:
+        assert (await direct.get_hold(hold.ref)).state == "released"
