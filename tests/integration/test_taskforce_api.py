@@ -1,0 +1,347 @@
+"""Task-force API on SQLite and PostgreSQL: aggregates (JSON, CSV) with coverage and
+suppression, snapshots and series, unmet demand, exports, redirection planner, map."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import insert, select, update
+
+from capacity import snapshots
+from capacity.commands import PoolCreate
+from capacity.models import Hold, Pool, SaturationRun, UnmetDemand
+from capacity.settings import Settings
+from placement.policy import AccessPolicy
+from tests.conftest import World, bearer
+
+# Province of Liège (60000): arrondissements Huy, Liège, Verviers, Waremme.
+HUY, LIEGE, VERVIERS, WAREMME = "61003", "62003", "63001", "64008"
+
+
+async def seed(world: World) -> dict[str, Any]:
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Hotels", "hotel_partner")
+    await world.operator("TF", "taskforce")
+    await world.operator("Line", "helpline")
+    now = world.clock.now()
+    facs = []
+    # Liège arrondissement: three secret refuges (shown), one accepts undocumented.
+    for i in range(3):
+        facs.append(
+            await world.facility(
+                "Refuges",
+                f"Refuge L{i}",
+                municipality=LIEGE,
+                policy=AccessPolicy(accepts_undocumented=i == 0),
+                pools=[PoolCreate(label="Beds", units_total=10, units_occupied=4)],
+            )
+        )
+    # Verviers: three secret refuges. Huy: ONE secret refuge (must never be readable).
+    for i in range(3):
+        facs.append(
+            await world.facility(
+                "Refuges",
+                f"Refuge V{i}",
+                municipality=VERVIERS,
+                pools=[
+                    PoolCreate(
+                        label="Family",
+                        unit_kind="family_room",
+                        places_per_unit=4,
+                        units_total=2,
+                        units_occupied=1,
+                    )
+                ],
+            )
+        )
+    lone = await world.facility(
+        "Refuges",
+        "Refuge Huy Secret",
+        municipality=HUY,
+        pools=[PoolCreate(label="Beds", units_total=7, units_occupied=6)],
+    )
+    # Waremme: a public requisitioned hotel closing in 5 days.
+    hotel = await world.facility(
+        "Hotels",
+        "Hotel Requisition W",
+        kind="crisis_hotel",
+        municipality=WAREMME,
+        secret=False,
+        planned_end=now + timedelta(days=5),
+        policy=AccessPolicy(accepts_undocumented=True),
+        pools=[
+            PoolCreate(
+                label="Rooms",
+                unit_kind="room",
+                places_per_unit=2,
+                units_total=20,
+                units_occupied=15,
+            )
+        ],
+    )
+    return {
+        "tf": await world.token("TF", "taskforce"),
+        "line": await world.token("Line", "helpline"),
+        "lone": lone,
+        "hotel": hotel,
+        "facs": facs,
+    }
+
+
+def cells_by_nis(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["area"]["nis"]: c for c in body["cells"]}
+
+
+async def test_saturation_json_csv_coverage_and_suppression(
+    client: AsyncClient, world: World
+) -> None:
+    s = await seed(world)
+    h = bearer(s["tf"])
+    r = await client.get("/taskforce/saturation?level=arrondissement", headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unit"] == "places" and body["k"] == 3
+    cells = cells_by_nis(body)
+    # Huy holds one secret refuge: suppressed. Waremme holds one (public) hotel: also below k.
+    assert cells["61000"]["suppressed"] and cells["61000"]["occupied"] is None
+    assert cells["61000"]["mergedInto"] == "60000"
+    assert cells["64000"]["suppressed"]
+    # Complementary suppression: Liège or Verviers (3 refuges each) is suppressed too, or the
+    # province minus the published arrondissements would give Huy's refuge away.
+    liege, verviers = cells["62000"], cells["63000"]
+    assert liege["suppressed"] != verviers["suppressed"]
+    shown = liege if not liege["suppressed"] else verviers
+    if shown is liege:
+        assert shown["capacity"] == 30 and shown["occupied"] == 12 and shown["free"] == 18
+        assert shown["saturation"] == 0.4
+    else:
+        assert shown["capacity"] == 24 and shown["occupied"] == 12  # places, not units
+    assert shown["coverage"] == 1.0 and shown["facilities"] == 3
+    prov = cells_by_nis(
+        (await client.get("/taskforce/saturation?level=province", headers=h)).json()
+    )["60000"]
+    assert not prov["suppressed"]  # 7 secret refuges
+    published = [c for n, c in cells.items() if n.startswith("6") and not c["suppressed"]]
+    assert prov["occupied"] - sum(c["occupied"] for c in published) != 6
+    # Segment differencing: 'undocumented' in the province has one secret refuge (and the
+    # public hotel): suppressed.
+    und = cells_by_nis(
+        (
+            await client.get("/taskforce/saturation?level=province&segment=undocumented", headers=h)
+        ).json()
+    )["60000"]
+    assert und["suppressed"]
+    # CSV, both ways of asking.
+    for kwargs in ({"params": {"format": "csv"}}, {"headers": {"Accept": "text/csv"}}):
+        hh = {**h, **kwargs.get("headers", {})}
+        r = await client.get(
+            "/taskforce/saturation",
+            params={"level": "arrondissement", **kwargs.get("params", {})},
+            headers=hh,
+        )
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        row = next(x for x in rows if x["nis"] == shown["area"]["nis"])
+        assert row["capacity"] == str(shown["capacity"]) and row["coverage"] == "1.0"
+        assert next(x for x in rows if x["nis"] == "61000")["occupied"] == ""
+    # Stale data is unknown, not free: age the Liège pools.
+    world.clock.advance(hours=13)
+    cells = cells_by_nis(
+        (await client.get("/taskforce/saturation?level=arrondissement", headers=h)).json()
+    )
+    aged = cells[shown["area"]["nis"]]
+    assert aged["stale"] == shown["capacity"] and aged["free"] == 0
+    assert aged["coverage"] == 0.0 and aged["saturation"] is None
+    # Only the task force and admins.
+    r = await client.get("/taskforce/saturation", headers=bearer(s["line"]))
+    assert r.status_code == 403
+    # Never an alias of a secret refuge, anywhere.
+    for path in (
+        "/taskforce/saturation?level=arrondissement",
+        "/taskforce/saturation/map?level=arrondissement",
+        "/taskforce/exports/hsds/service-capacity",
+        "/taskforce/redirection?days=30",
+    ):
+        text = (await client.get(path, headers=h)).text
+        assert "Refuge" not in text, path
+
+
+async def test_snapshots_series_downsampling_and_census(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    s = await seed(world)
+    h = bearer(s["tf"])
+    start = world.clock.now()
+    n = await snapshots.take_snapshot(world.db, settings, start)
+    assert n > 0
+    assert await snapshots.take_snapshot(world.db, settings, start) == 0  # idempotent per bucket
+    async with world.db.write() as sess:
+        await sess.execute(update(Pool).values(units_occupied=Pool.units_occupied + 1))
+    world.clock.advance(minutes=15)
+    await snapshots.take_snapshot(world.db, settings, world.clock.now())
+    r = await client.get(
+        "/taskforce/saturation/series",
+        params={
+            "level": "province",
+            "nis": "60000",
+            "from": (start - timedelta(hours=1)).isoformat(),
+        },
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    pts = r.json()["areas"][0]["points"]
+    assert [p["occupied"] for p in pts] == [60, 78]
+    r = await client.get("/taskforce/saturation/series?level=province&format=csv", headers=h)
+    assert r.status_code == 200 and "60000" in r.text
+    # Census CSV: one row per day and area.
+    r = await client.get("/taskforce/exports/daily-census?level=province", headers=h)
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    row = next(x for x in rows if x["area_nis"] == "60000")
+    assert row["occupied"] == "78" and row["date"] == world.clock.now().date().isoformat()
+    # Downsampling: 15-min points older than 7 days become hourly, older than 90 daily.
+    runs = [start + timedelta(minutes=15 * i) for i in range(8)]  # 01:30 ... 03:15
+    hourly = snapshots.thin(runs, start + timedelta(days=8))
+    assert [t.strftime("%H:%M") for t in hourly] == ["01:45", "02:15", "02:30", "02:45", "03:15"]
+    assert len(snapshots.thin(runs, start + timedelta(days=100))) == 7
+    async with world.db.write() as sess:
+        for t in runs[2:]:
+            await sess.execute(insert(SaturationRun).values(at=t, k=3, cells=0))
+    assert await snapshots.downsample(world.db, start + timedelta(days=100)) == 7
+    assert await snapshots.downsample(world.db, start + timedelta(days=100)) == 0
+    async with world.db.read() as sess:
+        left = (await sess.scalars(select(SaturationRun.at))).all()
+    assert left == [start]
+
+
+async def test_unmet_demand_with_suppression(client: AsyncClient, world: World) -> None:
+    s = await seed(world)
+    now = world.clock.now()
+    rows = []
+    for i in range(7):
+        rows.append(
+            dict(
+                at=now - timedelta(hours=1),
+                requester_kind="helpline",
+                need="ipv",
+                arrondissement_nis="62000",
+                province_nis="60000",
+                region_nis="03000",
+                household_shape="1A+2C" if i < 5 else "1A",
+                segments={"undocumented": i < 4, "withChildren": i < 5, "noIncome": False},
+                top_reasons=["children_not_accepted" if i < 5 else "full"],
+                episode_hash=None,
+            )
+        )
+    rows.append(
+        dict(
+            at=now - timedelta(hours=1),
+            requester_kind="police",
+            need="ipv",
+            arrondissement_nis="61000",
+            province_nis="60000",
+            region_nis="03000",
+            household_shape="1A",
+            segments={},
+            top_reasons=["full"],
+            episode_hash=None,
+        )
+    )
+    async with world.db.write() as sess:
+        await sess.execute(insert(UnmetDemand), rows)
+    h = bearer(s["tf"])
+    r = await client.get("/taskforce/unmet-demand?level=arrondissement&by=reason", headers=h)
+    assert r.status_code == 200, r.text
+    cells = {(c["area"]["nis"], c["value"]): c for c in r.json()["cells"]}
+    assert cells[("62000", "full")]["suppressed"]  # 2 searches
+    assert cells[("61000", "full")]["suppressed"]  # 1 search
+    assert cells[("61000", "all")]["suppressed"]
+    assert cells[("62000", "all")]["suppressed"]  # else province - 62000 = the lone search
+    assert all(c["suppressed"] or c["count"] >= 3 for c in cells.values())
+    r = await client.get("/taskforce/unmet-demand?level=province&by=shape", headers=h)
+    prov = {(c["area"]["nis"], c["value"]): c for c in r.json()["cells"]}
+    assert prov[("60000", "all")]["count"] == 8
+    r = await client.get("/taskforce/unmet-demand?level=province&by=shape&format=csv", headers=h)
+    assert r.status_code == 200 and "1A+2C" in r.text
+
+
+async def test_redirection_planner_and_hsds(client: AsyncClient, world: World) -> None:
+    s = await seed(world)
+    hotel = s["hotel"]
+    now = world.clock.now()
+    line_op = await world.operator("Line2", "helpline")
+    async with world.db.write() as sess:
+        for i, segs in enumerate(
+            (
+                {"undocumented": True, "withChildren": True, "noIncome": True},
+                {"undocumented": False, "withChildren": True, "noIncome": False},
+            )
+        ):
+            await sess.execute(
+                insert(Hold).values(
+                    ref=f"HX{i}",
+                    pool_id=hotel.pools[0].id,
+                    facility_id=hotel.facility.id,
+                    requester_operator_id=line_op,
+                    requester_kind="helpline",
+                    units=1,
+                    state="arrived",
+                    household=None,
+                    segments=segs,
+                    need="ipv",
+                    idempotency_key=f"k{i}",
+                    request_hash="x",
+                    created_at=now,
+                    deadline=now,
+                    arrived_at=now,
+                )
+            )
+    h = bearer(s["tf"])
+    r = await client.get("/taskforce/redirection?days=7&level=province", headers=h)
+    assert r.status_code == 200, r.text
+    (area,) = r.json()["areas"]
+    assert area["area"]["nis"] == "60000"
+    (closing,) = area["closingPublic"]
+    assert closing["alias"] == "Hotel Requisition W"
+    assert closing["occupied"] == 30
+    assert closing["bySegment"] == {"undocumented": 2, "withChildren": 4, "noIncome": 2}
+    assert closing["segmentUnknown"] == 26
+    assert area["closingSecret"] == "none"
+    # Elsewhere in the province: 7 secret refuges (>= k), free places by segment.
+    assert area["freeElsewhere"]["all"] == 18 + 12 + 1
+    assert area["freeElsewhere"]["undocumented"] == 6
+    r = await client.get("/taskforce/redirection?days=3", headers=h)
+    assert r.json()["areas"] == []
+    # HSDS: the public hotel with a municipality-level location; secret places without one.
+    feed = (await client.get("/taskforce/exports/hsds/service-capacity", headers=h)).json()
+    by_id = {x["id"]: x for x in feed["services"]}
+    hot = by_id[f"abri:facility:{hotel.facility.ref}"]
+    assert hot["service_capacity"][0]["maximum"] == 40
+    assert hot["service_at_locations"][0]["location"]["addresses"] == []
+    secret = by_id["abri:secret:60000:refuge"]
+    assert secret["service_at_locations"] == []
+    assert secret["service_capacity"][0]["maximum"] == 30 + 24 + 7
+
+
+async def test_map_joins_shapes_with_suppressed_figures(client: AsyncClient, world: World) -> None:
+    s = await seed(world)
+    r = await client.get("/taskforce/saturation/map?level=province", headers=bearer(s["tf"]))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["type"] == "FeatureCollection" and len(body["features"]) == 11
+    props = {f["properties"]["nis"]: f["properties"] for f in body["features"]}
+    assert props["60000"]["capacity"] == 30 + 24 + 7 + 40 or props["60000"]["suppressed"]
+    assert props["10000"]["capacity"] == 0 and not props["10000"]["suppressed"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/taskforce/saturation?level=nowhere", "/taskforce/unmet-demand?by=x"]
+)
+async def test_bad_parameters_are_422_or_400(client: AsyncClient, world: World, path: str) -> None:
+    s = await seed(world)
+    r = await client.get(path, headers=bearer(s["tf"]))
+    assert r.status_code in (400, 422)
