@@ -1,0 +1,857 @@
+"""Server-rendered pages: the operator console (helpline, police) and the staff page (phone).
+
+Pages authenticate with the cookie session of ``api.web.session`` (the bearer middleware
+skips ``/web``), check a CSRF token on every POST, and call the same services as the JSON
+API. Nothing here decides who may be placed where: that is ``placement`` and ``capacity``.
+No page for a helpline or police operator reads a facility address; the staff page does not
+show addresses either.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import MediaType
+from litestar.response import ServerSentEvent
+from litestar.static_files import create_static_files_router
+
+from api.holds.controllers import _events
+from api.holds.schemas import hold_read, staff_hold_read
+from api.schemas import area_ref, pool_read
+from api.web import i18n
+from api.web import session as sess
+from capacity import availability, registry
+from capacity.areas import areas, fold
+from capacity.audit import Actor
+from capacity.commands import AvailabilityUpdate
+from capacity.errors import AbriError, NotFound, UnknownArea
+from placement import holds_service, search_service, standing_service
+from placement.holds_service import requester_kind_of
+from placement.household import Household, SearchRequest
+from placement.rules import EXCLUSION_TEXT, RELAX_TEXT
+
+HERE = Path(__file__).parent
+STAFF_ROLES = frozenset({"staff", "admin"})  # as api.auth.requires_staff_or_admin
+CONSOLE_ROLES = frozenset({"helpline", "police", "admin"})  # as api.auth.requires_requester
+NEEDS = ("ipv", "sexual_violence", "family_violence", "trafficking", "homelessness", "other")
+LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
+ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = 3, 6, 3
+AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
+KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
+
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+ERROR_TEXT = {
+    "version-mismatch": "Someone else updated this first. Your change was not saved: here "
+    "are the current figures.",
+    "no-longer-free": "This place was just taken. Search again.",
+    "not-admitting": "This place is not taking people right now.",
+    "not-eligible": "This place cannot take this household.",
+    "hold-expired": "This hold has expired; its place was given back.",
+    "illegal-transition": "This hold has already changed; reload the page.",
+    "extension-refused": "This hold cannot be extended any further.",
+    "not-found": "Not found.",
+    "unknown-area": "Unknown municipality.",
+    "busy": "The service is busy; try again in a moment.",
+    "invalid-input": "Please check the form.",
+    "idempotency-in-flight": "This request is already being handled; wait a moment.",
+}
+
+
+#: Enumerations shown on the pages: value -> English msgid (translated in the templates).
+LABELS: dict[str, dict[str, str]] = {
+    "gender": {"female": "Woman", "male": "Man", "nonbinary": "Non-binary"},
+    "child_gender": {
+        "unknown": "Not given",
+        "female": "Girl",
+        "male": "Boy",
+        "nonbinary": "Non-binary",
+    },
+    "need": {
+        "ipv": "Intimate partner violence",
+        "sexual_violence": "Sexual violence",
+        "family_violence": "Family violence",
+        "trafficking": "Human trafficking",
+        "homelessness": "Homelessness",
+        "other": "Other need",
+    },
+    "residence": {
+        "unknown": "Unknown",
+        "documented": "With residence papers",
+        "undocumented": "Undocumented",
+    },
+    "income": {"unknown": "Unknown", "yes": "Has an income", "no": "No income"},
+    "language": {
+        "fr": "French",
+        "nl": "Dutch",
+        "de": "German",
+        "en": "English",
+        "ar": "Arabic",
+        "tr": "Turkish",
+        "es": "Spanish",
+        "ru": "Russian",
+        "uk": "Ukrainian",
+        "ro": "Romanian",
+    },
+    "kind": {
+        "refuge": "Refuge",
+        "safe_house": "Safe house",
+        "crisis_hotel": "Crisis hotel",
+        "cpas_place": "CPAS place",
+        "night_shelter": "Night shelter",
+        "other": "Other place",
+    },
+    "cost": {"free": "Free of charge", "paying": "Paying", "income_based": "Income-based fee"},
+    "state": {
+        "held": "Held",
+        "arrived": "Arrived",
+        "released": "Released",
+        "declined": "Declined",
+        "expired": "Expired",
+        "no_show": "No show",
+        "departed": "Departed",
+    },
+    "status": {
+        "open": "Open",
+        "closed_to_admissions": "Closed to admissions",
+        "reduced": "Reduced capacity",
+        "suspended": "Suspended",
+        "location_compromised": "Location compromised",
+    },
+    "role": {
+        "staff": "Shelter staff",
+        "helpline": "Helpline",
+        "police": "Police",
+        "admin": "Administrator",
+        "taskforce": "Task force",
+        "link": "One-time link",
+    },
+    "warning": {
+        "stale_data": "Availability may be out of date.",
+        "reduced_capacity": "Temporarily reduced capacity: call first.",
+        "runs_past_planned_end": "The scheme is planned to end before the nights asked.",
+        "shared_beds": "The household takes several beds in a shared space.",
+        "documents_to_check": "Requires residence documents: check first.",
+        "income_to_check": "Requires an income or charges a fee.",
+        "adult_age_to_check": "Check the minimum age for adults.",
+        "admission_later": "Intake opens later today: call first.",
+    },
+}
+
+
+class FormError(Exception):
+    """A form field the page itself rejected (message is a msgid, params for %-format)."""
+
+    def __init__(self, msgid: str, **params: Any) -> None:
+        super().__init__(msgid)
+        self.msgid, self.params = msgid, params
+
+
+def _now(request: Request[Any, Any, Any]) -> Any:
+    return request.app.state.clock.now()
+
+
+def _lang(request: Request[Any, Any, Any]) -> str:
+    return i18n.negotiate(
+        request.cookies.get(sess.LANG_COOKIE), request.headers.get("accept-language")
+    )
+
+
+def _error_text(_: Callable[[str], str], exc: AbriError) -> str:
+    text = _(ERROR_TEXT.get(exc.code, "The request failed."))
+    if exc.code in ("invalid-input", "not-eligible") and exc.field:
+        text += f" ({exc.field})"
+    return text
+
+
+def _form_error(_: Callable[[str], str], exc: FormError) -> str:
+    return _(exc.msgid) % exc.params if exc.params else _(exc.msgid)
+
+
+def _render(
+    request: Request[Any, Any, Any],
+    ws: sess.WebSession,
+    template: str,
+    *,
+    status: int = 200,
+    **ctx: Any,
+) -> Response[Any]:
+    lang = _lang(request)
+    _ = i18n.translator(lang)
+    html = _env.get_template(template).render(
+        _=_,
+        lang=lang,
+        langs=i18n.LANGS,
+        lang_names=i18n.LANG_NAMES,
+        csrf=ws.data.csrf,
+        signed_in=ws.actor is not None,
+        role=ws.data.role if ws.actor else None,
+        operator_name=ws.data.opn if ws.actor else None,
+        here=request.url.path,
+        labels=LABELS,
+        **ctx,
+    )
+    return sess.apply(
+        request, Response(content=html, media_type=MediaType.HTML, status_code=status), ws
+    )
+
+
+def _redirect(
+    request: Request[Any, Any, Any], ws: sess.WebSession | None, to: str
+) -> Response[Any]:
+    return sess.apply(request, Response(content=b"", status_code=303, headers={"Location": to}), ws)
+
+
+def _forbidden(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response[Any]:
+    _ = i18n.translator(_lang(request))
+    return _render(
+        request,
+        ws,
+        "message.html",
+        status=403,
+        title=_("Not allowed"),
+        message=_(
+            "This form has expired or did not come from this site. Reload the page and try again."
+        ),
+    )
+
+
+async def _guard(
+    request: Request[Any, Any, Any], roles: frozenset[str]
+) -> tuple[sess.WebSession, Actor | None, Response[Any] | None]:
+    """The session and actor, or a response: sign-in page, or 403 for the wrong role.
+    POSTs also need the session's CSRF token."""
+    ws = await sess.load(request, _now(request))
+    if request.method == "POST":
+        form = await request.form()
+        if not sess.csrf_ok(ws, form.get("csrf")):
+            return ws, None, _forbidden(request, ws)
+    if ws.actor is None:
+        if request.method == "GET":
+            return ws, None, _redirect(request, ws, "/web/sign-in")
+        return ws, None, _forbidden(request, ws)
+    if ws.actor.role not in roles:
+        _ = i18n.translator(_lang(request))
+        return (
+            ws,
+            None,
+            _render(
+                request,
+                ws,
+                "message.html",
+                status=403,
+                title=_("Not allowed"),
+                message=_("There is no page for your role here."),
+            ),
+        )
+    return ws, ws.actor, None
+
+
+def _home_for(role: str | None) -> str:
+    if role == "link":  # a one-time link session (api/web/links.py)
+        return "/web/link"
+    if role in STAFF_ROLES - {"admin"}:
+        return "/web/staff"
+    if role in CONSOLE_ROLES:
+        return "/web/console"
+    return "/web/sign-in"
+
+
+def _safe_next(target: str | None) -> str:
+    if target and re.fullmatch(r"/web(/[A-Za-z0-9_./-]*)?", target) and "//" not in target:
+        return target
+    return "/web/"
+
+
+# --------------------------------------------------------------------------- areas
+
+
+def _muni_label(nis: str, lang: str) -> str:
+    m = areas().municipality(nis)
+    if lang == "en":
+        name = m.name_fr if m.name_fr == m.name_nl else f"{m.name_fr} / {m.name_nl}"
+    else:
+        name = m.name(lang)
+    return f"{name} ({m.nis})"
+
+
+def _datalist(lang: str) -> list[str]:
+    return sorted((_muni_label(nis, lang) for nis in areas().municipalities), key=lambda s: fold(s))
+
+
+def resolve_municipality(text: str) -> str:
+    """A municipality typed as a name (FR/NL/DE), a NIS code or "Name (NIS)" -> NIS code."""
+    raw = text.strip()
+    m = re.search(r"\((\d{5})\)\s*$", raw)
+    code = m.group(1) if m else raw if re.fullmatch(r"\d{5}", raw) else None
+    if code is not None:
+        try:
+            return areas().municipality(code).nis
+        except UnknownArea:
+            raise FormError("Unknown municipality: %(name)s", name=raw) from None
+    found = areas().find(raw, limit=10)
+    q = fold(raw)
+    exact = [x for x in found if q in (fold(x.name_fr), fold(x.name_nl), fold(x.name_de))]
+    if len(exact) == 1 or (exact and len({x.nis for x in exact}) == 1):
+        return exact[0].nis
+    if len(found) == 1:
+        return found[0].nis
+    if not found:
+        raise FormError("Unknown municipality: %(name)s", name=raw)
+    raise FormError("Several municipalities match %(name)s: pick one from the list.", name=raw)
+
+
+# --------------------------------------------------------------------------- forms
+
+
+def _int(value: str | None, lo: int, hi: int, msgid: str) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    v = value.strip()
+    if not v.isdigit() or not lo <= int(v) <= hi:
+        raise FormError(msgid, lo=lo, hi=hi)
+    return int(v)
+
+
+def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
+    """The console form -> the same ``SearchRequest`` the JSON API takes."""
+    adults = []
+    for i in range(ADULT_SLOTS):
+        gender = form.get(f"adult{i}_gender") or ""
+        if gender:
+            adults.append({"gender": gender, "ageBand": form.get(f"adult{i}_band") or "25-64"})
+    if not adults:
+        raise FormError("Enter at least one adult.")
+    children = []
+    for i in range(CHILD_SLOTS):
+        age = _int(form.get(f"child{i}_age"), 0, 17, AGE_MSG)
+        if age is not None:
+            children.append({"age": age, "gender": form.get(f"child{i}_gender") or "unknown"})
+    langs = [x for x in form.getall("languages", []) if x in LANGUAGE_CHOICES]
+    avoid = []
+    for i in range(AVOID_SLOTS):
+        text = (form.get(f"avoid{i}") or "").strip()
+        if text:
+            avoid.append(resolve_municipality(text))
+    preferred_text = (form.get("preferred") or "").strip()
+    preferred = resolve_municipality(preferred_text) if preferred_text else None
+    km = _int(form.get("max_km"), 1, 500, KM_MSG)
+    if km is not None and preferred is None:
+        raise FormError("A maximum distance needs a preferred area.")
+    nights = _int(form.get("nights"), 1, 365, "Nights: a whole number from %(lo)s to %(hi)s.")
+    body: dict[str, Any] = {
+        "household": {
+            "adults": adults,
+            "children": children,
+            "residenceStatus": form.get("residence") or "unknown",
+            "income": form.get("income") or "unknown",
+            "languages": langs,
+            "wheelchair": form.get("wheelchair") == "1",
+            "pets": form.get("pets") == "1",
+        },
+        "need": form.get("need") or "other",
+        "nights": nights or 1,
+        "avoid": {"municipalities": sorted(set(avoid))},
+        "freeOnly": form.get("free_only") == "1",
+        "limit": 10,
+    }
+    if preferred:
+        body["preferredMunicipalityNis"] = preferred
+    if km is not None:
+        body["maxDistanceKm"] = km
+    try:
+        req = msgspec.convert(body, SearchRequest)
+    except msgspec.ValidationError:
+        raise FormError("Please check the form.") from None
+    return req, body
+
+
+def _form_values(form: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {k: form.get(k) for k in form}
+    values["languages"] = list(form.getall("languages", []))
+    return values
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _area_name(nis: str, lang: str) -> str:
+    a = area_ref(nis)
+    return {"nl": a.name_nl, "de": a.name_de}.get(lang, a.name_fr)
+
+
+def _minutes_ago(seconds: int | None) -> int | None:
+    return None if seconds is None else seconds // 60
+
+
+async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+    state = request.app.state
+    now = state.clock.now()
+    scope = None if actor.is_admin else actor.operator_id
+    views = await registry.list_facilities(state.db, operator_id=scope)
+    facilities = [
+        {
+            "id": v.facility.id,
+            "alias": v.facility.alias,
+            "status": v.facility.status,
+            "pools": [pool_read(p, v.facility, state.settings, now) for p in v.pools],
+        }
+        for v in views
+    ]
+    holds = [
+        staff_hold_read(h, now)
+        for h in await holds_service.list_holds(
+            state.db, actor=actor, side="staff", states=["held"]
+        )
+    ]
+    return {"facilities": facilities, "holds": holds}
+
+
+def occupied_for_free(pool: Any, free: int) -> int:
+    """ "Set free beds" in the staff's words -> the occupied count the service stores
+    (the inverse of ``unitsFree = total - occupied - held`` of ``capacity.availability``)."""
+    return max(0, pool.units_total - pool.units_held - free)
+
+
+def counts_from_form(form: Any, action: str, pool: Any) -> tuple[int, int]:
+    """(in service, occupied) from a pool form: either both counts ("counts"), or the free
+    places wanted (-, +, "set free places"), turned into occupancy. Raises FormError."""
+    if action == "counts":
+        total = _int(form.get("total"), 0, 100000, "Enter a whole number.")
+        occupied = _int(form.get("occupied"), 0, 100000, "Enter a whole number.")
+        if total is None or occupied is None:
+            raise FormError("Enter a whole number.")
+        return total, occupied
+    free = _int(form.get("free"), 0, 100000, "Enter a whole number of free places.")
+    if free is None:
+        raise FormError("Enter a whole number of free places.")
+    if free > pool.units_total - pool.units_held:
+        raise FormError(
+            "At most %(n)s can be free (places in service minus places held).",
+            n=max(0, pool.units_total - pool.units_held),
+        )
+    return pool.units_total, occupied_for_free(pool, free)
+
+
+class WebController(Controller):
+    path = "/web"
+    include_in_schema = False
+
+    @get("/")
+    async def home(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws = await sess.load(request, _now(request))
+        return _redirect(request, ws, _home_for(ws.data.role if ws.actor else None))
+
+    # ----------------------------------------------------------------- sign-in / out
+
+    @get("/sign-in")
+    async def sign_in_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws = await sess.load(request, _now(request))
+        return _render(request, ws, "sign_in.html", error=None)
+
+    @post("/sign-in")
+    async def sign_in(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        state = request.app.state
+        now = state.clock.now()
+        ws = await sess.load(request, now)
+        form = await request.form()
+        if not sess.csrf_ok(ws, form.get("csrf")):
+            return _forbidden(request, ws)
+        token = (form.get("token") or "").strip()
+        actor = await registry.authenticate(state.db, token, now) if token else None
+        if actor is None:
+            _ = i18n.translator(_lang(request))
+            return _render(
+                request,
+                ws,
+                "sign_in.html",
+                status=401,
+                error=_("This token is not valid (unknown, expired or revoked)."),
+            )
+        ws = sess.WebSession(await sess.sign_in(state.db, actor, now), actor, dirty=True)
+        return _redirect(request, ws, _home_for(actor.role))
+
+    @post("/sign-out")
+    async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws = await sess.load(request, _now(request))
+        form = await request.form()
+        if not sess.csrf_ok(ws, form.get("csrf")):
+            return _forbidden(request, ws)
+        fresh = sess.WebSession(sess.new_session(_now(request)), None, dirty=True)
+        return _redirect(request, fresh, "/web/sign-in")
+
+    @post("/lang")
+    async def set_lang(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws = await sess.load(request, _now(request))
+        form = await request.form()
+        if not sess.csrf_ok(ws, form.get("csrf")):
+            return _forbidden(request, ws)
+        lang = form.get("lang")
+        resp = _redirect(request, ws, _safe_next(form.get("next")))
+        if lang in i18n.LANGS:
+            sess.set_lang_cookie(request, resp, lang)
+        return resp
+
+    # ----------------------------------------------------------------- operator console
+
+    @get("/console")
+    async def console(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, _actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        return await self._console(request, ws, values={"adult0_gender": "female"})
+
+    async def _console(
+        self,
+        request: Request[Any, Any, Any],
+        ws: sess.WebSession,
+        *,
+        values: dict[str, Any],
+        status: int = 200,
+        **extra: Any,
+    ) -> Response[Any]:
+        assert ws.actor is not None
+        lang = _lang(request)
+        state = request.app.state
+        mine = await holds_service.list_holds(
+            state.db, actor=ws.actor, side="requester", states=["held"]
+        )
+        now = state.clock.now()
+        return _render(
+            request,
+            ws,
+            "console.html",
+            status=status,
+            v=values,
+            needs=NEEDS,
+            language_choices=LANGUAGE_CHOICES,
+            adult_slots=ADULT_SLOTS,
+            child_slots=CHILD_SLOTS,
+            avoid_slots=AVOID_SLOTS,
+            municipalities=_datalist(lang),
+            my_holds=[hold_read(h, now) for h in mine],
+            **{"result": None, "error": None, **extra},
+        )
+
+    @post("/console/search")
+    async def search(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        values = _form_values(form)
+        lang = _lang(request)
+        _ = i18n.translator(lang)
+        state = request.app.state
+        try:
+            req, _body = search_form_to_request(form)
+            found = await search_service.search(
+                state.db,
+                state.search_cache,
+                req,
+                requester_kind=requester_kind_of(actor),
+                operator_id=actor.operator_id,
+                now=state.clock.now(),
+            )
+        except FormError as exc:
+            return await self._console(
+                request, ws, values=values, status=422, error=_form_error(_, exc)
+            )
+        except AbriError as exc:
+            return await self._console(
+                request, ws, values=values, status=exc.status, error=_error_text(_, exc)
+            )
+        r = found.result
+        options = [
+            {
+                "o": o,
+                "area": _area_name(o.area_nis, lang),
+                "idem": secrets.token_urlsafe(12),
+            }
+            for o in r.options
+        ]
+        exclusions = [
+            (n, EXCLUSION_TEXT.get(c, c))
+            for c, n in sorted(r.excluded.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        alternatives = [
+            (a.extra_options, RELAX_TEXT.get(a.code, a.message)) for a in r.alternatives
+        ]
+        return await self._console(
+            request,
+            ws,
+            values=values,
+            result={
+                "options": options,
+                "exclusions": exclusions,
+                "alternatives": alternatives,
+                "household_json": msgspec.json.encode(req.household).decode(),
+                "need": req.need,
+                "unmet_recorded": found.unmet_recorded,
+            },
+        )
+
+    @post("/console/hold")
+    async def hold(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        _ = i18n.translator(_lang(request))
+        state = request.app.state
+        now = state.clock.now()
+        try:
+            household = msgspec.json.decode(form.get("household") or "", type=Household)
+            minutes = _int(form.get("minutes"), 15, 960, "Minutes: from %(lo)s to %(hi)s.")
+            callback = (form.get("callback") or "").strip()[:200] or None
+            key = form.get("idem") or ""
+            if not re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", key):
+                raise FormError("Please check the form.")
+            result = await holds_service.reserve(
+                state.db,
+                pool_ref=form.get("pool_ref") or "",
+                household=household,
+                need=form.get("need") or "other",
+                minutes=minutes,
+                callback=callback,
+                idempotency_key=f"web-{key}",
+                actor=actor,
+                now=now,
+            )
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return await self._console(
+                request, ws, values={}, status=422, error=_("Please check the form.")
+            )
+        except FormError as exc:
+            return await self._console(
+                request, ws, values={}, status=422, error=_form_error(_, exc)
+            )
+        except AbriError as exc:
+            return await self._console(
+                request, ws, values={}, status=exc.status, error=_error_text(_, exc)
+            )
+        return _redirect(request, ws, f"/web/console/holds/{quote(result.view.ref)}")
+
+    @get("/console/holds/{ref:str}")
+    async def hold_page(self, ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, _actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        return await self._hold_page(request, ws, ref)
+
+    async def _hold_page(
+        self, request: Request[Any, Any, Any], ws: sess.WebSession, ref: str, **extra: Any
+    ) -> Response[Any]:
+        assert ws.actor is not None
+        state = request.app.state
+        _ = i18n.translator(_lang(request))
+        try:
+            view = await holds_service.get(state.db, ref, actor=ws.actor, side="requester")
+        except AbriError:
+            return _render(
+                request,
+                ws,
+                "message.html",
+                status=404,
+                title=_("Not found."),
+                message=_("No such hold."),
+            )
+        h = hold_read(view, state.clock.now())
+        return _render(
+            request,
+            ws,
+            "hold.html",
+            h=h,
+            area=_area_name(h.place.area.nis, _lang(request)),
+            **{"error": None, **extra},
+        )
+
+    @post("/console/holds/{ref:str}/release")
+    async def release(self, ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        return await self._hold_action(request, ref, "release")
+
+    @post("/console/holds/{ref:str}/extend")
+    async def extend(self, ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        return await self._hold_action(request, ref, "extend")
+
+    async def _hold_action(
+        self, request: Request[Any, Any, Any], ref: str, action: str
+    ) -> Response[Any]:
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        state = request.app.state
+        now = state.clock.now()
+        try:
+            if action == "release":
+                await holds_service.transition(state.db, ref, "released", actor=actor, now=now)
+                await standing_service.run_round(state.db, state.settings, now=now)
+            else:
+                await holds_service.extend(state.db, ref, minutes=None, actor=actor, now=now)
+        except AbriError as exc:
+            _ = i18n.translator(_lang(request))
+            return await self._hold_page(request, ws, ref, error=_error_text(_, exc))
+        return _redirect(request, ws, f"/web/console/holds/{quote(ref)}")
+
+    # ----------------------------------------------------------------- staff page
+
+    @get("/staff")
+    async def staff(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        ok = request.query_params.get("ok")
+        _ = i18n.translator(_lang(request))
+        notices = {
+            "saved": _("Saved."),
+            "confirmed": _("Thank you: marked as still accurate."),
+            "arrived": _("Marked as arrived."),
+            "no_show": _("Marked as no-show."),
+            "declined": _("Hold declined."),
+        }
+        return _render(
+            request,
+            ws,
+            "staff.html",
+            notice=notices.get(ok or ""),
+            conflict=None,
+            error=None,
+            **await _staff_view(request, actor),
+        )
+
+    async def _staff_error(
+        self, request: Request[Any, Any, Any], ws: sess.WebSession, status: int, **extra: Any
+    ) -> Response[Any]:
+        assert ws.actor is not None
+        ctx = {"notice": None, "conflict": None, "error": None, **extra}
+        return _render(
+            request, ws, "staff.html", status=status, **ctx, **await _staff_view(request, ws.actor)
+        )
+
+    @post("/staff/pools/{pool_id:int}")
+    async def update_pool(self, pool_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        scope = None if actor.is_admin else actor.operator_id
+        action = form.get("action") or "free"
+        try:
+            version = _int(form.get("version"), 0, 10**12, "Please check the form.")
+            if version is None:
+                raise FormError("Please check the form.")
+            if action == "confirm":
+                await availability.confirm_still_accurate(
+                    state.db,
+                    pool_id,
+                    if_match=version,
+                    actor=actor,
+                    now=now,
+                    operator_scope=scope,
+                )
+                return _redirect(request, ws, f"/web/staff?ok=confirmed#pool-{pool_id}")
+            pool = await availability.get_pool(state.db, pool_id, operator_scope=scope)
+            total, occupied = counts_from_form(form, action, pool)
+            await availability.update_availability(
+                state.db,
+                pool_id,
+                AvailabilityUpdate(units_total=total, units_occupied=occupied),
+                if_match=version,
+                actor=actor,
+                now=now,
+                operator_scope=scope,
+            )
+            await standing_service.run_round(state.db, state.settings, now=now)
+        except FormError as exc:
+            return await self._staff_error(request, ws, 422, error=(pool_id, _form_error(_, exc)))
+        except AbriError as exc:
+            if exc.code == "version-mismatch":
+                return await self._staff_error(
+                    request, ws, 409, conflict=(pool_id, _error_text(_, exc))
+                )
+            if isinstance(exc, NotFound):
+                return await self._staff_error(request, ws, 404, error=(pool_id, _("Not found.")))
+            return await self._staff_error(
+                request, ws, exc.status, error=(pool_id, _error_text(_, exc))
+            )
+        return _redirect(request, ws, f"/web/staff?ok=saved#pool-{pool_id}")
+
+    @post("/staff/holds/{ref:str}/{action:str}")
+    async def staff_hold(
+        self, ref: str, action: str, request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        target = {"arrived": "arrived", "no-show": "no_show", "decline": "declined"}.get(action)
+        _ = i18n.translator(_lang(request))
+        if target is None:
+            return await self._staff_error(request, ws, 404, error=(None, _("Not found.")))
+        form = await request.form()
+        state = request.app.state
+        now = state.clock.now()
+        reason = (form.get("reason") or "").strip()[:500] or None
+        if target == "declined" and not reason:
+            return await self._staff_error(
+                request, ws, 422, error=(None, _("Give a reason for declining."))
+            )
+        try:
+            await holds_service.transition(
+                state.db, ref, target, actor=actor, now=now, reason=reason
+            )
+            if target in ("no_show", "declined"):
+                await standing_service.run_round(state.db, state.settings, now=now)
+        except AbriError as exc:
+            return await self._staff_error(
+                request, ws, exc.status, error=(None, _error_text(_, exc))
+            )
+        return _redirect(request, ws, f"/web/staff?ok={target}")
+
+    @get("/staff/stream")
+    async def staff_stream(
+        self, request: Request[Any, Any, Any]
+    ) -> Response[Any] | ServerSentEvent:
+        _ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        state = request.app.state
+        last = request.headers.get("last-event-id")
+        start = int(last) if last and last.isdigit() else None
+        stream = ServerSentEvent(_events(state.db, actor, state.clock, start, 300))
+        for name, value in sess.SECURITY_HEADERS.items():
+            stream.headers[name] = value
+        return stream
+
+
+static_files = create_static_files_router(
+    path="/static/web",
+    directories=[HERE / "static"],
+    name="web-static",
+    include_in_schema=False,
+    send_as_attachment=False,
+)
+
+WEB_HANDLERS: list[Any] = [WebController, static_files]

@@ -1,0 +1,172 @@
+"""The one-time link page for a night worker (issue 7): open the link once, then update the
+counts of one facility's pools or confirm "still accurate" — nothing else.
+
+The link's secret is in the URL fragment (``/web/link/open#abl_...``): browsers never send a
+fragment to a server, so it is in no access or request log and in no Referer. The open page's
+small script moves it into a form field and strips it from the address bar; tapping "Open"
+POSTs it (with the CSRF token), so a chat app's link preview, which only GETs, cannot use the
+link up. The exchange (``capacity.links.exchange``) succeeds once and answers with a redirect to
+``/web/link``, a URL without the secret. Counts go through ``capacity.links`` (the same
+availability service as the staff page, limited to the link's facility).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+
+from api.schemas import pool_read
+from api.web import i18n
+from api.web import session as sess
+from api.web.controllers import (
+    FormError,
+    _error_text,
+    _forbidden,
+    _form_error,
+    _int,
+    _lang,
+    _now,
+    _redirect,
+    _render,
+    counts_from_form,
+)
+from capacity import links
+from capacity.commands import AvailabilityUpdate
+from capacity.errors import AbriError, NotFound
+from placement import standing_service
+
+REFUSED_TEXT = {
+    "unknown": "This link is not valid. Check that you opened the whole link, or ask your "
+    "coordinator for a new one.",
+    "used": "This link has already been used. Ask your coordinator for a new one.",
+    "expired": "This link has expired. Ask your coordinator for a new one.",
+    "revoked": "This link has been withdrawn. Ask your coordinator for a new one.",
+}
+NOTICES = {"saved": "Saved.", "confirmed": "Thank you: marked as still accurate."}
+
+
+async def _link_guard(
+    request: Request[Any, Any, Any],
+) -> tuple[sess.WebSession, Response[Any] | None]:
+    """A link session (CSRF-checked on POST), or a response: the open page, or 403."""
+    ws = await sess.load(request, _now(request))
+    if request.method == "POST":
+        form = await request.form()
+        if not sess.csrf_ok(ws, form.get("csrf")):
+            return ws, _forbidden(request, ws)
+    if ws.link is None:
+        if ws.actor is None and request.method == "GET":
+            return ws, _redirect(request, ws, "/web/link/open")
+        _ = i18n.translator(_lang(request))
+        return ws, _render(
+            request,
+            ws,
+            "message.html",
+            status=403,
+            title=_("Not allowed"),
+            message=_("This page opens with the link your coordinator sent you."),
+        )
+    return ws, None
+
+
+class LinkPageController(Controller):
+    path = "/web/link"
+    include_in_schema = False
+
+    @get("/open")
+    async def open_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws = await sess.load(request, _now(request))
+        return _render(request, ws, "link_open.html", error=None)
+
+    @post("/open")
+    async def open_link(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        state = request.app.state
+        now = state.clock.now()
+        ws = await sess.load(request, now)
+        form = await request.form()
+        if not sess.csrf_ok(ws, form.get("csrf")):
+            return _forbidden(request, ws)
+        code = (form.get("code") or "").strip().lstrip("#")
+        opened = await links.exchange(state.db, code, now=now)
+        if opened.refused is not None:
+            _ = i18n.translator(_lang(request))
+            return _render(
+                request,
+                ws,
+                "link_open.html",
+                status=404 if opened.refused == "unknown" else 410,
+                error=_(REFUSED_TEXT[opened.refused]),
+            )
+        fresh = sess.WebSession(sess.sign_in_link(opened, now), None, dirty=True)
+        return _redirect(request, fresh, "/web/link")
+
+    async def _page(
+        self, request: Request[Any, Any, Any], ws: sess.WebSession, status: int = 200, **ctx: Any
+    ) -> Response[Any]:
+        assert ws.link is not None
+        state = request.app.state
+        now = state.clock.now()
+        fac = await links.get_facility(state.db, ws.link)
+        pools = [
+            pool_read(p, fac, state.settings, now)
+            for p in await links.facility_pools(state.db, ws.link)
+        ]
+        ctx = {"notice": None, "conflict": None, "error": None, **ctx}
+        return _render(
+            request,
+            ws,
+            "link.html",
+            status=status,
+            facility={"alias": fac.alias, "status": fac.status},
+            pools=pools,
+            **ctx,
+        )
+
+    @get("/")
+    async def page(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        _ = i18n.translator(_lang(request))
+        ok = request.query_params.get("ok") or ""
+        return await self._page(request, ws, notice=_(NOTICES[ok]) if ok in NOTICES else None)
+
+    @post("/pools/{pool_id:int}")
+    async def update_pool(self, pool_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        assert ws.link is not None
+        form = await request.form()
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        action = form.get("action") or "free"
+        try:
+            version = _int(form.get("version"), 0, 10**12, "Please check the form.")
+            if version is None:
+                raise FormError("Please check the form.")
+            if action == "confirm":
+                await links.confirm(state.db, ws.link, pool_id, if_match=version, now=now)
+                return _redirect(request, ws, f"/web/link?ok=confirmed#pool-{pool_id}")
+            pool = await links.get_pool(state.db, ws.link, pool_id)
+            total, occupied = counts_from_form(form, action, pool)
+            await links.update_counts(
+                state.db,
+                ws.link,
+                pool_id,
+                AvailabilityUpdate(units_total=total, units_occupied=occupied),
+                if_match=version,
+                now=now,
+            )
+            await standing_service.run_round(state.db, state.settings, now=now)
+        except FormError as exc:
+            return await self._page(request, ws, 422, error=(pool_id, _form_error(_, exc)))
+        except NotFound:
+            return await self._page(request, ws, 404, error=(None, _("Not found.")))
+        except AbriError as exc:
+            if exc.code == "version-mismatch":
+                return await self._page(request, ws, 409, conflict=(pool_id, _error_text(_, exc)))
+            return await self._page(request, ws, exc.status, error=(pool_id, _error_text(_, exc)))
+        return _redirect(request, ws, f"/web/link?ok=saved#pool-{pool_id}")

@@ -1,0 +1,261 @@
+"""Cookie sessions for the web pages: signed, expiring, with a CSRF secret.
+
+The cookie holds no token: after sign-in it carries the token's *id*, the role and operator,
+times and a CSRF secret, signed with HMAC-SHA256. Every request re-checks that the token is
+still valid (not revoked, not expired), so revoking a token ends its web sessions too.
+
+* Absolute lifetime 12 h; idle limit 30 min for helpline/police/admin/task force consoles,
+  12 h for shelter staff (a phone on a night shift).
+* A one-time link (``capacity.links``) opens a session of kind "link": it carries the link id
+  and its one facility, no token; it ends with the link's expiry or revocation (re-checked on
+  every request), and no page but the link page admits it.
+* ``HttpOnly``, ``SameSite=Strict``, ``Path=/web``; ``Secure`` (and the ``__Host-`` prefix
+  is not used because the path is scoped) whenever the request arrived over https — uvicorn
+  behind a TLS proxy with ``--proxy-headers`` reports ``https`` — or when
+  ``ABRI_WEB_SECURE_COOKIES=1`` forces it. A plain-http local demo therefore still works.
+* The signing key is ``ABRI_SESSION_KEY`` if set, otherwise derived from the address key
+  (so every API process of one deployment accepts the same cookies).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from sqlalchemy import select
+
+from capacity import links
+from capacity.audit import Actor
+from capacity.db import Database
+from capacity.models import Operator, Token
+from capacity.settings import Settings
+
+COOKIE = "abri_session"
+LANG_COOKIE = "abri_lang"
+COOKIE_PATH = "/web"
+ABSOLUTE_SECONDS = 12 * 3600
+IDLE_SECONDS = {"staff": 12 * 3600, links.LINK_ROLE: 12 * 3600}
+DEFAULT_IDLE_SECONDS = 30 * 60
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; object-src 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+class SessionData(msgspec.Struct, kw_only=True, omit_defaults=True):
+    sid: str
+    csrf: str
+    iat: int
+    seen: int
+    tid: int | None = None
+    role: str | None = None
+    op: int | None = None
+    opk: str | None = None
+    opn: str | None = None  # operator name, shown in the header
+    lnk: int | None = None  # one-time link session: the link's id ...
+    fac: int | None = None  # ... and its one facility
+
+
+@dataclass
+class WebSession:
+    data: SessionData
+    actor: Actor | None
+    dirty: bool = False
+    link: links.LinkScope | None = None  # set for a one-time link session only
+
+
+def session_key(settings: Settings) -> bytes:
+    explicit = os.environ.get("ABRI_SESSION_KEY")
+    if explicit:
+        material = explicit.encode()
+    elif settings.address_key:
+        material = settings.address_key.split(",")[0].strip().encode()
+    else:
+        path = Path(settings.address_key_file)
+        material = path.read_bytes().strip() if path.exists() else b""
+    if not material:  # no key anywhere: sessions last as long as this process
+        material = _PROCESS_KEY
+    return hashlib.sha256(b"abri-web-session-v1\x00" + material).digest()
+
+
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(key: bytes, payload: bytes) -> str:
+    body = _b64(payload)
+    mac = hmac.new(key, body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def unsign(key: bytes, value: str, *, max_len: int = 2000) -> bytes | None:
+    if not value or len(value) > max_len or value.count(".") != 1:
+        return None
+    body, mac = value.split(".")
+    expected = hmac.new(key, body.encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(_unb64(mac), expected):
+            return None
+        return _unb64(body)
+    except (ValueError, TypeError):
+        return None
+
+
+def secure_cookies(request: Request[Any, Any, Any]) -> bool:
+    forced = os.environ.get("ABRI_WEB_SECURE_COOKIES", "") not in ("", "0", "false", "no")
+    return forced or request.url.scheme == "https"
+
+
+def new_session(now: datetime) -> SessionData:
+    t = int(now.timestamp())
+    return SessionData(sid=secrets.token_urlsafe(16), csrf=secrets.token_urlsafe(24), iat=t, seen=t)
+
+
+async def _actor_for(db: Database, data: SessionData, now: datetime) -> Actor | None:
+    if data.tid is None:
+        return None
+    async with db.read() as s:
+        row = (
+            await s.execute(
+                select(Token.revoked_at, Token.expires_at, Token.role, Token.operator_id).where(
+                    Token.id == data.tid
+                )
+            )
+        ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    if row.role != data.role or row.operator_id != data.op:
+        return None
+    return Actor(
+        operator_id=row.operator_id, role=row.role, token_id=data.tid, operator_kind=data.opk
+    )
+
+
+async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
+    """The visitor's session (a fresh anonymous one if none, expired or tampered with)."""
+    state = request.app.state
+    key = session_key(state.settings)
+    raw = unsign(key, request.cookies.get(COOKIE, ""))
+    data: SessionData | None = None
+    if raw is not None:
+        try:
+            data = msgspec.json.decode(raw, type=SessionData)
+        except msgspec.DecodeError:
+            data = None
+    t = int(now.timestamp())
+    if data is not None:
+        idle = IDLE_SECONDS.get(data.role or "", DEFAULT_IDLE_SECONDS)
+        if t - data.iat > ABSOLUTE_SECONDS or t - data.seen > idle or t < data.iat - 300:
+            data = None
+    if data is None:
+        return WebSession(new_session(now), None, dirty=True)
+    scope = None
+    if data.lnk is not None:
+        scope = await links.session_scope(state.db, data.lnk, data.fac or 0, now)
+        if scope is None:  # link revoked or expired: the session ends with it
+            return WebSession(new_session(now), None, dirty=True)
+        actor: Actor | None = scope.actor
+    else:
+        actor = await _actor_for(state.db, data, now)
+    if data.tid is not None and actor is None:  # token revoked or expired: signed out
+        return WebSession(new_session(now), None, dirty=True)
+    ws = WebSession(data, actor, link=scope)
+    if actor is not None and t - data.seen >= 60:  # slide the idle window, at most once a minute
+        data.seen = t
+        ws.dirty = True
+    return ws
+
+
+async def sign_in(db: Database, actor: Actor, now: datetime) -> SessionData:
+    """A brand-new session (new id and CSRF secret: no fixation) for this actor."""
+    async with db.read() as s:
+        name = await s.scalar(select(Operator.name).where(Operator.id == actor.operator_id))
+    data = new_session(now)
+    data.tid, data.role, data.op, data.opk, data.opn = (
+        actor.token_id,
+        actor.role,
+        actor.operator_id,
+        actor.operator_kind,
+        name,
+    )
+    return data
+
+
+def sign_in_link(opened: links.Exchange, now: datetime) -> SessionData:
+    """A brand-new session for an opened one-time link: one facility, no token."""
+    assert opened.link is not None and opened.refused is None
+    data = new_session(now)
+    data.role, data.op, data.opn = links.LINK_ROLE, opened.operator_id, opened.facility_alias
+    data.lnk, data.fac = opened.link.id, opened.link.facility_id
+    return data
+
+
+def csrf_ok(ws: WebSession, submitted: str | None) -> bool:
+    return bool(submitted) and hmac.compare_digest(ws.data.csrf.encode(), str(submitted).encode())
+
+
+def apply(
+    request: Request[Any, Any, Any],
+    response: Response[Any],
+    ws: WebSession | None,
+    *,
+    clear: bool = False,
+) -> Response[Any]:
+    """Security headers on every page; the session cookie when it changed (or cleared)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    secure = secure_cookies(request)
+    if clear:
+        response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    if ws is not None and ws.dirty:
+        key = session_key(request.app.state.settings)
+        response.set_cookie(
+            COOKIE,
+            sign(key, msgspec.json.encode(ws.data)),
+            path=COOKIE_PATH,
+            max_age=ABSOLUTE_SECONDS,
+            httponly=True,
+            secure=secure,
+            samesite="strict",
+        )
+    return response
+
+
+def set_lang_cookie(request: Request[Any, Any, Any], response: Response[Any], lang: str) -> None:
+    response.set_cookie(
+        LANG_COOKIE,
+        lang,
+        path=COOKIE_PATH,
+        max_age=365 * 24 * 3600,
+        httponly=True,
+        secure=secure_cookies(request),
+        samesite="strict",
+    )

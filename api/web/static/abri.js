@@ -1,0 +1,57 @@
+/* Abri pages: a countdown on the hold page and live holds on the staff page.
+   Our own small script; the pages work without it (forms post normally). */
+(function () {
+  "use strict";
+
+  function countdown() {
+    var el = document.getElementById("countdown");
+    if (!el) return;
+    var deadline = Date.parse(el.getAttribute("data-deadline"));
+    var suffix = el.textContent.replace(/^[0-9]+/, "");
+    function tick() {
+      var left = Math.max(0, deadline - Date.now());
+      var m = Math.floor(left / 60000);
+      var s = Math.floor((left % 60000) / 1000);
+      el.textContent = m + ":" + (s < 10 ? "0" : "") + s;
+      if (left > 0) setTimeout(tick, 1000);
+    }
+    if (!isNaN(deadline)) tick();
+  }
+
+  function live() {
+    var holds = document.getElementById("holds");
+    if (!holds || !window.EventSource || !window.fetch) return;
+    var busy = false, again = false;
+    function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById("holds");
+          var current = document.getElementById("holds");
+          if (fresh && current && !current.contains(document.activeElement)) {
+            current.replaceWith(fresh);
+          }
+          document.querySelectorAll("article.pool").forEach(function (old) {
+            var neu = doc.getElementById(old.id);
+            if (neu && !old.contains(document.activeElement) && !old.querySelector(".conflict")) {
+              old.replaceWith(neu);
+            }
+          });
+        })
+        .catch(function () {})
+        .then(function () { busy = false; if (again) { again = false; refresh(); } });
+    }
+    var source = new EventSource(holds.getAttribute("data-live"));
+    ["hold.created", "hold.arrived", "hold.released", "hold.expired", "hold.declined",
+     "hold.no_show", "hold.departed", "hold.extended", "message"].forEach(function (kind) {
+      source.addEventListener(kind, refresh);
+    });
+    document.documentElement.setAttribute("data-live", "on");
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { countdown(); live(); });
+})();

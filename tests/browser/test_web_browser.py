@@ -1,0 +1,299 @@
+"""The pages in a real Chromium (Debian's, driven by Playwright): a staff member's conflict
+flow, an operator's search and hold arriving live on the staff page, the language switch.
+Screenshots at 360 px and 1280 px go to test-artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capacity import migrate
+from capacity.clock import FrozenClock
+from capacity.crypto import AddressCipher
+from capacity.db import Database
+from capacity.settings import Settings
+from tests.browser.web_helpers import seed_world
+from tests.conftest import TEST_KEY, World, need
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real uvicorn on a loopback port over a seeded SQLite file."""
+    import uvicorn
+
+    from api.app import create_app
+
+    path = tmp_path_factory.mktemp("web") / "abri.db"
+    url = f"sqlite+aiosqlite:///{path}"
+
+    async def seed() -> dict[str, Any]:
+        db = Database(url)
+        try:
+            world = World(db, FrozenClock(datetime.now(UTC)), AddressCipher([TEST_KEY.encode()]))
+            return await seed_world(world)
+        finally:
+            await db.dispose()
+
+    def prepare() -> None:  # in a thread: Playwright's sync API may own this thread's loop
+        migrate.upgrade(url)
+        out.update(asyncio.run(seed()))
+
+    out: dict[str, Any] = {}
+    worker = threading.Thread(target=prepare)
+    worker.start()
+    worker.join()
+    seeded = out
+    settings = Settings(
+        database_url=url,
+        address_key=TEST_KEY,
+        run_jobs=False,
+        auto_migrate=False,
+        matcher_cache_seconds=0,
+        log_level="WARNING",
+    )
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not srv.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield {"base": f"http://127.0.0.1:{port}", **seeded}
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        need(f"Chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need("playwright (Python package) not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _page(browser: Any, width: int = 1280, height: int = 900) -> Any:
+    ctx = browser.new_context(
+        viewport={"width": width, "height": height},
+        locale="en-US",
+        extra_http_headers={"Accept-Language": "en"},
+    )
+    ctx.set_default_timeout(8000)
+    return ctx.new_page()
+
+
+def _sign_in(page: Any, base: str, token: str) -> None:
+    page.goto(f"{base}/web/sign-in")
+    page.get_by_label("Access token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    assert token not in page.url
+
+
+def _shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_staff_updates_a_pool_and_sees_the_conflict(browser: Any, server: dict[str, Any]) -> None:
+    base, token = server["base"], server["staff"]
+    pool = server["sch"].pools[0]
+    me, colleague = _page(browser, 360, 780), _page(browser, 360, 780)
+    _sign_in(me, base, token)
+    _sign_in(colleague, base, token)
+    assert me.url.endswith("/web/staff")
+    card_me = me.locator(f"#pool-{pool.id}")
+    free_before = int(card_me.locator(".free").inner_text())
+    # the colleague's page is now stale; I take one place
+    card_me.get_by_role("button", name="One place fewer free").click()
+    me.wait_for_load_state()
+    assert me.locator("#notice").inner_text() == "Saved."
+    assert int(me.locator(f"#pool-{pool.id} .free").inner_text()) == free_before - 1
+    _shot(me, "staff-360")
+    # the colleague sets 0 free from the old page: refused, with the new figures shown
+    card = colleague.locator(f"#pool-{pool.id}")
+    card.get_by_label("Free places").fill("0")
+    card.get_by_role("button", name="Set free places").click()
+    colleague.wait_for_load_state()
+    alert = colleague.locator(f"#conflict-{pool.id}")
+    assert "Someone else updated this first" in alert.inner_text()
+    assert f"Now: {free_before - 1} free" in alert.inner_text()
+    _shot(colleague, "staff-conflict-360")
+    # with the fresh figures the second try is saved
+    colleague.locator(f"#pool-{pool.id}").get_by_label("Free places").fill("0")
+    colleague.locator(f"#pool-{pool.id}").get_by_role("button", name="Set free places").click()
+    colleague.wait_for_load_state()
+    assert colleague.locator("#notice").inner_text() == "Saved."
+    assert colleague.locator(f"#pool-{pool.id} .free").inner_text() == "0"
+    for p in (me, colleague):
+        p.context.close()
+
+
+def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict[str, Any]) -> None:
+    base = server["base"]
+    pool = server["ixl"].pools[0]
+    staff = _page(browser, 360, 780)
+    _sign_in(staff, base, server["staff"])
+    staff.wait_for_function("document.documentElement.dataset.live === 'on'")
+    assert staff.locator("#holds .hold").count() == 0
+    occupied_before = staff.locator(f"#figures-{pool.id}").inner_text()
+
+    op = _page(browser, 1280, 900)
+    _sign_in(op, base, server["helpline"])
+    assert op.url.endswith("/web/console")
+    # a woman, undocumented, with two children of 4 and 13, speaks French, avoid Schaerbeek
+    op.get_by_label("Adult 1").select_option("female")
+    op.get_by_label("Child 1: age").fill("4")
+    op.get_by_label("Child 2: age").fill("13")
+    op.get_by_label("Residence status").select_option("undocumented")
+    op.get_by_label("Need", exact=True).select_option("ipv")
+    op.get_by_label("French").check()
+    op.get_by_label("Area to avoid 1").fill("Schaerbeek (21015)")
+    op.get_by_role("button", name="Search").click()
+    op.wait_for_load_state()
+    results = op.locator("#results")
+    assert "Refuge Iris" in results.inner_text()
+    assert "Refuge Nord" not in results.inner_text()  # in Schaerbeek: avoided
+    _shot(op, "console-results-1280")
+    op.set_viewport_size({"width": 360, "height": 780})
+    _shot(op, "console-results-360")
+    op.get_by_role("button", name="Hold a place at Refuge Iris").click()
+    op.wait_for_load_state()
+    ref = op.locator("#refcode").inner_text().strip()
+    assert re.fullmatch(r"[A-Z0-9-]{4,20}", ref), ref
+    assert op.locator("#countdown").is_visible()
+    op.wait_for_function(
+        "/^[0-9]+:[0-9]{2}$/.test(document.getElementById('countdown').textContent)"
+    )
+    _shot(op, "hold-360")
+    op.set_viewport_size({"width": 1280, "height": 900})
+    _shot(op, "hold-1280")
+
+    # the staff page shows the hold arriving, live (no reload)
+    staff.locator(f"#hold-{ref}").wait_for(state="visible", timeout=10000)
+    assert staff.locator("#holds .count").inner_text() == "1"
+    _shot(staff, "staff-incoming-360")
+    staff.set_viewport_size({"width": 1280, "height": 900})
+    _shot(staff, "staff-incoming-1280")
+    staff.locator(f"#hold-{ref}").get_by_role("button", name="Arrived").click()
+    staff.wait_for_load_state()
+    assert staff.locator("#notice").inner_text() == "Marked as arrived."
+    assert staff.locator(f"#hold-{ref}").count() == 0
+    assert staff.locator(f"#figures-{pool.id}").inner_text() != occupied_before
+    assert staff.locator(f"#figures-{pool.id}").inner_text().startswith("1 occupied, 0 held")
+    # the operator's page shows the new state after a reload
+    op.reload()
+    assert op.locator("#hold-state").inner_text() == "Arrived"
+    for p in (staff, op):
+        p.context.close()
+
+
+def test_language_switch_and_keyboard(browser: Any, server: dict[str, Any]) -> None:
+    page = _page(browser, 360, 780)
+    _sign_in(page, server["base"], server["staff"])
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.get_by_role("button", name="NL", exact=True).click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "nl"
+    assert page.get_by_role("heading", name="Mijn plaatsen").is_visible()
+    assert page.get_by_role("button", name="Klopt nog").first.is_visible()
+    _shot(page, "staff-nl-360")
+    page.get_by_role("button", name="DE", exact=True).click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="Meine Plätze").is_visible()
+    # keyboard: the first Tab reaches the skip link, which is then visible
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.className")
+    assert focused == "skip"
+    page.get_by_role("button", name="Abmelden").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/web/sign-in")
+    page.goto(server["base"] + "/web/staff")
+    assert page.url.endswith("/web/sign-in")  # signed out for good
+    page.context.close()
+
+
+def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]) -> None:
+    """A coordinator issues a link; the night worker opens it on a 360 px phone, updates a
+    count; the secret leaves the address bar at once and the link works only once."""
+    import httpx
+
+    base, fac = server["base"], server["ixl"].facility
+    pool = server["ixl"].pools[0]
+    r = httpx.post(
+        f"{base}/staff/facilities/{fac.id}/links",
+        json={"label": "Night shift", "hours": 12},
+        headers={"Authorization": f"Bearer {server['staff']}"},
+    )
+    assert r.status_code == 201, r.text
+    url, secret = r.json()["url"], r.json()["url"].split("#", 1)[1]
+    phone = _page(browser, 360, 780)
+    phone.goto(url)
+    assert "#" not in phone.url and secret not in phone.url  # stripped by our script
+    assert not phone.locator("#link-code").is_visible()  # filled in, hidden
+    _shot(phone, "link-open-360")
+    phone.get_by_role("button", name="Open the page").click()
+    phone.wait_for_load_state()
+    assert phone.url == f"{base}/web/link"
+    assert phone.get_by_role("heading", name="Counts for Refuge Iris").is_visible()
+    card = phone.locator(f"#pool-{pool.id}")
+    free_before = int(card.locator(".free").inner_text())
+    assert free_before >= 1
+    card.get_by_role("button", name="One place fewer free").click()
+    phone.wait_for_load_state()
+    assert phone.locator("#notice").inner_text() == "Saved."
+    assert int(phone.locator(f"#pool-{pool.id} .free").inner_text()) == free_before - 1
+    _shot(phone, "link-360")
+    # the same link on another phone: already used
+    other = _page(browser, 360, 780)
+    other.goto(url)
+    other.get_by_role("button", name="Open the page").click()
+    other.wait_for_load_state()
+    assert "already been used" in other.locator("#link-error").inner_text()
+    _shot(other, "link-used-360")
+    for p in (phone, other):
+        p.context.close()

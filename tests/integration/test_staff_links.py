@@ -1,0 +1,357 @@
+"""Signed one-time links for night workers (issue 7): issued by the facility's own staff, scoped
+to one facility, expiring, revocable, usable once; the secret never reaches a log."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import select
+
+from api.app import create_app
+from api.web import i18n
+from api.web import links as link_pages
+from capacity.clock import FrozenClock
+from capacity.commands import PoolCreate
+from capacity.models import AuditEntry, AvailabilityReport, Pool, StaffLink
+from capacity.settings import Settings
+from tests.browser.web_helpers import csrf_of, seed_world, web_sign_in
+from tests.conftest import World, bearer
+from tests.integration.test_canary_addresses import canary_address
+
+
+async def issue(
+    client: AsyncClient, token: str, facility_id: int, **body: Any
+) -> tuple[httpx.Response, str]:
+    r = await client.post(
+        f"/staff/facilities/{facility_id}/links",
+        json={"label": "Night shift, Sam", **body},
+        headers=bearer(token),
+    )
+    secret = r.json()["url"].split("#", 1)[1] if r.status_code == 201 else ""
+    return r, secret
+
+
+async def open_link(client: AsyncClient, secret: str) -> httpx.Response:
+    page = await client.get("/web/link/open")
+    assert page.status_code == 200
+    return await client.post("/web/link/open", data={"csrf": csrf_of(page.text), "code": secret})
+
+
+async def audit_actions(world: World) -> list[tuple[str, str | None]]:
+    async with world.db.read() as s:
+        rows = await s.execute(
+            select(AuditEntry.action, AuditEntry.actor_role)
+            .where(AuditEntry.object_type.in_(("staff_link", "pool")))
+            .order_by(AuditEntry.id)
+        )
+        return [(a, r) for a, r in rows.all()]
+
+
+async def test_issue_open_update_and_second_open_refused(
+    world: World, settings: Settings, clock: FrozenClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = await seed_world(world)
+    ixl = w["ixl"]
+    pool = ixl.pools[0]  # type: ignore[attr-defined]
+    app = create_app(settings, db=world.db, clock=world.clock)  # logs into capsys
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://abri.be")
+    client.headers["Accept-Language"] = "en"
+
+    r, secret = await issue(client, str(w["staff"]), ixl.facility.id)  # type: ignore[attr-defined]
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["url"] == f"https://abri.be/web/link/open#{secret}" and secret.startswith("abl_")
+    assert body["state"] == "active" and body["label"] == "Night shift, Sam"
+    assert body["expiresAt"].startswith("2026-01-15T13:30")  # default 12 h
+    async with world.db.read() as s:
+        row = (await s.scalars(select(StaffLink))).one()
+    assert secret not in (row.secret_hash, row.label) and len(row.secret_hash) == 64
+
+    # Opening the page (what a chat app's preview does) does not use the link up.
+    assert (await client.get("/web/link/open")).status_code == 200
+    r = await open_link(client, secret)
+    assert r.status_code == 303 and r.headers["location"] == "/web/link"
+    assert secret not in r.headers["location"] and secret not in r.headers.get("set-cookie", "")
+    page = await client.get("/web/link")
+    assert page.status_code == 200 and "Refuge Iris" in page.text and "Family rooms" in page.text
+    assert "Refuge Nord" not in page.text and "Incoming" not in page.text
+    csrf = csrf_of(page.text)
+
+    r = await client.post(
+        f"/web/link/pools/{pool.id}", data={"csrf": csrf, "version": "1", "free": "2"}
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/web/link?ok=saved")
+    r = await client.post(
+        f"/web/link/pools/{pool.id}", data={"csrf": csrf, "version": "1", "free": "1"}
+    )
+    assert r.status_code == 409 and f'id="conflict-{pool.id}"' in r.text  # someone was first
+    r = await client.post(
+        f"/web/link/pools/{pool.id}", data={"csrf": csrf, "version": "2", "action": "confirm"}
+    )
+    assert r.status_code == 303 and "confirmed" in r.headers["location"]
+    r = await client.post(f"/web/link/pools/{pool.id}", data={"version": "2", "free": "0"})
+    assert r.status_code == 403  # CSRF still required
+    async with world.db.read() as s:
+        p = await s.get(Pool, pool.id)
+        assert p is not None and p.units_occupied == 1 and p.confirmed_at is not None
+        sources = (
+            await s.scalars(
+                select(AvailabilityReport.source).where(AvailabilityReport.pool_id == pool.id)
+            )
+        ).all()
+    assert f"link:{row.id}" in sources
+
+    # The same link a second time (another phone, or the same one): refused.
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://abri.be")
+    other.headers["Accept-Language"] = "en"
+    r = await open_link(other, secret)
+    assert r.status_code == 410 and "already been used" in r.text
+    assert (await other.get("/web/link")).status_code == 303  # no session: back to the open page
+    r = await open_link(other, "abl_not-a-real-link")
+    assert r.status_code == 404 and "not valid" in r.text
+
+    # Listing shows the state, never the secret.
+    r = await client.get(
+        f"/staff/facilities/{ixl.facility.id}/links",  # type: ignore[attr-defined]
+        headers=bearer(str(w["staff"])),
+    )
+    assert r.status_code == 200 and r.json()[0]["state"] == "used" and secret not in r.text
+    assert "url" not in r.json()[0]
+
+    actions = await audit_actions(world)
+    assert ("staff_link.issue", "staff") in actions
+    assert ("staff_link.use", "link") in actions
+    assert ("staff_link.refused", "link") in actions
+    assert ("availability.update", "link") in actions
+    assert ("availability.confirm", "link") in actions
+    assert ("staff_link.update", "link") in actions and ("staff_link.confirm", "link") in actions
+    await client.aclose()
+    await other.aclose()
+    logs = capsys.readouterr()
+    assert secret not in logs.out + logs.err
+    assert secret[4:20] not in logs.out + logs.err
+    assert "/web/link/open" in logs.err  # the request lines were captured
+
+
+async def test_expired_and_revoked_links_are_refused(
+    client: AsyncClient, world: World, clock: FrozenClock
+) -> None:
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    staff = str(w["staff"])
+    client.headers["Accept-Language"] = "en"
+    r, expiring = await issue(client, staff, fid, hours=1)
+    assert r.status_code == 201
+    r, revoked = await issue(client, staff, fid)
+    link_id = r.json()["id"]
+    r = await client.post(f"/staff/links/{link_id}/revoke", headers=bearer(staff))
+    assert r.status_code == 200 and r.json()["state"] == "revoked"
+    r = await client.post(f"/staff/links/{link_id}/revoke", headers=bearer(staff))
+    assert r.status_code == 200  # idempotent
+    clock.advance(minutes=61)
+    r = await open_link(client, expiring)
+    assert r.status_code == 410 and "expired" in r.text
+    r = await open_link(client, revoked)
+    assert r.status_code == 410 and "withdrawn" in r.text
+    assert (await client.get("/web/link")).status_code == 303
+    actions = [a for a, _ in await audit_actions(world)]
+    assert actions.count("staff_link.revoke") == 1 and actions.count("staff_link.refused") == 2
+
+
+async def test_revoking_or_expiry_ends_the_open_session(
+    client: AsyncClient, world: World, clock: FrozenClock
+) -> None:
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    staff = str(w["staff"])
+    r, secret = await issue(client, staff, fid, hours=2)
+    assert (await open_link(client, secret)).status_code == 303
+    assert (await client.get("/web/link")).status_code == 200
+    clock.advance(minutes=119)
+    assert (await client.get("/web/link")).status_code == 200
+    clock.advance(minutes=2)  # the link expired: its session with it
+    assert (await client.get("/web/link")).status_code == 303
+    client.cookies.clear()
+    r, secret = await issue(client, staff, fid)
+    assert (await open_link(client, secret)).status_code == 303
+    page = await client.get("/web/link")
+    assert page.status_code == 200
+    await client.post(f"/staff/links/{r.json()['id']}/revoke", headers=bearer(staff))
+    assert (await client.get("/web/link")).status_code == 303
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    r = await client.post(
+        f"/web/link/pools/{pool.id}",
+        data={"csrf": csrf_of(page.text), "version": "1", "free": "0"},
+    )
+    assert r.status_code == 403
+    async with world.db.read() as s:
+        assert (await s.get(Pool, pool.id)).units_occupied == 0  # type: ignore[union-attr]
+
+
+async def test_a_link_session_reaches_one_facility_and_nothing_else(
+    client: AsyncClient, world: World
+) -> None:
+    w = await seed_world(world)
+    addr, needles = canary_address()
+    secret_place = await world.facility(
+        "Refuges Solidaires",
+        "Refuge Canary",
+        address=addr,
+        pools=[PoolCreate(label="Beds", units_total=4)],
+    )
+    staff = str(w["staff"])
+    # a hold at the facility: its household must not show on the link page
+    await world.operator("Line", "helpline")
+    helpline = await world.token("Line", "helpline")
+    r = await client.post(
+        "/holds",
+        json={
+            "poolRef": secret_place.pools[0].ref,
+            "need": "homelessness",
+            "household": {"adults": [{"gender": "female"}], "children": [{"age": 7}]},
+            "callback": "CALLBACKCANARY 0470",
+        },
+        headers={**bearer(helpline), "Idempotency-Key": "link-test-hold"},
+    )
+    assert r.status_code == 201, r.text
+    hold_ref = r.json()["ref"]
+    r, secret = await issue(client, staff, secret_place.facility.id)
+    assert (await open_link(client, secret)).status_code == 303
+    page = await client.get("/web/link")
+    assert page.status_code == 200 and "Refuge Canary" in page.text
+    csrf = csrf_of(page.text)
+    for needle in [*needles, "CALLBACKCANARY", hold_ref, "Refuge Iris", "Refuge Nord"]:
+        assert needle not in page.text
+    other_pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    r = await client.post(
+        f"/web/link/pools/{other_pool.id}", data={"csrf": csrf, "version": "1", "free": "0"}
+    )
+    assert r.status_code == 404
+    r = await client.post(
+        f"/web/link/pools/{other_pool.id}", data={"csrf": csrf, "version": "1", "action": "confirm"}
+    )
+    assert r.status_code == 404
+    async with world.db.read() as s:
+        p = await s.get(Pool, other_pool.id)
+        assert p is not None and p.units_occupied == 0 and p.confirmed_at is None
+    # none of the other pages, nor the API, admit a link session
+    for url in (
+        "/web/staff",
+        "/web/console",
+        "/web/staff/stream",
+        f"/web/console/holds/{hold_ref}",
+    ):
+        r = await client.get(url)
+        assert r.status_code == 403, url
+        assert "CALLBACKCANARY" not in r.text
+    r = await client.post(f"/web/staff/holds/{hold_ref}/arrived", data={"csrf": csrf})
+    assert r.status_code == 403
+    assert (await client.get("/staff/facilities")).status_code == 401
+    assert (await client.get("/web/")).headers["location"] == "/web/link"
+
+
+async def test_object_level_checks_and_roles(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    await world.operator("Autre Asbl", "shelter_operator")
+    await world.facility("Autre Asbl", "Maison B")
+    other_staff = await world.token("Autre Asbl", "staff")
+    await world.operator("TF", "taskforce")
+    await world.operator("Admin", "admin")
+    others = {
+        "helpline": str(w["helpline"]),
+        "police": str(w["police"]),
+        "taskforce": await world.token("TF", "taskforce"),
+    }
+    r, _secret = await issue(client, str(w["staff"]), fid)
+    link_id = r.json()["id"]
+    # staff of operator B: as if the facility and the link did not exist
+    r, _ = await issue(client, other_staff, fid)
+    assert r.status_code == 404
+    r = await client.get(f"/staff/facilities/{fid}/links", headers=bearer(other_staff))
+    assert r.status_code == 404
+    r = await client.post(f"/staff/links/{link_id}/revoke", headers=bearer(other_staff))
+    assert r.status_code == 404
+    for role, token in others.items():
+        r, _ = await issue(client, token, fid)
+        assert r.status_code == 403, role
+        r = await client.get(f"/staff/facilities/{fid}/links", headers=bearer(token))
+        assert r.status_code == 403, role
+        r = await client.post(f"/staff/links/{link_id}/revoke", headers=bearer(token))
+        assert r.status_code == 403, role
+    assert (await client.post(f"/staff/facilities/{fid}/links", json={})).status_code == 401
+    # an admin may issue for any facility
+    admin = await world.token("Admin", "admin")
+    r, _ = await issue(client, admin, fid, hours=168)
+    assert r.status_code == 201 and r.json()["expiresAt"].startswith("2026-01-22T01:30")
+    for bad in ({"hours": 169}, {"hours": 0}, {"label": " "}):
+        r, _ = await issue(client, admin, fid, **bad)
+        assert r.status_code in (400, 422), bad
+    r = await client.get(f"/staff/facilities/{fid}/links", headers=bearer(str(w["staff"])))
+    assert [x["state"] for x in r.json()] == ["active", "active"]
+    async with world.db.read() as s:
+        assert (await s.scalars(select(StaffLink.id))).all().__len__() == 2
+
+
+async def test_a_staff_session_cannot_open_the_link_page(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["staff"]))
+    r = await client.get("/web/link")
+    assert r.status_code == 403 and "Family rooms" not in r.text
+
+
+def _link_msgids() -> set[str]:
+    root = Path(i18n.__file__).parent
+    ids: set[str] = set()
+    for name in ("link.html", "link_open.html", "_pool_card.html"):
+        ids.update(
+            re.findall(r'_\(\s*"((?:[^"\\]|\\.)*)"\s*\)', (root / "templates" / name).read_text())
+        )
+    tree = ast.parse(Path(link_pages.__file__).read_text())
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) in ("_", "FormError")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            ids.add(node.args[0].value)
+    ids.update(link_pages.REFUSED_TEXT.values())
+    ids.update(link_pages.NOTICES.values())
+    ids.add("One-time link")
+    return ids
+
+
+@pytest.mark.parametrize("lang", ["fr", "nl", "de", "en"])
+def test_every_link_page_label_is_translated(lang: str) -> None:
+    table = i18n.catalogue(lang)
+    ids = _link_msgids()
+    assert len(ids) > 20
+    missing = sorted(i for i in ids if i not in table)
+    assert not missing, missing
+    for msgid in ids:
+        placeholders = sorted(re.findall(r"%\(\w+\)s", msgid))
+        assert sorted(re.findall(r"%\(\w+\)s", table[msgid])) == placeholders, msgid
+
+
+async def test_two_phones_opening_at_once_get_one_session(world: World, clock: FrozenClock) -> None:
+    import asyncio
+
+    from capacity import links
+    from capacity.audit import CLI
+
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    secret, _ = await links.issue(
+        world.db, fid, label="x", actor=CLI, now=clock.now(), operator_scope=None
+    )
+    results = await asyncio.gather(
+        *(links.exchange(world.db, secret, now=clock.now()) for _ in range(6))
+    )
+    assert sorted(str(x.refused) for x in results) == ["None"] + ["used"] * 5

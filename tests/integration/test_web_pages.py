@@ -1,0 +1,381 @@
+"""The web pages without a browser: sessions, CSRF, headers, languages, the staff conflict flow,
+and no address on any page an operator can reach."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx import AsyncClient
+
+from api.app import create_app
+from api.web import i18n
+from api.web.controllers import AGE_MSG, ERROR_TEXT, KM_MSG, LABELS
+from api.web.session import CSP
+from capacity import registry
+from capacity.audit import CLI
+from capacity.clock import FrozenClock
+from capacity.commands import PoolCreate
+from capacity.settings import Settings
+from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
+from tests.conftest import World, bearer
+from tests.integration.test_canary_addresses import canary_address
+
+FAMILY_FORM = {
+    "adult0_gender": "female",
+    "adult0_band": "25-64",
+    "child0_age": "4",
+    "child0_gender": "unknown",
+    "child1_age": "13",
+    "child1_gender": "unknown",
+    "residence": "undocumented",
+    "income": "no",
+    "need": "ipv",
+    "nights": "7",
+    "languages": "fr",
+    "avoid0": "Schaerbeek",
+    "callback": "Ligne Ecoute, poste 12",
+}
+
+
+async def test_pages_send_strict_headers_and_safe_cookies(client: AsyncClient) -> None:
+    r = await client.get("/web/sign-in")
+    assert r.status_code == 200
+    assert r.headers["content-security-policy"] == CSP
+    assert "default-src 'self'" in CSP and "unsafe-inline" not in CSP
+    assert "script-src 'self'" in CSP and "frame-ancestors 'none'" in CSP
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["cache-control"] == "no-store"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Path=/web" in cookie
+    assert "Secure" not in cookie  # plain http (local demo)
+    assert "<script>" not in r.text and " style=" not in r.text  # no inline script or style
+    assert '<html lang="' in r.text and 'for="token"' in r.text
+
+
+async def test_cookie_is_secure_over_https(db: Any, clock: FrozenClock, settings: Settings) -> None:
+    app = create_app(settings, db=db, clock=clock)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://abri.example"
+    ) as c:
+        r = await c.get("/web/sign-in")
+    assert "Secure" in r.headers["set-cookie"]
+
+
+async def test_sign_in_sign_out_and_token_never_in_urls_or_logs(
+    world: World, capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
+    w = await seed_world(world)
+    token = str(w["staff"])
+    app = create_app(settings, db=world.db, clock=world.clock)  # logs into capsys
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    r = await web_sign_in(client, token)
+    assert r.status_code == 303 and r.headers["location"] == "/web/staff"
+    assert token not in r.headers["location"] and token not in r.headers.get("set-cookie", "")
+    page = await client.get("/web/staff")
+    assert page.status_code == 200 and "Refuge Iris" in page.text and token not in page.text
+    r = await post_form(client, "/web/staff", "/web/sign-out", {})
+    assert r.status_code == 303
+    assert (await client.get("/web/staff")).status_code == 303  # back to sign-in
+    await client.aclose()
+    logs = capsys.readouterr()
+    assert token not in logs.out + logs.err
+    assert "/web/sign-in" in logs.err
+
+
+async def test_bad_token_is_refused_in_the_page(client: AsyncClient, world: World) -> None:
+    await seed_world(world)
+    r = await web_sign_in(client, "abri_not-a-real-token")
+    assert r.status_code == 401 and 'role="alert"' in r.text
+
+
+async def test_every_post_needs_the_csrf_token(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    page = await client.get("/web/sign-in")
+    r = await client.post("/web/sign-in", data={"token": w["staff"]})
+    assert r.status_code == 403
+    r = await client.post("/web/sign-in", data={"token": w["staff"], "csrf": "forged"})
+    assert r.status_code == 403
+    await client.post("/web/sign-in", data={"token": w["staff"], "csrf": csrf_of(page.text)})
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    for url, data in (
+        (f"/web/staff/pools/{pool.id}", {"version": "1", "free": "0"}),
+        ("/web/sign-out", {}),
+        ("/web/lang", {"lang": "nl"}),
+        ("/web/staff/holds/AB-1234/arrived", {}),
+    ):
+        r = await client.post(url, data=data)
+        assert r.status_code == 403, url
+    assert (await client.get("/web/staff")).status_code == 200  # still signed in
+    async with world.db.read() as s:
+        from capacity.models import Pool
+
+        assert (await s.get(Pool, pool.id)).units_occupied == 0  # type: ignore[union-attr]
+
+
+async def test_pages_and_api_do_not_share_credentials(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    r = await client.get("/web/console", headers=bearer(str(w["helpline"])))
+    assert r.status_code == 303 and r.headers["location"] == "/web/sign-in"
+    await web_sign_in(client, str(w["helpline"]))
+    assert (await client.get("/web/console")).status_code == 200
+    assert (await client.get("/holds")).status_code == 401  # the cookie is not a bearer
+
+
+async def test_sessions_expire(client: AsyncClient, world: World, clock: FrozenClock) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["helpline"]))
+    clock.advance(minutes=29)
+    assert (await client.get("/web/console")).status_code == 200
+    clock.advance(minutes=29)  # the visit above slid the idle window
+    assert (await client.get("/web/console")).status_code == 200
+    clock.advance(minutes=31)
+    assert (await client.get("/web/console")).status_code == 303  # idle 31 min: signed out
+    client.cookies.clear()
+    await web_sign_in(client, str(w["staff"]))
+    clock.advance(hours=3)
+    assert (await client.get("/web/staff")).status_code == 200  # staff: long night shifts
+    clock.advance(hours=9, minutes=1)
+    assert (await client.get("/web/staff")).status_code == 303  # 12 h absolute
+
+
+async def test_revoking_the_token_ends_the_session(
+    client: AsyncClient, world: World, clock: FrozenClock
+) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["staff"]))
+    assert (await client.get("/web/staff")).status_code == 200
+    tokens = await registry.list_tokens(world.db)
+    staff_id = next(t.id for t, _ in tokens if t.role == "staff")
+    await registry.revoke_token(world.db, token_id=staff_id, actor=CLI, now=clock.now())
+    assert (await client.get("/web/staff")).status_code == 303
+
+
+async def test_wrong_role_gets_no_page(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["helpline"]))
+    r = await client.get("/web/staff")
+    assert r.status_code == 403 and "Refuge Iris" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("lang", "label"),
+    [("fr", "Mes places"), ("nl", "Mijn plaatsen"), ("de", "Meine Plätze"), ("en", "My places")],
+)
+async def test_language_switch(client: AsyncClient, world: World, lang: str, label: str) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["staff"]))
+    r = await post_form(client, "/web/staff", "/web/lang", {"lang": lang, "next": "/web/staff"})
+    assert r.status_code == 303 and r.headers["location"] == "/web/staff"
+    page = await client.get("/web/staff")
+    assert f'<html lang="{lang}">' in page.text and label in page.text
+
+
+async def test_language_switch_never_redirects_off_site(client: AsyncClient) -> None:
+    r = await post_form(
+        client, "/web/sign-in", "/web/lang", {"lang": "de", "next": "https://evil.example/"}
+    )
+    assert r.headers["location"] == "/web/"
+    r = await client.get("/web/sign-in")
+    assert 'lang="de"' in r.text and "Anmelden" in r.text
+
+
+def _msgids() -> set[str]:
+    root = Path(i18n.__file__).parent
+    ids: set[str] = set()
+    for t in (root / "templates").glob("*.html"):
+        ids.update(
+            m.group(1) or m.group(2)
+            for m in re.finditer(
+                r'_\(\s*"((?:[^"\\]|\\.)*)"\s*\)|_\(\s*\'((?:[^\'\\]|\\.)*)\'\s*\)', t.read_text()
+            )
+        )
+    tree = ast.parse((root / "controllers.py").read_text())
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) in ("_", "FormError")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            ids.add(node.args[0].value)
+    ids.update(ERROR_TEXT.values())
+    ids.update(v for d in LABELS.values() for v in d.values())
+    ids.update((AGE_MSG, KM_MSG))
+    return ids
+
+
+@pytest.mark.parametrize("lang", ["fr", "nl", "de"])
+def test_every_label_and_error_is_translated(lang: str) -> None:
+    table = i18n.catalogue(lang)
+    ids = _msgids()
+    assert len(ids) > 150
+    missing = sorted(i for i in ids if i not in table)
+    assert not missing, missing
+    for msgid in ids:
+        placeholders = sorted(re.findall(r"%\(\w+\)s", msgid))
+        assert sorted(re.findall(r"%\(\w+\)s", table[msgid])) == placeholders, msgid
+
+
+async def test_staff_conflict_shows_the_new_figures(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, str(w["staff"]))
+    page = await client.get("/web/staff")
+    csrf = csrf_of(page.text)
+    # Two people had the page open at version 1; the first sets 2 free, the second 1 free.
+    r = await client.post(
+        f"/web/staff/pools/{pool.id}", data={"csrf": csrf, "version": "1", "free": "2"}
+    )
+    assert r.status_code == 303
+    r = await client.post(
+        f"/web/staff/pools/{pool.id}", data={"csrf": csrf, "version": "1", "free": "1"}
+    )
+    assert r.status_code == 409
+    assert f'id="conflict-{pool.id}"' in r.text
+    assert "2 free, 1 occupied, 0 held, 3 in service" in r.text
+    # the page now carries the new version: setting again works
+    r = await client.post(
+        f"/web/staff/pools/{pool.id}", data={"csrf": csrf, "version": "2", "free": "1"}
+    )
+    assert r.status_code == 303
+    r = await client.post(
+        f"/web/staff/pools/{pool.id}", data={"csrf": csrf, "version": "3", "action": "confirm"}
+    )
+    assert r.status_code == 303 and "confirmed" in r.headers["location"]
+    r = await client.post(
+        f"/web/staff/pools/{pool.id}", data={"csrf": csrf, "version": "3", "free": "9"}
+    )
+    assert r.status_code == 422 and "At most 3" in r.text
+
+
+async def test_operator_console_search_hold_release(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert r.status_code == 200, r.text
+    assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text  # Schaerbeek avoided
+    csrf = csrf_of(r.text)
+    form = re.search(r'<form method="post" action="/web/console/hold".*?</form>', r.text, re.S)
+    assert form
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0)))
+    import html as _html
+
+    fields = {k: _html.unescape(v) for k, v in fields.items()}
+    fields["csrf"] = csrf
+    r = await client.post("/web/console/hold", data=fields)
+    assert r.status_code == 303, r.text
+    hold_url = r.headers["location"]
+    again = await client.post("/web/console/hold", data=fields)  # double click: same hold
+    assert again.headers["location"] == hold_url
+    page = await client.get(hold_url)
+    ref = hold_url.rsplit("/", 1)[1]
+    assert 'id="refcode"' in page.text and ref in page.text and 'id="countdown"' in page.text
+    r = await client.post(f"{hold_url}/release", data={"csrf": csrf})
+    assert r.status_code == 303
+    assert (
+        "Released" in (await client.get(hold_url)).text
+        or "Libérée" in (await client.get(hold_url)).text
+    )
+
+
+async def test_console_form_errors_are_shown_in_the_language(
+    client: AsyncClient, world: World
+) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["helpline"]))
+    await post_form(client, "/web/console", "/web/lang", {"lang": "de", "next": "/web/console"})
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "avoid0": "Nirgendwo"}
+    )
+    assert r.status_code == 422 and "Unbekannte Gemeinde: Nirgendwo" in r.text
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "child0_age": "40"}
+    )
+    assert r.status_code == 422 and "Das Alter eines Kindes" in r.text
+
+
+async def test_no_address_on_any_page_an_operator_can_reach(
+    client: AsyncClient, world: World
+) -> None:
+    """The canary check over the pages: helpline and police walk every page they can reach
+    (console, search results, hold page, release, error pages); the staff page shows no
+    address either."""
+    await world.operator("Refuges Secrets", "shelter_operator")
+    needles: list[str] = []
+    for i, nis in enumerate(("21009", "21004", "62063")):
+        addr, found = canary_address()
+        needles += found
+        await world.facility(
+            "Refuges Secrets",
+            f"Canary {i}",
+            municipality=nis,
+            address=addr,
+            policy=seed_policy(),
+            pools=[
+                PoolCreate(label="Rooms", unit_kind="family_room", places_per_unit=4, units_total=2)
+            ],
+        )
+    await world.operator("Line", "helpline")
+    await world.operator("Zone", "police")
+    tokens = {
+        "helpline": await world.token("Line", "helpline"),
+        "police": await world.token("Zone", "police"),
+        "staff": await world.token("Refuges Secrets", "staff"),
+    }
+    seen: list[str] = []
+
+    def check(r: httpx.Response) -> None:
+        blob = r.text + " ".join(f"{k}: {v}" for k, v in r.headers.items())
+        seen.append(str(r.url))
+        for needle in needles:
+            assert needle not in blob, f"address on {r.request.method} {r.url}"
+
+    for role in ("helpline", "police"):
+        client.cookies.clear()
+        check(await client.get("/web/sign-in"))
+        check(await web_sign_in(client, tokens[role]))
+        check(await client.get("/web/"))
+        page = await client.get("/web/console")
+        check(page)
+        r = await client.post(
+            "/web/console/search",
+            data={**FAMILY_FORM, "avoid0": "", "csrf": csrf_of(page.text)},
+        )
+        check(r)
+        assert "Canary" in r.text
+        form = re.search(r'<form method="post" action="/web/console/hold".*?</form>', r.text, re.S)
+        assert form
+        import html as _html
+
+        fields = {
+            k: _html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form[0])
+        }
+        r = await client.post("/web/console/hold", data=fields)
+        check(r)
+        hold_url = r.headers["location"]
+        check(await client.get(hold_url))
+        check(await client.get("/web/console"))  # lists the held place
+        check(await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]}))
+        check(await client.post(f"{hold_url}/release", data={"csrf": fields["csrf"]}))
+        check(await client.get(hold_url))
+        check(await client.get("/web/console/holds/ZZ-0000"))
+        check(await client.get("/web/staff"))  # not their page
+        for lang in ("nl", "de", "en"):
+            check(await client.post("/web/lang", data={"csrf": fields["csrf"], "lang": lang}))
+            check(await client.get("/web/console"))
+    client.cookies.clear()
+    await web_sign_in(client, tokens["staff"])
+    check(await client.get("/web/staff"))
+    assert len(seen) > 30
+
+
+def seed_policy() -> Any:
+    from tests.browser.web_helpers import FAMILY_POLICY
+
+    return FAMILY_POLICY
