@@ -1,11 +1,18 @@
-"""Liveness and readiness (the database answers)."""
+"""Liveness, readiness (the database answers) and Prometheus metrics."""
 
 from __future__ import annotations
 
 from litestar import Response, get
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select
 
 from api.schemas import Out
+from capacity import metrics as m
+from capacity.availability import freshness, stale_threshold
+from capacity.clock import Clock
 from capacity.db import Database
+from capacity.models import Facility, Feed, Hold, Pool, StandingRequest
+from capacity.settings import Settings
 
 
 class Health(Out, kw_only=True, omit_defaults=True):
@@ -25,3 +32,51 @@ async def ready(db: Database) -> Response[Health]:
     except Exception:  # readiness must answer, not crash
         return Response(Health(status="unavailable", database="unreachable"), status_code=503)
     return Response(Health(status="ok", database="ok"))
+
+
+@get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics (restrict to your monitoring network at the proxy)",
+    include_in_schema=False,
+)
+async def metrics(db: Database, clock: Clock, settings: Settings) -> Response[bytes]:
+    now = clock.now()
+    try:
+        async with db.read() as s:
+            pools = (
+                await s.execute(
+                    select(Pool, Facility).join(Facility, Facility.id == Pool.facility_id)
+                )
+            ).all()
+            held = await s.scalar(
+                select(func.count()).select_from(Hold).where(Hold.state == "held")
+            )
+            feeds = (
+                await s.execute(
+                    select(Feed.circuit, Feed.consecutive_failures).where(Feed.enabled.is_(True))
+                )
+            ).all()
+            waiting = await s.scalar(
+                select(func.count())
+                .select_from(StandingRequest)
+                .where(StandingRequest.state == "waiting")
+            )
+    except Exception:  # metrics must answer even when the database does not
+        pools, held, waiting, feeds = [], None, None, []
+    else:
+        stale = 0
+        for pool, fac in pools:
+            threshold = stale_threshold(fac, settings.stale_minutes)
+            stale += freshness(pool, threshold_minutes=threshold, now=now).stale
+        m.POOLS_TOTAL.set(len(pools))
+        m.POOLS_STALE.set(stale)
+        m.HOLDS_ACTIVE.set(held or 0)
+        m.STANDING_WAITING.set(waiting or 0)
+        health = {"healthy": 0, "failing": 0, "circuit_open": 0}
+        for circuit, failures in feeds:
+            key = "circuit_open" if circuit != "closed" else ("failing" if failures else "healthy")
+            health[key] += 1
+        for key, n in health.items():
+            m.FEEDS.labels(key).set(n)
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

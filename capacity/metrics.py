@@ -1,0 +1,72 @@
+"""Prometheus metrics (prometheus-client): counters the services bump, gauges read at scrape.
+
+Labels carry kinds and outcomes only — never an id of a facility, a hold or a household.
+
+Several API processes: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the
+processes of one host (cleared at start, as prometheus-client documents); ``/metrics`` then
+sums every process's counters. Without it each process reports its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUEST_SECONDS = Histogram(
+    "abri_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+SEARCHES = Counter(
+    "abri_searches_total",
+    "Placement searches by requester kind and outcome (found, unmet)",
+    ["requester_kind", "outcome"],
+)
+HOLD_ATTEMPTS = Counter(
+    "abri_hold_attempts_total",
+    "Hold requests by outcome (granted, replayed, no_longer_free, not_admitting, not_eligible)",
+    ["outcome"],
+)
+HOLD_TRANSITIONS = Counter(
+    "abri_hold_transitions_total",
+    "Hold state changes by new state (arrived, released, declined, no_show, expired, departed)",
+    ["state"],
+)
+JOB_RUNS = Counter(
+    "abri_job_runs_total", "Scheduled job runs by job and outcome", ["job", "outcome"]
+)
+# Read from the database at scrape time ("livesum": the same in every process).
+POOLS_STALE = Gauge(
+    "abri_pools_stale",
+    "Pools whose data is older than their threshold",
+    multiprocess_mode="livemax",
+)
+POOLS_TOTAL = Gauge("abri_pools", "Pools known", multiprocess_mode="livemax")
+HOLDS_ACTIVE = Gauge("abri_holds_active", "Holds currently held", multiprocess_mode="livemax")
+FEEDS = Gauge(
+    "abri_feeds",
+    "Enabled availability feeds by health (healthy, failing, circuit_open)",
+    ["health"],
+    multiprocess_mode="livemax",
+)
+STANDING_WAITING = Gauge(
+    "abri_standing_requests_waiting", "Standing requests waiting", multiprocess_mode="livemax"
+)
+
+
+def render() -> bytes:
+    """The exposition text for this process, or for all processes of the host."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()

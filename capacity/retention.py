@@ -1,0 +1,86 @@
+"""Retention: personal data is kept only as long as needed (DESIGN invariant 8, R26).
+
+After ``ABRI_RETENTION_DAYS`` (default 90), a scheduled purge reduces what is left to
+statistics:
+
+* holds that ended (released, declined, expired, no-show, departed) — or arrived that long
+  ago — lose their household composition, callback contact and free-text close reason; their
+  state, units, need, requester kind, dates and task-force segments (undocumented / with
+  children / no income, no identity) stay, so counts and trends survive;
+* standing requests that closed lose their callback (their search data went when they closed);
+* audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
+  a decline reason written by a person);
+* live-stream events and delivered webhook messages older than that are deleted.
+
+Idempotent: a second run finds nothing left to reduce. (JSON columns are cleared to SQL NULL
+with ``null()``; a Python ``None`` would store a JSON ``null`` that ``IS NOT NULL`` still sees.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, null, or_, update
+
+from capacity.db import Database
+from capacity.models import AuditEntry, Event, Hold, OutboxMessage, StandingRequest
+
+ENDED = ("released", "declined", "expired", "no_show", "departed")
+
+
+@dataclass(frozen=True)
+class Purged:
+    holds: int
+    standing_requests: int
+    audit_entries: int
+    events: int
+    outbox: int
+
+
+async def purge(db: Database, *, now: datetime, days: int) -> Purged:
+    cutoff = now - timedelta(days=days)
+    async with db.write() as s:
+        holds = await s.execute(
+            update(Hold)
+            .where(
+                or_(Hold.household.is_not(None), Hold.callback.is_not(None)),
+                or_(
+                    and_(Hold.state.in_(ENDED), Hold.closed_at <= cutoff),
+                    and_(Hold.state == "departed", Hold.departed_at <= cutoff),
+                    and_(Hold.state == "arrived", Hold.arrived_at <= cutoff),
+                ),
+            )
+            .values(household=null(), callback=None, close_reason=None)
+            .execution_options(synchronize_session=False)
+        )
+        standing = await s.execute(
+            update(StandingRequest)
+            .where(
+                StandingRequest.state != "waiting",
+                StandingRequest.closed_at <= cutoff,
+                or_(StandingRequest.callback.is_not(None), StandingRequest.search.is_not(None)),
+            )
+            .values(callback=None, search=null())
+            .execution_options(synchronize_session=False)
+        )
+        audits = await s.execute(
+            update(AuditEntry)
+            .where(AuditEntry.at <= cutoff, AuditEntry.detail.is_not(None))
+            .values(detail=null())
+            .execution_options(synchronize_session=False)
+        )
+        events = await s.execute(delete(Event).where(Event.at <= cutoff))
+        outbox = await s.execute(
+            delete(OutboxMessage).where(
+                OutboxMessage.created_at <= cutoff,
+                or_(OutboxMessage.delivered_at.is_not(None), OutboxMessage.failed_at.is_not(None)),
+            )
+        )
+    return Purged(
+        holds.rowcount,
+        standing.rowcount,
+        audits.rowcount,
+        events.rowcount,
+        outbox.rowcount,
+    )

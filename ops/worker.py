@@ -1,0 +1,198 @@
+"""One active scheduler across all processes: ``abri worker`` (and the jobs inside ``abri serve``).
+
+APScheduler 3.x runs every job once *per process*. Jobs are idempotent, but with several API
+processes and a worker they would all run everything. So a process runs the scheduler only
+while it is the **leader**:
+
+* PostgreSQL: a session-level ``pg_try_advisory_lock`` held on a dedicated connection. The
+  server releases it the moment that connection closes (the process died, was killed, or lost
+  the network), so another worker takes over within one poll interval. The leader checks its
+  connection every poll; if it broke, it stops its scheduler at once.
+* SQLite (one machine): a lease row (``capacity.leases``) renewed every poll; a dead leader's
+  lease runs out after ``lease_seconds``.
+
+Followers poll and take over; nothing else is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from capacity import leases
+from capacity.clock import Clock, SystemClock
+from capacity.crypto import AddressCipher
+from capacity.db import Database
+from capacity.settings import Settings
+
+log = structlog.get_logger("abri.worker")
+
+#: Advisory-lock key of the scheduler leader ("ABRI" + 1).
+LEADER_KEY = 0x41425249_00000001
+LEASE_NAME = "scheduler-leader"
+
+
+class Leadership(Protocol):
+    async def try_acquire(self) -> bool: ...
+    async def still_held(self) -> bool: ...
+    async def release(self) -> None: ...
+
+
+class PgAdvisoryLeadership:
+    """Leadership = holding a session advisory lock on our own connection."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self._conn: AsyncConnection | None = None
+
+    async def try_acquire(self) -> bool:
+        try:
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            got = await self._conn.scalar(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_KEY}
+            )
+            return bool(got)
+        except Exception as exc:  # database down: not the leader; retry next poll
+            log.warning("leader_check_failed", error_type=type(exc).__name__)
+            await self._drop()
+            return False
+
+    async def still_held(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            held = await self._conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid = pg_backend_pid() AND (classid::bigint << 32 | objid::bigint) = :k"
+                ),
+                {"k": LEADER_KEY},
+            )
+            return bool(held)
+        except Exception as exc:
+            log.warning("leader_connection_lost", error_type=type(exc).__name__)
+            await self._drop()
+            return False
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_KEY})
+        await self._drop()
+        await self._engine.dispose()
+
+
+class LeaseLeadership:
+    """Leadership = a lease row renewed every poll (SQLite; works on PostgreSQL too)."""
+
+    def __init__(self, db: Database, *, seconds: float, clock: Clock | None = None) -> None:
+        self.db = db
+        self.seconds = seconds
+        self.clock = clock or SystemClock()
+
+    async def try_acquire(self) -> bool:
+        try:
+            return await leases.acquire(
+                self.db, LEASE_NAME, now=self.clock.now(), seconds=int(max(1, self.seconds))
+            )
+        except Exception as exc:
+            log.warning("leader_check_failed", error_type=type(exc).__name__)
+            return False
+
+    async def still_held(self) -> bool:
+        return await self.try_acquire()  # renewing is taking it again as the same holder
+
+    async def release(self) -> None:
+        with contextlib.suppress(Exception):
+            await leases.release(self.db, LEASE_NAME)
+
+
+def leadership_for(db: Database, settings: Settings) -> Leadership:
+    if db.sqlite:
+        return LeaseLeadership(db, seconds=settings.worker_lease_seconds)
+    return PgAdvisoryLeadership(db.url)
+
+
+@dataclass
+class LeaderLoop:
+    """Poll for leadership; run the scheduler only while leader."""
+
+    db: Database
+    settings: Settings
+    clock: Clock
+    cipher: AddressCipher
+    leadership: Leadership | None = None
+
+    def __post_init__(self) -> None:
+        self.leadership = self.leadership or leadership_for(self.db, self.settings)
+        self.scheduler: Any = None
+        self.is_leader = False
+
+    async def step(self) -> None:
+        assert self.leadership is not None
+        if self.scheduler is None:
+            if await self.leadership.try_acquire():
+                from ops.scheduler import JobContext, build_scheduler
+
+                self.scheduler = build_scheduler(
+                    JobContext(
+                        db=self.db, clock=self.clock, settings=self.settings, cipher=self.cipher
+                    )
+                )
+                self.scheduler.start()
+                self.is_leader = True
+                log.info("worker_leader", holder=leases.HOLDER)
+        elif not await self.leadership.still_held():
+            log.warning("worker_lost_leadership", holder=leases.HOLDER)
+            self._stop_scheduler()
+
+    def _stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self.is_leader = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("worker_started", holder=leases.HOLDER)
+        try:
+            while not stop.is_set():
+                await self.step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.worker_poll_seconds)
+        finally:
+            self._stop_scheduler()
+            assert self.leadership is not None
+            await self.leadership.release()
+
+
+async def run_worker(settings: Settings) -> None:
+    """``abri worker``: the scheduled jobs, in their own process, leader only."""
+    db = Database(
+        settings.database_url,
+        pool_size=settings.pg_pool_size,
+        max_overflow=settings.pg_max_overflow,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    try:
+        await LeaderLoop(db, settings, SystemClock(), cipher).run(stop)
+    finally:
+        await db.dispose()

@@ -1,0 +1,80 @@
+"""Per-token rate limits on search and hold: 429 with Retry-After and a problem body; other
+tokens and other actions are not affected; the bucket refills."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.ratelimit import TokenBuckets
+from capacity.commands import PoolCreate
+from capacity.settings import Settings
+from tests.conftest import World, bearer
+
+
+@pytest.fixture
+async def limited(
+    world: World, settings: Settings
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[float]]]:
+    limits = dataclasses.replace(settings, rate_search_per_minute=6, rate_hold_per_minute=3)
+    app = create_app(limits, db=world.db, clock=world.clock)
+    fake_time = [1000.0]
+    app.state.rate_buckets = TokenBuckets(clock=lambda: fake_time[0])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c, fake_time
+
+
+async def test_search_and_hold_are_limited_per_token(
+    limited: tuple[httpx.AsyncClient, list[float]], world: World
+) -> None:
+    client, fake_time = limited
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone", "police")
+    await world.operator("Line", "helpline")
+    fac = await world.facility("Refuges", "R", pools=[PoolCreate(label="B", units_total=50)])
+    police, line = await world.token("Zone", "police"), await world.token("Line", "helpline")
+    body = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+    # burst = 6 // 3 = 2 searches at once, then 1 every 10 s
+    codes = [
+        (await client.post("/placements/search", json=body, headers=bearer(police))).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    r = await client.post("/placements/search", json=body, headers=bearer(police))
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "10"
+    assert r.json()["code"] == "rate-limited" and "try again" in r.json()["detail"]
+    # Another token is not affected; nor is another action of the same token.
+    r = await client.post("/placements/search", json=body, headers=bearer(line))
+    assert r.status_code == 200
+    hold = {"poolRef": fac.pools[0].ref, "need": "ipv", "household": body["household"]}
+    r = await client.post(
+        "/holds", json=hold, headers={**bearer(police), "Idempotency-Key": "rate-limit-h1"}
+    )
+    assert r.status_code == 201
+    r = await client.post(
+        "/holds", json=hold, headers={**bearer(police), "Idempotency-Key": "rate-limit-h2"}
+    )
+    assert r.status_code == 429 and int(r.headers["retry-after"]) == 20
+    # Reading one's holds is not limited.
+    assert (await client.get("/holds", headers=bearer(police))).status_code == 200
+    # Ten seconds later one more search is allowed.
+    fake_time[0] += 10
+    r = await client.post("/placements/search", json=body, headers=bearer(police))
+    assert r.status_code == 200
+
+
+def test_bucket_arithmetic() -> None:
+    now = [0.0]
+    b = TokenBuckets(clock=lambda: now[0])
+    key = (1, "search")
+    assert [b.take(key, per_minute=60, burst=3) for _ in range(4)] == [0, 0, 0, 1.0]
+    now[0] += 0.5
+    assert b.take(key, per_minute=60, burst=3) == pytest.approx(0.5)
+    now[0] += 100  # never more than the burst after a long pause
+    assert [b.take(key, per_minute=60, burst=3) for _ in range(4)][-1] > 0
