@@ -1,0 +1,486 @@
+"""Holds benchmark (issue 4): ``POST /holds`` + ``POST /holds/{ref}/release`` under contention.
+
+    python -m ops.bench.holds                         # 64 clients, 20 s, PostgreSQL
+    python -m ops.bench.holds --clients 32 --duration 10 --skip-pgbench
+
+On a scratch PostgreSQL database: a few HOT pools (few units, every client fights for them)
+and many COLD ones. N closed-loop clients, each on its own keep-alive connection to a real
+uvicorn process, reserve (a new ``Idempotency-Key`` each time) and release: a granted hold on
+a hot pool is released at once (so its units cycle and the fight goes on), one on a cold pool
+with probability ``--cold-release``. Afterwards the database is checked: no pool overbooked,
+``units_held`` equal to the sum of active holds (``holds_service.counters_agree``), one hold
+row per 201. The same mix is then run in-process (``holds_service.reserve``/``transition``
+directly, no HTTP) and PostgreSQL's own ceiling is measured with ``pgbench -N -c 8 -j 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+
+from capacity.audit import Actor
+from capacity.db import Database
+from capacity.errors import AbriError
+from capacity.models import Hold, Pool
+from ops.bench import _harness as h
+from placement import holds_service
+from placement.errors import NoLongerFree
+from placement.household import Household
+from placement.policy import AccessPolicy
+from placement.snapshot import FacilitySnapshot, PoolSnapshot
+
+POLICY = AccessPolicy(accepts_undocumented=True, languages=["fr", "nl"])
+ONE = {"adults": [{"gender": "female", "ageBand": "25-64"}], "residenceStatus": "unknown"}
+TWO = {
+    "adults": [{"gender": "female", "ageBand": "25-64"}],
+    "children": [{"age": 6, "gender": "male"}],
+    "residenceStatus": "undocumented",
+    "income": "no",
+}
+
+
+def build_world(hot: int, hot_units: int, cold: int, cold_units: int, now: datetime) -> Any:
+    """HOT facilities with one small bed pool each; COLD facilities with two bed pools each."""
+    facs = []
+    pool_id = 1
+    for i in range(hot + cold):
+        is_hot = i < hot
+        ref = f"{'hot' if is_hot else 'cold'}-{i:05d}"
+        pools = []
+        for k in range(1 if is_hot else 2):
+            pools.append(
+                PoolSnapshot(
+                    id=pool_id,
+                    ref=f"{ref}-p{k + 1}",
+                    unit_kind="bed",
+                    places_per_unit=1,
+                    units_total=hot_units if is_hot else cold_units,
+                    units_occupied=0,
+                    units_held=0,
+                    reported_at=now,
+                )
+            )
+            pool_id += 1
+        facs.append(
+            FacilitySnapshot(
+                id=i + 1,
+                ref=ref,
+                alias=f"Bench shelter {ref}",
+                kind="night_shelter",
+                operator_id=1 + i % 8,
+                municipality_nis="21004",
+                policy=POLICY,
+                intake_phone="+32 2 000 00 00",
+                handover_protocol="Call first.",
+                pools=pools,
+            )
+        )
+    hot_refs = [p.ref for f in facs[:hot] for p in f.pools]
+    cold_refs = [p.ref for f in facs[hot:] for p in f.pools]
+    return facs, hot_refs, cold_refs
+
+
+@dataclass
+class Mix:
+    hot_refs: list[str]
+    cold_refs: list[str]
+    hot_share: float
+    cold_release: float
+    family_share: float
+    seed: int
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def rng(self, worker: int) -> random.Random:
+        return random.Random(self.seed * 1000 + worker)
+
+    def pick(self, rng: random.Random) -> tuple[str, bool, dict[str, Any]]:
+        hot = rng.random() < self.hot_share
+        ref = rng.choice(self.hot_refs if hot else self.cold_refs)
+        return ref, hot, TWO if rng.random() < self.family_share else ONE
+
+    def released(self, rng: random.Random, hot: bool) -> bool:
+        return hot or rng.random() < self.cold_release
+
+    def bump(self, key: str) -> None:
+        self.totals[key] = self.totals.get(key, 0) + 1
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+async def run_http(
+    port: int, token: str, mix: Mix, *, clients: int, duration: float, warmup: float
+) -> h.Recorder:
+    rngs = {w: mix.rng(w) for w in range(clients)}
+    seq = [0]
+
+    async def step(conn: h.Conn, w: int, rec: h.Recorder) -> None:
+        rng = rngs[w]
+        ref, hot, household = mix.pick(rng)
+        seq[0] += 1
+        key = f"bench-{w}-{seq[0]}-{secrets.token_hex(4)}"
+        body = msgspec.json.encode({"poolRef": ref, "need": "ipv", "household": household})
+        t0 = time.perf_counter()
+        st, data = await conn.request("POST", "/holds", body, f"Idempotency-Key: {key}\r\n")
+        rec.add("hold", t0, time.perf_counter(), st)
+        mix.bump(f"hold {st}")
+        if st == 201 and mix.released(rng, hot):
+            hold_ref = json.loads(data)["ref"]
+            t0 = time.perf_counter()
+            st, _ = await conn.request("POST", f"/holds/{hold_ref}/release")
+            rec.add("release", t0, time.perf_counter(), st)
+            mix.bump(f"release {st}")
+
+    return await h.closed_loop(
+        "127.0.0.1",
+        port,
+        concurrency=clients,
+        duration=duration,
+        warmup=warmup,
+        step=step,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+async def run_inprocess(
+    db: Database, actor: Actor, mix: Mix, *, clients: int, duration: float, warmup: float
+) -> h.Recorder:
+    rec = h.Recorder()
+    t_start = time.perf_counter()
+    rec.start = t_start + warmup
+    rec.end = rec.start + duration
+    households = {id(x): msgspec.convert(x, Household) for x in (ONE, TWO)}
+
+    async def client(w: int) -> None:
+        rng = mix.rng(10_000 + w)
+        i = 0
+        while time.perf_counter() < rec.end:
+            ref, hot, household = mix.pick(rng)
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                res = await holds_service.reserve(
+                    db,
+                    pool_ref=ref,
+                    household=households[id(household)],
+                    need="ipv",
+                    minutes=None,
+                    callback=None,
+                    idempotency_key=f"inproc-{w}-{i}-{secrets.token_hex(4)}",
+                    actor=actor,
+                    now=datetime.now(UTC),
+                )
+                st = 201
+            except NoLongerFree:
+                st, res = 409, None
+            except AbriError as exc:
+                st, res = getattr(exc, "status", 599), None
+                rec.errors[type(exc).__name__] += 1
+            rec.add("hold", t0, time.perf_counter(), st)
+            mix.bump(f"inproc hold {st}")
+            if res is not None and mix.released(rng, hot):
+                t0 = time.perf_counter()
+                try:
+                    await holds_service.transition(
+                        db, res.view.ref, "released", actor=actor, now=datetime.now(UTC)
+                    )
+                    st = 200
+                except AbriError as exc:
+                    st = getattr(exc, "status", 599)
+                    rec.errors[type(exc).__name__] += 1
+                rec.add("release", t0, time.perf_counter(), st)
+                mix.bump(f"inproc release {st}")
+
+    await asyncio.gather(*(client(w) for w in range(clients)))
+    return rec
+
+
+# --------------------------------------------------------------------------- checks
+
+
+async def verify(db: Database) -> dict[str, Any]:
+    """Overbooking and counter agreement, read from the database itself."""
+    async with db.read() as s:
+        touched = select(Hold.pool_id).distinct().subquery()
+        over = (
+            await s.execute(
+                select(Pool.id, Pool.units_total, Pool.units_occupied, Pool.units_held)
+                .join(touched, touched.c.pool_id == Pool.id)
+                .where(Pool.units_occupied + Pool.units_held > Pool.units_total)
+            )
+        ).all()
+        pools_touched = await s.scalar(select(func.count()).select_from(touched))
+        by_state = dict(
+            (await s.execute(select(Hold.state, func.count()).group_by(Hold.state))).all()
+        )
+    disagree = await holds_service.counters_agree(db)
+    return {
+        "pools_with_holds": int(pools_touched or 0),
+        "overbooked_pools": [tuple(r) for r in over],
+        "counter_mismatches": disagree,
+        "holds_by_state": {k: int(v) for k, v in by_state.items()},
+    }
+
+
+def say_check(label: str, v: dict[str, Any], granted: int, released: int) -> bool:
+    rows = sum(v["holds_by_state"].values())
+    active = v["holds_by_state"].get("held", 0)
+    ok = (
+        not v["overbooked_pools"]
+        and not v["counter_mismatches"]
+        and rows == granted
+        and active == granted - released
+    )
+    h.say(
+        f"  check {label}: {v['pools_with_holds']} pools touched; overbooked pools "
+        f"{len(v['overbooked_pools'])}; units_held != active holds in "
+        f"{len(v['counter_mismatches'])} pools; hold rows {rows} (201s: {granted}), "
+        f"active {active} (expected {granted - released}) -> {'OK' if ok else 'FAILED'}"
+    )
+    return ok
+
+
+def say_rec(label: str, rec: h.Recorder) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for op in ("hold", "release"):
+        s = h.summary_ms(rec.lat.get(op, []))
+        st = rec.statuses(op)
+        out[op] = {**s, "per_s": rec.per_second(op), "status": st}
+        h.say(f"  {label} {op:<7} {rec.per_second(op):7.1f}/s  {h.fmt_ms(s)}  status {st}")
+    granted = rec.status[("hold", 201)] / (rec.end - rec.start)
+    out["granted_per_s"] = granted
+    out["client_errors"] = dict(rec.errors)
+    errors = f"  errors {dict(rec.errors)}" if rec.errors else ""
+    h.say(f"  {label} granted {granted:7.1f} holds/s{errors}")
+    return out
+
+
+# --------------------------------------------------------------------------- pgbench
+
+
+async def pgbench(base_url: str, seconds: int) -> dict[str, Any]:
+    conn = h.libpq_args(base_url)
+    async with h.scratch_pg(base_url, prefix="abri_pgbench") as name:
+        await asyncio.to_thread(
+            subprocess.run,
+            ["pgbench", "-i", "-q", *conn, name],
+            check=True,
+            capture_output=True,
+        )
+        cmd = ["pgbench", "-N", "-c", "8", "-j", "2", "-T", str(seconds), *conn, name]
+        res = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True)
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", res.stdout)
+    lat = re.search(r"latency average = ([0-9.]+) ms", res.stdout)
+    if res.returncode != 0 or m is None:
+        raise RuntimeError(f"pgbench failed: {res.stderr.strip()[-500:]}")
+    return {
+        "command": " ".join(cmd[:9]) + " <scratch db>",
+        "tps": float(m.group(1)),
+        "latency_avg_ms": float(lat.group(1)) if lat else None,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    facs, hot_refs, cold_refs = build_world(
+        args.hot_pools, args.hot_units, args.cold_facilities, args.cold_units, now
+    )
+    mix = Mix(hot_refs, cold_refs, args.hot_share, args.cold_release, args.family_share, args.seed)
+    # unloaded latency: one client, cold pools only, every hold released (same totals: the
+    # database checks count these holds too)
+    probe = Mix(hot_refs, cold_refs, 0.0, 1.0, args.family_share, args.seed + 1, mix.totals)
+    out: dict[str, Any] = {
+        "world": {
+            "hot_pools": len(hot_refs),
+            "hot_units": args.hot_units,
+            "cold_pools": len(cold_refs),
+            "cold_units": args.cold_units,
+        }
+    }
+    h.say(
+        f"== holds: {args.clients} clients, {len(hot_refs)} hot pools x {args.hot_units} units "
+        f"({args.hot_share:.0%} of requests), {len(cold_refs)} cold pools x {args.cold_units} "
+        f"units; {args.family_share:.0%} families of 2 (2 beds) =="
+    )
+    async with h.scratch_pg(args.pg_url) as name:
+        url = h.asyncpg_url(args.pg_url, name)
+        await h.migrate_db(url)
+        db = Database(url)
+        try:
+            await h.bulk_load(db, facs, now)
+            token, op_id, tok_id = await h.requester_token(db, now)
+            actor = Actor(operator_id=op_id, role="police", token_id=tok_id, operator_kind="police")
+
+            if not args.skip_http:
+                h.say(f"-- HTTP (uvicorn, PostgreSQL {name}), {args.duration:.0f} s --")
+                with h.Server(url) as srv:
+                    if args.probe_seconds > 0:
+                        rec = await run_http(
+                            srv.port,
+                            token,
+                            probe,
+                            clients=1,
+                            duration=args.probe_seconds,
+                            warmup=1.0,
+                        )
+                        out["http_c1"] = say_rec("http c=1", rec)
+                    cpu0 = srv.cpu_seconds()
+                    rec = await run_http(
+                        srv.port,
+                        token,
+                        mix,
+                        clients=args.clients,
+                        duration=args.duration,
+                        warmup=args.warmup,
+                    )
+                    cpu = (srv.cpu_seconds() - cpu0) * 1000 / max(1, rec.total)
+                out["http"] = say_rec("http", rec)
+                out["http"]["server_cpu_ms_per_request"] = cpu
+                h.say(f"  http server CPU {cpu:.2f} ms per request (hold or release)")
+                v = await verify(db)
+                out["http"]["check"] = v
+                out["http"]["check_ok"] = say_check(
+                    "after HTTP",
+                    v,
+                    mix.totals.get("hold 201", 0),
+                    mix.totals.get("release 200", 0),
+                )
+
+            if args.inproc_duration > 0:
+                h.say(
+                    f"-- in-process (holds_service.reserve/transition, same pool sizes), "
+                    f"{args.inproc_duration:.0f} s --"
+                )
+                ip = Database(url)
+                try:
+                    if args.probe_seconds > 0:
+                        rec = await run_inprocess(
+                            ip, actor, probe, clients=1, duration=args.probe_seconds, warmup=1.0
+                        )
+                        out["inprocess_c1"] = say_rec("in-proc c=1", rec)
+                    cpu0 = h.process_cpu_seconds(os.getpid())
+                    rec = await run_inprocess(
+                        ip,
+                        actor,
+                        mix,
+                        clients=args.clients,
+                        duration=args.inproc_duration,
+                        warmup=min(args.warmup, 2.0),
+                    )
+                    cpu = (h.process_cpu_seconds(os.getpid()) - cpu0) * 1000 / max(1, rec.total)
+                finally:
+                    await ip.dispose()
+                out["inprocess"] = say_rec("in-proc", rec)
+                out["inprocess"]["cpu_ms_per_call"] = cpu
+                h.say(f"  in-proc CPU {cpu:.2f} ms per call (reserve or release)")
+                v = await verify(db)
+                out["inprocess"]["check"] = v
+                granted = mix.totals.get("hold 201", 0) + mix.totals.get("inproc hold 201", 0)
+                released = mix.totals.get("release 200", 0) + mix.totals.get(
+                    "inproc release 200", 0
+                )
+                out["inprocess"]["check_ok"] = say_check("after in-process", v, granted, released)
+        finally:
+            await db.dispose()
+
+    if not args.skip_pgbench:
+        h.say(f"-- PostgreSQL ceiling: pgbench -N -c 8 -j 2 -T {args.pgbench_seconds} --")
+        pg = await pgbench(args.pg_url, args.pgbench_seconds)
+        out["pgbench"] = pg
+        h.say(f"  pgbench tps {pg['tps']:.0f} (latency avg {pg['latency_avg_ms']} ms)")
+    out["totals"] = mix.totals
+    return out
+
+
+def verdict(out: dict[str, Any]) -> list[str]:
+    lines = []
+    tps = out.get("pgbench", {}).get("tps")
+    for label in ("http", "inprocess"):
+        r = out.get(label)
+        if not r:
+            continue
+        lines.append(
+            f"{label}: zero overbooking and counters agree: "
+            + ("YES" if r["check_ok"] else "NO — see check above")
+        )
+        if tps:
+            req = r["hold"]["per_s"] / tps
+            granted = r["granted_per_s"] / tps
+            lines.append(
+                f"{label}: POST /holds answered/s ÷ pgbench tps = {req:.0%}, granted holds/s ÷ "
+                f"pgbench tps = {granted:.0%} (target >= 30%): "
+                + (
+                    "MET"
+                    if granted >= 0.3
+                    else "MET on answered/s only"
+                    if req >= 0.3
+                    else "MISSED"
+                )
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ops.bench.holds", description=__doc__)
+    p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--duration", type=float, default=20.0, help="seconds measured over HTTP")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--inproc-duration", type=float, default=10.0, help="0 to skip in-process")
+    p.add_argument("--hot-pools", type=int, default=4)
+    p.add_argument("--hot-units", type=int, default=3)
+    p.add_argument("--hot-share", type=float, default=0.5, help="share of requests on hot pools")
+    p.add_argument("--cold-facilities", type=int, default=500, help="2 pools each")
+    p.add_argument("--cold-units", type=int, default=20)
+    p.add_argument(
+        "--cold-release", type=float, default=0.5, help="share of cold holds released at once"
+    )
+    p.add_argument("--family-share", type=float, default=0.2)
+    p.add_argument(
+        "--probe-seconds",
+        type=float,
+        default=5.0,
+        help="one client alone first (unloaded latency), over HTTP and in-process; 0 to skip",
+    )
+    p.add_argument("--pgbench-seconds", type=int, default=20)
+    p.add_argument("--skip-pgbench", action="store_true")
+    p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--pg-url", default=h.DEFAULT_PG_URL)
+    p.add_argument("--seed", type=int, default=11)
+    args = p.parse_args(argv)
+    started = datetime.now(UTC)
+    load_before = h.machine()
+    h.say(f"{started:%Y-%m-%d %H:%M} UTC; machine: {load_before}")
+    out = asyncio.run(bench(args))
+    load_after = h.machine()
+    h.say("")
+    h.say(f"machine at the end: {load_after}")
+    h.say("== targets ==")
+    for line in verdict(out):
+        h.say(line)
+    meta = {"started": started, "machine": [load_before, load_after], "args": vars(args)}
+    path = h.save("holds", {**meta, **out})
+    h.say(f"(figures saved to {path.relative_to(h.REPO)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
