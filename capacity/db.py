@@ -5,8 +5,8 @@ transaction on the *write* engine, so a read-then-write transaction takes the wr
 lock up front instead of failing with "database is locked" (CONVENTIONS §3.3). Reads
 use a second engine with a deferred BEGIN so that GETs do not queue behind holds.
 
-PostgreSQL: one engine, READ COMMITTED (asserted by a test), ``lock_timeout`` and
-``statement_timeout`` set per write transaction.
+PostgreSQL: one engine, READ COMMITTED (asserted by a test), ``lock_timeout`` (2 s) and
+``statement_timeout`` (15 s) set once per connection; a write may ask for another lock timeout.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from capacity.errors import Busy
+
+LOCK_TIMEOUT_MS = 2000
 
 
 def is_sqlite(url: str) -> bool:
@@ -53,15 +55,22 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
     """Build an engine. On SQLite ``immediate`` selects BEGIN IMMEDIATE (write engine)."""
     if is_sqlite(url):
-        kwargs.pop("pool_size", None)
-        kwargs.pop("max_overflow", None)
+        poolclass = kwargs.pop("poolclass", NullPool)
+        if poolclass is NullPool:
+            kwargs.pop("pool_size", None)
+            kwargs.pop("max_overflow", None)
         kwargs.setdefault("connect_args", {"timeout": 30})
         kwargs.setdefault("hide_parameters", True)
-        engine = create_async_engine(url, poolclass=kwargs.pop("poolclass", NullPool), **kwargs)
+        engine = create_async_engine(url, poolclass=poolclass, **kwargs)
         _install_sqlite_pragmas(engine, immediate=immediate)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    # Timeouts once per connection, not two SET LOCAL round trips per transaction.
+    kwargs.setdefault(
+        "connect_args",
+        {"server_settings": {"lock_timeout": f"{LOCK_TIMEOUT_MS}ms", "statement_timeout": "15s"}},
+    )
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("hide_parameters", True)  # never log bound values (household data)
     return create_async_engine(url, isolation_level="READ COMMITTED", **kwargs)
@@ -75,23 +84,28 @@ class Database:
         self.sqlite = is_sqlite(url)
         self.write_engine = make_engine(url, immediate=True, **engine_kwargs)
         if self.sqlite:
-            self.read_engine = make_engine(url, immediate=False, **engine_kwargs)
+            # Reads keep a few connections open (opening one costs a thread and four PRAGMAs,
+            # more than a search); writes take a fresh one each, serialised by BEGIN IMMEDIATE.
+            read_kwargs = {
+                k: v for k, v in engine_kwargs.items() if k not in ("pool_size", "max_overflow")
+            }
+            read_kwargs.update(poolclass=AsyncAdaptedQueuePool, pool_size=5, max_overflow=45)
+            self.read_engine = make_engine(url, immediate=False, **read_kwargs)
         else:
             self.read_engine = self.write_engine
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager
-    async def write(self, *, lock_timeout_ms: int = 2000) -> AsyncIterator[AsyncSession]:
+    async def write(self, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> AsyncIterator[AsyncSession]:
         """One write transaction: committed on success, rolled back on any error."""
         async with self._write() as session:
             try:
                 async with session.begin():
-                    if not self.sqlite:
+                    if not self.sqlite and lock_timeout_ms != LOCK_TIMEOUT_MS:
                         await session.execute(
                             text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
                         )
-                        await session.execute(text("SET LOCAL statement_timeout = 15000"))
                     yield session
             except Exception as exc:
                 if _is_lock_timeout(exc):

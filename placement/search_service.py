@@ -51,6 +51,7 @@ class SnapshotCache:
         self._built = 0.0
         self._lock = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None
+        self._seen: dict[int, tuple[object, ...]] = {}  # pool id -> figures in the index
 
     async def index(self) -> MatcherIndex:
         if self._index is None or self.max_age <= 0:
@@ -99,7 +100,13 @@ class SnapshotCache:
                         )
                     )
                 ).all()
+                # Only pools whose figures moved since the last refresh (a handful, even at
+                # 10,000 facilities): touching all of them stalled the event loop.
                 for r in rows:
+                    figures = tuple(r)
+                    if self._seen.get(r.id) == figures:
+                        continue
+                    self._seen[r.id] = figures
                     self._index.update_pool(
                         r.id,
                         units_total=r.units_total,
@@ -113,6 +120,19 @@ class SnapshotCache:
                 return
             facilities = await load_snapshots(s, self.settings)
         self._index = MatcherIndex(facilities)
+        self._seen = {
+            p.id: (
+                p.id,
+                p.units_total,
+                p.units_occupied,
+                p.units_held,
+                p.units_blocked,
+                p.reported_at,
+                p.confirmed_at,
+            )
+            for f in facilities
+            for p in f.pools
+        }
         self._stamp = stamp
         self._built = time.monotonic()
 
