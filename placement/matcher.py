@@ -742,7 +742,9 @@ class MatcherIndex:
         adm_now = np.array([w == 0 for w in waits])
         if adm_fail.any():
             rule("admission_hours", adm_fail[self.adm_group])
-        rbit = 1 << _REQUESTERS.index(s.requester_kind)
+        # An admin (or any kind no policy names) refers no one: like the reference rule.
+        kind = s.requester_kind
+        rbit = 1 << _REQUESTERS.index(kind) if kind in _REQUESTERS else 0
         rule("referral_required", self.needs_referral & ((self.referral_bits & rbit) == 0))
         rule("status_closed", ~self.status_ok)
         rule("not_yet_open", self.valid_from > s.now_ts)

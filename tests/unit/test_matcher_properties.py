@@ -410,7 +410,7 @@ def test_fast_index_equals_reference_on_synthetic_data() -> None:
             max_distance_km=rng.choice([None, 60.0]),
             limit=rng.choice([5, 20, 100]),
         )
-        kind = rng.choice(REQUESTERS)
+        kind = rng.choice([*REQUESTERS, "admin"])  # admins search too, and refer no one
         assert match(request, index, requester_kind=kind, now=NOW) == match_reference(
             request, facs, requester_kind=kind, now=NOW
         )
