@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Litestar
@@ -21,18 +23,25 @@ from litestar.openapi.spec import (
     Schema,
     SecurityScheme,
 )
+from litestar.response import ServerSentEvent
 
 from api.admin.controllers import AdminController
 from api.areas.controllers import AreasController
-from api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from api.auth import PUBLIC_PATHS, AuthCache, BearerAuthMiddleware
 from api.deps import DEPENDENCIES
-from api.errors import EXCEPTION_HANDLERS, PROBLEM_STATUSES
-from api.health import live, ready
+from api.errors import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, PROBLEM_STATUSES
+from api.feeds.controllers import FeedController
+from api.health import live, metrics, ready
 from api.holds.controllers import HoldController, StaffHoldController
 from api.logging import RequestIdMiddleware, configure_logging
 from api.placement.controllers import PlacementController
+from api.ratelimit import TokenBuckets
 from api.staff.controllers import StaffController
+from api.staff.links import StaffLinkController
 from api.standing.controllers import StandingController
+from api.taskforce.controllers import TaskforceController
+from api.web import WEB_HANDLERS
+from api.web.links import LinkPageController
 from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
@@ -42,13 +51,19 @@ from placement.search_service import SnapshotCache
 ROUTE_HANDLERS: list[Any] = [
     live,
     ready,
+    metrics,
     AreasController,
     StaffController,
+    StaffLinkController,
     AdminController,
     HoldController,
     StaffHoldController,
     PlacementController,
     StandingController,
+    TaskforceController,
+    FeedController,
+    *WEB_HANDLERS,
+    LinkPageController,
 ]
 
 
@@ -80,7 +95,12 @@ def _problem_schema() -> Schema:
 
 def _add_problem_responses(app: Litestar) -> None:
     """Declare the problem-details responses on every operation of the OpenAPI document, so
-    clients and schemathesis know the shape of our 4xx/5xx answers."""
+    clients and schemathesis know the shape of our 4xx/5xx answers.
+
+    Litestar declares its own 400 (``{status_code, detail, extra}`` as ``application/json``)
+    on handlers that parse input; our exception handlers answer every error as a problem, so
+    such a response is replaced (keeping a description a handler chose). Server-sent event
+    streams are documented as ``text/event-stream`` instead of litestar's empty JSON."""
     schema = app.openapi_schema
     if schema.components.schemas is None:
         schema.components.schemas = {}
@@ -93,15 +113,82 @@ def _add_problem_responses(app: Litestar) -> None:
                 continue
             responses = op.responses or {}
             public = (op.tags or []) == ["operations"]
+            if public:
+                op.security = []  # health checks take no token (PUBLIC_PATHS)
             for status in (*(PROBLEM_STATUSES if not public else ()), 500, 503):
-                responses.setdefault(
-                    str(status),
-                    OpenAPIResponse(
-                        description="Problem details (RFC 9457)",
-                        content={"application/problem+json": OpenAPIMediaType(schema=ref)},
-                    ),
+                existing = responses.get(str(status))
+                if isinstance(existing, Reference) or (
+                    existing is not None and PROBLEM_MEDIA_TYPE in (existing.content or {})
+                ):
+                    continue
+                description = "Problem details (RFC 9457)"
+                if existing is not None and existing.description not in (
+                    None,
+                    HTTPStatus(status).description,
+                ):
+                    description = existing.description
+                responses[str(status)] = OpenAPIResponse(
+                    description=description,
+                    content={PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=ref)},
                 )
             op.responses = responses
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            returns = handler.parsed_fn_signature.return_type.annotation
+            if not (isinstance(returns, type) and issubclass(returns, ServerSentEvent)):
+                continue
+            path_item = (schema.paths or {}).get(route.path_format)
+            for method in handler.http_methods:
+                op = getattr(path_item, method.lower(), None)
+                ok = (op.responses or {}).get("200") if op is not None else None
+                if isinstance(ok, OpenAPIResponse):
+                    ok.content = {"text/event-stream": OpenAPIMediaType(schema=_event_schema())}
+
+
+def _event_schema() -> Schema:
+    """One server-sent event, as a client's EventSource parser yields it."""
+    string = Schema(type=OpenAPIType.STRING)
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["data", "event"],
+        properties={
+            "event": Schema(
+                type=OpenAPIType.STRING,
+                description='The kind, e.g. "hold.created"; "message" for the opening one.',
+            ),
+            "data": Schema(
+                type=OpenAPIType.STRING,
+                description="JSON of the resource the event is about (empty when opening).",
+            ),
+            "id": string,
+            "retry": Schema(type=OpenAPIType.INTEGER),
+        },
+        description="A server-sent event (HTML Living Standard); reconnect with Last-Event-ID.",
+    )
+
+
+def _document_idempotent_replays(app: Litestar) -> None:
+    """A create that takes an ``Idempotency-Key`` answers 201 the first time and 200, with the
+    same body, when the same request is replayed with the same key: document both."""
+    for path_item in (app.openapi_schema.paths or {}).values():
+        op = path_item.post
+        if op is None or not op.responses or "201" not in op.responses:
+            continue
+        headers = [
+            p.name.lower()
+            for p in op.parameters or []
+            if not isinstance(p, Reference) and p.param_in == "header"
+        ]
+        created = op.responses["201"]
+        if "idempotency-key" in headers and isinstance(created, OpenAPIResponse):
+            op.responses.setdefault(
+                "200",
+                OpenAPIResponse(
+                    description="The same request was made before with this Idempotency-Key: "
+                    "the resource it created, not a second one.",
+                    content=created.content,
+                ),
+            )
 
 
 def _promote_request_examples(app: Litestar) -> None:
@@ -144,6 +231,8 @@ def create_app(
             "db": database,
             "clock": clock or SystemClock(),
             "cipher": AddressCipher.from_settings(settings.address_key, settings.address_key_file),
+            "rate_buckets": TokenBuckets(),
+            "auth_cache": AuthCache(settings.auth_cache_seconds),
             "search_cache": SnapshotCache(
                 database, settings, max_age=settings.matcher_cache_seconds
             ),
@@ -152,19 +241,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        scheduler = None
+        # Scheduled jobs run in one process only, whichever wins leadership (ops/worker.py):
+        # with `abri serve --workers N` (or beside `abri worker`) nothing runs twice.
+        stop, jobs = asyncio.Event(), None
         if settings.run_jobs and own_db:
-            from ops.scheduler import JobContext, build_scheduler
+            from ops.worker import LeaderLoop
 
-            scheduler = build_scheduler(
-                JobContext(db=database, clock=state.clock, settings=settings, cipher=state.cipher)
+            jobs = asyncio.create_task(
+                LeaderLoop(database, settings, state.clock, state.cipher).run(stop)
             )
-            scheduler.start()
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
+            if jobs is not None:
+                stop.set()
+                await jobs
             if own_db:
                 await database.dispose()
 
@@ -202,5 +293,6 @@ def create_app(
         debug=False,
     )
     _add_problem_responses(app)
+    _document_idempotent_replays(app)
     _promote_request_examples(app)
     return app

@@ -6,7 +6,9 @@ facilities) happen in the services through ``operator_scope``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -15,9 +17,11 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from capacity.audit import Actor
-from capacity.registry import authenticate
+from capacity.db import Database
+from capacity.registry import authenticate, hash_token
 
-PUBLIC_PATHS = r"^/(health/|schema|favicon\.ico|static/|metrics$)"
+# /web pages authenticate with their own cookie session (api/web/session.py), not a bearer.
+PUBLIC_PATHS = r"^/(health/|schema|favicon\.ico|static/|metrics$|web(/|$))"
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -29,10 +33,44 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("Send a bearer token in the Authorization header.")
         state = connection.app.state
-        actor = await authenticate(state.db, token.strip(), state.clock.now())
+        actor = await state.auth_cache.authenticate(state.db, token.strip(), state.clock.now())
         if actor is None:
             raise NotAuthorizedException("This token is not valid (unknown, expired or revoked).")
         return AuthenticationResult(user=actor, auth=actor.token_id)
+
+
+class AuthCache:
+    """Remembers valid tokens for a few seconds, so a request does not need a database
+    transaction just to authenticate (it cost more than the search itself). Revoking a token
+    through the API clears the cache of that process at once; a revocation from the CLI or
+    another process takes effect within ``seconds``. Unknown tokens are never cached."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._entries: dict[str, tuple[Actor, float]] = {}
+
+    async def authenticate(self, db: Database, clear: str, now: datetime) -> Actor | None:
+        if self.seconds <= 0:
+            return await authenticate(db, clear, now)
+        key = hash_token(clear)
+        hit = self._entries.get(key)
+        t = self._clock()
+        if hit is not None and hit[1] > t:
+            return hit[0]
+        actor = await authenticate(db, clear, now)
+        if actor is not None:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (actor, t + self.seconds)
+        else:
+            self._entries.pop(key, None)
+        return actor
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]

@@ -113,6 +113,100 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    from clients import webhooks
+
+    now = SystemClock().now()
+    if args.action == "set":
+        cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+        view, secret = _run(
+            _with_db(
+                settings,
+                lambda db: webhooks.set_endpoint(
+                    db,
+                    operator=args.operator,
+                    url=args.url,
+                    rotate_secret=args.rotate_secret,
+                    actor=CLI,
+                    now=now,
+                    cipher=cipher,
+                ),
+            )
+        )
+        _say(f"webhook for {view.operator!r} set to {view.url}")
+        if secret is not None:
+            _say("signing secret (shown once; give it to the receiving system):")
+            print(secret)
+        else:
+            _say("signing secret unchanged (use --rotate-secret for a new one)")
+    elif args.action == "delete":
+        n = _run(
+            _with_db(
+                settings,
+                lambda db: webhooks.delete_endpoint(db, operator=args.operator, actor=CLI, now=now),
+            )
+        )
+        _say(f"webhook removed; {n} undelivered message(s) marked failed")
+    else:
+        for v in _run(_with_db(settings, webhooks.list_endpoints)):
+            print(
+                f"{v.operator_id}\t{v.operator}\t{v.url}\t"
+                f"pending={v.pending} delivered={v.delivered} failed={v.failed}"
+            )
+    return 0
+
+
+def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
+    from clients.feeds import service as feeds
+
+    if args.action == "add":
+        mapping = []
+        for item in args.map or []:
+            feed_id, _, rest = item.partition("=")
+            pool, _, flag = rest.partition(":")
+            mapping.append(
+                {"feedId": feed_id, "poolId": int(pool), "countsHoldsAsOccupied": flag == "holds"}
+            )
+        creds = None
+        if args.bearer_token_env:
+            token = os.environ.get(args.bearer_token_env, "")
+            if not token:
+                _say(f"error: ${args.bearer_token_env} is empty")
+                return 2
+            creds = {"type": "bearer", "token": token}
+        cmd = msgspec.convert(
+            {
+                "name": args.name,
+                "operator": args.operator,
+                "url": args.url,
+                "format": args.format,
+                "mapping": mapping,
+                "intervalSeconds": args.interval,
+                "credentials": creds,
+            },
+            feeds.FeedCreate,
+        )
+        cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+        now = SystemClock().now()
+        view = _run(
+            _with_db(
+                settings,
+                lambda db: feeds.create_feed(db, cmd, actor=CLI, now=now, cipher=cipher),
+            )
+        )
+        _say(f"feed {view.feed.name!r} registered for {view.operator!r} (id {view.feed.id})")
+        print(view.feed.id)
+    else:
+        for v in _run(_with_db(settings, feeds.list_feeds)):
+            f = v.feed
+            state = "healthy" if f.consecutive_failures == 0 and f.last_success_at else "unhealthy"
+            print(
+                f"{f.id}\t{f.name}\t{v.operator}\t{f.format}\t{state}\tcircuit={f.circuit}\t"
+                f"failures={f.consecutive_failures}\tlast_error={f.last_error or '-'}"
+            )
+    return 0
+
+
 def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
     from capacity.importer import import_csv
 
@@ -237,6 +331,53 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from api.logging import configure_logging
+    from ops.worker import run_worker
+
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.auto_migrate:
+        migrate.upgrade(settings.database_url)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from ops import backup
+
+    target = backup.backup(settings.database_url, Path(args.file))
+    _say(f"backup written to {target}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from ops import backup
+
+    backup.restore(Path(args.file), settings.database_url)
+    _say(f"restored {args.file} into {settings.database_url.split('@')[-1]}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from capacity.rekey import rotate_all
+
+    cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    now = SystemClock().now()
+    n = _run(_with_db(settings, lambda db: rotate_all(db, cipher, actor=CLI, now=now)))
+    _say(f"{n} secret(s) re-encrypted with the newest key; older keys may now be removed")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from placement.holds_service import counters_agree
+
+    wrong = _run(_with_db(settings, counters_agree))
+    for pool_id, counter, holds in wrong:
+        _say(f"pool {pool_id}: units_held={counter} but active holds hold {holds}")
+    _say("counters agree" if not wrong else f"{len(wrong)} pool(s) disagree")
+    return 1 if wrong else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="abri", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -251,6 +392,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1, help="API processes")
     s.set_defaults(fn=cmd_serve)
+
+    w = sub.add_parser(
+        "worker",
+        help="run the scheduled jobs (hold expiry, standing requests, feeds, snapshots...); "
+        "several may run, one is active",
+    )
+    w.set_defaults(fn=cmd_worker)
+
+    c = sub.add_parser("check", help="invariants: held counters agree with active holds")
+    c.set_defaults(fn=cmd_check)
+    k = sub.add_parser("keys", help="encryption keys of addresses and other secrets")
+    k.add_argument("action", choices=["rotate"], help="re-encrypt everything with the newest key")
+    k.set_defaults(fn=cmd_keys)
+    b = sub.add_parser("backup", help="consistent backup of the database to FILE")
+    b.add_argument("file")
+    b.set_defaults(fn=cmd_backup)
+    r = sub.add_parser("restore", help="restore FILE into an empty database (ABRI_DATABASE_URL)")
+    r.add_argument("file")
+    r.set_defaults(fn=cmd_restore)
 
     d = sub.add_parser("db", help="schema migrations")
     d.add_argument("action", choices=["upgrade", "downgrade", "current"])
@@ -275,6 +435,36 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("id", type=int)
     tsub.add_parser("list")
     t.set_defaults(fn=cmd_token)
+
+    w = sub.add_parser("webhook", help="requester operators' webhooks")
+    wsub = w.add_subparsers(dest="action", required=True)
+    ws = wsub.add_parser("set", help="register or change; prints a new secret alone on stdout")
+    ws.add_argument("--operator", required=True)
+    ws.add_argument("url")
+    ws.add_argument(
+        "--rotate-secret", action="store_true", help="issue a new secret for an existing webhook"
+    )
+    wd = wsub.add_parser("delete")
+    wd.add_argument("--operator", required=True)
+    wsub.add_parser("list")
+    w.set_defaults(fn=cmd_webhook)
+
+    fe = sub.add_parser("feeds", aliases=["feed"], help="availability feeds Abri polls")
+    fesub = fe.add_subparsers(dest="action", required=True)
+    fa = fesub.add_parser("add", help="register a feed; prints its id")
+    fa.add_argument("--name", required=True)
+    fa.add_argument("--operator", required=True)
+    fa.add_argument(
+        "--format", required=True, choices=["json_inventory", "csv_export", "edxl_have"]
+    )
+    fa.add_argument("--map", action="append", help="FEEDID=POOLID[:holds] (repeatable)")
+    fa.add_argument("--interval", type=int, default=300, help="seconds between polls")
+    fa.add_argument(
+        "--bearer-token-env", help="name of an environment variable holding the feed's token"
+    )
+    fa.add_argument("url")
+    fesub.add_parser("list", help="feeds and their health")
+    fe.set_defaults(fn=cmd_feeds)
 
     f = sub.add_parser("facilities", aliases=["facility"], help="facilities")
     fsub = f.add_subparsers(dest="action", required=True)

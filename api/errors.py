@@ -17,6 +17,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError
 
 from api.logging import log
 from capacity.errors import AbriError
@@ -185,6 +186,40 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     )
 
 
+def _out_of_range(exc: BaseException) -> bool:
+    """A number from the request that the database cannot take: larger than SQLite's 64-bit
+    INTEGER (``OverflowError``), than a PostgreSQL ``integer`` argument (asyncpg refuses to
+    encode it) or than a column (SQLSTATE 22003), e.g. ``GET /staff/pools/99999999999999999999``.
+    Anything else stays an internal error."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the exception, SQLAlchemy's wrapper, the driver's error, its cause
+        if seen is None:
+            return False
+        text = str(seen)
+        if isinstance(seen, OverflowError) and "SQLite INTEGER" in text:
+            return True
+        if getattr(seen, "sqlstate", None) == "22003":  # numeric_value_out_of_range
+            return True
+        if type(seen).__name__ == "DataError" and "out of int" in text:  # asyncpg, client side
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """Out-of-range numbers are the client's mistake (422), whichever route or column; any
+    other database error is ours (500)."""
+    if not _out_of_range(exc):
+        return handle_internal(request, exc)
+    return problem_response(
+        request,
+        status=422,
+        code="out-of-range",
+        title="Invalid input",
+        detail="A number in the request is out of range (identifiers are at most 2147483647).",
+    )
+
+
 def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     # Log the type and the trace for operators; the client gets no internals.
     log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
@@ -201,6 +236,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     AbriError: handle_abri_error,
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    OverflowError: handle_database_value,
+    DBAPIError: handle_database_value,
     Exception: handle_internal,
 }
 

@@ -16,6 +16,8 @@ from typing import Any
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from capacity.metrics import REQUEST_SECONDS
+
 REDACT_KEYS = frozenset(
     {
         "address",
@@ -104,8 +106,9 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.getLevelNamesMapping().get(level, logging.INFO))
-    # APScheduler announces every run; our own ``job_run`` lines say what matters.
-    for noisy in ("httpx", "httpcore", "apscheduler"):
+    # APScheduler announces every run (our own ``job_run`` lines say what matters); aiosqlite
+    # logs every statement WITH its bound values at DEBUG (households, callbacks): never.
+    for noisy in ("httpx", "httpcore", "apscheduler", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -143,6 +146,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, _send)
         finally:
             route = scope.get("path_template") or scope.get("path", "")
+            # Metrics label by route template only (raw paths would make unbounded labels).
+            REQUEST_SECONDS.labels(
+                scope.get("method", ""), scope.get("path_template") or "unmatched", status["code"]
+            ).observe(time.perf_counter() - start)
             log.info(
                 "request",
                 method=scope.get("method"),

@@ -61,6 +61,80 @@ def stale_threshold(fac: Facility, stale_minutes: dict[str, int]) -> int:
     return fac.stale_after_minutes or stale_minutes.get(fac.kind, 12 * 60)
 
 
+def _report(
+    pool: Pool, kind: str, *, source: str, operator_id: int | None, at: datetime
+) -> AvailabilityReport:
+    return AvailabilityReport(
+        pool_id=pool.id,
+        at=at,
+        kind=kind,
+        source=source,
+        operator_id=operator_id,
+        units_total=pool.units_total,
+        units_blocked=pool.units_blocked,
+        units_occupied=pool.units_occupied,
+        units_held=pool.units_held,
+        version=pool.version,
+    )
+
+
+async def record_change(
+    s: AsyncSession,
+    pool: Pool,
+    *,
+    actor: Actor,
+    now: datetime,
+    source: str,
+    at: datetime | None = None,
+) -> None:
+    """The history row and audit entry of a change of a pool's counts, written in the caller's
+    transaction after its UPDATE (staff, admin and feeds alike). ``at``: when the figures were
+    true, if the source says (a feed's own timestamp); the audit records ``now``."""
+    s.add(_report(pool, "update", source=source, operator_id=actor.operator_id, at=at or now))
+    await audit.record(
+        s,
+        actor=actor,
+        at=now,
+        action="availability.update",
+        object_type="pool",
+        object_id=pool.id,
+        facility_id=pool.facility_id,
+        detail={
+            "unitsTotal": pool.units_total,
+            "unitsOccupied": pool.units_occupied,
+            "unitsBlocked": pool.units_blocked,
+            "version": pool.version,
+            "source": source,
+        },
+    )
+
+
+async def record_confirmation(
+    s: AsyncSession,
+    pool: Pool,
+    *,
+    actor: Actor,
+    now: datetime,
+    source: str,
+    at: datetime | None = None,
+    audited: bool = True,
+) -> None:
+    """The history row (and, for people, the audit entry) of a "still accurate". Feeds confirm
+    on every unchanged poll, so their confirmations are history only."""
+    s.add(_report(pool, "confirm", source=source, operator_id=actor.operator_id, at=at or now))
+    if audited:
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="availability.confirm",
+            object_type="pool",
+            object_id=pool.id,
+            facility_id=pool.facility_id,
+            detail={"version": pool.version},
+        )
+
+
 async def _pool_in_scope(s: AsyncSession, pool_id: int, operator_scope: int | None) -> Pool:
     row = (
         await s.execute(
@@ -127,36 +201,7 @@ async def update_availability(
                 version=pool.version,
             )
         await s.refresh(pool)
-        s.add(
-            AvailabilityReport(
-                pool_id=pool.id,
-                at=now,
-                kind="update",
-                source=source,
-                operator_id=actor.operator_id,
-                units_total=pool.units_total,
-                units_blocked=pool.units_blocked,
-                units_occupied=pool.units_occupied,
-                units_held=pool.units_held,
-                version=pool.version,
-            )
-        )
-        await audit.record(
-            s,
-            actor=actor,
-            at=now,
-            action="availability.update",
-            object_type="pool",
-            object_id=pool.id,
-            facility_id=pool.facility_id,
-            detail={
-                "unitsTotal": pool.units_total,
-                "unitsOccupied": pool.units_occupied,
-                "unitsBlocked": pool.units_blocked,
-                "version": pool.version,
-                "source": source,
-            },
-        )
+        await record_change(s, pool, actor=actor, now=now, source=source)
     return pool
 
 
@@ -184,30 +229,7 @@ async def confirm_still_accurate(
                 version=pool.version,
             )
         await s.refresh(pool)
-        s.add(
-            AvailabilityReport(
-                pool_id=pool.id,
-                at=now,
-                kind="confirm",
-                source="staff",
-                operator_id=actor.operator_id,
-                units_total=pool.units_total,
-                units_blocked=pool.units_blocked,
-                units_occupied=pool.units_occupied,
-                units_held=pool.units_held,
-                version=pool.version,
-            )
-        )
-        await audit.record(
-            s,
-            actor=actor,
-            at=now,
-            action="availability.confirm",
-            object_type="pool",
-            object_id=pool.id,
-            facility_id=pool.facility_id,
-            detail={"version": pool.version},
-        )
+        await record_confirmation(s, pool, actor=actor, now=now, source="staff")
     return pool
 
 

@@ -60,5 +60,15 @@ class AddressCipher:
             ) from exc
         return msgspec.json.decode(raw, type=Address)
 
+    def encrypt_text(self, text: str) -> str:
+        """Other secrets kept under the same keys (webhook secrets, feed credentials)."""
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def decrypt_text(self, ciphertext: str) -> str:
+        try:
+            return self._fernet.decrypt(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            raise AddressKeyError("A secret cannot be decrypted with the configured key.") from exc
+
     def rotate(self, ciphertext: str) -> str:
         return self._fernet.rotate(ciphertext.encode()).decode()

@@ -67,6 +67,12 @@ class Busy(AbriError):
     title = "Busy, try again"
 
 
+class RateLimited(AbriError):
+    code = "rate-limited"
+    status = 429
+    title = "Too many requests"
+
+
 class ImportRejected(InvalidInput):
     code = "import-rejected"
     title = "Import rejected; nothing was imported"

@@ -356,3 +356,106 @@ class UnmetDemand(Base):
     episode_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("episode_hash", name="uq_unmet_demand_episode"),)
+
+
+FEED_CIRCUITS = ("closed", "open", "half_open")
+
+
+class Feed(Base):
+    """An operator's own system that Abri polls for availability (hotel inventory, CPAS sheet).
+
+    ``mapping`` is a list of ``{"feedId", "poolId", "countsHoldsAsOccupied"}``: the feed's own
+    identifiers to Abri pools of the feed's operator. Credentials are encrypted at rest and
+    never returned. The health columns are what ``GET /admin/feeds`` shows.
+    """
+
+    __tablename__ = "feeds"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(27), unique=True)  # source = "feed:<name>"
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    format: Mapped[str] = mapped_column(String(32))
+    mapping: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    timeout_seconds: Mapped[int] = mapped_column(Integer, default=10)
+    max_retries: Mapped[int] = mapped_column(Integer, default=2)
+    failure_threshold: Mapped[int] = mapped_column(Integer, default=5)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=900)
+    credentials_ciphertext: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    circuit: Mapped[str] = mapped_column(String(16), default="closed")
+    circuit_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("interval_seconds >= 10", name="interval_min"),
+        CheckConstraint("consecutive_failures >= 0", name="failures_nonneg"),
+    )
+
+
+class StaffLink(Base):
+    """A signed one-time link a coordinator gives a night worker: one facility, expiring,
+    revocable. Only a hash of its secret is kept (like tokens); opening it once starts a web
+    session limited to that facility's counts."""
+
+    __tablename__ = "staff_links"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    created_by_operator_id: Mapped[int | None] = mapped_column(Integer)
+    created_by_token_id: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(120))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SaturationRun(Base):
+    """One saturation snapshot (its instant; kept or thinned out by the downsampling)."""
+
+    __tablename__ = "saturation_runs"
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    k: Mapped[int] = mapped_column(Integer)
+    cells: Mapped[int] = mapped_column(Integer)
+
+
+class SaturationSnapshot(Base):
+    """One non-empty cell of a snapshot, in places; figures NULL when the cell is suppressed."""
+
+    __tablename__ = "saturation_snapshots"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    level: Mapped[str] = mapped_column(String(16))
+    nis: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(32))
+    segment: Mapped[str] = mapped_column(String(32))
+    suppressed: Mapped[bool] = mapped_column(Boolean)
+    facilities: Mapped[int | None] = mapped_column(Integer)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    occupied: Mapped[int | None] = mapped_column(Integer)
+    held: Mapped[int | None] = mapped_column(Integer)
+    free: Mapped[int | None] = mapped_column(Integer)
+    fresh: Mapped[int | None] = mapped_column(Integer)
+    stale: Mapped[int | None] = mapped_column(Integer)
+    closed: Mapped[int | None] = mapped_column(Integer)
+    blocked: Mapped[int | None] = mapped_column(Integer)
+    surge_24h: Mapped[int | None] = mapped_column(Integer)
+    surge_72h: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_saturation_snapshots_series", "level", "kind", "segment", "at"),
+        Index("ix_saturation_snapshots_at", "at"),
+    )

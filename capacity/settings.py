@@ -46,6 +46,12 @@ class Settings:
     pg_pool_size: int = 10
     pg_max_overflow: int = 10
     matcher_cache_seconds: float = 2.0  # 0: reload the matcher index on every search
+    worker_poll_seconds: float = 5.0  # how often a worker checks or seeks leadership
+    worker_lease_seconds: float = 30.0  # SQLite: a dead leader's lease runs out after this
+    rate_search_per_minute: int = 120  # per token and API process; 0: no limit
+    rate_hold_per_minute: int = 30
+    auth_cache_seconds: float = 5.0  # a revocation from the CLI takes effect within this
+    retention_days: int = 90  # personal data in closed holds and audit detail, then statistics
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,4 +71,10 @@ class Settings:
             pg_pool_size=_int("ABRI_PG_POOL_SIZE", 10),
             pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 10),
             matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),
+            worker_poll_seconds=float(os.environ.get("ABRI_WORKER_POLL_SECONDS", "5")),
+            worker_lease_seconds=float(os.environ.get("ABRI_WORKER_LEASE_SECONDS", "30")),
+            rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120),
+            rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30),
+            auth_cache_seconds=float(os.environ.get("ABRI_AUTH_CACHE_SECONDS", "5")),
+            retention_days=_int("ABRI_RETENTION_DAYS", 90),
         )

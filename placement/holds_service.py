@@ -30,6 +30,7 @@ from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
 from capacity.db import Database
 from capacity.errors import NotFound
+from capacity.metrics import HOLD_TRANSITIONS
 from capacity.models import (
     Event,
     Facility,
@@ -241,6 +242,7 @@ async def expire_due_in_pool(
     ).all()
     if not rows:
         return 0
+    HOLD_TRANSITIONS.labels("expired").inc(len(rows))
     freed = sum(r.units for r in rows)
     await s.execute(
         update(Pool)
@@ -598,6 +600,7 @@ async def transition(
             view = await _view(s, row.id)
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
+    HOLD_TRANSITIONS.labels(target).inc()
     return view
 
 

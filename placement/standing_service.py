@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from capacity import audit, leases
@@ -254,7 +254,7 @@ async def cancel(db: Database, raw_ref: str, *, actor: Actor, now: datetime) -> 
         res = await s.execute(
             update(StandingRequest)
             .where(StandingRequest.id == view.id, StandingRequest.state == "waiting")
-            .values(state="cancelled", search=None, closed_at=now)
+            .values(state="cancelled", search=null(), closed_at=now)
             .execution_options(synchronize_session=False)
         )
         if res.rowcount == 0:
@@ -279,7 +279,7 @@ async def _expire_waiting(db: Database, now: datetime) -> int:
             await s.execute(
                 update(StandingRequest)
                 .where(StandingRequest.state == "waiting", StandingRequest.deadline <= now)
-                .values(state="expired", search=None, closed_at=now)
+                .values(state="expired", search=null(), closed_at=now)
                 .returning(StandingRequest.ref, StandingRequest.requester_operator_id)
                 .execution_options(synchronize_session=False)
             )
@@ -301,7 +301,14 @@ async def _notify(
     s: Any, operator_id: int, kind: str, ref: str, hold_ref: str | None, now: datetime
 ) -> None:
     """An event for live views and, when the requester's operator has one, a webhook."""
-    payload = {"standingRef": ref, "holdRef": hold_ref, "event": kind, "at": now.isoformat()}
+    state = kind.removeprefix("standing.")
+    payload = {
+        "event": kind,
+        "ref": ref,
+        "state": state,
+        "holdRef": hold_ref,
+        "at": now.isoformat(),
+    }
     await s.execute(
         insert(Event).values(
             at=now, kind=kind, facility_id=None, operator_id=operator_id, payload=payload
@@ -440,7 +447,7 @@ async def _mark_offered(db: Database, w: Any, hold: HoldView, now: datetime) -> 
             .where(StandingRequest.id == w.id, StandingRequest.state == "waiting")
             .values(
                 state="offered",
-                search=None,
+                search=null(),
                 hold_id=hold.id,
                 offered_pool_id=hold.pool_id,
                 offer_until=hold.deadline,

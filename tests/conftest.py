@@ -157,7 +157,16 @@ def cipher() -> AddressCipher:
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return Settings(
-        database_url=db_url, address_key=TEST_KEY, log_format="console", matcher_cache_seconds=0
+        database_url=db_url,
+        address_key=TEST_KEY,
+        log_format="console",
+        matcher_cache_seconds=0,
+        # Tests reuse one token for many calls; tests/integration/test_rate_limits.py
+        # switches the limits on.
+        rate_search_per_minute=0,
+        rate_hold_per_minute=0,
+        # Tests revoke tokens and expect the next call to fail; test_auth_cache.py covers it.
+        auth_cache_seconds=0,
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from litestar import Controller, Request, get, patch, post, put
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post, put
+from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 from sqlalchemy import select, update
 
@@ -13,9 +15,13 @@ from api.admin.schemas import (
     AuditRead,
     ImportResult,
     OperatorRead,
+    OutboxRead,
     TemplateRead,
     TokenCreated,
     TokenRead,
+    WebhookCreated,
+    WebhookRead,
+    WebhookSet,
 )
 from api.auth import requires_admin
 from api.schemas import PoolRead, pool_read
@@ -39,6 +45,22 @@ from capacity.importer import import_csv
 from capacity.models import Alert, AuditEntry
 from capacity.settings import Settings
 from capacity.templates import TEMPLATES
+from clients import webhooks
+
+
+def _webhook_read(v: webhooks.EndpointView) -> WebhookRead:
+    return WebhookRead(
+        operator_id=v.operator_id,
+        operator=v.operator,
+        url=v.url,
+        created_at=v.created_at,
+        pending=v.pending,
+        delivered=v.delivered,
+        failed=v.failed,
+        last_delivered_at=v.last_delivered_at,
+        last_failed_at=v.last_failed_at,
+        last_error=v.last_error,
+    )
 
 
 def _token_read(tok, op) -> TokenRead:  # type: ignore[no-untyped-def]
@@ -109,8 +131,11 @@ class AdminController(Controller):
         return [_token_read(t, o) for t, o in await registry.list_tokens(db)]
 
     @post("/tokens/{token_id:int}/revoke", status_code=204, summary="Revoke a token")
-    async def revoke_token(self, token_id: int, db: Database, actor: Actor, clock: Clock) -> None:
+    async def revoke_token(
+        self, token_id: int, db: Database, actor: Actor, clock: Clock, state: State
+    ) -> None:
         await registry.revoke_token(db, token_id=token_id, actor=actor, now=clock.now())
+        state.auth_cache.clear()  # effective at once in this process
 
     # ---------------------------------------------------------------- facilities
     @get("/policy-templates", summary="Policy templates for fast onboarding")
@@ -338,3 +363,93 @@ class AdminController(Controller):
                 object_type="alert",
                 object_id=alert_id,
             )
+
+    # ---------------------------------------------------------------- webhooks
+    @put(
+        "/operators/{operator_id:int}/webhook",
+        summary="Register or change a requester operator's webhook (secret shown once)",
+        description="The first registration (or `rotateSecret: true`) generates a signing "
+        "secret, returned in clear in this response only; otherwise `secret` is null and the "
+        "existing secret is kept.",
+    )
+    async def set_webhook(
+        self,
+        operator_id: int,
+        data: JSONBody[WebhookSet],
+        db: Database,
+        actor: Actor,
+        clock: Clock,
+        cipher: AddressCipher,
+    ) -> WebhookCreated:
+        view, secret = await webhooks.set_endpoint(
+            db,
+            operator=operator_id,
+            url=data.url,
+            rotate_secret=data.rotate_secret,
+            actor=actor,
+            now=clock.now(),
+            cipher=cipher,
+        )
+        return WebhookCreated(**msgspec.structs.asdict(_webhook_read(view)), secret=secret)
+
+    @get(
+        "/operators/{operator_id:int}/webhook",
+        summary="An operator's webhook and its delivery figures (never the secret)",
+    )
+    async def get_webhook(self, operator_id: int, db: Database) -> WebhookRead:
+        return _webhook_read(await webhooks.get_endpoint(db, operator_id))
+
+    @delete(
+        "/operators/{operator_id:int}/webhook",
+        status_code=204,
+        summary="Remove an operator's webhook (undelivered messages are marked failed)",
+    )
+    async def delete_webhook(
+        self, operator_id: int, db: Database, actor: Actor, clock: Clock
+    ) -> None:
+        await webhooks.delete_endpoint(db, operator=operator_id, actor=actor, now=clock.now())
+
+    @get("/webhooks", summary="All webhook endpoints with delivery figures")
+    async def list_webhooks(self, db: Database) -> list[WebhookRead]:
+        return [_webhook_read(v) for v in await webhooks.list_endpoints(db)]
+
+    @get("/webhooks/outbox", summary="Webhook deliveries, newest first (e.g. failed ones)")
+    async def outbox(
+        self,
+        db: Database,
+        status: Annotated[
+            Literal["pending", "delivered", "failed"] | None, Parameter(required=False)
+        ] = None,
+        operator_id: Annotated[int | None, Parameter(query="operatorId", ge=1)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> list[OutboxRead]:
+        return [
+            OutboxRead(
+                id=m.id,
+                operator_id=m.operator_id,
+                operator=m.operator,
+                event=m.event,
+                ref=m.ref,
+                state=m.state,
+                status=m.status,
+                created_at=m.created_at,
+                attempts=m.attempts,
+                next_attempt_at=m.next_attempt_at,
+                delivered_at=m.delivered_at,
+                failed_at=m.failed_at,
+                last_error=m.last_error,
+            )
+            for m in await webhooks.list_outbox(
+                db, status=status, operator_id=operator_id, limit=limit
+            )
+        ]
+
+    @post(
+        "/webhooks/outbox/{message_id:int}/retry",
+        status_code=204,
+        summary="Queue a failed delivery again, with a fresh retry schedule",
+    )
+    async def retry_delivery(
+        self, message_id: int, db: Database, actor: Actor, clock: Clock
+    ) -> None:
+        await webhooks.retry_failed(db, message_id=message_id, actor=actor, now=clock.now())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from api.schemas import Out
+from capacity.commands import Struct
 from placement.policy import AccessPolicy
 
 
@@ -64,3 +67,59 @@ class AlertRead(Out, kw_only=True):
     facility_id: int | None
     message: str
     acknowledged_at: datetime | None
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookSet(Struct, kw_only=True):
+    """Where to send a requester operator's hold notifications."""
+
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=500,
+            description="An absolute http(s) URL on the requester's own system.",
+            examples=["https://dispatch.example.be/abri/webhook"],
+        ),
+    ]
+    rotate_secret: bool = False  # an existing endpoint keeps its secret unless this is true
+
+
+class WebhookRead(Out, kw_only=True):
+    """An operator's webhook endpoint with delivery figures. Never the secret."""
+
+    operator_id: int
+    operator: str
+    url: str
+    created_at: datetime
+    pending: int
+    delivered: int
+    failed: int
+    last_delivered_at: datetime | None
+    last_failed_at: datetime | None
+    last_error: str | None
+
+
+class WebhookCreated(WebhookRead, kw_only=True):
+    # The signing secret, in clear, only in the response that generated it; null otherwise.
+    secret: str | None
+
+
+class OutboxRead(Out, kw_only=True):
+    """One webhook delivery (no payload beyond the hold reference and state)."""
+
+    id: int
+    operator_id: int
+    operator: str | None
+    event: str
+    ref: str | None
+    state: str | None
+    status: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    last_error: str | None

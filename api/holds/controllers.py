@@ -25,13 +25,16 @@ from api.holds.schemas import (
     hold_read,
     staff_hold_read,
 )
+from api.ratelimit import rate_limit
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.db import Database
 from capacity.errors import InvalidInput
+from capacity.metrics import HOLD_ATTEMPTS
 from capacity.models import Event, Facility
 from capacity.settings import Settings
 from placement import holds_service, standing_service
+from placement.errors import NoLongerFree, NotAdmitting, NotEligible
 
 IdemKey = Annotated[
     str,
@@ -44,6 +47,11 @@ IdemKey = Annotated[
         "key returns the same hold instead of a second one.",
     ),
 ]
+_OUTCOME = {
+    NoLongerFree: "no_longer_free",
+    NotAdmitting: "not_admitting",
+    NotEligible: "not_eligible",
+}
 StateFilter = Literal["held", "arrived", "released", "declined", "expired", "no_show", "departed"]
 
 
@@ -52,7 +60,12 @@ class HoldController(Controller):
     tags = ["holds"]
     guards = [requires_requester]
 
-    @post("/", summary="Reserve a place for a household (idempotent)", status_code=201)
+    @post(
+        "/",
+        summary="Reserve a place for a household (idempotent)",
+        status_code=201,
+        guards=[rate_limit("hold")],
+    )
     async def create(
         self,
         data: Annotated[
@@ -69,17 +82,22 @@ class HoldController(Controller):
         clock: Clock,
     ) -> Response[HoldRead]:
         now = clock.now()
-        result = await holds_service.reserve(
-            db,
-            pool_ref=data.pool_ref,
-            household=data.household,
-            need=data.need,
-            minutes=data.minutes,
-            callback=data.callback,
-            idempotency_key=idempotency_key,
-            actor=actor,
-            now=now,
-        )
+        try:
+            result = await holds_service.reserve(
+                db,
+                pool_ref=data.pool_ref,
+                household=data.household,
+                need=data.need,
+                minutes=data.minutes,
+                callback=data.callback,
+                idempotency_key=idempotency_key,
+                actor=actor,
+                now=now,
+            )
+        except (NoLongerFree, NotAdmitting, NotEligible) as exc:
+            HOLD_ATTEMPTS.labels(_OUTCOME[type(exc)]).inc()
+            raise
+        HOLD_ATTEMPTS.labels("granted" if result.created else "replayed").inc()
         return Response(
             hold_read(result.view, now),
             status_code=201 if result.created else 200,

@@ -11,10 +11,12 @@ from litestar.openapi.spec import Example
 from litestar.params import Body
 
 from api.auth import requires_requester
+from api.ratelimit import rate_limit
 from api.schemas import Out
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.db import Database
+from capacity.metrics import SEARCHES
 from placement import search_service
 from placement.holds_service import requester_kind_of
 from placement.household import SearchRequest
@@ -62,7 +64,12 @@ class PlacementController(Controller):
     tags = ["placement"]
     guards = [requires_requester]
 
-    @post("/search", status_code=200, summary="Find places that will take this household tonight")
+    @post(
+        "/search",
+        status_code=200,
+        summary="Find places that will take this household tonight",
+        guards=[rate_limit("search")],
+    )
     async def search(
         self,
         data: Annotated[
@@ -93,6 +100,7 @@ class PlacementController(Controller):
             now=clock.now(),
         )
         r = found.result
+        SEARCHES.labels(requester_kind_of(actor), "found" if r.options else "unmet").inc()
         exclusions = [
             Exclusion(code=c, count=n, text=f"{n} place(s) {EXCLUSION_TEXT.get(c, c)}")
             for c, n in sorted(r.excluded.items(), key=lambda kv: (-kv[1], kv[0]))

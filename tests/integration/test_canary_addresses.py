@@ -33,6 +33,18 @@ def example_bodies(pool_ref: str) -> dict[tuple[str, str], Any]:
         ("POST", "/holds/{ref:str}/extend"): {"minutes": 60},
         ("POST", "/standing-requests"): {"search": SEARCH, "minutes": 60},
         ("POST", "/staff/holds/{ref:str}/decline"): {"reason": "full tonight"},
+        ("POST", "/admin/feeds"): {
+            "name": "canary-feed",
+            "operator": "Refuges Secrets",
+            "url": "http://127.0.0.1:9/feed",
+            "format": "json_inventory",
+            "mapping": [{"feedId": "DBL", "poolId": 1}],
+        },
+        ("PATCH", "/admin/feeds/{feed_id:int}"): {"intervalSeconds": 600},
+        ("POST", "/staff/facilities/{facility_id:int}/links"): {
+            "label": "Night shift",
+            "hours": 12,
+        },
     }
 
 
