@@ -534,6 +534,8 @@ async def transition(
         if rules.is_due(row.state, row.deadline, now):
             await expire_due_in_pool(s, row.pool_id, now)
             expired_now = True
+        elif row.state == "expired":  # the same answer whether or not the sweeper ran
+            expired_now = True
         else:
             rules.check_transition(row.state, target)
             source = "arrived" if target == "departed" else "held"
@@ -615,6 +617,8 @@ async def extend(
             raise NotFound("No such hold.", field="ref")
         if rules.is_due(row.state, row.deadline, now):
             await expire_due_in_pool(s, row.pool_id, now)
+            expired_now = True
+        elif row.state == "expired":  # the same answer whether or not the sweeper ran
             expired_now = True
         else:
             if row.state != "held":

@@ -464,8 +464,9 @@ class HoldMachine(RuleBasedStateMachine):
                 self.db, ref, target, actor=actor, now=now, reason="state machine"
             )
         )
-        if h.due(now):
-            self.model.expire_due(now, h.pool)
+        if h.due(now) or h.state == "expired":
+            if h.due(now):
+                self.model.expire_due(now, h.pool)
             self.expect_error(exc, HoldExpired)
             return
         if target not in NEXT.get(h.state, set()):
@@ -506,8 +507,9 @@ class HoldMachine(RuleBasedStateMachine):
             )
         )
         cap = cap_minutes(h.requester)
-        if h.due(now):
-            self.model.expire_due(now, h.pool)
+        if h.due(now) or h.state == "expired":
+            if h.due(now):
+                self.model.expire_due(now, h.pool)
             self.expect_error(exc, HoldExpired)
         elif h.state != "held":
             self.expect_error(exc, IllegalTransition)
