@@ -42,6 +42,7 @@ from api.standing.controllers import StandingController
 from api.taskforce.controllers import TaskforceController
 from api.web import WEB_HANDLERS
 from api.web.links import LinkPageController
+from api.web.taskforce import TaskforcePageController
 from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
@@ -64,6 +65,7 @@ ROUTE_HANDLERS: list[Any] = [
     FeedController,
     *WEB_HANDLERS,
     LinkPageController,
+    TaskforcePageController,
 ]
 
 

@@ -263,6 +263,8 @@ async def _guard(
 def _home_for(role: str | None) -> str:
     if role == "link":  # a one-time link session (api/web/links.py)
         return "/web/link"
+    if role == "taskforce":  # the dashboard (api/web/taskforce.py)
+        return "/web/taskforce"
     if role in STAFF_ROLES - {"admin"}:
         return "/web/staff"
     if role in CONSOLE_ROLES:

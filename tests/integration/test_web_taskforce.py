@@ -1,0 +1,337 @@
+"""The task-force dashboard page without a browser, on SQLite and PostgreSQL: who may see it,
+the map's colour classes and figures against ``/taskforce/saturation/map``, suppression,
+filters, sorting, the trend chart, unmet demand, languages, and no alias or address of a
+facility anywhere in the page."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import insert
+
+from api.web import i18n
+from api.web.taskforce import CLASS_BOUNDS, SAT_CLASSES
+from capacity import snapshots
+from capacity.commands import PoolCreate
+from capacity.models import UnmetDemand
+from capacity.settings import Settings
+from placement.policy import AccessPolicy
+from tests.browser.web_helpers import post_form, web_sign_in
+from tests.conftest import World, bearer
+from tests.integration.test_canary_addresses import canary_address
+
+# Province of Liège (60000): arrondissements Huy 61000, Liège 62000, Verviers 63000, Waremme
+# 64000 (empty). Limburg (70000): one refuge only, so suppressed; Antwerp (10000, three
+# refuges) then too, or Flanders minus Antwerp would give it away. Namur (90000): none.
+HUY, LIEGE, VERVIERS, ANTWERP, HASSELT = "61003", "62003", "63001", "11002", "71022"
+
+
+async def seed_taskforce(world: World) -> dict[str, Any]:
+    """Seven secret refuges in Liège province (3 + 3 + 1 by arrondissement), three in Antwerp
+    and one in Limburg,
+    each with a canary alias and address; task-force, staff, helpline and police tokens."""
+    await world.operator("Refuges Canary", "shelter_operator")
+    await world.operator("Task Force", "taskforce")
+    await world.operator("Ligne", "helpline")
+    await world.operator("Zone", "police")
+    await world.operator("Federal Admin", "admin")
+    needles: list[str] = []
+    facs = []
+    plan = (
+        [(LIEGE, 10, 8, i == 0) for i in range(3)]
+        + [(VERVIERS, 8, 4, False) for _ in range(3)]
+        + [(HUY, 7, 6, False), (HASSELT, 5, 5, False)]
+        + [(ANTWERP, 4, 1, False) for _ in range(3)]
+    )
+    for i, (nis, total, occupied, undocumented) in enumerate(plan):
+        addr, found = canary_address()
+        alias = f"CANARYALIAS{found[0][-8:]}X{i}"
+        needles += [*found, alias]
+        facs.append(
+            await world.facility(
+                "Refuges Canary",
+                alias,
+                municipality=nis,
+                address=addr,
+                policy=AccessPolicy(accepts_undocumented=undocumented),
+                pools=[PoolCreate(label="Beds", units_total=total, units_occupied=occupied)],
+            )
+        )
+    return {
+        "needles": needles,
+        "facs": facs,
+        "tf": await world.token("Task Force", "taskforce"),
+        "admin": await world.token("Federal Admin", "admin"),
+        "staff": await world.token("Refuges Canary", "staff"),
+        "helpline": await world.token("Ligne", "helpline"),
+        "police": await world.token("Zone", "police"),
+    }
+
+
+def expected_class(props: dict[str, Any]) -> str:
+    """The colour class the page must give an area, computed from the API's figures."""
+    if props["suppressed"]:
+        return "suppressed"
+    if not props["capacity"] or props["saturation"] is None:
+        return "nodata"
+    return SAT_CLASSES[sum(props["saturation"] >= b for b in CLASS_BOUNDS)]
+
+
+def map_areas(page: str) -> dict[str, dict[str, str]]:
+    """data-nis -> {class, saturation, title} of every shape of the SVG map."""
+    svg = re.search(r'<svg id="tf-map".*?</svg>', page, re.S)
+    assert svg, "no map"
+    out = {}
+    for m in re.finditer(
+        r'<path d="[^"]+" class="area [^"]*" data-nis="(\d+)" data-class="([\w-]+)" '
+        r'data-saturation="([^"]*)"><title>([^<]*)</title>',
+        svg[0],
+    ):
+        out[m.group(1)] = {"class": m.group(2), "saturation": m.group(3), "title": m.group(4)}
+    return out
+
+
+def table_rows(page: str) -> list[tuple[str, list[str]]]:
+    body = re.search(r'<table id="tf-table".*?<tbody>(.*?)</tbody>', page, re.S)
+    assert body
+    rows = []
+    for m in re.finditer(r'<tr data-nis="(\d+)".*?</tr>', body[1], re.S):
+        cells = [
+            re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", m[0])
+        ]
+        rows.append((m.group(1), cells))
+    return rows
+
+
+async def api_map(client: AsyncClient, token: str, **params: str) -> dict[str, dict[str, Any]]:
+    r = await client.get("/taskforce/saturation/map", params=params, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return {f["properties"]["nis"]: f["properties"] for f in r.json()["features"]}
+
+
+async def test_only_taskforce_and_admin_get_the_dashboard(
+    client: AsyncClient, world: World
+) -> None:
+    s = await seed_taskforce(world)
+    assert (await client.get("/web/taskforce")).status_code == 303  # not signed in
+    for role in ("staff", "helpline", "police"):
+        client.cookies.clear()
+        await web_sign_in(client, s[role])
+        r = await client.get("/web/taskforce")
+        assert r.status_code == 403, role
+        assert "tf-map" not in r.text
+    for role in ("tf", "admin"):
+        client.cookies.clear()
+        r = await web_sign_in(client, s[role])
+        assert r.status_code == 303
+        if role == "tf":  # a task-force sign-in lands on the dashboard
+            assert r.headers["location"] == "/web/taskforce"
+            assert (await client.get("/web/")).headers["location"] == "/web/taskforce"
+        assert (await client.get("/web/taskforce")).status_code == 200, role
+    # the bearer token alone opens no page
+    client.cookies.clear()
+    r = await client.get("/web/taskforce", headers=bearer(s["tf"]))
+    assert r.status_code == 303
+
+
+async def test_map_table_and_chart_match_the_api(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    s = await seed_taskforce(world)
+    now = world.clock.now()
+    for hours in (3, 2, 1, 0):  # four hourly snapshots for the trend chart
+        await snapshots.take_snapshot(world.db, settings, now - timedelta(hours=hours))
+    await web_sign_in(client, s["tf"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    r = await client.get("/web/taskforce")
+    assert r.status_code == 200
+    page = r.text
+    assert "<script>" not in page and " style=" not in page  # strict CSP: nothing inline
+    areas = map_areas(page)
+    assert len(areas) == 11  # 10 provinces and the Brussels region
+    api = await api_map(client, s["tf"], level="province")
+    assert set(areas) == set(api)
+    for nis, props in api.items():
+        assert areas[nis]["class"] == expected_class(props), nis
+        want = "" if props["saturation"] is None else str(props["saturation"])
+        assert areas[nis]["saturation"] == want, nis
+    # Liège province: 7 refuges, 61 places, 42 occupied -> 69 %, class 2 (50 to 70 %)
+    liege = api["60000"]
+    assert not liege["suppressed"] and liege["capacity"] == 61 and liege["occupied"] == 42
+    assert areas["60000"]["class"] == "sat-2"
+    assert "69 %" in html.unescape(areas["60000"]["title"])
+    # Limburg: a single refuge, suppressed on the map and in the table; Antwerp as well
+    for nis in ("70000", "10000"):
+        assert areas[nis]["class"] == "suppressed" and "suppressed" in areas[nis]["title"]
+    rows = dict(table_rows(page))
+    assert rows["70000"] == ["suppressed"] * 7
+    assert rows["60000"][:4] == ["61", "42", "0", "19"] and rows["60000"][-1] == "69 %"
+    assert rows["90000"][0] == "0"  # Namur: no place -> no data
+    assert areas["90000"]["class"] == "nodata"
+    # default sort: saturation, highest first, suppressed last
+    order = [nis for nis, _ in table_rows(page)]
+    assert order[0] == "60000" and set(order[-2:]) == {"10000", "70000"}
+    # the trend chart: four points of Belgium's saturation
+    chart = re.search(r'<svg id="tf-chart"[^>]*data-points="(\d+)"[^>]*>(.*?)</svg>', page, re.S)
+    assert chart and chart.group(1) == "4"
+    pts = re.findall(r'<polyline class="trend" points="([^"]+)"', chart.group(2))
+    assert len(pts) == 1 and len(pts[0].split()) == 4
+    # zoom into Liège: its four arrondissements, as /taskforce/saturation/map says
+    r = await client.get("/web/taskforce", params={"province": "60000"})
+    arr = map_areas(r.text)
+    assert set(arr) == {"61000", "62000", "63000", "64000"}
+    api_arr = await api_map(client, s["tf"], level="arrondissement")
+    for nis, a in arr.items():
+        assert a["class"] == expected_class(api_arr[nis]), nis
+    assert arr["61000"]["class"] == "suppressed"  # Huy: one refuge
+    assert arr["64000"]["class"] == "nodata"  # Waremme: none
+    # complementary suppression shows through: Liège or Verviers is suppressed too
+    assert sorted([arr["62000"]["class"], arr["63000"]["class"]]).count("suppressed") == 1
+    chart = re.search(r'<svg id="tf-chart"[^>]*data-points="(\d+)"', r.text)
+    assert chart and chart.group(1) == "4"  # the province's trend
+    # sorting by a column, both ways, through links (no script)
+    r = await client.get("/web/taskforce", params={"province": "60000", "sort": "area"})
+    names = [n for n, _ in table_rows(r.text)]
+    assert names == ["61000", "62000", "63000", "64000"]  # Huy, Liège, Verviers, Waremme
+    assert 'aria-sort="ascending"' in r.text
+    r = await client.get(
+        "/web/taskforce", params={"province": "60000", "sort": "area", "dir": "desc"}
+    )
+    assert [n for n, _ in table_rows(r.text)] == names[::-1]
+    # the arrondissement level over all of Belgium
+    r = await client.get("/web/taskforce", params={"level": "arrondissement"})
+    assert len(map_areas(r.text)) == 43
+
+
+async def test_filters_change_the_figures(client: AsyncClient, world: World) -> None:
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    base = map_areas((await client.get("/web/taskforce")).text)
+    assert base["60000"]["class"] == "sat-2"
+    # only one Liège refuge accepts undocumented people: suppressed, like the API says
+    r = await client.get("/web/taskforce", params={"segment": "undocumented"})
+    areas = map_areas(r.text)
+    api = await api_map(client, s["tf"], level="province", segment="undocumented")
+    assert areas["60000"]["class"] == expected_class(api["60000"]) == "suppressed"
+    assert '<option value="undocumented" selected>' in r.text
+    # no crisis hotel anywhere: no data
+    r = await client.get("/web/taskforce", params={"kind": "crisis_hotel"})
+    areas = map_areas(r.text)
+    assert areas["60000"]["class"] == "nodata"
+    assert dict(table_rows(r.text))["60000"][0] == "0"
+    # unknown filter values fall back to all
+    r = await client.get("/web/taskforce", params={"kind": "<script>", "segment": "x"})
+    assert r.status_code == 200 and map_areas(r.text)["60000"]["class"] == "sat-2"
+
+
+async def test_unmet_demand_summary_is_suppressed_below_k(
+    client: AsyncClient, world: World
+) -> None:
+    s = await seed_taskforce(world)
+    now = world.clock.now()
+    rows = [
+        dict(
+            at=now - timedelta(hours=2),
+            requester_kind="helpline",
+            need="ipv",
+            arrondissement_nis="62000",
+            province_nis="60000",
+            region_nis="03000",
+            household_shape="1A+2C",
+            segments={"withChildren": True},
+            top_reasons=["children_not_accepted" if i < 4 else "no_room"],
+            episode_hash=None,
+        )
+        for i in range(6)
+    ]
+    async with world.db.write() as sess:
+        await sess.execute(insert(UnmetDemand), rows)
+    await web_sign_in(client, s["tf"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    page = (await client.get("/web/taskforce")).text
+    table = re.search(r'<table id="tf-unmet".*?</table>', page, re.S)
+    assert table
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html.unescape(table[0])))
+    assert "Liège All rules together 6 " in text
+    # 2 'no room' searches: suppressed; the 4 others too, or 6 - 4 would give them away
+    assert "do not accept children suppressed" in text
+    assert "have no free unit that fits the household suppressed" in text
+    r = await client.get("/web/taskforce", params={"province": "60000"})
+    table = re.search(r'<table id="tf-unmet".*?</table>', r.text, re.S)
+    assert table and "Liège" in table[0] and "suppressed" in table[0]
+
+
+@pytest.mark.parametrize(
+    ("lang", "heading", "suppressed"),
+    [
+        ("fr", "Tableau de bord de la task force", "masqué"),
+        ("nl", "Dashboard van de taskforce", "afgeschermd"),
+        ("de", "Dashboard des Krisenstabs", "unterdrückt"),
+        ("en", "Task force dashboard", "suppressed"),
+    ],
+)
+async def test_language_switch(
+    client: AsyncClient, world: World, lang: str, heading: str, suppressed: str
+) -> None:
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    r = await post_form(
+        client, "/web/taskforce", "/web/lang", {"lang": lang, "next": "/web/taskforce"}
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/web/taskforce"
+    page = (await client.get("/web/taskforce")).text
+    assert f'<html lang="{lang}">' in page and heading in page
+    assert map_areas(page)["70000"]["title"].endswith(suppressed)
+
+
+def test_every_dashboard_message_is_translated() -> None:
+    """Besides the template scan of test_web_pages: every msgid of taskforce.html in all
+    four catalogues, with the same placeholders."""
+    from pathlib import Path
+
+    text = (Path(i18n.__file__).parent / "templates" / "taskforce.html").read_text()
+    ids = set(re.findall(r'_\(\s*"((?:[^"\\]|\\.)*)"\s*\)', text))
+    ids |= set(re.findall(r"_\(\s*'((?:[^'\\]|\\.)*)'\s*\)", text))
+    assert len(ids) > 40
+    for lang in i18n.LANGS:
+        table = i18n.catalogue(lang)
+        missing = sorted(i for i in ids if i not in table)
+        assert not missing, (lang, missing)
+        for msgid in ids:
+            want = sorted(re.findall(r"%\(\w+\)s|%%", msgid))
+            assert sorted(re.findall(r"%\(\w+\)s|%%", table[msgid])) == want, (lang, msgid)
+
+
+async def test_no_alias_or_address_anywhere_on_the_dashboard(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    s = await seed_taskforce(world)
+    await snapshots.take_snapshot(world.db, settings, world.clock.now())
+    seen = 0
+    for role in ("tf", "admin"):
+        client.cookies.clear()
+        await web_sign_in(client, s[role])
+        for params in (
+            {},
+            {"province": "60000"},
+            {"province": "60000", "area": "62000", "days": "1"},
+            {"province": "70000"},
+            {"province": "10000", "days": "365"},
+            {"level": "arrondissement", "sort": "free", "dir": "asc"},
+            {"segment": "undocumented", "kind": "refuge"},
+        ):
+            for lang in ("fr", "en"):
+                client.cookies.set("abri_lang", lang, path="/web")
+                r = await client.get("/web/taskforce", params=params)
+                assert r.status_code == 200, params
+                blob = r.text + " ".join(f"{k}: {v}" for k, v in r.headers.items())
+                for needle in s["needles"]:
+                    assert needle not in blob, (params, needle)
+                assert "CANARY" not in blob.upper()
+                seen += 1
+    assert seen == 28
