@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from capacity.db import Database
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world
 from tests.conftest import TEST_KEY, World, need
+from tests.servers import serving
 
 pytestmark = pytest.mark.browser
 
@@ -40,16 +39,9 @@ ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real uvicorn on a loopback port over a seeded SQLite file."""
-    import uvicorn
 
     from api.app import create_app
 
@@ -81,23 +73,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         matcher_cache_seconds=0,
         log_level="WARNING",
     )
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield {"base": f"http://127.0.0.1:{port}", **seeded}
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(settings)) as base:
+        yield {"base": base, **seeded}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from capacity.settings import Settings
 from tests.browser import test_web_browser as wb
 from tests.conftest import TEST_KEY, World, need
 from tests.integration.test_web_taskforce import expected_class, seed_taskforce
+from tests.servers import serving
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,6 @@ pytestmark = pytest.mark.browser
 def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real uvicorn on a loopback port over a SQLite file with the dashboard's seed and four
     hourly snapshots."""
-    import uvicorn
 
     from api.app import create_app
 
@@ -68,23 +67,8 @@ def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     worker = threading.Thread(target=prepare)
     worker.start()
     worker.join()
-    port = wb._free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield {"base": f"http://127.0.0.1:{port}", **out}
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(settings)) as base:
+        yield {"base": base, **out}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from capacity.availability import freshness, stale_threshold
 from capacity.settings import DEFAULT_STALE_MINUTES
 from ops.demo import load_demo
 from tests.conftest import TEST_KEY, World
+from tests.servers import free_port
 
 
 async def test_demo_world_covers_belgium(world: World) -> None:
@@ -49,15 +49,9 @@ async def test_demo_world_covers_belgium(world: World) -> None:
         assert actor is not None and actor.role == role
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_demo_starts_and_answers(tmp_path: Path) -> None:
     """The README's first command, minus the install: serve --demo on a fresh directory."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABRI_")}
     env["ABRI_ADDRESS_KEY"] = TEST_KEY
     proc = subprocess.Popen(

@@ -4,11 +4,9 @@ show that ``hold`` retries with the same Idempotency-Key and never makes two hol
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +14,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from api.app import create_app
@@ -42,16 +39,11 @@ from clients import (
 from placement.household import Adult, Child, Household, SearchRequest
 from placement.refcode import check_symbol
 from tests.conftest import TEST_KEY, World
+from tests.servers import serving
 
 STREET = "Rue Canari SDK 77"
 HOUSEHOLD = Household(adults=[Adult(gender="female")], children=[Child(age=5)], languages=["fr"])
 SEARCH = SearchRequest(household=HOUSEHOLD, need="ipv", preferred_municipality_nis="21004")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -89,29 +81,18 @@ async def abri(tmp_path: Path, sqlite_template: Path, cipher: AddressCipher) -> 
         matcher_cache_seconds=0,
         auto_migrate=False,
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.05)
     try:
-        yield Abri(
-            url=f"http://127.0.0.1:{port}",
-            db=db,
-            line=line,
-            staff=staff,
-            pool_id=fac.pools[0].id,
-            pool_ref=fac.pools[0].ref,
-            small_ref=fac.pools[1].ref,
-        )
+        with serving(create_app(settings)) as base:
+            yield Abri(
+                url=base,
+                db=db,
+                line=line,
+                staff=staff,
+                pool_id=fac.pools[0].id,
+                pool_ref=fac.pools[0].ref,
+                small_ref=fac.pools[1].ref,
+            )
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         await db.dispose()
 
 
