@@ -46,10 +46,14 @@ async def rotate_all(db: Database, cipher: AddressCipher, *, actor: Actor, now: 
         async with db.write() as s:
             rows = (await s.execute(select(key, col).where(col.is_not(None)))).all()
             for k, ciphertext in rows:
-                await s.execute(
-                    update(table).where(key == k).values({col.name: cipher.rotate(ciphertext)})
+                # Only if unchanged since read: a concurrent writer already used the newest key,
+                # and must not be overwritten with the old value.
+                res = await s.execute(
+                    update(table)
+                    .where(key == k, col == ciphertext)
+                    .values({col.name: cipher.rotate(ciphertext)})
                 )
-            done += len(rows)
+                done += res.rowcount
             await audit.record(
                 s,
                 actor=actor,
