@@ -8,11 +8,13 @@ shipped province map does.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from capacity.errors import UnknownArea
 
@@ -209,3 +211,15 @@ def provinces_and_brussels() -> list[Area]:
     out = [a for a in idx.areas.values() if a.level == "province"]
     out.append(idx.areas[BRUSSELS_REGION])
     return sorted(out, key=lambda a: a.nis)
+
+
+@cache
+def area_shapes(level: str) -> dict[str, Any]:
+    """The shipped GeoJSON of provinces or arrondissements (Statbel, CC BY 4.0; see
+    data/SOURCES.md), for maps. Read once."""
+    name = {
+        "province": "be_provinces_2025.geojson",
+        "arrondissement": "be_arrondissements_2025.geojson",
+    }[level]
+    with (resources.files("capacity") / "data" / name).open(encoding="utf-8") as fh:
+        return json.load(fh)

@@ -166,7 +166,7 @@ def _to_view(row: Any) -> HoldView:
     return HoldView(*row)
 
 
-async def _view(s: AsyncSession, hold_id: int) -> HoldView:
+async def load_view(s: AsyncSession, hold_id: int) -> HoldView:
     row = (await s.execute(_view_query().where(Hold.id == hold_id))).one()
     return _to_view(row)
 
@@ -300,7 +300,7 @@ async def _replay(db: Database, operator_id: int, key: str, digest: str) -> Hold
                 "key for a new request.",
                 field="Idempotency-Key",
             )
-        return await _view(s, row.id)
+        return await load_view(s, row.id)
 
 
 async def reserve(
@@ -461,7 +461,7 @@ async def reserve(
                         now=now,
                         state="held",
                     )
-                    outcome["view"] = await _view(s, hold_id)
+                    outcome["view"] = await load_view(s, hold_id)
         except IntegrityError:
             # A twin with the same Idempotency-Key won (its transaction committed first), or
             # the reference code collided. Re-read: replay the twin, else retry a new code.
@@ -599,7 +599,7 @@ async def transition(
                 now=now,
                 state=target,
             )
-            view = await _view(s, row.id)
+            view = await load_view(s, row.id)
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
     HOLD_TRANSITIONS.labels(target).inc()
@@ -659,7 +659,7 @@ async def extend(
                 now=now,
                 state="held",
             )
-            view = await _view(s, row.id)
+            view = await load_view(s, row.id)
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
     return view

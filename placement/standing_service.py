@@ -115,7 +115,7 @@ async def _views(db: Database, rows: list[Any]) -> list[StandingView]:
         hold = None
         if r.hold_id is not None:
             async with db.read() as s:
-                hold = await holds_service._view(s, r.hold_id)
+                hold = await holds_service.load_view(s, r.hold_id)
         out.append(StandingView(*r[:10], hold=hold))
     return out
 
@@ -436,7 +436,7 @@ async def _earlier_hold(db: Database, operator_id: int, standing_ref: str) -> Ho
                 Hold.idempotency_key == hold_key(standing_ref),
             )
         )
-        return None if hold_id is None else await holds_service._view(s, hold_id)
+        return None if hold_id is None else await holds_service.load_view(s, hold_id)
 
 
 async def _mark_offered(db: Database, w: Any, hold: HoldView, now: datetime) -> bool:

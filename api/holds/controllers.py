@@ -201,7 +201,7 @@ class StaffHoldController(Controller):
         ] = None,
     ) -> ServerSentEvent:
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-        return ServerSentEvent(_events(db, actor, clock, start, seconds))
+        return ServerSentEvent(hold_event_stream(db, actor, clock, start, seconds))
 
     @get("/{ref:str}", summary="One hold on my facilities")
     async def get(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
@@ -256,7 +256,7 @@ async def _staff(
     return staff_hold_read(view, now)
 
 
-async def _events(
+async def hold_event_stream(
     db: Database, actor: Actor, clock: Clock, after: int | None, seconds: int
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     """Poll the events table (works across API processes) and send what concerns my facilities.

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
-from importlib import resources
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
@@ -40,6 +37,7 @@ from api.taskforce.schemas import (
     tf_area,
 )
 from capacity import taskforce_service as tf
+from capacity.areas import area_shapes
 from capacity.clock import Clock
 from capacity.db import Database
 from capacity.errors import InvalidInput
@@ -177,16 +175,6 @@ def window(raw_start: str | None, raw_end: str | None, now: datetime, days: int 
     return start, end
 
 
-@cache
-def _shapes(level: str) -> dict[str, Any]:
-    name = {
-        "province": "be_provinces_2025.geojson",
-        "arrondissement": "be_arrondissements_2025.geojson",
-    }[level]
-    with (resources.files("capacity") / "data" / name).open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 class TaskforceController(Controller):
     path = "/taskforce"
     tags = ["taskforce"]
@@ -319,7 +307,7 @@ class TaskforceController(Controller):
         if level not in ("province", "arrondissement"):
             raise InvalidInput("level must be province or arrondissement.", field="level")
         cube = await tf.current_cube(db, settings, clock.now())
-        shapes = _shapes(level)
+        shapes = area_shapes(level)
         features = []
         for feat in shapes["features"]:
             nis = feat["properties"]["nis"]

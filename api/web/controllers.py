@@ -23,7 +23,7 @@ from litestar.enums import MediaType
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
-from api.holds.controllers import _events
+from api.holds.controllers import hold_event_stream
 from api.holds.schemas import hold_read, staff_hold_read
 from api.schemas import area_ref, pool_read
 from api.web import i18n
@@ -842,7 +842,7 @@ class WebController(Controller):
         state = request.app.state
         last = request.headers.get("last-event-id")
         start = int(last) if last and last.isdigit() else None
-        stream = ServerSentEvent(_events(state.db, actor, state.clock, start, 300))
+        stream = ServerSentEvent(hold_event_stream(state.db, actor, state.clock, start, 300))
         for name, value in sess.SECURITY_HEADERS.items():
             stream.headers[name] = value
         return stream

@@ -21,11 +21,10 @@ from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get
 
-from api.taskforce.controllers import _shapes
 from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
 from api.web.controllers import _guard, _lang, _render
 from capacity import taskforce_service as tf
-from capacity.areas import fold
+from capacity.areas import area_shapes, fold
 from capacity.saturation import COUNTRY, KINDS, SEGMENTS
 from placement.rules import EXCLUSION_TEXT
 
@@ -87,7 +86,7 @@ def map_shapes(level: str, province: str | None) -> Shapes:
     with x = lon * cos(50.5°), y = -lat and scaled to ``MAP_WIDTH``."""
     feats = [
         f
-        for f in _shapes(level)["features"]
+        for f in area_shapes(level)["features"]
         if province is None or _in_province(f["properties"], province)
     ]
     pts = [(x * COS_LAT, -y) for f in feats for r in _rings(f["geometry"]) for x, y in r]
