@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError
 
 from api.logging import log
+from capacity.db import connection_lost
 from capacity.errors import AbriError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -207,8 +208,21 @@ def _out_of_range(exc: BaseException) -> bool:
 
 
 def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    """Out-of-range numbers are the client's mistake (422), whichever route or column; any
-    other database error is ours (500)."""
+    """Out-of-range numbers are the client's mistake (422), whichever route or column; a
+    connection the database dropped under the request is worth a retry (503); any other
+    error is ours (500). The hot paths talk to the driver directly, so its own exceptions
+    arrive here too (hence also registered for ``Exception``)."""
+    if connection_lost(exc):
+        log.warning("database_connection_lost", error_type=type(exc).__name__)
+        return problem_response(
+            request,
+            status=503,
+            code="database-unavailable",
+            title="Try again",
+            detail="The connection to the database was lost; nothing was saved. Retry in a "
+            "moment (with the same Idempotency-Key for a hold).",
+            retry_after=1,
+        )
     if not _out_of_range(exc):
         return handle_internal(request, exc)
     return problem_response(
@@ -238,7 +252,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_http,
     OverflowError: handle_database_value,
     DBAPIError: handle_database_value,
-    Exception: handle_internal,
+    Exception: handle_database_value,
 }
 
 PROBLEM_STATUSES = (400, 401, 403, 404, 409, 412, 415, 422, 428, 429, 503)

@@ -11,13 +11,16 @@ PostgreSQL: one engine, READ COMMITTED (asserted by a test), ``lock_timeout`` (2
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -71,9 +74,26 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngi
         "connect_args",
         {"server_settings": {"lock_timeout": f"{LOCK_TIMEOUT_MS}ms", "statement_timeout": "15s"}},
     )
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("hide_parameters", True)  # never log bound values (household data)
-    return create_async_engine(url, isolation_level="READ COMMITTED", **kwargs)
+    engine = create_async_engine(url, isolation_level="READ COMMITTED", **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _install_closed_check(engine)
+    return engine
+
+
+def _install_closed_check(engine: AsyncEngine) -> None:
+    """Never hand out a pooled connection the server has closed (a PostgreSQL restart, an
+    idle-session timeout, ``pg_terminate_backend``): asyncpg notices the closed socket by
+    itself, so checking costs nothing. SQLAlchemy's ``pool_pre_ping`` would instead spend
+    three round trips (BEGIN, a ping, ROLLBACK) on every transaction — a quarter of a hold's
+    CPU. A connection that dies while in use fails that one request (503, retry), and
+    SQLAlchemy then recycles the rest of the pool."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and driver.is_closed():
+            raise DisconnectionError("connection closed by the server")  # pool retries
 
 
 class Database:
@@ -116,6 +136,62 @@ class Database:
                 raise
 
     @asynccontextmanager
+    async def raw_write(self, *, transaction: bool = True) -> AsyncIterator[RawTx]:
+        """One write transaction on the driver's own connection, for hot paths (holds).
+
+        Same engine, pool, connection settings and lock semantics as :meth:`write` (BEGIN
+        IMMEDIATE on SQLite, READ COMMITTED and the lock timeout on PostgreSQL), without the
+        ORM's per-statement cost: on PostgreSQL the statements go straight to asyncpg, which
+        prepares each once per connection. Committed on success, rolled back on any error.
+
+        ``transaction=False`` (PostgreSQL only; SQLite always has its transaction): every
+        statement commits on its own — for callers whose writes are each one atomic statement
+        — and :meth:`RawTx.atomic` groups the few that must go together. It saves the BEGIN
+        and COMMIT round trips.
+        """
+        async with self.write_engine.connect() as conn:
+            try:
+                if self.sqlite:
+                    tx: RawTx = _SqliteTx(conn)
+                    yield tx
+                    await conn.commit()
+                else:
+                    raw = await conn.get_raw_connection()
+                    driver = raw.driver_connection
+                    isolation = self._isolation()
+                    if not transaction and isolation == "read_committed":
+                        # (another level, e.g. a test's REPEATABLE READ, keeps its transaction)
+                        yield _PgTx(driver, isolation)
+                        return
+                    pg_tx = driver.transaction(isolation=isolation)  # type: ignore[union-attr]
+                    await pg_tx.start()
+                    try:
+                        yield _PgTx(driver, None)
+                    except BaseException:
+                        await pg_tx.rollback()
+                        raise
+                    await pg_tx.commit()
+            except Exception as exc:
+                if _is_lock_timeout(exc):
+                    raise Busy(
+                        "The place is being updated by someone else; try again.",
+                        retry_after=1,
+                    ) from exc
+                if _is_unique_violation(exc):
+                    raise UniqueViolation(str(exc)) from exc
+                raise
+
+    def _isolation(self) -> str:
+        """The write engine's isolation level, as asyncpg names it (``read_committed``)."""
+        engine = self.write_engine
+        level = (
+            engine.get_execution_options().get("isolation_level")
+            or getattr(engine.dialect, "_on_connect_isolation_level", None)
+            or "READ COMMITTED"
+        )
+        return str(level).lower().replace(" ", "_")
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         async with self._read() as session, session.begin():
             yield session
@@ -129,6 +205,150 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+class UniqueViolation(Exception):
+    """A unique constraint refused a row written through :meth:`Database.raw_write`."""
+
+
+_PARAM = re.compile(r"\$(\d+)")
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
+_SQLITE_SQL: dict[str, str] = {}  # "$1" text -> "?1" text
+
+
+class RawTx:
+    """Statements in one transaction, written once with ``$1``-style parameters for both
+    databases. Instants go in and come out as aware UTC datetimes (stored naive UTC, like
+    ``UTCDateTime``); JSON goes in as Python objects."""
+
+    sqlite: bool
+
+    async def one(self, sql: str, *args: Any) -> Sequence[Any] | None:
+        raise NotImplementedError
+
+    async def all(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        raise NotImplementedError
+
+    async def run(self, sql: str, *args: Any) -> int:
+        """Execute; return the number of rows written."""
+        raise NotImplementedError
+
+    def ts(self, value: datetime | None) -> Any:
+        raise NotImplementedError
+
+    def atomic(self) -> AbstractAsyncContextManager[Any]:
+        """Statements that must commit together, when the connection is not already in one
+        transaction (``raw_write(transaction=False)``); otherwise nothing more to do."""
+        return nullcontext()
+
+    @staticmethod
+    def json(value: Any) -> str | None:
+        return None if value is None else msgspec.json.encode(value).decode()
+
+    @staticmethod
+    def read_ts(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+    @staticmethod
+    def read_json(value: Any) -> Any:
+        return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+class _PgTx(RawTx):
+    sqlite = False
+
+    def __init__(self, conn: Any, isolation: str | None) -> None:
+        self.conn = conn
+        self._isolation = isolation  # None: already inside the caller's transaction
+
+    def atomic(self) -> AbstractAsyncContextManager[Any]:
+        if self._isolation is None:
+            return nullcontext()
+        return self.conn.transaction(isolation=self._isolation)  # type: ignore[no-any-return]
+
+    async def one(self, sql: str, *args: Any) -> Sequence[Any] | None:
+        return await self.conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
+
+    async def all(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        return await self.conn.fetch(sql, *args)  # type: ignore[no-any-return]
+
+    async def run(self, sql: str, *args: Any) -> int:
+        status = await self.conn.execute(sql, *args)  # e.g. "UPDATE 1"
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    def ts(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class _SqliteTx(RawTx):
+    """Through SQLAlchemy's connection (its BEGIN IMMEDIATE listener starts the transaction),
+    but as plain driver SQL: ``$1`` becomes SQLite's numbered ``?1``."""
+
+    sqlite = True
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _q(sql: str) -> str:
+        q = _SQLITE_SQL.get(sql)
+        if q is None:
+            q = _SQLITE_SQL[sql] = _PARAM.sub(r"?\1", sql)
+        return q
+
+    async def one(self, sql: str, *args: Any) -> Sequence[Any] | None:
+        return (await self.conn.exec_driver_sql(self._q(sql), args)).first()  # type: ignore[no-any-return]
+
+    async def all(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        return list((await self.conn.exec_driver_sql(self._q(sql), args)).all())
+
+    async def run(self, sql: str, *args: Any) -> int:
+        return int((await self.conn.exec_driver_sql(self._q(sql), args)).rowcount)
+
+    def ts(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).strftime(_SQLITE_TS)
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if code == "23505" or "UNIQUE constraint failed" in str(seen):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database connection broke under a request (server restart, network): retryable."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if getattr(seen, "connection_invalidated", False):
+            return True
+        name = type(seen).__name__
+        if name in ("ConnectionDoesNotExistError", "ConnectionFailureError") or (
+            name == "InterfaceError" and "connection is closed" in str(seen)
+        ):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:

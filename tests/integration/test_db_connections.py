@@ -1,0 +1,91 @@
+"""Pooled PostgreSQL connections that the server closed are never handed out, and the raw
+(driver-level) write path used by holds behaves like the ORM path: same isolation, same
+errors, everything or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from capacity.db import Database, UniqueViolation, connection_lost
+from tests.conftest import World
+
+
+async def _kill_other_backends(url: str) -> int:
+    """pg_terminate_backend every other session on this database (what a restart does)."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _warm(db: Database, n: int) -> None:
+    """Open ``n`` pooled connections at once, so the pool holds them idle afterwards."""
+
+    async def one() -> None:
+        async with db.read() as s:
+            await s.execute(text("SELECT pg_sleep(0.05)"))
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
+@pytest.mark.postgres
+async def test_connections_closed_by_the_server_are_replaced_not_used(pg_world: World) -> None:
+    db = pg_world.db
+    await _warm(db, 5)
+    assert await _kill_other_backends(db.url) >= 5
+    await asyncio.sleep(0.3)  # asyncpg reads the server's goodbye on each idle socket
+    for _ in range(8):  # more than the pool held: every dead one would have been handed out
+        async with db.read() as s:
+            assert (await s.execute(text("SELECT 1"))).scalar() == 1
+        async with db.raw_write() as tx:
+            assert (await tx.one("SELECT 1 + $1::int", 1)) is not None
+
+
+@pytest.mark.postgres
+async def test_a_connection_lost_mid_request_is_named_as_such(pg_world: World) -> None:
+    db = pg_world.db
+    with pytest.raises(Exception) as caught:
+        async with db.raw_write() as tx:
+            await tx.one("SELECT pg_terminate_backend(pg_backend_pid())")
+            await tx.one("SELECT 1")
+    assert connection_lost(caught.value), repr(caught.value)
+    async with db.raw_write() as tx:  # the pool recovers at once
+        assert (await tx.one("SELECT 2"))[0] == 2  # type: ignore[index]
+
+
+async def test_raw_write_is_all_or_nothing_and_reports_unique_violations(world: World) -> None:
+    db, now = world.db, datetime.now(UTC)
+    insert = (
+        "INSERT INTO operators (name, kind, created_at) VALUES ($1, 'helpline', $2) RETURNING id"
+    )
+    with pytest.raises(RuntimeError):
+        async with db.raw_write() as tx:
+            await tx.one(insert, "Rolled back", tx.ts(now))
+            raise RuntimeError("boom")
+    async with db.raw_write() as tx:
+        first = await tx.one(insert, "Kept", tx.ts(now))
+    with pytest.raises(UniqueViolation):
+        async with db.raw_write() as tx:
+            await tx.one(insert, "Kept", tx.ts(now))
+    async with db.read() as s:
+        names = (await s.execute(text("SELECT name FROM operators ORDER BY id"))).scalars().all()
+        stored = (
+            await s.execute(text("SELECT created_at FROM operators WHERE name = 'Kept'"))
+        ).scalar_one()
+    assert names == ["Kept"] and first is not None
+    async with db.raw_write() as tx:  # instants round-trip exactly, as aware UTC
+        row = await tx.one("SELECT created_at FROM operators WHERE name = $1", "Kept")
+        assert row is not None and tx.read_ts(row[0]) == now.replace(tzinfo=UTC)
+    assert stored is not None
