@@ -9,6 +9,7 @@ import msgspec
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from capacity.db import RawTx
 from capacity.models import AuditEntry
 
 
@@ -53,4 +54,36 @@ async def record(
             facility_id=facility_id,
             detail=detail,
         )
+    )
+
+
+_INSERT = (
+    "INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
+    " object_type, object_id, facility_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+
+
+async def record_raw(
+    tx: RawTx,
+    *,
+    actor: Actor,
+    at: datetime,
+    action: str,
+    object_type: str,
+    object_id: object | None = None,
+    facility_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """:func:`record` inside a :meth:`Database.raw_write` transaction (the hold hot path)."""
+    await tx.run(
+        _INSERT,
+        tx.ts(at),
+        actor.operator_id,
+        actor.token_id,
+        actor.role,
+        action,
+        object_type,
+        None if object_id is None else str(object_id),
+        facility_id,
+        tx.json(detail),
     )

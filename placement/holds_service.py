@@ -16,30 +16,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit
 from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
-from capacity.db import Database
-from capacity.errors import NotFound
+from capacity.db import Database, RawTx, UniqueViolation
+from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
-from capacity.models import (
-    Event,
-    Facility,
-    Hold,
-    Operator,
-    OutboxMessage,
-    Pool,
-    WebhookEndpoint,
-)
+from capacity.models import Facility, Hold, Operator, Pool
 from placement import holds as rules
 from placement.errors import (
     BadReference,
@@ -58,6 +49,7 @@ from placement.rules import evaluate
 
 ADMITTING = frozenset({"open", "reduced"})
 WEBHOOK_EVENTS = frozenset({"hold.declined", "hold.expired", "hold.no_show", "hold.arrived"})
+FREEING = frozenset({"released", "declined", "no_show"})  # transitions that give units back
 
 Pause = Callable[[], Awaitable[None]]
 
@@ -182,10 +174,24 @@ def parse_ref(raw: str) -> str:
 
 
 # --------------------------------------------------------------------------- side effects
+#
+# The write path runs on ``Database.raw_write``: plain SQL on the driver (asyncpg prepares each
+# statement once per connection), the same text for SQLite and PostgreSQL. A hold costs one
+# transaction of five statements: read the place, the gate, insert the hold, the audit row and
+# the event. The ORM cost ~10x more CPU per hold than the database did (ops/bench/README.md).
+
+_EVENT = (
+    "INSERT INTO events (at, kind, facility_id, operator_id, payload) VALUES ($1, $2, $3, $4, $5)"
+)
+_HAS_HOOK = "SELECT 1 FROM webhook_endpoints WHERE operator_id = $1"
+_OUTBOX = (
+    "INSERT INTO outbox (operator_id, event, payload, created_at, attempts, next_attempt_at)"
+    " VALUES ($1, $2, $3, $4, 0, $4)"
+)
 
 
 async def _event(
-    s: AsyncSession,
+    tx: RawTx,
     *,
     kind: str,
     hold_id: int,
@@ -195,79 +201,53 @@ async def _event(
     now: datetime,
     state: str,
 ) -> None:
-    await s.execute(
-        insert(Event).values(
-            at=now,
-            kind=kind,
-            facility_id=facility_id,
-            operator_id=requester_operator_id,
-            payload={"holdId": hold_id, "ref": ref, "state": state},
-        )
-    )
-    if kind in WEBHOOK_EVENTS:
-        has_hook = await s.scalar(
-            select(WebhookEndpoint.operator_id).where(
-                WebhookEndpoint.operator_id == requester_operator_id
-            )
-        )
-        if has_hook is not None:
-            await s.execute(
-                insert(OutboxMessage).values(
-                    operator_id=requester_operator_id,
-                    event=kind,
-                    payload={"event": kind, "ref": ref, "state": state, "at": now.isoformat()},
-                    created_at=now,
-                    attempts=0,
-                    next_attempt_at=now,
-                )
-            )
+    """The live-stream event, and the requester's webhook (outbox) for the events it gets."""
+    at = tx.ts(now)
+    payload = {"holdId": hold_id, "ref": ref, "state": state}
+    await tx.run(_EVENT, at, kind, facility_id, requester_operator_id, tx.json(payload))
+    if kind in WEBHOOK_EVENTS and await tx.one(_HAS_HOOK, requester_operator_id) is not None:
+        message = {"event": kind, "ref": ref, "state": state, "at": now.isoformat()}
+        await tx.run(_OUTBOX, requester_operator_id, kind, tx.json(message), at)
 
 
-async def expire_due_in_pool(
-    s: AsyncSession, pool_id: int, now: datetime, actor: Actor = SYSTEM
-) -> int:
+_EXPIRE = (
+    "UPDATE holds SET state = 'expired', closed_at = $2, close_reason = 'deadline passed'"
+    " WHERE pool_id = $1 AND state = 'held' AND deadline <= $2"
+    " RETURNING id, ref, units, facility_id, requester_operator_id"
+)
+_GIVE_BACK = "UPDATE pools SET units_held = units_held - $2 WHERE id = $1"
+
+
+async def expire_due_in_pool(tx: RawTx, pool_id: int, now: datetime, actor: Actor = SYSTEM) -> int:
     """Expire this pool's due holds inside the caller's transaction; return units freed.
 
     Idempotent: the ``state = 'held'`` predicate makes a second run (or a concurrent one that
     waited for the row locks) a no-op, so units are never given back twice.
     """
-    rows = (
-        await s.execute(
-            update(Hold)
-            .where(Hold.pool_id == pool_id, Hold.state == "held", Hold.deadline <= now)
-            .values(state="expired", closed_at=now, close_reason="deadline passed")
-            .returning(Hold.id, Hold.ref, Hold.units, Hold.facility_id, Hold.requester_operator_id)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
+    rows = await tx.all(_EXPIRE, pool_id, tx.ts(now))
     if not rows:
         return 0
     HOLD_TRANSITIONS.labels("expired").inc(len(rows))
-    freed = sum(r.units for r in rows)
-    await s.execute(
-        update(Pool)
-        .where(Pool.id == pool_id)
-        .values(units_held=Pool.units_held - freed)
-        .execution_options(synchronize_session=False)
-    )
-    for r in rows:
-        await audit.record(
-            s,
+    freed = sum(r[2] for r in rows)
+    await tx.run(_GIVE_BACK, pool_id, freed)
+    for hold_id, ref, units, facility_id, requester_operator_id in rows:
+        await audit.record_raw(
+            tx,
             actor=actor,
             at=now,
             action="hold.expired",
             object_type="hold",
-            object_id=r.ref,
-            facility_id=r.facility_id,
-            detail={"units": r.units, "poolId": pool_id},
+            object_id=ref,
+            facility_id=facility_id,
+            detail={"units": units, "poolId": pool_id},
         )
         await _event(
-            s,
+            tx,
             kind="hold.expired",
-            hold_id=r.id,
-            ref=r.ref,
-            facility_id=r.facility_id,
-            requester_operator_id=r.requester_operator_id,
+            hold_id=hold_id,
+            ref=ref,
+            facility_id=facility_id,
+            requester_operator_id=requester_operator_id,
             now=now,
             state="expired",
         )
@@ -303,6 +283,69 @@ async def _replay(db: Database, operator_id: int, key: str, digest: str) -> Hold
         return await load_view(s, row.id)
 
 
+_TARGET = (
+    "SELECT p.id, p.unit_kind, p.places_per_unit, p.label, f.id, f.status, f.policy,"
+    " f.valid_from, f.planned_end, f.operator_id, f.ref, f.alias, f.kind, f.secret_address,"
+    " f.municipality_nis, f.intake_phone, f.handover_protocol,"
+    " (SELECT name FROM operators WHERE id = $2),"
+    " EXISTS (SELECT 1 FROM holds h WHERE h.pool_id = p.id AND h.state = 'held'"
+    " AND h.deadline <= $3)"
+    " FROM pools p JOIN facilities f ON f.id = p.facility_id WHERE p.ref = $1"
+)
+# The gate (CONVENTIONS §3.1): one conditional UPDATE; 0 rows written = not free enough.
+_GATE = (
+    "UPDATE pools SET units_held = units_held + $2"
+    " WHERE id = $1 AND units_total - units_occupied - units_held >= $2"
+)
+_KEY_USED = "SELECT 1 FROM holds WHERE requester_operator_id = $1 AND idempotency_key = $2"
+_FREE = "SELECT units_total - units_occupied - units_held FROM pools WHERE id = $1"
+_INSERT_HOLD = (
+    "INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
+    " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
+    " request_hash, created_at, deadline, extensions)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11, $12, $13, $14, $15, 0)"
+    " RETURNING id"
+)
+
+
+# PostgreSQL: the gate, the hold, its audit row and its event in ONE statement (atomic by
+# itself; data-modifying CTEs). The gate is the same conditional UPDATE as ``_GATE``; when it
+# writes nothing, nothing else is written and no row comes back. Parameters are cast because
+# one parameter feeds columns of different integer widths.
+_PG_GRANT = (
+    "WITH g AS ("
+    " UPDATE pools SET units_held = units_held + $2::int"
+    " WHERE id = $1::bigint AND units_total - units_occupied - units_held >= $2::int"
+    " RETURNING id),"
+    " h AS ("
+    " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
+    " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
+    " request_hash, created_at, deadline, extensions)"
+    " SELECT $3::text, g.id, $4::bigint, $5::bigint, $6::int, $7::text, $2::int, 'held',"
+    " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
+    " $15::timestamp, 0 FROM g RETURNING id),"
+    " a AS ("
+    " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
+    " object_type, object_id, facility_id, detail)"
+    " SELECT $14::timestamp, $5::bigint, $6::int, $16::text, 'hold.created', 'hold',"
+    " $3::text, $4::bigint, $17::json FROM h),"
+    " e AS ("
+    " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
+    " SELECT $14::timestamp, 'hold.created', $4::bigint, $5::bigint,"
+    " json_build_object('holdId', h.id, 'ref', $3::text, 'state', 'held') FROM h)"
+    " SELECT id FROM h"
+)
+
+
+class _KeyTaken(Exception):
+    """This Idempotency-Key already has a hold: replay it (or refuse a different body)."""
+
+
+class _Gone(Exception):
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+
 async def reserve(
     db: Database,
     *,
@@ -316,201 +359,346 @@ async def reserve(
     now: datetime,
     pause_between_check_and_write: Pause | None = None,
 ) -> Reserved:
-    """Hold units of one pool for one household; replay an identical earlier request."""
+    """Hold units of one pool for one household; replay an identical earlier request.
+
+    The write is tried first: an earlier request with the same Idempotency-Key is found by
+    the unique constraint on (operator, key) — or, when this attempt is refused (place gone,
+    closed, not eligible), by a look-up before answering — so a replay never takes a unit.
+    """
     assert actor.operator_id is not None
+    household_json = msgspec.to_builtins(household)
     digest = request_hash(
         {
             "poolRef": pool_ref,
-            "household": msgspec.to_builtins(household),
+            "household": household_json,
             "need": need,
             "minutes": minutes,
             "callback": callback,
         }
     )
-    existing = await _replay(db, actor.operator_id, idempotency_key, digest)
-    if existing is not None:
-        return Reserved(existing, created=False)
-
     kind = requester_kind_of(actor)
     for _attempt in range(3):  # a new reference code on the (rare) collision
-        ref = new_code()
-        outcome: dict[str, Any] = {}
         try:
-            async with db.write() as s:
-                target = (
-                    await s.execute(
-                        select(
-                            Pool.id,
-                            Pool.unit_kind,
-                            Pool.places_per_unit,
-                            Facility.id,
-                            Facility.status,
-                            Facility.policy,
-                            Facility.valid_from,
-                            Facility.planned_end,
-                        )
-                        .join(Facility, Facility.id == Pool.facility_id)
-                        .where(Pool.ref == pool_ref)
-                    )
-                ).first()
-                if target is None:
-                    raise NotFound(
-                        "No such place (unknown option or pool reference).", field="poolRef"
-                    )
-                pool_id, unit_kind, places, facility_id, status, policy_json, v_from, p_end = target
-                if status not in ADMITTING or (v_from and v_from > now) or (p_end and p_end <= now):
-                    raise NotAdmitting(
-                        "This place is not taking new placements right now.", status=status
-                    )
-                policy = policy_from_json(policy_json)
-                failures = evaluate(
-                    policy,
-                    SearchRequest(household=household, need=need),  # type: ignore[arg-type]
-                    requester_kind=kind,
+            return Reserved(
+                await _reserve_once(
+                    db,
+                    ref=new_code(),
+                    pool_ref=pool_ref,
+                    household=household,
+                    household_json=household_json,
+                    need=need,
+                    minutes=minutes,
+                    callback=callback,
+                    idempotency_key=idempotency_key,
+                    digest=digest,
+                    kind=kind,
+                    actor=actor,
                     now=now,
-                )  # type: ignore[arg-type]
-                if failures:
-                    raise NotEligible(
-                        failures[0].message,
-                        errors=[{"field": f.code, "message": f.message} for f in failures],
-                    )
-                size = len(household.adults) + len(household.children)
-                units = rules.units_needed(unit_kind, places, size, policy.beds_for_households)
-                if units is None:
-                    raise NotEligible(
-                        f"A household of {size} does not fit in this pool ({unit_kind}, "
-                        f"{places} place(s) per unit).",
-                        errors=[{"field": "no_room", "message": "household does not fit"}],
-                    )
-                deadline = rules.deadline_for(
-                    kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
-                )
-                await expire_due_in_pool(s, pool_id, now)
-                if pause_between_check_and_write is not None:
-                    await pause_between_check_and_write()
-                gate = await s.execute(
-                    update(Pool)
-                    .where(
-                        Pool.id == pool_id,
-                        Pool.units_total - Pool.units_occupied - Pool.units_held >= units,
-                    )
-                    .values(units_held=Pool.units_held + units)
-                    .execution_options(synchronize_session=False)
-                )
-                if gate.rowcount == 0:
-                    # Commit the expiries (they are real), then say "gone" with today's count.
-                    row = (
-                        await s.execute(
-                            select(Pool.units_total - Pool.units_occupied - Pool.units_held).where(
-                                Pool.id == pool_id
-                            )
-                        )
-                    ).scalar_one()
-                    outcome["gone"] = max(0, int(row))
-                else:
-                    res = await s.execute(
-                        insert(Hold)
-                        .values(
-                            ref=ref,
-                            pool_id=pool_id,
-                            facility_id=facility_id,
-                            requester_operator_id=actor.operator_id,
-                            requester_token_id=actor.token_id,
-                            requester_kind=kind,
-                            units=units,
-                            state="held",
-                            household=msgspec.to_builtins(household),
-                            segments=rules.segments(
-                                undocumented=household.residence_status == "undocumented",
-                                children=len(household.children),
-                                no_income=household.income == "no",
-                            ),
-                            need=need,
-                            callback=callback,
-                            idempotency_key=idempotency_key,
-                            request_hash=digest,
-                            created_at=now,
-                            deadline=deadline,
-                            extensions=0,
-                        )
-                        .returning(Hold.id)
-                    )
-                    hold_id = res.scalar_one()
-                    await audit.record(
-                        s,
-                        actor=actor,
-                        at=now,
-                        action="hold.created",
-                        object_type="hold",
-                        object_id=ref,
-                        facility_id=facility_id,
-                        detail={
-                            "units": units,
-                            "poolId": pool_id,
-                            "deadline": deadline.isoformat(),
-                            "need": need,
-                        },
-                    )
-                    await _event(
-                        s,
-                        kind="hold.created",
-                        hold_id=hold_id,
-                        ref=ref,
-                        facility_id=facility_id,
-                        requester_operator_id=actor.operator_id,
-                        now=now,
-                        state="held",
-                    )
-                    outcome["view"] = await load_view(s, hold_id)
-        except IntegrityError:
+                    pause=pause_between_check_and_write,
+                ),
+                created=True,
+            )
+        except UniqueViolation:
             # A twin with the same Idempotency-Key won (its transaction committed first), or
             # the reference code collided. Re-read: replay the twin, else retry a new code.
             twin = await _replay(db, actor.operator_id, idempotency_key, digest)
             if twin is not None:
                 return Reserved(twin, created=False)
             continue
-        if "gone" in outcome:
-            raise NoLongerFree(
-                f"No longer free: {outcome['gone']} unit(s) left, not enough for this household.",
-                current={"unitsFree": outcome["gone"]},
-            )
-        return Reserved(outcome["view"], created=True)
+        except (_Gone, _KeyTaken, AbriError) as refused:
+            earlier = await _replay(db, actor.operator_id, idempotency_key, digest)
+            if earlier is not None:
+                return Reserved(earlier, created=False)
+            if isinstance(refused, _KeyTaken):
+                continue  # the earlier hold vanished meanwhile (purged): try again
+            if isinstance(refused, _Gone):
+                raise NoLongerFree(
+                    f"No longer free: {refused.free} unit(s) left, not enough for this household.",
+                    current={"unitsFree": refused.free},
+                ) from None
+            raise
     raise IdempotencyInFlight(
         "The same hold request is still being processed; retry shortly.", retry_after=1
     )
 
 
+async def _reserve_once(
+    db: Database,
+    *,
+    ref: str,
+    pool_ref: str,
+    household: Household,
+    household_json: Any,
+    need: str,
+    minutes: int | None,
+    callback: str | None,
+    idempotency_key: str,
+    digest: str,
+    kind: str,
+    actor: Actor,
+    now: datetime,
+    pause: Pause | None,
+) -> HoldView:
+    gone: int | None = None
+    hold_id: int | None = None
+    # PostgreSQL: no BEGIN/COMMIT — the read is a read, and the grant below is ONE statement
+    # (gate, hold, audit, event), atomic on its own. SQLite: one BEGIN IMMEDIATE transaction.
+    async with db.raw_write(transaction=db.sqlite) as tx:
+        target = await tx.one(_TARGET, pool_ref, actor.operator_id, tx.ts(now))
+        if target is None:
+            raise NotFound("No such place (unknown option or pool reference).", field="poolRef")
+        (pool_id, unit_kind, places, pool_label, facility_id, status, policy_json) = target[:7]
+        valid_from, planned_end = tx.read_ts(target[7]), tx.read_ts(target[8])
+        if (
+            status not in ADMITTING
+            or (valid_from and valid_from > now)
+            or (planned_end and planned_end <= now)
+        ):
+            raise NotAdmitting("This place is not taking new placements right now.", status=status)
+        policy = policy_from_json(tx.read_json(policy_json))
+        failures = evaluate(
+            policy,
+            SearchRequest(household=household, need=need),  # type: ignore[arg-type]
+            requester_kind=kind,  # type: ignore[arg-type]
+            now=now,
+        )
+        if failures:
+            raise NotEligible(
+                failures[0].message,
+                errors=[{"field": f.code, "message": f.message} for f in failures],
+            )
+        size = len(household.adults) + len(household.children)
+        units = rules.units_needed(unit_kind, places, size, policy.beds_for_households)
+        if units is None:
+            raise NotEligible(
+                f"A household of {size} does not fit in this pool ({unit_kind}, "
+                f"{places} place(s) per unit).",
+                errors=[{"field": "no_room", "message": "household does not fit"}],
+            )
+        deadline = rules.deadline_for(
+            kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
+        )
+        if target[18]:
+            # Due holds still counted as held: expire them first (invariant 4). Only when
+            # there are some, and before the gate: hold rows, then the pool row, is the lock
+            # order everywhere (a gate that waited keeps the pool row locked even when it
+            # writes nothing, so expiring after it could deadlock). A replay changes nothing.
+            if await tx.one(_KEY_USED, actor.operator_id, idempotency_key) is not None:
+                raise _KeyTaken
+            async with tx.atomic():
+                await expire_due_in_pool(tx, pool_id, now)
+        if pause is not None:
+            await pause()
+        segments = rules.segments(
+            undocumented=household.residence_status == "undocumented",
+            children=len(household.children),
+            no_income=household.income == "no",
+        )
+        detail = {"units": units, "poolId": pool_id, "deadline": deadline.isoformat(), "need": need}
+        if tx.sqlite:
+            if await tx.run(_GATE, pool_id, units):
+                row = await tx.one(
+                    _INSERT_HOLD,
+                    ref,
+                    pool_id,
+                    facility_id,
+                    actor.operator_id,
+                    actor.token_id,
+                    kind,
+                    units,
+                    tx.json(household_json),
+                    tx.json(segments),
+                    need,
+                    callback,
+                    idempotency_key,
+                    digest,
+                    tx.ts(now),
+                    tx.ts(deadline),
+                )
+                assert row is not None
+                hold_id = int(row[0])
+                await audit.record_raw(
+                    tx,
+                    actor=actor,
+                    at=now,
+                    action="hold.created",
+                    object_type="hold",
+                    object_id=ref,
+                    facility_id=facility_id,
+                    detail=detail,
+                )
+                await _event(
+                    tx,
+                    kind="hold.created",
+                    hold_id=hold_id,
+                    ref=ref,
+                    facility_id=facility_id,
+                    requester_operator_id=actor.operator_id,
+                    now=now,
+                    state="held",
+                )
+        else:
+            row = await tx.one(
+                _PG_GRANT,
+                pool_id,
+                units,
+                ref,
+                facility_id,
+                actor.operator_id,
+                actor.token_id,
+                kind,
+                tx.json(household_json),
+                tx.json(segments),
+                need,
+                callback,
+                idempotency_key,
+                digest,
+                tx.ts(now),
+                tx.ts(deadline),
+                actor.role,
+                tx.json(detail),
+            )
+            hold_id = None if row is None else int(row[0])
+        if hold_id is None:
+            if await tx.one(_KEY_USED, actor.operator_id, idempotency_key) is not None:
+                raise _KeyTaken  # roll back: a replay or a reused key changes nothing
+            # Commit the expiries (they are real), then say "gone" with today's count.
+            gone = max(0, int((await tx.one(_FREE, pool_id) or (0,))[0]))
+    if gone is not None or hold_id is None:
+        raise _Gone(gone or 0)
+    assert actor.operator_id is not None
+    return HoldView(
+        id=hold_id,
+        ref=ref,
+        state="held",
+        units=units,
+        need=need,
+        household=household_json,
+        callback=callback,
+        created_at=now,
+        deadline=deadline,
+        extensions=0,
+        closed_at=None,
+        close_reason=None,
+        requester_operator_id=actor.operator_id,
+        requester_operator=target[17],
+        requester_kind=kind,
+        facility_id=facility_id,
+        facility_operator_id=target[9],
+        facility_ref=target[10],
+        facility_alias=target[11],
+        facility_kind=target[12],
+        secret_address=bool(target[13]),
+        municipality_nis=target[14],
+        intake_phone=target[15],
+        handover_protocol=target[16],
+        pool_id=pool_id,
+        pool_ref=pool_ref,
+        pool_label=pool_label,
+        unit_kind=unit_kind,
+    )
+
+
 # --------------------------------------------------------------------------- transitions
 
+# The hold with everything its view needs, and whether any standing request is waiting (a
+# freed place then goes to the oldest one: the caller runs a round only when one waits).
+_LOAD = (
+    "SELECT h.id, h.ref, h.state, h.units, h.need, h.household, h.callback, h.created_at,"
+    " h.deadline, h.extensions, h.closed_at, h.close_reason, h.requester_operator_id, o.name,"
+    " h.requester_kind, h.facility_id, f.operator_id, f.ref, f.alias, f.kind,"
+    " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
+    " p.ref, p.label, p.unit_kind, f.policy,"
+    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting')"
+    " FROM holds h JOIN pools p ON p.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
+    " JOIN operators o ON o.id = h.requester_operator_id WHERE h.ref = $1"
+)
+_MOVE = {
+    # target -> (UPDATE of the hold, UPDATE of its pool); $1 hold/pool id, $2 now, $3 units
+    "released": (
+        "UPDATE holds SET state = 'released', closed_at = $2, close_reason = $3"
+        " WHERE id = $1 AND state = 'held'",
+        "UPDATE pools SET units_held = units_held - $2 WHERE id = $1",
+    ),
+    "declined": (
+        "UPDATE holds SET state = 'declined', closed_at = $2, close_reason = $3"
+        " WHERE id = $1 AND state = 'held'",
+        "UPDATE pools SET units_held = units_held - $2 WHERE id = $1",
+    ),
+    "no_show": (
+        "UPDATE holds SET state = 'no_show', closed_at = $2, close_reason = $3"
+        " WHERE id = $1 AND state = 'held'",
+        "UPDATE pools SET units_held = units_held - $2 WHERE id = $1",
+    ),
+    "arrived": (
+        "UPDATE holds SET state = 'arrived', arrived_at = $2 WHERE id = $1 AND state = 'held'",
+        "UPDATE pools SET units_held = units_held - $2, units_occupied = units_occupied + $2,"
+        " version = version + 1, reported_at = $3 WHERE id = $1",
+    ),
+    "departed": (
+        "UPDATE holds SET state = 'departed', departed_at = $2 WHERE id = $1 AND state = 'arrived'",
+        "UPDATE pools SET units_occupied = CASE WHEN units_occupied > $2"
+        " THEN units_occupied - $2 ELSE 0 END, version = version + 1, reported_at = $3"
+        " WHERE id = $1",
+    ),
+}
+_CLOSING = frozenset({"released", "declined", "no_show"})
+# PostgreSQL: a release in ONE statement (the hold row, then — it reads the hold's output —
+# the pool row: the usual lock order), with its audit row and event.
+_PG_RELEASE = (
+    "WITH h AS ("
+    " UPDATE holds SET state = 'released', closed_at = $2::timestamp, close_reason = $3::text"
+    " WHERE id = $1::bigint AND state = 'held' RETURNING pool_id, units),"
+    " p AS ("
+    " UPDATE pools SET units_held = pools.units_held - h.units FROM h"
+    " WHERE pools.id = h.pool_id),"
+    " a AS ("
+    " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
+    " object_type, object_id, facility_id, detail)"
+    " SELECT $2::timestamp, $4::bigint, $5::int, $6::text, 'hold.released', 'hold', $7::text,"
+    " $8::bigint, $9::json FROM h),"
+    " e AS ("
+    " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
+    " SELECT $2::timestamp, 'hold.released', $8::bigint, $10::bigint, $11::json FROM h)"
+    " SELECT count(*) FROM h"
+)
+_EXTEND = (
+    "UPDATE holds SET deadline = $2, extensions = $3 + 1"
+    " WHERE id = $1 AND state = 'held' AND extensions = $3"
+)
 
-async def _load_for_update(s: AsyncSession, ref: str) -> Any:
-    return (
-        await s.execute(
-            select(
-                Hold.id,
-                Hold.state,
-                Hold.deadline,
-                Hold.units,
-                Hold.pool_id,
-                Hold.facility_id,
-                Hold.requester_operator_id,
-                Hold.requester_kind,
-                Hold.extensions,
-                Facility.operator_id.label("facility_operator_id"),
-                Facility.policy,
-            )
-            .join(Facility, Facility.id == Hold.facility_id)
-            .where(Hold.ref == ref)
-        )
-    ).first()
+
+@dataclass(frozen=True)
+class _Loaded:
+    view: HoldView
+    policy: Any
+    someone_waiting: bool
 
 
-def _in_scope(row: Any, actor: Actor, side: str) -> bool:
+async def _load(tx: RawTx, ref: str) -> _Loaded | None:
+    row = await tx.one(_LOAD, ref)
+    if row is None:
+        return None
+    r = list(row)
+    r[5] = tx.read_json(r[5])
+    for i in (7, 8, 10):
+        r[i] = tx.read_ts(r[i])
+    r[20] = bool(r[20])
+    return _Loaded(HoldView(*r[:28]), r[28], bool(r[29]))
+
+
+def _in_scope(view: HoldView, actor: Actor, side: str) -> bool:
     if actor.is_admin:
         return True
     if side == "requester":
-        return row.requester_operator_id == actor.operator_id
-    return row.facility_operator_id == actor.operator_id
+        return view.requester_operator_id == actor.operator_id
+    return view.facility_operator_id == actor.operator_id
+
+
+@dataclass(frozen=True)
+class Transitioned:
+    view: HoldView
+    someone_waiting: bool  # a standing request waits: run a round for the freed place
 
 
 async def transition(
@@ -524,86 +712,106 @@ async def transition(
 ) -> HoldView:
     """Move a hold to ``target`` (released by its requester; arrived/no_show/declined/departed by
     the facility's staff). Other operators' holds answer 404, like unknown ones."""
+    return (await transition_ex(db, raw_ref, target, actor=actor, now=now, reason=reason)).view
+
+
+async def transition_ex(
+    db: Database,
+    raw_ref: str,
+    target: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    reason: str | None = None,
+) -> Transitioned:
+    """:func:`transition`, also telling whether a standing request is waiting for a place."""
     ref = parse_ref(raw_ref)
     side = "requester" if target in rules.REQUESTER_ACTIONS else "staff"
     expired_now = False
-    async with db.write() as s:
-        row = await _load_for_update(s, ref)
-        if row is None or not _in_scope(row, actor, side):
+    # PostgreSQL: the read is a read; a release is then ONE statement; the other moves are
+    # grouped with ``atomic()``. SQLite: one BEGIN IMMEDIATE transaction for all of it.
+    async with db.raw_write(transaction=db.sqlite) as tx:
+        loaded = await _load(tx, ref)
+        if loaded is None or not _in_scope(loaded.view, actor, side):
             raise NotFound("No such hold.", field="ref")
-        if rules.is_due(row.state, row.deadline, now):
-            await expire_due_in_pool(s, row.pool_id, now)
+        old = loaded.view
+        if rules.is_due(old.state, old.deadline, now):
+            async with tx.atomic():
+                await expire_due_in_pool(tx, old.pool_id, now)
             expired_now = True
-        elif row.state == "expired":  # the same answer whether or not the sweeper ran
+        elif old.state == "expired":  # the same answer whether or not the sweeper ran
             expired_now = True
-        else:
-            rules.check_transition(row.state, target)
-            source = "arrived" if target == "departed" else "held"
-            values: dict[str, Any] = {"state": target}
-            if target == "arrived":
-                values["arrived_at"] = now
-            elif target == "departed":
-                values["departed_at"] = now
-            else:
-                values.update(closed_at=now, close_reason=reason)
-            res = await s.execute(
-                update(Hold)
-                .where(Hold.id == row.id, Hold.state == source)
-                .values(**values)
-                .execution_options(synchronize_session=False)
+        elif target == "released" and not tx.sqlite:
+            rules.check_transition(old.state, target)
+            moved = await tx.one(
+                _PG_RELEASE,
+                old.id,
+                tx.ts(now),
+                reason,
+                actor.operator_id,
+                actor.token_id,
+                actor.role,
+                ref,
+                old.facility_id,
+                tx.json({"units": old.units, "reason": reason, "from": old.state}),
+                old.requester_operator_id,
+                tx.json({"holdId": old.id, "ref": ref, "state": "released"}),
             )
-            if res.rowcount == 0:  # someone else moved it first
+            if moved is None or moved[0] == 0:  # someone else moved it first
                 raise IllegalTransition("The hold changed meanwhile; reload it.")
-            u = row.units
-            pool_values: dict[str, Any]
-            if target in ("released", "declined", "no_show"):
-                pool_values = {"units_held": Pool.units_held - u}
-            elif target == "arrived":
-                pool_values = {
-                    "units_held": Pool.units_held - u,
-                    "units_occupied": Pool.units_occupied + u,
-                    "version": Pool.version + 1,
-                    "reported_at": now,
-                }
-            else:  # departed
-                pool_values = {
-                    "units_occupied": func.max(Pool.units_occupied - u, 0)
-                    if db.sqlite
-                    else func.greatest(Pool.units_occupied - u, 0),
-                    "version": Pool.version + 1,
-                    "reported_at": now,
-                }
-            await s.execute(
-                update(Pool)
-                .where(Pool.id == row.pool_id)
-                .values(**pool_values)
-                .execution_options(synchronize_session=False)
-            )
-            await audit.record(
-                s,
-                actor=actor,
-                at=now,
-                action=f"hold.{target}",
-                object_type="hold",
-                object_id=ref,
-                facility_id=row.facility_id,
-                detail={"units": u, "reason": reason, "from": row.state},
-            )
-            await _event(
-                s,
-                kind=f"hold.{target}",
-                hold_id=row.id,
-                ref=ref,
-                facility_id=row.facility_id,
-                requester_operator_id=row.requester_operator_id,
-                now=now,
-                state=target,
-            )
-            view = await load_view(s, row.id)
+        else:
+            rules.check_transition(old.state, target)
+            await _move(tx, old, target, actor=actor, now=now, reason=reason)
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
     HOLD_TRANSITIONS.labels(target).inc()
-    return view
+    closing = target in _CLOSING
+    view = replace(
+        old,
+        state=target,
+        closed_at=now if closing else old.closed_at,
+        close_reason=reason if closing else old.close_reason,
+    )
+    return Transitioned(view, loaded.someone_waiting and target in FREEING)
+
+
+async def _move(
+    tx: RawTx, old: HoldView, target: str, *, actor: Actor, now: datetime, reason: str | None
+) -> None:
+    """A legal transition as a few statements in one transaction (hold row, then pool row)."""
+    ref = old.ref
+    async with tx.atomic():
+        hold_sql, pool_sql = _MOVE[target]
+        if target in _CLOSING:
+            moved = await tx.run(hold_sql, old.id, tx.ts(now), reason)
+        else:
+            moved = await tx.run(hold_sql, old.id, tx.ts(now))
+        if moved == 0:  # someone else moved it first
+            raise IllegalTransition("The hold changed meanwhile; reload it.")
+        if target in _CLOSING:
+            await tx.run(pool_sql, old.pool_id, old.units)
+        else:
+            await tx.run(pool_sql, old.pool_id, old.units, tx.ts(now))
+        await audit.record_raw(
+            tx,
+            actor=actor,
+            at=now,
+            action=f"hold.{target}",
+            object_type="hold",
+            object_id=ref,
+            facility_id=old.facility_id,
+            detail={"units": old.units, "reason": reason, "from": old.state},
+        )
+        await _event(
+            tx,
+            kind=f"hold.{target}",
+            hold_id=old.id,
+            ref=ref,
+            facility_id=old.facility_id,
+            requester_operator_id=old.requester_operator_id,
+            now=now,
+            state=target,
+        )
 
 
 async def extend(
@@ -611,58 +819,52 @@ async def extend(
 ) -> HoldView:
     ref = parse_ref(raw_ref)
     expired_now = False
-    async with db.write() as s:
-        row = await _load_for_update(s, ref)
-        if row is None or not _in_scope(row, actor, "requester"):
+    async with db.raw_write() as tx:
+        loaded = await _load(tx, ref)
+        if loaded is None or not _in_scope(loaded.view, actor, "requester"):
             raise NotFound("No such hold.", field="ref")
-        if rules.is_due(row.state, row.deadline, now):
-            await expire_due_in_pool(s, row.pool_id, now)
+        old = loaded.view
+        if rules.is_due(old.state, old.deadline, now):
+            await expire_due_in_pool(tx, old.pool_id, now)
             expired_now = True
-        elif row.state == "expired":  # the same answer whether or not the sweeper ran
+        elif old.state == "expired":  # the same answer whether or not the sweeper ran
             expired_now = True
         else:
-            if row.state != "held":
-                raise IllegalTransition(f"Only a held hold can be extended (it is {row.state}).")
+            if old.state != "held":
+                raise IllegalTransition(f"Only a held hold can be extended (it is {old.state}).")
             new_deadline = rules.extended_deadline(
-                requester_kind=row.requester_kind,
-                current_deadline=row.deadline,
-                extensions=row.extensions,
+                requester_kind=old.requester_kind,
+                current_deadline=old.deadline,
+                extensions=old.extensions,
                 minutes=minutes,
-                facility_max_minutes=policy_from_json(row.policy).max_hold_minutes,
+                facility_max_minutes=policy_from_json(tx.read_json(loaded.policy)).max_hold_minutes,
                 now=now,
             )
-            res = await s.execute(
-                update(Hold)
-                .where(Hold.id == row.id, Hold.state == "held", Hold.extensions == row.extensions)
-                .values(deadline=new_deadline, extensions=row.extensions + 1)
-                .execution_options(synchronize_session=False)
-            )
-            if res.rowcount == 0:
+            if await tx.run(_EXTEND, old.id, tx.ts(new_deadline), old.extensions) == 0:
                 raise IllegalTransition("The hold changed meanwhile; reload it.")
-            await audit.record(
-                s,
+            await audit.record_raw(
+                tx,
                 actor=actor,
                 at=now,
                 action="hold.extended",
                 object_type="hold",
                 object_id=ref,
-                facility_id=row.facility_id,
-                detail={"deadline": new_deadline.isoformat(), "extension": row.extensions + 1},
+                facility_id=old.facility_id,
+                detail={"deadline": new_deadline.isoformat(), "extension": old.extensions + 1},
             )
             await _event(
-                s,
+                tx,
                 kind="hold.extended",
-                hold_id=row.id,
+                hold_id=old.id,
                 ref=ref,
-                facility_id=row.facility_id,
-                requester_operator_id=row.requester_operator_id,
+                facility_id=old.facility_id,
+                requester_operator_id=old.requester_operator_id,
                 now=now,
                 state="held",
             )
-            view = await load_view(s, row.id)
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
-    return view
+    return replace(old, deadline=new_deadline, extensions=old.extensions + 1)
 
 
 # --------------------------------------------------------------------------- reads, sweeper
@@ -716,8 +918,8 @@ async def expire_due_holds(db: Database, now: datetime) -> int:
         ).all()
     freed = 0
     for pool_id in pools:
-        async with db.write() as s:
-            freed += await expire_due_in_pool(s, pool_id, now)
+        async with db.raw_write() as tx:
+            freed += await expire_due_in_pool(tx, pool_id, now)
     return freed
 
 

@@ -133,9 +133,10 @@ class HoldController(Controller):
         self, ref: str, db: Database, actor: Actor, clock: Clock, settings: Settings
     ) -> HoldRead:
         now = clock.now()
-        view = await holds_service.transition(db, ref, "released", actor=actor, now=now)
-        await standing_service.run_round(db, settings, now=now)  # the next in line
-        return hold_read(view, now)
+        done = await holds_service.transition_ex(db, ref, "released", actor=actor, now=now)
+        if done.someone_waiting:  # the freed place goes to the oldest standing request
+            await standing_service.run_round(db, settings, now=now)
+        return hold_read(done.view, now)
 
     @post(
         "/{ref:str}/extend",
@@ -250,10 +251,11 @@ async def _staff(
     settings: Settings | None = None,
 ) -> StaffHoldRead:
     now = clock.now()
-    view = await holds_service.transition(db, ref, target, actor=actor, now=now, reason=reason)
-    if settings is not None:  # declined, no-show: the place is free again for the next in line
+    done = await holds_service.transition_ex(db, ref, target, actor=actor, now=now, reason=reason)
+    if settings is not None and done.someone_waiting:
+        # declined, no-show: the place is free again for the oldest standing request
         await standing_service.run_round(db, settings, now=now)
-    return staff_hold_read(view, now)
+    return staff_hold_read(done.view, now)
 
 
 async def hold_event_stream(

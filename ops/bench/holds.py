@@ -155,6 +155,25 @@ async def run_http(
     )
 
 
+async def run_live(port: int, token: str, *, clients: int, duration: float) -> h.Recorder:
+    """The same server's trivial endpoint, same clients: what HTTP alone allows here."""
+
+    async def step(conn: h.Conn, _w: int, rec: h.Recorder) -> None:
+        t0 = time.perf_counter()
+        st, _ = await conn.request("GET", "/health/live")
+        rec.add("live", t0, time.perf_counter(), st)
+
+    return await h.closed_loop(
+        "127.0.0.1",
+        port,
+        concurrency=clients,
+        duration=duration,
+        warmup=1.0,
+        step=step,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
 # --------------------------------------------------------------------------- in-process
 
 
@@ -353,9 +372,29 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         warmup=args.warmup,
                     )
                     cpu = (srv.cpu_seconds() - cpu0) * 1000 / max(1, rec.total)
+                    live = None
+                    if args.live_seconds > 0:
+                        cpu0 = srv.cpu_seconds()
+                        live = await run_live(
+                            srv.port, token, clients=args.clients, duration=args.live_seconds
+                        )
+                        live_cpu = (srv.cpu_seconds() - cpu0) * 1000 / max(1, live.total)
                 out["http"] = say_rec("http", rec)
                 out["http"]["server_cpu_ms_per_request"] = cpu
                 h.say(f"  http server CPU {cpu:.2f} ms per request (hold or release)")
+                if live is not None:
+                    holds_n = rec.count("hold")
+                    per_hold = (holds_n + rec.count("release")) / max(1, holds_n)
+                    out["live"] = {
+                        "per_s": live.per_second("live"),
+                        "server_cpu_ms_per_request": live_cpu,
+                        "requests_per_hold": per_hold,
+                    }
+                    h.say(
+                        f"  http GET /health/live {live.per_second('live'):7.1f}/s, server CPU "
+                        f"{live_cpu:.2f} ms per request ({args.clients} clients, same server); "
+                        f"a hold here takes {per_hold:.2f} requests (hold + release)"
+                    )
                 v = await verify(db)
                 out["http"]["check"] = v
                 out["http"]["check_ok"] = say_check(
@@ -436,6 +475,14 @@ def verdict(out: dict[str, Any]) -> list[str]:
                     else "MISSED"
                 )
             )
+    live = out.get("live")
+    if tps and live:
+        bound = live["per_s"] / live["requests_per_hold"] / tps
+        lines.append(
+            "http ceiling: if a hold cost no more than GET /health/live on this server, "
+            f"POST /holds/s ÷ pgbench tps would be {bound:.0%} (the trivial endpoint's rate ÷ "
+            "requests per hold ÷ pgbench tps, same machine, same run)"
+        )
     return lines
 
 
@@ -445,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20.0, help="seconds measured over HTTP")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--inproc-duration", type=float, default=10.0, help="0 to skip in-process")
+    p.add_argument(
+        "--live-seconds",
+        type=float,
+        default=5.0,
+        help="GET /health/live on the same server afterwards (the HTTP ceiling); 0 to skip",
+    )
     p.add_argument("--hot-pools", type=int, default=4)
     p.add_argument("--hot-units", type=int, default=3)
     p.add_argument("--hot-share", type=float, default=0.5, help="share of requests on hot pools")
