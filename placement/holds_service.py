@@ -15,7 +15,7 @@ place even if the sweeper has not run. Audit rows, events (live streams) and out
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -298,7 +298,13 @@ _GATE = (
     " WHERE id = $1 AND units_total - units_occupied - units_held >= $2"
 )
 _KEY_USED = "SELECT 1 FROM holds WHERE requester_operator_id = $1 AND idempotency_key = $2"
-_FREE = "SELECT units_total - units_occupied - units_held FROM pools WHERE id = $1"
+# A refused attempt: was the key used already (then replay, or refuse a different body), and
+# how many units are free now — one round trip.
+_REFUSED = (
+    "SELECT EXISTS (SELECT 1 FROM holds WHERE requester_operator_id = $1"
+    " AND idempotency_key = $2),"
+    " (SELECT units_total - units_occupied - units_held FROM pools WHERE id = $3)"
+)
 _INSERT_HOLD = (
     "INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
@@ -405,17 +411,17 @@ async def reserve(
             if twin is not None:
                 return Reserved(twin, created=False)
             continue
-        except (_Gone, _KeyTaken, AbriError) as refused:
+        except _Gone as gone:  # the key was checked in the same attempt: not a replay
+            raise NoLongerFree(
+                f"No longer free: {gone.free} unit(s) left, not enough for this household.",
+                current={"unitsFree": gone.free},
+            ) from None
+        except (_KeyTaken, AbriError) as refused:
             earlier = await _replay(db, actor.operator_id, idempotency_key, digest)
             if earlier is not None:
                 return Reserved(earlier, created=False)
             if isinstance(refused, _KeyTaken):
                 continue  # the earlier hold vanished meanwhile (purged): try again
-            if isinstance(refused, _Gone):
-                raise NoLongerFree(
-                    f"No longer free: {refused.free} unit(s) left, not enough for this household.",
-                    current={"unitsFree": refused.free},
-                ) from None
             raise
     raise IdempotencyInFlight(
         "The same hold request is still being processed; retry shortly.", retry_after=1
@@ -560,10 +566,12 @@ async def _reserve_once(
             )
             hold_id = None if row is None else int(row[0])
         if hold_id is None:
-            if await tx.one(_KEY_USED, actor.operator_id, idempotency_key) is not None:
+            refused = await tx.one(_REFUSED, actor.operator_id, idempotency_key, pool_id)
+            assert refused is not None
+            if refused[0]:
                 raise _KeyTaken  # roll back: a replay or a reused key changes nothing
             # Commit the expiries (they are real), then say "gone" with today's count.
-            gone = max(0, int((await tx.one(_FREE, pool_id) or (0,))[0]))
+            gone = max(0, int(refused[1] or 0))
     if gone is not None or hold_id is None:
         raise _Gone(gone or 0)
     assert actor.operator_id is not None
@@ -643,24 +651,38 @@ _MOVE = {
     ),
 }
 _CLOSING = frozenset({"released", "declined", "no_show"})
-# PostgreSQL: a release in ONE statement (the hold row, then — it reads the hold's output —
-# the pool row: the usual lock order), with its audit row and event.
+# PostgreSQL: a release in ONE statement and one round trip — the hold row (only if it is
+# held, not due, and the caller's), then the pool row (it reads the hold's output: the usual
+# lock order), the audit row and the event; it answers the view's columns in ``_LOAD``'s
+# order. No row: something is off (unknown, expired, already moved, not the caller's) and the
+# general path finds out what, and answers accordingly.
 _PG_RELEASE = (
     "WITH h AS ("
     " UPDATE holds SET state = 'released', closed_at = $2::timestamp, close_reason = $3::text"
-    " WHERE id = $1::bigint AND state = 'held' RETURNING pool_id, units),"
+    " WHERE ref = $1::text AND state = 'held' AND deadline > $2::timestamp"
+    " AND ($4::bigint IS NULL OR requester_operator_id = $4::bigint)"
+    " RETURNING *),"
     " p AS ("
     " UPDATE pools SET units_held = pools.units_held - h.units FROM h"
     " WHERE pools.id = h.pool_id),"
     " a AS ("
     " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
     " object_type, object_id, facility_id, detail)"
-    " SELECT $2::timestamp, $4::bigint, $5::int, $6::text, 'hold.released', 'hold', $7::text,"
-    " $8::bigint, $9::json FROM h),"
+    " SELECT $2::timestamp, $5::bigint, $6::int, $7::text, 'hold.released', 'hold', $1::text,"
+    " h.facility_id, json_build_object('units', h.units, 'reason', $3::text, 'from', 'held')"
+    " FROM h),"
     " e AS ("
     " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
-    " SELECT $2::timestamp, 'hold.released', $8::bigint, $10::bigint, $11::json FROM h)"
-    " SELECT count(*) FROM h"
+    " SELECT $2::timestamp, 'hold.released', h.facility_id, h.requester_operator_id,"
+    " json_build_object('holdId', h.id, 'ref', h.ref, 'state', 'released') FROM h)"
+    " SELECT h.id, h.ref, h.state, h.units, h.need, h.household, h.callback, h.created_at,"
+    " h.deadline, h.extensions, h.closed_at, h.close_reason, h.requester_operator_id, o.name,"
+    " h.requester_kind, h.facility_id, f.operator_id, f.ref, f.alias, f.kind,"
+    " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
+    " pl.ref, pl.label, pl.unit_kind, f.policy,"
+    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting')"
+    " FROM h JOIN pools pl ON pl.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
+    " JOIN operators o ON o.id = h.requester_operator_id"
 )
 _EXTEND = (
     "UPDATE holds SET deadline = $2, extensions = $3 + 1"
@@ -677,8 +699,10 @@ class _Loaded:
 
 async def _load(tx: RawTx, ref: str) -> _Loaded | None:
     row = await tx.one(_LOAD, ref)
-    if row is None:
-        return None
+    return None if row is None else _loaded(tx, row)
+
+
+def _loaded(tx: RawTx, row: Sequence[Any]) -> _Loaded:
     r = list(row)
     r[5] = tx.read_json(r[5])
     for i in (7, 8, 10):
@@ -727,9 +751,25 @@ async def transition_ex(
     """:func:`transition`, also telling whether a standing request is waiting for a place."""
     ref = parse_ref(raw_ref)
     side = "requester" if target in rules.REQUESTER_ACTIONS else "staff"
+    if target == "released" and not db.sqlite and (actor.is_admin or actor.operator_id is not None):
+        async with db.raw_write(transaction=False) as tx:
+            row = await tx.one(
+                _PG_RELEASE,
+                ref,
+                tx.ts(now),
+                reason,
+                None if actor.is_admin else actor.operator_id,
+                actor.operator_id,
+                actor.token_id,
+                actor.role,
+            )
+        if row is not None:
+            done = _loaded(tx, row)
+            HOLD_TRANSITIONS.labels(target).inc()
+            return Transitioned(done.view, done.someone_waiting)
     expired_now = False
-    # PostgreSQL: the read is a read; a release is then ONE statement; the other moves are
-    # grouped with ``atomic()``. SQLite: one BEGIN IMMEDIATE transaction for all of it.
+    # PostgreSQL: the read is a read; the moves are grouped with ``atomic()``. SQLite: one
+    # BEGIN IMMEDIATE transaction for all of it.
     async with db.raw_write(transaction=db.sqlite) as tx:
         loaded = await _load(tx, ref)
         if loaded is None or not _in_scope(loaded.view, actor, side):
@@ -741,24 +781,6 @@ async def transition_ex(
             expired_now = True
         elif old.state == "expired":  # the same answer whether or not the sweeper ran
             expired_now = True
-        elif target == "released" and not tx.sqlite:
-            rules.check_transition(old.state, target)
-            moved = await tx.one(
-                _PG_RELEASE,
-                old.id,
-                tx.ts(now),
-                reason,
-                actor.operator_id,
-                actor.token_id,
-                actor.role,
-                ref,
-                old.facility_id,
-                tx.json({"units": old.units, "reason": reason, "from": old.state}),
-                old.requester_operator_id,
-                tx.json({"holdId": old.id, "ref": ref, "state": "released"}),
-            )
-            if moved is None or moved[0] == 0:  # someone else moved it first
-                raise IllegalTransition("The hold changed meanwhile; reload it.")
         else:
             rules.check_transition(old.state, target)
             await _move(tx, old, target, actor=actor, now=now, reason=reason)

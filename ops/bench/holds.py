@@ -26,6 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -293,6 +294,25 @@ def say_rec(label: str, rec: h.Recorder) -> dict[str, Any]:
 # --------------------------------------------------------------------------- pgbench
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU used so far by the local PostgreSQL server: its live processes, plus what its
+    exited backends used (the postmaster's reaped children). None if it is not local."""
+    total, postmaster = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        if raw[raw.index("(") + 1 : raw.rindex(")")] != "postgres":
+            continue
+        f = raw.rsplit(")", 1)[1].split()  # state ppid ... utime(11) stime(12) cutime cstime
+        total += int(f[11]) + int(f[12])
+        if f[1] == "1":  # the postmaster
+            total += int(f[13]) + int(f[14])
+            postmaster = True
+    return total / os.sysconf("SC_CLK_TCK") if postmaster else None
+
+
 async def pgbench(base_url: str, seconds: int) -> dict[str, Any]:
     conn = h.libpq_args(base_url)
     async with h.scratch_pg(base_url, prefix="abri_pgbench") as name:
@@ -303,15 +323,22 @@ async def pgbench(base_url: str, seconds: int) -> dict[str, Any]:
             capture_output=True,
         )
         cmd = ["pgbench", "-N", "-c", "8", "-j", "2", "-T", str(seconds), *conn, name]
+        pg0 = postgres_cpu_seconds()
         res = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True)
+        pg1 = postgres_cpu_seconds()
     m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", res.stdout)
     lat = re.search(r"latency average = ([0-9.]+) ms", res.stdout)
     if res.returncode != 0 or m is None:
         raise RuntimeError(f"pgbench failed: {res.stderr.strip()[-500:]}")
+    tps = float(m.group(1))
     return {
         "command": " ".join(cmd[:9]) + " <scratch db>",
-        "tps": float(m.group(1)),
+        "tps": tps,
         "latency_avg_ms": float(lat.group(1)) if lat else None,
+        # includes connection set-up: slightly pessimistic for pgbench
+        "postgres_cpu_ms_per_tx": None
+        if pg0 is None or pg1 is None
+        else (pg1 - pg0) * 1000 / max(1.0, tps * seconds),
     }
 
 
@@ -417,6 +444,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         )
                         out["inprocess_c1"] = say_rec("in-proc c=1", rec)
                     cpu0 = h.process_cpu_seconds(os.getpid())
+                    pg0 = postgres_cpu_seconds()
                     rec = await run_inprocess(
                         ip,
                         actor,
@@ -426,11 +454,23 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         warmup=min(args.warmup, 2.0),
                     )
                     cpu = (h.process_cpu_seconds(os.getpid()) - cpu0) * 1000 / max(1, rec.total)
+                    pg1 = postgres_cpu_seconds()
                 finally:
                     await ip.dispose()
                 out["inprocess"] = say_rec("in-proc", rec)
                 out["inprocess"]["cpu_ms_per_call"] = cpu
                 h.say(f"  in-proc CPU {cpu:.2f} ms per call (reserve or release)")
+                if pg0 is not None and pg1 is not None:
+                    # every call of the run, warm-up included, as for the process CPU
+                    pg_ms = (pg1 - pg0) * 1000 / max(1, rec.total)
+                    holds_n = rec.count("hold")
+                    per_hold = (holds_n + rec.count("release")) / max(1, holds_n)
+                    out["inprocess"]["postgres_cpu_ms_per_call"] = pg_ms
+                    out["inprocess"]["calls_per_hold"] = per_hold
+                    h.say(
+                        f"  in-proc PostgreSQL server CPU {pg_ms:.2f} ms per call; "
+                        f"{pg_ms * per_hold:.2f} ms per hold with its share of releases"
+                    )
                 v = await verify(db)
                 out["inprocess"]["check"] = v
                 granted = mix.totals.get("hold 201", 0) + mix.totals.get("inproc hold 201", 0)
@@ -446,6 +486,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         pg = await pgbench(args.pg_url, args.pgbench_seconds)
         out["pgbench"] = pg
         h.say(f"  pgbench tps {pg['tps']:.0f} (latency avg {pg['latency_avg_ms']} ms)")
+        if pg.get("postgres_cpu_ms_per_tx") is not None:
+            h.say(f"  pgbench: PostgreSQL server CPU {pg['postgres_cpu_ms_per_tx']:.3f} ms per tx")
     out["totals"] = mix.totals
     return out
 
@@ -475,6 +517,15 @@ def verdict(out: dict[str, Any]) -> list[str]:
                     else "MISSED"
                 )
             )
+    ip, pg_tx = out.get("inprocess") or {}, out.get("pgbench", {}).get("postgres_cpu_ms_per_tx")
+    if ip.get("postgres_cpu_ms_per_call") and pg_tx:
+        per_hold = ip["postgres_cpu_ms_per_call"] * ip["calls_per_hold"]
+        lines.append(
+            f"database ceiling: PostgreSQL spends {per_hold:.2f} ms of CPU per hold (with its "
+            f"share of releases) vs {pg_tx:.3f} ms per pgbench transaction: even with a free "
+            f"application, holds/s ÷ pgbench tps could not pass about {pg_tx / per_hold:.0%} "
+            "on this machine"
+        )
     live = out.get("live")
     if tps and live:
         bound = live["per_s"] / live["requests_per_hold"] / tps
