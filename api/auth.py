@@ -6,8 +6,9 @@ facilities) happen in the services through ``operator_scope``.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +44,11 @@ class AuthCache:
     """Remembers valid tokens for a few seconds, so a request does not need a database
     transaction just to authenticate (it cost more than the search itself). Revoking a token
     through the API clears the cache of that process at once; a revocation from the CLI or
-    another process takes effect within ``seconds``. Unknown tokens are never cached."""
+    another process takes effect within ``seconds``. Unknown tokens are never cached.
+
+    Requests that miss at the same moment (every client of a busy token when its entry
+    expires) share one database read instead of one each; a request arriving after
+    ``clear()`` never shares a read that started before it, and such a read is not cached."""
 
     MAX_ENTRIES = 10_000
 
@@ -51,6 +56,8 @@ class AuthCache:
         self.seconds = seconds
         self._clock = clock
         self._entries: dict[str, tuple[Actor, float]] = {}
+        self._reading: dict[str, asyncio.Task[Actor | None]] = {}
+        self._generation = 0  # bumped by clear(): reads started before must not be cached
 
     async def authenticate(self, db: Database, clear: str, now: datetime) -> Actor | None:
         if self.seconds <= 0:
@@ -60,7 +67,23 @@ class AuthCache:
         t = self._clock()
         if hit is not None and hit[1] > t:
             return hit[0]
-        actor = await authenticate(db, clear, now)
+        reading = self._reading.get(key)
+        if reading is None:
+            # Its own task: a caller that goes away does not cancel the read for the others.
+            reading = asyncio.ensure_future(self._read(db, clear, now, key, t, self._generation))
+            self._reading[key] = reading
+        return await asyncio.shield(reading)
+
+    async def _read(
+        self, db: Database, clear: str, now: datetime, key: str, t: float, generation: int
+    ) -> Actor | None:
+        try:
+            actor = await authenticate(db, clear, now)
+        finally:
+            if self._reading.get(key) is asyncio.current_task():
+                del self._reading[key]
+        if generation != self._generation:
+            return actor  # cleared meanwhile: answer this request, remember nothing
         if actor is not None:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
@@ -71,15 +94,19 @@ class AuthCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._reading.clear()
+        self._generation += 1
 
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 def requires(*roles: str) -> Guard:
+    # ``async def`` although nothing is awaited: litestar runs a plain function guard in a
+    # worker thread (two thread hops per request, more than a whole search's CPU budget).
     allowed = frozenset(roles)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         actor = connection.user
         if not isinstance(actor, Actor) or actor.role not in allowed:
             raise PermissionDeniedException(f"This route is for: {', '.join(sorted(allowed))}.")

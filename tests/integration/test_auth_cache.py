@@ -62,3 +62,39 @@ async def test_a_revocation_elsewhere_applies_within_the_ttl(world: World) -> No
     assert await cache.authenticate(world.db, police, world.clock.now()) is not None  # cached
     now[0] += 5.1
     assert await cache.authenticate(world.db, police, world.clock.now()) is None
+
+
+async def test_requests_missing_together_share_one_read(world: World) -> None:
+    import asyncio
+
+    await world.operator("Zone", "police")
+    police = await world.token("Zone", "police")
+    reads: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "token_hash" in statement:
+            reads.append(statement)
+
+    event.listen(world.db.read_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        cache = AuthCache(5)
+        actors = await asyncio.gather(
+            *(cache.authenticate(world.db, police, world.clock.now()) for _ in range(10))
+        )
+        assert len(reads) == 1 and all(a is not None and a.role == "police" for a in actors)
+        assert await cache.authenticate(world.db, police, world.clock.now()) is not None
+        assert len(reads) == 1  # cached
+
+        # A read under way when the cache is cleared (a revocation) answers its callers but
+        # is not remembered; a request after the clear does not share it.
+        cache.clear()
+        first = asyncio.ensure_future(cache.authenticate(world.db, police, world.clock.now()))
+        await asyncio.sleep(0)  # the read is under way
+        cache.clear()
+        assert (await first) is not None
+        assert len(reads) == 2 and not cache._entries  # answered, not remembered
+        assert await cache.authenticate(world.db, police, world.clock.now()) is not None
+        assert await cache.authenticate(world.db, police, world.clock.now()) is not None
+        assert len(reads) == 3  # a new read, remembered this time
+    finally:
+        event.remove(world.db.read_engine.sync_engine, "before_cursor_execute", count)
