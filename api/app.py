@@ -252,9 +252,11 @@ def create_app(
             jobs = asyncio.create_task(
                 LeaderLoop(database, settings, state.clock, state.cipher).run(stop)
             )
+        await state.search_cache.start()
         try:
             yield
         finally:
+            await state.search_cache.aclose()
             if jobs is not None:
                 stop.set()
                 await jobs

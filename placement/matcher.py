@@ -59,11 +59,11 @@ address; the distance is rounded to 1 km, or to 10 km (at least 10) for a secret
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -127,6 +127,7 @@ _SPECS = (
 _KIND_CODE = {"bed": 0, "room": 1, "family_room": 2}
 _KIND_NAME = {0: "bed", 1: "room", 2: "family room"}
 _COST_CODE = {"free": 0, "paying": 1, "income_based": 2}
+_RULE_POS = {code: k for k, code in enumerate(ALL_RULES)}
 
 
 # ----------------------------------------------------------------------------- results
@@ -295,6 +296,18 @@ def _language_value(policy: AccessPolicy, facts: HouseholdFacts) -> float:
     return 0.5 if policy.interpreters_available else 0.0
 
 
+def _r4(v: float) -> float:
+    """``round(v, 4)``, skipping the (slow) call for the whole numbers most parts are."""
+    return v if v.is_integer() else round(v, 4)
+
+
+_COST_REASON = {
+    "free": "Free of charge.",
+    "paying": "Paying.",
+    "income_based": "Cost depends on income.",
+}
+
+
 def _build_option(
     s: _Search,
     fac: FacilitySnapshot,
@@ -305,14 +318,22 @@ def _build_option(
     score: float,
     fresh: bool,
     distance: float | None,
+    last_ts: float | None = None,
+    free_units: int | None = None,
 ) -> Option:
-    """An option for the chosen pool: reasons, warnings, coarse area. Same in both paths."""
+    """An option for the chosen pool: reasons, warnings, coarse area. Same in both paths.
+
+    ``last_ts``: the pool's ``last_seen`` as a timestamp (-inf: never), when the caller has
+    it; ``free_units``: the live free count to show (default: the snapshot's)."""
     policy = fac.policy
     facts = s.facts
-    last = _ts(pool.last_seen, -math.inf)
+    last = _ts(pool.last_seen, -math.inf) if last_ts is None else last_ts
     age = None if last == -math.inf else max(0, int(s.now_ts - last))
     specialised = parts["specialised"] > 0
-    area_nis, area_level, area_name = _area_view(fac.municipality_nis, fac.secret_address)
+    secret = fac.secret_address
+    area_nis, area_level, area_name = _area_view(fac.municipality_nis, secret)
+    shown = None if distance is None else _shown_distance(distance, secret)
+    spoken = facts.languages & set(policy.languages) if facts.languages else None
 
     reasons: list[str] = []
     if specialised:
@@ -326,23 +347,17 @@ def _build_option(
     else:
         label = _KIND_NAME[_KIND_CODE[pool.unit_kind]]
         reasons.append(f"A {label} for {pool.places_per_unit} fits the household of {facts.size}.")
-    if distance is not None:
-        reasons.append(
-            f"About {_shown_distance(distance, fac.secret_address):.0f} km from the preferred area."
-        )
-    reasons.append(
-        {"free": "Free of charge.", "paying": "Paying.", "income_based": "Cost depends on income."}[
-            policy.cost
-        ]
-    )
+    if shown is not None:
+        reasons.append(f"About {shown:.0f} km from the preferred area.")
+    reasons.append(_COST_REASON[policy.cost])
     if policy.low_threshold:
         reasons.append("Low threshold: no conditions on papers, income or referral.")
     elif s.request.household.residence_status != "documented" and policy.accepts_undocumented:
         reasons.append("Accepts undocumented people.")
     if parts["admission"] > 0:
         reasons.append("Intake possible now.")
-    if facts.languages and facts.languages & set(policy.languages):
-        reasons.append(f"Staff speak {', '.join(sorted(facts.languages & set(policy.languages)))}.")
+    if spoken:
+        reasons.append(f"Staff speak {', '.join(sorted(spoken))}.")
     elif policy.interpreters_available and facts.languages:
         reasons.append("Interpreters available.")
     if age is not None and fresh:
@@ -379,17 +394,17 @@ def _build_option(
         area_level=area_level,
         area_name=area_name,
         units_needed=units_needed,
-        free_units=pool.free,
+        free_units=pool.free if free_units is None else free_units,
         cost=policy.cost,
         data_age_seconds=age,
         stale=not fresh,
         warnings=warnings,
         reasons=reasons,
-        score=round(score, 4),
-        score_parts={k: round(v, 4) for k, v in parts.items()},
+        score=_r4(score),
+        score_parts={k: v if v.is_integer() else round(v, 4) for k, v in parts.items()},
         intake_phone=fac.intake_phone,
         handover_protocol=fac.handover_protocol,
-        distance_km=None if distance is None else _shown_distance(distance, fac.secret_address),
+        distance_km=shown,
         specialised=specialised,
     )
 
@@ -397,7 +412,7 @@ def _build_option(
 def _summary(
     fails: dict[str, int], only: dict[str, int]
 ) -> tuple[dict[str, int], list[Alternative]]:
-    excluded = dict(sorted(fails.items(), key=lambda kv: (-kv[1], ALL_RULES.index(kv[0]))))
+    excluded = dict(sorted(fails.items(), key=lambda kv: (-kv[1], _RULE_POS[kv[0]])))
     alts = [
         Alternative(
             code=code,
@@ -407,7 +422,7 @@ def _summary(
         for code in excluded
         if code in RELAXABLE_RULES
     ]
-    alts.sort(key=lambda a: (-a.extra_options, ALL_RULES.index(a.code)))
+    alts.sort(key=lambda a: (-a.extra_options, _RULE_POS[a.code]))
     return excluded, alts
 
 
@@ -518,6 +533,19 @@ def match_reference(
 # ----------------------------------------------------------------------------- fast index
 
 
+class _BestPools(NamedTuple):
+    """Per facility (arrays of length n): its best usable pool for one household size."""
+
+    fresh_grid: np.ndarray  # (slots, n) freshness of every pool when computed
+    no_room: np.ndarray  # no pool the household fits with enough free units
+    slot: np.ndarray
+    needed: np.ndarray  # units needed in that pool
+    fit: np.ndarray  # weighted fit part
+    fresh: np.ndarray
+    load: np.ndarray  # weighted load part
+    last: np.ndarray  # last report or confirmation (timestamp, -inf: never)
+
+
 class MatcherIndex:
     """Facilities as column arrays: one vectorised boolean mask per rule, per search.
 
@@ -538,6 +566,7 @@ class MatcherIndex:
         geo = _geo()
         self.muni = np.array([_muni_pos(f.municipality_nis) for f in facs], dtype=np.int32)
         self.status_ok = np.array([f.status in ADMITTING_STATUSES for f in facs], dtype=bool)
+        self.status_closed = ~self.status_ok
         self.valid_from = np.array([_ts(f.valid_from, -math.inf) for f in facs], dtype=float)
         self.planned_end = np.array([_ts(f.planned_end, math.inf) for f in facs], dtype=float)
         self.stale_s = np.array([f.stale_after_minutes * 60.0 for f in facs], dtype=float)
@@ -593,21 +622,29 @@ class MatcherIndex:
             adm[i] = groups[key]
         self.adm_group = adm
 
+        # Pool grid, one row per slot (slot j = a facility's j-th pool by ref), one column per
+        # facility: per-slot rows are contiguous, so "best pool of each facility" is a few
+        # element-wise operations (a reduction along a 2- or 3-long axis is much slower).
         m = max((len(f.pools) for f in facs), default=0) or 1
-        self.p_kind = np.full((n, m), -1, dtype=np.int8)
-        self.p_places = np.ones((n, m), dtype=np.int32)
-        self.p_total = np.zeros((n, m), dtype=np.int64)
-        self.p_occ = np.zeros((n, m), dtype=np.int64)
-        self.p_held = np.zeros((n, m), dtype=np.int64)
-        self.p_free = np.full((n, m), -1, dtype=np.int64)
-        self.p_load = np.zeros((n, m), dtype=float)
-        self.p_last = np.full((n, m), -math.inf, dtype=float)
+        self.p_kind = np.full((m, n), -1, dtype=np.int8)
+        self.p_places = np.ones((m, n), dtype=np.int32)
+        self.p_total = np.zeros((m, n), dtype=np.int64)
+        self.p_occ = np.zeros((m, n), dtype=np.int64)
+        self.p_held = np.zeros((m, n), dtype=np.int64)
+        self.p_free = np.full((m, n), -1, dtype=np.int64)
+        self.p_load = np.zeros((m, n), dtype=float)
+        self.p_last = np.full((m, n), -math.inf, dtype=float)
+        self._best_cache: dict[int, _BestPools] = {}
+        self._adm_cache: tuple[float, np.ndarray | None, np.ndarray] | None = None
+        self._ref_cache: dict[str, np.ndarray] = {}
         self._pool_pos: dict[int, tuple[int, int]] = {}
+        self._slots: list[list[PoolSnapshot]] = []  # pools of facility i by ref, as in the grid
         for i, f in enumerate(facs):
-            for j, p in enumerate(sorted(f.pools, key=lambda p: p.ref)):
+            self._slots.append(sorted(f.pools, key=lambda p: p.ref))
+            for j, p in enumerate(self._slots[i]):
                 self._pool_pos[p.id] = (i, j)
-                self.p_kind[i, j] = _KIND_CODE[p.unit_kind]
-                self.p_places[i, j] = max(p.places_per_unit, 1)
+                self.p_kind[j, i] = _KIND_CODE[p.unit_kind]
+                self.p_places[j, i] = max(p.places_per_unit, 1)
                 self._set_counts(i, j, p)
         self._fit_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._geo = geo
@@ -621,12 +658,20 @@ class MatcherIndex:
         return list(self._facs)
 
     def _set_counts(self, i: int, j: int, p: PoolSnapshot) -> None:
-        self.p_total[i, j] = p.units_total
-        self.p_occ[i, j] = p.units_occupied
-        self.p_held[i, j] = p.units_held
-        self.p_free[i, j] = p.free
-        self.p_load[i, j] = W_LOAD * _load(p.units_total, p.units_occupied, p.units_held)
-        self.p_last[i, j] = _ts(p.last_seen, -math.inf)
+        self.p_total[j, i] = p.units_total
+        self.p_occ[j, i] = p.units_occupied
+        self.p_held[j, i] = p.units_held
+        self.p_free[j, i] = p.free
+        self.p_load[j, i] = W_LOAD * _load(p.units_total, p.units_occupied, p.units_held)
+        self.p_last[j, i] = _ts(p.last_seen, -math.inf)
+        self._best_cache.clear()  # free units and load changed
+
+    def pool(self, pool_id: int) -> tuple[FacilitySnapshot, PoolSnapshot] | None:
+        """The pool with this id and its facility, as the index has them (None: unknown)."""
+        pos = self._pool_pos.get(pool_id)
+        if pos is None:
+            return None
+        return self._facs[pos[0]], self._slots[pos[0]][pos[1]]
 
     def update_pool(
         self,
@@ -655,6 +700,7 @@ class MatcherIndex:
         )
         pools[k] = new
         self._facs[i] = msgspec.structs.replace(fac, pools=pools)
+        self._slots[i][j] = new
         self._set_counts(i, j, new)
 
     def update_status(
@@ -668,6 +714,7 @@ class MatcherIndex:
             status_until=status_until,
         )
         self.status_ok[i] = status in ADMITTING_STATUSES
+        self.status_closed[i] = not self.status_ok[i]
 
     def _fit(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Units needed and weighted fit per pool for a household size (cached: static)."""
@@ -680,7 +727,7 @@ class MatcherIndex:
         per_bed_needed = -(-size // places)
         needed = np.full(kind.shape, _NOT_FIT, dtype=np.int64)
         needed[unit & (places >= size)] = 1
-        bed_ok = bed & ((per_bed_needed == 1) | self.beds_for_households[:, None])
+        bed_ok = bed & ((per_bed_needed == 1) | self.beds_for_households[None, :])
         needed[bed_ok] = per_bed_needed[bed_ok]
         fit = np.zeros(kind.shape, dtype=float)
         single = (needed == 1) & (unit | bed)
@@ -690,6 +737,68 @@ class MatcherIndex:
         self._fit_cache[size] = out
         return out
 
+    def _best_pools(self, size: int, now_ts: float) -> _BestPools:
+        """Per facility, the pool a household of ``size`` would take at ``now_ts``: highest
+        fit + freshness + load (added in that order, as the reference does), the first slot
+        (smallest ref) on a tie. Kept until a count changes or a pool's freshness flips."""
+        fresh = self.p_last >= now_ts - self.stale_s
+        hit = self._best_cache.get(size)
+        if hit is not None and np.array_equal(hit.fresh_grid, fresh):
+            return hit
+        needed, fit_part = self._fit(size)
+        ok = needed <= self.p_free
+        pscore = np.where(
+            ok,
+            np.where(fresh, (fit_part + W_FRESH) + self.p_load, (fit_part + 0.0) + self.p_load),
+            -np.inf,
+        )
+        top = pscore.max(axis=0)  # (a reduction across rows: fast, unlike argmax)
+        best = np.zeros(len(self._facs), dtype=np.intp)
+        for j in range(len(pscore) - 1, 0, -1):  # the first slot reaching the top wins
+            best = np.where(pscore[j] == top, j, best)
+        best = np.where(pscore[0] == top, 0, best)
+        cols = np.arange(len(self._facs))
+        hit = _BestPools(
+            fresh_grid=fresh,
+            no_room=top == -np.inf,
+            slot=best,
+            needed=needed[best, cols],
+            fit=fit_part[best, cols],
+            fresh=fresh[best, cols],
+            load=self.p_load[best, cols],
+            last=self.p_last[best, cols],
+        )
+        self._best_cache[size] = hit
+        return hit
+
+    def _admission(self, now: datetime, now_ts: float) -> tuple[np.ndarray | None, np.ndarray]:
+        """Per facility: no intake within the look-ahead (None if none fails), intake now.
+        ``admission_wait_minutes`` depends on the local weekday, hour and minute only, so the
+        answer is kept for the minute."""
+        minute = now_ts // 60
+        hit = self._adm_cache
+        if hit is None or hit[0] != minute:
+            waits = [admission_wait_minutes(w, now) for w in self._adm_windows]
+            fail = np.array([w is None or w > ADMISSION_LOOKAHEAD_MINUTES for w in waits])
+            intake_now = np.array([w == 0 for w in waits], dtype=bool)
+            hit = (
+                minute,
+                fail[self.adm_group] if fail.any() else None,
+                intake_now[self.adm_group],
+            )
+            self._adm_cache = hit
+        return hit[1], hit[2]
+
+    def _referral_fails(self, kind: str) -> np.ndarray:
+        """Facilities that need a referral this requester kind cannot give. An admin (or any
+        kind no policy names) refers no one: like the reference rule."""
+        hit = self._ref_cache.get(kind)
+        if hit is None:
+            rbit = 1 << _REQUESTERS.index(kind) if kind in _REQUESTERS else 0
+            hit = self.needs_referral & ((self.referral_bits & rbit) == 0)
+            self._ref_cache[kind] = hit
+        return hit
+
     def search(
         self,
         request: SearchRequest,
@@ -698,19 +807,31 @@ class MatcherIndex:
         now: datetime,
         relax: Collection[str] = (),
     ) -> SearchResult:
-        s = _prepare(request, requester_kind, now, relax)
-        return self._search(s)
+        return self.rank(request, requester_kind=requester_kind, now=now, relax=relax).result()
 
-    def _search(self, s: _Search) -> SearchResult:
+    def rank(
+        self,
+        request: SearchRequest,
+        *,
+        requester_kind: RequesterKind,
+        now: datetime,
+        relax: Collection[str] = (),
+        candidates: int | None = None,
+    ) -> Ranking:
+        """Apply every rule and rank, but build no option yet: the caller may first check
+        the best ``candidates`` (default ``request.limit``) against live counts."""
+        s = _prepare(request, requester_kind, now, relax)
+        return self._rank(s, request.limit if candidates is None else max(0, candidates))
+
+    def _rank(self, s: _Search, limit: int) -> Ranking:
         request, facts, hh = s.request, s.facts, s.request.household
         n = len(self._facs)
         geo = self._geo
         fails: dict[str, np.ndarray] = {}
 
-        def rule(code: str, mask: np.ndarray | bool) -> None:
-            if code in s.relax:
-                return
-            fails[code] = mask  # type: ignore[assignment]
+        def rule(code: str, mask: np.ndarray) -> None:
+            if code not in s.relax:
+                fails[code] = mask
 
         if hh.residence_status == "undocumented":
             rule("documents_required", self.docs_required)
@@ -737,25 +858,16 @@ class MatcherIndex:
         if hh.pets:
             rule("pets", self.no_pets)
         rule("max_stay", self.max_stay < request.nights)
-        waits = [admission_wait_minutes(w, s.now) for w in self._adm_windows]
-        adm_fail = np.array([w is None or w > ADMISSION_LOOKAHEAD_MINUTES for w in waits])
-        adm_now = np.array([w == 0 for w in waits])
-        if adm_fail.any():
-            rule("admission_hours", adm_fail[self.adm_group])
-        # An admin (or any kind no policy names) refers no one: like the reference rule.
-        kind = s.requester_kind
-        rbit = 1 << _REQUESTERS.index(kind) if kind in _REQUESTERS else 0
-        rule("referral_required", self.needs_referral & ((self.referral_bits & rbit) == 0))
-        rule("status_closed", ~self.status_ok)
+        adm_fail, adm_now = self._admission(s.now, s.now_ts)
+        if adm_fail is not None:
+            rule("admission_hours", adm_fail)
+        rule("referral_required", self._referral_fails(s.requester_kind))
+        rule("status_closed", self.status_closed)
         rule("not_yet_open", self.valid_from > s.now_ts)
         rule("scheme_ended", self.planned_end <= s.now_ts)
 
-        needed, fit_part = self._fit(facts.size)
-        ok = needed <= self.p_free
-        fresh = self.p_last >= (s.now_ts - self.stale_s)[:, None]
-        pscore = np.where(ok, fit_part + fresh * W_FRESH + self.p_load, -np.inf)
-        best = np.argmax(pscore, axis=1)
-        rule("no_room", ~ok.any(axis=1))
+        bp = self._best_pools(facts.size, s.now_ts)
+        rule("no_room", bp.no_room)
 
         zones = s.zones
         if zones.avoid_municipalities or zones.avoid_radius:
@@ -777,7 +889,7 @@ class MatcherIndex:
             c = int(np.count_nonzero(mask))
             if c:
                 fail_counts[code] = c
-                count += mask
+                np.add(count, mask, out=count)
         only = count == 1
         only_counts = {
             code: int(np.count_nonzero(fails[code] & only))
@@ -787,19 +899,18 @@ class MatcherIndex:
         excluded, alts = _summary(fail_counts, only_counts)
 
         idx = np.flatnonzero(count == 0)
-        bslot = best[idx]
         spec_mask = 0
         for x in SPECIALISATIONS_FOR_NEED[request.need]:
             spec_mask |= 1 << _SPECS.index(x)
         part_spec = W_SPECIALISED * ((self.spec_bits[idx] & spec_mask) != 0)
-        part_fit = fit_part[idx, bslot]
+        part_fit = bp.fit[idx]
         if dist is None:
             part_dist = np.zeros(len(idx))
         else:
             part_dist = W_DISTANCE * (1.0 / (1.0 + dist[idx] / DISTANCE_HALF_KM))
-        p_fresh = fresh[idx, bslot]
+        p_fresh = bp.fresh[idx]
         part_fresh = p_fresh * W_FRESH
-        part_adm = W_ADMISSION * adm_now[self.adm_group[idx]]
+        part_adm = W_ADMISSION * adm_now[idx]
         if facts.languages:
             match_lang = np.zeros(len(idx), dtype=bool)
             for lang in facts.languages:
@@ -811,7 +922,7 @@ class MatcherIndex:
         else:
             part_lang = np.full(len(idx), W_LANGUAGE * 1.0)
         part_cont = W_CONTINUITY * (self.planned_end[idx] >= s.stay_end_ts)
-        part_load = self.p_load[idx, bslot]
+        part_load = bp.load[idx]
         columns = (
             part_spec,
             part_fit,
@@ -826,39 +937,116 @@ class MatcherIndex:
         for c in columns:
             score = score + c
 
-        limit = request.limit
         if len(idx) > limit:
-            kth = np.partition(-score, limit - 1)[limit - 1]
+            kth = np.partition(-score, limit - 1)[limit - 1] if limit > 0 else np.inf
             keep = np.flatnonzero(-score <= kth)
         else:
             keep = np.arange(len(idx))
         order = keep[np.lexsort((idx[keep], -score[keep]))][:limit]
 
-        options = []
-        for k in order:
-            i = int(idx[k])
-            fac = self._facs[i]
-            j = int(bslot[k])
-            pool = sorted(fac.pools, key=lambda p: p.ref)[j]
-            parts = {name: float(col[k]) for name, col in zip(SCORE_PARTS, columns, strict=True)}
+        chosen = idx[order]
+        rows = chosen.tolist()
+        slots = bp.slot[chosen].tolist()
+        cands = list(
+            map(
+                _Candidate._make,
+                zip(
+                    [self._facs[i] for i in rows],
+                    [self._slots[i][j] for i, j in zip(rows, slots, strict=True)],
+                    bp.needed[chosen].tolist(),
+                    np.array(columns)[:, order].T.tolist(),
+                    score[order].tolist(),
+                    p_fresh[order].tolist(),
+                    [None] * len(rows) if dist is None else dist[rows].tolist(),
+                    bp.last[chosen].tolist(),
+                    strict=True,
+                ),
+            )
+        )
+        return Ranking(
+            s, cands, excluded=excluded, alternatives=alts, considered=n, matched=len(idx)
+        )
+
+
+class _Candidate(NamedTuple):
+    """One ranked option, not built yet (the snapshots as they were when ranked)."""
+
+    fac: FacilitySnapshot
+    pool: PoolSnapshot
+    units_needed: int
+    parts: list[float]  # in SCORE_PARTS order
+    score: float
+    fresh: bool
+    distance: float | None
+    last_ts: float
+
+
+class Ranking:
+    """The vectorised half of a search: every rule applied and the best candidates ranked,
+    no option built yet (building an option, with its reasons and warnings, costs more than
+    ranking thousands of places). ``result`` builds them, dropping any pool that live counts
+    say is no longer free enough."""
+
+    __slots__ = ("_s", "alternatives", "candidates", "considered", "excluded", "matched")
+
+    def __init__(
+        self,
+        s: _Search,
+        candidates: list[_Candidate],
+        *,
+        excluded: dict[str, int],
+        alternatives: list[Alternative],
+        considered: int,
+        matched: int,
+    ) -> None:
+        self._s = s
+        self.candidates = candidates
+        self.excluded = excluded
+        self.alternatives = alternatives
+        self.considered = considered
+        self.matched = matched
+
+    @property
+    def pool_refs(self) -> list[str]:
+        return [c.pool.ref for c in self.candidates]
+
+    def result(
+        self, live_free: Mapping[str, int] | None = None, *, limit: int | None = None
+    ) -> SearchResult:
+        """At most ``limit`` (default: the request's) options, best first. With ``live_free``
+        (pool ref -> free units now), a pool missing from it or with fewer free units than
+        the household needs is dropped, and the free units shown are the live ones."""
+        s = self._s
+        limit = s.request.limit if limit is None else limit
+        options: list[Option] = []
+        for c in self.candidates:
+            if len(options) >= limit:
+                break
+            free = None
+            if live_free is not None:
+                free = live_free.get(c.pool.ref)
+                if free is None or free < c.units_needed:
+                    continue
             options.append(
                 _build_option(
                     s,
-                    fac,
-                    pool,
-                    units_needed=int(needed[i, j]),
-                    parts=parts,
-                    score=float(score[k]),
-                    fresh=bool(p_fresh[k]),
-                    distance=None if dist is None else float(dist[i]),
+                    c.fac,
+                    c.pool,
+                    units_needed=c.units_needed,
+                    parts=dict(zip(SCORE_PARTS, c.parts, strict=True)),
+                    score=c.score,
+                    fresh=c.fresh,
+                    distance=c.distance,
+                    last_ts=c.last_ts,
+                    free_units=free,
                 )
             )
         return SearchResult(
             options=options,
-            excluded=excluded,
-            alternatives=alts,
-            considered=n,
-            matched=len(idx),
+            excluded=self.excluded,
+            alternatives=self.alternatives,
+            considered=self.considered,
+            matched=self.matched,
         )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, post
+from litestar import Controller, Request, post
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
 from litestar.params import Body
@@ -86,11 +86,13 @@ class PlacementController(Controller):
                 ]
             ),
         ],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        state: State,
+        request: Request[Actor, Any, State],
     ) -> SearchResponse:
+        # The app state and the user straight from the request, not as dependencies: litestar
+        # resolves several dependencies in a task group (one asyncio task each, per request).
+        state, actor = request.app.state, request.user
+        db: Database = state.db
+        clock: Clock = state.clock
         found = await search_service.search(
             db,
             state.search_cache,

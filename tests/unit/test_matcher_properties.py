@@ -414,3 +414,38 @@ def test_fast_index_equals_reference_on_synthetic_data() -> None:
         assert match(request, index, requester_kind=kind, now=NOW) == match_reference(
             request, facs, requester_kind=kind, now=NOW
         )
+
+
+@SETTINGS
+@given(
+    facility_lists(),
+    requests(),
+    kinds,
+    st.lists(st.integers(-60, 3 * 24 * 60), min_size=2, max_size=6),
+    st.integers(0, 2**32 - 1),
+)
+def test_one_index_over_time_equals_the_reference(facs, request, kind, minutes, seed) -> None:
+    """The index keeps per-search work between searches (admission per minute, referral per
+    requester kind, the best pool per household size until a count changes or a pool goes
+    stale): searching one index at moments going back and forth, with counts changing in
+    between, must still equal the reference at each moment."""
+    index = MatcherIndex(facs)
+    rng = random.Random(seed)
+    pools = [p for f in facs for p in f.pools]
+    for m in minutes:
+        now = NOW + timedelta(minutes=m)  # pools turn stale as time goes on (and back)
+        for r in (request, msgspec.structs.replace(request, limit=3)):
+            assert match(r, index, requester_kind=kind, now=now) == match_reference(
+                r, index.facilities, requester_kind=kind, now=now
+            )
+        if pools and rng.random() < 0.5:
+            p = rng.choice(pools)
+            index.update_pool(
+                p.id,
+                units_total=rng.randint(0, 6),
+                units_occupied=rng.randint(0, 6),
+                units_held=rng.randint(0, 2),
+                units_blocked=0,
+                reported_at=rng.choice([None, now, now - timedelta(hours=13)]),
+                confirmed_at=None,
+            )
