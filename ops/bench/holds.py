@@ -378,7 +378,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
             if not args.skip_http:
                 h.say(f"-- HTTP (uvicorn, PostgreSQL {name}), {args.duration:.0f} s --")
-                with h.Server(url) as srv:
+                pool_env = {
+                    "ABRI_PG_POOL_SIZE": str(args.pg_pool_size),
+                    "ABRI_PG_MAX_OVERFLOW": str(args.pg_max_overflow),
+                }
+                with h.Server(url, env=pool_env) as srv:
                     if args.probe_seconds > 0:
                         rec = await run_http(
                             srv.port,
@@ -436,7 +440,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     f"-- in-process (holds_service.reserve/transition, same pool sizes), "
                     f"{args.inproc_duration:.0f} s --"
                 )
-                ip = Database(url)
+                ip = Database(url, pool_size=args.pg_pool_size, max_overflow=args.pg_max_overflow)
                 try:
                     if args.probe_seconds > 0:
                         rec = await run_inprocess(
@@ -543,6 +547,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20.0, help="seconds measured over HTTP")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--inproc-duration", type=float, default=10.0, help="0 to skip in-process")
+    p.add_argument(
+        "--pg-pool-size",
+        type=int,
+        default=10,
+        help="connections per process (ABRI_PG_POOL_SIZE; the product default is 10)",
+    )
+    p.add_argument("--pg-max-overflow", type=int, default=10, help="ABRI_PG_MAX_OVERFLOW")
     p.add_argument(
         "--live-seconds",
         type=float,
