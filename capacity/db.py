@@ -67,8 +67,8 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngi
         engine = create_async_engine(url, poolclass=poolclass, **kwargs)
         _install_sqlite_pragmas(engine, immediate=immediate)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_size", 20)  # as Settings.pg_pool_size: kept, no overflow churn
+    kwargs.setdefault("max_overflow", 0)
     # Timeouts once per connection, not two SET LOCAL round trips per transaction.
     kwargs.setdefault(
         "connect_args",

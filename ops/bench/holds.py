@@ -550,10 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--pg-pool-size",
         type=int,
-        default=10,
-        help="connections per process (ABRI_PG_POOL_SIZE; the product default is 10)",
+        default=20,
+        help="connections per process (ABRI_PG_POOL_SIZE; the product default is 20)",
     )
-    p.add_argument("--pg-max-overflow", type=int, default=10, help="ABRI_PG_MAX_OVERFLOW")
+    p.add_argument("--pg-max-overflow", type=int, default=0, help="ABRI_PG_MAX_OVERFLOW")
     p.add_argument(
         "--live-seconds",
         type=float,
