@@ -20,7 +20,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError
 
 from api.logging import log
-from capacity.db import connection_lost
+from capacity.db import connection_lost, exception_chain
 from capacity.errors import AbriError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -192,10 +192,7 @@ def _out_of_range(exc: BaseException) -> bool:
     INTEGER (``OverflowError``), than a PostgreSQL ``integer`` argument (asyncpg refuses to
     encode it) or than a column (SQLSTATE 22003), e.g. ``GET /staff/pools/99999999999999999999``.
     Anything else stays an internal error."""
-    seen: BaseException | None = exc
-    for _ in range(4):  # the exception, SQLAlchemy's wrapper, the driver's error, its cause
-        if seen is None:
-            return False
+    for seen in exception_chain(exc, depth=4):
         text = str(seen)
         if isinstance(seen, OverflowError) and "SQLite INTEGER" in text:
             return True
@@ -203,7 +200,6 @@ def _out_of_range(exc: BaseException) -> bool:
             return True
         if type(seen).__name__ == "DataError" and "out of int" in text:  # asyncpg, client side
             return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
     return False
 
 

@@ -12,7 +12,7 @@ PostgreSQL: one engine, READ COMMITTED (asserted by a test), ``lock_timeout`` (2
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -129,10 +129,7 @@ class Database:
                     yield session
             except Exception as exc:
                 if _is_lock_timeout(exc):
-                    raise Busy(
-                        "The place is being updated by someone else; try again.",
-                        retry_after=1,
-                    ) from exc
+                    raise _busy() from exc
                 raise
 
     @asynccontextmanager
@@ -173,10 +170,7 @@ class Database:
                     await pg_tx.commit()
             except Exception as exc:
                 if _is_lock_timeout(exc):
-                    raise Busy(
-                        "The place is being updated by someone else; try again.",
-                        retry_after=1,
-                    ) from exc
+                    raise _busy() from exc
                 if _is_unique_violation(exc):
                     raise UniqueViolation(str(exc)) from exc
                 raise
@@ -216,6 +210,15 @@ _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 _SQLITE_SQL: dict[str, str] = {}  # "$1" text -> "?1" text
 
 
+def _naive_utc(value: datetime | None) -> datetime | None:
+    """How instants are stored (as ``UTCDateTime`` does): naive UTC; naive input refused."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
 class RawTx:
     """Statements in one transaction, written once with ``$1``-style parameters for both
     databases. Instants go in and come out as aware UTC datetimes (stored naive UTC, like
@@ -249,9 +252,10 @@ class RawTx:
     def read_ts(value: Any) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
+        if isinstance(value, str):  # SQLite's text
             value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
     @staticmethod
     def read_json(value: Any) -> Any:
@@ -282,11 +286,7 @@ class _PgTx(RawTx):
         return int(tail) if tail.isdigit() else 0
 
     def ts(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return _naive_utc(value)
 
 
 class _SqliteTx(RawTx):
@@ -315,52 +315,54 @@ class _SqliteTx(RawTx):
         return int((await self.conn.exec_driver_sql(self._q(sql), args)).rowcount)
 
     def ts(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database")
-        return value.astimezone(UTC).strftime(_SQLITE_TS)
+        naive = _naive_utc(value)
+        return None if naive is None else naive.strftime(_SQLITE_TS)
+
+
+def exception_chain(exc: BaseException, depth: int = 6) -> Iterator[BaseException]:
+    """The error and what it wraps, a few links deep: SQLAlchemy's wrapper (``orig``), the
+    driver's error, its cause."""
+    seen: BaseException | None = exc
+    for _ in range(depth):
+        if seen is None:
+            return
+        yield seen
+        seen = getattr(seen, "orig", None) or seen.__cause__
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
 
 
 def _is_unique_violation(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if code == "23505" or "UNIQUE constraint failed" in str(seen):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return any(
+        _sqlstate(e) == "23505" or "UNIQUE constraint failed" in str(e)
+        for e in exception_chain(exc)
+    )
 
 
 def connection_lost(exc: BaseException) -> bool:
     """The database connection broke under a request (server restart, network): retryable."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if getattr(seen, "connection_invalidated", False):
-            return True
-        name = type(seen).__name__
-        if name in ("ConnectionDoesNotExistError", "ConnectionFailureError") or (
-            name == "InterfaceError" and "connection is closed" in str(seen)
+    for e in exception_chain(exc):
+        name = type(e).__name__
+        if (
+            getattr(e, "connection_invalidated", False)
+            or name in ("ConnectionDoesNotExistError", "ConnectionFailureError")
+            or (name == "InterfaceError" and "connection is closed" in str(e))
         ):
             return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
     return False
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(6):  # walk the cause chain a few links deep
-        if seen is None:
-            return False
-        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if code in ("55P03", "57014") or "database is locked" in str(seen):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return any(
+        _sqlstate(e) in ("55P03", "57014") or "database is locked" in str(e)
+        for e in exception_chain(exc)
+    )
+
+
+def _busy() -> Busy:
+    return Busy("The place is being updated by someone else; try again.", retry_after=1)
 
 
 def utcnow() -> datetime:

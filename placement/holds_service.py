@@ -318,27 +318,27 @@ _INSERT_HOLD = (
 # itself; data-modifying CTEs). The gate is the same conditional UPDATE as ``_GATE``; when it
 # writes nothing, nothing else is written and no row comes back. Parameters are cast because
 # one parameter feeds columns of different integer widths.
-_PG_GRANT = (
+_PG_GRANT = (  # parameters: those of _INSERT_HOLD, then $16 the actor's role, $17 the detail
     "WITH g AS ("
-    " UPDATE pools SET units_held = units_held + $2::int"
-    " WHERE id = $1::bigint AND units_total - units_occupied - units_held >= $2::int"
+    " UPDATE pools SET units_held = units_held + $7::int"
+    " WHERE id = $2::bigint AND units_total - units_occupied - units_held >= $7::int"
     " RETURNING id),"
     " h AS ("
     " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
     " request_hash, created_at, deadline, extensions)"
-    " SELECT $3::text, g.id, $4::bigint, $5::bigint, $6::int, $7::text, $2::int, 'held',"
+    " SELECT $1::text, g.id, $3::bigint, $4::bigint, $5::int, $6::text, $7::int, 'held',"
     " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
     " $15::timestamp, 0 FROM g RETURNING id),"
     " a AS ("
     " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
     " object_type, object_id, facility_id, detail)"
-    " SELECT $14::timestamp, $5::bigint, $6::int, $16::text, 'hold.created', 'hold',"
-    " $3::text, $4::bigint, $17::json FROM h),"
+    " SELECT $14::timestamp, $4::bigint, $5::int, $16::text, 'hold.created', 'hold',"
+    " $1::text, $3::bigint, $17::json FROM h),"
     " e AS ("
     " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
-    " SELECT $14::timestamp, 'hold.created', $4::bigint, $5::bigint,"
-    " json_build_object('holdId', h.id, 'ref', $3::text, 'state', 'held') FROM h)"
+    " SELECT $14::timestamp, 'hold.created', $3::bigint, $4::bigint,"
+    " json_build_object('holdId', h.id, 'ref', $1::text, 'state', 'held') FROM h)"
     " SELECT id FROM h"
 )
 
@@ -501,26 +501,26 @@ async def _reserve_once(
             no_income=household.income == "no",
         )
         detail = {"units": units, "poolId": pool_id, "deadline": deadline.isoformat(), "need": need}
+        hold_values = (
+            ref,
+            pool_id,
+            facility_id,
+            actor.operator_id,
+            actor.token_id,
+            kind,
+            units,
+            tx.json(household_json),
+            tx.json(segments),
+            need,
+            callback,
+            idempotency_key,
+            digest,
+            tx.ts(now),
+            tx.ts(deadline),
+        )
         if tx.sqlite:
             if await tx.run(_GATE, pool_id, units):
-                row = await tx.one(
-                    _INSERT_HOLD,
-                    ref,
-                    pool_id,
-                    facility_id,
-                    actor.operator_id,
-                    actor.token_id,
-                    kind,
-                    units,
-                    tx.json(household_json),
-                    tx.json(segments),
-                    need,
-                    callback,
-                    idempotency_key,
-                    digest,
-                    tx.ts(now),
-                    tx.ts(deadline),
-                )
+                row = await tx.one(_INSERT_HOLD, *hold_values)
                 assert row is not None
                 hold_id = int(row[0])
                 await audit.record_raw(
@@ -544,26 +544,7 @@ async def _reserve_once(
                     state="held",
                 )
         else:
-            row = await tx.one(
-                _PG_GRANT,
-                pool_id,
-                units,
-                ref,
-                facility_id,
-                actor.operator_id,
-                actor.token_id,
-                kind,
-                tx.json(household_json),
-                tx.json(segments),
-                need,
-                callback,
-                idempotency_key,
-                digest,
-                tx.ts(now),
-                tx.ts(deadline),
-                actor.role,
-                tx.json(detail),
-            )
+            row = await tx.one(_PG_GRANT, *hold_values, actor.role, tx.json(detail))
             hold_id = None if row is None else int(row[0])
         if hold_id is None:
             refused = await tx.one(_REFUSED, actor.operator_id, idempotency_key, pool_id)
@@ -711,6 +692,23 @@ def _loaded(tx: RawTx, row: Sequence[Any]) -> _Loaded:
     return _Loaded(HoldView(*r[:28]), r[28], bool(r[29]))
 
 
+async def _open(
+    tx: RawTx, ref: str, actor: Actor, side: str, now: datetime
+) -> tuple[_Loaded, bool]:
+    """The hold, if the caller may act on it (else 404, like an unknown one), and whether it
+    is expired — expiring it now if it is due, so the answer is the same whether or not the
+    sweeper ran."""
+    loaded = await _load(tx, ref)
+    if loaded is None or not _in_scope(loaded.view, actor, side):
+        raise NotFound("No such hold.", field="ref")
+    old = loaded.view
+    if rules.is_due(old.state, old.deadline, now):
+        async with tx.atomic():
+            await expire_due_in_pool(tx, old.pool_id, now)
+        return loaded, True
+    return loaded, old.state == "expired"
+
+
 def _in_scope(view: HoldView, actor: Actor, side: str) -> bool:
     if actor.is_admin:
         return True
@@ -767,21 +765,12 @@ async def transition_ex(
             done = _loaded(tx, row)
             HOLD_TRANSITIONS.labels(target).inc()
             return Transitioned(done.view, done.someone_waiting)
-    expired_now = False
     # PostgreSQL: the read is a read; the moves are grouped with ``atomic()``. SQLite: one
     # BEGIN IMMEDIATE transaction for all of it.
     async with db.raw_write(transaction=db.sqlite) as tx:
-        loaded = await _load(tx, ref)
-        if loaded is None or not _in_scope(loaded.view, actor, side):
-            raise NotFound("No such hold.", field="ref")
+        loaded, expired_now = await _open(tx, ref, actor, side, now)
         old = loaded.view
-        if rules.is_due(old.state, old.deadline, now):
-            async with tx.atomic():
-                await expire_due_in_pool(tx, old.pool_id, now)
-            expired_now = True
-        elif old.state == "expired":  # the same answer whether or not the sweeper ran
-            expired_now = True
-        else:
+        if not expired_now:
             rules.check_transition(old.state, target)
             await _move(tx, old, target, actor=actor, now=now, reason=reason)
     if expired_now:
@@ -840,18 +829,10 @@ async def extend(
     db: Database, raw_ref: str, *, minutes: int | None, actor: Actor, now: datetime
 ) -> HoldView:
     ref = parse_ref(raw_ref)
-    expired_now = False
     async with db.raw_write() as tx:
-        loaded = await _load(tx, ref)
-        if loaded is None or not _in_scope(loaded.view, actor, "requester"):
-            raise NotFound("No such hold.", field="ref")
+        loaded, expired_now = await _open(tx, ref, actor, "requester", now)
         old = loaded.view
-        if rules.is_due(old.state, old.deadline, now):
-            await expire_due_in_pool(tx, old.pool_id, now)
-            expired_now = True
-        elif old.state == "expired":  # the same answer whether or not the sweeper ran
-            expired_now = True
-        else:
+        if not expired_now:
             if old.state != "held":
                 raise IllegalTransition(f"Only a held hold can be extended (it is {old.state}).")
             new_deadline = rules.extended_deadline(

@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from capacity.areas import areas
-from capacity.db import Database
+from capacity.db import Database, RawTx
 from capacity.models import Facility, Pool, UnmetDemand
 from capacity.settings import Settings
 from placement.household import SearchRequest, validate_areas
@@ -121,17 +121,17 @@ _REMEMBER_PG = (
 _VACUUM_EVERY = 500  # refreshes (PostgreSQL: tidy the temporary table now and then)
 
 
-def _utc(value: object) -> datetime | None:
-    """A raw driver timestamp (naive UTC ``datetime`` or SQLite text) as an aware datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+class _Paced:
+    """After a failure, not ``usable`` for a moment (callers fall back to the pool)."""
+
+    _failed_at = -math.inf
+
+    @property
+    def usable(self) -> bool:
+        return time.monotonic() - self._failed_at > _RETRY_HELD_AFTER
 
 
-class _Held:
+class _Held(_Paced):
     """One read connection kept checked out for one job, used through its driver (asyncpg or
     aiosqlite) one operation at a time. On an error the caller calls ``fail``: the connection
     is dropped, and ``usable`` stays false for a moment (the caller falls back to the pool)."""
@@ -148,11 +148,6 @@ class _Held:
         self.lock = asyncio.Lock()
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
-        self._failed_at = -math.inf
-
-    @property
-    def usable(self) -> bool:
-        return time.monotonic() - self._failed_at > _RETRY_HELD_AFTER
 
     @property
     def fresh(self) -> bool:
@@ -194,7 +189,7 @@ class _Held:
             await conn.close()
 
 
-class _SqliteReader:
+class _SqliteReader(_Paced):
     """SQLite only: the re-check on a plain ``sqlite3`` connection, in the event loop's own
     thread. The re-check is one indexed look-up of a few dozen rows (tens of microseconds);
     through aiosqlite it costs a hop to the connection's thread and back, which costs more
@@ -205,11 +200,6 @@ class _SqliteReader:
     def __init__(self, path: str) -> None:
         self.uri = Path(path).resolve().as_uri() + "?mode=rw"  # never creates a file
         self._conn: sqlite3.Connection | None = None
-        self._failed_at = -math.inf
-
-    @property
-    def usable(self) -> bool:
-        return time.monotonic() - self._failed_at > _RETRY_HELD_AFTER
 
     @property
     def fresh(self) -> bool:
@@ -452,7 +442,7 @@ class SnapshotCache:
             fac, pool = found
             if (pool.unit_kind, pool.places_per_unit, fac.id) != (r[7], r[8], r[9]):
                 return False
-            figures = (r[1], r[2], r[3], r[4], _utc(r[5]), _utc(r[6]))
+            figures = (r[1], r[2], r[3], r[4], RawTx.read_ts(r[5]), RawTx.read_ts(r[6]))
             if figures != (
                 pool.units_total,
                 pool.units_occupied,
