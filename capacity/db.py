@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+from sqlalchemy.util import greenlet_spawn
 
 from capacity.errors import Busy
 
@@ -75,6 +76,8 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngi
         {"server_settings": {"lock_timeout": f"{LOCK_TIMEOUT_MS}ms", "statement_timeout": "15s"}},
     )
     kwargs.setdefault("hide_parameters", True)  # never log bound values (household data)
+    # JSON columns (policies, households) decoded by msgspec, ~5x faster than the json module.
+    kwargs.setdefault("json_deserializer", msgspec.json.decode)
     engine = create_async_engine(url, isolation_level="READ COMMITTED", **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _install_closed_check(engine)
@@ -146,34 +149,40 @@ class Database:
         — and :meth:`RawTx.atomic` groups the few that must go together. It saves the BEGIN
         and COMMIT round trips.
         """
-        async with self.write_engine.connect() as conn:
-            try:
-                if self.sqlite:
+        try:
+            if self.sqlite:
+                async with self.write_engine.connect() as conn:
                     tx: RawTx = _SqliteTx(conn)
                     yield tx
                     await conn.commit()
-                else:
-                    raw = await conn.get_raw_connection()
-                    driver = raw.driver_connection
-                    isolation = self._isolation()
-                    if not transaction and isolation == "read_committed":
-                        # (another level, e.g. a test's REPEATABLE READ, keeps its transaction)
-                        yield _PgTx(driver, isolation)
-                        return
-                    pg_tx = driver.transaction(isolation=isolation)  # type: ignore[union-attr]
-                    await pg_tx.start()
-                    try:
-                        yield _PgTx(driver, None)
-                    except BaseException:
-                        await pg_tx.rollback()
-                        raise
-                    await pg_tx.commit()
-            except Exception as exc:
-                if _is_lock_timeout(exc):
-                    raise _busy() from exc
-                if _is_unique_violation(exc):
-                    raise UniqueViolation(str(exc)) from exc
-                raise
+                return
+            # Straight from the pool (its checkout listener included), without building a
+            # SQLAlchemy Connection around it: that wrapper cost ~0.1 ms of CPU per hold.
+            fairy = await self.write_engine.raw_connection()
+            try:
+                driver = fairy.driver_connection
+                isolation = self._isolation()
+                if not transaction and isolation == "read_committed":
+                    # (another level, e.g. a test's REPEATABLE READ, keeps its transaction)
+                    yield _PgTx(driver, isolation)
+                    return
+                pg_tx = driver.transaction(isolation=isolation)  # type: ignore[union-attr]
+                await pg_tx.start()
+                try:
+                    yield _PgTx(driver, None)
+                except BaseException:
+                    await pg_tx.rollback()
+                    raise
+                await pg_tx.commit()
+            finally:
+                # Back to the pool; closing a broken connection may need the driver.
+                await greenlet_spawn(fairy.close)
+        except Exception as exc:
+            if _is_lock_timeout(exc):
+                raise _busy() from exc
+            if _is_unique_violation(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
 
     def _isolation(self) -> str:
         """The write engine's isolation level, as asyncpg names it (``read_committed``)."""
