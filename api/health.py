@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
+from litestar import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 
+from api.routing import get
 from api.schemas import Out
 from capacity import metrics as m
 from capacity.availability import freshness, stale_threshold

@@ -6,6 +6,7 @@ processor redacts any key that looks like one, as a safety net.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -115,6 +116,13 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
 log = structlog.get_logger("abri")
 
 
+@functools.lru_cache(maxsize=4096)  # bounded like the labels: methods x route templates x codes
+def _histogram(method: str, route: str, status: int) -> Any:
+    """The latency histogram's child for these labels (prometheus' own look-up checks and
+    locks on every call)."""
+    return REQUEST_SECONDS.labels(method, route, status)
+
+
 class RequestIdMiddleware:
     """Give every request an id (or accept a well-formed ``X-Request-ID``), bind it to the log
     context, echo it in the response, and log one line per request."""
@@ -126,8 +134,12 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _REQ_ID.match(incoming or "") else uuid.uuid4().hex
+        incoming = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        rid = incoming if _REQ_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
@@ -147,7 +159,7 @@ class RequestIdMiddleware:
         finally:
             route = scope.get("path_template") or scope.get("path", "")
             # Metrics label by route template only (raw paths would make unbounded labels).
-            REQUEST_SECONDS.labels(
+            _histogram(
                 scope.get("method", ""), scope.get("path_template") or "unmatched", status["code"]
             ).observe(time.perf_counter() - start)
             log.info(

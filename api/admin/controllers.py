@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post, put
+from litestar import Controller, Request
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 from sqlalchemy import select, update
@@ -24,6 +24,7 @@ from api.admin.schemas import (
     WebhookSet,
 )
 from api.auth import requires_admin
+from api.routing import delete, get, patch, post, put
 from api.schemas import PoolRead, pool_read
 from api.staff.schemas import FacilityDetail, facility_detail
 from capacity import registry

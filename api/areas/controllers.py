@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.params import Parameter
 
 from api.auth import requires_any
+from api.routing import get
 from api.schemas import AreaRef, Out, area_ref
 from capacity.areas import areas
 

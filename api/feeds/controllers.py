@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Response
 from litestar.openapi.spec import Example
 from litestar.params import Body
 
 from api.auth import requires_admin
 from api.feeds.schemas import FEED_EXAMPLE, FeedCreate, FeedRead, FeedUpdate, PollResult, feed_read
+from api.routing import delete, get, patch, post
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.crypto import AddressCipher

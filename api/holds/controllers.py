@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
 from litestar.params import Body, HeaderParameter, Parameter
@@ -27,6 +27,7 @@ from api.holds.schemas import (
     staff_hold_read,
 )
 from api.ratelimit import rate_limit
+from api.routing import get, post
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.db import Database

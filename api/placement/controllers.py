@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
 from litestar.params import Body
 
 from api.auth import requires_requester
 from api.ratelimit import rate_limit
+from api.routing import post
 from api.schemas import Out
 from capacity.audit import Actor
 from capacity.clock import Clock

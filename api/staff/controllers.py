@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, Response
 from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from api.auth import requires_staff_or_admin, staff_scope
+from api.routing import get, post, put
 from api.schemas import PoolRead, pool_read
 from api.staff.schemas import (
     AvailabilityReportRead,

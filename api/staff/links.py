@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.params import JSONBody
 
 from api.auth import requires_staff_or_admin, staff_scope
+from api.routing import get, post
 from api.schemas import Out
 from capacity import links
 from capacity.audit import Actor

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
 from litestar.params import Body, HeaderParameter, Parameter
 
 from api.auth import requires_requester
+from api.routing import get, post
 from api.standing.schemas import (
     STANDING_EXAMPLE,
     StandingCreate,

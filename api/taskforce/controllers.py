@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Schema
 from litestar.openapi.spec.operation import Operation
 from litestar.params import Parameter
 
 from api.auth import requires_taskforce
+from api.routing import get
 from api.taskforce.schemas import (
     AreaSeries,
     ClosingFacilityRead,

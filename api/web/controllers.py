@@ -18,13 +18,14 @@ from urllib.parse import quote
 
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 from litestar.enums import MediaType
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
 from api.holds.controllers import hold_event_stream
 from api.holds.schemas import hold_read, staff_hold_read
+from api.routing import get, post
 from api.schemas import area_ref, pool_read
 from api.web import i18n
 from api.web import session as sess

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 
+from api.routing import get, post
 from api.schemas import pool_read
 from api.web import i18n
 from api.web import session as sess

@@ -19,8 +19,9 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response
 
+from api.routing import get
 from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
 from api.web.controllers import _guard, _lang, _render
 from capacity import taskforce_service as tf
