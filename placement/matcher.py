@@ -81,9 +81,9 @@ from placement.rules import (
     Warning,
     admission_wait_minutes,
     evaluate,
-    evaluate_warnings,
     household_facts,
     is_specialised,
+    warnings_with_wait,
 )
 from placement.snapshot import ADMITTING_STATUSES, FacilitySnapshot, PoolSnapshot
 
@@ -188,6 +188,7 @@ class _Geo:
     codes: tuple[str, ...]
     pos: dict[str, int]
     dist: np.ndarray  # km between municipality centroids, shared by both implementations
+    dist_part: np.ndarray  # the weighted distance part of the score for those km
 
 
 @cache
@@ -201,7 +202,10 @@ def _geo() -> _Geo:
     h = np.sin(dlat / 2) ** 2 + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
     dist = 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
     dist.setflags(write=False)
-    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist)
+    # the same operations as the reference's distance part, element by element: same floats
+    dist_part = W_DISTANCE * (1.0 / (1.0 + dist / DISTANCE_HALF_KM))
+    dist_part.setflags(write=False)
+    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, dist_part)
 
 
 def _muni_pos(nis: str) -> int:
@@ -239,9 +243,9 @@ def _shown_distance(km: float, secret: bool) -> float:
 # ----------------------------------------------------------------------------- shared pieces
 
 
-@dataclass(frozen=True)
-class _Search:
-    """Per-search facts computed once, shared by both implementations."""
+class _Search(msgspec.Struct, frozen=True):
+    """Per-search facts computed once, shared by both implementations. (A Struct rather than
+    a frozen dataclass: one is built per search, and it builds ten times faster.)"""
 
     request: SearchRequest
     facts: HouseholdFacts
@@ -301,6 +305,25 @@ def _r4(v: float) -> float:
     return v if v.is_integer() else round(v, 4)
 
 
+def _round4(values: np.ndarray) -> np.ndarray:
+    """``round(v, 4)`` of every value, the same floats Python gives, in a few operations on
+    the whole array instead of a Python call per value (a search rounds ~200 of them).
+
+    Python rounds the exact binary value to 4 decimals, then takes the float nearest that
+    decimal. ``np.round`` computes ``rint(v * 10**4) / 10**4``: the division of an integer by
+    10**4 is the float nearest the decimal too, so the two agree whenever ``v * 10**4``
+    rounds to the right integer. It can only miss when the exact product lies within the
+    product's rounding error (< 1e-9 for values below 10**5) of a half-integer: those few
+    values are rounded by Python, as are (never seen) values of 10**5 or more. ``values``:
+    finite (scores and their parts are)."""
+    scaled = values * 1e4
+    exact = (np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6) | (np.abs(values) >= 1e5)
+    out = np.round(values, 4)
+    if exact.any():
+        out[exact] = [round(v, 4) for v in values[exact].tolist()]
+    return out
+
+
 _COST_REASON = {
     "free": "Free of charge.",
     "paying": "Paying.",
@@ -308,36 +331,77 @@ _COST_REASON = {
 }
 
 
+class _Shown(NamedTuple):
+    """What an option shows that depends on the facility alone, never on the household, the
+    time or the counts. ``MatcherIndex`` prepares it once per facility when it is built (a
+    facility change rebuilds the index; status and count updates touch none of it)."""
+
+    alias: str
+    kind: str
+    area_nis: str
+    area_level: Literal["arrondissement", "province"]
+    area_name: str
+    secret: bool
+    intake_phone: str
+    handover_protocol: str
+    cost: str
+    cost_reason: str
+    languages: frozenset[str]
+    specialisations: frozenset[str]
+
+
+def _shown(fac: FacilitySnapshot) -> _Shown:
+    area_nis, area_level, area_name = _area_view(fac.municipality_nis, fac.secret_address)
+    policy = fac.policy
+    return _Shown(
+        alias=fac.alias,
+        kind=fac.kind,
+        area_nis=area_nis,
+        area_level=area_level,  # type: ignore[arg-type]
+        area_name=area_name,
+        secret=fac.secret_address,
+        intake_phone=fac.intake_phone,
+        handover_protocol=fac.handover_protocol,
+        cost=policy.cost,
+        cost_reason=_COST_REASON[policy.cost],
+        languages=frozenset(policy.languages),
+        specialisations=frozenset(policy.specialisations),
+    )
+
+
 def _build_option(
     s: _Search,
     fac: FacilitySnapshot,
+    shown: _Shown,
     pool: PoolSnapshot,
     *,
     units_needed: int,
-    parts: dict[str, float],
+    score_parts: Sequence[float],
     score: float,
     fresh: bool,
     distance: float | None,
-    last_ts: float | None = None,
-    free_units: int | None = None,
+    last_ts: float,
+    free_units: int,
+    admission_wait: int | None,
 ) -> Option:
     """An option for the chosen pool: reasons, warnings, coarse area. Same in both paths.
 
-    ``last_ts``: the pool's ``last_seen`` as a timestamp (-inf: never), when the caller has
-    it; ``free_units``: the live free count to show (default: the snapshot's)."""
+    ``shown``: ``_shown(fac)``; ``score_parts`` (in ``SCORE_PARTS`` order) and ``score``:
+    rounded to 4 decimals (as ``round`` does);
+    ``last_ts``: the pool's ``last_seen`` as a timestamp (-inf: never); ``free_units``: the
+    free count to show; ``admission_wait``: ``admission_wait_minutes`` of the facility's
+    windows at ``s.now``."""
     policy = fac.policy
     facts = s.facts
-    last = _ts(pool.last_seen, -math.inf) if last_ts is None else last_ts
-    age = None if last == -math.inf else max(0, int(s.now_ts - last))
-    specialised = parts["specialised"] > 0
-    secret = fac.secret_address
-    area_nis, area_level, area_name = _area_view(fac.municipality_nis, secret)
-    shown = None if distance is None else _shown_distance(distance, secret)
-    spoken = facts.languages & set(policy.languages) if facts.languages else None
+    p_spec, _, _, _, p_admission, _, p_continuity, _ = score_parts
+    age = None if last_ts == -math.inf else max(0, int(s.now_ts - last_ts))
+    specialised = p_spec > 0
+    shown_km = None if distance is None else _shown_distance(distance, shown.secret)
+    spoken = facts.languages & shown.languages if facts.languages else None
 
     reasons: list[str] = []
     if specialised:
-        served = sorted(SPECIALISATIONS_FOR_NEED[s.request.need] & set(policy.specialisations))
+        served = sorted(SPECIALISATIONS_FOR_NEED[s.request.need] & shown.specialisations)
         reasons.append(f"Specialised care: {', '.join(served)}.")
     if pool.unit_kind == "bed":
         if units_needed == 1:
@@ -347,14 +411,14 @@ def _build_option(
     else:
         label = _KIND_NAME[_KIND_CODE[pool.unit_kind]]
         reasons.append(f"A {label} for {pool.places_per_unit} fits the household of {facts.size}.")
-    if shown is not None:
-        reasons.append(f"About {shown:.0f} km from the preferred area.")
-    reasons.append(_COST_REASON[policy.cost])
+    if shown_km is not None:
+        reasons.append(f"About {shown_km:.0f} km from the preferred area.")
+    reasons.append(shown.cost_reason)
     if policy.low_threshold:
         reasons.append("Low threshold: no conditions on papers, income or referral.")
     elif s.request.household.residence_status != "documented" and policy.accepts_undocumented:
         reasons.append("Accepts undocumented people.")
-    if parts["admission"] > 0:
+    if p_admission > 0:
         reasons.append("Intake possible now.")
     if spoken:
         reasons.append(f"Staff speak {', '.join(sorted(spoken))}.")
@@ -363,15 +427,15 @@ def _build_option(
     if age is not None and fresh:
         reasons.append(f"Availability confirmed {age // 60} min ago.")
 
-    warnings = evaluate_warnings(
-        policy, s.request, requester_kind=s.requester_kind, now=s.now, facts=facts
+    warnings = warnings_with_wait(
+        policy, s.request, facts, admission_wait=admission_wait, now=s.now
     )
     if not fresh:
         when = "never reported" if age is None else f"last reported {age // 3600} h ago"
         warnings.append(Warning("stale_data", f"Availability may be out of date ({when})."))
     if fac.status == "reduced":
         warnings.append(Warning("reduced_capacity", "Temporarily reduced capacity: call first."))
-    if parts["continuity"] == 0:
+    if p_continuity == 0:
         end = fac.planned_end
         day = f" on {end:%Y-%m-%d}" if end is not None else ""
         warnings.append(
@@ -388,23 +452,23 @@ def _build_option(
     return Option(
         facility_ref=fac.ref,
         pool_ref=pool.ref,
-        alias=fac.alias,
-        kind=fac.kind,
-        area_nis=area_nis,
-        area_level=area_level,
-        area_name=area_name,
+        alias=shown.alias,
+        kind=shown.kind,
+        area_nis=shown.area_nis,
+        area_level=shown.area_level,
+        area_name=shown.area_name,
         units_needed=units_needed,
-        free_units=pool.free if free_units is None else free_units,
-        cost=policy.cost,
+        free_units=free_units,
+        cost=shown.cost,
         data_age_seconds=age,
         stale=not fresh,
         warnings=warnings,
         reasons=reasons,
-        score=_r4(score),
-        score_parts={k: v if v.is_integer() else round(v, 4) for k, v in parts.items()},
-        intake_phone=fac.intake_phone,
-        handover_protocol=fac.handover_protocol,
-        distance_km=shown,
+        score=score,
+        score_parts=dict(zip(SCORE_PARTS, score_parts, strict=True)),
+        intake_phone=shown.intake_phone,
+        handover_protocol=shown.handover_protocol,
+        distance_km=shown_km,
         specialised=specialised,
     )
 
@@ -516,7 +580,18 @@ def match_reference(
     ranked.sort(key=lambda r: (-r[0], r[1]))
     options = [
         _build_option(
-            s, fac, pool, units_needed=needed, parts=parts, score=score, fresh=fresh, distance=d
+            s,
+            fac,
+            _shown(fac),
+            pool,
+            units_needed=needed,
+            score_parts=[_r4(parts[k]) for k in SCORE_PARTS],
+            score=_r4(score),
+            fresh=fresh,
+            distance=d,
+            last_ts=_ts(pool.last_seen, -math.inf),
+            free_units=pool.free,
+            admission_wait=admission_wait_minutes(fac.policy.admission_hours, now),
         )
         for score, _, fac, pool, needed, parts, fresh, d in ranked[: request.limit]
     ]
@@ -542,8 +617,18 @@ class _BestPools(NamedTuple):
     needed: np.ndarray  # units needed in that pool
     fit: np.ndarray  # weighted fit part
     fresh: np.ndarray
+    fresh_part: np.ndarray  # weighted freshness part
     load: np.ndarray  # weighted load part
     last: np.ndarray  # last report or confirmation (timestamp, -inf: never)
+
+
+class _Admission(NamedTuple):
+    """Intake at every facility during one minute (see ``MatcherIndex._admission``)."""
+
+    minute: float  # the timestamp // 60 it is for
+    fail: np.ndarray | None  # per facility: no intake within the look-ahead (None: none)
+    part: np.ndarray  # per facility: the weighted admission part (intake now or later)
+    waits: list[int | None]  # per admission group (``adm_group``): minutes until intake
 
 
 class MatcherIndex:
@@ -635,7 +720,7 @@ class MatcherIndex:
         self.p_load = np.zeros((m, n), dtype=float)
         self.p_last = np.full((m, n), -math.inf, dtype=float)
         self._best_cache: dict[int, _BestPools] = {}
-        self._adm_cache: tuple[float, np.ndarray | None, np.ndarray] | None = None
+        self._adm_cache: _Admission | None = None
         self._ref_cache: dict[str, np.ndarray] = {}
         self._pool_pos: dict[int, tuple[int, int]] = {}
         self._slots: list[list[PoolSnapshot]] = []  # pools of facility i by ref, as in the grid
@@ -648,6 +733,20 @@ class MatcherIndex:
                 self._set_counts(i, j, p)
         self._fit_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._geo = geo
+        self._shown = [_shown(f) for f in facs]  # what options show, per facility
+        # Score parts that depend on the facility and one household trait only, per trait
+        # value (the need; speaking a household language or not), and zero parts. Read-only:
+        # searches share them.
+        self._spec_part: dict[str, np.ndarray] = {}
+        for need, served in SPECIALISATIONS_FOR_NEED.items():
+            mask = sum(1 << _SPECS.index(x) for x in served)
+            self._spec_part[need] = W_SPECIALISED * ((self.spec_bits & mask) != 0)
+        self._lang_part_spoken = np.full(n, W_LANGUAGE * 1.0)
+        self._lang_part_else = W_LANGUAGE * np.where(self.interpreters, 0.5, 0.0)
+        self._zero_part = np.zeros(n)
+        for a in (*self._spec_part.values(), self._lang_part_spoken, self._lang_part_else):
+            a.setflags(write=False)
+        self._zero_part.setflags(write=False)
 
     def __len__(self) -> int:
         return len(self._facs)
@@ -758,36 +857,38 @@ class MatcherIndex:
             best = np.where(pscore[j] == top, j, best)
         best = np.where(pscore[0] == top, 0, best)
         cols = np.arange(len(self._facs))
+        best_fresh = fresh[best, cols]
         hit = _BestPools(
             fresh_grid=fresh,
             no_room=top == -np.inf,
             slot=best,
             needed=needed[best, cols],
             fit=fit_part[best, cols],
-            fresh=fresh[best, cols],
+            fresh=best_fresh,
+            fresh_part=best_fresh * W_FRESH,
             load=self.p_load[best, cols],
             last=self.p_last[best, cols],
         )
         self._best_cache[size] = hit
         return hit
 
-    def _admission(self, now: datetime, now_ts: float) -> tuple[np.ndarray | None, np.ndarray]:
-        """Per facility: no intake within the look-ahead (None if none fails), intake now.
-        ``admission_wait_minutes`` depends on the local weekday, hour and minute only, so the
-        answer is kept for the minute."""
+    def _admission(self, now: datetime, now_ts: float) -> _Admission:
+        """Intake per facility at ``now``. ``admission_wait_minutes`` depends on the local
+        weekday, hour and minute only, so the answer is kept for the minute."""
         minute = now_ts // 60
         hit = self._adm_cache
-        if hit is None or hit[0] != minute:
+        if hit is None or hit.minute != minute:
             waits = [admission_wait_minutes(w, now) for w in self._adm_windows]
             fail = np.array([w is None or w > ADMISSION_LOOKAHEAD_MINUTES for w in waits])
             intake_now = np.array([w == 0 for w in waits], dtype=bool)
-            hit = (
-                minute,
-                fail[self.adm_group] if fail.any() else None,
-                intake_now[self.adm_group],
+            hit = _Admission(
+                minute=minute,
+                fail=fail[self.adm_group] if fail.any() else None,
+                part=W_ADMISSION * intake_now[self.adm_group],
+                waits=waits,
             )
             self._adm_cache = hit
-        return hit[1], hit[2]
+        return hit
 
     def _referral_fails(self, kind: str) -> np.ndarray:
         """Facilities that need a referral this requester kind cannot give. An admin (or any
@@ -858,9 +959,9 @@ class MatcherIndex:
         if hh.pets:
             rule("pets", self.no_pets)
         rule("max_stay", self.max_stay < request.nights)
-        adm_fail, adm_now = self._admission(s.now, s.now_ts)
-        if adm_fail is not None:
-            rule("admission_hours", adm_fail)
+        adm = self._admission(s.now, s.now_ts)
+        if adm.fail is not None:
+            rule("admission_hours", adm.fail)
         rule("referral_required", self._referral_fails(s.requester_kind))
         rule("status_closed", self.status_closed)
         rule("not_yet_open", self.valid_from > s.now_ts)
@@ -883,59 +984,51 @@ class MatcherIndex:
             if request.max_distance_km is not None:
                 rule("too_far", dist > request.max_distance_km)
 
-        count = np.zeros(n, dtype=np.uint8)
+        # One row per rule that applies: the counts per rule and per facility are then a few
+        # operations on the whole matrix rather than a few per rule.
+        codes = list(fails)
+        failing = np.array([fails[c] for c in codes], dtype=bool).reshape(len(codes), n)
+        count = failing.sum(axis=0, dtype=np.uint8)  # rules each facility fails
+        alone = failing & (count == 1)  # the facility's only failure
         fail_counts: dict[str, int] = {}
-        for code, mask in fails.items():
-            c = int(np.count_nonzero(mask))
+        only_counts: dict[str, int] = {}
+        for code, row, row_alone in zip(codes, failing, alone, strict=True):
+            c = int(np.count_nonzero(row))
             if c:
                 fail_counts[code] = c
-                np.add(count, mask, out=count)
-        only = count == 1
-        only_counts = {
-            code: int(np.count_nonzero(fails[code] & only))
-            for code in fail_counts
-            if code in RELAXABLE_RULES
-        }
+                if code in RELAXABLE_RULES:
+                    only_counts[code] = int(np.count_nonzero(row_alone))
         excluded, alts = _summary(fail_counts, only_counts)
 
+        # The score of every matched facility, its parts added in ``SCORE_PARTS`` order as the
+        # reference does, so that the sums are the same floats.
         idx = np.flatnonzero(count == 0)
-        spec_mask = 0
-        for x in SPECIALISATIONS_FOR_NEED[request.need]:
-            spec_mask |= 1 << _SPECS.index(x)
-        part_spec = W_SPECIALISED * ((self.spec_bits[idx] & spec_mask) != 0)
-        part_fit = bp.fit[idx]
         if dist is None:
-            part_dist = np.zeros(len(idx))
+            part_dist = self._zero_part[: len(idx)]
         else:
-            part_dist = W_DISTANCE * (1.0 / (1.0 + dist[idx] / DISTANCE_HALF_KM))
-        p_fresh = bp.fresh[idx]
-        part_fresh = p_fresh * W_FRESH
-        part_adm = W_ADMISSION * adm_now[idx]
+            part_dist = geo.dist_part[geo.pos[zones.preferred]][self.muni[idx]]
         if facts.languages:
-            match_lang = np.zeros(len(idx), dtype=bool)
+            spoken = np.zeros(len(idx), dtype=bool)
             for lang in facts.languages:
                 arr = self.languages.get(lang)
                 if arr is not None:
-                    match_lang |= arr[idx]
-            lang_val = np.where(match_lang, 1.0, np.where(self.interpreters[idx], 0.5, 0.0))
-            part_lang = W_LANGUAGE * lang_val
+                    spoken |= arr[idx]
+            part_lang = np.where(spoken, W_LANGUAGE * 1.0, self._lang_part_else[idx])
         else:
-            part_lang = np.full(len(idx), W_LANGUAGE * 1.0)
-        part_cont = W_CONTINUITY * (self.planned_end[idx] >= s.stay_end_ts)
-        part_load = bp.load[idx]
+            part_lang = self._lang_part_spoken[: len(idx)]
         columns = (
-            part_spec,
-            part_fit,
+            self._spec_part[request.need][idx],
+            bp.fit[idx],
             part_dist,
-            part_fresh,
-            part_adm,
+            bp.fresh_part[idx],
+            adm.part[idx],
             part_lang,
-            part_cont,
-            part_load,
+            W_CONTINUITY * (self.planned_end[idx] >= s.stay_end_ts),
+            bp.load[idx],
         )
-        score = np.zeros(len(idx))
-        for c in columns:
-            score = score + c
+        score = columns[0] + columns[1]
+        for c in columns[2:]:
+            score += c
 
         if len(idx) > limit:
             kth = np.partition(-score, limit - 1)[limit - 1] if limit > 0 else np.inf
@@ -946,19 +1039,23 @@ class MatcherIndex:
 
         chosen = idx[order]
         rows = chosen.tolist()
-        slots = bp.slot[chosen].tolist()
+        # the parts and the score of each candidate as options show them (rows: parts, score)
+        shown_parts = _round4(np.array([c[order] for c in (*columns, score)]))
+        facs, shown, slots = self._facs, self._shown, self._slots
         cands = list(
             map(
                 _Candidate._make,
                 zip(
-                    [self._facs[i] for i in rows],
-                    [self._slots[i][j] for i, j in zip(rows, slots, strict=True)],
+                    [facs[i] for i in rows],
+                    [shown[i] for i in rows],
+                    [slots[i][j] for i, j in zip(rows, bp.slot[chosen].tolist(), strict=True)],
                     bp.needed[chosen].tolist(),
-                    np.array(columns)[:, order].T.tolist(),
-                    score[order].tolist(),
-                    p_fresh[order].tolist(),
-                    [None] * len(rows) if dist is None else dist[rows].tolist(),
+                    shown_parts[:-1].T.tolist(),
+                    shown_parts[-1].tolist(),
+                    bp.fresh[chosen].tolist(),
+                    [None] * len(rows) if dist is None else dist[chosen].tolist(),
                     bp.last[chosen].tolist(),
+                    [adm.waits[g] for g in self.adm_group[chosen].tolist()],
                     strict=True,
                 ),
             )
@@ -972,13 +1069,15 @@ class _Candidate(NamedTuple):
     """One ranked option, not built yet (the snapshots as they were when ranked)."""
 
     fac: FacilitySnapshot
+    shown: _Shown
     pool: PoolSnapshot
     units_needed: int
-    parts: list[float]  # in SCORE_PARTS order
-    score: float
+    score_parts: list[float]  # in SCORE_PARTS order, rounded to 4 decimals
+    score: float  # rounded to 4 decimals
     fresh: bool
     distance: float | None
     last_ts: float
+    admission_wait: int | None  # minutes until intake (0: now)
 
 
 class Ranking:
@@ -1031,14 +1130,16 @@ class Ranking:
                 _build_option(
                     s,
                     c.fac,
+                    c.shown,
                     c.pool,
                     units_needed=c.units_needed,
-                    parts=dict(zip(SCORE_PARTS, c.parts, strict=True)),
+                    score_parts=c.score_parts,
                     score=c.score,
                     fresh=c.fresh,
                     distance=c.distance,
                     last_ts=c.last_ts,
-                    free_units=free,
+                    free_units=c.pool.free if free is None else free,
+                    admission_wait=c.admission_wait,
                 )
             )
         return SearchResult(

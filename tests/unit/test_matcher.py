@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capacity.errors import UnknownArea
 from placement.household import Adult, AvoidAreas, AvoidRadius, Child, Household, SearchRequest
-from placement.matcher import MatcherIndex, SearchResult, match, match_reference
+from placement.matcher import MatcherIndex, SearchResult, _round4, match, match_reference
 from placement.policy import AccessPolicy
 from placement.synthetic import SYNTHETIC_NOW, make_facility, make_pool, synthetic_facilities
 
@@ -382,3 +386,14 @@ def test_the_matcher_modules_stay_pure() -> None:
                 for mod in mods:
                     assert mod.split(".")[0] not in {"sqlalchemy", "httpx", "litestar"}, name
         assert ".now(" not in source and "utcnow" not in source and "time.time" not in source
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=300.0), min_size=1, max_size=40))
+def test_round4_gives_the_floats_of_pythons_round(values: list[float]) -> None:
+    """Options show parts rounded by ``_round4`` (array operations) in the fast path and by
+    ``round`` in the reference: the floats must be the same, halves and near-halves too."""
+    halves = [(k + 0.5) / 10**4 for k in (0, 1, 5, 224_999, 1_234_567)]
+    near = [math.nextafter(h, d) for h in halves for d in (0.0, 1e9)]
+    arr = np.array([*values, *halves, *near, 0.03125, 22.5, 2.5e5 + 0.00005])
+    assert _round4(arr).tolist() == [round(v, 4) for v in arr.tolist()]

@@ -29,6 +29,7 @@ from placement.rules import (
     evaluate,
     evaluate_warnings,
     household_facts,
+    warnings_with_wait,
 )
 from placement.synthetic import SYNTHETIC_NOW
 
@@ -315,3 +316,18 @@ def test_validate_areas_maps_pre_2025_codes_and_expands_arrondissements() -> Non
     assert "11002" in zones.avoid_municipalities
     assert "21015" in zones.avoid_municipalities  # Schaerbeek is in Brussels-Capital
     assert len(zones.avoid_municipalities) == 1 + 19
+
+
+def test_warnings_with_a_known_wait_are_the_warnings() -> None:
+    """The matcher passes the admission wait it already has; the warnings must not change."""
+    office = AccessPolicy(
+        admission_hours=[AdmissionWindow(days=[0, 1, 2, 3, 4], start="09:00", end="17:00")],
+        health_conditions=["negative_test"],
+        max_boy_age=12,
+    )
+    req = request(children=[Child(age=14)], languages=["nl"])
+    for now in (NOW, brussels(2025, 1, 16, 7, 0), brussels(2025, 1, 17, 18, 0)):
+        wait = admission_wait_minutes(office.admission_hours, now)
+        given = warnings_with_wait(office, req, household_facts(req), admission_wait=wait, now=now)
+        assert given == evaluate_warnings(office, req, requester_kind="police", now=now)
+        assert given  # language, health condition, boy's age (and the intake later)
