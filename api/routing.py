@@ -1,46 +1,50 @@
-"""Litestar's route-handler decorators, minus one per-request cost.
+"""Route-handler decorators: litestar's, minus one per-request cost.
 
 Litestar calls each guard with a shallow ``copy()`` of the route handler, so that a guard
 cannot change the handler for later requests. That copy took ~0.05 ms of CPU per guard per
-request (a search has two guards: the role and the rate limit), a tenth of what the whole
-search route is allowed to cost. Our guards (``api.auth.requires``,
+request (a search and a hold have two guards each: the role and the rate limit), a tenth of
+what the whole search route may cost. Our guards (``api.auth.requires``,
 ``api.ratelimit.rate_limit``) only read the connection and never touch the handler, so these
-handlers pass the handler itself. Use these instead of ``litestar.get`` etc. in controllers.
+handlers pass the handler itself. Controllers use these instead of ``litestar.get`` etc.;
+they take the same arguments (and the same default status codes: 201 for POST, 204 for
+DELETE, 200 otherwise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-import litestar
 from litestar.connection import ASGIConnection
+from litestar.enums import HttpMethod
+from litestar.handlers import HTTPRouteHandler
 
 
-class _GuardsWithoutCopy:
+class RouteHandler(HTTPRouteHandler):
     async def authorize_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         """Run every guard in scope, as litestar does, on the handler itself (no copy)."""
-        for guard in self.resolve_guards():  # type: ignore[attr-defined]
-            await guard(connection, self)
+        for guard in self.resolve_guards():
+            await guard(connection, self)  # type: ignore[misc]
 
 
-class get(_GuardsWithoutCopy, litestar.get):
-    pass
+def get(path: str | Sequence[str] | None = None, **kwargs: Any) -> RouteHandler:
+    return RouteHandler(path, http_method=HttpMethod.GET, **kwargs)
 
 
-class post(_GuardsWithoutCopy, litestar.post):
-    pass
+def post(path: str | Sequence[str] | None = None, **kwargs: Any) -> RouteHandler:
+    return RouteHandler(path, http_method=HttpMethod.POST, **kwargs)
 
 
-class put(_GuardsWithoutCopy, litestar.put):
-    pass
+def put(path: str | Sequence[str] | None = None, **kwargs: Any) -> RouteHandler:
+    return RouteHandler(path, http_method=HttpMethod.PUT, **kwargs)
 
 
-class patch(_GuardsWithoutCopy, litestar.patch):
-    pass
+def patch(path: str | Sequence[str] | None = None, **kwargs: Any) -> RouteHandler:
+    return RouteHandler(path, http_method=HttpMethod.PATCH, **kwargs)
 
 
-class delete(_GuardsWithoutCopy, litestar.delete):
-    pass
+def delete(path: str | Sequence[str] | None = None, **kwargs: Any) -> RouteHandler:
+    return RouteHandler(path, http_method=HttpMethod.DELETE, **kwargs)
 
 
-__all__ = ["delete", "get", "patch", "post", "put"]
+__all__ = ["RouteHandler", "delete", "get", "patch", "post", "put"]
