@@ -12,7 +12,7 @@ from capacity import metrics as m
 from capacity.availability import freshness, stale_threshold
 from capacity.clock import Clock
 from capacity.db import Database
-from capacity.models import Facility, Feed, Hold, Pool, StandingRequest
+from capacity.models import Facility, Feed, Hold, Pool, StandingRequest, is_held
 from capacity.settings import Settings
 
 
@@ -50,9 +50,7 @@ async def metrics(db: Database, clock: Clock, settings: Settings) -> Response[by
                     select(Pool, Facility).join(Facility, Facility.id == Pool.facility_id)
                 )
             ).all()
-            held = await s.scalar(
-                select(func.count()).select_from(Hold).where(Hold.state == "held")
-            )
+            held = await s.scalar(select(func.count()).select_from(Hold).where(is_held()))
             feeds = (
                 await s.execute(
                     select(Feed.circuit, Feed.consecutive_failures).where(Feed.enabled.is_(True))

@@ -23,8 +23,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    literal,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -230,7 +233,8 @@ class Hold(Base):
     ref: Mapped[str] = mapped_column(String(16), unique=True)
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"))
     facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
-    requester_operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    # (looked up through uq_holds_idem, whose leading column it is)
+    requester_operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
     requester_token_id: Mapped[int | None] = mapped_column(Integer)
     requester_kind: Mapped[str] = mapped_column(String(32))
     units: Mapped[int] = mapped_column(Integer)
@@ -252,9 +256,29 @@ class Hold(Base):
     __table_args__ = (
         UniqueConstraint("requester_operator_id", "idempotency_key", name="uq_holds_idem"),
         CheckConstraint("units >= 1", name="units_pos"),
-        Index("ix_holds_pool_state_deadline", "pool_id", "state", "deadline"),
-        Index("ix_holds_state_deadline", "state", "deadline"),
+        # Active holds only (migration 0007 says why). Queries must spell the condition
+        # ``state = 'held'`` literally (``HELD`` below) for SQLite to use them.
+        Index(
+            "ix_holds_held_deadline",
+            "deadline",
+            postgresql_where=text("state = 'held'"),
+            sqlite_where=text("state = 'held'"),
+        ),
+        Index(
+            "ix_holds_held_pool_deadline",
+            "pool_id",
+            "deadline",
+            postgresql_where=text("state = 'held'"),
+            sqlite_where=text("state = 'held'"),
+        ),
     )
+
+
+def is_held() -> ColumnElement[bool]:
+    """``holds.state = 'held'`` with the value written into the SQL rather than bound: SQLite
+    uses a partial index only for a condition it can see matches (PostgreSQL's custom plans
+    would manage with a parameter; SQLite cannot)."""
+    return Hold.state == literal("held", literal_execute=True)
 
 
 class StandingRequest(Base):

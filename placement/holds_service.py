@@ -30,7 +30,7 @@ from capacity.audit import SYSTEM, Actor
 from capacity.db import Database, RawTx, UniqueViolation
 from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
-from capacity.models import Facility, Hold, Operator, Pool
+from capacity.models import Facility, Hold, Operator, Pool, is_held
 from placement import holds as rules
 from placement.errors import (
     BadReference,
@@ -915,9 +915,7 @@ async def expire_due_holds(db: Database, now: datetime) -> int:
     """The sweeper: expire due holds pool by pool, each pool in its own short transaction."""
     async with db.read() as s:
         pools = (
-            await s.scalars(
-                select(Hold.pool_id).where(Hold.state == "held", Hold.deadline <= now).distinct()
-            )
+            await s.scalars(select(Hold.pool_id).where(is_held(), Hold.deadline <= now).distinct())
         ).all()
     freed = 0
     for pool_id in pools:
@@ -931,7 +929,7 @@ async def counters_agree(db: Database) -> list[tuple[int, int, int]]:
     async with db.read() as s:
         held = (
             select(Hold.pool_id, func.coalesce(func.sum(Hold.units), 0).label("n"))
-            .where(Hold.state == "held")
+            .where(is_held())
             .group_by(Hold.pool_id)
             .subquery()
         )
