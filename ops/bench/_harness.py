@@ -240,6 +240,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     profile: Path | None = None  # write a cProfile of the whole server run here
+    workers: int = 1  # API processes (uvicorn --workers; what `abri serve --workers N` runs)
 
     def start(self) -> Server:
         from cryptography.fernet import Fernet
@@ -269,6 +270,8 @@ class Server:
             cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
             cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
             cmd += ["--log-level", "warning", "--no-access-log"]
+            if self.workers > 1:
+                cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(
             cmd,
             cwd=REPO,
@@ -291,7 +294,12 @@ class Server:
         """CPU time (user + system, all threads) the server process has used so far: robust
         against other load on a shared machine, unlike wall-clock throughput."""
         assert self.proc is not None
-        return process_cpu_seconds(self.proc.pid)
+        return sum(process_cpu_seconds(pid) for pid in self.pids())
+
+    def pids(self) -> list[int]:
+        """The server process and, with several workers, its worker processes."""
+        assert self.proc is not None
+        return [self.proc.pid, *children_of(self.proc.pid)]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -317,6 +325,20 @@ class Server:
 def process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (uvicorn's worker processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 def _answers_live(port: int) -> bool:

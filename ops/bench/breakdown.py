@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -113,7 +114,7 @@ async def asgi_call(
     return status, b"".join(chunks)
 
 
-async def run(url: str, backend: str, n: int, searches: int) -> None:
+async def run(url: str, backend: str, n: int, searches: int, profile: Path | None = None) -> None:
     now = datetime.now(UTC)
     await h.migrate_db(url)
     db = Database(url)
@@ -152,11 +153,17 @@ async def run(url: str, backend: str, n: int, searches: int) -> None:
         stmts.clear()
         checkouts[0] = 0
         unmet = 0
+        prof = cProfile.Profile() if profile else None
         c0, t0 = time.process_time(), time.perf_counter()
+        if prof:
+            prof.enable()
         for b in bodies[20:]:
             st, out = await asgi_call(app, "POST", "/placements/search", b, token)
             assert st == 200, out
             unmet += b'"unmetRecorded":true' in out
+        if prof:
+            prof.disable()
+            prof.dump_stats(profile)
         total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
         c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(searches):
@@ -191,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--facilities", type=int, default=1000)
     p.add_argument("--searches", type=int, default=1000)
     p.add_argument("--pg-url", default=h.DEFAULT_PG_URL)
+    p.add_argument(
+        "--profile", type=Path, help="write a cProfile of the searches here (slower; timings off)"
+    )
     args = p.parse_args(argv)
     _timed(api.auth, "authenticate", "token authentication (read txn)")
     _timed(ss.SnapshotCache, "live_free", "live re-check of candidates (1 query)")
@@ -206,10 +216,17 @@ def main(argv: list[str] | None = None) -> int:
                     "sqlite",
                     args.facilities,
                     args.searches,
+                    args.profile,
                 )
             return
         async with h.scratch_pg(args.pg_url) as name:
-            await run(h.asyncpg_url(args.pg_url, name), "postgres", args.facilities, args.searches)
+            await run(
+                h.asyncpg_url(args.pg_url, name),
+                "postgres",
+                args.facilities,
+                args.searches,
+                args.profile,
+            )
 
     asyncio.run(go())
     return 0

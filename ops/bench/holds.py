@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from capacity.audit import Actor
 from capacity.db import Database
@@ -234,10 +234,40 @@ async def run_inprocess(
 # --------------------------------------------------------------------------- checks
 
 
+HISTORY_PREFIX = "hist-"  # not a reference code's alphabet: no clash with the run's holds
+_HISTORY = (
+    "WITH ids AS (SELECT array_agg(id ORDER BY id) AS a FROM pools)"
+    " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
+    " requester_kind, units, state, household, segments, need, idempotency_key, request_hash,"
+    " created_at, deadline, extensions, closed_at)"
+    " SELECT $4::text || i, p.id, p.facility_id, $1::bigint, $2::int, 'police', 1,"
+    " (ARRAY['released', 'arrived', 'expired', 'no_show'])[1 + i % 4], '{}', '[]', 'ipv',"
+    " $4::text || i, 'history', $3::timestamp - make_interval(mins => i),"
+    " $3::timestamp - make_interval(mins => i) + interval '90 minutes', 0,"
+    " $3::timestamp - make_interval(mins => i) + interval '1 hour'"
+    " FROM generate_series(1, $5::int) AS i, ids"
+    " JOIN pools p ON true WHERE p.id = ids.a[1 + i % array_length(ids.a, 1)]"
+)
+
+
+async def seed_history(db: Database, actor: Actor, now: datetime, n: int) -> None:
+    """A live database is not empty and has statistics: ``n`` closed holds of the past (spread
+    over all pools), then ANALYZE, as autovacuum does on a running system. Without it the run
+    starts on empty tables: PostgreSQL then plans the prepared hold statements for a tiny
+    ``holds`` table (sequential scans) and keeps those plans for the whole short run. (With
+    it, before migration 0007, the statistics saw no active hold and every release read the
+    index entries of all active holds: ``tests/integration/test_hold_plans.py``.)"""
+    async with db.raw_write() as tx:
+        await tx.run(_HISTORY, actor.operator_id, actor.token_id, tx.ts(now), HISTORY_PREFIX, n)
+    async with db.raw_write(transaction=False) as tx:
+        await tx.run("ANALYZE")
+
+
 async def verify(db: Database) -> dict[str, Any]:
     """Overbooking and counter agreement, read from the database itself."""
     async with db.read() as s:
-        touched = select(Hold.pool_id).distinct().subquery()
+        ours = Hold.ref.not_like(f"{HISTORY_PREFIX}%")  # the run's holds, not the history
+        touched = select(Hold.pool_id).where(ours).distinct().subquery()
         over = (
             await s.execute(
                 select(Pool.id, Pool.units_total, Pool.units_occupied, Pool.units_held)
@@ -247,10 +277,23 @@ async def verify(db: Database) -> dict[str, Any]:
         ).all()
         pools_touched = await s.scalar(select(func.count()).select_from(touched))
         by_state = dict(
-            (await s.execute(select(Hold.state, func.count()).group_by(Hold.state))).all()
+            (
+                await s.execute(select(Hold.state, func.count()).where(ours).group_by(Hold.state))
+            ).all()
+        )
+        scans = dict(
+            (
+                await s.execute(
+                    text(
+                        "SELECT relname, seq_scan FROM pg_stat_user_tables"
+                        " WHERE relname IN ('holds', 'pools', 'facilities')"
+                    )
+                )
+            ).all()
         )
     disagree = await holds_service.counters_agree(db)
     return {
+        "seq_scans_so_far": {k: int(v) for k, v in scans.items()},
         "pools_with_holds": int(pools_touched or 0),
         "overbooked_pools": [tuple(r) for r in over],
         "counter_mismatches": disagree,
@@ -273,6 +316,7 @@ def say_check(label: str, v: dict[str, Any], granted: int, released: int) -> boo
         f"{len(v['counter_mismatches'])} pools; hold rows {rows} (201s: {granted}), "
         f"active {active} (expected {granted - released}) -> {'OK' if ok else 'FAILED'}"
     )
+    h.say(f"  sequential scans so far (plans gone wrong show here): {v['seq_scans_so_far']}")
     return ok
 
 
@@ -375,14 +419,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             await h.bulk_load(db, facs, now)
             token, op_id, tok_id = await h.requester_token(db, now)
             actor = Actor(operator_id=op_id, role="police", token_id=tok_id, operator_kind="police")
+            if args.history > 0:
+                await seed_history(db, actor, now, args.history)
+                h.say(f"-- {args.history} closed holds of the past seeded, then ANALYZE --")
 
             if not args.skip_http:
-                h.say(f"-- HTTP (uvicorn, PostgreSQL {name}), {args.duration:.0f} s --")
+                h.say(
+                    f"-- HTTP (uvicorn, {args.workers} API process(es), PostgreSQL {name}),"
+                    f" {args.duration:.0f} s --"
+                )
                 pool_env = {
                     "ABRI_PG_POOL_SIZE": str(args.pg_pool_size),
                     "ABRI_PG_MAX_OVERFLOW": str(args.pg_max_overflow),
                 }
-                with h.Server(url, env=pool_env) as srv:
+                with h.Server(url, env=pool_env, workers=args.workers) as srv:
                     if args.probe_seconds > 0:
                         rec = await run_http(
                             srv.port,
@@ -393,7 +443,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                             warmup=1.0,
                         )
                         out["http_c1"] = say_rec("http c=1", rec)
-                    cpu0 = srv.cpu_seconds()
+                    cpu0, pg0 = srv.cpu_seconds(), postgres_cpu_seconds()
+                    gen0 = h.process_cpu_seconds(os.getpid())
                     rec = await run_http(
                         srv.port,
                         token,
@@ -403,6 +454,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         warmup=args.warmup,
                     )
                     cpu = (srv.cpu_seconds() - cpu0) * 1000 / max(1, rec.total)
+                    gen = (h.process_cpu_seconds(os.getpid()) - gen0) * 1000 / max(1, rec.total)
+                    pg1 = postgres_cpu_seconds()
+                    pg_cpu = None if pg0 is None or pg1 is None else (pg1 - pg0) * 1000 / rec.total
                     live = None
                     if args.live_seconds > 0:
                         cpu0 = srv.cpu_seconds()
@@ -412,7 +466,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         live_cpu = (srv.cpu_seconds() - cpu0) * 1000 / max(1, live.total)
                 out["http"] = say_rec("http", rec)
                 out["http"]["server_cpu_ms_per_request"] = cpu
+                out["http"]["loadgen_cpu_ms_per_request"] = gen
+                out["http"]["postgres_cpu_ms_per_request"] = pg_cpu
                 h.say(f"  http server CPU {cpu:.2f} ms per request (hold or release)")
+                h.say(
+                    "  http CPU of the others per request: PostgreSQL "
+                    + ("n/a" if pg_cpu is None else f"{pg_cpu:.2f} ms")
+                    + f", load generator {gen:.2f} ms (all share the same 2 cores)"
+                )
                 if live is not None:
                     holds_n = rec.count("hold")
                     per_hold = (holds_n + rec.count("release")) / max(1, holds_n)
@@ -544,6 +605,13 @@ def verdict(out: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ops.bench.holds", description=__doc__)
     p.add_argument("--clients", type=int, default=64)
+    p.add_argument(
+        "--history",
+        type=int,
+        default=20_000,
+        help="closed holds of the past seeded before the run, then ANALYZE (0: empty tables)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="API processes (abri serve --workers N)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds measured over HTTP")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--inproc-duration", type=float, default=10.0, help="0 to skip in-process")
