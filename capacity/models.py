@@ -225,6 +225,12 @@ class Alert(Base):
 HOLD_STATES = ("held", "arrived", "released", "declined", "expired", "no_show", "departed")
 
 
+_ACTIVE_ONLY: dict[str, Any] = {
+    "postgresql_where": text("state = 'held'"),
+    "sqlite_where": text("state = 'held'"),
+}
+
+
 class Hold(Base):
     """A temporary reservation of units at one pool for one household (composition only)."""
 
@@ -257,20 +263,9 @@ class Hold(Base):
         UniqueConstraint("requester_operator_id", "idempotency_key", name="uq_holds_idem"),
         CheckConstraint("units >= 1", name="units_pos"),
         # Active holds only (migration 0007 says why). Queries must spell the condition
-        # ``state = 'held'`` literally (``HELD`` below) for SQLite to use them.
-        Index(
-            "ix_holds_held_deadline",
-            "deadline",
-            postgresql_where=text("state = 'held'"),
-            sqlite_where=text("state = 'held'"),
-        ),
-        Index(
-            "ix_holds_held_pool_deadline",
-            "pool_id",
-            "deadline",
-            postgresql_where=text("state = 'held'"),
-            sqlite_where=text("state = 'held'"),
-        ),
+        # ``state = 'held'`` literally (``is_held()`` below) for SQLite to use them.
+        Index("ix_holds_held_deadline", "deadline", **_ACTIVE_ONLY),
+        Index("ix_holds_held_pool_deadline", "pool_id", "deadline", **_ACTIVE_ONLY),
     )
 
 
