@@ -283,13 +283,19 @@ async def _replay(db: Database, operator_id: int, key: str, digest: str) -> Hold
         return await load_view(s, row.id)
 
 
+# The place, everything a hold's view shows of it, whether due holds still block it, how many
+# units are free, and whether this operator already used this Idempotency-Key (a replay never
+# reaches the gate; a place already full is refused from this read).
 _TARGET = (
     "SELECT p.id, p.unit_kind, p.places_per_unit, p.label, f.id, f.status, f.policy,"
     " f.valid_from, f.planned_end, f.operator_id, f.ref, f.alias, f.kind, f.secret_address,"
     " f.municipality_nis, f.intake_phone, f.handover_protocol,"
     " (SELECT name FROM operators WHERE id = $2),"
     " EXISTS (SELECT 1 FROM holds h WHERE h.pool_id = p.id AND h.state = 'held'"
-    " AND h.deadline <= $3)"
+    " AND h.deadline <= $3),"
+    " p.units_total - p.units_occupied - p.units_held,"
+    " EXISTS (SELECT 1 FROM holds k WHERE k.requester_operator_id = $2"
+    " AND k.idempotency_key = $4)"
     " FROM pools p JOIN facilities f ON f.id = p.facility_id WHERE p.ref = $1"
 )
 # The gate (CONVENTIONS §3.1): one conditional UPDATE; 0 rows written = not free enough.
@@ -297,7 +303,6 @@ _GATE = (
     "UPDATE pools SET units_held = units_held + $2"
     " WHERE id = $1 AND units_total - units_occupied - units_held >= $2"
 )
-_KEY_USED = "SELECT 1 FROM holds WHERE requester_operator_id = $1 AND idempotency_key = $2"
 # A refused attempt: was the key used already (then replay, or refuse a different body), and
 # how many units are free now — one round trip.
 _REFUSED = (
@@ -367,9 +372,9 @@ async def reserve(
 ) -> Reserved:
     """Hold units of one pool for one household; replay an identical earlier request.
 
-    The write is tried first: an earlier request with the same Idempotency-Key is found by
-    the unique constraint on (operator, key) — or, when this attempt is refused (place gone,
-    closed, not eligible), by a look-up before answering — so a replay never takes a unit.
+    The place's read also tells whether this operator already used the Idempotency-Key (then
+    the earlier hold is replayed, or a different body refused); a twin racing in between is
+    caught by the unique constraint on (operator, key) — so a replay never takes a unit.
     """
     assert actor.operator_id is not None
     household_json = msgspec.to_builtins(household)
@@ -450,7 +455,7 @@ async def _reserve_once(
     # PostgreSQL: no BEGIN/COMMIT — the read is a read, and the grant below is ONE statement
     # (gate, hold, audit, event), atomic on its own. SQLite: one BEGIN IMMEDIATE transaction.
     async with db.raw_write(transaction=db.sqlite) as tx:
-        target = await tx.one(_TARGET, pool_ref, actor.operator_id, tx.ts(now))
+        target = await tx.one(_TARGET, pool_ref, actor.operator_id, tx.ts(now), idempotency_key)
         if target is None:
             raise NotFound("No such place (unknown option or pool reference).", field="poolRef")
         (pool_id, unit_kind, places, pool_label, facility_id, status, policy_json) = target[:7]
@@ -484,15 +489,20 @@ async def _reserve_once(
         deadline = rules.deadline_for(
             kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
         )
+        if target[20]:
+            raise _KeyTaken  # a replay (or a reused key) never reaches the gate
         if target[18]:
             # Due holds still counted as held: expire them first (invariant 4). Only when
             # there are some, and before the gate: hold rows, then the pool row, is the lock
             # order everywhere (a gate that waited keeps the pool row locked even when it
-            # writes nothing, so expiring after it could deadlock). A replay changes nothing.
-            if await tx.one(_KEY_USED, actor.operator_id, idempotency_key) is not None:
-                raise _KeyTaken
+            # writes nothing, so expiring after it could deadlock).
             async with tx.atomic():
                 await expire_due_in_pool(tx, pool_id, now)
+        elif target[19] < units:
+            # Not free enough and nothing due to expire: the gate would refuse. Say so from
+            # this read (committed; SQLite already holds the write lock): one round trip for
+            # a refusal instead of three (read, gate, what is free now).
+            raise _Gone(max(0, int(target[19])))
         if pause is not None:
             await pause()
         segments = rules.segments(

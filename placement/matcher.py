@@ -258,12 +258,17 @@ class _Search(msgspec.Struct, frozen=True):
 
 
 def _prepare(
-    request: SearchRequest, requester_kind: RequesterKind, now: datetime, relax: Collection[str]
+    request: SearchRequest,
+    requester_kind: RequesterKind,
+    now: datetime,
+    relax: Collection[str],
+    zones: ResolvedAreas | None = None,
 ) -> _Search:
     bad = set(relax) - RELAXABLE_RULES
     if bad:
         raise ValueError(f"not relaxable: {sorted(bad)}")
-    zones = validate_areas(request)
+    if zones is None:
+        zones = validate_areas(request)
     now_ts = _ts(now, 0.0)
     return _Search(
         request=request,
@@ -918,10 +923,12 @@ class MatcherIndex:
         now: datetime,
         relax: Collection[str] = (),
         candidates: int | None = None,
+        areas: ResolvedAreas | None = None,
     ) -> Ranking:
         """Apply every rule and rank, but build no option yet: the caller may first check
-        the best ``candidates`` (default ``request.limit``) against live counts."""
-        s = _prepare(request, requester_kind, now, relax)
+        the best ``candidates`` (default ``request.limit``) against live counts. ``areas``:
+        the request's areas as ``validate_areas`` resolved them, if the caller did already."""
+        s = _prepare(request, requester_kind, now, relax, areas)
         return self._rank(s, request.limit if candidates is None else max(0, candidates))
 
     def _rank(self, s: _Search, limit: int) -> Ranking:

@@ -248,6 +248,38 @@ async def test_sweeper_twice_concurrently_never_double_decrements(world: World) 
 
 
 @pytest.mark.postgres
+async def test_a_full_place_is_refused_without_queueing_for_its_row(pg_world: World) -> None:
+    """A place already full is refused at once, with today's count, even while another
+    transaction holds its pool row (a hot place at 2 a.m.), and a replay is answered the same
+    way: neither waits for the row (a wait would end in a lock timeout, Busy, here)."""
+    world = pg_world
+    pool_id, _fid, pool_ref, police = await _pool(world, total=1, label="Full")
+    now = world.clock.now()
+
+    async def hold(key: str) -> None:
+        await holds_service.reserve(
+            world.db,
+            pool_ref=pool_ref,
+            household=ONE,
+            need="ipv",
+            minutes=None,
+            callback=None,
+            idempotency_key=key,
+            actor=_actor(police),
+            now=now,
+        )
+
+    await hold("full-000001")  # the only unit
+    async with world.db.write() as s:  # someone else's transaction has the pool row
+        await s.execute(text("SELECT 1 FROM pools WHERE id = :id FOR UPDATE"), {"id": pool_id})
+        with pytest.raises(NoLongerFree) as refused:
+            await hold("full-000002")
+        await hold("full-000001")  # a replay does not queue either: it is the same hold
+    assert refused.value.extra["current"] == {"unitsFree": 0}
+    assert await _held_rows(world.db, pool_id) == (1, 1)
+
+
+@pytest.mark.postgres
 async def test_repeatable_read_would_fail_with_errors_not_grants(pg_world: World) -> None:
     """Isolation-level control: the gate is right at READ COMMITTED; at REPEATABLE READ the same
     statement turns into serialisation errors (and fewer grants than free units)."""

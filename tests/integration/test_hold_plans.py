@@ -54,8 +54,9 @@ async def test_holds_are_found_by_key_even_when_statistics_saw_no_active_hold(
         move = await _plan(conn, holds_service._MOVE["released"][0], 7, now, None)
         assert "pk_holds" in move, move
 
-        target = await _plan(conn, holds_service._TARGET, pool_ref, op, now)
+        target = await _plan(conn, holds_service._TARGET, pool_ref, op, now, "k-1")
         assert "Seq Scan on holds" not in target, target  # an index over active holds
+        assert "uq_holds_idem" in target, target  # the replay check: by (operator, key)
 
         due = await _plan(
             conn,
