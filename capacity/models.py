@@ -442,6 +442,17 @@ class StaffLink(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class EndedWebSession(Base):
+    """A web session signed out before its cookie expired. Cookies are signed, not stored, so
+    signing out must be remembered to be final: a copy of the cookie (a shared computer at a
+    police station, a browser restored) is refused until ``until``, when it would have
+    expired anyway and the row may go. Only the session's random id is kept."""
+
+    __tablename__ = "web_sessions_ended"
+    sid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class SaturationRun(Base):
     """One saturation snapshot (its instant; kept or thinned out by the downsampling)."""
 

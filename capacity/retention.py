@@ -10,7 +10,8 @@ statistics:
 * standing requests that closed lose their callback (their search data went when they closed);
 * audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
   a decline reason written by a person);
-* live-stream events and delivered webhook messages older than that are deleted.
+* live-stream events and delivered webhook messages older than that are deleted;
+* signed-out web sessions are forgotten once their cookies would have expired anyway.
 
 Idempotent: a second run finds nothing left to reduce. (JSON columns are cleared to SQL NULL
 with ``null()``; a Python ``None`` would store a JSON ``null`` that ``IS NOT NULL`` still sees.)
@@ -24,7 +25,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, null, or_, update
 
 from capacity.db import Database
-from capacity.models import AuditEntry, Event, Hold, OutboxMessage, StandingRequest
+from capacity.models import (
+    AuditEntry,
+    EndedWebSession,
+    Event,
+    Hold,
+    OutboxMessage,
+    StandingRequest,
+)
 
 ENDED = ("released", "declined", "expired", "no_show", "departed")
 
@@ -36,6 +44,7 @@ class Purged:
     audit_entries: int
     events: int
     outbox: int
+    web_sessions: int = 0
 
 
 async def purge(db: Database, *, now: datetime, days: int) -> Purged:
@@ -77,10 +86,12 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                 or_(OutboxMessage.delivered_at.is_not(None), OutboxMessage.failed_at.is_not(None)),
             )
         )
+        sessions = await s.execute(delete(EndedWebSession).where(EndedWebSession.until <= now))
     return Purged(
         holds.rowcount,
         standing.rowcount,
         audits.rowcount,
         events.rowcount,
         outbox.rowcount,
+        sessions.rowcount,
     )

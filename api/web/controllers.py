@@ -493,6 +493,8 @@ class WebController(Controller):
         form = await request.form()
         if not sess.csrf_ok(ws, form.get("csrf")):
             return _forbidden(request, ws)
+        if ws.actor is not None:  # a copy of this cookie must not stay signed in
+            await sess.end(request.app.state.db, ws.data, _now(request))
         fresh = sess.WebSession(sess.new_session(_now(request)), None, dirty=True)
         return _redirect(request, fresh, "/web/sign-in")
 

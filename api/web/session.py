@@ -3,6 +3,8 @@
 The cookie holds no token: after sign-in it carries the token's *id*, the role and operator,
 times and a CSRF secret, signed with HMAC-SHA256. Every request re-checks that the token is
 still valid (not revoked, not expired), so revoking a token ends its web sessions too.
+Signing out is final: the session's id is remembered (``web_sessions_ended``) until the
+cookie would have expired, so a copy of the cookie left on a shared computer is refused.
 
 * Absolute lifetime 12 h; idle limit 30 min for helpline/police/admin/task force consoles,
   12 h for shelter staff (a phone on a night shift).
@@ -25,18 +27,19 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 
 from capacity import links
 from capacity.audit import Actor
 from capacity.db import Database
-from capacity.models import Operator, Token
+from capacity.models import EndedWebSession, Operator, Token
 from capacity.settings import Settings
 
 COOKIE = "abri_session"
@@ -137,18 +140,39 @@ def new_session(now: datetime) -> SessionData:
     return SessionData(sid=secrets.token_urlsafe(16), csrf=secrets.token_urlsafe(24), iat=t, seen=t)
 
 
+def _ended(sid: str) -> Any:
+    return exists().where(EndedWebSession.sid == sid)
+
+
+async def end(db: Database, data: SessionData, now: datetime) -> None:
+    """Sign out for good: remember this session's id until its cookie would have expired."""
+    until = datetime.fromtimestamp(data.iat + ABSOLUTE_SECONDS, UTC)
+    if until <= now:
+        return
+    try:
+        async with db.write() as s:
+            if not await s.scalar(select(_ended(data.sid))):
+                s.add(EndedWebSession(sid=data.sid, until=until))
+    except IntegrityError:  # signed out twice at the same moment: ended all the same
+        pass
+
+
 async def _actor_for(db: Database, data: SessionData, now: datetime) -> Actor | None:
     if data.tid is None:
         return None
     async with db.read() as s:
         row = (
             await s.execute(
-                select(Token.revoked_at, Token.expires_at, Token.role, Token.operator_id).where(
-                    Token.id == data.tid
-                )
+                select(
+                    Token.revoked_at,
+                    Token.expires_at,
+                    Token.role,
+                    Token.operator_id,
+                    _ended(data.sid).label("ended"),
+                ).where(Token.id == data.tid)
             )
         ).first()
-    if row is None or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None or row.ended:
         return None
     if row.expires_at is not None and row.expires_at <= now:
         return None
@@ -157,6 +181,11 @@ async def _actor_for(db: Database, data: SessionData, now: datetime) -> Actor | 
     return Actor(
         operator_id=row.operator_id, role=row.role, token_id=data.tid, operator_kind=data.opk
     )
+
+
+async def _is_ended(db: Database, sid: str) -> bool:
+    async with db.read() as s:
+        return bool(await s.scalar(select(_ended(sid))))
 
 
 async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
@@ -180,6 +209,8 @@ async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
     scope = None
     if data.lnk is not None:
         scope = await links.session_scope(state.db, data.lnk, data.fac or 0, now)
+        if scope is not None and await _is_ended(state.db, data.sid):
+            scope = None  # signed out
         if scope is None:  # link revoked or expired: the session ends with it
             return WebSession(new_session(now), None, dirty=True)
         actor: Actor | None = scope.actor

@@ -299,6 +299,25 @@ async def test_object_level_checks_and_roles(client: AsyncClient, world: World) 
         assert (await s.scalars(select(StaffLink.id))).all().__len__() == 2
 
 
+async def test_signing_out_of_a_link_session_is_final(client: AsyncClient, world: World) -> None:
+    """A night worker signs out on a shared phone: a copy of the cookie opens nothing more."""
+    w = await seed_world(world)
+    place = await world.facility(
+        "Refuges Solidaires", "Refuge Nuit", pools=[PoolCreate(label="Beds", units_total=3)]
+    )
+    _r, secret = await issue(client, str(w["staff"]), place.facility.id)
+    assert (await open_link(client, secret)).status_code == 303
+    page = await client.get("/web/link")
+    assert page.status_code == 200 and "Refuge Nuit" in page.text
+    copied = client.cookies.get("abri_session", path="/web")
+    r = await client.post("/web/sign-out", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303
+    client.cookies.clear()
+    client.cookies.set("abri_session", copied, path="/web")
+    again = await client.get("/web/link")
+    assert again.status_code != 200 and "Refuge Nuit" not in again.text
+
+
 async def test_a_staff_session_cannot_open_the_link_page(client: AsyncClient, world: World) -> None:
     w = await seed_world(world)
     await web_sign_in(client, str(w["staff"]))

@@ -11,15 +11,17 @@ from typing import Any
 import httpx
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import select
 
 from api.app import create_app
 from api.web import i18n
 from api.web.controllers import AGE_MSG, ERROR_TEXT, KM_MSG, LABELS
 from api.web.session import CSP
-from capacity import registry
+from capacity import registry, retention
 from capacity.audit import CLI
 from capacity.clock import FrozenClock
 from capacity.commands import PoolCreate
+from capacity.models import EndedWebSession
 from capacity.settings import Settings
 from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
@@ -85,6 +87,31 @@ async def test_sign_in_sign_out_and_token_never_in_urls_or_logs(
     logs = capsys.readouterr()
     assert token not in logs.out + logs.err
     assert "/web/sign-in" in logs.err
+
+
+async def test_a_copied_cookie_is_refused_after_sign_out(client: AsyncClient, world: World) -> None:
+    """Signing out is final: a copy of the session cookie (left on a shared computer at a
+    police station) opens nothing afterwards, though it is still signed and not yet expired.
+    What remembers it is the session's random id only, forgotten by the retention job once
+    the cookie would have expired anyway."""
+    w = await seed_world(world)
+    assert (await web_sign_in(client, str(w["police"]))).status_code == 303
+    copied = client.cookies.get("abri_session", path="/web")
+    assert copied and (await client.get("/web/console")).status_code == 200
+    assert (await post_form(client, "/web/console", "/web/sign-out", {})).status_code == 303
+
+    client.cookies.clear()
+    client.cookies.set("abri_session", copied, path="/web")
+    r = await client.get("/web/console")
+    assert r.status_code == 303 and r.headers["location"].startswith("/web/sign-in")
+    async with world.db.read() as s:
+        (row,) = (await s.execute(select(EndedWebSession))).scalars().all()
+    assert len(row.sid) < 32 and "police" not in row.sid  # an opaque id, nothing else
+
+    world.clock.advance(hours=13)  # past the cookie's absolute lifetime
+    done = await retention.purge(world.db, now=world.clock.now(), days=90)
+    assert done.web_sessions == 1
+    assert (await retention.purge(world.db, now=world.clock.now(), days=90)).web_sessions == 0
 
 
 async def test_bad_token_is_refused_in_the_page(client: AsyncClient, world: World) -> None:
