@@ -120,6 +120,27 @@ async def list_links(
         return list(rows.all())
 
 
+async def current_links(
+    db: Database, facility_ids: list[int], *, now: datetime, per_facility: int = 20
+) -> dict[int, list[StaffLink]]:
+    """The links of these facilities that have not expired yet, newest first (for the staff
+    page; the caller has already limited ``facility_ids`` to the facilities it may see)."""
+    if not facility_ids:
+        return {}
+    async with db.read() as s:
+        rows = await s.scalars(
+            select(StaffLink)
+            .where(StaffLink.facility_id.in_(facility_ids), StaffLink.expires_at > now)
+            .order_by(StaffLink.id.desc())
+        )
+        out: dict[int, list[StaffLink]] = {}
+        for link in rows.all():
+            kept = out.setdefault(link.facility_id, [])
+            if len(kept) < per_facility:
+                kept.append(link)
+        return out
+
+
 async def revoke(
     db: Database, link_id: int, *, actor: Actor, now: datetime, operator_scope: int | None
 ) -> StaffLink:

@@ -27,9 +27,10 @@ from api.holds.controllers import hold_event_stream
 from api.holds.schemas import hold_read, staff_hold_read
 from api.routing import get, post
 from api.schemas import area_ref, pool_read
+from api.staff.links import link_url
 from api.web import i18n
 from api.web import session as sess
-from capacity import availability, registry
+from capacity import availability, links, registry
 from capacity.areas import areas, fold
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate
@@ -47,6 +48,7 @@ LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
 ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = 3, 6, 3
 AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
 KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
+LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -139,6 +141,12 @@ LABELS: dict[str, dict[str, str]] = {
         "admin": "Administrator",
         "taskforce": "Task force",
         "link": "One-time link",
+    },
+    "link_state": {
+        "active": "Not opened yet",
+        "used": "Opened",
+        "expired": "Expired",
+        "revoked": "Revoked",
     },
     "warning": {
         "stale_data": "Availability may be out of date.",
@@ -414,13 +422,24 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
         }
         for v in views
     ]
+    current = await links.current_links(state.db, [f["id"] for f in facilities], now=now)
+    for f in facilities:
+        f["links"] = [
+            {
+                "id": x.id,
+                "label": x.label,
+                "state": links.link_state(x, now),
+                "hours_left": max(1, -(-int((x.expires_at - now).total_seconds()) // 3600)),
+            }
+            for x in current.get(f["id"], [])
+        ]
     holds = [
         staff_hold_read(h, now)
         for h in await holds_service.list_holds(
             state.db, actor=actor, side="staff", states=["held"]
         )
     ]
-    return {"facilities": facilities, "holds": holds}
+    return {"facilities": facilities, "holds": holds, "issued": None}
 
 
 def occupied_for_free(pool: Any, free: int) -> int:
@@ -730,6 +749,9 @@ class WebController(Controller):
             "arrived": _("Marked as arrived."),
             "no_show": _("Marked as no-show."),
             "declined": _("Hold declined."),
+            "revoked": _(
+                "Link revoked: it no longer opens the page, and a session it opened ends."
+            ),
         }
         return _render(
             request,
@@ -801,6 +823,70 @@ class WebController(Controller):
                 request, ws, exc.status, error=(pool_id, _error_text(_, exc))
             )
         return _redirect(request, ws, f"/web/staff?ok=saved#pool-{pool_id}")
+
+    @post("/staff/facilities/{facility_id:int}/links")
+    async def issue_link(self, facility_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+        """A one-time link for a night worker, shown once on the page that answers (never in
+        a URL of ours: the secret sits after the ``#``), with ``no-store`` like every page."""
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        label = (form.get("label") or "").strip()
+        try:
+            hours = _int(form.get("hours"), 1, links.MAX_HOURS, LINK_HOURS_MSG)
+            if not label or len(label) > 120:
+                raise FormError("Give the link a label of 1 to 120 characters.")
+            secret, link = await links.issue(
+                state.db,
+                facility_id,
+                label=label,
+                hours=links.DEFAULT_HOURS if hours is None else hours,
+                actor=actor,
+                now=now,
+                operator_scope=None if actor.is_admin else actor.operator_id,
+            )
+        except FormError as exc:
+            return await self._staff_error(request, ws, 422, error=(None, _form_error(_, exc)))
+        except AbriError as exc:
+            return await self._staff_error(
+                request, ws, exc.status, error=(None, _error_text(_, exc))
+            )
+        view = await _staff_view(request, actor)
+        view["issued"] = {
+            "facility_id": link.facility_id,
+            "label": link.label,
+            "url": link_url(request, secret),
+        }
+        return _render(
+            request, ws, "staff.html", status=201, notice=None, conflict=None, error=None, **view
+        )
+
+    @post("/staff/links/{link_id:int}/revoke")
+    async def revoke_link(self, link_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        state = request.app.state
+        _ = i18n.translator(_lang(request))
+        try:
+            link = await links.revoke(
+                state.db,
+                link_id,
+                actor=actor,
+                now=state.clock.now(),
+                operator_scope=None if actor.is_admin else actor.operator_id,
+            )
+        except AbriError as exc:
+            return await self._staff_error(
+                request, ws, exc.status, error=(None, _error_text(_, exc))
+            )
+        return _redirect(request, ws, f"/web/staff?ok=revoked#links-{link.facility_id}")
 
     @post("/staff/holds/{ref:str}/{action:str}")
     async def staff_hold(

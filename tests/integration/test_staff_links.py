@@ -318,6 +318,68 @@ async def test_signing_out_of_a_link_session_is_final(client: AsyncClient, world
     assert again.status_code != 200 and "Refuge Nuit" not in again.text
 
 
+async def test_a_coordinator_issues_and_revokes_links_from_the_staff_page(
+    world: World, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No curl needed: the staff page issues a link (shown once, on the answer only), lists
+    the facility's current links and revokes them; the worker's session ends with it."""
+    w = await seed_world(world)
+    ixl = w["ixl"]
+    transport = httpx.ASGITransport(app=create_app(settings, db=world.db, clock=world.clock))
+    coordinator = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    coordinator.headers["Accept-Language"] = "en"
+    await web_sign_in(coordinator, str(w["staff"]))
+    page = await coordinator.get("/web/staff")
+    assert "Links for night workers" in page.text
+    fid = ixl.facility.id  # type: ignore[attr-defined]
+    url = f"/web/staff/facilities/{fid}/links"
+    csrf = csrf_of(page.text)
+
+    bad = await coordinator.post(url, data={"csrf": csrf, "label": " ", "hours": "12"})
+    assert bad.status_code == 422 and "label of 1 to 120" in bad.text
+    bad = await coordinator.post(url, data={"csrf": csrf, "label": "Sam", "hours": "500"})
+    assert bad.status_code == 422 and "from 1 to 168" in bad.text
+    # another operator's facility: not found, like an unknown one
+    await world.operator("Autre ASBL", "shelter_operator")
+    foreign = await world.facility("Autre ASBL", "Refuge Autre")
+    r = await coordinator.post(
+        f"/web/staff/facilities/{foreign.facility.id}/links",
+        data={"csrf": csrf, "label": "Sam", "hours": "12"},
+    )
+    assert r.status_code == 404 and "Refuge Autre" not in r.text
+
+    issued = await coordinator.post(
+        url, data={"csrf": csrf, "label": "Night shift, Sam", "hours": "10"}
+    )
+    assert issued.status_code == 201 and "location" not in issued.headers
+    assert issued.headers["cache-control"] == "no-store"
+    m = re.search(r'id="issued-url"[^>]*value="([^"]+)"', issued.text)
+    assert m, issued.text
+    secret = m.group(1).split("#", 1)[1]
+    assert secret.startswith("abl_")
+    assert secret not in (await coordinator.get("/web/staff")).text  # shown once only
+
+    worker = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    assert (await open_link(worker, secret)).status_code == 303
+    assert (await worker.get("/web/link")).status_code == 200
+    listed = await coordinator.get("/web/staff")
+    row = re.search(r'<li id="link-(\d+)">Night shift, Sam · Opened · 10 h left', listed.text)
+    assert row, listed.text
+    r = await coordinator.post(
+        f"/web/staff/links/{row.group(1)}/revoke", data={"csrf": csrf_of(listed.text)}
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/web/staff?ok=revoked#links-{fid}"
+    after = await coordinator.get(r.headers["location"])
+    assert "Night shift, Sam · Revoked" in after.text and "Link revoked" in after.text
+    assert (await worker.get("/web/link")).status_code != 200  # the worker's session ended
+    actions = [a for a, _role in await audit_actions(world) if a.startswith("staff_link")]
+    assert actions.count("staff_link.issue") == 1 and "staff_link.revoke" in actions
+    await coordinator.aclose()
+    await worker.aclose()
+    logs = capsys.readouterr()
+    assert secret not in logs.out + logs.err
+
+
 async def test_a_staff_session_cannot_open_the_link_page(client: AsyncClient, world: World) -> None:
     w = await seed_world(world)
     await web_sign_in(client, str(w["staff"]))

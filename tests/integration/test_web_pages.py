@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.web import i18n
-from api.web.controllers import AGE_MSG, ERROR_TEXT, KM_MSG, LABELS
+from api.web.controllers import AGE_MSG, ERROR_TEXT, KM_MSG, LABELS, LINK_HOURS_MSG
 from api.web.session import CSP
 from capacity import registry, retention
 from capacity.audit import CLI
@@ -232,7 +232,7 @@ def _msgids() -> set[str]:
             ids.add(node.args[0].value)
     ids.update(ERROR_TEXT.values())
     ids.update(v for d in LABELS.values() for v in d.values())
-    ids.update((AGE_MSG, KM_MSG))
+    ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG))
     return ids
 
 
