@@ -28,7 +28,7 @@ from api.holds.schemas import hold_read, staff_hold_read
 from api.routing import get, post
 from api.schemas import area_ref, pool_read
 from api.staff.links import link_url
-from api.web import i18n
+from api.web import i18n, reasons
 from api.web import session as sess
 from capacity import availability, links, registry
 from capacity.areas import areas, fold
@@ -604,6 +604,7 @@ class WebController(Controller):
             {
                 "o": o,
                 "area": _area_name(o.area_nis, lang),
+                "reasons": [reasons.localise(x, _, LABELS) for x in o.reasons],
                 "idem": secrets.token_urlsafe(12),
             }
             for o in r.options

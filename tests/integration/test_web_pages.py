@@ -14,7 +14,7 @@ from httpx import AsyncClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.web import i18n
+from api.web import i18n, reasons
 from api.web.controllers import AGE_MSG, ERROR_TEXT, KM_MSG, LABELS, LINK_HOURS_MSG
 from api.web.session import CSP
 from capacity import registry, retention
@@ -233,6 +233,7 @@ def _msgids() -> set[str]:
     ids.update(ERROR_TEXT.values())
     ids.update(v for d in LABELS.values() for v in d.values())
     ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG))
+    ids.update(reasons.MSGIDS)
     return ids
 
 
