@@ -46,6 +46,21 @@ def _actor(operator_id: int) -> Actor:
     return Actor(operator_id=operator_id, role="police", operator_kind="police")
 
 
+async def _reserve(world: World, pool_ref: str, police: int, key: str) -> Any:
+    """One hold of one adult on ``pool_ref`` by this police operator, now."""
+    return await holds_service.reserve(
+        world.db,
+        pool_ref=pool_ref,
+        household=ONE,
+        need="ipv",
+        minutes=None,
+        callback=None,
+        idempotency_key=key,
+        actor=_actor(police),
+        now=world.clock.now(),
+    )
+
+
 async def _race(fn, n: int = N) -> collections.Counter[str]:  # type: ignore[no-untyped-def]
     start = asyncio.Event()
 
@@ -78,20 +93,9 @@ async def _held_rows(db: Database, pool_id: int) -> tuple[int, int]:
 
 async def test_200_concurrent_holds_on_7_free_units_grant_exactly_7(world: World) -> None:
     pool_id, _fid, pool_ref, police = await _pool(world)
-    now = world.clock.now()
 
     async def hold(i: int) -> None:
-        await holds_service.reserve(
-            world.db,
-            pool_ref=pool_ref,
-            household=ONE,
-            need="ipv",
-            minutes=None,
-            callback=None,
-            idempotency_key=f"race-{i:05d}",
-            actor=_actor(police),
-            now=now,
-        )
+        await _reserve(world, pool_ref, police, f"race-{i:05d}")
 
     results = await _race(hold)
     assert results == {"granted": FREE, "409": N - FREE}, results
@@ -254,20 +258,9 @@ async def test_a_full_place_is_refused_without_queueing_for_its_row(pg_world: Wo
     way: neither waits for the row (a wait would end in a lock timeout, Busy, here)."""
     world = pg_world
     pool_id, _fid, pool_ref, police = await _pool(world, total=1, label="Full")
-    now = world.clock.now()
 
     async def hold(key: str) -> None:
-        await holds_service.reserve(
-            world.db,
-            pool_ref=pool_ref,
-            household=ONE,
-            need="ipv",
-            minutes=None,
-            callback=None,
-            idempotency_key=key,
-            actor=_actor(police),
-            now=now,
-        )
+        await _reserve(world, pool_ref, police, key)
 
     await hold("full-000001")  # the only unit
     async with world.db.write() as s:  # someone else's transaction has the pool row
