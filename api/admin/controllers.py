@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Controller, Request
 from litestar.datastructures import State
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, QueryParameter
 from sqlalchemy import select, update
 
 from api.admin.schemas import (
@@ -294,7 +294,7 @@ class AdminController(Controller):
     async def audit_log(
         self,
         db: Database,
-        facility_id: Annotated[int | None, Parameter(query="facilityId", ge=1)] = None,
+        facility_id: Annotated[int | None, QueryParameter(name="facilityId", ge=1)] = None,
         action: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[AuditRead]:
@@ -324,7 +324,7 @@ class AdminController(Controller):
     async def alerts(
         self,
         db: Database,
-        include_acknowledged: Annotated[bool, Parameter(query="includeAcknowledged")] = False,
+        include_acknowledged: Annotated[bool, QueryParameter(name="includeAcknowledged")] = False,
     ) -> list[AlertRead]:
         async with db.read() as s:
             q = select(Alert).order_by(Alert.id.desc())
@@ -421,7 +421,7 @@ class AdminController(Controller):
         status: Annotated[
             Literal["pending", "delivered", "failed"] | None, Parameter(required=False)
         ] = None,
-        operator_id: Annotated[int | None, Parameter(query="operatorId", ge=1)] = None,
+        operator_id: Annotated[int | None, QueryParameter(name="operatorId", ge=1)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[OutboxRead]:
         return [

@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
-from litestar.params import Body, HeaderParameter, Parameter
+from litestar.params import Body, HeaderParameter, Parameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy import select
 
@@ -119,7 +119,7 @@ class HoldController(Controller):
         actor: Actor,
         clock: Clock,
         states: Annotated[
-            list[StateFilter] | None, Parameter(query="state", required=False)
+            list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
     ) -> list[HoldRead]:
         now = clock.now()
@@ -180,9 +180,9 @@ class StaffHoldController(Controller):
         actor: Actor,
         clock: Clock,
         states: Annotated[
-            list[StateFilter] | None, Parameter(query="state", required=False)
+            list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
-        facility_id: Annotated[int | None, Parameter(query="facilityId", ge=1)] = None,
+        facility_id: Annotated[int | None, QueryParameter(name="facilityId", ge=1)] = None,
     ) -> list[StaffHoldRead]:
         now = clock.now()
         return [

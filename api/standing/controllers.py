@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, Response
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
-from litestar.params import Body, HeaderParameter, Parameter
+from litestar.params import Body, HeaderParameter, QueryParameter
 
 from api.auth import requires_requester
 from api.routing import get, post
@@ -96,7 +96,7 @@ class StandingController(Controller):
         actor: Actor,
         clock: Clock,
         states: Annotated[
-            list[StandingState] | None, Parameter(query="state", required=False)
+            list[StandingState] | None, QueryParameter(name="state", required=False)
         ] = None,
     ) -> list[StandingRead]:
         now = clock.now()

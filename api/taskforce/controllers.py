@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Schema
 from litestar.openapi.spec.operation import Operation
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from api.auth import requires_taskforce
 from api.routing import get
@@ -134,8 +134,8 @@ def cell_row(c: SaturationCell) -> dict[str, Any]:
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
 FromParam = Annotated[
     str | None,
-    Parameter(
-        query="from",
+    QueryParameter(
+        name="from",
         pattern=ISO_DATETIME,
         description="Start, ISO 8601 with timezone (e.g. 2026-01-08T00:00:00Z); default 7 days "
         "before `to`",
@@ -143,7 +143,7 @@ FromParam = Annotated[
 ]
 ToParam = Annotated[
     str | None,
-    Parameter(query="to", pattern=ISO_DATETIME, description="End, ISO 8601 with timezone; now"),
+    QueryParameter(name="to", pattern=ISO_DATETIME, description="End, ISO 8601 with timezone; now"),
 ]
 
 
@@ -158,7 +158,7 @@ def _instant(raw: str | None, name: str) -> datetime | None:
         ) from exc
 
 
-FormatParam = Annotated[Format | None, Parameter(query="format", description=CSV_DOC)]
+FormatParam = Annotated[Format | None, QueryParameter(name="format", description=CSV_DOC)]
 
 
 def window(raw_start: str | None, raw_end: str | None, now: datetime, days: int = 7) -> Any:
