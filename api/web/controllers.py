@@ -142,6 +142,7 @@ LABELS: dict[str, dict[str, str]] = {
         "taskforce": "Task force",
         "link": "One-time link",
     },
+    "health": {"negative_test": "A negative test", "medical_clearance": "A medical clearance"},
     "link_state": {
         "active": "Not opened yet",
         "used": "Opened",
@@ -605,6 +606,9 @@ class WebController(Controller):
                 "o": o,
                 "area": _area_name(o.area_nis, lang),
                 "reasons": [reasons.localise(x, _, LABELS) for x in o.reasons],
+                "warnings": [
+                    reasons.localise_warning(w.code, w.message, _, LABELS) for w in o.warnings
+                ],
                 "idem": secrets.token_urlsafe(12),
             }
             for o in r.options

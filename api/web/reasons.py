@@ -1,12 +1,14 @@
-"""The matcher's reasons for an option, in the page's language.
+"""The matcher's reasons and warnings for an option, in the page's language.
 
 The matcher (``placement.matcher._build_option``) explains each option with English sentences
 from a closed set of templates, and the API returns them as they are. The console shows them
 in the operator's language: each template is recognised here and rebuilt from a translated
 msgid with its figures; codes inside (specialisations, languages) are shown by their labels. A
 sentence that matches no template is shown translated if the catalogue has it, else as it
-came. ``tests/integration/test_web_reasons.py`` checks that every sentence the matcher makes is
-recognised, so a new or changed sentence in the matcher fails there, not silently in English.
+came. Warnings likewise, by their code, keeping their figures (the hour intake opens, the
+scheme's end date, the condition to meet); one whose message is not recognised falls back to
+the code's general label. ``tests/unit/test_web_reasons.py`` checks that every sentence the
+matcher makes is recognised, so a new or changed one fails there, not silently in English.
 """
 
 from __future__ import annotations
@@ -56,7 +58,92 @@ FIXED: tuple[str, ...] = (
     "Intake possible now.",
     "Interpreters available.",
 )
-MSGIDS: tuple[str, ...] = (*(msgid for _p, msgid in TEMPLATES.values()), *FIXED)
+#: warning code -> the forms of its message (pattern, msgid with the same figures)
+WARNINGS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    code: tuple((re.compile(pattern), msgid) for pattern, msgid in forms)
+    for code, forms in {
+        "language_mismatch": (
+            (
+                r"Staff speak (?P<langs>[a-z, ]+); no interpreters\.",
+                "Staff speak %(langs)s; no interpreters.",
+            ),
+        ),
+        "health_condition_to_meet": (
+            (
+                r"Admission condition to meet: (?P<conditions>[a-z ,]+)\.",
+                "Admission condition to meet: %(conditions)s.",
+            ),
+        ),
+        "documents_to_check": (
+            (
+                r"Requires residence documents: check first\.",
+                "Requires residence documents: check first.",
+            ),
+        ),
+        "income_to_check": (
+            (
+                r"Requires an income or charges a fee \((?P<cost>[a-z_]+)\)\.",
+                "Requires an income or charges a fee (%(cost)s).",
+            ),
+        ),
+        "boy_age_to_check": (
+            (
+                r"Takes no boys over (?P<age>\d+); a child's gender is not given\.",
+                "Takes no boys over %(age)s; a child's gender is not given.",
+            ),
+        ),
+        "adult_age_to_check": (
+            (r"Adults must be at least (?P<age>\d+)\.", "Adults must be at least %(age)s."),
+        ),
+        "admission_later": (
+            (
+                r"Intake opens at (?P<time>\d\d:\d\d) \(Belgian time\)\.",
+                "Intake opens at %(time)s (Belgian time): call first.",
+            ),
+        ),
+        "not_specialised": (
+            (r"No specialised care for (?P<need>[a-z ]+)\.", "No specialised care for %(need)s."),
+        ),
+        "stale_data": (
+            (
+                r"Availability may be out of date \(last reported (?P<h>\d+) h ago\)\.",
+                "Availability may be out of date (last reported %(h)s h ago).",
+            ),
+            (
+                r"Availability may be out of date \(never reported\)\.",
+                "Availability may be out of date (never reported).",
+            ),
+        ),
+        "reduced_capacity": (
+            (
+                r"Temporarily reduced capacity: call first\.",
+                "Temporarily reduced capacity: call first.",
+            ),
+        ),
+        "runs_past_planned_end": (
+            (
+                r"The scheme is planned to end on (?P<date>\d{4}-\d\d-\d\d), before the "
+                r"(?P<nights>\d+) nights asked\.",
+                "The scheme is planned to end on %(date)s, before the %(nights)s nights asked.",
+            ),
+            (
+                r"The scheme is planned to end, before the (?P<nights>\d+) nights asked\.",
+                "The scheme is planned to end before the %(nights)s nights asked.",
+            ),
+        ),
+        "shared_beds": (
+            (
+                r"The household takes (?P<n>\d+) beds in a shared space\.",
+                "The household takes %(n)s beds in a shared space.",
+            ),
+        ),
+    }.items()
+}
+MSGIDS: tuple[str, ...] = (
+    *(msgid for _p, msgid in TEMPLATES.values()),
+    *FIXED,
+    *(msgid for forms in WARNINGS.values() for _p, msgid in forms),
+)
 
 
 def recognise(sentence: str) -> tuple[str, dict[str, str]] | None:
@@ -70,25 +157,54 @@ def recognise(sentence: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def recognise_warning(code: str, message: str) -> tuple[str, dict[str, str]] | None:
+    """The form a warning's message was made from, and its figures."""
+    for pattern, msgid in WARNINGS.get(code, ()):
+        m = pattern.fullmatch(message)
+        if m is not None:
+            return msgid, m.groupdict()
+    return None
+
+
+# figure -> the label table its codes are shown with (codes may come with spaces for "_")
+_CODED = {
+    "what": "need",
+    "need": "need",
+    "langs": "language",
+    "conditions": "health",
+    "cost": "cost",
+}
+
+
+def _fill(
+    msgid: str,
+    figures: dict[str, str],
+    _: Callable[[str], str],
+    labels: Mapping[str, Mapping[str, str]],
+) -> str:
+    for name, kind in _CODED.items():
+        if name in figures:
+            table = labels.get(kind, {})
+            codes = (x.strip().replace(" ", "_") for x in figures[name].split(","))
+            figures[name] = ", ".join(_(table[c]) if c in table else c for c in codes)
+    return _(msgid) % figures if figures else _(msgid)
+
+
 def localise(
     sentence: str, _: Callable[[str], str], labels: Mapping[str, Mapping[str, str]]
 ) -> str:
     """One reason in the language of ``_`` (a gettext function)."""
     found = recognise(sentence)
-    if found is None:
-        return _(sentence)
-    msgid, figures = found
-    if not figures:
-        return _(msgid)
+    return _(sentence) if found is None else _fill(*found, _, labels)
 
-    def names(codes: str, kind: str) -> str:
-        table = labels.get(kind, {})
-        return ", ".join(
-            _(table[c]) if c in table else c for c in (x.strip() for x in codes.split(","))
-        )
 
-    if "what" in figures:
-        figures["what"] = names(figures["what"], "need")
-    if "langs" in figures:
-        figures["langs"] = names(figures["langs"], "language")
-    return _(msgid) % figures
+def localise_warning(
+    code: str, message: str, _: Callable[[str], str], labels: Mapping[str, Mapping[str, str]]
+) -> str:
+    """One warning in the language of ``_``; its code's general label if the message is not
+    recognised, else the message as it came."""
+    found = recognise_warning(code, message)
+    if found is not None:
+        return _fill(*found, _, labels)
+    general = labels.get("warning", {}).get(code)
+    return _(general) if general else message

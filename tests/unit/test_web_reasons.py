@@ -1,12 +1,14 @@
-"""The console shows the matcher's reasons in the operator's language (api/web/reasons.py).
+"""The console shows the matcher's reasons and warnings in the operator's language
+(api/web/reasons.py).
 
-Every sentence the matcher makes must be recognised: a new or reworded reason in
-``placement.matcher`` fails here instead of reaching a French- or Dutch-speaking operator in
-English."""
+Every sentence the matcher makes must be recognised: a new or reworded reason or warning in
+``placement`` fails here instead of reaching a French- or Dutch-speaking operator in English
+(or, for a warning, losing its figures: the hour intake opens, the scheme's end date)."""
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -31,31 +33,99 @@ HOUSEHOLDS = [
         children=[Child(age=15, gender="male"), Child(age=12), Child(age=2)],
         languages=["de"],
     ),
+    Household(
+        adults=[Adult(gender="female", age_band="18-24"), Adult(gender="male")],
+        children=[Child(age=14)],
+        residence_status="unknown",
+        income="unknown",
+        languages=["tr"],
+    ),
+    Household(adults=[Adult(gender="nonbinary", age_band="16-17")], languages=["uk"]),
+    Household(adults=[Adult(gender="female", age_band="18-24")], children=[Child(age=15)]),
 ]
 NEEDS = ["ipv", "family_violence", "sexual_violence", "trafficking", "homelessness", "other"]
 
 
-def _all_reasons() -> set[str]:
+def _sweep() -> tuple[set[str], set[tuple[str, str]]]:
     index = MatcherIndex(synthetic_facilities(400, 7))
     seen: set[str] = set()
-    for hh, need, preferred in itertools.product(HOUSEHOLDS, NEEDS, [None, "21004", "44021"]):
+    warned: set[tuple[str, str]] = set()
+    for hh, need, preferred, nights in itertools.product(
+        HOUSEHOLDS, NEEDS, [None, "21004", "44021"], [1, 90]
+    ):
         req = SearchRequest(
-            household=hh, need=need, preferred_municipality_nis=preferred, limit=100
+            household=hh, need=need, preferred_municipality_nis=preferred, nights=nights, limit=100
         )  # type: ignore[arg-type]
         for kind in ("police", "helpline"):
-            result = index.search(req, requester_kind=kind, now=SYNTHETIC_NOW)
-            for option in result.options:
-                seen.update(option.reasons)
-    return seen
+            for when in (SYNTHETIC_NOW, SYNTHETIC_NOW.replace(hour=5)):  # 06:00 in Brussels
+                result = index.search(req, requester_kind=kind, now=when)
+                for option in result.options:
+                    seen.update(option.reasons)
+                    warned.update((w.code, w.message) for w in option.warnings)
+    return seen, warned
 
 
-SENTENCES = sorted(_all_reasons())
+_SEEN, _WARNED = _sweep()
+SENTENCES = sorted(_SEEN)
+WARNED = sorted(_WARNED)
 
 
 def test_the_sweep_meets_every_template() -> None:
-    used = {reasons.recognise(s)[0] for s in SENTENCES if reasons.recognise(s)}  # type: ignore[index]
-    assert set(reasons.MSGIDS) - used <= {"Paying."}, set(reasons.MSGIDS) - used
-    assert len(SENTENCES) > 40
+    used = {found[0] for s in SENTENCES if (found := reasons.recognise(s))}
+    used |= {found[0] for c, m in WARNED if (found := reasons.recognise_warning(c, m))}
+    rare = {  # forms the synthetic world does not produce; tested by hand below
+        "Paying.",
+        "Availability may be out of date (never reported).",
+        "The scheme is planned to end before the %(nights)s nights asked.",
+        "Temporarily reduced capacity: call first.",
+        "Admission condition to meet: %(conditions)s.",
+        "Adults must be at least %(age)s.",
+    }
+    assert set(reasons.MSGIDS) - used <= rare, set(reasons.MSGIDS) - used
+    assert len(SENTENCES) > 40 and len(WARNED) > 20
+
+
+def test_every_warning_the_matcher_makes_is_recognised() -> None:
+    unknown = [(c, m) for c, m in WARNED if reasons.recognise_warning(c, m) is None]
+    assert not unknown, unknown
+
+
+@pytest.mark.parametrize("lang", ["fr", "nl", "de"])
+def test_warnings_keep_their_figures_in_every_language(lang: str) -> None:
+    _ = i18n.translator(lang)
+    for code, message in WARNED:
+        shown = reasons.localise_warning(code, message, _, LABELS)
+        assert shown != message and "%(" not in shown, (lang, code, shown)
+        for figure in re.findall(r"\d\d:\d\d|\d{4}-\d\d-\d\d|\d+", message):
+            assert figure in shown, (lang, message, shown)
+
+
+def test_warnings_by_hand() -> None:
+    fr = i18n.translator("fr")
+    assert reasons.localise_warning(
+        "admission_later", "Intake opens at 06:00 (Belgian time).", fr, LABELS
+    ) == ("L'accueil ouvre à 06:00 (heure belge) : appelez d'abord.")
+    assert reasons.localise_warning(
+        "health_condition_to_meet", "Admission condition to meet: negative test.", fr, LABELS
+    ) == ("Condition d'admission à remplir : Un test négatif.")
+    assert reasons.localise_warning(
+        "stale_data", "Availability may be out of date (never reported).", fr, LABELS
+    ) == ("Disponibilité peut-être dépassée (jamais communiquée).")
+    nl = i18n.translator("nl")
+    assert reasons.localise_warning(
+        "adult_age_to_check", "Adults must be at least 21.", nl, LABELS
+    ) == ("Volwassenen moeten minstens 21 jaar zijn.")
+    assert reasons.localise_warning(
+        "runs_past_planned_end",
+        "The scheme is planned to end, before the 9 nights asked.",
+        nl,
+        LABELS,
+    ) == ("De regeling eindigt naar planning vóór de 9 gevraagde nachten.")
+    # not recognised: the code's general label, else the message as it came
+    assert reasons.localise_warning("shared_beds", "Something else.", fr, LABELS) == fr(
+        LABELS["warning"]["shared_beds"]
+    )
+    assert reasons.localise_warning("new_code", "Something else.", fr, LABELS) == "Something else."
 
 
 def test_every_reason_the_matcher_makes_is_recognised() -> None:
