@@ -235,19 +235,23 @@ def test_language_switch_and_keyboard(browser: Any, server: dict[str, Any]) -> N
 
 
 def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]) -> None:
-    """A coordinator issues a link; the night worker opens it on a 360 px phone, updates a
-    count; the secret leaves the address bar at once and the link works only once."""
-    import httpx
-
+    """A coordinator issues a link from the staff page on a phone; the night worker opens it
+    on a 360 px phone, updates a count; the secret leaves the address bar at once and the
+    link works only once; the coordinator revokes it and the worker's page stops."""
     base, fac = server["base"], server["ixl"].facility
     pool = server["ixl"].pools[0]
-    r = httpx.post(
-        f"{base}/staff/facilities/{fac.id}/links",
-        json={"label": "Night shift", "hours": 12},
-        headers={"Authorization": f"Bearer {server['staff']}"},
-    )
-    assert r.status_code == 201, r.text
-    url, secret = r.json()["url"], r.json()["url"].split("#", 1)[1]
+    coordinator = _page(browser, 360, 780)
+    _sign_in(coordinator, base, server["staff"])
+    panel = coordinator.locator(f"#links-{fac.id}")
+    panel.get_by_text("Links for night workers").click()
+    panel.get_by_label("For whom (e.g. Night shift, Sam)").fill("Night shift")
+    panel.get_by_label("Valid for (hours)").fill("10")
+    panel.get_by_role("button", name="Create a link").click()
+    coordinator.wait_for_load_state()
+    url = coordinator.locator("#issued-url").input_value()
+    secret = url.split("#", 1)[1]
+    assert url.startswith(f"{base}/web/link/open#abl_") and secret not in coordinator.url
+    _shot(coordinator, "links-issued-360")
     phone = _page(browser, 360, 780)
     phone.goto(url)
     assert "#" not in phone.url and secret not in phone.url  # stripped by our script
@@ -272,5 +276,16 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     other.wait_for_load_state()
     assert "already been used" in other.locator("#link-error").inner_text()
     _shot(other, "link-used-360")
-    for p in (phone, other):
+    # the coordinator revokes it: the worker's next tap lands outside the facility's page
+    coordinator.goto(f"{base}/web/staff")
+    panel = coordinator.locator(f"#links-{fac.id}")
+    panel.get_by_text("Links for night workers").click()
+    row = panel.locator("li", has_text="Night shift")
+    assert "Opened" in row.inner_text()
+    row.get_by_role("button", name="Revoke").click()
+    coordinator.wait_for_load_state()
+    assert "Link revoked" in coordinator.locator("#notice").inner_text()
+    phone.reload()
+    assert phone.url != f"{base}/web/link"
+    for p in (phone, other, coordinator):
         p.context.close()
