@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Response
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 
@@ -27,7 +28,7 @@ async def live() -> Health:
 
 
 @get("/health/ready", tags=["operations"], summary="The database answers")
-async def ready(db: Database) -> Response[Health]:
+async def ready(db: NamedDependency[Database]) -> Response[Health]:
     try:
         await db.ping()
     except Exception:  # readiness must answer, not crash
@@ -41,7 +42,11 @@ async def ready(db: Database) -> Response[Health]:
     summary="Prometheus metrics (restrict to your monitoring network at the proxy)",
     include_in_schema=False,
 )
-async def metrics(db: Database, clock: Clock, settings: Settings) -> Response[bytes]:
+async def metrics(
+    db: NamedDependency[Database],
+    clock: NamedDependency[Clock],
+    settings: NamedDependency[Settings],
+) -> Response[bytes]:
     now = clock.now()
     try:
         async with db.read() as s:

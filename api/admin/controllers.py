@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Controller, Request
 from litestar.datastructures import State
-from litestar.params import JSONBody, Parameter, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from sqlalchemy import select, update
 
 from api.admin.schemas import (
@@ -85,7 +86,11 @@ class AdminController(Controller):
     # ---------------------------------------------------------------- operators and tokens
     @post("/operators", summary="Register an operator")
     async def create_operator(
-        self, data: JSONBody[OperatorCreate], db: Database, actor: Actor, clock: Clock
+        self,
+        data: JSONBody[OperatorCreate],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> OperatorRead:
         op = await registry.create_operator(
             db, name=data.name, kind=data.kind, actor=actor, now=clock.now()
@@ -93,7 +98,7 @@ class AdminController(Controller):
         return OperatorRead(id=op.id, name=op.name, kind=op.kind, created_at=op.created_at)
 
     @get("/operators", summary="List operators")
-    async def list_operators(self, db: Database) -> list[OperatorRead]:
+    async def list_operators(self, db: NamedDependency[Database]) -> list[OperatorRead]:
         return [
             OperatorRead(id=o.id, name=o.name, kind=o.kind, created_at=o.created_at)
             for o in await registry.list_operators(db)
@@ -101,7 +106,11 @@ class AdminController(Controller):
 
     @post("/tokens", summary="Create a token (shown once in the response)")
     async def create_token(
-        self, data: JSONBody[TokenCreate], db: Database, actor: Actor, clock: Clock
+        self,
+        data: JSONBody[TokenCreate],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> TokenCreated:
         now = clock.now()
         if data.expires_at is not None and data.expires_at <= now:
@@ -128,12 +137,17 @@ class AdminController(Controller):
         )
 
     @get("/tokens", summary="List tokens (never the tokens themselves)")
-    async def list_tokens(self, db: Database) -> list[TokenRead]:
+    async def list_tokens(self, db: NamedDependency[Database]) -> list[TokenRead]:
         return [_token_read(t, o) for t, o in await registry.list_tokens(db)]
 
     @post("/tokens/{token_id:int}/revoke", status_code=204, summary="Revoke a token")
     async def revoke_token(
-        self, token_id: int, db: Database, actor: Actor, clock: Clock, state: State
+        self,
+        token_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        state: State,
     ) -> None:
         await registry.revoke_token(db, token_id=token_id, actor=actor, now=clock.now())
         state.auth_cache.clear()  # effective at once in this process
@@ -157,11 +171,11 @@ class AdminController(Controller):
     async def create_facility(
         self,
         data: JSONBody[FacilityCreate],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        cipher: AddressCipher,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
+        settings: NamedDependency[Settings],
     ) -> FacilityDetail:
         now = clock.now()
         view = await registry.create_facility(db, data, actor=actor, now=now, cipher=cipher)
@@ -176,10 +190,10 @@ class AdminController(Controller):
     async def import_facilities(
         self,
         request: Request,
-        db: Database,
-        actor: Actor,  # type: ignore[type-arg]
-        clock: Clock,
-        cipher: AddressCipher,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],  # type: ignore[type-arg]
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
     ) -> ImportResult:
         raw = await request.body()
         try:
@@ -191,26 +205,33 @@ class AdminController(Controller):
 
     @get("/facilities", summary="All facilities (no addresses)")
     async def list_facilities(
-        self, db: Database, clock: Clock, settings: Settings
+        self,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> list[FacilityDetail]:
         now = clock.now()
         return [facility_detail(v, settings, now) for v in await registry.list_facilities(db)]
 
     @get("/facilities/{facility_id:int}", summary="One facility (no address)")
     async def get_facility(
-        self, facility_id: int, db: Database, clock: Clock, settings: Settings
+        self,
+        facility_id: FromPath[int],
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> FacilityDetail:
         return facility_detail(await registry.get_facility(db, facility_id), settings, clock.now())
 
     @patch("/facilities/{facility_id:int}", summary="Change a facility")
     async def update_facility(
         self,
-        facility_id: int,
+        facility_id: FromPath[int],
         data: JSONBody[FacilityUpdate],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> FacilityDetail:
         now = clock.now()
         view = await registry.update_facility(db, facility_id, data, actor=actor, now=now)
@@ -219,12 +240,12 @@ class AdminController(Controller):
     @put("/facilities/{facility_id:int}/status", summary="Set a facility's operational status")
     async def set_status(
         self,
-        facility_id: int,
+        facility_id: FromPath[int],
         data: JSONBody[StatusChange],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> FacilityDetail:
         now = clock.now()
         view = await registry.set_status(db, facility_id, data, actor=actor, now=now)
@@ -232,7 +253,12 @@ class AdminController(Controller):
 
     @get("/facilities/{facility_id:int}/address", summary="Read the address (audited)")
     async def get_address(
-        self, facility_id: int, db: Database, actor: Actor, clock: Clock, cipher: AddressCipher
+        self,
+        facility_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
     ) -> Address:
         addr = await registry.read_address(
             db, facility_id, actor=actor, now=clock.now(), cipher=cipher
@@ -248,12 +274,12 @@ class AdminController(Controller):
     )
     async def set_address(
         self,
-        facility_id: int,
+        facility_id: FromPath[int],
         data: JSONBody[Address],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        cipher: AddressCipher,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
     ) -> None:
         await registry.set_address(
             db, facility_id, data, actor=actor, now=clock.now(), cipher=cipher
@@ -262,12 +288,12 @@ class AdminController(Controller):
     @post("/facilities/{facility_id:int}/pools", summary="Add a pool")
     async def create_pool(
         self,
-        facility_id: int,
+        facility_id: FromPath[int],
         data: JSONBody[PoolCreate],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> PoolRead:
         now = clock.now()
         pool = await registry.create_pool(db, facility_id, data, actor=actor, now=now)
@@ -277,12 +303,12 @@ class AdminController(Controller):
     @patch("/pools/{pool_id:int}", summary="Change a pool's description (not its counts)")
     async def update_pool(
         self,
-        pool_id: int,
+        pool_id: FromPath[int],
         data: JSONBody[PoolUpdate],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> PoolRead:
         now = clock.now()
         pool = await registry.update_pool(db, pool_id, data, actor=actor, now=now)
@@ -293,7 +319,7 @@ class AdminController(Controller):
     @get("/audit", summary="The audit log, newest first")
     async def audit_log(
         self,
-        db: Database,
+        db: NamedDependency[Database],
         facility_id: Annotated[int | None, QueryParameter(name="facilityId", ge=1)] = None,
         action: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
@@ -323,7 +349,7 @@ class AdminController(Controller):
     @get("/alerts", summary="Alerts for admins (e.g. location compromised)")
     async def alerts(
         self,
-        db: Database,
+        db: NamedDependency[Database],
         include_acknowledged: Annotated[bool, QueryParameter(name="includeAcknowledged")] = False,
     ) -> list[AlertRead]:
         async with db.read() as s:
@@ -344,7 +370,13 @@ class AdminController(Controller):
         ]
 
     @post("/alerts/{alert_id:int}/acknowledge", status_code=204, summary="Acknowledge an alert")
-    async def ack(self, alert_id: int, db: Database, actor: Actor, clock: Clock) -> None:
+    async def ack(
+        self,
+        alert_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> None:
         from capacity import audit
 
         now = clock.now()
@@ -375,12 +407,12 @@ class AdminController(Controller):
     )
     async def set_webhook(
         self,
-        operator_id: int,
+        operator_id: FromPath[int],
         data: JSONBody[WebhookSet],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        cipher: AddressCipher,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
     ) -> WebhookCreated:
         view, secret = await webhooks.set_endpoint(
             db,
@@ -397,7 +429,9 @@ class AdminController(Controller):
         "/operators/{operator_id:int}/webhook",
         summary="An operator's webhook and its delivery figures (never the secret)",
     )
-    async def get_webhook(self, operator_id: int, db: Database) -> WebhookRead:
+    async def get_webhook(
+        self, operator_id: FromPath[int], db: NamedDependency[Database]
+    ) -> WebhookRead:
         return _webhook_read(await webhooks.get_endpoint(db, operator_id))
 
     @delete(
@@ -406,18 +440,22 @@ class AdminController(Controller):
         summary="Remove an operator's webhook (undelivered messages are marked failed)",
     )
     async def delete_webhook(
-        self, operator_id: int, db: Database, actor: Actor, clock: Clock
+        self,
+        operator_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> None:
         await webhooks.delete_endpoint(db, operator=operator_id, actor=actor, now=clock.now())
 
     @get("/webhooks", summary="All webhook endpoints with delivery figures")
-    async def list_webhooks(self, db: Database) -> list[WebhookRead]:
+    async def list_webhooks(self, db: NamedDependency[Database]) -> list[WebhookRead]:
         return [_webhook_read(v) for v in await webhooks.list_endpoints(db)]
 
     @get("/webhooks/outbox", summary="Webhook deliveries, newest first (e.g. failed ones)")
     async def outbox(
         self,
-        db: Database,
+        db: NamedDependency[Database],
         status: Annotated[
             Literal["pending", "delivered", "failed"] | None, Parameter(required=False)
         ] = None,
@@ -451,6 +489,10 @@ class AdminController(Controller):
         summary="Queue a failed delivery again, with a fresh retry schedule",
     )
     async def retry_delivery(
-        self, message_id: int, db: Database, actor: Actor, clock: Clock
+        self,
+        message_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> None:
         await webhooks.retry_failed(db, message_id=message_id, actor=actor, now=clock.now())

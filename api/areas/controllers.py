@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from api.auth import requires_any
 from api.routing import get
@@ -61,12 +61,12 @@ class AreasController(Controller):
         return [municipality_read(m.nis) for m in areas().find(q, limit=limit)]
 
     @get("/municipalities/{nis:str}", summary="One municipality by NIS code")
-    async def municipality(self, nis: str) -> MunicipalityRead:
+    async def municipality(self, nis: FromPath[str]) -> MunicipalityRead:
         return municipality_read(nis)
 
     @get("/{level:str}", summary="Regions, provinces (with Brussels-Capital) or arrondissements")
     async def by_level(
-        self, level: Literal["regions", "provinces", "arrondissements"]
+        self, level: FromPath[Literal["regions", "provinces", "arrondissements"]]
     ) -> list[AreaRef]:
         idx = areas()
         want = {"regions": "region", "provinces": "province", "arrondissements": "arrondissement"}[

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response
+from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import Body
+from litestar.params import Body, FromPath
 
 from api.auth import requires_admin
 from api.feeds.schemas import FEED_EXAMPLE, FeedCreate, FeedRead, FeedUpdate, PollResult, feed_read
@@ -26,7 +27,7 @@ class FeedController(Controller):
     guards = [requires_admin]
 
     @get("/", summary="All feeds with their health (last success, last error, circuit)")
-    async def list_feeds(self, db: Database) -> list[FeedRead]:
+    async def list_feeds(self, db: NamedDependency[Database]) -> list[FeedRead]:
         return [feed_read(v) for v in await service.list_feeds(db)]
 
     @post("/", status_code=201, summary="Register a feed (credentials are never shown again)")
@@ -36,10 +37,10 @@ class FeedController(Controller):
             FeedCreate,
             Body(examples=[Example(summary="A hotel partner's inventory", value=FEED_EXAMPLE)]),
         ],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        cipher: AddressCipher,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
     ) -> Response[FeedRead]:
         view = await service.create_feed(db, data, actor=actor, now=clock.now(), cipher=cipher)
         return Response(
@@ -47,18 +48,18 @@ class FeedController(Controller):
         )
 
     @get("/{feed_id:int}", summary="One feed and its health")
-    async def get_feed(self, feed_id: int, db: Database) -> FeedRead:
+    async def get_feed(self, feed_id: FromPath[int], db: NamedDependency[Database]) -> FeedRead:
         return feed_read(await service.get_feed(db, feed_id))
 
     @patch("/{feed_id:int}", summary="Change a feed (URL, mapping, interval, credentials...)")
     async def update_feed(
         self,
-        feed_id: int,
+        feed_id: FromPath[int],
         data: Annotated[FeedUpdate, Body()],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        cipher: AddressCipher,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
     ) -> FeedRead:
         return feed_read(
             await service.update_feed(
@@ -67,7 +68,13 @@ class FeedController(Controller):
         )
 
     @delete("/{feed_id:int}", status_code=204, summary="Remove a feed (its reports stay)")
-    async def delete_feed(self, feed_id: int, db: Database, actor: Actor, clock: Clock) -> None:
+    async def delete_feed(
+        self,
+        feed_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> None:
         await service.delete_feed(db, feed_id, actor=actor, now=clock.now())
 
     @post(
@@ -77,11 +84,11 @@ class FeedController(Controller):
     )
     async def poll_now(
         self,
-        feed_id: int,
-        db: Database,
-        clock: Clock,
-        cipher: AddressCipher,
-        settings: Settings,
+        feed_id: FromPath[int],
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        cipher: NamedDependency[AddressCipher],
+        settings: NamedDependency[Settings],
     ) -> PollResult:
         await service.get_feed(db, feed_id)  # 404 if unknown
         report = await poller.poll_feed(

@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import Body, HeaderParameter, Parameter, QueryParameter
+from litestar.params import Body, FromPath, HeaderParameter, Parameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy import select
 
@@ -115,9 +116,9 @@ class HoldController(Controller):
     @get("/", summary="My operator's holds")
     async def list(
         self,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
         states: Annotated[
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
@@ -131,13 +132,19 @@ class HoldController(Controller):
         ]
 
     @get("/{ref:str}", summary="One of my operator's holds")
-    async def get(self, ref: str, db: Database, actor: Actor, clock: Clock) -> HoldRead:
+    async def get(
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> HoldRead:
         return hold_read(
             await holds_service.get(db, ref, actor=actor, side="requester"), clock.now()
         )
 
     @post("/{ref:str}/release", status_code=200, summary="Give the place back")
-    async def release(self, request: Request[Actor, Any, State], ref: str) -> HoldRead:
+    async def release(self, request: Request[Actor, Any, State], ref: FromPath[str]) -> HoldRead:
         db, actor, clock = _hot(request)
         settings: Settings = request.app.state.settings
         now = clock.now()
@@ -153,10 +160,10 @@ class HoldController(Controller):
     )
     async def extend(
         self,
-        ref: str,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
         data: Annotated[HoldExtend | None, Body()] = None,
     ) -> HoldRead:
         now = clock.now()
@@ -176,9 +183,9 @@ class StaffHoldController(Controller):
     @get("/", summary="Holds on my facilities (incoming first)")
     async def list(
         self,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
         states: Annotated[
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
@@ -196,9 +203,9 @@ class StaffHoldController(Controller):
     async def stream(
         self,
         request: Request,
-        db: Database,
-        actor: Actor,
-        clock: Clock,  # type: ignore[type-arg]
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],  # type: ignore[type-arg]
         seconds: Annotated[
             int,
             Parameter(
@@ -213,30 +220,47 @@ class StaffHoldController(Controller):
         return ServerSentEvent(hold_event_stream(db, actor, clock, start, seconds))
 
     @get("/{ref:str}", summary="One hold on my facilities")
-    async def get(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+    async def get(
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> StaffHoldRead:
         return staff_hold_read(
             await holds_service.get(db, ref, actor=actor, side="staff"), clock.now()
         )
 
     @post("/{ref:str}/arrived", status_code=200, summary="The household arrived")
-    async def arrived(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+    async def arrived(
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> StaffHoldRead:
         return await _staff(db, ref, "arrived", actor, clock)
 
     @post("/{ref:str}/no-show", status_code=200, summary="The household did not come")
     async def no_show(
-        self, ref: str, db: Database, actor: Actor, clock: Clock, settings: Settings
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> StaffHoldRead:
         return await _staff(db, ref, "no_show", actor, clock, settings=settings)
 
     @post("/{ref:str}/decline", status_code=200, summary="Decline the hold, with a reason")
     async def decline(
         self,
-        ref: str,
+        ref: FromPath[str],
         data: Annotated[HoldDecline, Body()],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> StaffHoldRead:
         if not data.reason.strip():
             raise InvalidInput("Give a reason for declining.", field="reason")
@@ -245,7 +269,13 @@ class StaffHoldController(Controller):
         )
 
     @post("/{ref:str}/departed", status_code=200, summary="A placed household has left")
-    async def departed(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StaffHoldRead:
+    async def departed(
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> StaffHoldRead:
         return await _staff(db, ref, "departed", actor, clock)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response
-from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
 from api.auth import requires_staff_or_admin, staff_scope
 from api.routing import get, post, put
@@ -63,7 +64,12 @@ class StaffController(Controller):
 
     @get("/facilities", summary="My facilities and pools (with their addresses)")
     async def list_facilities(
-        self, db: Database, actor: Actor, clock: Clock, settings: Settings, cipher: AddressCipher
+        self,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
+        cipher: NamedDependency[AddressCipher],
     ) -> list[StaffFacilityRead]:
         now = clock.now()
         views = await registry.list_facilities(db, operator_id=staff_scope(actor))
@@ -75,12 +81,12 @@ class StaffController(Controller):
     @get("/facilities/{facility_id:int}", summary="One of my facilities")
     async def get_facility(
         self,
-        facility_id: int,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
-        cipher: AddressCipher,
+        facility_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
+        cipher: NamedDependency[AddressCipher],
     ) -> StaffFacilityRead:
         now = clock.now()
         view = await registry.get_facility(db, facility_id, operator_scope=staff_scope(actor))
@@ -96,13 +102,13 @@ class StaffController(Controller):
     )
     async def set_status(
         self,
-        facility_id: int,
+        facility_id: FromPath[int],
         data: JSONBody[StatusChange],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
-        cipher: AddressCipher,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
+        cipher: NamedDependency[AddressCipher],
     ) -> StaffFacilityRead:
         now = clock.now()
         view = await registry.set_status(
@@ -116,7 +122,12 @@ class StaffController(Controller):
 
     @get("/pools/{pool_id:int}", summary="One pool, with its version as ETag")
     async def get_pool(
-        self, pool_id: int, db: Database, actor: Actor, clock: Clock, settings: Settings
+        self,
+        pool_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> Response[PoolRead]:
         return await _pool_response(db, pool_id, actor, settings, clock)
 
@@ -126,12 +137,12 @@ class StaffController(Controller):
     )
     async def put_availability(
         self,
-        pool_id: int,
+        pool_id: FromPath[int],
         data: JSONBody[AvailabilityUpdate],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         if_match: IfMatch = None,
     ) -> Response[PoolRead]:
         version = parse_if_match(if_match, required=True)
@@ -156,11 +167,11 @@ class StaffController(Controller):
     )
     async def confirm(
         self,
-        pool_id: int,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
-        settings: Settings,
+        pool_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         if_match: IfMatch = None,
     ) -> Response[PoolRead]:
         await availability.confirm_still_accurate(
@@ -176,9 +187,9 @@ class StaffController(Controller):
     @get("/pools/{pool_id:int}/history", summary="History of reports for a pool")
     async def history(
         self,
-        pool_id: int,
-        db: Database,
-        actor: Actor,
+        pool_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[AvailabilityReportRead]:
         rows = await availability.history(

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request
-from litestar.params import JSONBody
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from api.auth import requires_staff_or_admin, staff_scope
 from api.routing import get, post
@@ -74,12 +75,12 @@ class StaffLinkController(Controller):
     )
     async def issue(
         self,
-        facility_id: int,
+        facility_id: FromPath[int],
         data: JSONBody[LinkCreate],
         request: Request[Any, Any, Any],
-        db: Database,
-        actor: Actor,
-        clock: Clock,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> LinkIssued:
         now = clock.now()
         secret, link = await links.issue(
@@ -96,7 +97,11 @@ class StaffLinkController(Controller):
 
     @get("/facilities/{facility_id:int}/links", summary="Links issued for one of my facilities")
     async def list_links(
-        self, facility_id: int, db: Database, actor: Actor, clock: Clock
+        self,
+        facility_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> list[LinkRead]:
         now = clock.now()
         rows = await links.list_links(db, facility_id, operator_scope=staff_scope(actor))
@@ -107,7 +112,13 @@ class StaffLinkController(Controller):
         status_code=200,
         summary="Revoke a link (also ends the web session it opened)",
     )
-    async def revoke(self, link_id: int, db: Database, actor: Actor, clock: Clock) -> LinkRead:
+    async def revoke(
+        self,
+        link_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> LinkRead:
         now = clock.now()
         link = await links.revoke(
             db, link_id, actor=actor, now=now, operator_scope=staff_scope(actor)

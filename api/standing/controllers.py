@@ -6,8 +6,9 @@ from typing import Annotated
 
 from litestar import Controller, Response
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import Body, HeaderParameter, QueryParameter
+from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 
 from api.auth import requires_requester
 from api.routing import get, post
@@ -67,9 +68,9 @@ class StandingController(Controller):
             ),
         ],
         idempotency_key: OptionalIdemKey,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
         state: State,
     ) -> Response[StandingRead]:
         now = clock.now()
@@ -92,9 +93,9 @@ class StandingController(Controller):
     @get("/", summary="My operator's standing requests")
     async def list(
         self,
-        db: Database,
-        actor: Actor,
-        clock: Clock,
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
         states: Annotated[
             list[StandingState] | None, QueryParameter(name="state", required=False)
         ] = None,
@@ -104,10 +105,22 @@ class StandingController(Controller):
         return [standing_read(v, now) for v in views]
 
     @get("/{ref:str}", summary="One of my operator's standing requests")
-    async def get(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StandingRead:
+    async def get(
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> StandingRead:
         return standing_read(await standing_service.get(db, ref, actor=actor), clock.now())
 
     @post("/{ref:str}/cancel", status_code=200, summary="Stop waiting")
-    async def cancel(self, ref: str, db: Database, actor: Actor, clock: Clock) -> StandingRead:
+    async def cancel(
+        self,
+        ref: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> StandingRead:
         now = clock.now()
         return standing_read(await standing_service.cancel(db, ref, actor=actor, now=now), now)

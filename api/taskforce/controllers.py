@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response
+from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Schema
 from litestar.openapi.spec.operation import Operation
-from litestar.params import Parameter, QueryParameter
+from litestar.params import FromQuery, Parameter, QueryParameter
 
 from api.auth import requires_taskforce
 from api.routing import get
@@ -201,12 +202,12 @@ class TaskforceController(Controller):
     async def saturation(
         self,
         request: Request[Any, Any, Any],
-        db: Database,
-        clock: Clock,
-        settings: Settings,
-        level: Level = "province",
-        kind: KindFilter = "all",
-        segment: SegmentFilter = "all",
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
+        level: FromQuery[Level] = "province",
+        kind: FromQuery[KindFilter] = "all",
+        segment: FromQuery[SegmentFilter] = "all",
         fmt: FormatParam = None,
     ) -> Response[SaturationReport]:
         now = clock.now()
@@ -241,14 +242,14 @@ class TaskforceController(Controller):
     async def series(
         self,
         request: Request[Any, Any, Any],
-        db: Database,
-        clock: Clock,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
         start: FromParam = None,
         end: ToParam = None,
-        level: Level = "province",
+        level: FromQuery[Level] = "province",
         nis: Annotated[str | None, Parameter(pattern=r"^([0-9]{5}|BE)$")] = None,
-        kind: KindFilter = "all",
-        segment: SegmentFilter = "all",
+        kind: FromQuery[KindFilter] = "all",
+        segment: FromQuery[SegmentFilter] = "all",
         resolution: Annotated[str, Parameter(pattern=r"^(auto|all|hour|day)$")] = "auto",
         fmt: FormatParam = None,
     ) -> Response[SeriesReport]:
@@ -298,12 +299,12 @@ class TaskforceController(Controller):
     )
     async def map(
         self,
-        db: Database,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         level: Annotated[str, Parameter(pattern=r"^(province|arrondissement)$")] = "province",
-        kind: KindFilter = "all",
-        segment: SegmentFilter = "all",
+        kind: FromQuery[KindFilter] = "all",
+        segment: FromQuery[SegmentFilter] = "all",
     ) -> dict[str, Any]:
         if level not in ("province", "arrondissement"):
             raise InvalidInput("level must be province or arrondissement.", field="level")
@@ -345,12 +346,12 @@ class TaskforceController(Controller):
     async def unmet(
         self,
         request: Request[Any, Any, Any],
-        db: Database,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         start: FromParam = None,
         end: ToParam = None,
-        level: Level = "province",
+        level: FromQuery[Level] = "province",
         period: Annotated[str, Parameter(pattern=r"^(day|week|month)$")] = "day",
         by: Annotated[str, Parameter(pattern=r"^(shape|reason|need)$")] = "reason",
         segment: Annotated[
@@ -422,9 +423,9 @@ class TaskforceController(Controller):
     )
     async def redirection(
         self,
-        db: Database,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         days: Annotated[int, Parameter(ge=1, le=365)] = 14,
         level: Annotated[str, Parameter(pattern=r"^(region|province|arrondissement)$")] = (
             "arrondissement"
@@ -472,14 +473,14 @@ class TaskforceController(Controller):
     )
     async def daily_census(
         self,
-        db: Database,
-        clock: Clock,
-        settings: Settings,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         start: FromParam = None,
         end: ToParam = None,
-        level: Level = "province",
-        kind: KindFilter = "all",
-        segment: SegmentFilter = "all",
+        level: FromQuery[Level] = "province",
+        kind: FromQuery[KindFilter] = "all",
+        segment: FromQuery[SegmentFilter] = "all",
     ) -> Response[str]:
         now = clock.now()
         start, end = window(start, end, now)
@@ -495,7 +496,12 @@ class TaskforceController(Controller):
             "and kind with **no location**, and figures only where not suppressed."
         ),
     )
-    async def hsds(self, db: Database, clock: Clock, settings: Settings) -> dict[str, Any]:
+    async def hsds(
+        self,
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
+    ) -> dict[str, Any]:
         now = clock.now()
         loaded = await tf.load(db, settings, now)
         cube = tf.saturation_cube(loaded.facts, k=settings.suppression_k)

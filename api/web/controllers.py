@@ -20,6 +20,7 @@ import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Controller, Request, Response
 from litestar.enums import MediaType
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
@@ -677,7 +678,7 @@ class WebController(Controller):
         return _redirect(request, ws, f"/web/console/holds/{quote(result.view.ref)}")
 
     @get("/console/holds/{ref:str}")
-    async def hold_page(self, ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def hold_page(self, ref: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         ws, _actor, stop = await _guard(request, CONSOLE_ROLES)
         if stop:
             return stop
@@ -711,11 +712,11 @@ class WebController(Controller):
         )
 
     @post("/console/holds/{ref:str}/release")
-    async def release(self, ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def release(self, ref: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         return await self._hold_action(request, ref, "release")
 
     @post("/console/holds/{ref:str}/extend")
-    async def extend(self, ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def extend(self, ref: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         return await self._hold_action(request, ref, "extend")
 
     async def _hold_action(
@@ -778,7 +779,9 @@ class WebController(Controller):
         )
 
     @post("/staff/pools/{pool_id:int}")
-    async def update_pool(self, pool_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def update_pool(
+        self, pool_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         ws, actor, stop = await _guard(request, STAFF_ROLES)
         if stop:
             return stop
@@ -830,7 +833,9 @@ class WebController(Controller):
         return _redirect(request, ws, f"/web/staff?ok=saved#pool-{pool_id}")
 
     @post("/staff/facilities/{facility_id:int}/links")
-    async def issue_link(self, facility_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def issue_link(
+        self, facility_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         """A one-time link for a night worker, shown once on the page that answers (never in
         a URL of ours: the secret sits after the ``#``), with ``no-store`` like every page."""
         ws, actor, stop = await _guard(request, STAFF_ROLES)
@@ -872,7 +877,9 @@ class WebController(Controller):
         )
 
     @post("/staff/links/{link_id:int}/revoke")
-    async def revoke_link(self, link_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def revoke_link(
+        self, link_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         ws, actor, stop = await _guard(request, STAFF_ROLES)
         if stop:
             return stop
@@ -895,7 +902,7 @@ class WebController(Controller):
 
     @post("/staff/holds/{ref:str}/{action:str}")
     async def staff_hold(
-        self, ref: str, action: str, request: Request[Any, Any, Any]
+        self, ref: FromPath[str], action: FromPath[str], request: Request[Any, Any, Any]
     ) -> Response[Any]:
         ws, actor, stop = await _guard(request, STAFF_ROLES)
         if stop:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response
+from litestar.params import FromPath
 
 from api.routing import get, post
 from api.schemas import pool_read
@@ -134,7 +135,9 @@ class LinkPageController(Controller):
         return await self._page(request, ws, notice=_(NOTICES[ok]) if ok in NOTICES else None)
 
     @post("/pools/{pool_id:int}")
-    async def update_pool(self, pool_id: int, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def update_pool(
+        self, pool_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         ws, stop = await _link_guard(request)
         if stop:
             return stop
