@@ -134,14 +134,17 @@ async def test_every_post_needs_the_csrf_token(client: AsyncClient, world: World
         ("/web/sign-out", {}),
         ("/web/lang", {"lang": "nl"}),
         ("/web/staff/holds/AB-1234/arrived", {}),
+        (f"/web/staff/facilities/{pool.facility_id}/links", {"label": "Sam", "hours": "12"}),
+        ("/web/staff/links/1/revoke", {}),
     ):
         r = await client.post(url, data=data)
         assert r.status_code == 403, url
     assert (await client.get("/web/staff")).status_code == 200  # still signed in
     async with world.db.read() as s:
-        from capacity.models import Pool
+        from capacity.models import Pool, StaffLink
 
         assert (await s.get(Pool, pool.id)).units_occupied == 0  # type: ignore[union-attr]
+        assert (await s.execute(select(StaffLink))).first() is None  # no link issued
 
 
 async def test_pages_and_api_do_not_share_credentials(client: AsyncClient, world: World) -> None:
