@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import DateTime, select, text, type_coerce
 
@@ -22,7 +22,15 @@ from capacity.areas import areas
 from capacity.availability import freshness, stale_threshold
 from capacity.db import Database
 from capacity.errors import InvalidInput
-from capacity.models import Facility, Hold, Pool, SaturationRun, SaturationSnapshot, UnmetDemand
+from capacity.models import (
+    HOLD_STATES,
+    Facility,
+    Hold,
+    Pool,
+    SaturationRun,
+    SaturationSnapshot,
+    UnmetDemand,
+)
 from capacity.saturation import (
     ALL,
     COUNTRY,
@@ -40,7 +48,7 @@ from capacity.saturation import (
     segments_of,
 )
 from capacity.settings import Settings
-from placement.policy import policy_from_json
+from placement.policy import NeedCategory, policy_from_json
 from placement.snapshot import ADMITTING_STATUSES
 
 UNKNOWN_AREA = "unknown"
@@ -357,7 +365,7 @@ async def unmet_demand(
     """Counts of searches that found no place, per period x area x (shape | main blocking rule
     | need), suppressed like saturation (every record counts as a person to protect)."""
     check_level(level)
-    if period not in PERIODS:
+    if period not in (*PERIODS, "total"):  # "total": one bucket for the whole window
         raise InvalidInput("period must be day, week or month.", field="period")
     if by not in UNMET_BY:
         raise InvalidInput("by must be shape, reason or need.", field="by")
@@ -384,7 +392,7 @@ async def unmet_demand(
             r.arrondissement_nis or UNKNOWN_AREA,
         )
         flags = frozenset(f for f in UNMET_FLAGS if (r.segments or {}).get(f))
-        buckets[period_start(r.at, period)].append(
+        buckets[start if period == "total" else period_start(r.at, period)].append(
             Item(key=r.id, path=path, category=value, flags=flags, secret=True, values=(1,))
         )
     out: list[UnmetCell] = []
@@ -404,6 +412,89 @@ async def unmet_demand(
                     None if c.suppressed else c.items,
                 )
             )
+    return out
+
+
+# --------------------------------------------------------------------------- hold demand
+
+NEEDS: tuple[str, ...] = get_args(NeedCategory)
+#: what became of the holds requested in a window (their state now)
+OUTCOMES: tuple[str, ...] = HOLD_STATES
+DEMAND_FIGURES: tuple[str, ...] = ("requested", *(f"need:{n}" for n in NEEDS), *OUTCOMES)
+
+
+@dataclass
+class DemandCell:
+    nis: str
+    suppressed: bool
+    facilities: int | None  # facilities that received holds (None when suppressed)
+    figures: dict[str, int] | None  # DEMAND_FIGURES (None when suppressed)
+
+
+async def hold_demand(
+    db: Database, *, k: int, level: str, start: datetime, end: datetime
+) -> list[DemandCell]:
+    """Holds requested in ``[start, end)`` per area of the facility: how many, for which need,
+    and what became of them. One item per facility that received holds, suppressed as
+    saturation is (a cell of 1..k-1 facilities, or of 1..k-1 secret ones, is not shown, with
+    complementary suppression), so no single refuge's intake can be read off."""
+    check_level(level)
+    async with db.read() as s:
+        holds = (
+            await s.execute(
+                select(Hold.facility_id, Hold.need, Hold.state).where(
+                    Hold.created_at >= start, Hold.created_at < end
+                )
+            )
+        ).all()
+        ids = {h.facility_id for h in holds}
+        facs = (
+            {
+                f.id: f
+                for f in (
+                    await s.execute(
+                        select(
+                            Facility.id,
+                            Facility.kind,
+                            Facility.municipality_nis,
+                            Facility.secret_address,
+                        ).where(Facility.id.in_(ids))
+                    )
+                ).all()
+            }
+            if ids
+            else {}
+        )
+    at = {name: i for i, name in enumerate(DEMAND_FIGURES)}
+    per_fac: dict[int, list[int]] = {}
+    for h in holds:
+        vec = per_fac.setdefault(h.facility_id, [0] * len(DEMAND_FIGURES))
+        vec[at["requested"]] += 1
+        vec[at.get(f"need:{h.need}", at["need:other"])] += 1
+        if h.state in at:
+            vec[at[h.state]] += 1
+    items = [
+        Item(
+            key=fid,
+            path=area_path(facs[fid].municipality_nis),
+            category=facs[fid].kind,
+            flags=frozenset(),
+            secret=bool(facs[fid].secret_address),
+            values=tuple(vec),
+        )
+        for fid, vec in per_fac.items()
+    ]
+    cube = build_cube(items, k=k, flags=(), n_values=len(DEMAND_FIGURES))
+    out = []
+    for nis in areas_at(level):
+        c = cube.get((level, nis, ALL, ALL))
+        if c is None or c.items == 0:
+            out.append(DemandCell(nis, False, 0, dict.fromkeys(DEMAND_FIGURES, 0)))
+        elif c.suppressed:
+            out.append(DemandCell(nis, True, None, None))
+        else:
+            figs = dict(zip(DEMAND_FIGURES, c.values, strict=True))
+            out.append(DemandCell(nis, False, c.items, figs))
     return out
 
 

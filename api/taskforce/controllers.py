@@ -22,6 +22,7 @@ from api.auth import requires_taskforce
 from api.routing import get
 from api.taskforce.schemas import (
     AreaSeries,
+    Briefing,
     ClosingFacilityRead,
     Format,
     KindFilter,
@@ -34,7 +35,9 @@ from api.taskforce.schemas import (
     SeriesReport,
     UnmetCellRead,
     UnmetReport,
+    UnmetTotalRead,
     cell_read,
+    demand_read,
     point_read,
     tf_area,
 )
@@ -43,6 +46,7 @@ from capacity.areas import area_shapes
 from capacity.clock import Clock
 from capacity.db import Database
 from capacity.errors import InvalidInput
+from capacity.saturation import SEGMENTS
 from capacity.settings import Settings
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -462,6 +466,42 @@ class TaskforceController(Controller):
         )
 
     @get(
+        "/exports/briefing",
+        summary="The task-force briefing: demand, capacity and saturation, unmet demand",
+        description=(
+            "One export in the order of the task force's agenda, for the window `from`-`to` "
+            "(default: the last 7 days) and areas of `level`: (1) demand signals: holds "
+            "requested at facilities of each area, by need and by what became of them, and "
+            "searches that found no place, by need; (2) capacity and saturation now, all kinds "
+            "of place, overall and per access segment (as `/taskforce/saturation`); (3) the "
+            "searches that found no place by their main blocking rule. Every part is "
+            "suppressed like the rest of the task-force data: a cell of 1 to k-1 facilities "
+            "(or searches), or of 1 to k-1 secret-address facilities, shows no figure. "
+            "CSV is one row per figure (section, area, breakdown, measure, value). " + CSV_DOC
+        ),
+        operation_class=CsvOperation,
+    )
+    async def briefing(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
+        start: FromParam = None,
+        end: ToParam = None,
+        level: Annotated[str, Parameter(pattern=r"^(country|region|province|arrondissement)$")] = (
+            "region"
+        ),
+        fmt: FormatParam = None,
+    ) -> Response[Briefing]:
+        now = clock.now()
+        start, end = window(start, end, now)
+        report = await build_briefing(db, settings, now, start, end, level)
+        if wants_csv(request, fmt):
+            return csv_response(briefing_rows(report), f"briefing-{level}.csv", BRIEFING_COLUMNS)
+        return Response(report)
+
+    @get(
         "/exports/daily-census",
         summary="CSV shaped like a daily occupancy census",
         description=(
@@ -554,3 +594,98 @@ async def census_rows(
             }
         )
     return rows
+
+
+BRIEFING_COLUMNS = [
+    "section",
+    "level",
+    "nis",
+    "name_fr",
+    "name_nl",
+    "breakdown",
+    "measure",
+    "value",
+    "suppressed",
+]
+_CAPACITY_MEASURES = ("capacity", "occupied", "held", "free", "fresh", "stale", "closed")
+
+
+def briefing_rows(b: Briefing) -> list[dict[str, Any]]:
+    """One row per figure, sections in the agenda's order (a suppressed cell: one row with
+    ``suppressed`` true and no value)."""
+    rows: list[dict[str, Any]] = []
+
+    def add(
+        section: str, area: Any, breakdown: str, measure: str, value: Any, hidden: bool
+    ) -> None:
+        rows.append(
+            {
+                "section": section,
+                "level": area.level,
+                "nis": area.nis,
+                "name_fr": area.name_fr,
+                "name_nl": area.name_nl,
+                "breakdown": breakdown,
+                "measure": measure,
+                "value": "" if hidden or value is None else value,
+                "suppressed": hidden,
+            }
+        )
+
+    for d in b.demand:
+        if d.suppressed:
+            add("demand", d.area, "", "holds_requested", None, True)
+            continue
+        add("demand", d.area, "", "holds_requested", d.requested, False)
+        for need, n in (d.by_need or {}).items():
+            add("demand", d.area, f"need:{need}", "holds_requested", n, False)
+        for state, n in (d.outcomes or {}).items():
+            add("demand", d.area, f"now:{state}", "holds_requested", n, False)
+    for u in b.unmet_by_need:
+        add("demand", u.area, f"need:{u.value}", "searches_without_place", u.count, u.suppressed)
+    for c in b.capacity:
+        if c.suppressed:
+            add("capacity", c.area, f"segment:{c.segment}", "capacity", None, True)
+            continue
+        for m in _CAPACITY_MEASURES:
+            add("capacity", c.area, f"segment:{c.segment}", m, getattr(c, m), False)
+        add("capacity", c.area, f"segment:{c.segment}", "saturation", c.saturation, False)
+        add("capacity", c.area, f"segment:{c.segment}", "coverage", c.coverage, False)
+    for u in b.unmet_by_reason:
+        add("unmet", u.area, f"rule:{u.value}", "searches_without_place", u.count, u.suppressed)
+    return rows
+
+
+async def build_briefing(
+    db: Database, settings: Settings, now: datetime, start: datetime, end: datetime, level: str
+) -> Briefing:
+    """The briefing's three parts (for the API and the dashboard's download)."""
+    k = settings.suppression_k
+    demand = await tf.hold_demand(db, k=k, level=level, start=start, end=end)
+    unmet = {
+        by: [
+            UnmetTotalRead(
+                area=tf_area(c.nis), value=c.value, suppressed=c.suppressed, count=c.count
+            )
+            for c in await tf.unmet_demand(
+                db, k=k, level=level, period="total", by=by, segment="all", start=start, end=end
+            )
+        ]
+        for by in ("need", "reason")
+    }
+    cube = await tf.current_cube(db, settings, now)
+    return Briefing(
+        as_of=now,
+        window_start=start,
+        window_end=end,
+        level=level,
+        k=k,
+        demand=[demand_read(c) for c in demand],
+        unmet_by_need=unmet["need"],
+        capacity=[
+            cell_read(tf.cell_view(cube, level, nis, "all", segment))
+            for nis in tf.areas_at(level)
+            for segment in ("all", *SEGMENTS)
+        ],
+        unmet_by_reason=unmet["reason"],
+    )

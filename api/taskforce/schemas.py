@@ -10,7 +10,14 @@ import msgspec
 
 from api.schemas import AreaRef, Out, area_ref
 from capacity.saturation import COUNTRY, FIGURES, KINDS, SEGMENTS, coverage_of, saturation_of
-from capacity.taskforce_service import UNKNOWN_AREA, CellView, SeriesPoint
+from capacity.taskforce_service import (
+    NEEDS,
+    OUTCOMES,
+    UNKNOWN_AREA,
+    CellView,
+    DemandCell,
+    SeriesPoint,
+)
 
 Level = Literal["country", "region", "province", "arrondissement"]
 KindFilter = Literal[
@@ -201,3 +208,51 @@ class PlannerReport(Out, kw_only=True):
     level: str
     unit: str = "places"
     areas: list[PlannerAreaRead]
+
+
+class DemandRead(Out, kw_only=True):
+    """Holds requested in the window at facilities of one area; null when suppressed."""
+
+    area: AreaRef
+    suppressed: bool
+    facilities: int | None = None  # facilities that received holds
+    requested: int | None = None
+    by_need: dict[str, int] | None = None
+    outcomes: dict[str, int] | None = None  # what became of them, by state now
+
+
+class UnmetTotalRead(Out, kw_only=True):
+    area: AreaRef
+    value: str  # the need, or the main blocking rule
+    suppressed: bool
+    count: int | None
+
+
+class Briefing(Out, kw_only=True):
+    """The task force's agenda in one export: demand signals, then capacity and saturation by
+    area and access segment, then the demand that found no place and what blocked it."""
+
+    as_of: datetime
+    window_start: datetime
+    window_end: datetime
+    level: str
+    k: int
+    unit: str = "places"
+    demand: list[DemandRead]
+    unmet_by_need: list[UnmetTotalRead]
+    capacity: list[SaturationCell]
+    unmet_by_reason: list[UnmetTotalRead]
+
+
+def demand_read(c: DemandCell) -> DemandRead:
+    if c.figures is None:
+        return DemandRead(area=tf_area(c.nis), suppressed=True)
+    f = c.figures
+    return DemandRead(
+        area=tf_area(c.nis),
+        suppressed=False,
+        facilities=c.facilities,
+        requested=f["requested"],
+        by_need={n: f[f"need:{n}"] for n in NEEDS},
+        outcomes={o: f[o] for o in OUTCOMES},
+    )

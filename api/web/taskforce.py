@@ -22,7 +22,14 @@ from urllib.parse import urlencode
 from litestar import Controller, Request, Response
 
 from api.routing import get
+from api.taskforce.controllers import (
+    BRIEFING_COLUMNS,
+    briefing_rows,
+    build_briefing,
+    csv_response,
+)
 from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
+from api.web import session as sess
 from api.web.controllers import _guard, _lang, _render
 from capacity import taskforce_service as tf
 from capacity.areas import area_shapes, fold
@@ -203,6 +210,24 @@ def chart_level(nis: str) -> str | None:
 class TaskforcePageController(Controller):
     path = "/web/taskforce"
     include_in_schema = False
+
+    @get("/briefing.csv")
+    async def briefing(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The API's briefing export (``/taskforce/exports/briefing``) for a signed-in page."""
+        ws, _actor, stop = await _guard(request, TASKFORCE_ROLES)
+        if stop:
+            return stop
+        state = request.app.state
+        now = state.clock.now()
+        q = request.query_params
+        level = _choice(q.get("level"), ("country", "region", *LEVELS), "region")
+        days_raw = q.get("days") or "7"
+        days = int(days_raw) if days_raw.isdigit() and int(days_raw) in DAY_CHOICES else 7
+        report = await build_briefing(
+            state.db, state.settings, now, now - timedelta(days=days), now, level
+        )
+        resp = csv_response(briefing_rows(report), f"briefing-{level}.csv", BRIEFING_COLUMNS)
+        return sess.apply(request, resp, ws)  # no-store and the other page headers
 
     @get("/")
     async def dashboard(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -345,3 +345,147 @@ async def test_bad_parameters_are_422_or_400(client: AsyncClient, world: World, 
     s = await seed(world)
     r = await client.get(path, headers=bearer(s["tf"]))
     assert r.status_code in (400, 422)
+
+
+async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
+    client: AsyncClient, world: World
+) -> None:
+    """R38: demand signals, then capacity and saturation by area and segment, then unmet
+    demand; JSON and CSV; the lone secret refuge of Huy cannot be read off, neither from the
+    arrondissement cells nor by subtracting them from their province."""
+    from capacity.models import Operator
+
+    s = await seed(world)
+    now = world.clock.now()
+    async with world.db.read() as sess:
+        line = await sess.scalar(select(Operator.id).where(Operator.name == "Line"))
+    plan = [  # (facility view, need, state now)
+        *((f, "ipv", "arrived") for f in s["facs"][:3]),  # Liège: 3 refuges
+        (s["facs"][0], "family_violence", "declined"),
+        (s["facs"][1], "ipv", "expired"),
+        *((f, "homelessness", "released") for f in s["facs"][3:6]),  # Verviers: 3 refuges
+        (s["lone"], "ipv", "arrived"),  # Huy: the lone secret refuge
+        (s["lone"], "sexual_violence", "no_show"),
+        (s["hotel"], "homelessness", "arrived"),  # Waremme: the public hotel
+    ]
+    rows = [
+        dict(
+            ref=f"BRF{i:05d}",
+            pool_id=f.pools[0].id,
+            facility_id=f.facility.id,
+            requester_operator_id=line,
+            requester_kind="helpline",
+            units=1,
+            state=state,
+            household={},
+            segments={},
+            need=need,
+            idempotency_key=f"briefing-{i:04d}",
+            request_hash="x",
+            created_at=now - timedelta(days=1),
+            deadline=now - timedelta(hours=20),
+            extensions=0,
+        )
+        for i, (f, need, state) in enumerate(plan)
+    ]
+    rows.append(
+        {
+            **rows[0],
+            "ref": "BRFOLD01",
+            "idempotency_key": "old",
+            "created_at": now - timedelta(days=30),
+        }
+    )
+    async with world.db.write() as sess:
+        await sess.execute(insert(Hold), rows)
+        await sess.execute(
+            insert(UnmetDemand),
+            [
+                dict(
+                    at=now - timedelta(hours=2),
+                    requester_kind="police",
+                    need="ipv",
+                    arrondissement_nis="62000",
+                    province_nis="60000",
+                    region_nis="03000",
+                    household_shape="1A+2C",
+                    segments={"withChildren": True},
+                    top_reasons=["children_not_accepted"],
+                    episode_hash=None,
+                )
+                for _ in range(4)
+            ],
+        )
+    h = bearer(s["tf"])
+    r = await client.get("/taskforce/exports/briefing?level=arrondissement", headers=h)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert list(b)[:5] == ["asOf", "windowStart", "windowEnd", "level", "k"]
+    demand = {d["area"]["nis"]: d for d in b["demand"]}
+    assert demand["61000"]["suppressed"] and demand["61000"]["requested"] is None  # Huy
+    # Huy alone is suppressed, so one more cell of the province must be (complementary
+    # suppression): else Huy = province - the other arrondissements. The public hotel of
+    # Waremme is known to the reader (it is listed by alias elsewhere), so hiding Waremme's
+    # cell does not protect Huy.
+    province = await client.get("/taskforce/exports/briefing?level=province", headers=h)
+    liege_prov = {d["area"]["nis"]: d for d in province.json()["demand"]}["60000"]
+    assert demand["64000"]["suppressed"]  # one facility, even a public one: fewer than k
+    hidden = [a for a in ("62000", "63000") if demand[a]["suppressed"]]
+    assert liege_prov["suppressed"] or hidden
+    expected = {  # facilities, requested, ipv, arrived
+        "62000": (3, 5, 4, 3),  # Liège: 3 refuges
+        "63000": (3, 3, 0, 0),  # Verviers: 3 refuges
+    }
+    shown = [a for a in ("62000", "63000") if a not in hidden]
+    assert shown, "one of the two can be shown"
+    for nis in shown:
+        d = demand[nis]
+        got = (d["facilities"], d["requested"], d["byNeed"]["ipv"], d["outcomes"]["arrived"])
+        assert got == expected[nis], (nis, d)
+        assert sum(d["byNeed"].values()) == sum(d["outcomes"].values()) == d["requested"]
+    if not liege_prov["suppressed"]:
+        assert liege_prov["requested"] == 11
+    # 2. capacity: every area x (all + each segment), Huy's suppressed
+    capacity = {(c["area"]["nis"], c["segment"]): c for c in b["capacity"]}
+    assert capacity[("61000", "all")]["suppressed"]
+    saturation = await client.get("/taskforce/saturation?level=arrondissement", headers=h)
+    for nis, cell in cells_by_nis(saturation.json()).items():  # the same cube, the same cells
+        assert capacity[(nis, "all")] == cell, nis
+    und = await client.get(
+        "/taskforce/saturation?level=arrondissement&segment=undocumented", headers=h
+    )
+    for nis, cell in cells_by_nis(und.json()).items():
+        assert capacity[(nis, "undocumented")] == cell, nis
+    assert {seg for (_n, seg) in capacity} == {
+        "all",
+        "undocumented",
+        "women_with_children",
+        "boys_over_12",
+        "low_threshold",
+        "free_of_charge",
+    }
+    # 1b and 3: the searches that found nothing, by need and by what blocked them
+    assert {(u["area"]["nis"], u["value"]): u["count"] for u in b["unmetByNeed"]}[
+        ("62000", "ipv")
+    ] == 4
+    assert ("62000", "children_not_accepted") in {
+        (u["area"]["nis"], u["value"]) for u in b["unmetByReason"]
+    }
+    # CSV: one row per figure, in the agenda's order, nothing that names a refuge
+    r = await client.get("/taskforce/exports/briefing?level=arrondissement&format=csv", headers=h)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(r.text)))
+    sections = [row["section"] for row in table]
+    assert sections.index("capacity") > max(i for i, x in enumerate(sections) if x == "demand")
+    assert sections[-1] == "unmet"
+    huy = [row for row in table if row["nis"] == "61000" and row["section"] == "demand"]
+    assert huy and all(row["suppressed"] == "True" and row["value"] == "" for row in huy)
+    assert "Refuge" not in r.text and "Huy Secret" not in r.text
+    # the window: last week only (the 30-day-old hold is outside)
+    r = await client.get("/taskforce/exports/briefing?level=country", headers=h)
+    assert r.json()["demand"][0]["requested"] == len(plan)
+    bad = await client.get("/taskforce/exports/briefing?level=street", headers=h)
+    assert bad.status_code == 422 and bad.json()["errors"]
+    assert (
+        await client.get("/taskforce/exports/briefing", headers=bearer(s["line"]))
+    ).status_code == 403

@@ -137,6 +137,32 @@ async def test_only_taskforce_and_admin_get_the_dashboard(
     client.cookies.clear()
     r = await client.get("/web/taskforce", headers=bearer(s["tf"]))
     assert r.status_code == 303
+    assert (await client.get("/web/taskforce/briefing.csv")).status_code == 303
+    await web_sign_in(client, s["police"])
+    assert (await client.get("/web/taskforce/briefing.csv")).status_code == 403
+
+
+async def test_the_briefing_download_is_the_api_export(client: AsyncClient, world: World) -> None:
+    """The dashboard's "Briefing" links give the API's CSV (same figures, same suppression),
+    with the pages' no-store headers, and nothing that names or locates a refuge."""
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    page = await client.get("/web/taskforce")
+    link = re.search(r'id="briefing-province" href="([^"]+)"', page.text)
+    assert link, page.text
+    r = await client.get(html.unescape(link.group(1)))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.headers["cache-control"] == "no-store"
+    api = await client.get(
+        "/taskforce/exports/briefing",
+        params={"level": "province", "format": "csv"},
+        headers=bearer(s["tf"]),
+    )
+    assert api.status_code == 200 and r.text == api.text
+    assert r.text.splitlines()[0].startswith("section,level,nis")
+    for needle in s["needles"]:
+        assert needle not in r.text
+    assert "CANARY" not in r.text.upper()
 
 
 async def test_map_table_and_chart_match_the_api(
