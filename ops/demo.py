@@ -6,18 +6,21 @@ the same world. Some addresses are secret, some places are stale, some are full 
 
 from __future__ import annotations
 
+import math
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from capacity import registry
+from capacity.areas import areas
 from capacity.audit import CLI
 from capacity.clock import Clock, SystemClock
 from capacity.commands import FacilityCreate, PoolCreate, StatusChange
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
-from capacity.models import Pool
+from capacity.models import Facility, Hold, Operator, Pool, UnmetDemand
 from capacity.templates import TEMPLATES
 from placement.policy import AccessPolicy, policy_to_json
 
@@ -97,9 +100,16 @@ def _snake(d: dict[str, object]) -> dict[str, object]:
 
 
 async def load_demo(
-    db: Database, *, cipher: AddressCipher, clock: Clock | None = None, seed: int = 2026
+    db: Database,
+    *,
+    cipher: AddressCipher,
+    clock: Clock | None = None,
+    seed: int = 2026,
+    history_days: int = 7,
 ) -> dict[str, str]:
-    """Fill an empty database with the demo world; return one token per role."""
+    """Fill an empty database with the demo world; return one token per role. The world has
+    a past of ``history_days`` (see ``_history``) so the task-force pages have something to
+    show."""
     clock = clock or SystemClock()
     now = clock.now()
     rng = random.Random(seed)
@@ -181,6 +191,9 @@ async def load_demo(
         now=now,
     )
 
+    if history_days > 0:
+        await _history(db, rng, now, ids, days=history_days)
+
     tokens: dict[str, str] = {}
     for role, operator in [
         ("admin", "Abri administration"),
@@ -194,3 +207,145 @@ async def load_demo(
         )
         tokens[role] = clear
     return tokens
+
+
+# --------------------------------------------------------------------------- a past week
+
+_NEEDS = (("ipv", 50), ("family_violence", 12), ("sexual_violence", 8), ("homelessness", 25))
+_OUTCOMES = (("arrived", 55), ("released", 15), ("declined", 10), ("expired", 12), ("no_show", 8))
+_BLOCKING = (
+    ("no_room", 40),
+    ("children_not_accepted", 12),
+    ("boy_too_old", 8),
+    ("documents_required", 10),
+    ("too_far", 10),
+    ("admission_hours", 6),
+    ("referral_required", 6),
+)
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[str, int], ...]) -> str:
+    return rng.choices([v for v, _ in weighted], weights=[w for _, w in weighted])[0]
+
+
+def _household(rng: random.Random) -> tuple[dict[str, Any], dict[str, bool], str]:
+    """A household's composition (no names: there are none anywhere), its segments, its
+    shape bucket."""
+    adults = [{"gender": "female" if rng.random() < 0.85 else "male"}]
+    children = [{"age": rng.randint(0, 17)} for _ in range(rng.choice([0, 0, 1, 2, 3]))]
+    undocumented = rng.random() < 0.2
+    no_income = rng.random() < 0.3
+    household = {"adults": adults, "children": children}
+    if undocumented:
+        household["residenceStatus"] = "undocumented"
+    segments = {"undocumented": undocumented, "withChildren": bool(children), "noIncome": no_income}
+    shape = "1A" + (f"+{min(len(children), 3)}C" if children else "")
+    return household, segments, shape
+
+
+async def _history(
+    db: Database, rng: random.Random, now: datetime, facility_ids: list[int], *, days: int
+) -> None:
+    """A plausible past: closed holds (arrived, released, declined, expired, no-show) and
+    searches that found no place over the last ``days`` days, and saturation snapshots every
+    six hours from pools whose occupancy wandered, so the task-force trend, unmet-demand
+    table and briefing are not empty. Pool counts end exactly as the world above set them,
+    and no hold is left active (``counters_agree`` holds)."""
+    from capacity import snapshots
+    from capacity.settings import Settings
+    from placement.refcode import new_code
+
+    async with db.read() as s:
+        requesters = (
+            await s.execute(
+                select(Operator.id, Operator.kind).where(Operator.kind.in_(("helpline", "police")))
+            )
+        ).all()
+        pools = (
+            await s.execute(
+                select(
+                    Pool.id,
+                    Pool.facility_id,
+                    Pool.units_total,
+                    Pool.units_occupied,
+                    Facility.municipality_nis,
+                )
+                .join(Facility, Facility.id == Pool.facility_id)
+                .where(Pool.facility_id.in_(facility_ids))
+            )
+        ).all()
+    holds: list[dict[str, Any]] = []
+    unmet: list[dict[str, Any]] = []
+    idx = areas()
+    for day in range(days):
+        for _ in range(rng.randint(14, 26)):
+            pool = rng.choice(pools)
+            op_id, op_kind = rng.choice(requesters)
+            created = now - timedelta(days=day, minutes=rng.randint(30, 24 * 60 - 1))
+            state = _pick(rng, _OUTCOMES)
+            household, segments, _shape = _household(rng)
+            closed = created + timedelta(minutes=rng.randint(15, 85))
+            holds.append(
+                {
+                    "ref": new_code(),
+                    "pool_id": pool.id,
+                    "facility_id": pool.facility_id,
+                    "requester_operator_id": op_id,
+                    "requester_kind": op_kind,
+                    "units": 1 + len(household["children"]) // 2,
+                    "state": state,
+                    "household": household,
+                    "segments": segments,
+                    "need": _pick(rng, _NEEDS),
+                    "idempotency_key": f"demo-history-{len(holds)}",
+                    "request_hash": "demo",
+                    "created_at": created,
+                    "deadline": created + timedelta(minutes=90),
+                    "extensions": 0,
+                    "closed_at": None if state == "arrived" else closed,
+                    "close_reason": "No room for the children after all"
+                    if state == "declined"
+                    else None,
+                    "arrived_at": closed if state == "arrived" else None,
+                }
+            )
+        for _ in range(rng.randint(2, 7)):
+            m = idx.municipality(rng.choice(pools).municipality_nis)
+            _hh, segments, shape = _household(rng)
+            unmet.append(
+                {
+                    "at": now - timedelta(days=day, minutes=rng.randint(0, 24 * 60 - 1)),
+                    "requester_kind": rng.choice(("helpline", "police")),
+                    "need": _pick(rng, _NEEDS),
+                    "arrondissement_nis": m.arrondissement_nis,
+                    "province_nis": m.province_nis,
+                    "region_nis": m.region_nis,
+                    "household_shape": shape,
+                    "segments": segments,
+                    "top_reasons": [_pick(rng, _BLOCKING)],
+                    "episode_hash": None,
+                }
+            )
+    async with db.write() as s:
+        await s.execute(insert(Hold), holds)
+        await s.execute(insert(UnmetDemand), unmet)
+
+    # Snapshots every 6 hours: occupancy wanders around today's figures, then is put back.
+    settings = Settings(database_url=db.url)
+    start = now - timedelta(days=days)
+    steps = days * 4
+    for i in range(steps):
+        at = start + timedelta(hours=6 * i)
+        pressure = 0.15 * math.sin(i / steps * math.pi * 2) + 0.1 * (i / steps)  # a busy week
+        wandered = []
+        for p in pools:
+            drift = round(p.units_total * (pressure - 0.1 + rng.uniform(-0.1, 0.1)))
+            occupied = max(0, min(p.units_total, p.units_occupied + drift))
+            wandered.append({"id": p.id, "units_occupied": occupied})
+        async with db.write() as s:
+            await s.execute(update(Pool), wandered)  # by primary key, one statement
+        await snapshots.take_snapshot(db, settings, at)
+    async with db.write() as s:
+        await s.execute(
+            update(Pool), [{"id": p.id, "units_occupied": p.units_occupied} for p in pools]
+        )

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
-from capacity import registry
+from capacity import migrate, registry
+from capacity import taskforce_service as tf
 from capacity.areas import areas
 from capacity.availability import freshness, stale_threshold
+from capacity.db import Database
+from capacity.models import Facility, Hold, Pool, SaturationRun, UnmetDemand
 from capacity.settings import DEFAULT_STALE_MINUTES
 from ops.demo import load_demo
+from placement import holds_service
 from tests.conftest import TEST_KEY, World
 from tests.servers import free_port
 
@@ -47,6 +54,46 @@ async def test_demo_world_covers_belgium(world: World) -> None:
     for role, tok in tokens.items():
         actor = await registry.authenticate(world.db, tok, now)
         assert actor is not None and actor.role == role
+
+
+async def test_demo_world_has_a_past_week(world: World, tmp_path: Path) -> None:
+    """Closed holds, unmet searches and saturation snapshots over the last 7 days, so the
+    task-force pages are not empty; no hold is left active and every pool ends with the same
+    counts as a world without a past."""
+    await load_demo(world.db, cipher=world.cipher, clock=world.clock)
+    now = world.clock.now()
+    async with world.db.read() as s:
+        holds = (await s.execute(select(Hold.state, Hold.created_at, Hold.household))).all()
+        unmet = (await s.scalars(select(UnmetDemand.at))).all()
+        runs = (await s.scalars(select(SaturationRun.at).order_by(SaturationRun.at))).all()
+    assert len(holds) > 100 and len(unmet) > 14
+    assert {h.state for h in holds} == {"arrived", "released", "declined", "expired", "no_show"}
+    assert all(now - timedelta(days=7) <= h.created_at < now for h in holds)
+    assert all("name" not in str(h.household).lower() for h in holds)  # composition only
+    assert len(runs) == 28 and runs[0] >= now - timedelta(days=7, minutes=15)
+    assert await holds_service.counters_agree(world.db) == []
+    demand = await tf.hold_demand(
+        world.db, k=3, level="country", start=now - timedelta(days=7), end=now
+    )
+    assert demand[0].figures is not None and demand[0].figures["requested"] == len(holds)
+
+    bare = Database(f"sqlite+aiosqlite:///{tmp_path / 'bare.db'}")
+    await asyncio.to_thread(migrate.upgrade, bare.url)
+    try:
+        await load_demo(bare, cipher=world.cipher, clock=world.clock, history_days=0)
+
+        async def counts(db: Database) -> list[tuple[str, str, int, int]]:
+            async with db.read() as s:
+                rows = await s.execute(
+                    select(Facility.alias, Pool.label, Pool.units_total, Pool.units_occupied)
+                    .join(Facility, Facility.id == Pool.facility_id)
+                    .order_by(Facility.alias, Pool.label)
+                )
+                return [tuple(r) for r in rows.all()]
+
+        assert await counts(world.db) == await counts(bare)
+    finally:
+        await bare.dispose()
 
 
 def test_serve_demo_starts_and_answers(tmp_path: Path) -> None:
