@@ -198,6 +198,11 @@ def _choice(raw: str | None, choices: tuple[str, ...], default: str) -> str:
     return raw if raw in choices else default
 
 
+def _days(raw: str | None) -> int:
+    """The period asked for, in days: one of ``DAY_CHOICES``, else 7."""
+    return int(raw) if raw and raw.isdigit() and int(raw) in DAY_CHOICES else 7
+
+
 def chart_level(nis: str) -> str | None:
     if nis == COUNTRY:
         return "country"
@@ -221,8 +226,7 @@ class TaskforcePageController(Controller):
         now = state.clock.now()
         q = request.query_params
         level = _choice(q.get("level"), ("country", "region", *LEVELS), "region")
-        days_raw = q.get("days") or "7"
-        days = int(days_raw) if days_raw.isdigit() and int(days_raw) in DAY_CHOICES else 7
+        days = _days(q.get("days"))
         report = await build_briefing(
             state.db, state.settings, now, now - timedelta(days=days), now, level
         )
@@ -245,8 +249,7 @@ class TaskforcePageController(Controller):
         level = "arrondissement" if province else _choice(q.get("level"), LEVELS, "province")
         sort = _choice(q.get("sort"), SORT_COLUMNS, "saturation")
         descending = q.get("dir", "desc" if sort != "area" else "asc") != "asc"
-        days_raw = q.get("days") or "7"
-        days = int(days_raw) if days_raw.isdigit() and int(days_raw) in DAY_CHOICES else 7
+        days = _days(q.get("days"))
         area = q.get("area") or province or COUNTRY
         a_level = chart_level(area)
         if a_level is None:
