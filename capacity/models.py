@@ -453,6 +453,26 @@ class EndedWebSession(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class AreaHealthCondition(Base):
+    """An admission condition switched on for every place in an area (an epidemic: "a negative
+    test" across a province), on top of each place's own. Shown to requesters as a condition
+    to meet, never a silent exclusion (R16). ``area_nis``: "BE", a region, province,
+    arrondissement or municipality code."""
+
+    __tablename__ = "area_health_conditions"
+    id: Mapped[int] = mapped_column(PK, primary_key=True)
+    area_nis: Mapped[str] = mapped_column(String(5))
+    condition: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_operator_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        UniqueConstraint("area_nis", "condition", name="uq_area_health_conditions_area"),
+    )
+
+
 class SaturationRun(Base):
     """One saturation snapshot (its instant; kept or thinned out by the downsampling)."""
 

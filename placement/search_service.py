@@ -41,11 +41,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from capacity import health_rules
 from capacity.areas import areas
 from capacity.db import Database, RawTx
 from capacity.models import Facility, Pool, UnmetDemand
@@ -70,7 +72,9 @@ _LIVE_SQLITE = _LIVE_SELECT + "IN (SELECT value FROM json_each(?))"
 
 _STAMP_SQL = (
     "SELECT (SELECT count(*) FROM facilities), (SELECT max(updated_at) FROM facilities), "
-    "(SELECT count(*) FROM pools), (SELECT max(created_at) FROM pools)"
+    "(SELECT count(*) FROM pools), (SELECT max(created_at) FROM pools), "
+    "(SELECT count(*) FROM area_health_conditions), "
+    "(SELECT max(updated_at) FROM area_health_conditions)"
 )
 # A pool row as the refresh compares it: the figures the index holds, and the static columns
 # (kind, places, facility) so that an edit of those is noticed too (it rebuilds the index).
@@ -521,7 +525,13 @@ async def load_snapshots(
             )
         )
     out = []
+    area_rules = await health_rules.by_area(s)
     for f in (await s.execute(facility_query)).all():
+        policy = policy_from_json(f.policy)
+        extra = health_rules.conditions_for(f.municipality_nis, area_rules)
+        if not extra <= set(policy.health_conditions):  # switched on for its area
+            merged = sorted({*policy.health_conditions, *extra})
+            policy = msgspec.structs.replace(policy, health_conditions=merged)
         out.append(
             FacilitySnapshot(
                 id=f.id,
@@ -530,7 +540,7 @@ async def load_snapshots(
                 kind=f.kind,
                 operator_id=f.operator_id,
                 municipality_nis=f.municipality_nis,
-                policy=policy_from_json(f.policy),
+                policy=policy,
                 status=f.status,
                 status_until=f.status_until,
                 valid_from=f.valid_from,

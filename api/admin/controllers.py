@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Request
+from litestar import Controller, Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
@@ -14,6 +14,8 @@ from sqlalchemy import select, update
 from api.admin.schemas import (
     AlertRead,
     AuditRead,
+    HealthConditionRead,
+    HealthConditionSet,
     ImportResult,
     OperatorRead,
     OutboxRead,
@@ -28,7 +30,8 @@ from api.auth import requires_admin
 from api.routing import delete, get, patch, post, put
 from api.schemas import PoolRead, pool_read
 from api.staff.schemas import FacilityDetail, facility_detail
-from capacity import registry
+from api.taskforce.schemas import tf_area
+from capacity import health_rules, registry
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.commands import (
@@ -397,6 +400,54 @@ class AdminController(Controller):
                 object_id=alert_id,
             )
 
+    # ---------------------------------------------------------------- area health conditions
+    @get(
+        "/health-conditions",
+        summary="Admission conditions switched on for whole areas (e.g. a negative test)",
+    )
+    async def list_health_conditions(
+        self, db: NamedDependency[Database]
+    ) -> list[HealthConditionRead]:
+        return [_health_read(c) for c in await health_rules.list_conditions(db)]
+
+    @put(
+        "/health-conditions/{area_nis:str}/{condition:str}",
+        summary="Switch an admission condition on for every place of an area",
+        description="`areaNis`: `BE` (the whole country), a region, province, arrondissement "
+        "or municipality NIS code; `condition`: `negative_test` or `medical_clearance`. "
+        "Places in the area then carry the condition on top of their own, shown to "
+        "requesters as a condition to meet with each option (never a silent exclusion). "
+        "Again with the same area and condition: changes the reason. Audited.",
+    )
+    async def set_health_condition(
+        self,
+        area_nis: FromPath[str],
+        condition: FromPath[str],
+        data: JSONBody[HealthConditionSet],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> Response[HealthConditionRead]:
+        view, created = await health_rules.set_condition(
+            db, area_nis, condition, reason=data.reason, actor=actor, now=clock.now()
+        )
+        return Response(_health_read(view), status_code=201 if created else 200)
+
+    @delete(
+        "/health-conditions/{area_nis:str}/{condition:str}",
+        status_code=204,
+        summary="Switch an area's admission condition off (each place keeps its own)",
+    )
+    async def remove_health_condition(
+        self,
+        area_nis: FromPath[str],
+        condition: FromPath[str],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> None:
+        await health_rules.remove_condition(db, area_nis, condition, actor=actor, now=clock.now())
+
     # ---------------------------------------------------------------- webhooks
     @put(
         "/operators/{operator_id:int}/webhook",
@@ -496,3 +547,13 @@ class AdminController(Controller):
         clock: NamedDependency[Clock],
     ) -> None:
         await webhooks.retry_failed(db, message_id=message_id, actor=actor, now=clock.now())
+
+
+def _health_read(c: health_rules.AreaCondition) -> HealthConditionRead:
+    return HealthConditionRead(
+        area=tf_area(c.area_nis),
+        condition=c.condition,
+        reason=c.reason,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+    )

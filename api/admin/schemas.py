@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from api.schemas import Out
+from api.schemas import AreaRef, Out
 from capacity.commands import Struct
 from placement.policy import AccessPolicy
 
@@ -123,3 +123,24 @@ class OutboxRead(Out, kw_only=True):
     delivered_at: datetime | None
     failed_at: datetime | None
     last_error: str | None
+
+
+class HealthConditionSet(Struct, kw_only=True):
+    """Why the condition is switched on for the area (shown to admins; audited)."""
+
+    reason: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=200,
+            examples=["Provincial measure: negative test before admission until further notice"],
+        ),
+    ]
+
+
+class HealthConditionRead(Out, kw_only=True):
+    area: AreaRef
+    condition: str
+    reason: str
+    created_at: datetime
+    updated_at: datetime

@@ -212,3 +212,76 @@ async def test_pool_admin_and_audit_log(client: AsyncClient, world: World) -> No
     r = await client.get("/admin/audit", headers=h, params={"facilityId": view.facility.id})
     actions = [a["action"] for a in r.json()]
     assert actions[:3] == ["facility.update", "pool.update", "pool.create"]
+
+
+async def test_an_area_health_condition_reaches_every_option_in_it_and_goes_away(
+    client: AsyncClient, world: World
+) -> None:
+    """R16: an admin switches "negative test" on for the province of Liège; options there
+    carry it as a condition to meet (a warning, not an exclusion), options elsewhere do not,
+    and each place's own policy is untouched; switched off, it is gone. Audited."""
+    from capacity.commands import PoolCreate
+
+    h = bearer(await _admin(world))
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone", "police")
+    police = bearer(await world.token("Zone", "police"))
+    liege = await world.facility(
+        "Refuges",
+        "Refuge Liège",
+        municipality="62063",
+        pools=[PoolCreate(label="B", units_total=4)],
+    )
+    await world.facility(
+        "Refuges",
+        "Refuge Ixelles",
+        municipality="21009",
+        pools=[PoolCreate(label="B", units_total=4)],
+    )
+    search = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+
+    async def warned() -> dict[str, list[str]]:
+        r = await client.post("/placements/search", json=search, headers=police)
+        assert r.status_code == 200, r.text
+        return {o["alias"]: [w["code"] for w in o["warnings"]] for o in r.json()["options"]}
+
+    before = await warned()
+    assert "health_condition_to_meet" not in before["Refuge Liège"]
+
+    url = "/admin/health-conditions/60000/negative_test"
+    r = await client.put(url, json={"reason": "Provincial measure"}, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["area"]["nameFr"] == "Liège" and r.json()["reason"] == "Provincial measure"
+    r = await client.put(url, json={"reason": "Until the end of the outbreak"}, headers=h)
+    assert r.status_code == 200 and r.json()["reason"] == "Until the end of the outbreak"
+    listed = (await client.get("/admin/health-conditions", headers=h)).json()
+    assert [(c["area"]["nis"], c["condition"]) for c in listed] == [("60000", "negative_test")]
+
+    after = await warned()
+    assert "health_condition_to_meet" in after["Refuge Liège"]  # still offered, with a condition
+    assert "health_condition_to_meet" not in after["Refuge Ixelles"]
+    own = (await client.get(f"/admin/facilities/{liege.facility.id}", headers=h)).json()
+    assert own["policy"].get("healthConditions", []) == []  # the place's own policy is unchanged
+
+    for path, body, code, field in (
+        ("/admin/health-conditions/99999/negative_test", {"reason": "x"}, 422, "areaNis"),
+        ("/admin/health-conditions/60000/vaccine", {"reason": "x"}, 422, "condition"),
+    ):
+        r = await client.put(path, json=body, headers=h)
+        assert r.status_code == code and r.json()["field"] == field, r.text
+    assert (await client.put(url, json={"reason": "x"}, headers=police)).status_code == 403
+
+    assert (await client.delete(url, headers=h)).status_code == 204
+    assert "health_condition_to_meet" not in (await warned())["Refuge Liège"]
+    assert (await client.delete(url, headers=h)).status_code == 404
+    async with world.db.read() as s:
+        actions = (
+            await s.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.like("health_condition.%"))
+            )
+        ).all()
+    assert sorted(actions) == [
+        "health_condition.remove",
+        "health_condition.set",
+        "health_condition.set",
+    ]

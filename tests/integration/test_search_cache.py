@@ -8,6 +8,8 @@ import msgspec
 import pytest
 from sqlalchemy import text, update
 
+from capacity import health_rules
+from capacity.audit import CLI
 from capacity.commands import PoolCreate
 from capacity.models import Pool
 from capacity.settings import Settings
@@ -83,6 +85,28 @@ async def test_refresh_applies_changed_rows_and_rebuilds_on_new_shape(
         c = await world.facility("Refuges", "C", policy=AccessPolicy())
         await cache._reload()
         assert cache._index is not index and cache._index.pool(c.pools[0].id) is not None
+
+        # An admission condition switched on (then off) for an area: rebuilt each time.
+        index = cache._index
+        fac = index.pool(a_id)[0]  # type: ignore[index]
+        await health_rules.set_condition(
+            world.db,
+            fac.municipality_nis,
+            "negative_test",
+            reason="outbreak",
+            actor=CLI,
+            now=world.clock.now(),
+        )
+        await cache._reload()
+        assert cache._index is not index
+        assert cache._index.pool(a_id)[0].policy.health_conditions == ["negative_test"]  # type: ignore[index]
+        index = cache._index
+        await health_rules.remove_condition(
+            world.db, fac.municipality_nis, "negative_test", actor=CLI, now=world.clock.now()
+        )
+        await cache._reload()
+        assert cache._index is not index
+        assert cache._index.pool(a_id)[0].policy.health_conditions == []  # type: ignore[index]
     finally:
         await cache.aclose()
 

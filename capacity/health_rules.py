@@ -1,0 +1,157 @@
+"""Admission conditions switched on for whole areas (R16).
+
+In an epidemic, a province or a region may ask every shelter to admit only people with a
+negative test. Rather than editing every place's access policy (and having to remember which
+conditions were whose when the measure ends), an admin switches the condition on for an area:
+the whole country ("BE"), a region, a province, an arrondissement or a municipality. Every
+place in it then carries the condition on top of its own, as a **condition to meet** shown
+with each option (warning ``health_condition_to_meet``), never a silent exclusion. Switching
+it off restores each place's own conditions. Every change is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import get_args
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from capacity import audit
+from capacity.areas import areas
+from capacity.audit import Actor
+from capacity.db import Database
+from capacity.errors import InvalidInput, NotFound, UnknownArea
+from capacity.models import AreaHealthCondition
+from placement.policy import HealthCondition
+
+COUNTRY = "BE"
+CONDITIONS: tuple[str, ...] = get_args(HealthCondition)
+
+
+@dataclass(frozen=True)
+class AreaCondition:
+    area_nis: str
+    condition: str
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _view(row: AreaHealthCondition) -> AreaCondition:
+    return AreaCondition(row.area_nis, row.condition, row.reason, row.created_at, row.updated_at)
+
+
+def check_area(code: str) -> str:
+    """The area's code as stored (a pre-2025 municipality code mapped forward)."""
+    idx = areas()
+    if code == COUNTRY or code in idx.areas:
+        return code
+    if code in idx.municipalities or code in idx.merged_from:
+        return idx.municipality(code).nis
+    raise UnknownArea(f"{code!r} is not a known Belgian area code.", field="areaNis")
+
+
+def check_condition(condition: str) -> str:
+    if condition not in CONDITIONS:
+        raise InvalidInput(f"condition must be one of {', '.join(CONDITIONS)}.", field="condition")
+    return condition
+
+
+async def set_condition(
+    db: Database, area_nis: str, condition: str, *, reason: str, actor: Actor, now: datetime
+) -> tuple[AreaCondition, bool]:
+    """Switch a condition on for an area (or change its reason); True if it is new."""
+    area_nis, condition = check_area(area_nis), check_condition(condition)
+    reason = reason.strip()
+    if not reason or len(reason) > 200:
+        raise InvalidInput("Give a reason of 1 to 200 characters.", field="reason")
+    async with db.write() as s:
+        row = await s.scalar(
+            select(AreaHealthCondition).where(
+                AreaHealthCondition.area_nis == area_nis,
+                AreaHealthCondition.condition == condition,
+            )
+        )
+        created = row is None
+        if row is None:
+            row = AreaHealthCondition(
+                area_nis=area_nis,
+                condition=condition,
+                reason=reason,
+                created_at=now,
+                updated_at=now,
+                created_by_operator_id=actor.operator_id,
+            )
+            s.add(row)
+        else:
+            row.reason, row.updated_at = reason, now
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="health_condition.set",
+            object_type="area",
+            object_id=area_nis,
+            detail={"condition": condition, "reason": reason, "new": created},
+        )
+        await s.flush()
+        return _view(row), created
+
+
+async def remove_condition(
+    db: Database, area_nis: str, condition: str, *, actor: Actor, now: datetime
+) -> None:
+    area_nis, condition = check_area(area_nis), check_condition(condition)
+    async with db.write() as s:
+        row = await s.scalar(
+            select(AreaHealthCondition).where(
+                AreaHealthCondition.area_nis == area_nis,
+                AreaHealthCondition.condition == condition,
+            )
+        )
+        if row is None:
+            raise NotFound("This condition is not switched on for this area.")
+        await s.delete(row)
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="health_condition.remove",
+            object_type="area",
+            object_id=area_nis,
+            detail={"condition": condition},
+        )
+
+
+async def list_conditions(db: Database) -> list[AreaCondition]:
+    async with db.read() as s:
+        rows = await s.scalars(
+            select(AreaHealthCondition).order_by(
+                AreaHealthCondition.area_nis, AreaHealthCondition.condition
+            )
+        )
+        return [_view(r) for r in rows.all()]
+
+
+async def by_area(s: AsyncSession) -> dict[str, frozenset[str]]:
+    """Area code -> the conditions switched on for it (for building facility snapshots)."""
+    out: dict[str, set[str]] = {}
+    for area_nis, condition in (
+        await s.execute(select(AreaHealthCondition.area_nis, AreaHealthCondition.condition))
+    ).all():
+        out.setdefault(area_nis, set()).add(condition)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def conditions_for(municipality_nis: str, rules: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The area conditions that apply to a place in this municipality."""
+    if not rules:
+        return frozenset()
+    m = areas().municipality(municipality_nis)
+    found: set[str] = set()
+    for code in (COUNTRY, m.region_nis, m.province_nis, m.arrondissement_nis, m.nis):
+        found |= rules.get(code, frozenset())
+    return frozenset(found)
