@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 import msgspec
@@ -39,6 +39,7 @@ from capacity.errors import AbriError, NotFound, UnknownArea
 from placement import holds_service, search_service, standing_service
 from placement.holds_service import requester_kind_of
 from placement.household import Household, SearchRequest
+from placement.policy import HealthCondition
 from placement.rules import EXCLUSION_TEXT, RELAX_TEXT
 
 HERE = Path(__file__).parent
@@ -46,6 +47,7 @@ STAFF_ROLES = frozenset({"staff", "admin"})  # as api.auth.requires_staff_or_adm
 CONSOLE_ROLES = frozenset({"helpline", "police", "admin"})  # as api.auth.requires_requester
 NEEDS = ("ipv", "sexual_violence", "family_violence", "trafficking", "homelessness", "other")
 LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
+HEALTH: tuple[str, ...] = get_args(HealthCondition)
 ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = 3, 6, 3
 AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
 KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
@@ -374,6 +376,7 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
             "languages": langs,
             "wheelchair": form.get("wheelchair") == "1",
             "pets": form.get("pets") == "1",
+            "healthConditionsMet": [x for x in form.getall("health_met", []) if x in HEALTH],
         },
         "need": form.get("need") or "other",
         "nights": nights or 1,
@@ -395,6 +398,7 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
 def _form_values(form: Any) -> dict[str, Any]:
     values: dict[str, Any] = {k: form.get(k) for k in form}
     values["languages"] = list(form.getall("languages", []))
+    values["health_met"] = list(form.getall("health_met", []))
     return values
 
 
@@ -564,6 +568,7 @@ class WebController(Controller):
             v=values,
             needs=NEEDS,
             language_choices=LANGUAGE_CHOICES,
+            health_choices=HEALTH,
             adult_slots=ADULT_SLOTS,
             child_slots=CHILD_SLOTS,
             avoid_slots=AVOID_SLOTS,

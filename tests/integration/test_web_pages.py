@@ -4,6 +4,7 @@ and no address on any page an operator can reach."""
 from __future__ import annotations
 
 import ast
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,31 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
         "Released" in (await client.get(hold_url)).text
         or "Libérée" in (await client.get(hold_url)).text
     )
+
+
+async def test_console_says_which_admission_conditions_are_already_met(
+    client: AsyncClient, world: World
+) -> None:
+    """With a negative test required across the country, every option shows it as a
+    condition to meet, in the page's language, until the operator ticks that the person has
+    one; the hold then carries it."""
+    from capacity import health_rules
+
+    w = await seed_world(world)
+    await health_rules.set_condition(
+        world.db, "BE", "negative_test", reason="Outbreak", actor=CLI, now=world.clock.now()
+    )
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    condition = "Admission condition to meet: A negative test."
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert r.status_code == 200 and "Refuge Iris" in r.text and condition in r.text
+    met = {**FAMILY_FORM, "health_met": "negative_test"}
+    r = await post_form(client, "/web/console", "/web/console/search", met)
+    assert r.status_code == 200 and "Refuge Iris" in r.text and condition not in r.text
+    assert re.search(r'id="met-negative_test"[^>]*checked', r.text)
+    household = re.search(r'name="household" value="([^"]*)"', r.text)
+    assert household and "negative_test" in html.unescape(household.group(1))
 
 
 async def test_console_form_errors_are_shown_in_the_language(
