@@ -31,7 +31,7 @@ from api.schemas import area_ref, pool_read
 from api.staff.links import link_url
 from api.web import i18n, reasons
 from api.web import session as sess
-from capacity import availability, links, registry
+from capacity import availability, health_rules, links, registry
 from capacity.areas import areas, fold
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate
@@ -419,12 +419,14 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
     now = state.clock.now()
     scope = None if actor.is_admin else actor.operator_id
     views = await registry.list_facilities(state.db, operator_id=scope)
+    area_rules = await health_rules.list_conditions(state.db)
     facilities = [
         {
             "id": v.facility.id,
             "alias": v.facility.alias,
             "status": v.facility.status,
             "pools": [pool_read(p, v.facility, state.settings, now) for p in v.pools],
+            "area_conditions": health_rules.in_force_at(v.facility.municipality_nis, area_rules),
         }
         for v in views
     ]

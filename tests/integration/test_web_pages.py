@@ -341,6 +341,32 @@ async def test_console_says_which_admission_conditions_are_already_met(
     assert household and "negative_test" in html.unescape(household.group(1))
 
 
+async def test_staff_see_the_condition_in_force_for_their_area(
+    client: AsyncClient, world: World
+) -> None:
+    from capacity import health_rules
+
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["staff"]))
+    client.headers["Accept-Language"] = "en"
+    banner = "In force for your area: A negative test is asked of everyone you admit"
+    assert banner not in (await client.get("/web/staff")).text
+    await health_rules.set_condition(
+        world.db,
+        "04000",
+        "negative_test",
+        reason="Brussels measure",
+        actor=CLI,
+        now=world.clock.now(),
+    )  # the Brussels-Capital region's province code: both refuges are in Brussels
+    page = (await client.get("/web/staff")).text
+    assert page.count(banner) == 2 and "(Brussels measure)" in page
+    await health_rules.remove_condition(
+        world.db, "04000", "negative_test", actor=CLI, now=world.clock.now()
+    )
+    assert banner not in (await client.get("/web/staff")).text
+
+
 async def test_console_form_errors_are_shown_in_the_language(
     client: AsyncClient, world: World
 ) -> None:
