@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit
@@ -63,58 +64,65 @@ def check_condition(condition: str) -> str:
 async def set_condition(
     db: Database, area_nis: str, condition: str, *, reason: str, actor: Actor, now: datetime
 ) -> tuple[AreaCondition, bool]:
-    """Switch a condition on for an area (or change its reason); True if it is new."""
+    """Switch a condition on for an area (or change its reason); True if it is new. Two
+    admins switching it on at once: one inserts, the other (retried) updates."""
     area_nis, condition = check_area(area_nis), check_condition(condition)
     reason = reason.strip()
     if not reason or len(reason) > 200:
         raise InvalidInput("Give a reason of 1 to 200 characters.", field="reason")
-    async with db.write() as s:
-        row = await s.scalar(
-            select(AreaHealthCondition).where(
-                AreaHealthCondition.area_nis == area_nis,
-                AreaHealthCondition.condition == condition,
-            )
-        )
-        created = row is None
-        if row is None:
-            row = AreaHealthCondition(
-                area_nis=area_nis,
-                condition=condition,
-                reason=reason,
-                created_at=now,
-                updated_at=now,
-                created_by_operator_id=actor.operator_id,
-            )
-            s.add(row)
-        else:
-            row.reason, row.updated_at = reason, now
-        await audit.record(
-            s,
-            actor=actor,
-            at=now,
-            action="health_condition.set",
-            object_type="area",
-            object_id=area_nis,
-            detail={"condition": condition, "reason": reason, "new": created},
-        )
-        await s.flush()
-        return _view(row), created
+    for attempt in range(2):
+        try:
+            async with db.write() as s:
+                row = await s.scalar(
+                    select(AreaHealthCondition).where(
+                        AreaHealthCondition.area_nis == area_nis,
+                        AreaHealthCondition.condition == condition,
+                    )
+                )
+                created = row is None
+                if row is None:
+                    row = AreaHealthCondition(
+                        area_nis=area_nis,
+                        condition=condition,
+                        reason=reason,
+                        created_at=now,
+                        updated_at=now,
+                        created_by_operator_id=actor.operator_id,
+                    )
+                    s.add(row)
+                    await s.flush()  # a twin that inserted first: IntegrityError, retried
+                else:
+                    row.reason, row.updated_at = reason, now
+                await audit.record(
+                    s,
+                    actor=actor,
+                    at=now,
+                    action="health_condition.set",
+                    object_type="area",
+                    object_id=area_nis,
+                    detail={"condition": condition, "reason": reason, "new": created},
+                )
+            return _view(row), created
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def remove_condition(
     db: Database, area_nis: str, condition: str, *, actor: Actor, now: datetime
 ) -> None:
+    """Switch it off; 404 if it is not on (also for the second of two admins at once)."""
     area_nis, condition = check_area(area_nis), check_condition(condition)
     async with db.write() as s:
-        row = await s.scalar(
-            select(AreaHealthCondition).where(
+        gone = await s.execute(
+            delete(AreaHealthCondition).where(
                 AreaHealthCondition.area_nis == area_nis,
                 AreaHealthCondition.condition == condition,
             )
         )
-        if row is None:
+        if not gone.rowcount:
             raise NotFound("This condition is not switched on for this area.")
-        await s.delete(row)
         await audit.record(
             s,
             actor=actor,

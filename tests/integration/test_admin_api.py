@@ -285,3 +285,42 @@ async def test_an_area_health_condition_reaches_every_option_in_it_and_goes_away
         "health_condition.set",
         "health_condition.set",
     ]
+
+
+async def test_area_health_conditions_under_concurrent_admins(world: World) -> None:
+    """Two admins (or a double click) switching the same condition on, or off, at the same
+    moment: one row, no error but a clear 404 for the one that found nothing left to remove."""
+    import asyncio
+
+    from capacity import health_rules
+    from capacity.audit import CLI
+    from capacity.errors import NotFound
+
+    now = world.clock.now()
+    results = await asyncio.gather(
+        *(
+            health_rules.set_condition(
+                world.db, "60000", "negative_test", reason=f"measure {i}", actor=CLI, now=now
+            )
+            for i in range(8)
+        )
+    )
+    assert sum(created for _view, created in results) == 1
+    assert len(await health_rules.list_conditions(world.db)) == 1
+    outcomes = await asyncio.gather(
+        *(
+            health_rules.remove_condition(world.db, "60000", "negative_test", actor=CLI, now=now)
+            for _ in range(8)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(o is None for o in outcomes) == 1
+    assert all(isinstance(o, NotFound) for o in outcomes if o is not None), outcomes
+    assert await health_rules.list_conditions(world.db) == []
+    async with world.db.read() as s:
+        removed = await s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "health_condition.remove")
+        )
+    assert removed == 1
