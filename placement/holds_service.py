@@ -458,6 +458,8 @@ async def _reserve_once(
         target = await tx.one(_TARGET, pool_ref, actor.operator_id, tx.ts(now), idempotency_key)
         if target is None:
             raise NotFound("No such place (unknown option or pool reference).", field="poolRef")
+        if target[20]:
+            raise _KeyTaken  # a replay (or a reused key): answered from the earlier hold
         (pool_id, unit_kind, places, pool_label, facility_id, status, policy_json) = target[:7]
         valid_from, planned_end = tx.read_ts(target[7]), tx.read_ts(target[8])
         if (
@@ -489,8 +491,6 @@ async def _reserve_once(
         deadline = rules.deadline_for(
             kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
         )
-        if target[20]:
-            raise _KeyTaken  # a replay (or a reused key) never reaches the gate
         if target[18]:
             # Due holds still counted as held: expire them first (invariant 4). Only when
             # there are some, and before the gate: hold rows, then the pool row, is the lock

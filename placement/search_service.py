@@ -580,14 +580,14 @@ async def search(
     operator_id: int | None,
     now: datetime,
 ) -> Searched:
-    areas = validate_areas(request)  # unknown NIS codes: a clear 422, before any index build
+    zones = validate_areas(request)  # unknown NIS codes: a clear 422, before any index build
     index = await cache.index()
     ranking = index.rank(
         request,
         requester_kind=requester_kind,  # type: ignore[arg-type]
         now=now,
         candidates=min(100, request.limit + RECHECK_MARGIN),
-        areas=areas,
+        areas=zones,
     )
     result = ranking.result(await cache.live_free(ranking.pool_refs))
     recorded = False

@@ -9,11 +9,12 @@ show addresses either.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -39,7 +40,6 @@ from capacity.errors import AbriError, NotFound, UnknownArea
 from placement import holds_service, search_service, standing_service
 from placement.holds_service import requester_kind_of
 from placement.household import Household, SearchRequest
-from placement.policy import HealthCondition
 from placement.rules import EXCLUSION_TEXT, RELAX_TEXT
 
 HERE = Path(__file__).parent
@@ -47,7 +47,6 @@ STAFF_ROLES = frozenset({"staff", "admin"})  # as api.auth.requires_staff_or_adm
 CONSOLE_ROLES = frozenset({"helpline", "police", "admin"})  # as api.auth.requires_requester
 NEEDS = ("ipv", "sexual_violence", "family_violence", "trafficking", "homelessness", "other")
 LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
-HEALTH: tuple[str, ...] = get_args(HealthCondition)
 ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = 3, 6, 3
 AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
 KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
@@ -376,7 +375,9 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
             "languages": langs,
             "wheelchair": form.get("wheelchair") == "1",
             "pets": form.get("pets") == "1",
-            "healthConditionsMet": [x for x in form.getall("health_met", []) if x in HEALTH],
+            "healthConditionsMet": [
+                x for x in form.getall("health_met", []) if x in health_rules.CONDITIONS
+            ],
         },
         "need": form.get("need") or "other",
         "nights": nights or 1,
@@ -437,7 +438,7 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
                 "id": x.id,
                 "label": x.label,
                 "state": links.link_state(x, now),
-                "hours_left": max(1, -(-int((x.expires_at - now).total_seconds()) // 3600)),
+                "hours_left": max(1, math.ceil((x.expires_at - now).total_seconds() / 3600)),
             }
             for x in current.get(f["id"], [])
         ]
@@ -570,7 +571,7 @@ class WebController(Controller):
             v=values,
             needs=NEEDS,
             language_choices=LANGUAGE_CHOICES,
-            health_choices=HEALTH,
+            health_choices=health_rules.CONDITIONS,
             adult_slots=ADULT_SLOTS,
             child_slots=CHILD_SLOTS,
             avoid_slots=AVOID_SLOTS,
