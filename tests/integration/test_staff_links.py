@@ -380,6 +380,25 @@ async def test_a_coordinator_issues_and_revokes_links_from_the_staff_page(
     assert secret not in logs.out + logs.err
 
 
+async def test_another_operators_staff_cannot_revoke_a_link_from_their_page(
+    client: AsyncClient, world: World
+) -> None:
+    w = await seed_world(world)
+    _r, _secret = await issue(client, str(w["staff"]), w["ixl"].facility.id)  # type: ignore[attr-defined]
+    async with world.db.read() as s:
+        link = (await s.scalars(select(StaffLink))).one()
+    await world.operator("Autre ASBL", "shelter_operator")
+    stranger = await world.token("Autre ASBL", "staff")
+    await web_sign_in(client, stranger)
+    client.headers["Accept-Language"] = "en"
+    page = await client.get("/web/staff")
+    assert "Night shift, Sam" not in page.text  # not listed to them
+    r = await client.post(f"/web/staff/links/{link.id}/revoke", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 404 and "Night shift, Sam" not in r.text
+    async with world.db.read() as s:
+        assert (await s.get(StaffLink, link.id)).revoked_at is None  # type: ignore[union-attr]
+
+
 async def test_a_staff_session_cannot_open_the_link_page(client: AsyncClient, world: World) -> None:
     w = await seed_world(world)
     await web_sign_in(client, str(w["staff"]))
