@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from capacity.crypto import Address
-from placement.policy import AccessPolicy
+from placement.policy import PolicyPatch
 
 FacilityKind = Literal[
     "refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other"
@@ -81,7 +81,7 @@ class FacilityCreate(Struct, kw_only=True):
     municipality_nis: Nis
     template: str | None = None
     kind: FacilityKind | None = None
-    policy: AccessPolicy | None = None
+    policy: PolicyPatch | None = None  # over the template's policy (create) or the current
     intake_phone: Phone
     handover_protocol: Text = ""
     secret_address: bool | None = None  # the template decides; on by default
@@ -95,7 +95,7 @@ class FacilityCreate(Struct, kw_only=True):
 class FacilityUpdate(Struct, kw_only=True):
     alias: Alias | None = None
     municipality_nis: Nis | None = None
-    policy: AccessPolicy | None = None
+    policy: PolicyPatch | None = None  # over the current policy; fields left out are kept
     intake_phone: Phone | None = None
     handover_protocol: Text | None = None
     secret_address: bool | None = None

@@ -38,7 +38,7 @@ from capacity.models import (
     Token,
 )
 from capacity.templates import TEMPLATES
-from placement.policy import AccessPolicy, policy_from_json, policy_to_json
+from placement.policy import AccessPolicy, apply_patch, policy_from_json, policy_to_json
 
 #: Which operator kinds may hold a token of which role.
 ROLE_KINDS: dict[str, frozenset[str]] = {
@@ -236,7 +236,8 @@ def resolve_policy(cmd: FacilityCreate) -> tuple[str, AccessPolicy, bool, str, i
     kind = cmd.kind or (tpl.kind if tpl else None)
     if kind is None:
         raise InvalidInput("Give a kind or a template.", field="kind")
-    policy = cmd.policy or (tpl.policy if tpl else AccessPolicy())
+    base = tpl.policy if tpl else AccessPolicy()
+    policy = base if cmd.policy is None else apply_patch(base, cmd.policy)
     secret = (
         cmd.secret_address
         if cmd.secret_address is not None
@@ -472,6 +473,8 @@ async def update_facility(
                 raise AlreadyExists(
                     "This operator already has a facility with that alias.", field="alias"
                 )
+        if "policy" in changes:
+            changes["policy"] = apply_patch(policy_from_json(fac.policy), changes["policy"])
         detail = _camel(changes)
         if "policy" in changes:
             changes["policy"] = policy_to_json(changes["policy"])

@@ -22,7 +22,7 @@ from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
 from capacity.models import Facility, Hold, Operator, Pool, UnmetDemand
 from capacity.templates import TEMPLATES
-from placement.policy import AccessPolicy, policy_to_json
+from placement.policy import AccessPolicy, patch_of, policy_to_json
 
 # (NIS, short place name) per province / Brussels, main towns first.
 TOWNS: dict[str, list[tuple[str, str]]] = {
@@ -152,7 +152,7 @@ async def load_demo(
                     alias=f"{word} {code}-{counter}",
                     municipality_nis=nis,
                     template=template,
-                    policy=_policy_variant(rng, template),
+                    policy=patch_of(_policy_variant(rng, template)),
                     intake_phone=f"+32 {rng.randint(2, 9)} {rng.randint(100, 999)} "
                     f"{rng.randint(10, 99)} {rng.randint(10, 99)}",
                     address=Address(

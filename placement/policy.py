@@ -81,6 +81,42 @@ class AccessPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, ren
     max_hold_minutes: Annotated[int, msgspec.Meta(ge=15, le=24 * 60)] | None = None
 
 
+#: A change to a policy: the fields given replace the base policy's, the others are kept (JSON
+#: merge-patch semantics; ``null`` sets a nullable field to "no limit"). Creating a facility
+#: applies it over the template's policy (or the defaults); editing one, over its current
+#: policy. Built from ``AccessPolicy``'s fields so the two cannot drift apart.
+PolicyPatch = msgspec.defstruct(
+    "PolicyPatch",
+    [
+        (f.name, f.type | msgspec.UnsetType, msgspec.UNSET)  # type: ignore[operator]
+        for f in msgspec.structs.fields(AccessPolicy)
+    ],
+    kw_only=True,
+    forbid_unknown_fields=True,
+    rename="camel",
+    module=__name__,
+)
+PolicyPatch.__doc__ = (
+    "Access-policy fields to set; fields left out keep the template's (on creation) or the "
+    "facility's current value (on edit)."
+)
+
+
+def apply_patch(base: AccessPolicy, patch: msgspec.Struct) -> AccessPolicy:
+    """``base`` with the fields ``patch`` gives."""
+    given = {
+        name: value
+        for name in patch.__struct_fields__
+        if (value := getattr(patch, name)) is not msgspec.UNSET
+    }
+    return msgspec.structs.replace(base, **given)
+
+
+def patch_of(policy: AccessPolicy) -> msgspec.Struct:
+    """A patch that gives every field of ``policy`` (sets the policy as a whole)."""
+    return PolicyPatch(**{name: getattr(policy, name) for name in policy.__struct_fields__})
+
+
 def policy_from_json(data: object) -> AccessPolicy:
     return msgspec.convert(data, AccessPolicy)
 

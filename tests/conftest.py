@@ -33,7 +33,7 @@ from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
 from capacity.models import Base
 from capacity.settings import Settings
-from placement.policy import AccessPolicy
+from placement.policy import AccessPolicy, patch_of
 
 REQUIRE_ALL = os.environ.get("ABRI_TEST_REQUIRE_ALL", "") not in ("", "0", "false")
 PG_URL = os.environ.get("ABRI_TEST_POSTGRES_URL", "")
@@ -209,7 +209,7 @@ class World:
             alias=alias,
             municipality_nis=municipality,
             kind=kind,  # type: ignore[arg-type]
-            policy=policy or AccessPolicy(),
+            policy=patch_of(policy or AccessPolicy()),
             intake_phone="+32 2 555 01 01",
             handover_protocol="Call the intake phone with the reference code.",
             secret_address=secret,

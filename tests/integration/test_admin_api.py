@@ -324,3 +324,55 @@ async def test_area_health_conditions_under_concurrent_admins(world: World) -> N
             .where(AuditEntry.action == "health_condition.remove")
         )
     assert removed == 1
+
+
+async def test_policy_fields_given_override_the_template_and_the_rest_is_kept(
+    client: AsyncClient, world: World
+) -> None:
+    """A requisitioned hotel onboarded with one policy change keeps the template's other rules
+    (it once silently lost them all: ``acceptsUndocumented`` fell back to false), and an edit
+    of one field keeps the others."""
+    from capacity.templates import TEMPLATES
+
+    tpl = TEMPLATES["requisitioned_crisis_hotel"].policy
+    h = bearer(await _admin(world))
+    r = await client.post(
+        "/admin/facilities",
+        headers=h,
+        json={
+            "operator": "Refuges A",
+            "alias": "Hôtel Requis 2",
+            "municipalityNis": "63023",
+            "template": "requisitioned_crisis_hotel",
+            "intakePhone": "+32 87 55 00 00",
+            "policy": {"languages": ["de", "fr"]},
+        },
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    policy = body["policy"]
+    assert policy["languages"] == ["de", "fr"]
+    assert policy["acceptsUndocumented"] is tpl.accepts_undocumented is True
+    assert policy["maxStayNights"] == tpl.max_stay_nights is not None
+    assert policy["bedsForHouseholds"] is tpl.beds_for_households
+    fid = body["id"]
+
+    r = await client.patch(
+        f"/admin/facilities/{fid}", headers=h, json={"policy": {"acceptsPets": True}}
+    )
+    assert r.status_code == 200, r.text
+    policy = r.json()["policy"]
+    assert policy["acceptsPets"] is True
+    assert policy["languages"] == ["de", "fr"]
+    assert policy["acceptsUndocumented"] is True
+    # null clears a nullable limit; an unknown field or a bad value changes nothing.
+    r = await client.patch(
+        f"/admin/facilities/{fid}", headers=h, json={"policy": {"maxStayNights": None}}
+    )
+    assert r.status_code == 200 and r.json()["policy"]["maxStayNights"] is None
+    for bad in ({"maxStayNights": 0}, {"acceptsDragons": True}, {"cost": None}):
+        r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"policy": bad})
+        assert r.status_code == 422, (bad, r.text)
+    r = await client.get("/admin/facilities", headers=h)
+    (after,) = [f for f in r.json() if f["id"] == fid]
+    assert after["policy"]["acceptsPets"] is True and after["policy"]["maxStayNights"] is None
