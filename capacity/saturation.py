@@ -87,7 +87,7 @@ FIG = {name: i for i, name in enumerate(FIGURES)}
 def segments_of(policy: AccessPolicy) -> frozenset[str]:
     """The access segments a facility's policy serves (DESIGN §1 'saturation')."""
     out = set()
-    if policy.accepts_undocumented:
+    if policy.accepts_undocumented or policy.low_threshold:  # low threshold: no papers asked
         out.add("undocumented")
     if policy.accepts_children and "female" in policy.genders:
         out.add("women_with_children")

@@ -48,7 +48,7 @@ from capacity.saturation import (
     segments_of,
 )
 from capacity.settings import Settings
-from placement.policy import NeedCategory, policy_from_json
+from placement.policy import AccessPolicy, NeedCategory, policy_from_json
 from placement.snapshot import ADMITTING_STATUSES
 
 UNKNOWN_AREA = "unknown"
@@ -503,12 +503,28 @@ async def hold_demand(
 PLANNER_SEGMENTS = ("undocumented", "withChildren", "noIncome")
 
 
-def serves(fac_segments: frozenset[str], policy_requires_income: bool, segment: str) -> bool:
+def serves(fac_segments: frozenset[str], policy: AccessPolicy, segment: str) -> bool:
+    """Whether a place takes a household of the planner's segment, by the matcher's rules
+    (``placement.rules``): a low threshold lifts the conditions on papers and income, not the
+    fee, and a paying place is closed to a household with no income."""
     if segment == "undocumented":
         return "undocumented" in fac_segments
     if segment == "withChildren":
         return "women_with_children" in fac_segments
-    return not policy_requires_income
+    return (policy.low_threshold or not policy.requires_income) and policy.cost != "paying"
+
+
+def occupancy(f: FacilityFacts) -> tuple[int, int]:
+    """Places occupied by the last report of every pool, whatever the facility's status (a
+    scheme that is winding down is usually closed to new admissions, and its occupants are
+    still there), and how many of them come from a stale report."""
+    occupied = stale = 0
+    for p in f.pools:
+        n = p.units_occupied * p.places_per_unit
+        occupied += n
+        if not p.fresh:
+            stale += n
+    return occupied, stale
 
 
 @dataclass
@@ -522,6 +538,7 @@ class ClosingFacility:
     occupied: int
     by_segment: dict[str, int]
     segment_unknown: int
+    occupied_from_stale_reports: int
 
 
 @dataclass
@@ -529,7 +546,7 @@ class PlannerArea:
     nis: str
     closing_public: list[ClosingFacility]
     closing_secret: str  # "none" | "suppressed" | "shown"
-    occupants: dict[str, int] | None  # places by segment, "segmentUnknown", "total"
+    occupants: dict[str, int] | None  # by segment, "segmentUnknown", "total", "fromStaleReports"
     free_elsewhere: dict[str, int] | None  # free places elsewhere in the area, by segment
     suppressed: bool
 
@@ -581,7 +598,7 @@ async def redirection(
         closing_public = []
         totals: dict[str, int] = defaultdict(int)
         for fid in fids:
-            occupied = facility_figures(facts[fid])[FIG["occupied"]]
+            occupied, stale = occupancy(facts[fid])
             p = placed.get(fid, {})
             by_seg = {seg: p.get(seg, 0) for seg in PLANNER_SEGMENTS}
             unknown = max(0, occupied - p.get("placed", 0))
@@ -589,12 +606,13 @@ async def redirection(
                 totals[seg] += n
             totals["segmentUnknown"] += unknown
             totals["total"] += occupied
+            totals["fromStaleReports"] += stale
             if fid in public:
                 f = loaded.facilities[fid]
                 assert f.planned_end is not None
                 closing_public.append(
                     ClosingFacility(
-                        f.ref, f.alias, f.kind, f.planned_end, occupied, by_seg, unknown
+                        f.ref, f.alias, f.kind, f.planned_end, occupied, by_seg, unknown, stale
                     )
                 )
         # Free elsewhere: admitting facilities of the area that do not close in the window.
@@ -608,7 +626,7 @@ async def redirection(
             free["all"] += fr
             pol = policy_from_json(loaded.facilities[f.id].policy)
             for seg in PLANNER_SEGMENTS:
-                if serves(f.segments, pol.requires_income, seg):
+                if serves(f.segments, pol, seg):
                     free[seg] += fr
         # Secret closing schemes: figures only if at least k of them (else all suppressed);
         # free elsewhere only if its secret facilities are 0 or >= k, and the secret closing

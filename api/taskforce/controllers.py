@@ -419,7 +419,10 @@ class TaskforceController(Controller):
         description=(
             "Per area: occupants of schemes whose planned end falls within `days`, by segment "
             "(known for households placed through Abri, from holds marked `arrived`), the rest "
-            "of the reported occupancy as `segmentUnknown`, and free places elsewhere in the "
+            "of the reported occupancy as `segmentUnknown` (occupancy is the last report, also "
+            "when the scheme is closed to admissions; `occupiedFromStaleReports` / "
+            "`occupants.fromStaleReports` say how much of it is past the staleness limit), "
+            "and free places elsewhere in the "
             "same area that serve each segment. Public-address schemes (e.g. requisitioned "
             "hotels) are listed by alias, never by address; secret-address ones only as an "
             "area aggregate, suppressed below k."
@@ -453,6 +456,7 @@ class TaskforceController(Controller):
                             occupied=c.occupied,
                             by_segment=c.by_segment,
                             segment_unknown=c.segment_unknown,
+                            occupied_from_stale_reports=c.occupied_from_stale_reports,
                         )
                         for c in a.closing_public
                     ],

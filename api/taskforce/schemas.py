@@ -188,9 +188,10 @@ class ClosingFacilityRead(Out, kw_only=True):
     alias: str
     kind: str
     planned_end: datetime
-    occupied: int
+    occupied: int  # by the last report, also when the scheme is closed to admissions
     by_segment: dict[str, int]
     segment_unknown: int
+    occupied_from_stale_reports: int  # of ``occupied``: from reports past the staleness limit
 
 
 class PlannerAreaRead(Out, kw_only=True):

@@ -327,6 +327,55 @@ async def test_redirection_planner_and_hsds(client: AsyncClient, world: World) -
     assert secret["service_capacity"][0]["maximum"] == 30 + 24 + 7
 
 
+async def test_planner_counts_occupants_of_a_scheme_closed_to_admissions_and_paying_places(
+    client: AsyncClient, world: World
+) -> None:
+    """A scheme that winds down is closed to new admissions, and its occupants are still
+    there: they count (by the last report, flagged when it is stale). A paying place is no
+    free place for a household without income, as in the matcher."""
+    from capacity.models import Facility
+
+    s = await seed(world)
+    hotel = s["hotel"]
+    await world.facility(
+        "Refuges",
+        "Paying P",
+        municipality=LIEGE,
+        policy=AccessPolicy(cost="paying", accepts_undocumented=True),
+        pools=[PoolCreate(label="Beds", units_total=5, units_occupied=0)],
+    )
+    await world.facility(
+        "Refuges",
+        "Low threshold T",
+        municipality=LIEGE,
+        policy=AccessPolicy(low_threshold=True, requires_income=True),
+        pools=[PoolCreate(label="Beds", units_total=3, units_occupied=0)],
+    )
+    long_ago = world.clock.now() - timedelta(days=10)
+    async with world.db.write() as sess:
+        await sess.execute(
+            update(Facility)
+            .where(Facility.id == hotel.facility.id)
+            .values(status="closed_to_admissions", status_reason="Scheme ends")
+        )
+        await sess.execute(
+            update(Pool)
+            .where(Pool.facility_id == hotel.facility.id)
+            .values(reported_at=long_ago, confirmed_at=long_ago)
+        )
+    r = await client.get("/taskforce/redirection?days=7&level=province", headers=bearer(s["tf"]))
+    assert r.status_code == 200, r.text
+    (area,) = r.json()["areas"]
+    (closing,) = area["closingPublic"]
+    assert closing["occupied"] == 30 and closing["occupiedFromStaleReports"] == 30
+    assert closing["segmentUnknown"] == 30
+    assert area["occupants"]["total"] == 30 and area["occupants"]["fromStaleReports"] == 30
+    free = area["freeElsewhere"]
+    assert free["all"] == 31 + 5 + 3
+    assert free["noIncome"] == 31 + 3  # not the paying place; the low threshold lifts income
+    assert free["undocumented"] == 6 + 5 + 3  # the low-threshold place asks for no papers
+
+
 async def test_map_joins_shapes_with_suppressed_figures(client: AsyncClient, world: World) -> None:
     s = await seed(world)
     r = await client.get("/taskforce/saturation/map?level=province", headers=bearer(s["tf"]))
