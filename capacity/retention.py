@@ -4,10 +4,14 @@ After ``ABRI_RETENTION_DAYS`` (default 90), a scheduled purge reduces what is le
 statistics:
 
 * holds that ended (released, declined, expired, no-show, departed) — or arrived that long
-  ago — lose their household composition, callback contact and free-text close reason; their
-  state, units, need, requester kind, dates and task-force segments (undocumented / with
-  children / no income, no identity) stay, so counts and trends survive;
-* standing requests that closed lose their callback (their search data went when they closed);
+  ago — lose their household composition, callback contact and free-text close reason, and
+  what could tie them back to the requester's own case: the ``Idempotency-Key`` (requesters'
+  systems may send their case number; it becomes ``purged:<ref>``), the request hash (a hash of
+  the household and callback) and the token used; their state, units, need, requester kind,
+  dates and task-force segments (undocumented / with children / no income, no identity) stay,
+  so counts and trends survive;
+* standing requests that closed lose their callback, key and request hash (their search data
+  went when they closed);
 * audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
   a decline reason written by a person);
 * live-stream events and delivered webhook messages older than that are deleted;
@@ -22,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, null, or_, update
+from sqlalchemy import and_, delete, literal, null, or_, update
 
 from capacity.db import Database
 from capacity.models import (
@@ -53,14 +57,25 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
         holds = await s.execute(
             update(Hold)
             .where(
-                or_(Hold.household.is_not(None), Hold.callback.is_not(None)),
+                or_(
+                    Hold.household.is_not(None),
+                    Hold.callback.is_not(None),
+                    Hold.request_hash != "",
+                ),
                 or_(
                     and_(Hold.state.in_(ENDED), Hold.closed_at <= cutoff),
                     and_(Hold.state == "departed", Hold.departed_at <= cutoff),
                     and_(Hold.state == "arrived", Hold.arrived_at <= cutoff),
                 ),
             )
-            .values(household=null(), callback=None, close_reason=None)
+            .values(
+                household=null(),
+                callback=None,
+                close_reason=None,
+                idempotency_key=literal("purged:") + Hold.ref,  # unique, as the key must be
+                request_hash="",
+                requester_token_id=None,
+            )
             .execution_options(synchronize_session=False)
         )
         standing = await s.execute(
@@ -68,9 +83,14 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
             .where(
                 StandingRequest.state != "waiting",
                 StandingRequest.closed_at <= cutoff,
-                or_(StandingRequest.callback.is_not(None), StandingRequest.search.is_not(None)),
+                or_(
+                    StandingRequest.callback.is_not(None),
+                    StandingRequest.search.is_not(None),
+                    StandingRequest.idempotency_key.is_not(None),
+                    StandingRequest.request_hash.is_not(None),
+                ),
             )
-            .values(callback=None, search=null())
+            .values(callback=None, search=null(), idempotency_key=None, request_hash=None)
             .execution_options(synchronize_session=False)
         )
         audits = await s.execute(

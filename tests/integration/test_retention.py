@@ -76,6 +76,9 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
                         Hold.segments,
                         Hold.units,
                         Hold.need,
+                        Hold.idempotency_key,
+                        Hold.request_hash,
+                        Hold.requester_token_id,
                     )
                 )
             ).all()
@@ -85,8 +88,12 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
             assert r.household is None and r.callback is None and r.close_reason is None
             assert r.segments == {"undocumented": True, "withChildren": True, "noIncome": False}
             assert r.units == 1 and r.need == "ipv"  # statistics survive
+            # Nothing left to tie the hold to the requester's case (its key may be a case id).
+            assert r.idempotency_key == f"purged:{ref}" and r.request_hash == ""
+            assert r.requester_token_id is None
         assert rows[declined].state == "declined" and rows[arrived].state == "arrived"
         assert rows[recent].household is not None and rows[recent].callback is not None
+        assert rows[recent].idempotency_key == "retention-0003" and rows[recent].request_hash
         old_details = await s.scalar(
             select(func.count())
             .select_from(AuditEntry)

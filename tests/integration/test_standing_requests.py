@@ -10,6 +10,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, insert, select
 
+from capacity import retention
 from capacity.commands import PoolCreate
 from capacity.models import AuditEntry, Event, Hold, OutboxMessage, StandingRequest, WebhookEndpoint
 from capacity.settings import Settings
@@ -224,8 +225,8 @@ async def test_requests_expire_cancel_and_keep_no_household_data(
         )
     short = await client.post(
         "/standing-requests",
-        json={"search": search(MOTHER_AND_GIRL), "minutes": 30},
-        headers=bearer(setup["police"]),
+        json={"search": search(MOTHER_AND_GIRL), "minutes": 30, "callback": "Desk 3"},
+        headers={**bearer(setup["police"]), "Idempotency-Key": "case-2026-000123"},
     )
     other = await client.post(
         "/standing-requests",
@@ -256,6 +257,20 @@ async def test_requests_expire_cancel_and_keep_no_household_data(
         outbox = (await s.execute(select(OutboxMessage.event, OutboxMessage.payload))).all()
         assert [o.event for o in outbox] == ["standing.expired"]
         assert "household" not in str(outbox[0].payload)
+    # After the retention period, nothing ties them to the requester's case any more.
+    world.clock.advance(days=91)
+    await retention.purge(world.db, now=world.clock.now(), days=90)
+    async with world.db.read() as s:
+        rows = (
+            await s.execute(
+                select(
+                    StandingRequest.callback,
+                    StandingRequest.idempotency_key,
+                    StandingRequest.request_hash,
+                )
+            )
+        ).all()
+        assert rows and all(tuple(r) == (None, None, None) for r in rows)
 
 
 async def test_only_the_requesting_operator_sees_its_standing_requests(
