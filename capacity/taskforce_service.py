@@ -326,7 +326,7 @@ async def series(
 
 # --------------------------------------------------------------------------- unmet demand
 
-UNMET_BY = ("shape", "reason", "need")
+UNMET_BY = ("shape", "reason", "need", "requester")
 UNMET_FLAGS = ("undocumented", "withChildren", "noIncome")
 PERIODS = ("day", "week", "month")
 
@@ -363,12 +363,13 @@ async def unmet_demand(
     end: datetime,
 ) -> list[UnmetCell]:
     """Counts of searches that found no place, per period x area x (shape | main blocking rule
-    | need), suppressed like saturation (every record counts as a person to protect)."""
+    | need | requester kind), suppressed like saturation (every record counts as a person to
+    protect)."""
     check_level(level)
     if period not in (*PERIODS, "total"):  # "total": one bucket for the whole window
         raise InvalidInput("period must be day, week or month.", field="period")
     if by not in UNMET_BY:
-        raise InvalidInput("by must be shape, reason or need.", field="by")
+        raise InvalidInput("by must be shape, reason, need or requester.", field="by")
     if segment != ALL and segment not in UNMET_FLAGS:
         raise InvalidInput(f"segment must be all or one of {UNMET_FLAGS}.", field="segment")
     async with db.read() as s:
@@ -383,6 +384,8 @@ async def unmet_demand(
             value = r.household_shape
         elif by == "need":
             value = r.need
+        elif by == "requester":  # police, helpline, cpas...: who met the gap (R33)
+            value = r.requester_kind
         else:
             value = r.top_reasons[0] if r.top_reasons else "none"
         path = (

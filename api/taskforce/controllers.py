@@ -338,11 +338,12 @@ class TaskforceController(Controller):
 
     @get(
         "/unmet-demand",
-        summary="Searches that found no place, by area, period and shape / rule / need",
+        summary="Searches that found no place, by area, period and shape / rule / need / requester",
         description=(
             "Anonymous records kept by the matcher, counted per period (`day`, `week`, "
             "`month`), area and one breakdown: household `shape`, main blocking `reason`, or "
-            "`need`; optionally only one segment (undocumented, withChildren, noIncome). "
+            "`need`, or the `requester` kind (police, helpline, cpas...); optionally only "
+            "one segment (undocumented, withChildren, noIncome). "
             "Counts of 1 to k-1 searches are suppressed, with complementary suppression. " + CSV_DOC
         ),
         operation_class=CsvOperation,
@@ -357,7 +358,7 @@ class TaskforceController(Controller):
         end: ToParam = None,
         level: FromQuery[Level] = "province",
         period: Annotated[str, Parameter(pattern=r"^(day|week|month)$")] = "day",
-        by: Annotated[str, Parameter(pattern=r"^(shape|reason|need)$")] = "reason",
+        by: Annotated[str, Parameter(pattern=r"^(shape|reason|need|requester)$")] = "reason",
         segment: Annotated[
             str, Parameter(pattern=r"^(all|undocumented|withChildren|noIncome)$")
         ] = "all",
@@ -647,6 +648,15 @@ def briefing_rows(b: Briefing) -> list[dict[str, Any]]:
             add("demand", d.area, f"now:{state}", "holds_requested", n, False)
     for u in b.unmet_by_need:
         add("demand", u.area, f"need:{u.value}", "searches_without_place", u.count, u.suppressed)
+    for u in b.unmet_by_requester:
+        add(
+            "demand",
+            u.area,
+            f"requester:{u.value}",
+            "searches_without_place",
+            u.count,
+            u.suppressed,
+        )
     for c in b.capacity:
         if c.suppressed:
             add("capacity", c.area, f"segment:{c.segment}", "capacity", None, True)
@@ -675,7 +685,7 @@ async def build_briefing(
                 db, k=k, level=level, period="total", by=by, segment="all", start=start, end=end
             )
         ]
-        for by in ("need", "reason")
+        for by in ("need", "requester", "reason")
     }
     cube = await tf.current_cube(db, settings, now)
     return Briefing(
@@ -686,6 +696,7 @@ async def build_briefing(
         k=k,
         demand=[demand_read(c) for c in demand],
         unmet_by_need=unmet["need"],
+        unmet_by_requester=unmet["requester"],
         capacity=[
             cell_read(tf.cell_view(cube, level, nis, "all", segment))
             for nis in tf.areas_at(level)

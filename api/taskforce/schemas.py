@@ -241,6 +241,7 @@ class Briefing(Out, kw_only=True):
     unit: str = "places"
     demand: list[DemandRead]
     unmet_by_need: list[UnmetTotalRead]
+    unmet_by_requester: list[UnmetTotalRead]  # police, helpline, cpas...: not merged (R33)
     capacity: list[SaturationCell]
     unmet_by_reason: list[UnmetTotalRead]
 

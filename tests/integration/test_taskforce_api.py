@@ -463,6 +463,21 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
                     episode_hash=None,
                 )
                 for _ in range(4)
+            ]
+            + [
+                dict(
+                    at=now - timedelta(hours=3),
+                    requester_kind="helpline",
+                    need="sexual_violence",
+                    arrondissement_nis="62000",
+                    province_nis="60000",
+                    region_nis="03000",
+                    household_shape="1A",
+                    segments={},
+                    top_reasons=["no_free_unit"],
+                    episode_hash=None,
+                )
+                for _ in range(3)
             ],
         )
     h = bearer(s["tf"])
@@ -520,6 +535,15 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
     assert ("62000", "children_not_accepted") in {
         (u["area"]["nis"], u["value"]) for u in b["unmetByReason"]
     }
+    # ... and by who asked (R33: police and helplines are not merged)
+    by_requester = {(u["area"]["nis"], u["value"]): u["count"] for u in b["unmetByRequester"]}
+    assert by_requester[("62000", "police")] == 4 and by_requester[("62000", "helpline")] == 3
+    r = await client.get(
+        "/taskforce/unmet-demand?by=requester&level=arrondissement&period=month", headers=h
+    )
+    assert r.status_code == 200, r.text
+    cells = [c for c in r.json()["cells"] if c["area"]["nis"] == "62000"]
+    assert {c["value"]: c["count"] for c in cells} == {"all": 7, "helpline": 3, "police": 4}
     # CSV: one row per figure, in the agenda's order, nothing that names a refuge
     r = await client.get("/taskforce/exports/briefing?level=arrondissement&format=csv", headers=h)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
