@@ -21,7 +21,17 @@ FacilityStatus = Literal[
     "open", "closed_to_admissions", "reduced", "suspended", "location_compromised"
 ]
 OperatorKind = Literal[
-    "shelter_operator", "cpas", "hotel_partner", "police", "helpline", "taskforce", "admin"
+    "shelter_operator",
+    "cpas",
+    "hotel_partner",
+    "police",
+    "helpline",
+    "caw",  # CAW welfare centres: they run safe houses and refer
+    "fjc",  # family justice centres
+    "sac",  # sexual assault care centres (CPVS/ZSG)
+    "prosecutor",  # on-call prosecutors
+    "taskforce",
+    "admin",
 ]
 Role = Literal["admin", "staff", "helpline", "police", "taskforce"]
 UnitKind = Literal["bed", "room", "family_room"]

@@ -71,6 +71,10 @@ OPERATOR_KINDS = (
     "hotel_partner",
     "police",
     "helpline",
+    "caw",
+    "fjc",
+    "sac",
+    "prosecutor",
     "taskforce",
     "admin",
 )

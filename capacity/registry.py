@@ -43,8 +43,11 @@ from placement.policy import AccessPolicy, apply_patch, policy_from_json, policy
 #: Which operator kinds may hold a token of which role.
 ROLE_KINDS: dict[str, frozenset[str]] = {
     "admin": frozenset({"admin"}),
-    "staff": frozenset({"shelter_operator", "cpas", "hotel_partner"}),
-    "helpline": frozenset({"helpline", "cpas", "shelter_operator"}),
+    "staff": frozenset({"shelter_operator", "cpas", "hotel_partner", "caw"}),
+    # the requester role (search, hold): its holds carry the operator's kind (police aside)
+    "helpline": frozenset(
+        {"helpline", "cpas", "shelter_operator", "caw", "fjc", "sac", "prosecutor"}
+    ),
     "police": frozenset({"police"}),
     "taskforce": frozenset({"taskforce"}),
 }

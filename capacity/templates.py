@@ -120,7 +120,7 @@ TEMPLATES: dict[str, Template] = {
                 specialisations=["ipv", "family_violence"],
                 languages=["nl", "en"],
                 max_stay_nights=180,
-                referral_required_from=["police", "helpline", "cpas"],
+                referral_required_from=["police", "helpline", "cpas", "caw", "fjc", "sac"],
                 beds_for_households=False,
             ),
             handover_protocol=(

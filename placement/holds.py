@@ -45,6 +45,10 @@ DURATIONS: dict[str, DurationRule] = {
     "cpas": DurationRule(12 * 60, 16 * 60, until_morning=True),
     "shelter_operator": DurationRule(240, 480),
     "hotel_partner": DurationRule(120, 240),
+    "caw": DurationRule(240, 480),
+    "fjc": DurationRule(240, 480),
+    "sac": DurationRule(240, 480),
+    "prosecutor": DurationRule(90, 180),  # on call, like the police officer beside the victim
     "admin": DurationRule(240, 480),
 }
 

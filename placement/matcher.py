@@ -63,7 +63,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import msgspec
 import numpy as np
@@ -111,7 +111,7 @@ SCORE_PARTS = (
 _NOT_FIT = 10**6  # "units needed" of a pool the household cannot use
 _BIG = 10**6
 _GENDER_BIT = {"female": 1, "male": 2, "nonbinary": 4}
-_REQUESTERS = ("police", "helpline", "cpas", "shelter_operator", "hotel_partner")
+_REQUESTERS: tuple[str, ...] = get_args(RequesterKind)  # bit positions of the referral rule
 _SPECS = (
     "ipv",
     "sexual_violence",

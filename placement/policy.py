@@ -32,7 +32,21 @@ NeedCategory = Literal[
     "homelessness",
     "other",
 ]
-RequesterKind = Literal["police", "helpline", "cpas", "shelter_operator", "hotel_partner"]
+#: Who asks for a place (R18): police zones, helplines (1712, 0800 30 030), CPAS/OCMW, shelter
+#: operators and hotel partners, CAW welfare centres, family justice centres (``fjc``), sexual
+#: assault care centres (``sac``: CPVS/ZSG) and on-call prosecutors. A place may require a
+#: referral from some of them. Relay points (pharmacies...) are deliberately not here.
+RequesterKind = Literal[
+    "police",
+    "helpline",
+    "cpas",
+    "shelter_operator",
+    "hotel_partner",
+    "caw",
+    "fjc",
+    "sac",
+    "prosecutor",
+]
 Cost = Literal["free", "paying", "income_based"]
 HealthCondition = Literal["negative_test", "medical_clearance"]
 HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["18:00"])]
