@@ -24,7 +24,8 @@ policy columns           any AccessPolicy field in snake_case overrides the temp
                          accepts_children, max_children, max_boy_age, min_adult_age,
                          accepts_adolescents_alone, specialisations, wheelchair_accessible,
                          accepts_pets, languages, interpreters_available, max_stay_nights,
-                         referral_required_from, health_conditions, beds_for_households
+                         referral_required_from, health_conditions, beds_for_households,
+                         rooms_for_households
                          (lists separated by ``;``, booleans yes/no)
 =======================  ==================================================================
 """
@@ -83,6 +84,7 @@ BOOL_FIELDS = {
     "accepts_pets",
     "interpreters_available",
     "beds_for_households",
+    "rooms_for_households",
 }
 INT_FIELDS = {
     "max_children",

@@ -60,6 +60,7 @@ TEMPLATES: dict[str, Template] = {
                 languages=["fr", "nl", "en"],
                 max_stay_nights=30,
                 beds_for_households=False,
+                rooms_for_households=True,  # a large family in adjoining rooms
             ),
             handover_protocol=(
                 "Call the intake phone with the reference code; the coordinator gives the "

@@ -129,15 +129,22 @@ def household_size(adults: int, children: int) -> int:
 
 
 def units_needed(
-    unit_kind: str, places_per_unit: int, size: int, beds_for_households: bool
+    unit_kind: str,
+    places_per_unit: int,
+    size: int,
+    beds_for_households: bool,
+    rooms_for_households: bool = False,
 ) -> int | None:
     """Units of this pool the household takes, or None if it cannot fit (one household stays
-    together: one room/family room, or several beds of one bed pool if the facility allows)."""
+    together at one place: one room/family room, or several beds of one bed pool if the
+    facility allows, or several rooms of one pool if it allows that)."""
     if unit_kind == "bed":
         if size == 1:
             return 1
         return size if beds_for_households else None
-    return 1 if places_per_unit >= size else None
+    if places_per_unit >= size:
+        return 1
+    return -(-size // places_per_unit) if rooms_for_households else None
 
 
 def segments(*, undocumented: bool, children: int, no_income: bool) -> dict[str, bool]:

@@ -481,7 +481,9 @@ async def _reserve_once(
                 errors=[{"field": f.code, "message": f.message} for f in failures],
             )
         size = len(household.adults) + len(household.children)
-        units = rules.units_needed(unit_kind, places, size, policy.beds_for_households)
+        units = rules.units_needed(
+            unit_kind, places, size, policy.beds_for_households, policy.rooms_for_households
+        )
         if units is None:
             raise NotEligible(
                 f"A household of {size} does not fit in this pool ({unit_kind}, "

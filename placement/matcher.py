@@ -11,8 +11,10 @@ Household fit
     ``family_room`` unit whose ``places_per_unit`` is at least the household size (every
     child counts, infants too), or ``ceil(size / places_per_unit)`` units of ONE ``bed``
     pool — several beds only if the policy allows ``beds_for_households`` (a single person
-    always fits one bed). The pool must have that many free units
-    (free = total - occupied - held, never below 0).
+    always fits one bed) — or, for a household larger than one room, ``ceil(size /
+    places_per_unit)`` rooms of ONE room/family-room pool if the policy allows
+    ``rooms_for_households`` (side by side, with a ``several_rooms`` warning). The pool must
+    have that many free units (free = total - occupied - held, never below 0).
 
 Ranking — the score is a sum of weighted parts, each in [0, weight]; ``score_parts`` on
 every option shows them so a practitioner can see why one place comes before another:
@@ -25,7 +27,7 @@ specialised    100     1 if the facility has a specialisation serving the need (
                        The weight dominates: specialised care comes first.
 fit            30      room/family room: size / places (a family room for a family beats
                        a 6-place room for one person); one bed: size / places; a household
-                       over several beds of a shared room: 0.3 (together, no privacy).
+                       over several beds of a shared room, or over several rooms: 0.3.
 distance       25      1 / (1 + km / 30) from the preferred municipality's centroid to the
                        facility's (0 km → 1, 30 km → 0.5, 90 km → 0.25); 0 for all when no
                        preferred area is given.
@@ -282,11 +284,15 @@ def _prepare(
     )
 
 
-def _pool_fit(kind: int, places: int, size: int, beds_for_households: bool) -> tuple[int, float]:
+def _pool_fit(
+    kind: int, places: int, size: int, beds_for_households: bool, rooms_for_households: bool
+) -> tuple[int, float]:
     """(units needed, fit value) of one pool for a household; units _NOT_FIT if unusable."""
     places = max(places, 1)
     if kind != 0:
-        return (1, size / places) if places >= size else (_NOT_FIT, 0.0)
+        if places >= size:
+            return 1, size / places
+        return (-(-size // places), SHARED_BEDS_FIT) if rooms_for_households else (_NOT_FIT, 0.0)
     needed = -(-size // places)
     if needed == 1:
         return 1, size / places
@@ -413,9 +419,15 @@ def _build_option(
             reasons.append("One bed for one person.")
         else:
             reasons.append(f"{units_needed} beds in one place for the household of {facts.size}.")
-    else:
+    elif units_needed == 1:
         label = _KIND_NAME[_KIND_CODE[pool.unit_kind]]
         reasons.append(f"A {label} for {pool.places_per_unit} fits the household of {facts.size}.")
+    else:
+        label = _KIND_NAME[_KIND_CODE[pool.unit_kind]]
+        reasons.append(
+            f"{units_needed} {label}s for {pool.places_per_unit}, side by side, for the "
+            f"household of {facts.size}."
+        )
     if shown_km is not None:
         reasons.append(f"About {shown_km:.0f} km from the preferred area.")
     reasons.append(shown.cost_reason)
@@ -452,6 +464,13 @@ def _build_option(
     if pool.unit_kind == "bed" and units_needed > 1:
         warnings.append(
             Warning("shared_beds", f"The household takes {units_needed} beds in a shared space.")
+        )
+    elif units_needed > 1:
+        warnings.append(
+            Warning(
+                "several_rooms",
+                f"The household is spread over {units_needed} rooms of this place.",
+            )
         )
 
     return Option(
@@ -535,6 +554,7 @@ def match_reference(
                 pool.places_per_unit,
                 facts.size,
                 policy.beds_for_households,
+                policy.rooms_for_households,
             )
             if needed == _NOT_FIT or pool.free < needed:
                 continue
@@ -697,6 +717,7 @@ class MatcherIndex:
         self.referral_bits = ref_bits
         self.needs_referral = (ref_bits != 0) & ~low
         self.beds_for_households = col(lambda p: p.beds_for_households)
+        self.rooms_for_households = col(lambda p: p.rooms_for_households)
         self.languages: dict[str, np.ndarray] = {}
         for i, p in enumerate(pol):
             for lang in set(p.languages):
@@ -831,12 +852,14 @@ class MatcherIndex:
         per_bed_needed = -(-size // places)
         needed = np.full(kind.shape, _NOT_FIT, dtype=np.int64)
         needed[unit & (places >= size)] = 1
+        rooms_ok = unit & (places < size) & self.rooms_for_households[None, :]
+        needed[rooms_ok] = per_bed_needed[rooms_ok]  # ceil(size / places) rooms side by side
         bed_ok = bed & ((per_bed_needed == 1) | self.beds_for_households[None, :])
         needed[bed_ok] = per_bed_needed[bed_ok]
         fit = np.zeros(kind.shape, dtype=float)
         single = (needed == 1) & (unit | bed)
         fit[single] = size / places[single]
-        fit[bed_ok & (needed > 1)] = SHARED_BEDS_FIT
+        fit[(bed_ok | rooms_ok) & (needed > 1)] = SHARED_BEDS_FIT
         out = (needed, W_FIT * fit)
         self._fit_cache[size] = out
         return out

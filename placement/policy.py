@@ -92,6 +92,9 @@ class AccessPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, ren
     referral_required_from: list[RequesterKind] = msgspec.field(default_factory=list)
     health_conditions: list[HealthCondition] = msgspec.field(default_factory=list)
     beds_for_households: bool = True  # may a household take several beds of one bed pool?
+    # may a household too large for one room take several rooms / family rooms of one pool
+    # (side by side, at the same place: a mother with five children in two family rooms)?
+    rooms_for_households: bool = False
     max_hold_minutes: Annotated[int, msgspec.Meta(ge=15, le=24 * 60)] | None = None
 
 

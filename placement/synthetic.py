@@ -71,6 +71,7 @@ def _policy(rng: random.Random, kind: str, langs: list[str]) -> AccessPolicy:
             ),
             max_stay_nights=rng.choice([None, 90, 180, 365]),
             referral_required_from=rng.choice([[], [], ["police", "helpline", "cpas"]]),
+            rooms_for_households=maybe(0.3),
             **common,
         )
     if kind == "safe_house":
@@ -92,6 +93,7 @@ def _policy(rng: random.Random, kind: str, langs: list[str]) -> AccessPolicy:
             accepts_pets=maybe(0.2),
             referral_required_from=rng.choice([[], ["police", "helpline", "cpas"], ["cpas"]]),
             admission_hours=None if maybe(0.8) else [AdmissionWindow(start="08:00", end="22:00")],
+            rooms_for_households=maybe(0.6),
             **{k: v for k, v in common.items() if k != "accepts_pets"},
         )
     if kind == "cpas_place":

@@ -156,6 +156,7 @@ LABELS: dict[str, dict[str, str]] = {
         "reduced_capacity": "Temporarily reduced capacity: call first.",
         "runs_past_planned_end": "The scheme is planned to end before the nights asked.",
         "shared_beds": "The household takes several beds in a shared space.",
+        "several_rooms": "The household is spread over several rooms of this place.",
         "documents_to_check": "Requires residence documents: check first.",
         "income_to_check": "Requires an income or charges a fee.",
         "adult_age_to_check": "Check the minimum age for adults.",

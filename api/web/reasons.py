@@ -34,6 +34,20 @@ TEMPLATES: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"A family room for (?P<places>\d+) fits the household of (?P<size>\d+)\."),
         "A family room for %(places)s fits the household of %(size)s.",
     ),
+    "rooms": (
+        re.compile(
+            r"(?P<n>\d+) rooms for (?P<places>\d+), side by side, for the household of "
+            r"(?P<size>\d+)\."
+        ),
+        "%(n)s rooms for %(places)s, side by side, for the household of %(size)s.",
+    ),
+    "family_rooms": (
+        re.compile(
+            r"(?P<n>\d+) family rooms for (?P<places>\d+), side by side, for the household of "
+            r"(?P<size>\d+)\."
+        ),
+        "%(n)s family rooms for %(places)s, side by side, for the household of %(size)s.",
+    ),
     "distance": (
         re.compile(r"About (?P<km>\d+) km from the preferred area\."),
         "About %(km)s km from the preferred area.",
@@ -135,6 +149,12 @@ WARNINGS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
             (
                 r"The household takes (?P<n>\d+) beds in a shared space\.",
                 "The household takes %(n)s beds in a shared space.",
+            ),
+        ),
+        "several_rooms": (
+            (
+                r"The household is spread over (?P<n>\d+) rooms of this place\.",
+                "The household is spread over %(n)s rooms of this place.",
             ),
         ),
     }.items()

@@ -9,7 +9,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from capacity.commands import PoolCreate
-from capacity.models import AuditEntry, Hold
+from capacity.models import AuditEntry, Hold, Pool
 from placement.holds_service import counters_agree
 from placement.policy import AccessPolicy
 from placement.refcode import normalise
@@ -293,3 +293,66 @@ async def test_staff_stream_sends_incoming_holds(
         headers={**bearer(setup["staff_b"]), "Last-Event-ID": "0"},
     )
     assert ref not in r.text
+
+
+async def test_a_large_family_holds_two_family_rooms_side_by_side(
+    client: AsyncClient, world: World
+) -> None:
+    """R11: a mother with five children does not fit one family room for 4; where the place
+    lets a household take rooms side by side, she gets two, held together in one hold."""
+    await world.operator("Hotels", "hotel_partner")
+    await world.operator("Zone Sud", "police")
+    hotel = await world.facility(
+        "Hotels",
+        "Hotel Side",
+        kind="crisis_hotel",
+        policy=AccessPolicy(rooms_for_households=True),
+        pools=[
+            PoolCreate(
+                label="Family rooms", unit_kind="family_room", places_per_unit=4, units_total=3
+            )
+        ],
+    )
+    await world.facility(
+        "Hotels",
+        "Hotel One Room Only",
+        kind="crisis_hotel",
+        pools=[
+            PoolCreate(
+                label="Family rooms", unit_kind="family_room", places_per_unit=4, units_total=3
+            )
+        ],
+    )
+    police = await world.token("Zone Sud", "police")
+    big = {
+        "adults": [{"gender": "female"}],
+        "children": [{"age": a} for a in (1, 3, 6, 9, 11)],
+    }
+    r = await client.post(
+        "/placements/search",
+        headers=bearer(police),
+        json={"household": big, "need": "ipv", "preferredMunicipalityNis": "21004"},
+    )
+    assert r.status_code == 200, r.text
+    (option,) = r.json()["options"]
+    assert option["alias"] == "Hotel Side" and option["unitsNeeded"] == 2
+    assert "several_rooms" in {w["code"] for w in option["warnings"]}
+    r = await client.post(
+        "/holds",
+        headers={**bearer(police), "Idempotency-Key": "large-family-0001"},
+        json={"poolRef": option["poolRef"], "household": big, "need": "ipv"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["units"] == 2
+    async with world.db.read() as s:
+        held = await s.scalar(select(Pool.units_held).where(Pool.facility_id == hotel.facility.id))
+    assert held == 2
+    assert await counters_agree(world.db) == []
+    # One room is left: a second large family is refused with the free count.
+    r = await client.post(
+        "/holds",
+        headers={**bearer(police), "Idempotency-Key": "large-family-0002"},
+        json={"poolRef": option["poolRef"], "household": big, "need": "ipv"},
+    )
+    assert r.status_code == 409 and r.json()["code"] == "no-longer-free", r.text
+    assert r.json()["current"] == {"unitsFree": 1}

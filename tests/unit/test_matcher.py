@@ -228,6 +228,23 @@ def test_household_fit_family_room_beds_and_infants() -> None:
     small = make_pool("s-fam", id=3, unit_kind="family_room", places_per_unit=3, units_total=2)
     four = req([Adult(gender="female")], [Child(age=0), Child(age=2), Child(age=5)])
     assert search([make_facility("s", pools=[small])], four).excluded == {"no_room": 1}
+    # ... unless the place lets a large household take rooms side by side: two of them, if
+    # two are free; with one free, still no room.
+    side = AccessPolicy(rooms_for_households=True)
+    option = search([make_facility("s", policy=side, pools=[small])], four).options[0]
+    assert option.units_needed == 2 and "several_rooms" in {w.code for w in option.warnings}
+    assert "2 family rooms for 3, side by side, for the household of 4." in option.reasons
+    assert option.score_parts["fit"] == pytest.approx(30 * 0.3)
+    one_left = make_pool(
+        "s-fam", id=3, unit_kind="family_room", places_per_unit=3, units_total=2, units_occupied=1
+    )
+    assert search([make_facility("s", policy=side, pools=[one_left])], four).excluded == {
+        "no_room": 1
+    }
+    # One room that fits still beats two side by side.
+    big = make_pool("s-big", id=4, unit_kind="family_room", places_per_unit=4, units_total=1)
+    option = search([make_facility("s", policy=side, pools=[small, big])], four).options[0]
+    assert option.pool_ref == "s-big" and option.units_needed == 1
 
 
 def test_tight_fit_ranks_first_for_a_single_person() -> None:

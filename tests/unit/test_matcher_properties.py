@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import datetime, timedelta
+from typing import get_args
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +26,7 @@ from placement.household import (
     SearchRequest,
 )
 from placement.matcher import MatcherIndex, SearchResult, match, match_reference
-from placement.policy import AccessPolicy, AdmissionWindow
+from placement.policy import AccessPolicy, AdmissionWindow, RequesterKind
 from placement.rules import evaluate
 from placement.snapshot import FacilitySnapshot, PoolSnapshot
 from placement.synthetic import SYNTHETIC_NOW
@@ -38,7 +39,7 @@ MUNIS = [
 ARRONDISSEMENTS = ["21000", "24000", "92000", "11000"]
 STATUSES = ["reduced", "closed_to_admissions", "suspended", "location_compromised"]
 GENDERS = ["female", "male", "nonbinary"]
-REQUESTERS = ["police", "helpline", "cpas", "shelter_operator", "hotel_partner"]
+REQUESTERS = list(get_args(RequesterKind))
 SPECS = ["ipv", "sexual_violence", "family_violence", "trafficking", "homelessness", "youth"]
 WINDOWS = [
     None,
@@ -87,6 +88,7 @@ def policies(draw: st.DrawFn) -> AccessPolicy:
         referral_required_from=draw(mostly([], ["police"], ["cpas", "helpline"])),
         health_conditions=draw(mostly([], ["negative_test"])),
         beds_for_households=draw(st.booleans()),
+        rooms_for_households=draw(st.booleans()),
     )
 
 
@@ -197,9 +199,12 @@ kinds = st.sampled_from(REQUESTERS)
 
 
 def units_needed(pool: PoolSnapshot, size: int, policy: AccessPolicy) -> int | None:
-    """DESIGN: one room/family room of enough places, or beds of one bed pool."""
+    """DESIGN: one room/family room of enough places (or several side by side where the
+    policy allows), or beds of one bed pool."""
     if pool.unit_kind in ("room", "family_room"):
-        return 1 if pool.places_per_unit >= size else None
+        if pool.places_per_unit >= size:
+            return 1
+        return math.ceil(size / pool.places_per_unit) if policy.rooms_for_households else None
     n = math.ceil(size / pool.places_per_unit)
     return n if n == 1 or policy.beds_for_households else None
 

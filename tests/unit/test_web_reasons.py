@@ -41,6 +41,11 @@ HOUSEHOLDS = [
         languages=["tr"],
     ),
     Household(adults=[Adult(gender="nonbinary", age_band="16-17")], languages=["uk"]),
+    Household(  # too large for one room: several rooms side by side where a place allows it
+        adults=[Adult(gender="female")],
+        children=[Child(age=a) for a in (1, 3, 6, 9, 11)],
+        languages=["fr"],
+    ),
     Household(adults=[Adult(gender="female", age_band="18-24")], children=[Child(age=15)]),
 ]
 NEEDS = ["ipv", "family_violence", "sexual_violence", "trafficking", "homelessness", "other"]
