@@ -40,7 +40,17 @@ TASKFORCE_ROLES = frozenset({"taskforce", "admin"})  # as api.auth.requires_task
 LEVELS = ("province", "arrondissement")
 KIND_CHOICES = ("all", *KINDS)
 SEGMENT_CHOICES = ("all", *SEGMENTS)
-SORT_COLUMNS = ("area", "capacity", "occupied", "held", "free", "stale", "coverage", "saturation")
+SORT_COLUMNS = (
+    "area",
+    "capacity",
+    "occupied",
+    "held",
+    "free",
+    "stale",
+    "closed",
+    "coverage",
+    "saturation",
+)
 DAY_CHOICES = (1, 7, 30, 90, 365)
 #: Lower bounds of saturation classes 2..5 (class 1 below 50 %); shown in the legend.
 CLASS_BOUNDS = (0.5, 0.7, 0.85, 0.95)
@@ -51,6 +61,7 @@ CHART_W, CHART_H = 600.0, 220.0
 CHART_PAD = (44.0, 12.0, 12.0, 28.0)  # left, top, right, bottom
 UNMET_DAYS = 30
 UNMET_ROWS = 30
+PLANNER_DAYS = 30  # schemes whose planned end falls within this many days
 
 
 def saturation_class(cell: SaturationCell) -> str:
@@ -319,6 +330,23 @@ class TaskforcePageController(Controller):
             if c.nis in in_view or (c.nis == tf.UNKNOWN_AREA and province is None)
         ]
         unmet.sort(key=lambda u: (u["suppressed"], -(u["count"] or 0), u["name"] or ""))
+        # R37: schemes ending soon, their occupants by segment against free places elsewhere
+        # in the area (as /taskforce/redirection, without the aliases: aggregates only here).
+        planner = [
+            {
+                "nis": a.nis,
+                "name": area_name(a.nis, lang),
+                "schemes": len(a.closing_public),
+                "secret": a.closing_secret,
+                "occupants": a.occupants,
+                "free": a.free_elsewhere,
+                "suppressed": a.suppressed,
+            }
+            for a in await tf.redirection(
+                state.db, state.settings, now=now, days=PLANNER_DAYS, level=level
+            )
+            if a.nis in in_view
+        ]
         return _render(
             request,
             ws,
@@ -350,6 +378,8 @@ class TaskforcePageController(Controller):
             unmet=unmet[:UNMET_ROWS],
             unmet_more=max(0, len(unmet) - UNMET_ROWS),
             unmet_days=UNMET_DAYS,
+            planner=planner,
+            planner_days=PLANNER_DAYS,
             classes=(*SAT_CLASSES, "suppressed", "nodata"),
             bounds=[round(b * 100) for b in CLASS_BOUNDS],
             link=link,

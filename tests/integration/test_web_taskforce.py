@@ -195,8 +195,9 @@ async def test_map_table_and_chart_match_the_api(
     for nis in ("70000", "10000"):
         assert areas[nis]["class"] == "suppressed" and "suppressed" in areas[nis]["title"]
     rows = dict(table_rows(page))
-    assert rows["70000"] == ["suppressed"] * 7
-    assert rows["60000"][:4] == ["61", "42", "0", "19"] and rows["60000"][-1] == "69 %"
+    assert rows["70000"] == ["suppressed"] * 8
+    assert rows["60000"][:6] == ["61", "42", "0", "19", "0", "0"]  # ..., stale, closed
+    assert rows["60000"][-1] == "69 %"
     assert rows["90000"][0] == "0"  # Namur: no place -> no data
     assert areas["90000"]["class"] == "nodata"
     # default sort: saturation, highest first, suppressed last
@@ -313,6 +314,62 @@ async def test_language_switch(
     page = (await client.get("/web/taskforce")).text
     assert f'<html lang="{lang}">' in page and heading in page
     assert map_areas(page)["70000"]["title"].endswith(suppressed)
+
+
+async def test_closed_places_and_the_schemes_ending_soon(client: AsyncClient, world: World) -> None:
+    """R36: closed places have their own column, as in the API. R37: a requisitioned hotel
+    ending in 10 days (closed to admissions already, as they are while winding down) shows
+    its occupants and the free places elsewhere in its arrondissement, without its alias."""
+    from sqlalchemy import update
+
+    from capacity.models import Facility
+
+    s = await seed_taskforce(world)
+    await world.operator("Hotels", "hotel_partner")
+    hotel = await world.facility(
+        "Hotels",
+        "CANARYHOTEL Requis",
+        kind="crisis_hotel",
+        municipality=LIEGE,
+        secret=False,
+        planned_end=world.clock.now() + timedelta(days=10),
+        pools=[
+            PoolCreate(
+                label="Rooms", unit_kind="room", places_per_unit=2, units_total=10, units_occupied=9
+            )
+        ],
+    )
+    async with world.db.write() as sess:
+        await sess.execute(
+            update(Facility)
+            .where(Facility.id == hotel.facility.id)
+            .values(status="closed_to_admissions", status_reason="Scheme ends")
+        )
+    await web_sign_in(client, s["tf"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    r = await client.get("/web/taskforce")
+    assert r.status_code == 200
+    api = await api_map(client, s["tf"], level="province")
+    rows = dict(table_rows(r.text))
+    assert api["60000"]["closed"] == 20 and rows["60000"][5] == "20"
+    assert api["60000"]["capacity"] == 61  # closed places are not in service
+    planner = re.search(r'<table id="tf-planner".*?</table>', r.text, re.S)
+    assert planner, "no planner table"
+    row = re.search(r'<tr data-nis="60000">(.*?)</tr>', planner[0], re.S)
+    assert row
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1])]
+    # 18 occupants, segments unknown (nobody placed through Abri); free elsewhere in the
+    # province: Liège 3 x 2, Verviers 3 x 4, Huy 1; 2 at the undocumented-friendly refuge.
+    assert cells == ["18", "0", "0", "0", "18", "19", "2", "19", "19"]
+    assert "CANARY" not in r.text.upper()
+    api_plan = await client.get(
+        "/taskforce/redirection", params={"days": 30}, headers=bearer(s["tf"])
+    )
+    (area,) = api_plan.json()["areas"]
+    assert area["occupants"]["total"] == 18 and area["area"]["nis"] == "62000"
+    # Nothing ends in Limburg: no row; elsewhere in time, the empty message.
+    r = await client.get("/web/taskforce", params={"province": "70000"})
+    assert 'id="tf-planner-empty"' in r.text
 
 
 def test_every_dashboard_message_is_translated() -> None:
