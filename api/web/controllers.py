@@ -50,6 +50,10 @@ LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
 ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = 3, 6, 3
 AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
 KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
+#: The console keeps places at least this far from every area to avoid unless the operator
+#: changes it (R17: never near where the perpetrator lives or works); 0 = the areas only.
+DEFAULT_AVOID_KM = 5
+AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to %(hi)s km."
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
 
 _env = Environment(
@@ -361,6 +365,7 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
         text = (form.get(f"avoid{i}") or "").strip()
         if text:
             avoid.append(resolve_municipality(text))
+    avoid_km = _int(form.get("avoid_km"), 0, 50, AVOID_KM_MSG)
     preferred_text = (form.get("preferred") or "").strip()
     preferred = resolve_municipality(preferred_text) if preferred_text else None
     km = _int(form.get("max_km"), 1, 500, KM_MSG)
@@ -382,10 +387,20 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
         },
         "need": form.get("need") or "other",
         "nights": nights or 1,
-        "avoid": {"municipalities": sorted(set(avoid))},
+        "avoid": {
+            "municipalities": sorted(set(avoid)),
+            "radius": [{"municipalityNis": m, "km": avoid_km} for m in sorted(set(avoid))]
+            if avoid_km
+            else [],
+        },
         "freeOnly": form.get("free_only") == "1",
         "limit": 10,
     }
+    episode = (form.get("episode") or "").strip()
+    if re.fullmatch(r"[A-Za-z0-9_-]{8,64}", episode):
+        # One household on the line, however often it is searched again (R33): the task
+        # force counts it once in unmet demand. "New household" starts a new token.
+        body["episodeToken"] = episode
     if preferred:
         body["preferredMunicipalityNis"] = preferred
     if km is not None:
@@ -546,7 +561,15 @@ class WebController(Controller):
         ws, _actor, stop = await _guard(request, CONSOLE_ROLES)
         if stop:
             return stop
-        return await self._console(request, ws, values={"adult0_gender": "female"})
+        return await self._console(
+            request,
+            ws,
+            values={
+                "adult0_gender": "female",
+                "avoid_km": str(DEFAULT_AVOID_KM),
+                "episode": secrets.token_urlsafe(12),
+            },
+        )
 
     async def _console(
         self,

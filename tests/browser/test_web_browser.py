@@ -173,6 +173,12 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     op.get_by_role("button", name="Search").click()
     op.wait_for_load_state()
     results = op.locator("#results")
+    # Ixelles is 4.4 km from Schaerbeek: within the default distance kept from it.
+    assert "Refuge Iris" not in results.inner_text()
+    op.get_by_label("Also keep away from them by (km)").fill("3")
+    op.get_by_role("button", name="Search").click()
+    op.wait_for_load_state()
+    results = op.locator("#results")
     assert "Refuge Iris" in results.inner_text()
     assert "Refuge Nord" not in results.inner_text()  # in Schaerbeek: avoided
     _shot(op, "console-results-1280")

@@ -16,7 +16,15 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.web import i18n, reasons
-from api.web.controllers import AGE_MSG, ERROR_TEXT, KM_MSG, LABELS, LINK_HOURS_MSG
+from api.web.controllers import (
+    AGE_MSG,
+    AVOID_KM_MSG,
+    DEFAULT_AVOID_KM,
+    ERROR_TEXT,
+    KM_MSG,
+    LABELS,
+    LINK_HOURS_MSG,
+)
 from api.web.session import CSP
 from capacity import registry, retention
 from capacity.audit import CLI
@@ -236,7 +244,7 @@ def _msgids() -> set[str]:
             ids.add(node.args[0].value)
     ids.update(ERROR_TEXT.values())
     ids.update(v for d in LABELS.values() for v in d.values())
-    ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG))
+    ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG))
     ids.update(reasons.MSGIDS)
     return ids
 
@@ -314,6 +322,62 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
         "Released" in (await client.get(hold_url)).text
         or "Libérée" in (await client.get(hold_url)).text
     )
+
+
+async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_once(
+    client: AsyncClient, world: World
+) -> None:
+    """R17: the console keeps places at least DEFAULT_AVOID_KM from an area to avoid unless
+    the operator lowers it (Refuge Iris, Ixelles, is 4.4 km from Schaerbeek). R33: searching
+    again for the same household counts its unmet need once; "New household" starts over."""
+    from sqlalchemy import func
+
+    from capacity.models import UnmetDemand
+
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    page = await client.get("/web/console")
+    assert re.search(rf'id="avoid_km"[^>]*value="{DEFAULT_AVOID_KM}"', page.text)
+    episode = re.search(r'name="episode" value="([^"]+)"', page.text)
+    assert episode and 'id="new-household"' in page.text
+    form = {**FAMILY_FORM, "avoid_km": str(DEFAULT_AVOID_KM), "episode": episode.group(1)}
+    for _ in range(3):  # the operator searches again, and again, for the same household
+        r = await post_form(client, "/web/console", "/web/console/search", form)
+        assert r.status_code == 200, r.text
+        assert "Refuge Iris" not in r.text and "Refuge Nord" not in r.text
+        assert "The unmet need was recorded" in r.text or "Options (0)" in r.text
+        # the token rides along with the re-rendered form
+        assert f'name="episode" value="{episode.group(1)}"' in r.text
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(UnmetDemand)) == 1
+    fresh = await client.get("/web/console")  # "New household"
+    other = re.search(r'name="episode" value="([^"]+)"', fresh.text)
+    assert other and other.group(1) != episode.group(1)
+    await post_form(
+        client, "/web/console", "/web/console/search", {**form, "episode": other.group(1)}
+    )
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(UnmetDemand)) == 2
+    # Closer is the operator's call: at 3 km the Ixelles refuge is offered again.
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "3"})
+    assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "99"})
+    assert r.status_code == 422 and "Distance from the areas to avoid" in r.text
+    # R04: a count past the staleness limit is shown as the last report, never as "free".
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from capacity.models import Pool
+
+    long_ago = world.clock.now() - timedelta(days=3)
+    async with world.db.write() as s:
+        await s.execute(update(Pool).values(reported_at=long_ago, confirmed_at=long_ago))
+    world.clock.advance(seconds=5)  # past the matcher's cache
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "3"})
+    assert "Refuge Iris" in r.text and "last reported: 3 free" in r.text
+    assert "<strong>3 free</strong>" not in r.text
 
 
 async def test_console_says_which_admission_conditions_are_already_met(
