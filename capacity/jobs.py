@@ -1,8 +1,9 @@
-"""Scheduled capacity jobs: saturation snapshots and their downsampling."""
+"""Scheduled capacity jobs: saturation snapshots and their downsampling, and temporary
+facility statuses that have run out."""
 
 from __future__ import annotations
 
-from capacity import leases, snapshots
+from capacity import leases, registry, snapshots
 from ops.scheduler import JobContext, job
 
 
@@ -19,3 +20,10 @@ async def saturation_snapshot(ctx: JobContext) -> int:
         return cells
     finally:
         await leases.release(ctx.db, "saturation_snapshot")
+
+
+@job("facility_status_lapse", seconds=60)
+async def facility_status_lapse(ctx: JobContext) -> int:
+    """Reopen facilities whose "closed to admissions", "reduced" or "suspended" status has
+    passed its ``until`` (never "location compromised"). Idempotent; safe in two processes."""
+    return len(await registry.lapse_due_statuses(ctx.db, now=ctx.clock.now()))

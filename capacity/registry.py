@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +28,7 @@ from capacity.commands import (
 )
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
-from capacity.errors import AlreadyExists, InvalidInput, NotFound
+from capacity.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from capacity.models import (
     Alert,
     AvailabilityReport,
@@ -497,6 +498,14 @@ async def update_facility(
     return await get_facility(db, facility_id)
 
 
+#: Statuses that end by themselves once their ``until`` has passed (:func:`lapse_due_statuses`).
+#: Never ``location_compromised``: only an administrator lifts it.
+LAPSING_STATUSES: tuple[str, ...] = ("closed_to_admissions", "reduced", "suspended")
+UNTIL_IN_PAST = "'until' must be in the future."
+REASON_REQUIRED = "Give a reason for this status."
+STATUS_KEPT = "This status cannot be changed here: only an administrator lifts it."
+
+
 async def set_status(
     db: Database,
     facility_id: int,
@@ -505,17 +514,22 @@ async def set_status(
     actor: Actor,
     now: datetime,
     operator_scope: int | None = None,
+    refuse_from: Collection[str] = (),
 ) -> FacilityView:
     """Change a facility's operational status. ``location_compromised`` stops new placements at
-    once (the matcher never offers it) and raises an alert for admins."""
+    once (the matcher never offers it) and raises an alert for admins. A facility whose current
+    status is in ``refuse_from`` is left as it is (``Conflict``). The row is locked before it is
+    read, so that check and the audit's "from" see a status set meanwhile by someone else."""
     if cmd.until is not None and cmd.until <= now:
-        raise InvalidInput("'until' must be in the future.", field="until")
+        raise InvalidInput(UNTIL_IN_PAST, field="until")
     if cmd.status != "open" and not (cmd.reason or "").strip():
-        raise InvalidInput("Give a reason for this status.", field="reason")
+        raise InvalidInput(REASON_REQUIRED, field="reason")
     async with db.write() as s:
-        fac = await s.get(Facility, facility_id)
+        fac = await s.get(Facility, facility_id, with_for_update=True)
         if fac is None or (operator_scope is not None and fac.operator_id != operator_scope):
             raise NotFound("No such facility.")
+        if fac.status in refuse_from:
+            raise Conflict(STATUS_KEPT, field="status")
         previous = fac.status
         fac.status = cmd.status
         fac.status_reason = cmd.reason
@@ -547,6 +561,74 @@ async def set_status(
                 )
             )
     return await get_facility(db, facility_id)
+
+
+def _due(now: datetime) -> list[Any]:
+    return [
+        Facility.status.in_(LAPSING_STATUSES),
+        Facility.status_until.is_not(None),
+        Facility.status_until <= now,
+    ]
+
+
+async def lapse_due_statuses(
+    db: Database,
+    *,
+    now: datetime,
+    pause_between_check_and_write: Callable[[], Awaitable[None]] | None = None,
+) -> list[int]:
+    """Reopen the facilities whose temporary status (closed to admissions, reduced,
+    suspended) has run out: status ``open``, no reason, no ``until``, ``updated_at`` bumped (the
+    search index rebuilds on it), one ``facility.status_lapsed`` audit row each. Returns their
+    ids. ``location_compromised`` never lapses.
+
+    Idempotent, and safe in two processes at once: the due rows are locked first (PostgreSQL:
+    ``FOR UPDATE``, whose rows are re-checked after any wait; SQLite: BEGIN IMMEDIATE already
+    serialises writers), then one UPDATE re-states the same conditions, and only the rows it
+    returns are audited. A second run finds nothing due. ``pause_between_check_and_write`` is
+    for tests only (rows locked, not yet written).
+    """
+    async with db.read() as s:  # nothing due (nearly always): no write transaction
+        if await s.scalar(select(Facility.id).where(*_due(now)).limit(1)) is None:
+            return []
+    async with db.write() as s:
+        due = (
+            await s.execute(
+                select(Facility.id, Facility.status, Facility.status_until)
+                .where(*_due(now))
+                .order_by(Facility.id)
+                .with_for_update()
+            )
+        ).all()
+        if not due:
+            return []
+        if pause_between_check_and_write is not None:
+            await pause_between_check_and_write()
+        reopened = set(
+            (
+                await s.scalars(
+                    update(Facility)
+                    .where(Facility.id.in_([r.id for r in due]), *_due(now))
+                    .values(status="open", status_reason=None, status_until=None, updated_at=now)
+                    .returning(Facility.id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+        )
+        for r in due:
+            if r.id not in reopened:  # pragma: no cover - the rows are locked
+                continue
+            await audit.record(
+                s,
+                actor=audit.SYSTEM,
+                at=now,
+                action="facility.status_lapsed",
+                object_type="facility",
+                object_id=r.id,
+                facility_id=r.id,
+                detail={"from": r.status, "until": r.status_until.isoformat()},
+            )
+    return sorted(reopened)
 
 
 async def get_facility(

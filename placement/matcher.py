@@ -76,6 +76,7 @@ from placement.policy import AccessPolicy, AdmissionWindow, RequesterKind
 from placement.rules import (
     ADMISSION_LOOKAHEAD_MINUTES,
     ALL_RULES,
+    BRUSSELS,
     RELAX_TEXT,
     RELAXABLE_RULES,
     SPECIALISATIONS_FOR_NEED,
@@ -451,7 +452,20 @@ def _build_option(
         when = "never reported" if age is None else f"last reported {age // 3600} h ago"
         warnings.append(Warning("stale_data", f"Availability may be out of date ({when})."))
     if fac.status == "reduced":
-        warnings.append(Warning("reduced_capacity", "Temporarily reduced capacity: call first."))
+        until = _ts(fac.status_until, -math.inf)
+        if until > s.now_ts:  # the date only: never the staff's reason
+            ends = datetime.fromtimestamp(until, BRUSSELS)
+            warnings.append(
+                Warning(
+                    "reduced_capacity",
+                    f"Temporarily reduced capacity until {ends:%Y-%m-%d %H:%M} (Belgian time): "
+                    "call first.",
+                )
+            )
+        else:
+            warnings.append(
+                Warning("reduced_capacity", "Temporarily reduced capacity: call first.")
+            )
     if p_continuity == 0:
         end = fac.planned_end
         day = f" on {end:%Y-%m-%d}" if end is not None else ""

@@ -112,7 +112,14 @@ class StaffController(Controller):
     ) -> StaffFacilityRead:
         now = clock.now()
         view = await registry.set_status(
-            db, facility_id, data, actor=actor, now=now, operator_scope=staff_scope(actor)
+            db,
+            facility_id,
+            data,
+            actor=actor,
+            now=now,
+            operator_scope=staff_scope(actor),
+            # staff may report a compromised location, never lift it: only an admin does
+            refuse_from=() if actor.role == "admin" else ("location_compromised",),
         )
         await standing_service.run_round(db, settings, now=now)  # reopened: next in line
         address = await registry.read_address(

@@ -13,11 +13,13 @@ import math
 import re
 import secrets
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from babel.dates import format_datetime
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Controller, Request, Response
 from litestar.enums import MediaType
@@ -35,12 +37,12 @@ from api.web import session as sess
 from capacity import availability, health_rules, links, registry
 from capacity.areas import areas, fold
 from capacity.audit import Actor
-from capacity.commands import AvailabilityUpdate
-from capacity.errors import AbriError, NotFound, UnknownArea
+from capacity.commands import AvailabilityUpdate, StatusChange
+from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, UnknownArea
 from placement import holds_service, search_service, standing_service
 from placement.holds_service import requester_kind_of
 from placement.household import Household, SearchRequest
-from placement.rules import EXCLUSION_TEXT, RELAX_TEXT
+from placement.rules import BRUSSELS, EXCLUSION_TEXT, RELAX_TEXT
 
 HERE = Path(__file__).parent
 STAFF_ROLES = frozenset({"staff", "admin"})  # as api.auth.requires_staff_or_admin
@@ -55,6 +57,11 @@ KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
 DEFAULT_AVOID_KM = 5
 AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to %(hi)s km."
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
+#: The statuses the staff page sets. ``location_compromised`` is not among them, and a facility
+#: in it is left alone here: an administrator lifts it (API).
+WEB_STATUSES = ("open", "closed_to_admissions", "reduced", "suspended")
+#: The registry's own messages for a status change, shown translated on the staff page.
+STATUS_MSGIDS = (registry.REASON_REQUIRED, registry.UNTIL_IN_PAST, registry.STATUS_KEPT)
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -437,11 +444,12 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
     scope = None if actor.is_admin else actor.operator_id
     views = await registry.list_facilities(state.db, operator_id=scope)
     area_rules = await health_rules.list_conditions(state.db)
+    lang = _lang(request)
     facilities = [
         {
             "id": v.facility.id,
             "alias": v.facility.alias,
-            "status": v.facility.status,
+            **_status_view(v.facility, lang, now),
             "pools": [pool_read(p, v.facility, state.settings, now) for p in v.pools],
             "area_conditions": health_rules.in_force_at(v.facility.municipality_nis, area_rules),
         }
@@ -464,7 +472,13 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
             state.db, actor=actor, side="staff", states=["held"]
         )
     ]
-    return {"facilities": facilities, "holds": holds, "issued": None}
+    return {
+        "facilities": facilities,
+        "holds": holds,
+        "issued": None,
+        "web_statuses": WEB_STATUSES,
+        "status_form": None,
+    }
 
 
 def occupied_for_free(pool: Any, free: int) -> int:
@@ -491,6 +505,45 @@ def counts_from_form(form: Any, action: str, pool: Any) -> tuple[int, int]:
             n=max(0, pool.units_total - pool.units_held),
         )
     return pool.units_total, occupied_for_free(pool, free)
+
+
+def until_from_form(form: Any) -> datetime | None:
+    """The status form's "until": a date and a time in Belgian local time (what staff read on
+    the wall clock), as a UTC instant; neither given: no end. Raises FormError."""
+    day = (form.get("until_date") or "").strip()
+    hour = (form.get("until_time") or "").strip()
+    if not day and not hour:
+        return None
+    if not day or not hour:
+        raise FormError("Give both a date and a time, or neither.")
+    try:
+        local = datetime.combine(date.fromisoformat(day), time.fromisoformat(hour))
+    except ValueError:
+        raise FormError("Please check the date and the time.") from None
+    return local.replace(tzinfo=BRUSSELS).astimezone(UTC)
+
+
+def local_when(at: datetime, lang: str, now: datetime) -> str:
+    """An instant as staff read it: Belgian time, "Fri 5 Dec, 18:00" in the page's language
+    (with the year when it is not this year's)."""
+    same_year = at.astimezone(BRUSSELS).year == now.astimezone(BRUSSELS).year
+    pattern = "EEE d MMM, HH:mm" if same_year else "EEE d MMM y, HH:mm"
+    return format_datetime(at, pattern, tzinfo=BRUSSELS, locale=lang)
+
+
+def _status_view(fac: Any, lang: str, now: datetime) -> dict[str, Any]:
+    """A facility's status for the staff page: the text shown, and the form's current values."""
+    until = fac.status_until
+    pending = until is not None and until > now
+    local = until.astimezone(BRUSSELS) if pending else None
+    return {
+        "status": fac.status,
+        "status_reason": fac.status_reason,
+        "until_text": local_when(until, lang, now) if pending else None,
+        "lapses": pending and fac.status in registry.LAPSING_STATUSES,
+        "until_date": f"{local:%Y-%m-%d}" if local else "",
+        "until_time": f"{local:%H:%M}" if local else "",
+    }
 
 
 class WebController(Controller):
@@ -790,6 +843,9 @@ class WebController(Controller):
             "revoked": _(
                 "Link revoked: it no longer opens the page, and a session it opened ends."
             ),
+            "closed": _("Closed to new admissions."),
+            "reopened": _("Open again to new admissions."),
+            "status": _("Status saved."),
         }
         return _render(
             request,
@@ -805,10 +861,10 @@ class WebController(Controller):
         self, request: Request[Any, Any, Any], ws: sess.WebSession, status: int, **extra: Any
     ) -> Response[Any]:
         assert ws.actor is not None
-        ctx = {"notice": None, "conflict": None, "error": None, **extra}
-        return _render(
-            request, ws, "staff.html", status=status, **ctx, **await _staff_view(request, ws.actor)
-        )
+        ctx = {"notice": None, "conflict": None, "error": None}
+        ctx |= await _staff_view(request, ws.actor)
+        ctx |= extra
+        return _render(request, ws, "staff.html", status=status, **ctx)
 
     @post("/staff/pools/{pool_id:int}")
     async def update_pool(
@@ -907,6 +963,66 @@ class WebController(Controller):
         return _render(
             request, ws, "staff.html", status=201, notice=None, conflict=None, error=None, **view
         )
+
+    @post("/staff/facilities/{facility_id:int}/status")
+    async def set_status(
+        self, facility_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """Open, close to admissions, reduce or suspend, with a reason (required unless open)
+        and an optional end; a facility whose location is compromised is left alone."""
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        status = form.get("status") or ""
+        reason = (form.get("reason") or "").strip()[:500] or None
+        here = f"status-{facility_id}"
+        typed = {
+            "facility_id": facility_id,
+            "status": status,
+            "reason": reason or "",
+            "until_date": (form.get("until_date") or "").strip()[:10],
+            "until_time": (form.get("until_time") or "").strip()[:8],
+        }
+        try:
+            if status not in WEB_STATUSES:
+                raise FormError("Please check the form.")
+            opening = status == "open"
+            await registry.set_status(
+                state.db,
+                facility_id,
+                StatusChange(
+                    status=status,  # type: ignore[arg-type]
+                    reason=None if opening else reason,
+                    until=None if opening else until_from_form(form),
+                ),
+                actor=actor,
+                now=now,
+                operator_scope=None if actor.is_admin else actor.operator_id,
+                refuse_from=("location_compromised",),
+            )
+            await standing_service.run_round(state.db, state.settings, now=now)  # next in line
+        except FormError as exc:
+            return await self._staff_error(
+                request, ws, 422, error=(here, _form_error(_, exc)), status_form=typed
+            )
+        except NotFound:
+            return await self._staff_error(request, ws, 404, error=(None, _("Not found.")))
+        except (InvalidInput, Conflict) as exc:
+            text = _(exc.detail) if exc.detail in STATUS_MSGIDS else _error_text(_, exc)
+            return await self._staff_error(
+                request, ws, exc.status, error=(here, text), status_form=typed
+            )
+        except AbriError as exc:
+            return await self._staff_error(
+                request, ws, exc.status, error=(here, _error_text(_, exc)), status_form=typed
+            )
+        ok = {"open": "reopened", "closed_to_admissions": "closed"}.get(status, "status")
+        return _redirect(request, ws, f"/web/staff?ok={ok}#status-{facility_id}")
 
     @post("/staff/links/{link_id:int}/revoke")
     async def revoke_link(

@@ -133,6 +133,11 @@ WARNINGS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
                 r"Temporarily reduced capacity: call first\.",
                 "Temporarily reduced capacity: call first.",
             ),
+            (
+                r"Temporarily reduced capacity until (?P<date>\d{4}-\d\d-\d\d) "
+                r"(?P<time>\d\d:\d\d) \(Belgian time\): call first\.",
+                "Temporarily reduced capacity until %(date)s, %(time)s (Belgian time): call first.",
+            ),
         ),
         "runs_past_planned_end": (
             (

@@ -146,6 +146,18 @@ def test_staff_updates_a_pool_and_sees_the_conflict(browser: Any, server: dict[s
     colleague.wait_for_load_state()
     assert colleague.locator("#notice").inner_text() == "Saved."
     assert colleague.locator(f"#pool-{pool.id} .free").inner_text() == "0"
+    # one tap closes the place to new admissions, one tap reopens it
+    status = colleague.locator(f"#status-{pool.facility_id}")
+    status.get_by_role("button", name="Close to new admissions").click()
+    colleague.wait_for_load_state()
+    assert colleague.locator("#notice").inner_text() == "Closed to new admissions."
+    status = colleague.locator(f"#status-{pool.facility_id}")
+    assert status.locator(".status-now").inner_text() == "Closed to admissions"
+    _shot(colleague, "staff-closed-360")
+    status.get_by_role("button", name="Reopen").click()
+    colleague.wait_for_load_state()
+    assert colleague.locator("#notice").inner_text() == "Open again to new admissions."
+    assert colleague.locator(f"#status-{pool.facility_id} .status-now").inner_text() == "Open"
     for p in (me, colleague):
         p.context.close()
 

@@ -181,6 +181,13 @@ async def test_location_compromised_alerts_admins(client: AsyncClient, world: Wo
     r = await client.get("/admin/alerts", headers=bearer(admin))
     assert r.json()[0]["facilityId"] == fid
     assert "Rue Secrète" not in r.text
+    # Staff report it; only an admin lifts it (the partner may be outside still).
+    r = await client.put(f"/staff/facilities/{fid}/status", headers=h, json={"status": "open"})
+    assert r.status_code == 409 and r.json()["field"] == "status", r.text
+    r = await client.put(
+        f"/staff/facilities/{fid}/status", headers=bearer(admin), json={"status": "open"}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "open", r.text
 
 
 async def test_roles_are_enforced_on_staff_routes(client: AsyncClient, world: World) -> None:

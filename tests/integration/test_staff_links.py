@@ -252,6 +252,14 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
         assert "CALLBACKCANARY" not in r.text
     r = await client.post(f"/web/staff/holds/{hold_ref}/arrived", data={"csrf": csrf})
     assert r.status_code == 403
+    # nor may it change its own facility's status (a coordinator's decision)
+    r = await client.post(
+        f"/web/staff/facilities/{secret_place.facility.id}/status",
+        data={"csrf": csrf, "status": "closed_to_admissions", "reason": "Night shift"},
+    )
+    assert r.status_code == 403
+    r = await client.get(f"/staff/facilities/{secret_place.facility.id}", headers=bearer(staff))
+    assert r.json()["status"] == "open"
     assert (await client.get("/staff/facilities")).status_code == 401
     assert (await client.get("/web/")).headers["location"] == "/web/link"
 

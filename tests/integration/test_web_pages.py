@@ -24,6 +24,7 @@ from api.web.controllers import (
     KM_MSG,
     LABELS,
     LINK_HOURS_MSG,
+    STATUS_MSGIDS,
 )
 from api.web.session import CSP
 from capacity import registry, retention
@@ -145,15 +146,20 @@ async def test_every_post_needs_the_csrf_token(client: AsyncClient, world: World
         ("/web/staff/holds/AB-1234/arrived", {}),
         (f"/web/staff/facilities/{pool.facility_id}/links", {"label": "Sam", "hours": "12"}),
         ("/web/staff/links/1/revoke", {}),
+        (
+            f"/web/staff/facilities/{pool.facility_id}/status",
+            {"status": "closed_to_admissions", "reason": "Forged"},
+        ),
     ):
         r = await client.post(url, data=data)
         assert r.status_code == 403, url
     assert (await client.get("/web/staff")).status_code == 200  # still signed in
     async with world.db.read() as s:
-        from capacity.models import Pool, StaffLink
+        from capacity.models import Facility, Pool, StaffLink
 
         assert (await s.get(Pool, pool.id)).units_occupied == 0  # type: ignore[union-attr]
         assert (await s.execute(select(StaffLink))).first() is None  # no link issued
+        assert (await s.get(Facility, pool.facility_id)).status == "open"  # type: ignore[union-attr]
 
 
 async def test_pages_and_api_do_not_share_credentials(client: AsyncClient, world: World) -> None:
@@ -245,6 +251,7 @@ def _msgids() -> set[str]:
     ids.update(ERROR_TEXT.values())
     ids.update(v for d in LABELS.values() for v in d.values())
     ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG))
+    ids.update(STATUS_MSGIDS)
     ids.update(reasons.MSGIDS)
     return ids
 

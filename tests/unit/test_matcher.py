@@ -152,6 +152,23 @@ def test_reduced_capacity_is_offered_with_a_warning() -> None:
     assert {w.code for w in result.options[0].warnings} >= {"reduced_capacity"}
 
 
+def test_reduced_capacity_says_until_when_in_belgian_time_and_nothing_else() -> None:
+    """The requester learns the end of a reduced capacity (Belgian time), never the staff's
+    reason (which the matcher does not even see); an end already past is not shown."""
+    until = NOW + timedelta(days=2, hours=-4)  # 2025-01-17 17:30 UTC, 18:30 in Brussels
+    summer = NOW.replace(month=7) + timedelta(days=2)  # 2025-07-17 21:30 UTC, 23:30 CEST
+    cases = {
+        until: "Temporarily reduced capacity until 2025-01-17 18:30 (Belgian time): call first.",
+        summer: "Temporarily reduced capacity until 2025-07-17 23:30 (Belgian time): call first.",
+        NOW - timedelta(minutes=1): "Temporarily reduced capacity: call first.",
+        NOW: "Temporarily reduced capacity: call first.",
+    }
+    for when, message in cases.items():
+        result = search([make_facility("x", status="reduced", status_until=when)], req())
+        (warning,) = [w for w in result.options[0].warnings if w.code == "reduced_capacity"]
+        assert warning.message == message
+
+
 def test_location_compromised_takes_effect_at_once_in_the_index() -> None:
     facilities = [make_facility("x", id=1), make_facility("y", id=2)]
     index = MatcherIndex(facilities)

@@ -83,6 +83,7 @@ def test_the_sweep_meets_every_template() -> None:
         "Availability may be out of date (never reported).",
         "The scheme is planned to end before the %(nights)s nights asked.",
         "Temporarily reduced capacity: call first.",
+        "Temporarily reduced capacity until %(date)s, %(time)s (Belgian time): call first.",
         "Admission condition to meet: %(conditions)s.",
         "Adults must be at least %(age)s.",
     }
@@ -126,6 +127,16 @@ def test_warnings_by_hand() -> None:
         nl,
         LABELS,
     ) == ("De regeling eindigt naar planning vóór de 9 gevraagde nachten.")
+    de = i18n.translator("de")
+    reduced = "Temporarily reduced capacity until 2025-01-17 18:00 (Belgian time): call first."
+    assert reasons.localise_warning("reduced_capacity", reduced, fr, LABELS) == (
+        "Capacité temporairement réduite jusqu'au 2025-01-17, 18:00 (heure belge) : "
+        "appelez d'abord."
+    )
+    assert reasons.localise_warning("reduced_capacity", reduced, nl, LABELS) == (
+        "Tijdelijk beperkte capaciteit tot 2025-01-17, 18:00 (Belgische tijd): eerst bellen."
+    )
+    assert "2025-01-17" in reasons.localise_warning("reduced_capacity", reduced, de, LABELS)
     # not recognised: the code's general label, else the message as it came
     assert reasons.localise_warning("shared_beds", "Something else.", fr, LABELS) == fr(
         LABELS["warning"]["shared_beds"]

@@ -1,0 +1,273 @@
+"""The staff page sets a facility's status (R02): one tap to close to new admissions or to
+reopen, and a small form with a reason (required unless open) and an optional end in Belgian
+time. The same registry call as the API: audited, scoped to the staff's own operator, and never
+lifting a compromised location."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import select
+
+from capacity import registry
+from capacity.audit import CLI
+from capacity.commands import StatusChange
+from capacity.models import AuditEntry
+from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
+from tests.conftest import World, bearer
+
+SEARCH_BODY = {
+    "household": {
+        "adults": [{"gender": "female"}],
+        "children": [{"age": 4}, {"age": 13}],
+        "residenceStatus": "undocumented",
+        "income": "no",
+        "languages": ["fr"],
+    },
+    "need": "ipv",
+    "nights": 7,
+}
+
+
+async def _offered(client: AsyncClient, police: str) -> list[str]:
+    r = await client.post("/placements/search", json=SEARCH_BODY, headers=bearer(police))
+    assert r.status_code == 200, r.text
+    return sorted(o["alias"] for o in r.json()["options"])
+
+
+async def _status_audits(world: World, facility_id: int) -> list[Any]:
+    async with world.db.read() as s:
+        rows = await s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.facility_id == facility_id, AuditEntry.action == "facility.status")
+            .order_by(AuditEntry.id)
+        )
+        return list(rows.all())
+
+
+def _card(page: str, facility_id: int) -> str:
+    """The status card of one facility, unescaped (up to its first pool card)."""
+    start = page.index(f'id="status-{facility_id}"')
+    end = page.index('<article class="pool card"', start)
+    return html.unescape(page[start:end])
+
+
+def _one_tap(page: str, facility_id: int) -> dict[str, str]:
+    """The fields of the facility's one-tap form, as a browser would post them."""
+    form = re.search(
+        rf'<form method="post" action="/web/staff/facilities/{facility_id}/status">.*?</form>',
+        page,
+        re.S,
+    )
+    assert form, "no one-tap form"
+    return {k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form[0])}
+
+
+async def _api_status(client: AsyncClient, token: str, facility_id: int) -> tuple[Any, ...]:
+    r = await client.get(f"/staff/facilities/{facility_id}", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return body["status"], body["statusReason"], body["statusUntil"]
+
+
+async def test_staff_close_a_place_with_a_reason_and_an_end_then_reopen_it(
+    client: AsyncClient, world: World
+) -> None:
+    """Refused without a reason, with an end in the past, with half an end or a status the
+    page does not set (nothing written, the typed reason kept); then closed until tomorrow
+    18:00 Belgian time: audited, shown on the page and by the API, no longer offered to
+    requesters; then reopened in one tap, and offered again."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    staff, police = str(w["staff"]), str(w["police"])
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, staff)
+    page = await client.get("/web/staff")
+    card = _card(page.text, fid)
+    assert "Close to new admissions" in card and "Reopen" not in card
+    assert await _offered(client, police) == ["Refuge Iris", "Refuge Nord"]
+    csrf = csrf_of(page.text)
+    url = f"/web/staff/facilities/{fid}/status"
+    # the test clock: 2026-01-15 01:30 UTC, 02:30 in Brussels
+    refused = [
+        ({"status": "closed_to_admissions", "reason": "  "}, "Give a reason for this status."),
+        (
+            {"status": "suspended", "reason": "Flood", "until_date": "2026-01-15"}
+            | {"until_time": "02:00"},  # 01:00 UTC: past
+            "The end (“until”) must be in the future.",
+        ),
+        (
+            {"status": "reduced", "reason": "Flood", "until_date": "2026-01-16"},
+            "Give both a date and a time, or neither.",
+        ),
+        (
+            {"status": "reduced", "reason": "Flood", "until_date": "16/01", "until_time": "9h"},
+            "Please check the date and the time.",
+        ),
+        ({"status": "location_compromised", "reason": "Flood"}, "Please check the form."),
+    ]
+    for data, message in refused:
+        r = await client.post(url, data={"csrf": csrf, **data})
+        assert r.status_code == 422, data
+        card = _card(r.text, fid)
+        assert f'id="status-error-{fid}"' in card and message in card, (data, card)
+        if data["reason"].strip():
+            assert f'value="{data["reason"]}"' in card  # what was typed is kept
+    assert await _status_audits(world, fid) == []
+    assert await _api_status(client, staff, fid) == ("open", None, None)
+
+    r = await client.post(
+        url,
+        data={
+            "csrf": csrf,
+            "status": "closed_to_admissions",
+            "reason": "Water damage",
+            "until_date": "2026-01-16",
+            "until_time": "18:00",
+        },
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/web/staff?ok=closed#status-{fid}"
+    page = await client.get(r.headers["location"])
+    assert "Closed to new admissions." in page.text
+    card = _card(page.text, fid)
+    assert "Closed to admissions until Fri 16 Jan, 18:00 — reopens automatically." in card
+    assert "Reason: Water damage" in card and "Reopen" in card
+    assert 'value="2026-01-16"' in card and 'value="18:00"' in card  # the form shows it
+    (entry,) = await _status_audits(world, fid)
+    assert entry.actor_role == "staff" and entry.detail == {
+        "from": "open",
+        "to": "closed_to_admissions",
+        "reason": "Water damage",
+        "until": "2026-01-16T17:00:00+00:00",  # 18:00 in Brussels (CET) is 17:00 UTC
+    }
+    status, reason, until = await _api_status(client, staff, fid)
+    assert (status, reason) == ("closed_to_admissions", "Water damage")
+    assert until.startswith("2026-01-16T17:00:00")
+    assert await _offered(client, police) == ["Refuge Nord"]
+
+    # the same card in French: the date in French, Belgian time
+    await post_form(client, "/web/staff", "/web/lang", {"lang": "fr", "next": "/web/staff"})
+    card = _card((await client.get("/web/staff")).text, fid)
+    assert "Fermé aux admissions jusqu'au ven. 16 janv., 18:00 — rouvre automatiquement." in card
+    assert "Motif : Water damage" in card
+    await post_form(client, "/web/staff", "/web/lang", {"lang": "en", "next": "/web/staff"})
+
+    page = await client.get("/web/staff")
+    fields = _one_tap(page.text, fid)
+    assert fields["status"] == "open" and "reason" not in fields
+    r = await client.post(url, data=fields)  # "Reopen"
+    assert r.status_code == 303 and r.headers["location"] == f"/web/staff?ok=reopened#status-{fid}"
+    page = await client.get(r.headers["location"])
+    assert "Open again to new admissions." in page.text
+    card = _card(page.text, fid)
+    assert "Close to new admissions" in card and "Reason:" not in card
+    assert await _api_status(client, staff, fid) == ("open", None, None)
+    assert [e.detail["to"] for e in await _status_audits(world, fid)] == [
+        "closed_to_admissions",
+        "open",
+    ]
+    assert await _offered(client, police) == ["Refuge Iris", "Refuge Nord"]
+
+    fields = _one_tap(page.text, fid)  # "Close to new admissions": one tap, a standard reason
+    assert fields["status"] == "closed_to_admissions"
+    assert fields["reason"] == "Closed with one tap on the staff page."
+    r = await client.post(url, data=fields)
+    assert r.status_code == 303
+    assert await _api_status(client, staff, fid) == (
+        "closed_to_admissions",
+        "Closed with one tap on the staff page.",
+        None,
+    )
+    card = _card((await client.get("/web/staff")).text, fid)
+    assert "Closed to admissions" in card and "reopens automatically" not in card
+    assert await _offered(client, police) == ["Refuge Nord"]
+
+
+async def test_reduced_until_a_date_is_shown_to_requesters_without_the_reason(
+    client: AsyncClient, world: World
+) -> None:
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    await web_sign_in(client, str(w["staff"]))
+    r = await post_form(
+        client,
+        "/web/staff",
+        f"/web/staff/facilities/{fid}/status",
+        {
+            "status": "reduced",
+            "reason": "Half the rooms closed, ask Rue de la Loi 16",
+            "until_date": "2026-07-01",
+            "until_time": "09:00",
+        },
+    )
+    assert r.status_code == 303 and "ok=status" in r.headers["location"]
+    r = await client.post("/placements/search", json=SEARCH_BODY, headers=bearer(str(w["police"])))
+    assert "Rue de la Loi" not in r.text and "Half the rooms" not in r.text
+    (iris,) = [o for o in r.json()["options"] if o["alias"] == "Refuge Iris"]
+    assert {
+        "code": "reduced_capacity",
+        "message": "Temporarily reduced capacity until "
+        "2026-07-01 09:00 (Belgian time): call first.",
+    }.items() <= next(
+        w for w in iris["warnings"] if w["code"] == "reduced_capacity"
+    ).items()  # 09:00 in Brussels (summer time) is 07:00 UTC
+    # the console shows it in the operator's language, with the date and nothing else
+    client.cookies.clear()
+    await web_sign_in(client, str(w["police"]))
+    from tests.integration.test_web_pages import FAMILY_FORM
+
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "avoid0": ""}
+    )
+    assert r.status_code == 200
+    shown = html.unescape(r.text)
+    assert "Capacité temporairement réduite jusqu'au 2026-07-01, 09:00 (heure belge)" in shown
+    assert "Rue de la Loi" not in shown
+
+
+async def test_staff_of_another_operator_get_404(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    await world.operator("Autre Asbl", "shelter_operator")
+    await world.facility("Autre Asbl", "Maison B")
+    await web_sign_in(client, await world.token("Autre Asbl", "staff"))
+    page = await client.get("/web/staff")
+    assert "Maison B" in page.text and f'id="status-{fid}"' not in page.text
+    for data in ({"status": "suspended", "reason": "Not mine"}, {"status": "open"}):
+        r = await client.post(
+            f"/web/staff/facilities/{fid}/status", data={"csrf": csrf_of(page.text), **data}
+        )
+        assert r.status_code == 404 and "Refuge Iris" not in r.text
+    assert await _status_audits(world, fid) == []
+    assert await _api_status(client, str(w["staff"]), fid) == ("open", None, None)
+
+
+async def test_a_compromised_location_is_shown_but_never_lifted_from_the_page(
+    client: AsyncClient, world: World
+) -> None:
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    staff = str(w["staff"])
+    await registry.set_status(
+        world.db,
+        fid,
+        StatusChange(status="location_compromised", reason="Partner seen outside"),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, staff)
+    page = await client.get("/web/staff")
+    card = _card(page.text, fid)
+    assert "Location compromised" in card and "Only an Abri administrator" in card
+    assert "<form" not in card  # no reopen, no status form
+    r = await post_form(
+        client, "/web/staff", f"/web/staff/facilities/{fid}/status", {"status": "open"}
+    )
+    assert r.status_code == 409
+    assert "This status cannot be changed here: only an administrator lifts it." in r.text
+    assert (await _api_status(client, staff, fid))[0] == "location_compromised"
+    assert len(await _status_audits(world, fid)) == 1  # the CLI's only
