@@ -77,6 +77,12 @@ class AreaIndex:
     def canonical_municipality(self, nis: str) -> str:
         return self.municipality(nis).nis
 
+    def enclosing(self, municipality_nis: str) -> tuple[str, ...]:
+        """Every area a municipality lies in, itself included: ``BE``, its region, province
+        (the region for Brussels), arrondissement and its own code."""
+        m = self.municipality(municipality_nis)
+        return ("BE", m.region_nis, m.province_nis, m.arrondissement_nis, m.nis)
+
     def find(self, query: str, limit: int = 20) -> list[Municipality]:
         """Municipalities whose FR, NL or DE name (or postal code) matches ``query``.
 

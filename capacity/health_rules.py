@@ -154,22 +154,17 @@ async def by_area(s: AsyncSession) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def _enclosing(municipality_nis: str) -> tuple[str, ...]:
-    m = areas().municipality(municipality_nis)
-    return (COUNTRY, m.region_nis, m.province_nis, m.arrondissement_nis, m.nis)
-
-
 def conditions_for(municipality_nis: str, rules: Mapping[str, frozenset[str]]) -> frozenset[str]:
     """The area conditions that apply to a place in this municipality."""
     if not rules:
         return frozenset()
     found: set[str] = set()
-    for code in _enclosing(municipality_nis):
+    for code in areas().enclosing(municipality_nis):
         found |= rules.get(code, frozenset())
     return frozenset(found)
 
 
 def in_force_at(municipality_nis: str, rules: list[AreaCondition]) -> list[AreaCondition]:
     """Of ``rules`` (``list_conditions``), those in force for a place in this municipality."""
-    enclosing = _enclosing(municipality_nis)
+    enclosing = areas().enclosing(municipality_nis)
     return [r for r in rules if r.area_nis in enclosing]

@@ -128,6 +128,10 @@ class Facility(Base):
     status_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
     planned_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # R07: a scheme's first planned end and how often it was pushed back (3-5 month hotel
+    # schemes were extended again and again); None / 0 until the first extension.
+    first_planned_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    extensions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     stale_after_minutes: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from capacity import audit
+from capacity import audit, health_rules
 from capacity.areas import areas
 from capacity.audit import Actor
 from capacity.commands import (
@@ -479,7 +479,13 @@ async def update_facility(
                 )
         if "policy" in changes:
             changes["policy"] = apply_patch(policy_from_json(fac.policy), changes["policy"])
+        if "planned_end" in changes:
+            changes["previous_planned_end"] = fac.planned_end
+            _count_extension(fac, changes["planned_end"])
+            changes["extensions"] = fac.extensions
         detail = _camel(changes)
+        changes.pop("previous_planned_end", None)
+        changes.pop("extensions", None)
         if "policy" in changes:
             changes["policy"] = policy_to_json(changes["policy"])
         for k, v in changes.items():
@@ -496,6 +502,72 @@ async def update_facility(
             detail=detail,
         )
     return await get_facility(db, facility_id)
+
+
+def _count_extension(fac: Facility, new_end: datetime) -> None:
+    """R07: pushing a scheme's planned end back counts as an extension; the first planned end
+    is kept. Bringing it forward is a correction, not counted."""
+    if fac.planned_end is not None and new_end > fac.planned_end:
+        if fac.first_planned_end is None:
+            fac.first_planned_end = fac.planned_end
+        fac.extensions = (fac.extensions or 0) + 1
+
+
+async def extend_schemes(
+    db: Database,
+    *,
+    planned_end: datetime,
+    operator: str | None,
+    kind: str | None,
+    area_nis: str | None,
+    actor: Actor,
+    now: datetime,
+) -> list[int]:
+    """Push back, in one go, the planned end of every temporary scheme that ends before
+    ``planned_end`` (a winter plan extended for all its hotels), optionally only one
+    operator's, one kind of place, or those in one area (``BE``, a region, province,
+    arrondissement or municipality). Only extends, never shortens; facilities without a
+    planned end are not schemes and stay as they are. One audit entry per facility. Returns
+    the ids extended."""
+    if planned_end <= now:
+        raise InvalidInput("The new planned end must be in the future.", field="plannedEnd")
+    if area_nis is not None:
+        area_nis = health_rules.check_area(area_nis)  # unknown: a clear 422
+    async with db.write() as s:
+        q = select(Facility).where(
+            Facility.planned_end.is_not(None), Facility.planned_end < planned_end
+        )
+        if operator is not None:
+            op = await operator_by_name(s, operator)
+            q = q.where(Facility.operator_id == op.id)
+        if kind is not None:
+            q = q.where(Facility.kind == kind)
+        facs = (await s.scalars(q.order_by(Facility.id).with_for_update())).all()
+        out = []
+        for fac in facs:
+            if area_nis is not None and area_nis not in areas().enclosing(fac.municipality_nis):
+                continue
+            previous = fac.planned_end
+            assert previous is not None
+            _count_extension(fac, planned_end)
+            fac.planned_end = planned_end
+            fac.updated_at = now
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="facility.extended",
+                object_type="facility",
+                object_id=fac.id,
+                facility_id=fac.id,
+                detail={
+                    "from": previous.isoformat(),
+                    "to": planned_end.isoformat(),
+                    "extensions": fac.extensions,
+                },
+            )
+            out.append(fac.id)
+    return out
 
 
 #: Statuses that end by themselves once their ``until`` has passed (:func:`lapse_due_statuses`).

@@ -19,6 +19,8 @@ from api.admin.schemas import (
     ImportResult,
     OperatorRead,
     OutboxRead,
+    SchemesExtend,
+    SchemesExtended,
     TemplateRead,
     TokenCreated,
     TokenRead,
@@ -239,6 +241,36 @@ class AdminController(Controller):
         now = clock.now()
         view = await registry.update_facility(db, facility_id, data, actor=actor, now=now)
         return facility_detail(view, settings, now)
+
+    @post(
+        "/schemes/extend",
+        status_code=200,
+        summary="Extend temporary schemes in one go (R07)",
+        description=(
+            "Every facility with a planned end before `plannedEnd` (and, if given, of this "
+            "`operator`, this `kind`, in this area: `BE`, a region, province, arrondissement or "
+            "municipality NIS code) gets `plannedEnd`; each keeps its first planned end and "
+            "counts the extension (`firstPlannedEnd`, `extensions` on the facility). Audited "
+            "per facility as `facility.extended`."
+        ),
+    )
+    async def extend_schemes(
+        self,
+        data: JSONBody[SchemesExtend],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> SchemesExtended:
+        ids = await registry.extend_schemes(
+            db,
+            planned_end=data.planned_end,
+            operator=data.operator,
+            kind=data.kind,
+            area_nis=data.area_nis,
+            actor=actor,
+            now=clock.now(),
+        )
+        return SchemesExtended(extended=len(ids), facility_ids=ids)
 
     @put("/facilities/{facility_id:int}/status", summary="Set a facility's operational status")
     async def set_status(

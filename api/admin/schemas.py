@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from api.schemas import AreaRef, Out
-from capacity.commands import Struct
+from capacity.commands import FacilityKind, Name, Struct
 from placement.policy import AccessPolicy
 
 
@@ -123,6 +123,24 @@ class OutboxRead(Out, kw_only=True):
     delivered_at: datetime | None
     failed_at: datetime | None
     last_error: str | None
+
+
+class SchemesExtend(Struct, kw_only=True):
+    """Push back the planned end of every temporary scheme ending before ``plannedEnd``
+    (e.g. a winter plan extended for all its hotels); optionally only one operator's, one kind
+    of place, or those in one area. Only extends, never shortens."""
+
+    planned_end: Annotated[datetime, msgspec.Meta(examples=["2027-04-30T22:00:00Z"])]
+    operator: Name | None = None
+    kind: FacilityKind | None = None
+    area_nis: (
+        Annotated[str, msgspec.Meta(pattern=r"^(BE|[0-9]{5})$", examples=["60000"])] | None
+    ) = None
+
+
+class SchemesExtended(Out, kw_only=True):
+    extended: int
+    facility_ids: list[int]
 
 
 class HealthConditionSet(Struct, kw_only=True):

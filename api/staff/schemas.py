@@ -28,6 +28,8 @@ class FacilityDetail(Out, kw_only=True):
     status_until: datetime | None
     valid_from: datetime | None
     planned_end: datetime | None
+    first_planned_end: datetime | None  # set once the scheme has been extended
+    extensions: int  # how often its planned end was pushed back
     pools: list[PoolRead]
 
 
@@ -66,6 +68,8 @@ def facility_fields(view: FacilityView, settings: Settings, now: datetime) -> di
         "status_until": f.status_until,
         "valid_from": f.valid_from,
         "planned_end": f.planned_end,
+        "first_planned_end": f.first_planned_end,
+        "extensions": f.extensions or 0,
         "pools": [pool_read(p, f, settings, now) for p in view.pools],
     }
 

@@ -376,3 +376,122 @@ async def test_policy_fields_given_override_the_template_and_the_rest_is_kept(
     r = await client.get("/admin/facilities", headers=h)
     (after,) = [f for f in r.json() if f["id"] == fid]
     assert after["policy"]["acceptsPets"] is True and after["policy"]["maxStayNights"] is None
+
+
+async def test_schemes_are_extended_one_by_one_or_in_one_go_and_remember_their_first_end(
+    client: AsyncClient, world: World
+) -> None:
+    """R07: crisis hotels planned for 3-5 months were extended again and again. An extension
+    keeps the first planned end and counts; a winter plan is extended for all its hotels at
+    once (only those ending before the new date, only extended, never shortened); the matcher
+    stops warning that the scheme ends before the nights asked."""
+    from datetime import timedelta
+
+    h = bearer(await _admin(world))
+    await world.operator("Hotels B", "hotel_partner")
+    now = world.clock.now()
+    ids = {}
+    for op, alias, nis, days in (
+        ("Refuges A", "Hotel L1", "62063", 5),  # Liège
+        ("Refuges A", "Hotel L2", "62063", 12),
+        ("Refuges A", "Hotel N1", "92094", 5),  # Namur: another province
+        ("Refuges A", "Hotel L3", "62063", 200),  # ends after the new date: untouched
+        ("Hotels B", "Hotel B1", "62063", 5),  # another operator
+    ):
+        r = await client.post(
+            "/admin/facilities",
+            headers=h,
+            json={
+                "operator": op,
+                "alias": alias,
+                "municipalityNis": nis,
+                "template": "requisitioned_crisis_hotel",
+                "intakePhone": "+32 4 555 00 00",
+                "plannedEnd": (now + timedelta(days=days)).isoformat(),
+                "pools": [
+                    {"label": "Rooms", "unitKind": "room", "placesPerUnit": 2, "unitsTotal": 5}
+                ],
+            },
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["extensions"] == 0 and r.json()["firstPlannedEnd"] is None
+        ids[alias] = r.json()["id"]
+    first_end = now + timedelta(days=5)
+
+    # One by one: later counts, earlier (a correction) does not.
+    r = await client.patch(
+        f"/admin/facilities/{ids['Hotel N1']}",
+        headers=h,
+        json={"plannedEnd": (now + timedelta(days=40)).isoformat()},
+    )
+    assert r.status_code == 200 and r.json()["extensions"] == 1, r.text
+    assert r.json()["firstPlannedEnd"].startswith(first_end.strftime("%Y-%m-%dT%H:%M"))
+    r = await client.patch(
+        f"/admin/facilities/{ids['Hotel N1']}",
+        headers=h,
+        json={"plannedEnd": (now + timedelta(days=30)).isoformat()},
+    )
+    assert r.json()["extensions"] == 1
+
+    # A search for 20 nights: Hotel L1 warns that its scheme ends first.
+    await world.operator("Zone", "police")
+    police = bearer(await world.token("Zone", "police"))
+    search = {
+        "household": {"adults": [{"gender": "female"}]},
+        "need": "ipv",
+        "nights": 20,
+        "preferredMunicipalityNis": "62063",
+    }
+
+    async def warns_past_end() -> set[str]:
+        world.clock.advance(seconds=5)  # past the matcher's cache
+        r = await client.post("/placements/search", headers=police, json=search)
+        assert r.status_code == 200, r.text
+        return {
+            o["alias"]
+            for o in r.json()["options"]
+            if "runs_past_planned_end" in {w["code"] for w in o["warnings"]}
+        }
+
+    assert {"Hotel L1", "Hotel L2", "Hotel B1"} <= await warns_past_end()
+
+    # In one go: operator A's schemes in the province of Liège ending within 60 days.
+    new_end = (now + timedelta(days=60)).isoformat()
+    r = await client.post(
+        "/admin/schemes/extend",
+        headers=h,
+        json={"plannedEnd": new_end, "operator": "Refuges A", "areaNis": "60000"},
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["facilityIds"]) == sorted([ids["Hotel L1"], ids["Hotel L2"]])
+    facs = {f["alias"]: f for f in (await client.get("/admin/facilities", headers=h)).json()}
+    assert facs["Hotel L1"]["extensions"] == 1 and facs["Hotel L2"]["extensions"] == 1
+    assert facs["Hotel L3"]["extensions"] == 0 and facs["Hotel B1"]["extensions"] == 0
+    assert facs["Hotel N1"]["extensions"] == 1  # not in Liège
+    assert {"Hotel L1", "Hotel L2"}.isdisjoint(await warns_past_end())
+    # Again with the same date: nothing ends before it any more.
+    r = await client.post(
+        "/admin/schemes/extend", headers=h, json={"plannedEnd": new_end, "areaNis": "60000"}
+    )
+    assert r.json()["facilityIds"] == [ids["Hotel B1"]]
+    async with world.db.read() as s:
+        audited = (
+            await s.scalars(select(AuditEntry).where(AuditEntry.action == "facility.extended"))
+        ).all()
+    assert sorted(a.facility_id for a in audited) == sorted(
+        [ids["Hotel L1"], ids["Hotel L2"], ids["Hotel B1"]]
+    )
+    assert all(a.detail["to"].startswith(new_end[:16]) for a in audited)
+    # Bad input: a clear 4xx, nothing written.
+    for bad in (
+        {"plannedEnd": (now - timedelta(days=1)).isoformat()},
+        {"plannedEnd": new_end, "areaNis": "99999"},
+        {"plannedEnd": new_end, "operator": "Nobody"},
+        {"plannedEnd": new_end, "kind": "castle"},
+    ):
+        r = await client.post("/admin/schemes/extend", headers=h, json=bad)
+        assert 400 <= r.status_code < 500 and r.json()["code"], (bad, r.text)
+    police_try = await client.post(
+        "/admin/schemes/extend", headers=police, json={"plannedEnd": new_end}
+    )
+    assert police_try.status_code == 403
