@@ -501,6 +501,83 @@ async def hold_demand(
     return out
 
 
+# --------------------------------------------------------------------------- year on year
+
+
+@dataclass(frozen=True)
+class MonthFigures:
+    """One calendar month (UTC) of an area's daily snapshot points, pooled: saturation is the
+    month's occupied + held over its fresh places, coverage its fresh over its places in
+    service, ``capacity`` the mean places in service. Suppressed days are left out (and
+    counted); a month with no day shown has no figures."""
+
+    year: int
+    month: int
+    days: int
+    suppressed_days: int
+    saturation: float | None
+    coverage: float | None
+    capacity: float | None
+
+
+async def year_on_year(
+    db: Database,
+    *,
+    level: str,
+    nis: str,
+    kind: str,
+    segment: str,
+    years: int,
+    now: datetime,
+) -> list[MonthFigures]:
+    """R35: every month from January ``years - 1`` years ago to this month, so the same
+    month can be compared across years (the summer and December peaks, the winter schemes).
+    From the daily snapshot points the retention keeps for years."""
+    if not 1 <= years <= 10:
+        raise InvalidInput("years must be 1 to 10.", field="years")
+    if nis not in areas_at(check_level(level)):
+        raise InvalidInput(f"{nis!r} is not an area of level {level}.", field="nis")
+    start = datetime(now.year - years + 1, 1, 1, tzinfo=UTC)
+    data = await series(
+        db,
+        level=level,
+        kind=kind,
+        segment=segment,
+        start=start,
+        end=now,
+        nis=nis,
+        resolution="day",
+    )
+    sums: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    for p in data.get(nis, []):
+        acc = sums[(p.at.year, p.at.month)]
+        if p.suppressed or p.values is None:
+            acc[1] += 1
+            continue
+        v = p.values
+        acc[0] += 1
+        acc[2] += v["occupied"] + v["held"]
+        acc[3] += v["fresh"]
+        acc[4] += v["capacity"]
+    out = []
+    year, month = start.year, 1
+    while (year, month) <= (now.year, now.month):
+        shown, hidden, busy, fresh, capacity, _ = sums.get((year, month), [0, 0, 0, 0, 0, 0])
+        out.append(
+            MonthFigures(
+                year=year,
+                month=month,
+                days=shown,
+                suppressed_days=hidden,
+                saturation=round(busy / fresh, 4) if fresh else None,
+                coverage=round(fresh / capacity, 4) if capacity else None,
+                capacity=round(capacity / shown, 1) if shown else None,
+            )
+        )
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
 # --------------------------------------------------------------------------- redirection
 
 PLANNER_SEGMENTS = ("undocumented", "withChildren", "noIncome")

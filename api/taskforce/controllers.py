@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Schema
@@ -27,6 +28,7 @@ from api.taskforce.schemas import (
     Format,
     KindFilter,
     Level,
+    MonthRead,
     PlannerAreaRead,
     PlannerReport,
     SaturationCell,
@@ -36,6 +38,7 @@ from api.taskforce.schemas import (
     UnmetCellRead,
     UnmetReport,
     UnmetTotalRead,
+    YearOnYearReport,
     cell_read,
     demand_read,
     point_read,
@@ -290,6 +293,63 @@ class TaskforceController(Controller):
             return csv_response(rows, f"saturation-series-{level}.csv")
         return Response(
             SeriesReport(level=level, kind=kind, segment=segment, start=start, end=end, areas=areas)
+        )
+
+    @get(
+        "/saturation/year-on-year",
+        summary="The same month across years: monthly saturation and coverage of one area",
+        description=(
+            "R35: for one area (`nis`: `BE` for the country, or a region, province or "
+            "arrondissement code at the matching `level`), every calendar month (UTC) from "
+            "January `years - 1` years ago to now, pooled over the daily snapshot points: "
+            "saturation (occupied + held over fresh places), coverage and mean places in "
+            "service. Suppressed days are left out and counted in `suppressedDays`. " + CSV_DOC
+        ),
+        operation_class=CsvOperation,
+    )
+    async def year_on_year(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[Database],
+        clock: NamedDependency[Clock],
+        nis: Annotated[str, Parameter(pattern=r"^([0-9]{5}|BE)$")],
+        level: FromQuery[Level] = "province",
+        kind: FromQuery[KindFilter] = "all",
+        segment: FromQuery[SegmentFilter] = "all",
+        years: Annotated[int, Parameter(ge=1, le=10)] = 3,
+        fmt: FormatParam = None,
+    ) -> Response[YearOnYearReport]:
+        months = await tf.year_on_year(
+            db, level=level, nis=nis, kind=kind, segment=segment, years=years, now=clock.now()
+        )
+        rows = [
+            MonthRead(
+                year=m.year,
+                month=m.month,
+                days=m.days,
+                suppressed_days=m.suppressed_days,
+                saturation=m.saturation,
+                coverage=m.coverage,
+                capacity=m.capacity,
+            )
+            for m in months
+        ]
+        if wants_csv(request, fmt):
+            return csv_response(
+                [
+                    {"nis": nis, "kind": kind, "segment": segment, **msgspec.to_builtins(r)}
+                    for r in rows
+                ],
+                f"saturation-year-on-year-{nis}.csv",
+            )
+        return Response(
+            YearOnYearReport(
+                area=tf_area(nis),
+                kind=kind,
+                segment=segment,
+                years=sorted({m.year for m in months}),
+                months=rows,
+            )
         )
 
     @get(

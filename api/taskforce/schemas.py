@@ -162,6 +162,28 @@ class SeriesReport(Out, kw_only=True):
     areas: list[AreaSeries]
 
 
+class MonthRead(Out, kw_only=True):
+    """One calendar month (UTC), pooled over its daily points; null figures when no day of it
+    could be shown (no snapshot, or every one suppressed)."""
+
+    year: int
+    month: int
+    days: int
+    suppressed_days: int
+    saturation: float | None
+    coverage: float | None
+    capacity: float | None  # mean places in service
+
+
+class YearOnYearReport(Out, kw_only=True):
+    area: AreaRef
+    kind: str
+    segment: str
+    years: list[int]
+    unit: str = "places"
+    months: list[MonthRead]
+
+
 class UnmetCellRead(Out, kw_only=True):
     period: datetime
     area: AreaRef

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
+from babel.dates import get_month_names
 from litestar import Controller, Request, Response
 
 from api.routing import get
@@ -62,6 +63,30 @@ CHART_PAD = (44.0, 12.0, 12.0, 28.0)  # left, top, right, bottom
 UNMET_DAYS = 30
 UNMET_ROWS = 30
 PLANNER_DAYS = 30  # schemes whose planned end falls within this many days
+YOY_YEARS = 3  # the same month in this many years, under the trend chart (R35)
+
+
+def year_table(months: list[tf.MonthFigures], lang: str) -> dict[str, Any] | None:
+    """Months down, years across, saturation in each cell ("–" no snapshot, "suppressed" when
+    every day was); None when no month of any year has a snapshot."""
+    if not any(m.days or m.suppressed_days for m in months):
+        return None
+    years = sorted({m.year for m in months})
+    by = {(m.year, m.month): m for m in months}
+    names = get_month_names("wide", locale=lang)
+    rows = []
+    for month in range(1, 13):
+        cells = []
+        for year in years:
+            m = by.get((year, month))
+            if m is None or (m.days == 0 and m.suppressed_days == 0):
+                cells.append({"text": "–", "suppressed": False})
+            elif m.days == 0:
+                cells.append({"text": None, "suppressed": True})
+            else:
+                cells.append({"text": percent(m.saturation) or "–", "suppressed": False})
+        rows.append({"month": names[month], "cells": cells})
+    return {"years": years, "rows": rows}
 
 
 def saturation_class(cell: SaturationCell) -> str:
@@ -306,6 +331,18 @@ class TaskforcePageController(Controller):
             state.db, level=a_level, kind=kind, segment=segment, start=start, end=end, nis=area
         )
         points = [point_read(p) for p in series.get(area, [])]
+        yoy = year_table(
+            await tf.year_on_year(
+                state.db,
+                level=a_level,
+                nis=area,
+                kind=kind,
+                segment=segment,
+                years=YOY_YEARS,
+                now=now,
+            ),
+            lang,
+        )
         unmet_start = now - timedelta(days=UNMET_DAYS)
         in_view = {r["nis"] for r in rows}
         unmet = [
@@ -379,6 +416,7 @@ class TaskforcePageController(Controller):
             unmet_more=max(0, len(unmet) - UNMET_ROWS),
             unmet_days=UNMET_DAYS,
             planner=planner,
+            yoy=yoy,
             planner_days=PLANNER_DAYS,
             classes=(*SAT_CLASSES, "suppressed", "nodata"),
             bounds=[round(b * 100) for b in CLASS_BOUNDS],

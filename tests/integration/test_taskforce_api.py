@@ -562,3 +562,75 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
     assert (
         await client.get("/taskforce/exports/briefing", headers=bearer(s["line"]))
     ).status_code == 403
+
+
+async def test_year_on_year_compares_the_same_month_across_years(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """R35: January last year against January this year, from the snapshots, with the same
+    figures as the series; months without a snapshot are empty, not zero; bad areas are 422."""
+    from datetime import datetime
+
+    from capacity.models import Pool as PoolRow
+
+    s = await seed(world)
+    now = world.clock.now()  # 2026-01-15
+    last_year = [
+        datetime(2025, 1, 10, 12, tzinfo=now.tzinfo),
+        datetime(2025, 1, 20, 12, tzinfo=now.tzinfo),
+    ]
+    for at in last_year:
+        await snapshots.take_snapshot(world.db, settings, at)
+    async with world.db.write() as sess:  # fuller this year
+        await sess.execute(update(PoolRow).values(units_occupied=PoolRow.units_total))
+    await snapshots.take_snapshot(world.db, settings, now - timedelta(days=1))
+    h = bearer(s["tf"])
+    r = await client.get(
+        "/taskforce/saturation/year-on-year",
+        params={"level": "province", "nis": "60000", "years": 2},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["years"] == [2025, 2026] and body["area"]["nis"] == "60000"
+    months = {(m["year"], m["month"]): m for m in body["months"]}
+    assert len(months) == 12 + 1  # January 2025 to January 2026
+    series = await client.get(
+        "/taskforce/saturation/series",
+        params={
+            "level": "province",
+            "nis": "60000",
+            "from": "2025-01-01T00:00:00Z",
+            "to": now.isoformat(),
+            "resolution": "all",
+        },
+        headers=h,
+    )
+    points = series.json()["areas"][0]["points"]
+    old = [p for p in points if p["at"].startswith("2025-01")]
+    assert len(old) == 2 and months[(2025, 1)]["days"] == 2
+    busy = sum(p["occupied"] + p["held"] for p in old)
+    assert months[(2025, 1)]["saturation"] == round(busy / sum(p["fresh"] for p in old), 4)
+    assert months[(2026, 1)]["saturation"] == 1.0 > months[(2025, 1)]["saturation"]
+    assert months[(2025, 6)]["days"] == 0 and months[(2025, 6)]["saturation"] is None
+    # Huy holds one refuge: every day suppressed, no figure, the days counted.
+    r = await client.get(
+        "/taskforce/saturation/year-on-year",
+        params={"level": "arrondissement", "nis": "61000", "years": 2},
+        headers=h,
+    )
+    huy = {(m["year"], m["month"]): m for m in r.json()["months"]}
+    assert huy[(2025, 1)]["saturation"] is None and huy[(2025, 1)]["suppressedDays"] == 2
+    csv_r = await client.get(
+        "/taskforce/saturation/year-on-year",
+        params={"level": "province", "nis": "60000", "years": 2, "format": "csv"},
+        headers=h,
+    )
+    assert csv_r.headers["content-type"].startswith("text/csv") and "2025" in csv_r.text
+    for bad in ({"level": "province", "nis": "62000"}, {"nis": "60000", "years": 11}):
+        r = await client.get("/taskforce/saturation/year-on-year", params=bad, headers=h)
+        assert r.status_code in (400, 422), (bad, r.text)
+    r = await client.get(
+        "/taskforce/saturation/year-on-year", params={"nis": "60000"}, headers=bearer(s["line"])
+    )
+    assert r.status_code == 403

@@ -372,6 +372,40 @@ async def test_closed_places_and_the_schemes_ending_soon(client: AsyncClient, wo
     assert 'id="tf-planner-empty"' in r.text
 
 
+async def test_same_month_in_other_years_under_the_trend(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """R35: the trend card shows each month's saturation by year, as the API computes it."""
+    from datetime import datetime
+
+    s = await seed_taskforce(world)
+    now = world.clock.now()
+    await snapshots.take_snapshot(world.db, settings, datetime(2025, 1, 10, 12, tzinfo=now.tzinfo))
+    await snapshots.take_snapshot(world.db, settings, now - timedelta(hours=1))
+    await web_sign_in(client, s["tf"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    r = await client.get("/web/taskforce", params={"province": "60000"})
+    table = re.search(r'<table id="tf-yoy".*?</table>', r.text, re.S)
+    assert table, "no year-on-year table"
+    assert re.findall(r'<th scope="col">(\d{4})</th>', table[0]) == ["2024", "2025", "2026"]
+    january = re.search(r'<th scope="row">January</th>(.*?)</tr>', table[0], re.S)
+    assert january
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", january[1])]
+    api = await client.get(
+        "/taskforce/saturation/year-on-year",
+        params={"level": "province", "nis": "60000", "years": 3},
+        headers=bearer(s["tf"]),
+    )
+    want = {(m["year"], m["month"]): m["saturation"] for m in api.json()["months"]}
+    assert cells[0] == "–"  # no snapshot in January 2024
+    assert cells[1] == f"{round(want[(2025, 1)] * 100)} %"
+    assert cells[2] == f"{round(want[(2026, 1)] * 100)} %"
+    # Huy alone: suppressed, never a figure.
+    r = await client.get("/web/taskforce", params={"province": "60000", "area": "61000"})
+    table = re.search(r'<table id="tf-yoy".*?</table>', r.text, re.S)
+    assert table and "%" not in table[0] and "suppressed" in table[0]
+
+
 def test_every_dashboard_message_is_translated() -> None:
     """Besides the template scan of test_web_pages: every msgid of taskforce.html in all
     four catalogues, with the same placeholders."""
