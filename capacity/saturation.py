@@ -62,6 +62,7 @@ KINDS: tuple[str, ...] = (
 SEGMENTS: tuple[str, ...] = (
     "undocumented",
     "women_with_children",
+    "undocumented_women_with_children",  # R30's own example: both at the same place
     "boys_over_12",
     "low_threshold",
     "free_of_charge",
@@ -91,6 +92,8 @@ def segments_of(policy: AccessPolicy) -> frozenset[str]:
         out.add("undocumented")
     if policy.accepts_children and "female" in policy.genders:
         out.add("women_with_children")
+        if "undocumented" in out:
+            out.add("undocumented_women_with_children")
     if policy.accepts_children and (policy.max_boy_age is None or policy.max_boy_age > 12):
         out.add("boys_over_12")
     if policy.low_threshold:

@@ -24,7 +24,13 @@ KindFilter = Literal[
     "all", "refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other"
 ]
 SegmentFilter = Literal[
-    "all", "undocumented", "women_with_children", "boys_over_12", "low_threshold", "free_of_charge"
+    "all",
+    "undocumented",
+    "women_with_children",
+    "undocumented_women_with_children",
+    "boys_over_12",
+    "low_threshold",
+    "free_of_charge",
 ]
 Format = Literal["json", "csv"]
 assert set(KindFilter.__args__) == {"all", *KINDS}  # type: ignore[attr-defined]

@@ -524,6 +524,7 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
         "all",
         "undocumented",
         "women_with_children",
+        "undocumented_women_with_children",
         "boys_over_12",
         "low_threshold",
         "free_of_charge",

@@ -223,5 +223,14 @@ def test_segments_from_policy() -> None:
         "free_of_charge",
     }
     p = AccessPolicy(accepts_undocumented=True, low_threshold=True, max_boy_age=12, cost="paying")
-    assert segments_of(p) == {"undocumented", "women_with_children", "low_threshold"}
+    assert segments_of(p) == {
+        "undocumented",
+        "women_with_children",
+        "undocumented_women_with_children",
+        "low_threshold",
+    }
+    # undocumented and with children, but not at the same place: no combined segment
+    assert "undocumented_women_with_children" not in segments_of(
+        AccessPolicy(accepts_undocumented=True, accepts_children=False)
+    )
     assert segments_of(AccessPolicy(genders=["male"], accepts_children=False)) == {"free_of_charge"}
