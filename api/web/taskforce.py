@@ -38,7 +38,7 @@ from capacity.saturation import COUNTRY, KINDS, SEGMENTS
 from placement.rules import EXCLUSION_TEXT
 
 TASKFORCE_ROLES = frozenset({"taskforce", "admin"})  # as api.auth.requires_taskforce
-LEVELS = ("province", "arrondissement")
+LEVELS = ("region", "province", "arrondissement")
 KIND_CHOICES = ("all", *KINDS)
 SEGMENT_CHOICES = ("all", *SEGMENTS)
 SORT_COLUMNS = (
@@ -127,10 +127,11 @@ class Shapes:
 @cache
 def map_shapes(level: str, province: str | None) -> Shapes:
     """The areas of ``level`` (only those in ``province`` if given) as SVG paths, projected
-    with x = lon * cos(50.5°), y = -lat and scaled to ``MAP_WIDTH``."""
+    with x = lon * cos(50.5°), y = -lat and scaled to ``MAP_WIDTH``. Regions are drawn as
+    their provinces (Brussels is its own), one path each."""
     feats = [
         f
-        for f in area_shapes(level)["features"]
+        for f in area_shapes("province" if level == "region" else level)["features"]
         if province is None or _in_province(f["properties"], province)
     ]
     pts = [(x * COS_LAT, -y) for f in feats for r in _rings(f["geometry"]) for x, y in r]
@@ -152,8 +153,12 @@ def map_shapes(level: str, province: str | None) -> Shapes:
                     last = (x, y)
             if len(out) >= 3:
                 parts.append("M" + "L".join(out) + "Z")
-        paths.append((str(f["properties"]["nis"]), "".join(parts)))
-    return Shapes(MAP_WIDTH, height, tuple(sorted(paths)))
+        key = f["properties"]["reg_nis"] if level == "region" else f["properties"]["nis"]
+        paths.append((str(key), "".join(parts)))
+    merged: dict[str, str] = {}
+    for key, d in paths:  # a region: its provinces' rings in one path
+        merged[key] = merged.get(key, "") + d
+    return Shapes(MAP_WIDTH, height, tuple(sorted(merged.items())))
 
 
 # --------------------------------------------------------------------------- chart
@@ -242,7 +247,7 @@ def _days(raw: str | None) -> int:
 def chart_level(nis: str) -> str | None:
     if nis == COUNTRY:
         return "country"
-    for level in ("province", "arrondissement"):
+    for level in ("province", "region", "arrondissement"):
         if nis in tf.areas_at(level):
             return level
     return None

@@ -406,6 +406,35 @@ async def test_same_month_in_other_years_under_the_trend(
     assert table and "%" not in table[0] and "suppressed" in table[0]
 
 
+async def test_regions_side_by_side(client: AsyncClient, world: World) -> None:
+    """R30: regions run different systems and must be compared: the dashboard has a region
+    level (each region drawn as its provinces), with the API's figures and suppression."""
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    r = await client.get("/web/taskforce", params={"level": "region"})
+    assert r.status_code == 200 and "Saturation by region" in r.text
+    areas = map_areas(r.text)
+    assert set(areas) == {"02000", "03000", "04000"}
+    api = await client.get(
+        "/taskforce/saturation", params={"level": "region"}, headers=bearer(s["tf"])
+    )
+    cells = {c["area"]["nis"]: c for c in api.json()["cells"]}
+    for nis, a in areas.items():
+        assert a["class"] == expected_class(cells[nis]), nis
+    rows = dict(table_rows(r.text))
+    wallonia = cells["03000"]
+    assert not wallonia["suppressed"] and rows["03000"][0] == str(wallonia["capacity"])
+    # Flanders: 3 + 1 refuges (Antwerp and Limburg) -> shown; Brussels: none -> no data
+    assert areas["04000"]["class"] == "nodata"
+    # a region's trend from its link
+    from api.web.taskforce import area_name
+
+    r = await client.get("/web/taskforce", params={"level": "region", "area": "03000"})
+    assert r.status_code == 200
+    assert f"Trend: {area_name('03000', 'en')}" in html.unescape(r.text)
+
+
 def test_every_dashboard_message_is_translated() -> None:
     """Besides the template scan of test_web_pages: every msgid of taskforce.html in all
     four catalogues, with the same placeholders."""
