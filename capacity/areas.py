@@ -219,6 +219,41 @@ def provinces_and_brussels() -> list[Area]:
     return sorted(out, key=lambda a: a.nis)
 
 
+#: A municipality's language regime (Statbel) -> the languages of its official name(s).
+_REGIME_LANGS = {"N": ("nl",), "F": ("fr",), "D": ("de",), "FN": ("fr", "nl")}
+#: A region -> the regime its own names follow (the German-speaking municipalities of
+#: Wallonia have their own; their arrondissement and province are named in French).
+_REGION_REGIME = {"02000": "N", "03000": "F", BRUSSELS_REGION: "FN"}
+
+
+@cache
+def _area_regimes() -> dict[str, str]:
+    idx = areas()
+    out = {}
+    for m in idx.municipalities.values():
+        regime = _REGION_REGIME[m.region_nis]
+        for code in (m.region_nis, m.province_nis, m.arrondissement_nis):
+            out[code] = regime
+    return out
+
+
+def local_name(nis: str) -> str:
+    """A municipality's or area's name in its own language(s): Dutch in Flanders, French in
+    Wallonia, German in the German-speaking municipalities, French and Dutch in Brussels (and
+    in the municipalities with facilities for both). For readers of none of the three (the
+    English pages): the names people there use, not an arbitrary one."""
+    idx = areas()
+    if nis in idx.municipalities:
+        m = idx.municipalities[nis]
+        names, regime = (m.name_fr, m.name_nl, m.name_de), m.language_regime
+    else:
+        a = idx.area(nis)
+        names, regime = (a.name_fr, a.name_nl, a.name_de), _area_regimes().get(nis, "F")
+    by_lang = dict(zip(("fr", "nl", "de"), names, strict=True))
+    parts = [by_lang[lang] or by_lang["fr"] for lang in _REGIME_LANGS.get(regime, ("fr",))]
+    return " / ".join(dict.fromkeys(parts))  # "Eupen", or "Bruxelles / Brussel"
+
+
 @cache
 def area_shapes(level: str) -> dict[str, Any]:
     """The shipped GeoJSON of provinces or arrondissements (Statbel, CC BY 4.0; see

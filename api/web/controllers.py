@@ -35,7 +35,7 @@ from api.staff.links import link_url
 from api.web import i18n, reasons
 from api.web import session as sess
 from capacity import availability, health_rules, links, registry
-from capacity.areas import areas, fold
+from capacity.areas import areas, fold, local_name
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate, StatusChange
 from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, UnknownArea
@@ -307,10 +307,7 @@ def _safe_next(target: str | None) -> str:
 
 def _muni_label(nis: str, lang: str) -> str:
     m = areas().municipality(nis)
-    if lang == "en":
-        name = m.name_fr if m.name_fr == m.name_nl else f"{m.name_fr} / {m.name_nl}"
-    else:
-        name = m.name(lang)
+    name = local_name(m.nis) if lang not in ("fr", "nl", "de") else m.name(lang)
     return f"{name} ({m.nis})"
 
 
@@ -430,6 +427,8 @@ def _form_values(form: Any) -> dict[str, Any]:
 
 
 def _area_name(nis: str, lang: str) -> str:
+    if lang not in ("fr", "nl", "de"):  # English: the name used there
+        return local_name(nis)
     a = area_ref(nis)
     return {"nl": a.name_nl, "de": a.name_de}.get(lang, a.name_fr)
 

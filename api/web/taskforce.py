@@ -33,7 +33,7 @@ from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
 from api.web import session as sess
 from api.web.controllers import _guard, _lang, _render
 from capacity import taskforce_service as tf
-from capacity.areas import area_shapes, fold
+from capacity.areas import area_shapes, fold, local_name
 from capacity.saturation import COUNTRY, KINDS, SEGMENTS
 from placement.rules import EXCLUSION_TEXT
 
@@ -232,7 +232,10 @@ def area_name(nis: str, lang: str) -> str:
         return a.name_nl
     if lang == "de":
         return a.name_de or a.name_fr
-    return a.name_fr
+    if lang == "fr":
+        return a.name_fr
+    # English: Belgium, or the name used in the area itself (Antwerpen, Liège, Eupen)
+    return {COUNTRY: "Belgium", tf.UNKNOWN_AREA: "Unknown area"}.get(nis) or local_name(nis)
 
 
 def _choice(raw: str | None, choices: tuple[str, ...], default: str) -> str:

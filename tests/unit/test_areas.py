@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from capacity.areas import areas, distance_km, fold, provinces_and_brussels
+from capacity.areas import areas, distance_km, fold, local_name, provinces_and_brussels
 from capacity.errors import UnknownArea
 
 
@@ -62,3 +62,20 @@ def test_distance_and_fold() -> None:
 def test_children_of_area() -> None:
     assert len(areas().children_of("04000")) == 19
     assert "21015" in areas().children_of("21000")
+
+
+@pytest.mark.parametrize(
+    ("nis", "name"),
+    [
+        ("11002", "Antwerpen"),  # a Flemish municipality: Dutch, not "Anvers"
+        ("10000", "Antwerpen"),  # its province
+        ("62063", "Liège"),  # Walloon: French, not "Luik"
+        ("63023", "Eupen"),  # German-speaking
+        ("21004", "Bruxelles / Brussel"),  # Brussels: both
+        ("21000", "Bruxelles-Capitale / Brussel-Hoofdstad"),
+        ("02000", "Vlaams Gewest"),
+        ("03000", "Région wallonne"),
+    ],
+)
+def test_local_names_for_english_readers(nis: str, name: str) -> None:
+    assert local_name(nis) == name
