@@ -159,6 +159,9 @@ class Option(msgspec.Struct, kw_only=True, rename="camel"):
     handover_protocol: str
     distance_km: float | None
     specialised: bool
+    # every specialisation / target group of the place (R13: youth, lgbtqi, elderly,
+    # disability, migrants...), shown as information, never a rule
+    specialisations: list[str]
 
 
 class Alternative(msgspec.Struct, kw_only=True, rename="camel"):
@@ -360,6 +363,7 @@ class _Shown(NamedTuple):
     cost_reason: str
     languages: frozenset[str]
     specialisations: frozenset[str]
+    specialisation_list: tuple[str, ...]
 
 
 def _shown(fac: FacilitySnapshot) -> _Shown:
@@ -378,6 +382,7 @@ def _shown(fac: FacilitySnapshot) -> _Shown:
         cost_reason=_COST_REASON[policy.cost],
         languages=frozenset(policy.languages),
         specialisations=frozenset(policy.specialisations),
+        specialisation_list=tuple(sorted(set(policy.specialisations))),
     )
 
 
@@ -508,6 +513,7 @@ def _build_option(
         handover_protocol=shown.handover_protocol,
         distance_km=shown_km,
         specialised=specialised,
+        specialisations=list(shown.specialisation_list),
     )
 
 

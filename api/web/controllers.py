@@ -104,6 +104,18 @@ LABELS: dict[str, dict[str, str]] = {
         "homelessness": "Homelessness",
         "other": "Other need",
     },
+    "specialisation": {
+        "ipv": "Intimate partner violence",
+        "sexual_violence": "Sexual violence",
+        "family_violence": "Family violence",
+        "trafficking": "Human trafficking",
+        "homelessness": "Homelessness",
+        "youth": "Young people",
+        "lgbtqi": "LGBTQIA+ people",
+        "elderly": "Older people",
+        "disability": "People with disabilities",
+        "migrants": "Migrants",
+    },
     "residence": {
         "unknown": "Unknown",
         "documented": "With residence papers",
@@ -695,6 +707,9 @@ class WebController(Controller):
                     reasons.localise_warning(w.code, w.message, _, LABELS) for w in o.warnings
                 ],
                 "idem": secrets.token_urlsafe(12),
+                "groups": ", ".join(
+                    _(LABELS["specialisation"].get(c, c)) for c in o.specialisations
+                ),
             }
             for o in r.options
         ]

@@ -55,7 +55,10 @@ async def test_openapi_example_finds_places_in_the_demo_world(
             "warnings",
             "reasons",
             "scoreParts",
+            "specialisations",
         }
+        assert o["specialisations"] == sorted(o["specialisations"])
+        assert not o["specialised"] or o["specialisations"]  # specialised: it says in what
         assert not {"address", "street", "latitude", "lat", "municipalityNis"} & set(o)
     assert body["exclusions"][0]["text"].startswith(str(body["exclusions"][0]["count"]))
     assert "documents_required" in body["excluded"]

@@ -369,6 +369,7 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     # Closer is the operator's call: at 3 km the Ixelles refuge is offered again.
     r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "3"})
     assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text
+    assert "Specialised in: Intimate partner violence" in r.text  # R13: shown, not a rule
     r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "99"})
     assert r.status_code == 422 and "Distance from the areas to avoid" in r.text
     # R04: a count past the staleness limit is shown as the last report, never as "free".
