@@ -45,7 +45,15 @@ def example_bodies(pool_ref: str) -> dict[tuple[str, str], Any]:
             "label": "Night shift",
             "hours": 12,
         },
+        ("POST", "/admin/schemes/extend"): {"plannedEnd": "2099-01-01T00:00:00Z"},
     }
+
+
+#: Query strings for routes that do nothing useful without one (the area to look at).
+EXAMPLE_QUERIES: dict[tuple[str, str], dict[str, str]] = {
+    ("GET", "/taskforce/saturation/year-on-year"): {"level": "province", "nis": "60000"},
+    ("GET", "/taskforce/saturation/series"): {"level": "province", "nis": "60000"},
+}
 
 
 def canary_address() -> tuple[Address, list[str]]:
@@ -164,6 +172,8 @@ async def test_no_canary_address_reaches_requesters_or_taskforce(
             }
             if method in ("POST", "PUT", "PATCH"):
                 kwargs["json"] = body
+            if (method, path) in EXAMPLE_QUERIES:
+                kwargs["params"] = EXAMPLE_QUERIES[(method, path)]
             r = await client.request(method, url, **kwargs)
             calls += 1
             assert r.status_code < 500, (role, method, url, r.text)
