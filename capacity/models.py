@@ -79,6 +79,13 @@ OPERATOR_KINDS = (
     "admin",
 )
 FACILITY_KINDS = ("refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other")
+#: The kinds of place the matcher may offer, a hold may take and the task force counts: places
+#: for victims and people without a home. Listed on purpose, not derived from FACILITY_KINDS
+#: (R40): a future "perpetrator accommodation" kind (temporary residence bans) goes into
+#: FACILITY_KINDS only, and so can never be matched with, held for or counted with victims.
+PLACEMENT_KINDS = frozenset(
+    {"refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other"}
+)
 FACILITY_STATUSES = (
     "open",
     "closed_to_admissions",

@@ -24,6 +24,7 @@ from capacity.db import Database
 from capacity.errors import InvalidInput
 from capacity.models import (
     HOLD_STATES,
+    PLACEMENT_KINDS,
     Facility,
     Hold,
     Pool,
@@ -76,7 +77,15 @@ class Loaded:
 
 async def load(db: Database, settings: Settings, now: datetime) -> Loaded:
     async with db.read() as s:
-        facs = list((await s.scalars(select(Facility).order_by(Facility.id))).all())
+        facs = list(
+            (
+                await s.scalars(
+                    select(Facility)
+                    .where(Facility.kind.in_(sorted(PLACEMENT_KINDS)))  # R40
+                    .order_by(Facility.id)
+                )
+            ).all()
+        )
         pools = list((await s.scalars(select(Pool).order_by(Pool.id))).all())
     by_fac: dict[int, list[Pool]] = defaultdict(list)
     for p in pools:

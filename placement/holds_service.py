@@ -30,7 +30,7 @@ from capacity.audit import SYSTEM, Actor
 from capacity.db import Database, RawTx, UniqueViolation
 from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
-from capacity.models import Facility, Hold, Operator, Pool, is_held
+from capacity.models import PLACEMENT_KINDS, Facility, Hold, Operator, Pool, is_held
 from placement import holds as rules
 from placement.errors import (
     BadReference,
@@ -456,7 +456,7 @@ async def _reserve_once(
     # (gate, hold, audit, event), atomic on its own. SQLite: one BEGIN IMMEDIATE transaction.
     async with db.raw_write(transaction=db.sqlite) as tx:
         target = await tx.one(_TARGET, pool_ref, actor.operator_id, tx.ts(now), idempotency_key)
-        if target is None:
+        if target is None or target[12] not in PLACEMENT_KINDS:  # R40: victims' places only
             raise NotFound("No such place (unknown option or pool reference).", field="poolRef")
         if target[20]:
             raise _KeyTaken  # a replay (or a reused key): answered from the earlier hold

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from capacity import health_rules
 from capacity.areas import areas
 from capacity.db import Database, RawTx
-from capacity.models import Facility, Pool, UnmetDemand
+from capacity.models import PLACEMENT_KINDS, Facility, Pool, UnmetDemand
 from capacity.settings import Settings
 from placement.household import SearchRequest, validate_areas
 from placement.matcher import MatcherIndex, SearchResult
@@ -504,7 +504,8 @@ async def load_snapshots(
         Facility.intake_phone,
         Facility.handover_protocol,
         Facility.stale_after_minutes,
-    ).order_by(Facility.id)
+    ).where(Facility.kind.in_(sorted(PLACEMENT_KINDS)))  # never another kind of place (R40)
+    facility_query = facility_query.order_by(Facility.id)
     if facility_ids is not None:
         pool_query = pool_query.where(Pool.facility_id.in_(list(facility_ids)))
         facility_query = facility_query.where(Facility.id.in_(list(facility_ids)))
