@@ -75,7 +75,12 @@ def cmd_operator(args: argparse.Namespace, settings: Settings) -> int:
             _with_db(
                 settings,
                 lambda db: registry.create_operator(
-                    db, name=args.name, kind=args.kind, actor=CLI, now=now
+                    db,
+                    name=args.name,
+                    kind=args.kind,
+                    actor=CLI,
+                    now=now,
+                    home_municipality_nis=args.home,
                 ),
             )
         )
@@ -422,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     oc = osub.add_parser("create")
     oc.add_argument("name")
     oc.add_argument("--kind", required=True, choices=OPERATOR_KINDS)
+    oc.add_argument(
+        "--home", metavar="NIS", help="main municipality of a local requester (a police zone)"
+    )
     osub.add_parser("list")
     o.set_defaults(fn=cmd_operator)
 

@@ -55,6 +55,12 @@ class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="c
 class OperatorCreate(Struct, kw_only=True):
     name: Name
     kind: OperatorKind
+    # a local requester's main municipality (a police zone): the console's default area
+    home_municipality_nis: Nis | None = None
+
+
+class OperatorUpdate(Struct, kw_only=True):
+    home_municipality_nis: Nis | None  # null: no home area
 
 
 class TokenCreate(Struct, kw_only=True):

@@ -103,6 +103,9 @@ class Operator(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Where a local requester works (a police zone's main municipality): the console's
+    # default preferred area, and the area of its unmet searches that name none (R32).
+    home_municipality_nis: Mapped[str | None] = mapped_column(String(5))
 
 
 class Token(Base):

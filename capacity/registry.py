@@ -28,7 +28,7 @@ from capacity.commands import (
 )
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
-from capacity.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from capacity.errors import AlreadyExists, Conflict, InvalidInput, NotFound, UnknownArea
 from capacity.models import (
     Alert,
     AvailabilityReport,
@@ -69,13 +69,20 @@ def new_ref(prefix: str) -> str:
 
 
 async def create_operator(
-    db: Database, *, name: str, kind: str, actor: Actor, now: datetime
+    db: Database,
+    *,
+    name: str,
+    kind: str,
+    actor: Actor,
+    now: datetime,
+    home_municipality_nis: str | None = None,
 ) -> Operator:
     name = name.strip()
+    home = _home(home_municipality_nis)
     async with db.write() as s:
         if await s.scalar(select(Operator.id).where(Operator.name == name)) is not None:
             raise AlreadyExists(f"An operator named {name!r} exists already.", field="name")
-        op = Operator(name=name, kind=kind, created_at=now)
+        op = Operator(name=name, kind=kind, created_at=now, home_municipality_nis=home)
         s.add(op)
         await s.flush()
         await audit.record(
@@ -85,9 +92,57 @@ async def create_operator(
             action="operator.create",
             object_type="operator",
             object_id=op.id,
-            detail={"name": name, "kind": kind},
+            detail={"name": name, "kind": kind, "homeMunicipalityNis": home},
         )
     return op
+
+
+def _home(nis: str | None) -> str | None:
+    if nis is None:
+        return None
+    try:
+        return areas().canonical_municipality(nis)
+    except UnknownArea:
+        raise UnknownArea(
+            f"{nis!r} is not a Belgian municipality NIS code (2025 list).",
+            field="homeMunicipalityNis",
+        ) from None
+
+
+async def set_operator_home(
+    db: Database,
+    operator_id: int,
+    home_municipality_nis: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
+) -> Operator:
+    home = _home(home_municipality_nis)
+    async with db.write() as s:
+        op = await s.get(Operator, operator_id)
+        if op is None:
+            raise NotFound("No such operator.")
+        op.home_municipality_nis = home
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="operator.update",
+            object_type="operator",
+            object_id=op.id,
+            detail={"homeMunicipalityNis": home},
+        )
+    return op
+
+
+async def operator_home(db: Database, operator_id: int | None) -> str | None:
+    """A requester operator's home municipality, if it has one."""
+    if operator_id is None:
+        return None
+    async with db.read() as s:
+        return await s.scalar(
+            select(Operator.home_municipality_nis).where(Operator.id == operator_id)
+        )
 
 
 async def list_operators(db: Database) -> list[Operator]:

@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from capacity import health_rules
+from capacity import health_rules, registry
 from capacity.areas import areas
 from capacity.db import Database, RawTx
 from capacity.models import PLACEMENT_KINDS, Facility, Pool, UnmetDemand
@@ -611,8 +611,11 @@ async def record_unmet(
     """Keep an anonymous trace of demand that found no place; once per episode token."""
     hh = request.household
     arr = prov = reg = None
-    if request.preferred_municipality_nis:
-        m = areas().municipality(request.preferred_municipality_nis)
+    # the household's area: the preferred one, else the requester's home area (a police zone
+    # searching without one), else unknown (R32)
+    where = request.preferred_municipality_nis or await registry.operator_home(db, operator_id)
+    if where:
+        m = areas().municipality(where)
         arr, prov, reg = m.arrondissement_nis, m.province_nis, m.region_nis
     top = [code for code, _n in Counter(result.excluded).most_common(3)]
     episode = None

@@ -27,6 +27,7 @@ from api.admin.schemas import (
     WebhookCreated,
     WebhookRead,
     WebhookSet,
+    operator_read,
 )
 from api.auth import requires_admin
 from api.routing import delete, get, patch, post, put
@@ -40,6 +41,7 @@ from capacity.commands import (
     FacilityCreate,
     FacilityUpdate,
     OperatorCreate,
+    OperatorUpdate,
     PoolCreate,
     PoolUpdate,
     StatusChange,
@@ -98,16 +100,35 @@ class AdminController(Controller):
         clock: NamedDependency[Clock],
     ) -> OperatorRead:
         op = await registry.create_operator(
-            db, name=data.name, kind=data.kind, actor=actor, now=clock.now()
+            db,
+            name=data.name,
+            kind=data.kind,
+            actor=actor,
+            now=clock.now(),
+            home_municipality_nis=data.home_municipality_nis,
         )
-        return OperatorRead(id=op.id, name=op.name, kind=op.kind, created_at=op.created_at)
+        return operator_read(op)
+
+    @patch(
+        "/operators/{operator_id:int}",
+        summary="Set or clear an operator's home area (a police zone's municipality)",
+    )
+    async def update_operator(
+        self,
+        operator_id: FromPath[int],
+        data: JSONBody[OperatorUpdate],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> OperatorRead:
+        op = await registry.set_operator_home(
+            db, operator_id, data.home_municipality_nis, actor=actor, now=clock.now()
+        )
+        return operator_read(op)
 
     @get("/operators", summary="List operators")
     async def list_operators(self, db: NamedDependency[Database]) -> list[OperatorRead]:
-        return [
-            OperatorRead(id=o.id, name=o.name, kind=o.kind, created_at=o.created_at)
-            for o in await registry.list_operators(db)
-        ]
+        return [operator_read(o) for o in await registry.list_operators(db)]
 
     @post("/tokens", summary="Create a token (shown once in the response)")
     async def create_token(

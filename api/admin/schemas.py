@@ -17,6 +17,17 @@ class OperatorRead(Out, kw_only=True):
     name: str
     kind: str
     created_at: datetime
+    home_municipality_nis: str | None = None
+
+
+def operator_read(op: Any) -> OperatorRead:
+    return OperatorRead(
+        id=op.id,
+        name=op.name,
+        kind=op.kind,
+        created_at=op.created_at,
+        home_municipality_nis=op.home_municipality_nis,
+    )
 
 
 class TokenRead(Out, kw_only=True):

@@ -622,18 +622,19 @@ class WebController(Controller):
 
     @get("/console")
     async def console(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        ws, _actor, stop = await _guard(request, CONSOLE_ROLES)
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
         if stop:
             return stop
-        return await self._console(
-            request,
-            ws,
-            values={
-                "adult0_gender": "female",
-                "avoid_km": str(DEFAULT_AVOID_KM),
-                "episode": secrets.token_urlsafe(12),
-            },
-        )
+        assert actor is not None
+        values = {
+            "adult0_gender": "female",
+            "avoid_km": str(DEFAULT_AVOID_KM),
+            "episode": secrets.token_urlsafe(12),
+        }
+        home = await registry.operator_home(request.app.state.db, actor.operator_id)
+        if home is not None:  # a police zone: where its officers are, to change if need be
+            values["preferred"] = _muni_label(home, _lang(request))
+        return await self._console(request, ws, values=values)
 
     async def _console(
         self,

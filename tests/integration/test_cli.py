@@ -41,6 +41,14 @@ def test_operator_token_facility_import_flow(
     assert r.returncode == 0, r.stderr
     r = abri(cli_url, "operator", "create", "Refuges Liège", "--kind", "shelter_operator", cwd=root)
     assert r.returncode == 0, r.stderr
+    r = abri(
+        cli_url, "operator", "create", "Zone Liège", "--kind", "police", "--home", "62063", cwd=root
+    )
+    assert r.returncode == 0, r.stderr
+    r = abri(
+        cli_url, "operator", "create", "Zone X", "--kind", "police", "--home", "99999", cwd=root
+    )
+    assert r.returncode == 2 and "99999" in r.stderr
     r = abri(cli_url, "token", "create", "--operator", "Refuges Liège", "--role", "staff", cwd=root)
     assert r.returncode == 0, r.stderr
     token = r.stdout

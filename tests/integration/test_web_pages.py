@@ -534,3 +534,51 @@ def seed_policy() -> Any:
     from tests.browser.web_helpers import FAMILY_POLICY
 
     return FAMILY_POLICY
+
+
+async def test_a_police_zone_console_starts_from_its_home_area(
+    client: AsyncClient, world: World
+) -> None:
+    """R32 / R22: a police zone registered with its home municipality gets it as the preferred
+    area of a new household (changeable), and a search with no area that finds nothing is
+    still counted in the zone's area for the task force."""
+    from sqlalchemy import select as sa_select
+
+    from capacity.models import Operator, UnmetDemand
+
+    w = await seed_world(world)
+    await world.operator("Admin", "admin")
+    admin = bearer(await world.token("Admin", "admin"))
+    async with world.db.read() as s:
+        zone_id = await s.scalar(sa_select(Operator.id).where(Operator.name == "Zone Ixelles"))
+    r = await client.patch(
+        f"/admin/operators/{zone_id}", headers=admin, json={"homeMunicipalityNis": "21009"}
+    )
+    assert r.status_code == 200 and r.json()["homeMunicipalityNis"] == "21009", r.text
+    bad = await client.patch(
+        f"/admin/operators/{zone_id}", headers=admin, json={"homeMunicipalityNis": "99999"}
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "homeMunicipalityNis"
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    page = await client.get("/web/console")
+    assert re.search(r'id="preferred"[^>]*value="Ixelles / Elsene \(21009\)"', page.text)
+    # A man alone finds nothing in these refuges (women only), with no area typed.
+    nobody = {
+        "adult0_gender": "male",
+        "adult0_band": "25-64",
+        "residence": "documented",
+        "income": "yes",
+        "need": "other",
+        "nights": "1",
+    }
+    r = await post_form(client, "/web/console", "/web/console/search", nobody)
+    assert r.status_code == 200 and "Options (0)" in r.text
+    async with world.db.read() as s:
+        (row,) = (await s.scalars(sa_select(UnmetDemand))).all()
+    assert (row.arrondissement_nis, row.province_nis) == ("21000", "04000")
+    # The helpline has no home area: its form starts empty.
+    client.cookies.clear()
+    await web_sign_in(client, str(w["helpline"]))
+    page = await client.get("/web/console")
+    assert re.search(r'id="preferred"[^>]*value=""', page.text)
