@@ -247,6 +247,8 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
                     else {}
                 ),
                 "pools": [msgspec.to_builtins(p) for p in pools],
+                **({"validFrom": args.valid_from} if args.valid_from else {}),
+                **({"plannedEnd": args.planned_end} if args.planned_end else {}),
             },
             FacilityCreate,
         )
@@ -492,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--city")
     fc.add_argument(
         "--pool", action="append", help="label:unit_kind:places_per_unit:units_total (repeatable)"
+    )
+    fc.add_argument("--valid-from", help="a temporary scheme's start, ISO 8601 with time zone")
+    fc.add_argument(
+        "--planned-end", help="a temporary scheme's planned end, ISO 8601 with time zone"
     )
     fsub.add_parser("list")
     fsub.add_parser("templates")

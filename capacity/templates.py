@@ -130,5 +130,26 @@ TEMPLATES: dict[str, Template] = {
             ),
             pools=(("Studios", "family_room", 3),),
         ),
+        Template(
+            name="requisitioned_other",
+            title="Other requisitioned place (youth hostel, B&B, training centre)",
+            kind="other",
+            secret_address=True,
+            policy=AccessPolicy(
+                accepts_undocumented=True,
+                cost="free",
+                accepts_children=True,
+                languages=["fr", "nl", "en"],
+                max_stay_nights=30,
+                beds_for_households=False,
+                rooms_for_households=True,
+            ),
+            handover_protocol=(
+                "Call the intake phone with the reference code; the coordinator on duty gives "
+                "the arrival arrangement. No address is given by Abri."
+            ),
+            stale_after_minutes=6 * 60,
+            pools=(("Rooms", "room", 2), ("Family rooms", "family_room", 4)),
+        ),
     )
 }

@@ -91,6 +91,48 @@ def test_operator_token_facility_import_flow(
         cwd=root,
     )
     assert r.returncode == 0, r.stderr
+    r = abri(
+        cli_url,
+        "facilities",
+        "create",
+        "--operator",
+        "Refuges Liège",
+        "--alias",
+        "Youth hostel 2",
+        "--municipality",
+        "62063",
+        "--template",
+        "requisitioned_other",
+        "--intake-phone",
+        "+32 4 555 00 09",
+        "--pool",
+        "Rooms:room:4:10",
+        "--valid-from",
+        "2026-12-01T00:00:00+01:00",
+        "--planned-end",
+        "2027-03-31T23:59:00+02:00",
+        cwd=root,
+    )
+    assert r.returncode == 0, r.stderr
     r = abri(cli_url, "facilities", "list", cwd=root)
     lines = r.stdout.strip().splitlines()
-    assert [ln.split("\t")[-1] for ln in lines] == ["Refuge L-1", "Hotel 1"]
+    assert [ln.split("\t")[-1] for ln in lines] == ["Refuge L-1", "Hotel 1", "Youth hostel 2"]
+    r = abri(
+        cli_url,
+        "facilities",
+        "create",
+        "--operator",
+        "Refuges Liège",
+        "--alias",
+        "Bad dates",
+        "--municipality",
+        "62063",
+        "--template",
+        "requisitioned_other",
+        "--intake-phone",
+        "+32 4 555 00 10",
+        "--planned-end",
+        "next spring",
+        cwd=root,
+    )
+    assert r.returncode == 2 and "plannedEnd" in r.stderr, r.stderr
