@@ -191,6 +191,8 @@ async def test_map_table_and_chart_match_the_api(
     assert not liege["suppressed"] and liege["capacity"] == 61 and liege["occupied"] == 42
     assert areas["60000"]["class"] == "sat-2"
     assert "69 %" in html.unescape(areas["60000"]["title"])
+    # R36: coverage beside the figure (the share of places reporting fresh figures)
+    assert f"coverage {round(liege['coverage'] * 100)} %" in html.unescape(areas["60000"]["title"])
     # Limburg: a single refuge, suppressed on the map and in the table; Antwerp as well
     for nis in ("70000", "10000"):
         assert areas[nis]["class"] == "suppressed" and "suppressed" in areas[nis]["title"]
