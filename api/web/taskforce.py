@@ -31,7 +31,7 @@ from api.taskforce.controllers import (
 )
 from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
 from api.web import session as sess
-from api.web.controllers import _guard, _lang, _render
+from api.web.controllers import LABELS, _guard, _lang, _render
 from capacity import taskforce_service as tf
 from capacity.areas import area_shapes, fold, local_name
 from capacity.saturation import COUNTRY, KINDS, SEGMENTS
@@ -63,6 +63,20 @@ CHART_PAD = (44.0, 12.0, 12.0, 28.0)  # left, top, right, bottom
 UNMET_DAYS = 30
 UNMET_ROWS = 30
 PLANNER_DAYS = 30  # schemes whose planned end falls within this many days
+#: The breakdowns of the unmet-demand table (R32-R34): what blocked, who asked, for what need.
+UNMET_BY = ("reason", "requester", "need")
+REQUESTER_LABELS = {
+    "police": "Police",
+    "helpline": "Helplines",
+    "cpas": "CPAS / OCMW",
+    "shelter_operator": "Shelters",
+    "hotel_partner": "Hotel partners",
+    "caw": "CAW welfare centres",
+    "fjc": "Family justice centres",
+    "sac": "Sexual assault care centres",
+    "prosecutor": "Prosecutors",
+    "admin": "Administrators",
+}
 YOY_YEARS = 3  # the same month in this many years, under the trend chart (R35)
 
 
@@ -294,6 +308,7 @@ class TaskforcePageController(Controller):
         sort = _choice(q.get("sort"), SORT_COLUMNS, "saturation")
         descending = q.get("dir", "desc" if sort != "area" else "asc") != "asc"
         days = _days(q.get("days"))
+        unmet_by = _choice(q.get("unmet"), UNMET_BY, "reason")
         area = q.get("area") or province or COUNTRY
         a_level = chart_level(area)
         if a_level is None:
@@ -307,6 +322,7 @@ class TaskforcePageController(Controller):
             "dir": "desc" if descending else "asc",
             "days": str(days),
             "area": area if area != (province or COUNTRY) else None,
+            "unmet": unmet_by if unmet_by != "reason" else None,
         }
 
         def link(**changes: Any) -> str:
@@ -357,7 +373,12 @@ class TaskforcePageController(Controller):
             {
                 "period": c.period,
                 "name": area_name(c.nis, lang) if c.nis != tf.UNKNOWN_AREA else None,
-                "reason": EXCLUSION_TEXT.get(c.value),
+                "reason": EXCLUSION_TEXT.get(c.value) if unmet_by == "reason" else None,
+                "label": (REQUESTER_LABELS if unmet_by == "requester" else LABELS["need"]).get(
+                    c.value
+                )
+                if unmet_by != "reason"
+                else None,
                 "code": c.value,
                 "suppressed": c.suppressed,
                 "count": c.count,
@@ -367,7 +388,7 @@ class TaskforcePageController(Controller):
                 k=state.settings.suppression_k,
                 level=level,
                 period="month",
-                by="reason",
+                by=unmet_by,
                 segment="all",
                 start=unmet_start,
                 end=now,
@@ -423,6 +444,7 @@ class TaskforcePageController(Controller):
             unmet=unmet[:UNMET_ROWS],
             unmet_more=max(0, len(unmet) - UNMET_ROWS),
             unmet_days=UNMET_DAYS,
+            unmet_by=unmet_by,
             planner=planner,
             yoy=yoy,
             planner_days=PLANNER_DAYS,

@@ -250,6 +250,9 @@ def _msgids() -> set[str]:
             ids.add(node.args[0].value)
     ids.update(ERROR_TEXT.values())
     ids.update(v for d in LABELS.values() for v in d.values())
+    from api.web.taskforce import REQUESTER_LABELS
+
+    ids.update(REQUESTER_LABELS.values())
     ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG))
     ids.update(STATUS_MSGIDS)
     ids.update(reasons.MSGIDS)

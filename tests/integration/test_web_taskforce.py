@@ -293,6 +293,15 @@ async def test_unmet_demand_summary_is_suppressed_below_k(
     r = await client.get("/web/taskforce", params={"province": "60000"})
     table = re.search(r'<table id="tf-unmet".*?</table>', r.text, re.S)
     assert table and "Liège" in table[0] and "suppressed" in table[0]
+    # R33/R34: the same searches by who asked and by need, through links (no script)
+    assert 'href="/web/taskforce?' in page and "unmet=requester" in page
+    for by, label in (("requester", "Helplines"), ("need", "Intimate partner violence")):
+        r = await client.get("/web/taskforce", params={"unmet": by})
+        table = re.search(r'<table id="tf-unmet".*?</table>', r.text, re.S)
+        assert table
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html.unescape(table[0])))
+        assert f"Liège {label} 6 " in text, text
+        assert '<strong aria-current="true">' in r.text
 
 
 @pytest.mark.parametrize(
