@@ -17,7 +17,7 @@ from api.staff.schemas import (
     report_read,
     staff_facility,
 )
-from capacity import availability, registry
+from capacity import availability, health_rules, registry
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.commands import AvailabilityUpdate, StatusChange
@@ -76,7 +76,17 @@ class StaffController(Controller):
         addresses = await registry.read_addresses(
             db, [v.facility.id for v in views], actor=actor, now=now, cipher=cipher
         )
-        return [staff_facility(v, addresses.get(v.facility.id), settings, now) for v in views]
+        rules = await health_rules.list_conditions(db)
+        return [
+            staff_facility(
+                v,
+                addresses.get(v.facility.id),
+                settings,
+                now,
+                health_rules.in_force_at(v.facility.municipality_nis, rules),
+            )
+            for v in views
+        ]
 
     @get("/facilities/{facility_id:int}", summary="One of my facilities")
     async def get_facility(
@@ -93,7 +103,15 @@ class StaffController(Controller):
         address = await registry.read_address(
             db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
         )
-        return staff_facility(view, address, settings, now)
+        return staff_facility(
+            view,
+            address,
+            settings,
+            now,
+            health_rules.in_force_at(
+                view.facility.municipality_nis, await health_rules.list_conditions(db)
+            ),
+        )
 
     @put(
         "/facilities/{facility_id:int}/status",
@@ -125,7 +143,15 @@ class StaffController(Controller):
         address = await registry.read_address(
             db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
         )
-        return staff_facility(view, address, settings, now)
+        return staff_facility(
+            view,
+            address,
+            settings,
+            now,
+            health_rules.in_force_at(
+                view.facility.municipality_nis, await health_rules.list_conditions(db)
+            ),
+        )
 
     @get("/pools/{pool_id:int}", summary="One pool, with its version as ETag")
     async def get_pool(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from api.schemas import Location, Out, PoolRead, location, pool_read
+from api.schemas import AreaRef, Location, Out, PoolRead, area_ref, location, pool_read
 from capacity.crypto import Address
+from capacity.health_rules import AreaCondition
 from capacity.models import AvailabilityReport
 from capacity.registry import FacilityView
 from capacity.settings import Settings
@@ -33,10 +35,21 @@ class FacilityDetail(Out, kw_only=True):
     pools: list[PoolRead]
 
 
+class AreaConditionRead(Out, kw_only=True):
+    """An admission condition switched on for an area the facility lies in (R16): why
+    helplines and police ask about it before they send someone."""
+
+    condition: str
+    reason: str
+    area: AreaRef
+    since: datetime
+
+
 class StaffFacilityRead(FacilityDetail, kw_only=True):
     """A facility as its own staff see it: with its confidential address (each read audited)."""
 
     address: Address | None
+    area_conditions: list[AreaConditionRead] = []
 
 
 class AvailabilityReportRead(Out, kw_only=True):
@@ -79,9 +92,31 @@ def facility_detail(view: FacilityView, settings: Settings, now: datetime) -> Fa
 
 
 def staff_facility(
-    view: FacilityView, address: Address | None, settings: Settings, now: datetime
+    view: FacilityView,
+    address: Address | None,
+    settings: Settings,
+    now: datetime,
+    conditions: Sequence[AreaCondition] = (),
 ) -> StaffFacilityRead:
-    return StaffFacilityRead(address=address, **facility_fields(view, settings, now))  # type: ignore[arg-type]
+    """``conditions``: ``health_rules.in_force_at`` for this facility's municipality."""
+    return StaffFacilityRead(
+        address=address,
+        area_conditions=[
+            AreaConditionRead(
+                condition=c.condition,
+                reason=c.reason,
+                area=area_ref(c.area_nis) if c.area_nis != "BE" else _BELGIUM,
+                since=c.created_at,
+            )
+            for c in conditions
+        ],
+        **facility_fields(view, settings, now),  # type: ignore[arg-type]
+    )
+
+
+_BELGIUM = AreaRef(
+    nis="BE", level="country", name_fr="Belgique", name_nl="België", name_de="Belgien"
+)
 
 
 def report_read(r: AvailabilityReport) -> AvailabilityReportRead:

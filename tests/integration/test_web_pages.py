@@ -436,10 +436,25 @@ async def test_staff_see_the_condition_in_force_for_their_area(
     )  # the Brussels-Capital region's province code: both refuges are in Brussels
     page = (await client.get("/web/staff")).text
     assert page.count(banner) == 2 and "(Brussels measure)" in page
+    # the staff API says the same, for shelters' own systems
+    api = await client.get("/staff/facilities", headers=bearer(str(w["staff"])))
+    assert api.status_code == 200
+    for fac in api.json():
+        (cond,) = fac["areaConditions"]
+        assert (cond["condition"], cond["reason"], cond["area"]["nis"]) == (
+            "negative_test",
+            "Brussels measure",
+            "04000",
+        )
+    fid = api.json()[0]["id"]
+    one = await client.get(f"/staff/facilities/{fid}", headers=bearer(str(w["staff"])))
+    assert one.json()["areaConditions"][0]["condition"] == "negative_test"
     await health_rules.remove_condition(
         world.db, "04000", "negative_test", actor=CLI, now=world.clock.now()
     )
     assert banner not in (await client.get("/web/staff")).text
+    api = await client.get("/staff/facilities", headers=bearer(str(w["staff"])))
+    assert all(fac["areaConditions"] == [] for fac in api.json())
 
 
 async def test_console_form_errors_are_shown_in_the_language(
