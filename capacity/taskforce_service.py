@@ -444,17 +444,25 @@ class DemandCell:
 
 
 async def hold_demand(
-    db: Database, *, k: int, level: str, start: datetime, end: datetime
+    db: Database,
+    *,
+    k: int,
+    level: str,
+    start: datetime,
+    end: datetime,
+    now: datetime | None = None,
 ) -> list[DemandCell]:
     """Holds requested in ``[start, end)`` per area of the facility: how many, for which need,
-    and what became of them. One item per facility that received holds, suppressed as
+    and what became of them (as of ``now``, default ``end``: a hold past its deadline counts
+    as expired even before the sweeper has run). One item per facility that received holds,
+    suppressed as
     saturation is (a cell of 1..k-1 facilities, or of 1..k-1 secret ones, is not shown, with
     complementary suppression), so no single refuge's intake can be read off."""
     check_level(level)
     async with db.read() as s:
         holds = (
             await s.execute(
-                select(Hold.facility_id, Hold.need, Hold.state).where(
+                select(Hold.facility_id, Hold.need, Hold.state, Hold.deadline).where(
                     Hold.created_at >= start, Hold.created_at < end
                 )
             )
@@ -483,8 +491,9 @@ async def hold_demand(
         vec = per_fac.setdefault(h.facility_id, [0] * len(DEMAND_FIGURES))
         vec[at["requested"]] += 1
         vec[at.get(f"need:{h.need}", at["need:other"])] += 1
-        if h.state in at:
-            vec[at[h.state]] += 1
+        state = "expired" if h.state == "held" and h.deadline <= (now or end) else h.state
+        if state in at:
+            vec[at[state]] += 1
     items = [
         Item(
             key=fid,

@@ -735,7 +735,7 @@ async def build_briefing(
 ) -> Briefing:
     """The briefing's three parts (for the API and the dashboard's download)."""
     k = settings.suppression_k
-    demand = await tf.hold_demand(db, k=k, level=level, start=start, end=end)
+    demand = await tf.hold_demand(db, k=k, level=level, start=start, end=end, now=now)
     unmet = {
         by: [
             UnmetTotalRead(

@@ -411,7 +411,7 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
     plan = [  # (facility view, need, state now)
         *((f, "ipv", "arrived") for f in s["facs"][:3]),  # Liège: 3 refuges
         (s["facs"][0], "family_violence", "declined"),
-        (s["facs"][1], "ipv", "expired"),
+        (s["facs"][1], "ipv", "held"),  # past its deadline, not yet swept: counts as expired
         *((f, "homelessness", "released") for f in s["facs"][3:6]),  # Verviers: 3 refuges
         (s["lone"], "ipv", "arrived"),  # Huy: the lone secret refuge
         (s["lone"], "sexual_violence", "no_show"),
@@ -507,6 +507,8 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
         got = (d["facilities"], d["requested"], d["byNeed"]["ipv"], d["outcomes"]["arrived"])
         assert got == expected[nis], (nis, d)
         assert sum(d["byNeed"].values()) == sum(d["outcomes"].values()) == d["requested"]
+        if nis == "62000":
+            assert d["outcomes"]["expired"] == 1 and d["outcomes"]["held"] == 0
     if not liege_prov["suppressed"]:
         assert liege_prov["requested"] == 11
     # 2. capacity: every area x (all + each segment), Huy's suppressed
@@ -558,6 +560,8 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
     # the window: last week only (the 30-day-old hold is outside)
     r = await client.get("/taskforce/exports/briefing?level=country", headers=h)
     assert r.json()["demand"][0]["requested"] == len(plan)
+    outcomes = r.json()["demand"][0]["outcomes"]
+    assert outcomes["held"] == 0 and outcomes["expired"] == 1  # due, though not yet swept
     bad = await client.get("/taskforce/exports/briefing?level=street", headers=h)
     assert bad.status_code == 422 and bad.json()["errors"]
     assert (
