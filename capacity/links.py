@@ -121,16 +121,26 @@ async def list_links(
 
 
 async def current_links(
-    db: Database, facility_ids: list[int], *, now: datetime, per_facility: int = 20
+    db: Database,
+    facility_ids: list[int],
+    *,
+    now: datetime,
+    per_facility: int = 20,
+    recent_hours: int = 24,
 ) -> dict[int, list[StaffLink]]:
-    """The links of these facilities that have not expired yet, newest first (for the staff
-    page; the caller has already limited ``facility_ids`` to the facilities it may see)."""
+    """The links of these facilities that have not expired, or expired within the last
+    ``recent_hours`` (so the morning coordinator sees whether last night's link was opened),
+    newest first (for the staff page; the caller has already limited ``facility_ids`` to the
+    facilities it may see)."""
     if not facility_ids:
         return {}
     async with db.read() as s:
         rows = await s.scalars(
             select(StaffLink)
-            .where(StaffLink.facility_id.in_(facility_ids), StaffLink.expires_at > now)
+            .where(
+                StaffLink.facility_id.in_(facility_ids),
+                StaffLink.expires_at > now - timedelta(hours=recent_hours),
+            )
             .order_by(StaffLink.id.desc())
         )
         out: dict[int, list[StaffLink]] = {}

@@ -473,6 +473,7 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
                 "id": x.id,
                 "label": x.label,
                 "state": links.link_state(x, now),
+                "opened": x.used_at is not None,
                 "hours_left": max(1, math.ceil((x.expires_at - now).total_seconds() / 3600)),
             }
             for x in current.get(f["id"], [])

@@ -378,10 +378,24 @@ async def test_a_coordinator_issues_and_revokes_links_from_the_staff_page(
     )
     assert r.status_code == 303 and r.headers["location"] == f"/web/staff?ok=revoked#links-{fid}"
     after = await coordinator.get(r.headers["location"])
-    assert "Night shift, Sam · Revoked" in after.text and "Link revoked" in after.text
+    assert "Night shift, Sam · Revoked · had been opened" in after.text
+    assert "Link revoked" in after.text
     assert (await worker.get("/web/link")).status_code != 200  # the worker's session ended
+    # The next morning: last night's unused link shows as expired, never opened; a day on,
+    # it has left the list.
+    unused = await coordinator.post(
+        url, data={"csrf": csrf_of(after.text), "label": "Night shift, Ali", "hours": "8"}
+    )
+    assert unused.status_code == 201
+    world.clock.advance(hours=9)
+    morning = await coordinator.get("/web/staff")
+    assert "Night shift, Ali · Expired · never opened" in morning.text
+    world.clock.advance(hours=26)  # both expired more than a day ago
+    await web_sign_in(coordinator, str(w["staff"]))  # the staff session's idle limit passed
+    later = await coordinator.get("/web/staff")
+    assert "Night shift, Ali ·" not in later.text and "Night shift, Sam ·" not in later.text
     actions = [a for a, _role in await audit_actions(world) if a.startswith("staff_link")]
-    assert actions.count("staff_link.issue") == 1 and "staff_link.revoke" in actions
+    assert actions.count("staff_link.issue") == 2 and "staff_link.revoke" in actions
     await coordinator.aclose()
     await worker.aclose()
     logs = capsys.readouterr()
