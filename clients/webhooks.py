@@ -45,6 +45,7 @@ from capacity.db import Database
 from capacity.errors import Conflict, InvalidInput, NotFound
 from capacity.models import Operator, OutboxMessage, WebhookEndpoint
 from capacity.registry import ROLE_KINDS
+from clients import outbound
 from ops.scheduler import JobContext, job
 
 log = structlog.get_logger("abri.webhooks")
@@ -192,6 +193,9 @@ def validate_url(raw: str) -> str:
         raise bad("must not carry a user name or password (the signature authenticates Abri)")
     if port == 0:
         raise bad("has an invalid port")
+    why = outbound.literal_refusal(parts.hostname)
+    if why is not None:
+        raise bad(why)
     if parts.fragment:
         raise bad("must not have a #fragment")
     try:
@@ -632,6 +636,9 @@ async def _post(
         delivery_id=msg.id,
         timestamp=int(clock.now().timestamp()),  # at sending time: receivers allow 5 min
     )
+    why = await outbound.resolved_refusal(endpoint.url)
+    if why is not None:  # e.g. registered before the check, or its name now points there
+        return _Outcome(msg, ok=False, reason=f"refused: {why}")
     try:
         async with (
             asyncio.timeout(policy.timeout_s),

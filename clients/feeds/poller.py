@@ -36,6 +36,7 @@ from capacity.db import Database
 from capacity.leases import HOLDER
 from capacity.models import Feed
 from capacity.settings import Settings
+from clients import outbound
 from clients.feeds import ingest as ingest_mod
 from clients.feeds.base import MAX_BODY_BYTES, FeedRejected
 from clients.feeds.registry import ADAPTERS
@@ -89,6 +90,9 @@ async def fetch_once(
     http: httpx.AsyncClient, feed: Feed, headers: dict[str, str], timeout_s: float
 ) -> Fetched:
     """One GET with a hard deadline for the whole exchange (connect to last byte)."""
+    why = await outbound.resolved_refusal(feed.url)
+    if why is not None:
+        raise FetchFailed(f"refused: {why}", transient=False, contacted=False)
     try:
         async with asyncio.timeout(timeout_s):
             async with http.stream(

@@ -22,6 +22,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.errors import AlreadyExists, InvalidInput, NotFound
 from capacity.models import Facility, Feed, Operator, Pool
+from clients import outbound
 from clients.feeds.registry import ADAPTERS
 
 FeedName = Annotated[
@@ -149,6 +150,9 @@ def _check_url(url: str) -> str:
             "Put credentials in `credentials`, not in the URL (they would be shown).",
             field="url",
         )
+    why = outbound.literal_refusal(parts.hostname)
+    if why is not None:
+        raise InvalidInput(f"The feed URL {why}.", field="url")
     return url
 
 

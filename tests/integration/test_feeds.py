@@ -434,6 +434,27 @@ async def test_a_bad_poll_never_overwrites_the_last_good_data(
     assert freshness(doubles, threshold_minutes=360, now=world.clock.now()).stale
 
 
+async def test_a_feed_on_a_link_local_address_is_never_polled(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """A feed stored before the URL check (or a name later pointed there) is refused at
+    polling time, recorded as the feed's error; its pools keep their data."""
+    from sqlalchemy import update
+
+    from capacity.models import Feed
+
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
+    created = await make_feed(client, setup, feed_server.url)
+    before = {k: figures(v) for k, v in (await pools(world)).items()}
+    async with world.db.write() as s:
+        await s.execute(update(Feed).values(url="http://169.254.169.254/latest/meta-data/"))
+    report = await poll(world, created["id"])
+    assert report.outcome == "failed"
+    assert report.reason == "refused: points at a link-local, multicast or unspecified address"
+    assert {k: figures(v) for k, v in (await pools(world)).items()} == before
+    assert (await feed_row(world, created["id"])).last_error == report.reason
+
+
 async def test_not_modified_confirms_and_sends_conditional_headers(
     client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
 ) -> None:
@@ -621,6 +642,16 @@ async def test_admin_api_rules(
         headers=bearer(setup.admin),
     )
     assert r.status_code == 422 and r.json()["field"] == "url"
+    r = await client.post(
+        "/admin/feeds",
+        json={
+            **base,
+            "url": "http://169.254.169.254/latest/meta-data/",  # a cloud metadata service
+            "mapping": [{"feedId": "X", "poolId": setup.pools["Doubles"]}],
+        },
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 422 and "link-local" in r.json()["detail"]
     staff = await world.token("Hotels Solidaires", "staff")
     r = await client.get("/admin/feeds", headers=bearer(staff))
     assert r.status_code == 403

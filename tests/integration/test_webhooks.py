@@ -260,6 +260,10 @@ async def test_only_admins_register_webhooks_and_urls_are_validated(
         "https://hooks.example/x#frag",
         "https://hooks.example:99999/x",
         "https://hooks.example/" + "a" * 500,
+        "http://169.254.169.254/latest/meta-data/",  # a cloud metadata service
+        "http://[fe80::1]/x",
+        "http://[::ffff:169.254.169.254]/x",
+        "http://0.0.0.0:8080/x",
     ):
         r = await client.put(path, headers=setup["admin"], json={"url": bad})
         assert r.status_code == 422, (bad, r.text)
@@ -503,6 +507,31 @@ async def test_a_hanging_endpoint_times_out_and_is_retried(
     clock.advance(minutes=1)
     report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
     assert report.delivered == 1 and len(receiver.requests) == 2
+
+
+async def test_an_endpoint_on_a_link_local_address_is_never_called(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """An endpoint stored before the URL check existed (or a name later pointed there) is
+    refused at sending time: the message is not sent, the reason is recorded for admins."""
+    await register(client, setup, receiver.url)
+    async with world.db.write() as s:
+        await s.execute(
+            update(WebhookEndpoint).values(url="http://169.254.169.254/latest/meta-data/")
+        )
+    ref = await make_hold(client, setup)
+    await client.post(f"/staff/holds/{ref}/decline", headers=setup["staff"], json={"reason": "x"})
+    started = time.monotonic()
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert time.monotonic() - started < 2  # no connection attempt, no timeout
+    assert report.delivered == 0 and receiver.requests == []
+    [row] = await outbox_rows(world.db)
+    assert row.last_error == "refused: points at a link-local, multicast or unspecified address"
 
 
 async def test_dead_endpoint_is_capped_marked_failed_visible_to_admins_and_retryable(
