@@ -512,7 +512,7 @@ async def update_facility(
 ) -> FacilityView:
     changes = {k: v for k, v in _struct_items(cmd) if v is not None}
     async with db.write() as s:
-        fac = await s.get(Facility, facility_id)
+        fac = await s.get(Facility, facility_id, with_for_update=True)  # merges: no lost update
         if fac is None:
             raise NotFound("No such facility.")
         if "municipality_nis" in changes:
@@ -581,16 +581,19 @@ async def extend_schemes(
     """Push back, in one go, the planned end of every temporary scheme that ends before
     ``planned_end`` (a winter plan extended for all its hotels), optionally only one
     operator's, one kind of place, or those in one area (``BE``, a region, province,
-    arrondissement or municipality). Only extends, never shortens; facilities without a
-    planned end are not schemes and stay as they are. One audit entry per facility. Returns
-    the ids extended."""
+    arrondissement or municipality). Only extends running schemes, never shortens one, never
+    reopens one that has already ended (that is a deliberate edit of that facility);
+    facilities without a planned end are not schemes and stay as they are. One audit entry
+    per facility. Returns the ids extended."""
     if planned_end <= now:
         raise InvalidInput("The new planned end must be in the future.", field="plannedEnd")
     if area_nis is not None:
         area_nis = health_rules.check_area(area_nis)  # unknown: a clear 422
     async with db.write() as s:
         q = select(Facility).where(
-            Facility.planned_end.is_not(None), Facility.planned_end < planned_end
+            Facility.planned_end.is_not(None),
+            Facility.planned_end > now,  # an ended scheme is not brought back to life here
+            Facility.planned_end < planned_end,
         )
         if operator is not None:
             op = await operator_by_name(s, operator)

@@ -6,7 +6,7 @@ statistics:
 * holds that ended (released, declined, expired, no-show, departed) — or arrived that long
   ago — lose their household composition, callback contact and free-text close reason, and
   what could tie them back to the requester's own case: the ``Idempotency-Key`` (requesters'
-  systems may send their case number; it becomes ``purged:<ref>``), the request hash (a hash of
+  systems may send their case number; it becomes ``#purged:<ref>``), the request hash (a hash of
   the household and callback) and the token used; their state, units, need, requester kind,
   dates and task-force segments (undocumented / with children / no income, no identity) stay,
   so counts and trends survive;
@@ -72,7 +72,9 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                 household=null(),
                 callback=None,
                 close_reason=None,
-                idempotency_key=literal("purged:") + Hold.ref,  # unique, as the key must be
+                # unique as the key must be, and in a form no requester's key can take (the
+                # header allows no "#"), so no key sent in advance can block the purge
+                idempotency_key=literal("#purged:") + Hold.ref,
                 request_hash="",
                 requester_token_id=None,
             )

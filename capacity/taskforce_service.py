@@ -478,7 +478,7 @@ async def hold_demand(
                             Facility.kind,
                             Facility.municipality_nis,
                             Facility.secret_address,
-                        ).where(Facility.id.in_(ids))
+                        ).where(Facility.id.in_(ids), Facility.kind.in_(sorted(PLACEMENT_KINDS)))
                     )
                 ).all()
             }
@@ -488,6 +488,8 @@ async def hold_demand(
     at = {name: i for i, name in enumerate(DEMAND_FIGURES)}
     per_fac: dict[int, list[int]] = {}
     for h in holds:
+        if h.facility_id not in facs:  # not a victims' place (R40)
+            continue
         vec = per_fac.setdefault(h.facility_id, [0] * len(DEMAND_FIGURES))
         vec[at["requested"]] += 1
         vec[at.get(f"need:{h.need}", at["need:other"])] += 1

@@ -397,6 +397,7 @@ async def test_schemes_are_extended_one_by_one_or_in_one_go_and_remember_their_f
         ("Refuges A", "Hotel N1", "92094", 5),  # Namur: another province
         ("Refuges A", "Hotel L3", "62063", 200),  # ends after the new date: untouched
         ("Hotels B", "Hotel B1", "62063", 5),  # another operator
+        ("Refuges A", "Hotel Gone", "62063", -30),  # ended a month ago: stays ended
     ):
         r = await client.post(
             "/admin/facilities",
@@ -468,6 +469,7 @@ async def test_schemes_are_extended_one_by_one_or_in_one_go_and_remember_their_f
     assert facs["Hotel L1"]["extensions"] == 1 and facs["Hotel L2"]["extensions"] == 1
     assert facs["Hotel L3"]["extensions"] == 0 and facs["Hotel B1"]["extensions"] == 0
     assert facs["Hotel N1"]["extensions"] == 1  # not in Liège
+    assert facs["Hotel Gone"]["extensions"] == 0  # an ended scheme is not brought back
     assert {"Hotel L1", "Hotel L2"}.isdisjoint(await warns_past_end())
     # Again with the same date: nothing ends before it any more.
     r = await client.post(

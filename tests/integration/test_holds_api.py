@@ -129,6 +129,12 @@ async def test_access_rules_and_fit_are_checked_at_hold_time(
     assert r.status_code == 422  # Idempotency-Key is required
     r = await client.post(
         "/holds",
+        headers={**h, "Idempotency-Key": "#purged:ABCD-EFGH"},  # the retention's own form
+        json=hold_body(setup["family"]),
+    )
+    assert r.status_code in (400, 422), r.text
+    r = await client.post(
+        "/holds",
         headers={**h, "Idempotency-Key": "k-00000005"},
         json=hold_body(setup["family"], minutes=24 * 60),
     )

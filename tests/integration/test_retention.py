@@ -54,6 +54,9 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
     arrived = await _hold(world, pool, police, "retention-0002")
     await holds_service.transition(world.db, arrived, "arrived", actor=staff, now=world.clock.now())
 
+    # A requester who sends the key a purged hold would get (its old ref behind "purged:")
+    # cannot block the purge: the purged form has a "#", which no Idempotency-Key may hold.
+    await _hold(world, pool, police, f"purged:{declined}")
     world.clock.advance(days=91)
     recent = await _hold(world, pool, police, "retention-0003")  # still held, 91 days later
 
@@ -89,7 +92,7 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
             assert r.segments == {"undocumented": True, "withChildren": True, "noIncome": False}
             assert r.units == 1 and r.need == "ipv"  # statistics survive
             # Nothing left to tie the hold to the requester's case (its key may be a case id).
-            assert r.idempotency_key == f"purged:{ref}" and r.request_hash == ""
+            assert r.idempotency_key == f"#purged:{ref}" and r.request_hash == ""
             assert r.requester_token_id is None
         assert rows[declined].state == "declined" and rows[arrived].state == "arrived"
         assert rows[recent].household is not None and rows[recent].callback is not None
