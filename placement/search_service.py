@@ -253,6 +253,9 @@ class SnapshotCache:
         # Without the held refresh connection: the raw pool rows as of the last refresh
         # (None: compare every row with the index next time).
         self._rows: list[tuple[Any, ...]] | None = None
+        # facilities of kinds the matcher never offers (R40): their pools' changes are skipped
+        # (else each would look unknown to the index and rebuild it at every refresh)
+        self._excluded: frozenset[int] = frozenset()
         self._started = False
         self._live = _Held(db)  # PostgreSQL
         path = make_url(db.url).database if db.sqlite else None
@@ -351,6 +354,10 @@ class SnapshotCache:
         async with self.db.read() as s:
             stamp = tuple((await s.execute(text(_STAMP_SQL))).one())
             facilities = await load_snapshots(s, self.settings)
+            excluded = await s.scalars(
+                select(Facility.id).where(Facility.kind.not_in(sorted(PLACEMENT_KINDS)))
+            )
+            self._excluded = frozenset(excluded.all())
         self._index = MatcherIndex(facilities)
         self._stamp = stamp
         self._rows = None  # the next refresh compares every row with the new index
@@ -405,7 +412,7 @@ class SnapshotCache:
                 await driver.execute(f"VACUUM {_SEEN}")
         if stamp != self._stamp:
             return False
-        return self._apply(self._index, changed)
+        return self._apply(self._index, changed, self._excluded)
 
     async def _refresh_pooled(self) -> bool:
         """Refresh through a pool connection: read every pool row (raw driver values, no ORM)
@@ -417,6 +424,8 @@ class SnapshotCache:
                 return False
             driver = (await conn.get_raw_connection()).driver_connection
             rows = await _fetch(self.db, driver, _ALL_ROWS, _ALL_ROWS)
+        if self._excluded:
+            rows = [r for r in rows if r[9] not in self._excluded]
         prev, self._rows = self._rows, None
         if prev is None:
             if len(rows) != sum(len(f.pools) for f in self._index.facilities):
@@ -429,17 +438,21 @@ class SnapshotCache:
             return True
         else:
             changed = [r for r, p in zip(rows, prev, strict=True) if r != p]
-        if not self._apply(self._index, changed):
+        if not self._apply(self._index, changed, self._excluded):
             return False
         self._rows = rows
         return True
 
     @staticmethod
-    def _apply(index: MatcherIndex, changed: Sequence[Sequence[Any]]) -> bool:
+    def _apply(
+        index: MatcherIndex, changed: Sequence[Sequence[Any]], excluded: frozenset[int]
+    ) -> bool:
         """Apply pool rows (``_ROW_COLS``) whose figures differ from the index's; False if the
         index must be rebuilt (an unknown pool, or one that changed kind, places or
-        facility)."""
+        facility). Pools of ``excluded`` facilities (never offered) are skipped."""
         for r in changed:
+            if r[9] in excluded:
+                continue
             found = index.pool(r[0])
             if found is None:
                 return False

@@ -112,6 +112,38 @@ async def test_refresh_applies_changed_rows_and_rebuilds_on_new_shape(
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["held", "pooled"])
+async def test_a_place_of_another_kind_changes_nothing_and_rebuilds_nothing(
+    world: World, settings: Settings, held: bool
+) -> None:
+    """R40: a facility of a kind never offered (a future perpetrator accommodation) is not in
+    the index; its pools' changes are skipped instead of rebuilding the index each time."""
+    from capacity.models import Facility
+
+    a_id, _a_ref, b_id, _b_ref = await _two_refuges(world)
+    async with world.db.write() as s:
+        await s.execute(
+            update(Facility)
+            .where(Facility.id == (await s.get(Pool, b_id)).facility_id)  # type: ignore[union-attr]
+            .values(kind="perpetrator_accommodation", updated_at=world.clock.now())
+        )
+    cache = SnapshotCache(world.db, settings, max_age=3600)
+    if held:
+        await cache.start()
+    try:
+        index = await cache.index()
+        assert index.pool(b_id) is None and index.pool(a_id) is not None
+        for round_ in range(3):
+            await _set(world, b_id, units_held=round_ + 1)  # the excluded place's pool
+            await _set(world, a_id, units_occupied=round_)
+            await cache._reload()
+            assert cache._index is index  # applied in place, never rebuilt
+            assert index.pool(a_id)[1].units_occupied == round_  # type: ignore[index]
+        assert index.pool(b_id) is None
+    finally:
+        await cache.aclose()
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "pooled"])
 async def test_a_place_gone_since_the_index_is_never_offered(
     world: World, settings: Settings, held: bool
 ) -> None:
