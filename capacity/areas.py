@@ -46,6 +46,7 @@ class Municipality:
     postal_codes: tuple[str, ...]
     lat: float
     lon: float
+    area_km2: float = 0.0
 
     def name(self, lang: str = "fr") -> str:
         return {"nl": self.name_nl, "de": self.name_de}.get(lang, self.name_fr)
@@ -76,6 +77,23 @@ class AreaIndex:
 
     def canonical_municipality(self, nis: str) -> str:
         return self.municipality(nis).nis
+
+    def within(self, municipality_nis: str, km: float) -> list[str]:
+        """The municipalities whose territory comes within ``km`` of this one's (itself
+        included), sorted: each is taken as a disc of its area around its centroid, so the
+        gap between two is the distance of their centroids less both radii. At 0 km: about
+        its neighbours. An approximation (no boundaries are shipped): a long, thin
+        municipality is reached sooner on its long side."""
+        m = self.municipality(municipality_nis)
+
+        def radius(x: Municipality) -> float:
+            return math.sqrt(x.area_km2 / math.pi)
+
+        out = {m.nis}
+        for other in self.municipalities.values():
+            if distance_km(m, other) - radius(m) - radius(other) <= km:
+                out.add(other.nis)
+        return sorted(out)
 
     def enclosing(self, municipality_nis: str) -> tuple[str, ...]:
         """Every area a municipality lies in, itself included: ``BE``, its region, province
@@ -168,6 +186,7 @@ def areas() -> AreaIndex:
                 postal_codes=tuple(p for p in row["postal_codes"].split(";") if p),
                 lat=float(row["centroid_lat"]),
                 lon=float(row["centroid_lon"]),
+                area_km2=float(row["area_km2"] or 0.0),
             )
             munis[m.nis] = m
             for n in {m.name_nl, m.name_fr, m.name_de}:

@@ -90,7 +90,7 @@ class AvoidAreas(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, renam
     avoided); municipality codes from before the 2025 mergers are mapped forward.
     """
 
-    municipalities: Annotated[list[NisCode], msgspec.Meta(max_length=50)] = msgspec.field(
+    municipalities: Annotated[list[NisCode], msgspec.Meta(max_length=200)] = msgspec.field(
         default_factory=list
     )
     arrondissements: Annotated[list[NisCode], msgspec.Meta(max_length=50)] = msgspec.field(

@@ -338,7 +338,8 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     client: AsyncClient, world: World
 ) -> None:
     """R17: the console keeps places at least DEFAULT_AVOID_KM from an area to avoid unless
-    the operator lowers it (Refuge Iris, Ixelles, is 4.4 km from Schaerbeek). R33: searching
+    the operator lowers it (Refuge Iris, Ixelles, lies about a kilometre from Schaerbeek's edge;
+    the Ixelles and Schaerbeek centroids are 4.4 km apart). R33: searching
     again for the same household counts its unmet need once; "New household" starts over."""
     from sqlalchemy import func
 
@@ -369,8 +370,8 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     )
     async with world.db.read() as s:
         assert await s.scalar(select(func.count()).select_from(UnmetDemand)) == 2
-    # Closer is the operator's call: at 3 km the Ixelles refuge is offered again.
-    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "3"})
+    # Closer is the operator's call: at 0 km (Schaerbeek alone) the Ixelles refuge is offered.
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "0"})
     assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text
     assert "Specialised in: Intimate partner violence" in r.text  # R13: shown, not a rule
     r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "99"})
@@ -386,7 +387,7 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     async with world.db.write() as s:
         await s.execute(update(Pool).values(reported_at=long_ago, confirmed_at=long_ago))
     world.clock.advance(seconds=5)  # past the matcher's cache
-    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "3"})
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "0"})
     assert "Refuge Iris" in r.text and "last reported: 3 free" in r.text
     assert "<strong>3 free</strong>" not in r.text
 

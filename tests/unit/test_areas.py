@@ -79,3 +79,15 @@ def test_children_of_area() -> None:
 )
 def test_local_names_for_english_readers(nis: str, name: str) -> None:
     assert local_name(nis) == name
+
+
+def test_within_reaches_the_neighbours_not_only_close_centroids() -> None:
+    """R17's "keep away by N km" is about territory, not centroids: Herstal borders Liège
+    although their centroids are 5.6 km apart; Ixelles comes within a few km of Schaerbeek;
+    Namur is far from Liège."""
+    idx = areas()
+    assert {"62051", "62063"} <= set(idx.within("62063", 0))  # Herstal, Liège itself
+    assert "21009" in idx.within("21015", 5) and "21009" not in idx.within("21015", 0)
+    assert "92094" not in idx.within("62063", 5)
+    assert "63023" in idx.within("63023", 0)  # itself
+    assert len(idx.within("21015", 5)) > len(idx.within("21015", 0)) > 1
