@@ -40,7 +40,7 @@ combination of published cells; a finding suppresses one more cell and the loop 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,8 +243,12 @@ def build_cube(
     n_values: int = len(FIGURES),
     audit: bool = True,
     audit_limit: int = 2500,
+    forced: Collection[CellKey] = (),
 ) -> Cube:
     """Aggregate ``items`` into every cell and suppress what must be (see module doc).
+
+    ``forced``: cells to suppress whatever their counts (another table over the same items
+    hid them; publishing them here would undo that), before complementary suppression.
 
     The exact audit costs O(cells x secret items^2); above ``audit_limit`` secret items it is
     skipped (the relations-based fixpoint still runs)."""
@@ -288,6 +292,10 @@ def build_cube(
             if c.base_flag is not None:
                 c.base_flag.dependents.append(c)
         elif _primary(c, k):
+            c.suppressed = True
+    for key in forced:
+        c = cells.get(key)
+        if c is not None and not c.virtual:
             c.suppressed = True
     cube = Cube(cells, k, levels)
     equations = _equations(cube, children, sorted(categories), flags)

@@ -360,6 +360,59 @@ class UnmetCell:
     count: int | None
 
 
+def _unmet_value(r: UnmetDemand, by: str) -> str:
+    if by == "shape":
+        return r.household_shape
+    if by == "need":
+        return r.need
+    if by == "requester":  # police, helpline, cpas...: who met the gap (R33)
+        return r.requester_kind
+    return r.top_reasons[0] if r.top_reasons else "none"
+
+
+def _joint_unmet_cubes(records: Sequence[UnmetDemand], k: int) -> dict[str, Cube]:
+    """One cube per breakdown (shape, reason, need, requester) of the same searches, with
+    their shared cells (every area's total and segment totals) suppressed alike: a total one
+    breakdown must hide is hidden in all, else one table would publish what another hides and
+    the difference would single out a search. Repeats until no breakdown hides anything the
+    others show (suppressions only grow, so it ends)."""
+    items: dict[str, list[Item]] = {b: [] for b in UNMET_BY}
+    for r in records:
+        path = (
+            COUNTRY,
+            r.region_nis or UNKNOWN_AREA,
+            r.province_nis or UNKNOWN_AREA,
+            r.arrondissement_nis or UNKNOWN_AREA,
+        )
+        flags = frozenset(f for f in UNMET_FLAGS if (r.segments or {}).get(f))
+        for b in UNMET_BY:
+            items[b].append(
+                Item(
+                    key=r.id,
+                    path=path,
+                    category=_unmet_value(r, b),
+                    flags=flags,
+                    secret=True,
+                    values=(1,),
+                )
+            )
+    forced: set[tuple[str, str, str, str]] = set()
+    while True:
+        cubes = {
+            b: build_cube(items[b], k=k, flags=UNMET_FLAGS, n_values=1, forced=forced)
+            for b in UNMET_BY
+        }
+        shared = {
+            key
+            for cube in cubes.values()
+            for key, c in cube.cells.items()
+            if c.category == ALL and c.suppressed and not c.virtual
+        }
+        if shared <= forced:
+            return cubes
+        forced |= shared
+
+
 async def unmet_demand(
     db: Database,
     *,
@@ -387,29 +440,12 @@ async def unmet_demand(
                 select(UnmetDemand).where(UnmetDemand.at >= start, UnmetDemand.at < end)
             )
         ).all()
-    buckets: dict[datetime, list[Item]] = defaultdict(list)
+    buckets: dict[datetime, list[Any]] = defaultdict(list)
     for r in rows:
-        if by == "shape":
-            value = r.household_shape
-        elif by == "need":
-            value = r.need
-        elif by == "requester":  # police, helpline, cpas...: who met the gap (R33)
-            value = r.requester_kind
-        else:
-            value = r.top_reasons[0] if r.top_reasons else "none"
-        path = (
-            COUNTRY,
-            r.region_nis or UNKNOWN_AREA,
-            r.province_nis or UNKNOWN_AREA,
-            r.arrondissement_nis or UNKNOWN_AREA,
-        )
-        flags = frozenset(f for f in UNMET_FLAGS if (r.segments or {}).get(f))
-        buckets[start if period == "total" else period_start(r.at, period)].append(
-            Item(key=r.id, path=path, category=value, flags=flags, secret=True, values=(1,))
-        )
+        buckets[start if period == "total" else period_start(r.at, period)].append(r)
     out: list[UnmetCell] = []
     for p_start in sorted(buckets):
-        cube = build_cube(buckets[p_start], k=k, flags=UNMET_FLAGS, n_values=1)
+        cube = _joint_unmet_cubes(buckets[p_start], k)[by]
         for c in sorted(cube.cells.values(), key=lambda c: (c.nis, c.category)):
             if c.level != level or c.flag != segment or c.virtual:
                 continue
