@@ -683,7 +683,8 @@ class PlannerArea:
     closing_public: list[ClosingFacility]
     closing_secret: str  # "none" | "suppressed" | "shown"
     occupants: dict[str, int] | None  # by segment, "segmentUnknown", "total", "fromStaleReports"
-    free_elsewhere: dict[str, int] | None  # free places elsewhere in the area, by segment
+    # free places elsewhere in the area, by segment (a segment's figure None: suppressed)
+    free_elsewhere: dict[str, int | None] | None
     suppressed: bool
 
 
@@ -756,14 +757,22 @@ async def redirection(
             f for f in loaded.facts if f.path[depth] == area and f.id not in closing and f.admitting
         ]
         secret_others = sum(1 for f in others if f.secret)
-        free: dict[str, int] = defaultdict(int)
+        free: dict[str, int | None] = {"all": 0, **dict.fromkeys(PLANNER_SEGMENTS, 0)}
+        secret_serving: dict[str, int] = dict.fromkeys(PLANNER_SEGMENTS, 0)
         for f in others:
             fr = facility_figures(f)[FIG["free"]]
-            free["all"] += fr
+            free["all"] += fr  # type: ignore[operator]
             pol = policy_from_json(loaded.facilities[f.id].policy)
             for seg in PLANNER_SEGMENTS:
                 if serves(f.segments, pol, seg):
-                    free[seg] += fr
+                    free[seg] += fr  # type: ignore[operator]
+                    secret_serving[seg] += int(f.secret)
+        # A segment's figure is hidden when the secret places serving it, or those not serving
+        # it (all minus the segment), are 1 to k-1: either would be a refuge or two.
+        for seg in PLANNER_SEGMENTS:
+            rest = secret_others - secret_serving[seg]
+            if 0 < secret_serving[seg] < k or 0 < rest < k:
+                free[seg] = None
         # Secret closing schemes: figures only if at least k of them (else all suppressed);
         # free elsewhere only if its secret facilities are 0 or >= k, and the secret closing
         # ones (which it leaves out) are too, so differences with the aggregates reveal nothing.

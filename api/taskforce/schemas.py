@@ -227,7 +227,7 @@ class PlannerAreaRead(Out, kw_only=True):
     closing_public: list[ClosingFacilityRead]
     closing_secret: str  # none | shown | suppressed
     occupants: dict[str, int] | None
-    free_elsewhere: dict[str, int] | None
+    free_elsewhere: dict[str, int | None] | None  # a segment null: suppressed
     suppressed: bool
 
 
