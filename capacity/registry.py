@@ -282,6 +282,13 @@ def _pool_counts_ok(p: PoolCreate) -> None:
         )
 
 
+def _patched(base: AccessPolicy, patch: Any) -> AccessPolicy:
+    try:
+        return apply_patch(base, patch)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="policy") from None
+
+
 def resolve_policy(cmd: FacilityCreate) -> tuple[str, AccessPolicy, bool, str, int | None]:
     """Apply a template, then explicit fields: kind, policy, secret flag, protocol, staleness."""
     tpl = None
@@ -296,7 +303,7 @@ def resolve_policy(cmd: FacilityCreate) -> tuple[str, AccessPolicy, bool, str, i
     if kind is None:
         raise InvalidInput("Give a kind or a template.", field="kind")
     base = tpl.policy if tpl else AccessPolicy()
-    policy = base if cmd.policy is None else apply_patch(base, cmd.policy)
+    policy = base if cmd.policy is None else _patched(base, cmd.policy)
     secret = (
         cmd.secret_address
         if cmd.secret_address is not None
@@ -533,7 +540,7 @@ async def update_facility(
                     "This operator already has a facility with that alias.", field="alias"
                 )
         if "policy" in changes:
-            changes["policy"] = apply_patch(policy_from_json(fac.policy), changes["policy"])
+            changes["policy"] = _patched(policy_from_json(fac.policy), changes["policy"])
         if "planned_end" in changes:
             changes["previous_planned_end"] = fac.planned_end
             _count_extension(fac, changes["planned_end"])

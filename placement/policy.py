@@ -120,13 +120,19 @@ PolicyPatch.__doc__ = (
 
 
 def apply_patch(base: AccessPolicy, patch: msgspec.Struct) -> AccessPolicy:
-    """``base`` with the fields ``patch`` gives."""
+    """``base`` with the fields ``patch`` gives. ``ValueError`` if the result contradicts
+    itself (each field was checked on decoding; the pairs are checked here)."""
     given = {
         name: value
         for name in patch.__struct_fields__
         if (value := getattr(patch, name)) is not msgspec.UNSET
     }
-    return msgspec.structs.replace(base, **given)
+    policy = msgspec.structs.replace(base, **given)
+    if policy.child_min_age > policy.child_max_age:
+        raise ValueError(
+            f"childMinAge ({policy.child_min_age}) is above childMaxAge ({policy.child_max_age})."
+        )
+    return policy
 
 
 def patch_of(policy: AccessPolicy) -> msgspec.Struct:

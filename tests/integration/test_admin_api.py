@@ -370,7 +370,12 @@ async def test_policy_fields_given_override_the_template_and_the_rest_is_kept(
         f"/admin/facilities/{fid}", headers=h, json={"policy": {"maxStayNights": None}}
     )
     assert r.status_code == 200 and r.json()["policy"]["maxStayNights"] is None
-    for bad in ({"maxStayNights": 0}, {"acceptsDragons": True}, {"cost": None}):
+    for bad in (
+        {"maxStayNights": 0},
+        {"acceptsDragons": True},
+        {"cost": None},
+        {"childMinAge": 12, "childMaxAge": 6},
+    ):
         r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"policy": bad})
         assert r.status_code == 422, (bad, r.text)
     r = await client.get("/admin/facilities", headers=h)
