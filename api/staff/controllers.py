@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, Response
@@ -57,6 +58,30 @@ async def _pool_response(
     return Response(body, headers={"ETag": f'"{pool.version}"'})
 
 
+async def _one_facility(
+    db: Database,
+    view: registry.FacilityView,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher,
+    settings: Settings,
+) -> StaffFacilityRead:
+    """One facility as its staff see it: its address (the read audited) and the area
+    conditions in force there."""
+    fid = view.facility.id
+    address = await registry.read_address(
+        db, fid, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
+    )
+    rules = await health_rules.list_conditions(db)
+    return staff_facility(
+        view,
+        address,
+        settings,
+        now,
+        health_rules.in_force_at(view.facility.municipality_nis, rules),
+    )
+
+
 class StaffController(Controller):
     path = "/staff"
     tags = ["staff"]
@@ -100,18 +125,7 @@ class StaffController(Controller):
     ) -> StaffFacilityRead:
         now = clock.now()
         view = await registry.get_facility(db, facility_id, operator_scope=staff_scope(actor))
-        address = await registry.read_address(
-            db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
-        )
-        return staff_facility(
-            view,
-            address,
-            settings,
-            now,
-            health_rules.in_force_at(
-                view.facility.municipality_nis, await health_rules.list_conditions(db)
-            ),
-        )
+        return await _one_facility(db, view, actor, now, cipher, settings)
 
     @put(
         "/facilities/{facility_id:int}/status",
@@ -140,18 +154,7 @@ class StaffController(Controller):
             refuse_from=() if actor.role == "admin" else ("location_compromised",),
         )
         await standing_service.run_round(db, settings, now=now)  # reopened: next in line
-        address = await registry.read_address(
-            db, facility_id, actor=actor, now=now, cipher=cipher, operator_scope=staff_scope(actor)
-        )
-        return staff_facility(
-            view,
-            address,
-            settings,
-            now,
-            health_rules.in_force_at(
-                view.facility.municipality_nis, await health_rules.list_conditions(db)
-            ),
-        )
+        return await _one_facility(db, view, actor, now, cipher, settings)
 
     @get("/pools/{pool_id:int}", summary="One pool, with its version as ETag")
     async def get_pool(
