@@ -427,10 +427,29 @@ async def unmet_demand(
     """Counts of searches that found no place, per period x area x (shape | main blocking rule
     | need | requester kind), suppressed like saturation (every record counts as a person to
     protect)."""
+    found = await unmet_breakdowns(
+        db, k=k, level=level, period=period, bys=(by,), segment=segment, start=start, end=end
+    )
+    return found[by]
+
+
+async def unmet_breakdowns(
+    db: Database,
+    *,
+    k: int,
+    level: str,
+    period: str,
+    bys: Sequence[str],
+    segment: str,
+    start: datetime,
+    end: datetime,
+) -> dict[str, list[UnmetCell]]:
+    """``unmet_demand`` for several breakdowns at once (the briefing's), from one read and one
+    joint suppression."""
     check_level(level)
     if period not in (*PERIODS, "total"):  # "total": one bucket for the whole window
         raise InvalidInput("period must be day, week or month.", field="period")
-    if by not in UNMET_BY:
+    if any(by not in UNMET_BY for by in bys):
         raise InvalidInput("by must be shape, reason, need or requester.", field="by")
     if segment != ALL and segment not in UNMET_FLAGS:
         raise InvalidInput(f"segment must be all or one of {UNMET_FLAGS}.", field="segment")
@@ -443,13 +462,12 @@ async def unmet_demand(
     buckets: dict[datetime, list[Any]] = defaultdict(list)
     for r in rows:
         buckets[start if period == "total" else period_start(r.at, period)].append(r)
-    out: list[UnmetCell] = []
+    out: dict[str, list[UnmetCell]] = {by: [] for by in bys}
     for p_start in sorted(buckets):
-        cube = _joint_unmet_cubes(buckets[p_start], k)[by]
-        for c in sorted(cube.cells.values(), key=lambda c: (c.nis, c.category)):
-            if c.level != level or c.flag != segment or c.virtual:
-                continue
-            out.append(
+        cubes = _joint_unmet_cubes(buckets[p_start], k)
+        for by in bys:
+            cells = sorted(cubes[by].cells.values(), key=lambda c: (c.nis, c.category))
+            out[by].extend(
                 UnmetCell(
                     p_start,
                     level,
@@ -459,6 +477,8 @@ async def unmet_demand(
                     c.suppressed,
                     None if c.suppressed else c.items,
                 )
+                for c in cells
+                if c.level == level and c.flag == segment and not c.virtual
             )
     return out
 

@@ -736,16 +736,24 @@ async def build_briefing(
     """The briefing's three parts (for the API and the dashboard's download)."""
     k = settings.suppression_k
     demand = await tf.hold_demand(db, k=k, level=level, start=start, end=end, now=now)
+    found = await tf.unmet_breakdowns(
+        db,
+        k=k,
+        level=level,
+        period="total",
+        bys=("need", "requester", "reason"),
+        segment="all",
+        start=start,
+        end=end,
+    )
     unmet = {
         by: [
             UnmetTotalRead(
                 area=tf_area(c.nis), value=c.value, suppressed=c.suppressed, count=c.count
             )
-            for c in await tf.unmet_demand(
-                db, k=k, level=level, period="total", by=by, segment="all", start=start, end=end
-            )
+            for c in cells
         ]
-        for by in ("need", "requester", "reason")
+        for by, cells in found.items()
     }
     cube = await tf.current_cube(db, settings, now)
     return Briefing(
