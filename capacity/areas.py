@@ -273,6 +273,16 @@ def local_name(nis: str) -> str:
     return " / ".join(dict.fromkeys(parts))  # "Eupen", or "Bruxelles / Brussel"
 
 
+def display_name(nis: str, lang: str) -> str:
+    """A municipality's or area's name for a reader of ``lang``: its French, Dutch or German
+    name, else (English) :func:`local_name`."""
+    if lang not in ("fr", "nl", "de"):
+        return local_name(nis)
+    idx = areas()
+    place = idx.municipalities.get(nis) or idx.area(nis)
+    return place.name(lang) or place.name_fr
+
+
 @cache
 def area_shapes(level: str) -> dict[str, Any]:
     """The shipped GeoJSON of provinces or arrondissements (Statbel, CC BY 4.0; see

@@ -30,12 +30,12 @@ from litestar.static_files import create_static_files_router
 from api.holds.controllers import hold_event_stream
 from api.holds.schemas import hold_read, staff_hold_read
 from api.routing import get, post
-from api.schemas import area_ref, pool_read
+from api.schemas import pool_read
 from api.staff.links import link_url
 from api.web import i18n, reasons
 from api.web import session as sess
 from capacity import availability, health_rules, links, registry
-from capacity.areas import areas, fold, local_name
+from capacity.areas import areas, display_name, fold
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate, StatusChange
 from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, UnknownArea
@@ -318,9 +318,8 @@ def _safe_next(target: str | None) -> str:
 
 
 def _muni_label(nis: str, lang: str) -> str:
-    m = areas().municipality(nis)
-    name = local_name(m.nis) if lang not in ("fr", "nl", "de") else m.name(lang)
-    return f"{name} ({m.nis})"
+    code = areas().canonical_municipality(nis)
+    return f"{display_name(code, lang)} ({code})"
 
 
 def _datalist(lang: str) -> list[str]:
@@ -437,13 +436,6 @@ def _form_values(form: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- views
-
-
-def _area_name(nis: str, lang: str) -> str:
-    if lang not in ("fr", "nl", "de"):  # English: the name used there
-        return local_name(nis)
-    a = area_ref(nis)
-    return {"nl": a.name_nl, "de": a.name_de}.get(lang, a.name_fr)
 
 
 def _minutes_ago(seconds: int | None) -> int | None:
@@ -704,7 +696,7 @@ class WebController(Controller):
         options = [
             {
                 "o": o,
-                "area": _area_name(o.area_nis, lang),
+                "area": display_name(o.area_nis, lang),
                 "reasons": [reasons.localise(x, _, LABELS) for x in o.reasons],
                 "warnings": [
                     reasons.localise_warning(w.code, w.message, _, LABELS) for w in o.warnings
@@ -809,7 +801,7 @@ class WebController(Controller):
             ws,
             "hold.html",
             h=h,
-            area=_area_name(h.place.area.nis, _lang(request)),
+            area=display_name(h.place.area.nis, _lang(request)),
             **{"error": None, **extra},
         )
 

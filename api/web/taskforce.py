@@ -33,7 +33,7 @@ from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
 from api.web import session as sess
 from api.web.controllers import LABELS, _guard, _lang, _render
 from capacity import taskforce_service as tf
-from capacity.areas import area_shapes, fold, local_name
+from capacity.areas import area_shapes, display_name, fold
 from capacity.saturation import COUNTRY, KINDS, SEGMENTS
 from placement.rules import EXCLUSION_TEXT
 
@@ -241,15 +241,13 @@ def sort_rows(rows: list[dict[str, Any]], column: str, descending: bool) -> list
 
 
 def area_name(nis: str, lang: str) -> str:
-    a = tf_area(nis)
-    if lang == "nl":
-        return a.name_nl
-    if lang == "de":
-        return a.name_de or a.name_fr
-    if lang == "fr":
-        return a.name_fr
-    # English: Belgium, or the name used in the area itself (Antwerpen, Liège, Eupen)
-    return {COUNTRY: "Belgium", tf.UNKNOWN_AREA: "Unknown area"}.get(nis) or local_name(nis)
+    """An area's name on the dashboard: also the country and the "unknown area" of unmet
+    searches that named none."""
+    if nis in (COUNTRY, tf.UNKNOWN_AREA):
+        a = tf_area(nis)
+        names = {"fr": a.name_fr, "nl": a.name_nl, "de": a.name_de}
+        return names.get(lang) or ("Belgium" if nis == COUNTRY else "Unknown area")
+    return display_name(nis, lang)
 
 
 def _choice(raw: str | None, choices: tuple[str, ...], default: str) -> str:
