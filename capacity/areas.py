@@ -80,19 +80,11 @@ class AreaIndex:
 
     def within(self, municipality_nis: str, km: float) -> list[str]:
         """The municipalities whose territory comes within ``km`` of this one's (itself
-        included), sorted: each is taken as a disc of its area around its centroid, so the
-        gap between two is the distance of their centroids less both radii. At 0 km: about
-        its neighbours. An approximation (no boundaries are shipped): a long, thin
-        municipality is reached sooner on its long side."""
+        included), sorted: ``territory_gap_km`` of each pair. At 0 km: about its neighbours.
+        The plain reference of what the matcher computes for ``avoid.radius`` on arrays."""
         m = self.municipality(municipality_nis)
-
-        def radius(x: Municipality) -> float:
-            return math.sqrt(x.area_km2 / math.pi)
-
         out = {m.nis}
-        for other in self.municipalities.values():
-            if distance_km(m, other) - radius(m) - radius(other) <= km:
-                out.add(other.nis)
+        out.update(o.nis for o in self.municipalities.values() if territory_gap_km(m, o) <= km)
         return sorted(out)
 
     def enclosing(self, municipality_nis: str) -> tuple[str, ...]:
@@ -151,6 +143,21 @@ def distance_km(a: Municipality, b: Municipality) -> float:
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def territory_radius_km(m: Municipality) -> float:
+    """The radius of a disc of the municipality's area: no boundaries are shipped, so a
+    territory is taken as that disc around its centroid."""
+    return math.sqrt(m.area_km2 / math.pi)
+
+
+def territory_gap_km(a: Municipality, b: Municipality) -> float:
+    """How far apart two territories are, taken as discs of their areas around their
+    centroids: the distance of the centroids less both radii (0 or less: they touch or
+    overlap). An approximation: a long, thin municipality is reached sooner on its long
+    side. R17's "keep away by N km" is measured this way, never between centroids alone
+    (Herstal borders Liège although their centroids are 5.6 km apart)."""
+    return distance_km(a, b) - territory_radius_km(a) - territory_radius_km(b)
 
 
 def _strip_prefix(name: str) -> str:

@@ -77,7 +77,11 @@ class Household(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename
 
 
 class AvoidRadius(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    """Keep away from a municipality's centroid by at least ``km``."""
+    """Keep away from a municipality's territory by at least ``km``: every municipality
+    whose territory comes within ``km`` of it is avoided too (``0``: about its neighbours).
+    Territories are taken as discs of their areas around their centroids (no boundaries
+    are shipped), never as the centroids alone: Herstal borders Liège although their
+    centroids are 5.6 km apart."""
 
     municipality_nis: NisCode
     km: Annotated[float, msgspec.Meta(ge=0, le=200, examples=[15.0])]

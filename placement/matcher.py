@@ -195,6 +195,7 @@ class _Geo:
     pos: dict[str, int]
     dist: np.ndarray  # km between municipality centroids, shared by both implementations
     dist_part: np.ndarray  # the weighted distance part of the score for those km
+    gap: np.ndarray  # km between territories (``capacity.areas.territory_gap_km``): R17
 
 
 @cache
@@ -211,7 +212,10 @@ def _geo() -> _Geo:
     # the same operations as the reference's distance part, element by element: same floats
     dist_part = W_DISTANCE * (1.0 / (1.0 + dist / DISTANCE_HALF_KM))
     dist_part.setflags(write=False)
-    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, dist_part)
+    radius = np.sqrt(np.array([idx.municipalities[c].area_km2 for c in codes]) / np.pi)
+    gap = dist - radius[:, None] - radius[None, :]
+    gap.setflags(write=False)
+    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, dist_part, gap)
 
 
 def _muni_pos(nis: str) -> int:
@@ -589,7 +593,7 @@ def match_reference(
         m = _muni_pos(fac.municipality_nis)
         if fac.municipality_nis and (
             areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
-            or any(geo.dist[_muni_pos(c), m] <= km for c, km in s.zones.avoid_radius)
+            or any(geo.gap[_muni_pos(c), m] <= km for c, km in s.zones.avoid_radius)
         ):
             codes.append("avoid_area")
         distance = None if pref is None else float(geo.dist[pref, m])
@@ -1026,7 +1030,7 @@ class MatcherIndex:
             for c in zones.avoid_municipalities:
                 avoid[geo.pos[c]] = True
             for c, km in zones.avoid_radius:
-                avoid |= geo.dist[geo.pos[c]] <= km
+                avoid |= geo.gap[geo.pos[c]] <= km
             rule("avoid_area", avoid[self.muni])
         dist = None
         if zones.preferred is not None:

@@ -402,12 +402,11 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
         },
         "need": form.get("need") or "other",
         "nights": nights or 1,
-        # R17: the areas to avoid, and every municipality whose territory comes within
-        # ``avoid_km`` of one of them (neighbours included), not just centroids that close
+        # R17: the areas to avoid, and (the API's ``avoid.radius``) every municipality whose
+        # territory comes within ``avoid_km`` of one of them, neighbours included
         "avoid": {
-            "municipalities": sorted(
-                {n for m in avoid for n in areas().within(m, avoid_km)} if avoid_km else set(avoid)
-            )
+            "municipalities": sorted(set(avoid)),
+            "radius": [{"municipalityNis": m, "km": avoid_km} for m in avoid] if avoid_km else [],
         },
         "freeOnly": form.get("free_only") == "1",
         "limit": 10,

@@ -324,6 +324,36 @@ def test_avoid_radius_and_arrondissement() -> None:
         )
 
 
+HERSTAL, LIEGE = "62051", "62063"
+
+
+def test_avoid_radius_is_measured_between_territories_not_centroids() -> None:
+    """R17, the API as the console: Herstal borders Liège, but their centroids are 5.6 km
+    apart, so "keep 3 km from Liège" measured between centroids would offer a place in
+    Herstal, next door. Every municipality the matcher leaves out is exactly the reference
+    list ``areas().within``."""
+    from capacity.areas import areas, distance_km
+
+    idx = areas()
+    assert distance_km(idx.municipality(HERSTAL), idx.municipality(LIEGE)) > 5
+    facilities = [make_facility("herstal", HERSTAL), make_facility("namur", NAMUR)]
+    for km in (0, 3):
+        result = search(
+            facilities, req(avoid=AvoidAreas(radius=[AvoidRadius(municipality_nis=LIEGE, km=km)]))
+        )
+        assert refs(result) == ["namur"] and result.excluded == {"avoid_area": 1}
+    # one place in every municipality: what is left out is the reference list, no more
+    everywhere = [make_facility(nis, nis) for nis in sorted(idx.municipalities)]
+    for centre, km in ((LIEGE, 0), (SCHAERBEEK, 5), (ARLON, 12.5)):
+        request = req(
+            avoid=AvoidAreas(radius=[AvoidRadius(municipality_nis=centre, km=km)]), limit=100
+        )
+        result = match(request, everywhere, requester_kind="police", now=NOW)
+        avoided = set(idx.within(centre, km))
+        assert not {o.facility_ref for o in result.options} & avoided
+        assert result.excluded["avoid_area"] == len(avoided)
+
+
 def test_free_only_and_cost() -> None:
     facilities = [
         make_facility("free"),

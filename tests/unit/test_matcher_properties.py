@@ -216,9 +216,7 @@ def in_avoided_area(fac: FacilitySnapshot, request: SearchRequest) -> bool:
         return True
     if m.arrondissement_nis in request.avoid.arrondissements:
         return True
-    return any(
-        distance_km(m, idx.municipality(r.municipality_nis)) <= r.km for r in request.avoid.radius
-    )
+    return any(m.nis in idx.within(r.municipality_nis, r.km) for r in request.avoid.radius)
 
 
 def admissible(fac: FacilitySnapshot, request: SearchRequest, kind: str, now: datetime) -> bool:
