@@ -34,8 +34,11 @@ fixpoint over every additive relation a reader could use:
 
 At the fixpoint no relation has exactly one unknown member, and the unknown children of a known
 parent together hold at least k secret items. Finally an exact audit (linear algebra over the
-published cells) checks that no secret item, and no pair of them, can be recovered by any
-combination of published cells; a finding suppresses one more cell and the loop repeats.
+published cells) checks that no group of 1..k-1 secret items can be recovered by any
+combination of published cells (k is at most ``MAX_K``); a finding suppresses one more cell
+and the loop repeats. That audit is what makes nested segments safe (a combined segment, or
+one inside another, lets a reader derive cells such as "neither" that the relations above do
+not list).
 """
 
 from __future__ import annotations
@@ -250,10 +253,11 @@ def build_cube(
     ``forced``: cells to suppress whatever their counts (another table over the same items
     hid them; publishing them here would undo that), before complementary suppression.
 
-    The exact audit costs O(cells x secret items^2); above ``audit_limit`` secret items it is
-    skipped (the relations-based fixpoint still runs)."""
-    if k < 1:
-        raise ValueError("k must be at least 1")
+    The exact audit works on atoms (secret items no published cell tells apart) and costs
+    about O(cells x atoms + atoms^2 log atoms); above ``audit_limit`` atoms it is skipped (the
+    relations-based fixpoint still runs)."""
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be from 1 to {MAX_K}")
     levels = tuple(levels)
     cells: dict[CellKey, Cell] = {}
     children: dict[tuple[int, str], set[str]] = {}  # (level index, area) -> child areas
@@ -305,9 +309,9 @@ def build_cube(
     pending = set(range(len(equations)))
     while True:
         _complementary(cube, equations, pending)
-        if not audit or len(secret_index) > audit_limit:
+        if not audit:
             return cube
-        leaks = _audit(cube, len(secret_index))
+        leaks = _audit(cube, len(secret_index), audit_limit)
         if not leaks:
             return cube
         cube.audit_findings += len(leaks)
@@ -401,9 +405,22 @@ def _complementary(cube: Cube, equations: list[Equation], pending: set[int]) -> 
             return
 
 
-def _audit(cube: Cube, n_secret: int) -> list[Cell]:
-    """Can any secret item, or any pair of them (when k > 2), be recovered exactly from the
-    published cells by linear algebra? Returns published cells to suppress next (empty: safe)."""
+#: The largest k the exact audit covers: it checks every group of up to k - 1 secret items.
+MAX_K = 5
+_TOL = 1e-6
+
+
+def _audit(cube: Cube, n_secret: int, limit: int) -> list[Cell] | None:
+    """Can any group of 1..k-1 secret items be recovered exactly (the sum of their figures)
+    from the published cells, by linear algebra? Returns published cells to suppress next
+    (empty: safe; None: more than ``limit`` atoms, not checked).
+
+    Secret items that no published cell tells apart form an *atom*: every combination of
+    published cells counts them together, so a recoverable group is a union of atoms. A group
+    is recoverable when its indicator lies in the row space of the published cells (over
+    atoms). Groups of one or two atoms are checked on the projector directly; groups of three
+    and four by meeting in the middle on random projections of the null space, each candidate
+    verified exactly on the projector."""
     if n_secret == 0:
         return []
     published = [c for c in cube.cells.values() if c.base_all is None and c.known and c.secret]
@@ -412,29 +429,110 @@ def _audit(cube: Cube, n_secret: int) -> list[Cell]:
     rows: dict[tuple[int, ...], Cell] = {}
     for c in published:
         rows.setdefault(tuple(sorted(c.members)), c)
-    m = np.zeros((len(rows), n_secret))
+    in_rows: dict[int, list[int]] = {}
     for r, members in enumerate(rows):
-        m[r, list(members)] = 1.0
-    # Row space of M = range of the Gram matrix M^T M (n x n: cheap to decompose).
+        for i in members:
+            in_rows.setdefault(i, []).append(r)
+    by_signature: dict[tuple[int, ...], list[int]] = {}
+    for i, rs in in_rows.items():
+        by_signature.setdefault(tuple(rs), []).append(i)
+    atoms = list(by_signature.values())
+    if len(atoms) > limit:
+        return None
+    m = np.zeros((len(rows), len(atoms)))
+    for a, rs in enumerate(by_signature):
+        m[list(rs), a] = 1.0
+    # Row space of M = range of the Gram matrix M^T M (atoms x atoms: cheap to decompose).
     eigval, eigvec = np.linalg.eigh(m.T @ m)
-    tol = max(float(eigval.max()), 1.0) * n_secret * np.finfo(float).eps * 1000
-    q = eigvec[:, eigval > tol]
-    proj = q @ q.T  # projector on the row space of the published cells
-    diag = np.diag(proj)
-    leaked: list[int] = [int(i) for i in np.nonzero(diag > 1 - 1e-6)[0]]
-    if not leaked and cube.k > 2:
-        pair = diag[:, None] + diag[None, :] + 2 * proj
-        np.fill_diagonal(pair, 0.0)
-        hits = np.argwhere(pair > 2 - 1e-6)
-        leaked = sorted({int(i) for i, _j in hits})
+    tol = max(float(eigval.max()), 1.0) * len(atoms) * np.finfo(float).eps * 1000
+    proj = eigvec[:, eigval > tol] @ eigvec[:, eigval > tol].T
+    null = eigvec[:, eigval <= tol]
+    size = np.array([len(g) for g in atoms])
+    groups = _small_groups(proj, null, size, cube.k - 1)
     out: dict[CellKey, Cell] = {}
-    for target in leaked:
+    for group in groups:
+        targets = {i for a in group for i in atoms[a]}
         best = min(
-            (c for c in published if target in c.members),
+            (c for c in published if targets.intersection(c.members)),
             key=lambda c: (c.secret, c.items, c.key),
         )
         out[best.key] = best
     return list(out.values())
+
+
+def _small_groups(
+    proj: np.ndarray, null: np.ndarray, size: np.ndarray, most: int
+) -> list[tuple[int, ...]]:
+    """Groups of atoms of ``most`` items or fewer whose indicator y lies in the row space
+    (``proj`` projects on it, ``null`` spans its complement): y'Py = |y|. The smallest groups
+    found are returned (a round of the audit suppresses a cell for each; the next finds the
+    rest)."""
+    diag = np.diag(proj)
+    single = np.nonzero((diag > 1 - _TOL) & (size <= most))[0]
+    if len(single):
+        return [(int(a),) for a in single]
+    # An atom alone recoverable but of k items or more cannot be part of a small group; an
+    # atom in no published cell (diag 0) cannot be part of any.
+    cand = np.nonzero((size <= most - 1) & (diag > _TOL) & (diag < 1 - _TOL))[0]
+    if most < 2 or len(cand) < 2:
+        return []
+    sub = proj[np.ix_(cand, cand)]
+    d = diag[cand]
+    fits = size[cand][:, None] + size[cand][None, :] <= most
+    pair = (d[:, None] + d[None, :] + 2 * sub > 2 - _TOL) & fits
+    np.fill_diagonal(pair, False)
+    hits = np.argwhere(np.triu(pair))
+    if len(hits):
+        return [(int(cand[a]), int(cand[b])) for a, b in hits]
+    if most < 3 or len(cand) < 3 or null.shape[1] == 0:
+        return []
+    # y is in the row space iff null' y = 0: the rows of ``null`` of a group sum to zero. Two
+    # random projections of those rows give candidates (a sum of exactly zero projects to
+    # zero); each is verified on the projector.
+    rng = np.random.default_rng(0)
+    z = null[cand] @ rng.standard_normal((null.shape[1], 2))
+    scale = max(1.0, float(np.abs(z).max()))
+    eps = 1e-8 * scale
+    ia, ib = np.triu_indices(len(cand), 1)
+    ps = z[ia] + z[ib]
+    order = np.argsort(ps[:, 0], kind="stable")
+    sorted_ps = ps[order, 0]
+    sz = size[cand]
+
+    def near(values: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+        """For each value, the pairs whose projection is within eps of it (only hits)."""
+        lo = np.searchsorted(sorted_ps, values - eps, side="left")
+        hi = np.searchsorted(sorted_ps, values + eps, side="right")
+        for i in np.nonzero(hi > lo)[0]:
+            yield int(i), order[lo[i] : hi[i]]
+
+    def recoverable(group: tuple[int, ...]) -> bool:
+        g = list(group)
+        return bool(proj[np.ix_(g, g)].sum() > len(g) - _TOL)
+
+    found: set[tuple[int, ...]] = set()
+    for c, hits in near(-z[:, 0]):  # three atoms: a pair and one more
+        for p in hits:
+            a, b = int(ia[p]), int(ib[p])
+            if c in (a, b) or sz[a] + sz[b] + sz[c] > most or abs(ps[p, 1] + z[c, 1]) > eps:
+                continue
+            group = tuple(sorted(int(cand[x]) for x in (a, b, c)))
+            if group not in found and recoverable(group):
+                found.add(group)
+    if found or most < 4:
+        return sorted(found)
+    for p, hits in near(-ps[:, 0]):  # four atoms: two pairs
+        a, b = int(ia[p]), int(ib[p])
+        for q in hits:
+            c, e = int(ia[q]), int(ib[q])
+            if q <= p or len({a, b, c, e}) < 4 or sz[a] + sz[b] + sz[c] + sz[e] > most:
+                continue
+            if abs(ps[p, 1] + ps[q, 1]) > eps:
+                continue
+            group = tuple(sorted(int(cand[x]) for x in (a, b, c, e)))
+            if group not in found and recoverable(group):
+                found.add(group)
+    return sorted(found)
 
 
 # --------------------------------------------------------------------------- facilities -> cube

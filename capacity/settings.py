@@ -32,6 +32,18 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _suppression_k() -> int:
+    from capacity.saturation import MAX_K
+
+    k = _int("ABRI_SUPPRESSION_K", 3)
+    if not 2 <= k <= MAX_K:
+        raise SystemExit(
+            f"ABRI_SUPPRESSION_K must be from 2 to {MAX_K} (the exact disclosure audit checks "
+            f"every group of up to k - 1 secret facilities), got {k}"
+        )
+    return k
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -70,7 +82,7 @@ class Settings:
             stale_minutes=stale,
             auto_migrate=os.environ.get("ABRI_AUTO_MIGRATE", "1") not in ("0", "false", "no"),
             run_jobs=os.environ.get("ABRI_RUN_JOBS", "1") not in ("0", "false", "no"),
-            suppression_k=_int("ABRI_SUPPRESSION_K", 3),
+            suppression_k=_suppression_k(),
             pg_pool_size=_int("ABRI_PG_POOL_SIZE", 20),
             pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 0),
             matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),

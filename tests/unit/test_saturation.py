@@ -128,6 +128,8 @@ def test_no_small_cell_is_published_or_derivable(raw, k) -> None:  # type: ignor
                 e2 = list(e)
                 e2[j] = Fraction(1)
                 assert not in_span(rows, e2), f"pair {i},{j} recoverable"
+    # 4. and no group of up to k - 1 of them (floating point, every subset)
+    assert small_sets_recoverable(cube, secret_ids, k) == []
 
 
 def items_path_parent(items: list[Item], cell, depth: int) -> str | None:  # type: ignore[no-untyped-def]
@@ -234,3 +236,75 @@ def test_segments_from_policy() -> None:
         AccessPolicy(accepts_undocumented=True, accepts_children=False)
     )
     assert segments_of(AccessPolicy(genders=["male"], accepts_children=False)) == {"free_of_charge"}
+
+
+# Segments that nest, as the real ones do: ``f12`` is ``f1`` and ``f2`` at once (like
+# undocumented_women_with_children), ``f3`` lies inside ``f1`` (low_threshold inside
+# undocumented). A reader knows these definitions, so cells such as "neither f1 nor f2"
+# (all - f1 - f2 + f12) or "f1 but not f3" (f1 - f3) can be derived and must be protected.
+NESTED_FLAGS = ("f1", "f2", "f12", "f3")
+
+
+def nested_possible(flags: frozenset[str]) -> bool:
+    return ("f12" in flags) == ({"f1", "f2"} <= flags) and ("f3" not in flags or "f1" in flags)
+
+
+nested_item = st.tuples(
+    st.sampled_from(sorted(TREE)),
+    st.sampled_from(CATS),
+    st.sampled_from(
+        [frozenset(s.split()) for s in ("", "f1", "f2", "f1 f2 f12", "f1 f3", "f1 f2 f12 f3")]
+    ),
+    st.booleans(),
+    st.integers(0, 40),
+)
+
+
+def small_sets_recoverable(cube, secret_ids: list[int], k: int) -> list[tuple[int, ...]]:  # type: ignore[no-untyped-def]
+    """Every group of 1..k-1 secret items whose members' sum is a linear combination of the
+    published cells (floating point on 0/1 rows: a residual is either ~0 or >= ~1/n)."""
+    from itertools import combinations
+
+    import numpy as np
+
+    if not secret_ids:
+        return []
+    rows = np.array(published_rows(cube, secret_ids), dtype=float).reshape(-1, len(secret_ids))
+    if rows.size == 0:
+        return []
+    _u, s, vt = np.linalg.svd(rows, full_matrices=False)
+    q = vt[s > 1e-9 * max(1.0, s.max())]
+    found = []
+    for size in range(1, k):
+        for group in combinations(range(len(secret_ids)), size):
+            y = np.zeros(len(secret_ids))
+            y[list(group)] = 1.0
+            if np.linalg.norm(y - q.T @ (q @ y)) < 1e-6:
+                found.append(group)
+    return found
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.lists(nested_item, min_size=1, max_size=24), k=st.integers(2, 5))
+def test_nested_segments_never_single_out_a_small_group(raw, k) -> None:  # type: ignore[no-untyped-def]
+    items = make_items(raw)
+    cube = build_cube(items, k=k, flags=NESTED_FLAGS, n_values=2)
+    secret_ids = [it.key for it in items if it.secret]
+    assert small_sets_recoverable(cube, secret_ids, k) == []
+
+
+def test_k_is_bounded_by_what_the_audit_checks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A k the exact audit does not cover is refused at start-up, not applied half-way."""
+    import pytest
+
+    from capacity.saturation import MAX_K
+    from capacity.settings import Settings
+
+    monkeypatch.setenv("ABRI_SUPPRESSION_K", str(MAX_K))
+    assert Settings.from_env().suppression_k == MAX_K
+    for bad in ("1", str(MAX_K + 1)):
+        monkeypatch.setenv("ABRI_SUPPRESSION_K", bad)
+        with pytest.raises(SystemExit, match="ABRI_SUPPRESSION_K must be from 2"):
+            Settings.from_env()
+    with pytest.raises(ValueError):
+        build_cube([], k=MAX_K + 1, flags=())
