@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit, availability
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate
 from capacity.db import Database
-from capacity.errors import InvalidInput, NotFound
+from capacity.errors import Conflict, InvalidInput, NotFound
 from capacity.models import Facility, Operator, Pool, StaffLink
 from capacity.registry import hash_token
 
@@ -32,6 +33,10 @@ LINK_PREFIX = "abl_"
 DEFAULT_HOURS = 12
 MAX_HOURS = 7 * 24
 LINK_ROLE = "link"  # the actor role of a link session (no route guard admits it)
+SENT_TWICE = (
+    "This link was already created: the form was sent twice (the page reloaded?). It is "
+    "listed below; revoke it and create a new one if it was not passed on."
+)
 
 
 def link_state(link: StaffLink, now: datetime) -> str:
@@ -73,37 +78,52 @@ async def issue(
     actor: Actor,
     now: datetime,
     operator_scope: int | None,
+    form_nonce: str | None = None,
 ) -> tuple[str, StaffLink]:
-    """Issue a link for one facility. The clear secret is returned once and never stored."""
+    """Issue a link for one facility. The clear secret is returned once and never stored.
+
+    ``form_nonce``: the staff page's form nonce. The same form sent twice (a reload of the
+    page that showed the link, or two clicks racing) is refused (409) instead of issuing a
+    second live link, which the coordinator would not have seen."""
     if not 1 <= hours <= MAX_HOURS:
         raise InvalidInput(f"A link lasts from 1 to {MAX_HOURS} hours.", field="hours")
     label = label.strip()
     if not label or len(label) > 120:
         raise InvalidInput("Give the link a label of 1 to 120 characters.", field="label")
     clear = LINK_PREFIX + secrets.token_urlsafe(32)
-    async with db.write() as s:
-        fac = await _facility_in_scope(s, facility_id, operator_scope)
-        link = StaffLink(
-            facility_id=fac.id,
-            created_by_operator_id=actor.operator_id,
-            created_by_token_id=actor.token_id,
-            label=label,
-            secret_hash=hash_token(clear),
-            created_at=now,
-            expires_at=now + timedelta(hours=hours),
-        )
-        s.add(link)
-        await s.flush()
-        await audit.record(
-            s,
-            actor=actor,
-            at=now,
-            action="staff_link.issue",
-            object_type="staff_link",
-            object_id=link.id,
-            facility_id=fac.id,
-            detail={"hours": hours},
-        )
+    try:
+        async with db.write() as s:
+            fac = await _facility_in_scope(s, facility_id, operator_scope)
+            if form_nonce is not None and await s.scalar(
+                select(StaffLink.id).where(StaffLink.form_nonce == form_nonce)
+            ):
+                raise Conflict(SENT_TWICE)
+            link = StaffLink(
+                facility_id=fac.id,
+                created_by_operator_id=actor.operator_id,
+                created_by_token_id=actor.token_id,
+                label=label,
+                secret_hash=hash_token(clear),
+                created_at=now,
+                expires_at=now + timedelta(hours=hours),
+                form_nonce=form_nonce,
+            )
+            s.add(link)
+            await s.flush()
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="staff_link.issue",
+                object_type="staff_link",
+                object_id=link.id,
+                facility_id=fac.id,
+                detail={"hours": hours},
+            )
+    except IntegrityError:
+        if form_nonce is None:
+            raise
+        raise Conflict(SENT_TWICE) from None  # the twin committed first
     return clear, link
 
 

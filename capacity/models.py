@@ -458,6 +458,9 @@ class StaffLink(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The staff page's form carries a random nonce: the same form sent twice (a reload of the
+    # page that showed the link) is refused instead of issuing a second live link.
+    form_nonce: Mapped[str | None] = mapped_column(String(32), unique=True)
 
 
 class EndedWebSession(Base):

@@ -460,6 +460,7 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
     ]
     current = await links.current_links(state.db, [f["id"] for f in facilities], now=now)
     for f in facilities:
+        f["link_nonce"] = secrets.token_urlsafe(16)  # one link per form sent (a reload: 409)
         f["links"] = [
             {
                 "id": x.id,
@@ -947,6 +948,7 @@ class WebController(Controller):
             hours = _int(form.get("hours"), 1, links.MAX_HOURS, LINK_HOURS_MSG)
             if not label or len(label) > 120:
                 raise FormError("Give the link a label of 1 to 120 characters.")
+            nonce = form.get("nonce") or ""
             secret, link = await links.issue(
                 state.db,
                 facility_id,
@@ -955,9 +957,12 @@ class WebController(Controller):
                 actor=actor,
                 now=now,
                 operator_scope=None if actor.is_admin else actor.operator_id,
+                form_nonce=nonce if re.fullmatch(r"[A-Za-z0-9_-]{16,32}", nonce) else None,
             )
         except FormError as exc:
             return await self._staff_error(request, ws, 422, error=(None, _form_error(_, exc)))
+        except Conflict:
+            return await self._staff_error(request, ws, 409, error=(None, _(links.SENT_TWICE)))
         except AbriError as exc:
             return await self._staff_error(
                 request, ws, exc.status, error=(None, _error_text(_, exc))

@@ -477,3 +477,73 @@ async def test_two_phones_opening_at_once_get_one_session(world: World, clock: F
         *(links.exchange(world.db, secret, now=clock.now()) for _ in range(6))
     )
     assert sorted(str(x.refused) for x in results) == ["None"] + ["used"] * 5
+
+
+async def test_reloading_the_answer_page_does_not_issue_a_second_link(
+    world: World, settings: Settings
+) -> None:
+    """The page that shows a link answers a POST: a reload sends the same form again. It must
+    not issue a second live link the coordinator never sees (nor can revoke knowingly)."""
+    from sqlalchemy import func, select
+
+    from capacity.models import StaffLink
+
+    w = await seed_world(world)
+    transport = httpx.ASGITransport(app=create_app(settings, db=world.db, clock=world.clock))
+    coordinator = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    coordinator.headers["Accept-Language"] = "en"
+    await web_sign_in(coordinator, str(w["staff"]))
+    page = await coordinator.get("/web/staff")
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    nonce = re.search(
+        rf'action="/web/staff/facilities/{fid}/links"[^<]*<input[^>]*>\s*<input type="hidden" '
+        r'name="nonce" value="([^"]+)"',
+        page.text,
+    )
+    assert nonce, page.text
+    form = {"csrf": csrf_of(page.text), "nonce": nonce.group(1), "label": "Sam", "hours": "12"}
+    url = f"/web/staff/facilities/{fid}/links"
+    first = await coordinator.post(url, data=form)
+    assert first.status_code == 201 and 'id="issued-url"' in first.text
+    again = await coordinator.post(url, data=form)  # the browser's "resend"
+    assert again.status_code == 409 and 'id="issued-url"' not in again.text
+    assert "the form was sent twice" in again.text and "Sam · Not opened yet" in again.text
+    # a fresh page carries a fresh nonce: the next link is issued
+    fresh = await coordinator.get("/web/staff")
+    other = re.findall(r'name="nonce" value="([^"]+)"', fresh.text)
+    assert other and nonce.group(1) not in other
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(StaffLink)) == 1
+    await coordinator.aclose()
+
+
+async def test_the_same_form_sent_twice_at_once_issues_one_link(
+    world: World, clock: FrozenClock
+) -> None:
+    """Two clicks racing with one nonce: one link, one 409, whichever commits first (the
+    unique nonce decides, not a read-then-write)."""
+    import asyncio
+
+    from capacity import links
+    from capacity.audit import CLI
+    from capacity.errors import Conflict
+
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+
+    async def one() -> str:
+        try:
+            await links.issue(
+                world.db,
+                fid,
+                label="x",
+                actor=CLI,
+                now=clock.now(),
+                operator_scope=None,
+                form_nonce="n" * 22,
+            )
+        except Conflict:
+            return "409"
+        return "201"
+
+    assert sorted(await asyncio.gather(*(one() for _ in range(6)))) == ["201"] + ["409"] * 5
