@@ -48,6 +48,11 @@ Minutes = Annotated[int, msgspec.Meta(ge=5, le=60 * 24 * 30)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
+#: An instant given by a client: it must carry its offset (``Z`` or ``+01:00``); a bare local
+#: time is ambiguous, and is refused with a 422 rather than guessed.
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
 class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     pass
 
@@ -67,7 +72,7 @@ class TokenCreate(Struct, kw_only=True):
     operator: Name
     role: Role
     label: Annotated[str, msgspec.Meta(max_length=200)] | None = None
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
 
 class PoolCreate(Struct, kw_only=True):
@@ -102,8 +107,8 @@ class FacilityCreate(Struct, kw_only=True):
     handover_protocol: Text = ""
     secret_address: bool | None = None  # the template decides; on by default
     address: Address | None = None
-    valid_from: datetime | None = None
-    planned_end: datetime | None = None
+    valid_from: Instant | None = None
+    planned_end: Instant | None = None
     stale_after_minutes: Minutes | None = None
     pools: list[PoolCreate] = msgspec.field(default_factory=list)
 
@@ -115,15 +120,15 @@ class FacilityUpdate(Struct, kw_only=True):
     intake_phone: Phone | None = None
     handover_protocol: Text | None = None
     secret_address: bool | None = None
-    valid_from: datetime | None = None
-    planned_end: datetime | None = None
+    valid_from: Instant | None = None
+    planned_end: Instant | None = None
     stale_after_minutes: Minutes | None = None
 
 
 class StatusChange(Struct, kw_only=True):
     status: FacilityStatus
     reason: Text | None = None
-    until: datetime | None = None
+    until: Instant | None = None
 
 
 class AvailabilityUpdate(Struct, kw_only=True):

@@ -141,7 +141,7 @@ class SchemesExtend(Struct, kw_only=True):
     (e.g. a winter plan extended for all its hotels); optionally only one operator's, one kind
     of place, or those in one area. Only extends, never shortens."""
 
-    planned_end: Annotated[datetime, msgspec.Meta(examples=["2027-04-30T22:00:00Z"])]
+    planned_end: Annotated[datetime, msgspec.Meta(tz=True, examples=["2027-04-30T22:00:00Z"])]
     operator: Name | None = None
     kind: FacilityKind | None = None
     area_nis: (

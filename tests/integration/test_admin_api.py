@@ -113,6 +113,63 @@ async def test_facility_input_errors_are_clear_422s(client: AsyncClient, world: 
     assert r.status_code == 409 and r.json()["code"] == "already-exists"
 
 
+async def test_a_time_without_its_offset_is_a_422_not_a_500(
+    client: AsyncClient, world: World
+) -> None:
+    """ "2030-01-01T10:00:00" is 10:00 where? Every instant a client sends must carry its
+    offset; a bare local time was compared with an aware clock and answered 500."""
+    h = bearer(await _admin(world))
+    fid = (await world.facility("Refuges A", "Refuge A-1")).facility.id
+    naive = "2030-01-01T10:00:00"
+    base = {
+        "operator": "Refuges A",
+        "alias": "X",
+        "municipalityNis": "21004",
+        "intakePhone": "+32 2 555 00 00",
+        "template": "ipv_refuge",
+    }
+    calls = [
+        ("POST", "/admin/facilities", {**base, "validFrom": naive}, "validFrom"),
+        ("POST", "/admin/facilities", {**base, "plannedEnd": naive}, "plannedEnd"),
+        ("PATCH", f"/admin/facilities/{fid}", {"plannedEnd": naive}, "plannedEnd"),
+        (
+            "PUT",
+            f"/admin/facilities/{fid}/status",
+            {"status": "suspended", "reason": "works", "until": naive},
+            "until",
+        ),
+        (
+            "POST",
+            "/admin/tokens",
+            {"operator": "Refuges A", "role": "staff", "expiresAt": naive},
+            "expiresAt",
+        ),
+        ("POST", "/admin/schemes/extend", {"plannedEnd": naive}, "plannedEnd"),
+    ]
+    staff = await world.token("Refuges A", "staff")
+    calls.append(
+        (
+            "PUT",
+            f"/staff/facilities/{fid}/status",
+            {"status": "suspended", "reason": "x", "until": naive},
+            "until",
+            bearer(staff),
+        )  # type: ignore[arg-type]
+    )
+    for method, url, body, field, *auth in calls:
+        r = await client.request(method, url, headers=auth[0] if auth else h, json=body)
+        assert r.status_code == 422, (url, body, r.text)
+        assert r.json()["field"] == field and "timezone" in r.json()["detail"], r.json()
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Facility)) == 1
+    r = await client.put(
+        f"/staff/facilities/{fid}/status",
+        headers=bearer(staff),
+        json={"status": "suspended", "reason": "x", "until": naive + "+01:00"},
+    )
+    assert r.status_code == 200
+
+
 async def test_pre_2025_nis_code_maps_forward(client: AsyncClient, world: World) -> None:
     h = bearer(await _admin(world))
     r = await client.post(
