@@ -6,7 +6,10 @@ conditions were whose when the measure ends), an admin switches the condition on
 the whole country ("BE"), a region, a province, an arrondissement or a municipality. Every
 place in it then carries the condition on top of its own, as a **condition to meet** shown
 with each option (warning ``health_condition_to_meet``), never a silent exclusion. Switching
-it off restores each place's own conditions. Every change is audited.
+it off restores each place's own conditions. A measure may have an end (``until``): the
+``health_condition_lapse`` job then switches it off within a minute, audited as
+``health_condition.lapsed``, so a provincial measure is not forgotten for months. Every change
+is audited.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit
 from capacity.areas import areas
-from capacity.audit import Actor
+from capacity.audit import SYSTEM, Actor
 from capacity.db import Database
 from capacity.errors import InvalidInput, NotFound, UnknownArea
 from capacity.models import AreaHealthCondition
@@ -39,10 +42,13 @@ class AreaCondition:
     reason: str
     created_at: datetime
     updated_at: datetime
+    until: datetime | None = None
 
 
 def _view(row: AreaHealthCondition) -> AreaCondition:
-    return AreaCondition(row.area_nis, row.condition, row.reason, row.created_at, row.updated_at)
+    return AreaCondition(
+        row.area_nis, row.condition, row.reason, row.created_at, row.updated_at, row.until
+    )
 
 
 def check_area(code: str) -> str:
@@ -62,14 +68,24 @@ def check_condition(condition: str) -> str:
 
 
 async def set_condition(
-    db: Database, area_nis: str, condition: str, *, reason: str, actor: Actor, now: datetime
+    db: Database,
+    area_nis: str,
+    condition: str,
+    *,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    until: datetime | None = None,
 ) -> tuple[AreaCondition, bool]:
-    """Switch a condition on for an area (or change its reason); True if it is new. Two
-    admins switching it on at once: one inserts, the other (retried) updates."""
+    """Switch a condition on for an area (or change its reason and end); True if it is new.
+    ``until``: when it ends by itself (None: until switched off). Two admins switching it on at
+    once: one inserts, the other (retried) updates."""
     area_nis, condition = check_area(area_nis), check_condition(condition)
     reason = reason.strip()
     if not reason or len(reason) > 200:
         raise InvalidInput("Give a reason of 1 to 200 characters.", field="reason")
+    if until is not None and until <= now:
+        raise InvalidInput("'until' must be in the future.", field="until")
     for attempt in range(2):
         try:
             async with db.write() as s:
@@ -88,11 +104,12 @@ async def set_condition(
                         created_at=now,
                         updated_at=now,
                         created_by_operator_id=actor.operator_id,
+                        until=until,
                     )
                     s.add(row)
                     await s.flush()  # a twin that inserted first: IntegrityError, retried
                 else:
-                    row.reason, row.updated_at = reason, now
+                    row.reason, row.updated_at, row.until = reason, now, until
                 await audit.record(
                     s,
                     actor=actor,
@@ -100,7 +117,12 @@ async def set_condition(
                     action="health_condition.set",
                     object_type="area",
                     object_id=area_nis,
-                    detail={"condition": condition, "reason": reason, "new": created},
+                    detail={
+                        "condition": condition,
+                        "reason": reason,
+                        "new": created,
+                        "until": None if until is None else until.isoformat(),
+                    },
                 )
             return _view(row), created
         except IntegrityError:
@@ -132,6 +154,42 @@ async def remove_condition(
             object_id=area_nis,
             detail={"condition": condition},
         )
+
+
+async def lapse_due(db: Database, *, now: datetime) -> list[tuple[str, str]]:
+    """Switch off every condition whose ``until`` has passed, one ``health_condition.lapsed``
+    audit row each; returns (area, condition) pairs. Idempotent, and safe in two processes at
+    once: one DELETE ... RETURNING decides (PostgreSQL re-checks rows a concurrent run locked
+    and finds them gone; SQLite serialises writers), and only the rows it returns are
+    audited."""
+    due = (AreaHealthCondition.until.is_not(None), AreaHealthCondition.until <= now)
+    async with db.read() as s:  # nothing due (nearly always): no write transaction
+        if await s.scalar(select(AreaHealthCondition.id).where(*due).limit(1)) is None:
+            return []
+    async with db.write() as s:
+        gone = (
+            await s.execute(
+                delete(AreaHealthCondition)
+                .where(*due)
+                .returning(
+                    AreaHealthCondition.area_nis,
+                    AreaHealthCondition.condition,
+                    AreaHealthCondition.until,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        for area_nis, condition, until in sorted(gone):
+            await audit.record(
+                s,
+                actor=SYSTEM,
+                at=now,
+                action="health_condition.lapsed",
+                object_type="area",
+                object_id=area_nis,
+                detail={"condition": condition, "until": until.isoformat()},
+            )
+    return sorted((a, c) for a, c, _u in gone)
 
 
 async def list_conditions(db: Database) -> list[AreaCondition]:

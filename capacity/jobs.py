@@ -1,9 +1,9 @@
-"""Scheduled capacity jobs: saturation snapshots and their downsampling, and temporary
-facility statuses that have run out."""
+"""Scheduled capacity jobs: saturation snapshots and their downsampling, temporary facility
+statuses and area admission conditions that have run out."""
 
 from __future__ import annotations
 
-from capacity import leases, registry, snapshots
+from capacity import health_rules, leases, registry, snapshots
 from ops.scheduler import JobContext, job
 
 
@@ -27,3 +27,10 @@ async def facility_status_lapse(ctx: JobContext) -> int:
     """Reopen facilities whose "closed to admissions", "reduced" or "suspended" status has
     passed its ``until`` (never "location compromised"). Idempotent; safe in two processes."""
     return len(await registry.lapse_due_statuses(ctx.db, now=ctx.clock.now()))
+
+
+@job("health_condition_lapse", seconds=60)
+async def health_condition_lapse(ctx: JobContext) -> int:
+    """Switch off area admission conditions whose ``until`` has passed. Idempotent; safe in
+    two processes."""
+    return len(await health_rules.lapse_due(ctx.db, now=ctx.clock.now()))

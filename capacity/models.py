@@ -488,6 +488,9 @@ class AreaHealthCondition(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by_operator_id: Mapped[int | None] = mapped_column(Integer)
+    # When the measure ends by itself (the ``health_condition_lapse`` job switches it off
+    # within a minute); None: until an admin switches it off.
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         UniqueConstraint("area_nis", "condition", name="uq_area_health_conditions_area"),

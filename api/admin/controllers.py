@@ -470,7 +470,9 @@ class AdminController(Controller):
         "or municipality NIS code; `condition`: `negative_test` or `medical_clearance`. "
         "Places in the area then carry the condition on top of their own, shown to "
         "requesters as a condition to meet with each option (never a silent exclusion). "
-        "Again with the same area and condition: changes the reason. Audited.",
+        "`until` (optional): when the measure ends; it is then switched off within a minute "
+        "(audited as `health_condition.lapsed`). Again with the same area and condition: "
+        "replaces the reason and the end. Audited.",
     )
     async def set_health_condition(
         self,
@@ -482,7 +484,13 @@ class AdminController(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[HealthConditionRead]:
         view, created = await health_rules.set_condition(
-            db, area_nis, condition, reason=data.reason, actor=actor, now=clock.now()
+            db,
+            area_nis,
+            condition,
+            reason=data.reason,
+            until=data.until,
+            actor=actor,
+            now=clock.now(),
         )
         return Response(_health_read(view), status_code=201 if created else 200)
 
@@ -609,4 +617,5 @@ def _health_read(c: health_rules.AreaCondition) -> HealthConditionRead:
         reason=c.reason,
         created_at=c.created_at,
         updated_at=c.updated_at,
+        until=c.until,
     )

@@ -155,7 +155,8 @@ class SchemesExtended(Out, kw_only=True):
 
 
 class HealthConditionSet(Struct, kw_only=True):
-    """Why the condition is switched on for the area (shown to admins; audited)."""
+    """Why the condition is switched on for the area (shown to admins and staff; audited), and
+    when it ends by itself (``until``; omitted: until switched off)."""
 
     reason: Annotated[
         str,
@@ -165,6 +166,9 @@ class HealthConditionSet(Struct, kw_only=True):
             examples=["Provincial measure: negative test before admission until further notice"],
         ),
     ]
+    until: Annotated[datetime, msgspec.Meta(tz=True, examples=["2027-02-28T23:00:00Z"])] | None = (
+        None
+    )
 
 
 class HealthConditionRead(Out, kw_only=True):
@@ -173,3 +177,4 @@ class HealthConditionRead(Out, kw_only=True):
     reason: str
     created_at: datetime
     updated_at: datetime
+    until: datetime | None = None

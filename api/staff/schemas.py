@@ -43,6 +43,7 @@ class AreaConditionRead(Out, kw_only=True):
     reason: str
     area: AreaRef
     since: datetime
+    until: datetime | None = None  # when the measure ends by itself
 
 
 class StaffFacilityRead(FacilityDetail, kw_only=True):
@@ -107,6 +108,7 @@ def staff_facility(
                 reason=c.reason,
                 area=area_ref(c.area_nis) if c.area_nis != "BE" else _BELGIUM,
                 since=c.created_at,
+                until=c.until,
             )
             for c in conditions
         ],

@@ -454,7 +454,14 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
             "alias": v.facility.alias,
             **_status_view(v.facility, lang, now),
             "pools": [pool_read(p, v.facility, state.settings, now) for p in v.pools],
-            "area_conditions": health_rules.in_force_at(v.facility.municipality_nis, area_rules),
+            "area_conditions": [
+                {
+                    "condition": c.condition,
+                    "reason": c.reason,
+                    "until_text": None if c.until is None else local_when(c.until, lang, now),
+                }
+                for c in health_rules.in_force_at(v.facility.municipality_nis, area_rules)
+            ],
         }
         for v in views
     ]

@@ -6,6 +6,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from capacity.models import AuditEntry, Facility, Pool
+from capacity.settings import Settings
 from tests.conftest import World, bearer
 
 GOOD_CSV = """operator,alias,municipality,template,intake_phone,street,city,pools,accepts_pets
@@ -559,3 +560,73 @@ async def test_schemes_are_extended_one_by_one_or_in_one_go_and_remember_their_f
         "/admin/schemes/extend", headers=police, json={"plannedEnd": new_end}
     )
     assert police_try.status_code == 403
+
+
+async def test_an_area_condition_ends_by_itself_at_its_until(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """A provincial measure with an end: offered with the condition until then, switched off
+    by the job at ``until`` (not a second before), audited once however often or however
+    many processes run the job; staff see the end too."""
+    import asyncio
+    from datetime import timedelta
+
+    from capacity import health_rules
+    from capacity.commands import PoolCreate
+    from ops.scheduler import JobContext, load_jobs
+
+    h = bearer(await _admin(world))
+    await world.operator("Zone", "police")
+    police = bearer(await world.token("Zone", "police"))
+    staff = bearer(await world.token("Refuges A", "staff"))
+    liege = await world.facility(
+        "Refuges A",
+        "Refuge Liège",
+        municipality="62063",
+        pools=[PoolCreate(label="B", units_total=4)],
+    )
+    search = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+
+    async def warned() -> bool:
+        r = await client.post("/placements/search", json=search, headers=police)
+        assert r.status_code == 200, r.text
+        (option,) = r.json()["options"]
+        return "health_condition_to_meet" in [w["code"] for w in option["warnings"]]
+
+    now = world.clock.now()
+    url = "/admin/health-conditions/60000/negative_test"
+    past = (now - timedelta(minutes=1)).isoformat()
+    r = await client.put(url, json={"reason": "Outbreak", "until": past}, headers=h)
+    assert r.status_code == 422 and r.json()["field"] == "until"
+    ends = now + timedelta(days=14)
+    r = await client.put(url, json={"reason": "Outbreak", "until": ends.isoformat()}, headers=h)
+    assert r.status_code == 201 and r.json()["until"].startswith(ends.strftime("%Y-%m-%dT%H:%M"))
+    mine = await client.get(f"/staff/facilities/{liege.facility.id}", headers=staff)
+    assert mine.json()["areaConditions"][0]["until"] == r.json()["until"]
+    assert await warned()
+
+    job = load_jobs()["health_condition_lapse"]
+    assert job.seconds <= 60
+    ctx = JobContext(world.db, world.clock, settings, None)  # type: ignore[arg-type]
+    world.clock.advance(days=13, hours=23, minutes=59, seconds=59)
+    assert await job.fn(ctx) == 0 and await warned()  # not a second before
+    world.clock.advance(seconds=1)
+    done = await asyncio.gather(
+        *(health_rules.lapse_due(world.db, now=world.clock.now()) for _ in range(4))
+    )
+    assert sorted(len(x) for x in done) == [0, 0, 0, 1]  # one of the four switched it off
+    assert await job.fn(ctx) == 0  # and nothing is left for the next run
+    assert not await warned()
+    assert (await client.get("/admin/health-conditions", headers=h)).json() == []
+    async with world.db.read() as s:
+        lapsed = (
+            await s.scalars(
+                select(AuditEntry).where(AuditEntry.action == "health_condition.lapsed")
+            )
+        ).all()
+    assert len(lapsed) == 1 and lapsed[0].detail["condition"] == "negative_test"
+    # without an end: it stays until an admin switches it off
+    r = await client.put(url, json={"reason": "Until further notice"}, headers=h)
+    assert r.status_code == 201 and r.json()["until"] is None
+    world.clock.advance(days=400)
+    assert await job.fn(ctx) == 0 and await warned()

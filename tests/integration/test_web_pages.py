@@ -456,6 +456,20 @@ async def test_staff_see_the_condition_in_force_for_their_area(
     assert banner not in (await client.get("/web/staff")).text
     api = await client.get("/staff/facilities", headers=bearer(str(w["staff"])))
     assert all(fac["areaConditions"] == [] for fac in api.json())
+    # a measure with an end says when it ends, in Belgian time
+    from datetime import UTC, datetime
+
+    await health_rules.set_condition(
+        world.db,
+        "04000",
+        "negative_test",
+        reason="Brussels measure",
+        actor=CLI,
+        now=world.clock.now(),
+        until=datetime(world.clock.now().year, 12, 31, 22, 0, tzinfo=UTC),
+    )
+    page = (await client.get("/web/staff")).text
+    assert page.count(banner) == 2 and "The measure ends on Thu 31 Dec, 23:00." in page
 
 
 async def test_console_form_errors_are_shown_in_the_language(
