@@ -225,9 +225,23 @@ class Cube:
     k: int
     levels: tuple[str, ...]
     audit_findings: int = 0  # extra suppressions the exact audit had to add
+    # Levels whose secret cells were all suppressed because the audit could not check that
+    # much detail (more than ``audit_limit`` atoms): fail closed, never publish unchecked.
+    coarsened: list[str] = field(default_factory=list)
+    equations: list[tuple[Cell, list[Cell]]] = field(default_factory=list, repr=False)
 
     def get(self, key: CellKey) -> Cell | None:
         return self.cells.get(key)
+
+    def suppress_more(self, cells: Iterable[Cell]) -> None:
+        """Suppress these published cells too (another table over the same items hid them,
+        or a joint audit found them), then restore complementary suppression. No audit: the
+        caller audits what it publishes together."""
+        pending: set[int] = set()
+        for c in cells:
+            if not c.suppressed:
+                _suppress(c, pending)
+        _complementary(self, self.equations, pending)
 
     def published(self) -> list[Cell]:
         return [c for c in self.cells.values() if not c.virtual]
@@ -253,9 +267,11 @@ def build_cube(
     ``forced``: cells to suppress whatever their counts (another table over the same items
     hid them; publishing them here would undo that), before complementary suppression.
 
-    The exact audit works on atoms (secret items no published cell tells apart) and costs
-    about O(cells x atoms + atoms^2 log atoms); above ``audit_limit`` atoms it is skipped (the
-    relations-based fixpoint still runs)."""
+    The exact audit works on atoms (secret items no published cell tells apart); each round
+    decomposes an atoms x atoms matrix, O(atoms^3), and enumerates groups in about
+    O(atoms^2 log atoms). It fails closed: above ``audit_limit`` atoms, every secret cell of the
+    finest level still published is suppressed (``Cube.coarsened``) until the rest can be
+    checked."""
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be from 1 to {MAX_K}")
     levels = tuple(levels)
@@ -302,7 +318,7 @@ def build_cube(
         if c is not None and not c.virtual:
             c.suppressed = True
     cube = Cube(cells, k, levels)
-    equations = _equations(cube, children, sorted(categories), flags)
+    equations = cube.equations = _equations(cube, children, sorted(categories), flags)
     for i, (parent, kids) in enumerate(equations):
         for c in (parent, *kids):
             c.equations.append(i)
@@ -311,7 +327,13 @@ def build_cube(
         _complementary(cube, equations, pending)
         if not audit:
             return cube
-        leaks = _audit(cube, len(secret_index), audit_limit)
+        leaks = audit_cells(published_secret_cells(cube), k, audit_limit) if secret_index else []
+        if leaks is None:  # too much detail to check exactly: publish less, then check that
+            level = _coarsen(cube, pending)
+            if level is None:  # pragma: no cover - one country-level row makes one atom
+                raise RuntimeError("suppression audit: nothing left to coarsen")
+            cube.coarsened.append(level)
+            continue
         if not leaks:
             return cube
         cube.audit_findings += len(leaks)
@@ -351,6 +373,22 @@ def _equations(
             for f in flags:
                 add((level, area, cat, ALL), [(level, area, cat, f), (level, area, cat, NOT + f)])
     return eqs
+
+
+def _coarsen(cube: Cube, pending: set[int]) -> str | None:
+    """Suppress every published cell with secret items at the finest level that still has
+    some; returns that level (None: nothing left). Fewer published rows make fewer atoms."""
+    for level in reversed(cube.levels):
+        cells = [
+            c
+            for c in cube.cells.values()
+            if c.level == level and c.base_all is None and c.secret and not c.suppressed
+        ]
+        if cells:
+            for c in cells:
+                _suppress(c, pending)
+            return level
+    return None
 
 
 def _suppress(c: Cell, pending: set[int]) -> None:
@@ -410,10 +448,17 @@ MAX_K = 5
 _TOL = 1e-6
 
 
-def _audit(cube: Cube, n_secret: int, limit: int) -> list[Cell] | None:
+def published_secret_cells(cube: Cube) -> list[Cell]:
+    """The cells a reader can tell (published, or public-only) that hold secret items."""
+    return [c for c in cube.cells.values() if c.base_all is None and c.known and c.secret]
+
+
+def audit_cells(published: Sequence[Cell], k: int, limit: int) -> list[Cell] | None:
     """Can any group of 1..k-1 secret items be recovered exactly (the sum of their figures)
-    from the published cells, by linear algebra? Returns published cells to suppress next
-    (empty: safe; None: more than ``limit`` atoms, not checked).
+    from the ``published`` cells, by linear algebra? Returns published cells to suppress next
+    (empty: safe; None: more than ``limit`` atoms, not checked). The cells may come from
+    several cubes over the same items (the same secret index): tables published side by side
+    are audited together.
 
     Secret items that no published cell tells apart form an *atom*: every combination of
     published cells counts them together, so a recoverable group is a union of atoms. A group
@@ -421,9 +466,6 @@ def _audit(cube: Cube, n_secret: int, limit: int) -> list[Cell] | None:
     atoms). Groups of one or two atoms are checked on the projector directly; groups of three
     and four by meeting in the middle on random projections of the null space, each candidate
     verified exactly on the projector."""
-    if n_secret == 0:
-        return []
-    published = [c for c in cube.cells.values() if c.base_all is None and c.known and c.secret]
     if not published:
         return []
     rows: dict[tuple[int, ...], Cell] = {}
@@ -448,44 +490,54 @@ def _audit(cube: Cube, n_secret: int, limit: int) -> list[Cell] | None:
     proj = eigvec[:, eigval > tol] @ eigvec[:, eigval > tol].T
     null = eigvec[:, eigval <= tol]
     size = np.array([len(g) for g in atoms])
-    groups = _small_groups(proj, null, size, cube.k - 1)
-    out: dict[CellKey, Cell] = {}
+    groups = _small_groups(proj, null, size, k - 1)
+    if not groups:
+        return []
+    # The smallest published cell holding an item of the group: suppressing it removes a row
+    # the group's combination may use (the next round checks again).
+    holding: dict[int, list[Cell]] = {}
+    for c in published:
+        for i in c.members:
+            holding.setdefault(i, []).append(c)
+    out: dict[int, Cell] = {}
     for group in groups:
-        targets = {i for a in group for i in atoms[a]}
         best = min(
-            (c for c in published if targets.intersection(c.members)),
+            (c for a in group for i in atoms[a] for c in holding[i]),
             key=lambda c: (c.secret, c.items, c.key),
         )
-        out[best.key] = best
+        out[id(best)] = best
     return list(out.values())
 
 
 def _small_groups(
     proj: np.ndarray, null: np.ndarray, size: np.ndarray, most: int
 ) -> list[tuple[int, ...]]:
-    """Groups of atoms of ``most`` items or fewer whose indicator y lies in the row space
-    (``proj`` projects on it, ``null`` spans its complement): y'Py = |y|. The smallest groups
-    found are returned (a round of the audit suppresses a cell for each; the next finds the
-    rest)."""
+    """Every minimal group of atoms of ``most`` items or fewer whose indicator y lies in the
+    row space (``proj`` projects on it, ``null`` spans its complement): y'Py = |y|.
+
+    All sizes are returned in one round: suppressing cells only removes rows, so the row
+    space only shrinks and a group that is safe now stays safe; what the next round can find
+    is only what this round's suppressions failed to break (the rounds, each a
+    decomposition, are the audit's cost)."""
     diag = np.diag(proj)
-    single = np.nonzero((diag > 1 - _TOL) & (size <= most))[0]
-    if len(single):
-        return [(int(a),) for a in single]
+    found: list[tuple[int, ...]] = [
+        (int(a),) for a in np.nonzero((diag > 1 - _TOL) & (size <= most))[0]
+    ]
     # An atom alone recoverable but of k items or more cannot be part of a small group; an
     # atom in no published cell (diag 0) cannot be part of any.
     cand = np.nonzero((size <= most - 1) & (diag > _TOL) & (diag < 1 - _TOL))[0]
     if most < 2 or len(cand) < 2:
-        return []
+        return found
     sub = proj[np.ix_(cand, cand)]
     d = diag[cand]
     fits = size[cand][:, None] + size[cand][None, :] <= most
     pair = (d[:, None] + d[None, :] + 2 * sub > 2 - _TOL) & fits
     np.fill_diagonal(pair, False)
     hits = np.argwhere(np.triu(pair))
-    if len(hits):
-        return [(int(cand[a]), int(cand[b])) for a, b in hits]
+    found += [(int(cand[a]), int(cand[b])) for a, b in hits]
+    pairs = set(found[-len(hits) :]) if len(hits) else set()
     if most < 3 or len(cand) < 3 or null.shape[1] == 0:
-        return []
+        return found
     # y is in the row space iff null' y = 0: the rows of ``null`` of a group sum to zero. Two
     # random projections of those rows give candidates (a sum of exactly zero projects to
     # zero); each is verified on the projector.
@@ -510,29 +562,33 @@ def _small_groups(
         g = list(group)
         return bool(proj[np.ix_(g, g)].sum() > len(g) - _TOL)
 
-    found: set[tuple[int, ...]] = set()
-    for c, hits in near(-z[:, 0]):  # three atoms: a pair and one more
-        for p in hits:
+    more: set[tuple[int, ...]] = set()
+    for c, near_pairs in near(-z[:, 0]):  # three atoms: a pair and one more
+        for p in near_pairs:
             a, b = int(ia[p]), int(ib[p])
             if c in (a, b) or sz[a] + sz[b] + sz[c] > most or abs(ps[p, 1] + z[c, 1]) > eps:
                 continue
             group = tuple(sorted(int(cand[x]) for x in (a, b, c)))
-            if group not in found and recoverable(group):
-                found.add(group)
-    if found or most < 4:
-        return sorted(found)
-    for p, hits in near(-ps[:, 0]):  # four atoms: two pairs
+            if group not in more and recoverable(group):
+                more.add(group)
+    if most < 4:
+        return found + sorted(more)
+    for p, near_pairs in near(-ps[:, 0]):  # four atoms: two pairs
         a, b = int(ia[p]), int(ib[p])
-        for q in hits:
+        for q in near_pairs:
             c, e = int(ia[q]), int(ib[q])
             if q <= p or len({a, b, c, e}) < 4 or sz[a] + sz[b] + sz[c] + sz[e] > most:
                 continue
             if abs(ps[p, 1] + ps[q, 1]) > eps:
                 continue
             group = tuple(sorted(int(cand[x]) for x in (a, b, c, e)))
-            if group not in found and recoverable(group):
-                found.add(group)
-    return sorted(found)
+            if group in more or any(
+                (x, y) in pairs for i, x in enumerate(group) for y in group[i + 1 :]
+            ):
+                continue  # two recoverable pairs side by side: already found
+            if recoverable(group):
+                more.add(group)
+    return found + sorted(more)
 
 
 # --------------------------------------------------------------------------- facilities -> cube

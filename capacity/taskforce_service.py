@@ -10,8 +10,9 @@ suppression counts them as known to the reader, so they never shield a secret on
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -39,12 +40,15 @@ from capacity.saturation import (
     FIGURES,
     LEVELS,
     Cell,
+    CellKey,
     Cube,
     FacilityFacts,
     Item,
     PoolFigures,
+    audit_cells,
     build_cube,
     facility_figures,
+    published_secret_cells,
     saturation_cube,
     segments_of,
 )
@@ -122,7 +126,14 @@ async def load(db: Database, settings: Settings, now: datetime) -> Loaded:
 
 async def current_cube(db: Database, settings: Settings, now: datetime) -> Cube:
     loaded = await load(db, settings, now)
-    return saturation_cube(loaded.facts, k=settings.suppression_k)
+    return await build_off_loop(saturation_cube, loaded.facts, k=settings.suppression_k)
+
+
+async def build_off_loop(fn: Callable[..., Cube], *args: Any, **kwargs: Any) -> Cube:
+    """Build a suppressed cube in a worker thread: the exact audit may take seconds in a large
+    world (its decompositions release the GIL), and searches and holds must not wait behind
+    a task-force page."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------- reading cells
@@ -370,12 +381,16 @@ def _unmet_value(r: UnmetDemand, by: str) -> str:
     return r.top_reasons[0] if r.top_reasons else "none"
 
 
-def _joint_unmet_cubes(records: Sequence[UnmetDemand], k: int) -> dict[str, Cube]:
+def _joint_unmet_cubes(
+    records: Sequence[UnmetDemand], k: int, audit_limit: int = 2500
+) -> dict[str, Cube]:
     """One cube per breakdown (shape, reason, need, requester) of the same searches, with
     their shared cells (every area's total and segment totals) suppressed alike: a total one
     breakdown must hide is hidden in all, else one table would publish what another hides and
-    the difference would single out a search. Repeats until no breakdown hides anything the
-    others show (suppressions only grow, so it ends)."""
+    the difference would single out a search. Then the four tables are audited *together*
+    (each cube's own audit sees one table; a reader may combine all four): a finding
+    suppresses one more cell in its table, and all is rebuilt. Suppressions only grow, so it
+    ends."""
     items: dict[str, list[Item]] = {b: [] for b in UNMET_BY}
     for r in records:
         path = (
@@ -396,21 +411,38 @@ def _joint_unmet_cubes(records: Sequence[UnmetDemand], k: int) -> dict[str, Cube
                     values=(1,),
                 )
             )
-    forced: set[tuple[str, str, str, str]] = set()
+    # Each table's own suppression (its audit is the joint one below), built once; then
+    # suppressions are only added.
+    cubes = {
+        b: build_cube(items[b], k=k, flags=UNMET_FLAGS, n_values=1, audit=False) for b in UNMET_BY
+    }
+    forced: set[CellKey] = set()  # shared cells, suppressed in every breakdown
     while True:
-        cubes = {
-            b: build_cube(items[b], k=k, flags=UNMET_FLAGS, n_values=1, forced=forced)
-            for b in UNMET_BY
-        }
         shared = {
             key
             for cube in cubes.values()
             for key, c in cube.cells.items()
             if c.category == ALL and c.suppressed and not c.virtual
         }
-        if shared <= forced:
+        if not shared <= forced:
+            forced |= shared
+            for cube in cubes.values():
+                cube.suppress_more(cube.cells[key] for key in shared if key in cube.cells)
+            continue
+        owner: dict[int, Cube] = {}
+        published: list[Cell] = []
+        for cube in cubes.values():
+            for c in published_secret_cells(cube):
+                owner[id(c)] = cube
+                published.append(c)
+        leaks = audit_cells(published, k, audit_limit)
+        if leaks is None:  # too much detail to check together: withdraw the finest level
+            finest = max(LEVELS.index(c.level) for c in published)
+            leaks = [c for c in published if LEVELS.index(c.level) == finest]
+        elif not leaks:
             return cubes
-        forced |= shared
+        for cube in cubes.values():
+            cube.suppress_more(c for c in leaks if owner[id(c)] is cube)
 
 
 async def unmet_demand(
@@ -464,7 +496,7 @@ async def unmet_breakdowns(
         buckets[start if period == "total" else period_start(r.at, period)].append(r)
     out: dict[str, list[UnmetCell]] = {by: [] for by in bys}
     for p_start in sorted(buckets):
-        cubes = _joint_unmet_cubes(buckets[p_start], k)
+        cubes = await asyncio.to_thread(_joint_unmet_cubes, buckets[p_start], k)
         for by in bys:
             cells = sorted(cubes[by].cells.values(), key=lambda c: (c.nis, c.category))
             out[by].extend(
@@ -563,7 +595,7 @@ async def hold_demand(
         )
         for fid, vec in per_fac.items()
     ]
-    cube = build_cube(items, k=k, flags=(), n_values=len(DEMAND_FIGURES))
+    cube = await build_off_loop(build_cube, items, k=k, flags=(), n_values=len(DEMAND_FIGURES))
     out = []
     for nis in areas_at(level):
         c = cube.get((level, nis, ALL, ALL))

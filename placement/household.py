@@ -78,7 +78,8 @@ class Household(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename
 
 class AvoidRadius(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     """Keep away from a municipality's territory by at least ``km``: every municipality
-    whose territory comes within ``km`` of it is avoided too (``0``: about its neighbours).
+    whose territory comes within ``km`` of it is avoided too (``0``: about its neighbours, not
+    all of them: Knokke-Heist borders Brugge, yet their discs are 0.2 km apart).
     Territories are taken as discs of their areas around their centroids (no boundaries
     are shipped), never as the centroids alone: Herstal borders Liège although their
     centroids are 5.6 km apart."""

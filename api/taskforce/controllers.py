@@ -609,7 +609,7 @@ class TaskforceController(Controller):
     ) -> dict[str, Any]:
         now = clock.now()
         loaded = await tf.load(db, settings, now)
-        cube = tf.saturation_cube(loaded.facts, k=settings.suppression_k)
+        cube = await tf.build_off_loop(tf.saturation_cube, loaded.facts, k=settings.suppression_k)
         return tf.hsds_service_capacity(loaded, cube, now)
 
 

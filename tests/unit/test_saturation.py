@@ -285,10 +285,16 @@ def small_sets_recoverable(cube, secret_ids: list[int], k: int) -> list[tuple[in
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=st.lists(nested_item, min_size=1, max_size=24), k=st.integers(2, 5))
-def test_nested_segments_never_single_out_a_small_group(raw, k) -> None:  # type: ignore[no-untyped-def]
+@given(
+    raw=st.lists(nested_item, min_size=1, max_size=24),
+    k=st.integers(2, 5),
+    limit=st.sampled_from([2500, 6]),
+)
+def test_nested_segments_never_single_out_a_small_group(raw, k, limit) -> None:  # type: ignore[no-untyped-def]
+    """Also when the audit cannot check that much detail (``audit_limit`` atoms, 6 here to
+    force it): it must then publish less, never publish unchecked."""
     items = make_items(raw)
-    cube = build_cube(items, k=k, flags=NESTED_FLAGS, n_values=2)
+    cube = build_cube(items, k=k, flags=NESTED_FLAGS, n_values=2, audit_limit=limit)
     secret_ids = [it.key for it in items if it.secret]
     assert small_sets_recoverable(cube, secret_ids, k) == []
 
@@ -308,3 +314,18 @@ def test_k_is_bounded_by_what_the_audit_checks(monkeypatch) -> None:  # type: ig
             Settings.from_env()
     with pytest.raises(ValueError):
         build_cube([], k=MAX_K + 1, flags=())
+
+
+def test_too_much_detail_to_check_is_coarsened_not_published_unchecked() -> None:
+    """Over ``audit_limit`` atoms the exact check is not skipped: the finest level's secret
+    cells are withdrawn until what is left can be checked."""
+    raw = [(a, c, frozenset(), True, 1) for a in sorted(TREE) for c in CATS for _ in range(3)]
+    cube = build_cube(make_items(raw), k=3, flags=FLAGS, n_values=2, audit_limit=4)
+    assert cube.coarsened and cube.coarsened[0] == "arrondissement"
+    assert all(
+        c.suppressed for c in cube.cells.values() if c.level == "arrondissement" and not c.virtual
+    )
+    assert not cube.cells[("country", "BE", ALL, ALL)].suppressed
+    full = build_cube(make_items(raw), k=3, flags=FLAGS, n_values=2)
+    assert not full.coarsened
+    assert not full.cells[("arrondissement", "A11", "refuge", ALL)].suppressed
