@@ -16,6 +16,15 @@ Refuges A,Nuit N-3,35013,night_shelter,+32 59 55 33 33,,,Beds:bed:1:20,
 """
 
 
+NEW_REFUGE = {
+    "operator": "Refuges A",
+    "alias": "X",
+    "municipalityNis": "21004",
+    "intakePhone": "+32 2 555 00 00",
+    "template": "ipv_refuge",
+}
+
+
 async def _admin(world: World) -> str:
     await world.operator("Admin", "admin")
     await world.operator("Refuges A", "shelter_operator")
@@ -80,13 +89,7 @@ async def test_create_facility_from_template_has_secret_address_and_pools(
 
 async def test_facility_input_errors_are_clear_422s(client: AsyncClient, world: World) -> None:
     h = bearer(await _admin(world))
-    base = {
-        "operator": "Refuges A",
-        "alias": "X",
-        "municipalityNis": "21004",
-        "intakePhone": "+32 2 555 00 00",
-        "template": "ipv_refuge",
-    }
+    base = dict(NEW_REFUGE)
     cases = [
         ({**base, "municipalityNis": "99999"}, "unknown-area", "municipalityNis"),
         ({**base, "template": "palace"}, "invalid-input", "template"),
@@ -122,13 +125,7 @@ async def test_a_time_without_its_offset_is_a_422_not_a_500(
     h = bearer(await _admin(world))
     fid = (await world.facility("Refuges A", "Refuge A-1")).facility.id
     naive = "2030-01-01T10:00:00"
-    base = {
-        "operator": "Refuges A",
-        "alias": "X",
-        "municipalityNis": "21004",
-        "intakePhone": "+32 2 555 00 00",
-        "template": "ipv_refuge",
-    }
+    base = dict(NEW_REFUGE)
     calls = [
         ("POST", "/admin/facilities", {**base, "validFrom": naive}, "validFrom"),
         ("POST", "/admin/facilities", {**base, "plannedEnd": naive}, "plannedEnd"),
