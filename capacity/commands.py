@@ -6,12 +6,13 @@ a helpline, police or task-force caller has no address field at all.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
 
 from capacity.crypto import Address
+from capacity.errors import InvalidInput
 from placement.policy import PolicyPatch
 
 FacilityKind = Literal[
@@ -51,6 +52,21 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 #: An instant given by a client: it must carry its offset (``Z`` or ``+01:00``); a bare local
 #: time is ambiguous, and is refused with a 422 rather than guessed.
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+
+#: The instants Abri accepts (a year 9999 with a negative offset overflows on conversion).
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_instant(value: datetime | None, field: str) -> None:
+    """A clear 422 for an instant outside 2000-2100 (never an overflow later: a 500)."""
+    if value is None:
+        return
+    try:
+        ok = EARLIEST <= value.astimezone(UTC) < LATEST
+    except (OverflowError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidInput(f"{field} must be between 2000 and 2100.", field=field)
 
 
 class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):

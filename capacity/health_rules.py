@@ -22,10 +22,12 @@ from typing import get_args
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from capacity import audit
 from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
+from capacity.commands import check_instant
 from capacity.db import Database
 from capacity.errors import InvalidInput, NotFound, UnknownArea
 from capacity.models import AreaHealthCondition
@@ -84,16 +86,21 @@ async def set_condition(
     reason = reason.strip()
     if not reason or len(reason) > 200:
         raise InvalidInput("Give a reason of 1 to 200 characters.", field="reason")
+    check_instant(until, "until")
     if until is not None and until <= now:
         raise InvalidInput("'until' must be in the future.", field="until")
     for attempt in range(2):
         try:
             async with db.write() as s:
+                # Locked: the lapse job may be deleting this very row (an admin extending a
+                # measure as it ends); it then waits, and re-checks ``until`` after us.
                 row = await s.scalar(
-                    select(AreaHealthCondition).where(
+                    select(AreaHealthCondition)
+                    .where(
                         AreaHealthCondition.area_nis == area_nis,
                         AreaHealthCondition.condition == condition,
                     )
+                    .with_for_update()
                 )
                 created = row is None
                 if row is None:
@@ -125,7 +132,7 @@ async def set_condition(
                     },
                 )
             return _view(row), created
-        except IntegrityError:
+        except (IntegrityError, StaleDataError):  # a twin inserted it, or the job removed it
             if attempt:
                 raise
     raise AssertionError("unreachable")

@@ -25,6 +25,7 @@ from capacity.commands import (
     PoolCreate,
     PoolUpdate,
     StatusChange,
+    check_instant,
 )
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
@@ -171,6 +172,7 @@ async def create_token(
     expires_at: datetime | None = None,
 ) -> tuple[str, Token]:
     """Create a bearer token. The clear token is returned once and never stored."""
+    check_instant(expires_at, "expiresAt")
     async with db.write() as s:
         op = await operator_by_name(s, operator)
         allowed = ROLE_KINDS.get(role, frozenset())
@@ -268,6 +270,8 @@ class FacilityView:
 
 
 def _check_window(valid_from: datetime | None, planned_end: datetime | None) -> None:
+    check_instant(valid_from, "validFrom")
+    check_instant(planned_end, "plannedEnd")
     if valid_from and planned_end and planned_end <= valid_from:
         raise InvalidInput("plannedEnd must be after validFrom.", field="plannedEnd")
 
@@ -592,6 +596,7 @@ async def extend_schemes(
     reopens one that has already ended (that is a deliberate edit of that facility);
     facilities without a planned end are not schemes and stay as they are. One audit entry
     per facility. Returns the ids extended."""
+    check_instant(planned_end, "plannedEnd")
     if planned_end <= now:
         raise InvalidInput("The new planned end must be in the future.", field="plannedEnd")
     if area_nis is not None:
@@ -657,6 +662,7 @@ async def set_status(
     once (the matcher never offers it) and raises an alert for admins. A facility whose current
     status is in ``refuse_from`` is left as it is (``Conflict``). The row is locked before it is
     read, so that check and the audit's "from" see a status set meanwhile by someone else."""
+    check_instant(cmd.until, "until")
     if cmd.until is not None and cmd.until <= now:
         raise InvalidInput(UNTIL_IN_PAST, field="until")
     if cmd.status != "open" and not (cmd.reason or "").strip():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
@@ -117,7 +119,7 @@ async def test_facility_input_errors_are_clear_422s(client: AsyncClient, world: 
     assert r.status_code == 409 and r.json()["code"] == "already-exists"
 
 
-async def test_a_time_without_its_offset_is_a_422_not_a_500(
+async def test_a_time_without_its_offset_or_out_of_range_is_a_422_not_a_500(
     client: AsyncClient, world: World
 ) -> None:
     """ "2030-01-01T10:00:00" is 10:00 where? Every instant a client sends must carry its
@@ -143,6 +145,12 @@ async def test_a_time_without_its_offset_is_a_422_not_a_500(
             "expiresAt",
         ),
         ("POST", "/admin/schemes/extend", {"plannedEnd": naive}, "plannedEnd"),
+        (
+            "PUT",
+            "/admin/health-conditions/04000/negative_test",
+            {"reason": "x", "until": naive},
+            "until",
+        ),
     ]
     staff = await world.token("Refuges A", "staff")
     calls.append(
@@ -158,6 +166,13 @@ async def test_a_time_without_its_offset_is_a_422_not_a_500(
         r = await client.request(method, url, headers=auth[0] if auth else h, json=body)
         assert r.status_code == 422, (url, body, r.text)
         assert r.json()["field"] == field and "timezone" in r.json()["detail"], r.json()
+        # and a year the database cannot hold (it overflowed on conversion: a 500)
+        far = {
+            key: "9999-12-31T23:59:59-12:00" if value == naive else value
+            for key, value in body.items()
+        }
+        r = await client.request(method, url, headers=auth[0] if auth else h, json=far)
+        assert r.status_code == 422 and r.json()["field"] == field, (url, r.text)
     async with world.db.read() as s:
         assert await s.scalar(select(func.count()).select_from(Facility)) == 1
     r = await client.put(
@@ -627,3 +642,38 @@ async def test_an_area_condition_ends_by_itself_at_its_until(
     assert r.status_code == 201 and r.json()["until"] is None
     world.clock.advance(days=400)
     assert await job.fn(ctx) == 0 and await warned()
+
+
+async def test_extending_a_measure_as_the_job_ends_it(
+    client: AsyncClient, world: World, monkeypatch: Any
+) -> None:
+    """An admin extends a condition that is already due while the lapse job (another
+    process) runs: the admin's row is locked, the job waits and then finds it no longer due.
+    Before the lock, the job deleted the row between the admin's read and write: a 500."""
+    import asyncio
+    from datetime import timedelta
+
+    from capacity import audit, health_rules
+
+    h = bearer(await _admin(world))
+    url = "/admin/health-conditions/04000/negative_test"
+    now = world.clock.now()
+    soon = {"reason": "Outbreak", "until": (now + timedelta(minutes=1)).isoformat()}
+    assert (await client.put(url, json=soon, headers=h)).status_code == 201
+    world.clock.advance(minutes=2)  # due; the job has not run yet
+    job: list[asyncio.Task[Any]] = []
+    record = audit.record
+
+    async def record_then_let_the_job_in(s: Any, **kw: Any) -> Any:
+        if kw.get("action") == "health_condition.set" and not job:
+            job.append(asyncio.create_task(health_rules.lapse_due(world.db, now=world.clock.now())))
+            await asyncio.sleep(0.2)  # the job reaches the row and waits for the admin
+        return await record(s, **kw)
+
+    monkeypatch.setattr(health_rules.audit, "record", record_then_let_the_job_in)
+    later = {"reason": "Extended", "until": (now + timedelta(days=7)).isoformat()}
+    r = await client.put(url, json=later, headers=h)
+    assert r.status_code == 200, r.text
+    assert await job[0] == []  # it waited, re-checked, and left the extended measure alone
+    listed = (await client.get("/admin/health-conditions", headers=h)).json()
+    assert [c["reason"] for c in listed] == ["Extended"]
