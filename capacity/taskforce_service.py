@@ -381,8 +381,13 @@ def _unmet_value(r: UnmetDemand, by: str) -> str:
     return r.top_reasons[0] if r.top_reasons else "none"
 
 
+#: Distinguishable groups of searches the four unmet tables are audited over at most (one
+#: decomposition of that size per round: ~0.3 s here); above it, detail is withdrawn first.
+UNMET_AUDIT_LIMIT = 1500
+
+
 def _joint_unmet_cubes(
-    records: Sequence[UnmetDemand], k: int, audit_limit: int = 2500
+    records: Sequence[UnmetDemand], k: int, audit_limit: int = UNMET_AUDIT_LIMIT
 ) -> dict[str, Cube]:
     """One cube per breakdown (shape, reason, need, requester) of the same searches, with
     their shared cells (every area's total and segment totals) suppressed alike: a total one
@@ -436,9 +441,13 @@ def _joint_unmet_cubes(
                 owner[id(c)] = cube
                 published.append(c)
         leaks = audit_cells(published, k, audit_limit)
-        if leaks is None:  # too much detail to check together: withdraw the finest level
-            finest = max(LEVELS.index(c.level) for c in published)
-            leaks = [c for c in published if LEVELS.index(c.level) == finest]
+        if leaks is None:
+            # Too much detail to check together: withdraw the breakdowns' cells (not the
+            # area and segment totals, which are few and shared) at the finest level that
+            # still has some, and check again.
+            detail = [c for c in published if c.category != ALL] or published
+            finest = max(LEVELS.index(c.level) for c in detail)
+            leaks = [c for c in detail if LEVELS.index(c.level) == finest]
         elif not leaks:
             return cubes
         for cube in cubes.values():
