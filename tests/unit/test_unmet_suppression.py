@@ -37,8 +37,7 @@ record = st.tuples(
 )
 def test_the_four_unmet_tables_together_single_out_no_small_group(raw, k, limit) -> None:  # type: ignore[no-untyped-def]
     """Also over the audit's limit (12 distinguishable groups here, to force it): the
-    breakdowns' detail is withdrawn, never published unchecked, and the national total
-    stays."""
+    breakdowns' detail is then withdrawn, never published unchecked."""
     records = [
         SimpleNamespace(
             id=i,
@@ -54,10 +53,40 @@ def test_the_four_unmet_tables_together_single_out_no_small_group(raw, k, limit)
         for i, (place, shape, need, requester, reason, undocumented) in enumerate(raw)
     ]
     cubes = _joint_unmet_cubes(records, k, audit_limit=limit)  # type: ignore[arg-type]
-    for cube in cubes.values():
-        assert not cube.cells[("country", "BE", "all", "all")].suppressed
     # One "cube" of every published row of the four tables (same secret index: record order).
     union = SimpleNamespace(
         cells={(b, key): c for b, cube in cubes.items() for key, c in cube.cells.items()}
     )
     assert small_sets_recoverable(union, list(range(len(records))), k) == []
+
+
+def test_over_the_limit_the_breakdowns_go_and_the_totals_stay() -> None:
+    """A month of a crisis: too many distinguishable searches to check the four tables
+    together. The breakdowns are withdrawn; the area and segment totals are still shown."""
+    import random
+
+    rng = random.Random(4)
+    records = [
+        SimpleNamespace(
+            id=i,
+            region_nis=place[0],
+            province_nis=place[1],
+            arrondissement_nis=place[2],
+            segments={UNMET_FLAGS[0]: rng.random() < 0.3},
+            household_shape=rng.choice(["single_woman", "woman_children", "couple"]),
+            need=rng.choice(["ipv", "homelessness"]),
+            requester_kind=rng.choice(["police", "helpline"]),
+            top_reasons=[rng.choice(["no_room", "too_far"])],
+        )
+        for i, place in enumerate(rng.choice(PLACES) for _ in range(300))
+    ]
+    full = _joint_unmet_cubes(records, 3)  # type: ignore[arg-type]
+    assert any(  # with room to check, some breakdown detail is shown
+        not c.suppressed and c.category != "all" and c.level == "arrondissement"
+        for c in full["shape"].cells.values()
+    )
+    small = _joint_unmet_cubes(records, 3, audit_limit=12)  # type: ignore[arg-type]
+    for cube in small.values():
+        shown = [c for c in cube.cells.values() if not c.suppressed and not c.virtual]
+        assert all(c.category == "all" for c in shown)
+        assert {("arrondissement", a[2]) for a in PLACES} <= {(c.level, c.nis) for c in shown}
