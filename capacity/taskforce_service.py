@@ -384,6 +384,8 @@ def _unmet_value(r: UnmetDemand, by: str) -> str:
 #: Distinguishable groups of searches the four unmet tables are audited over at most (one
 #: decomposition of that size per round: ~0.3 s here); above it, detail is withdrawn first.
 UNMET_AUDIT_LIMIT = 1500
+#: Audit rounds before detail is withdrawn instead (each round may find only a few groups).
+UNMET_AUDIT_ROUNDS = 12
 
 
 def _joint_unmet_cubes(
@@ -422,6 +424,7 @@ def _joint_unmet_cubes(
         b: build_cube(items[b], k=k, flags=UNMET_FLAGS, n_values=1, audit=False) for b in UNMET_BY
     }
     forced: set[CellKey] = set()  # shared cells, suppressed in every breakdown
+    rounds = 0
     while True:
         shared = {
             key
@@ -440,11 +443,15 @@ def _joint_unmet_cubes(
             for c in published_secret_cells(cube):
                 owner[id(c)] = cube
                 published.append(c)
-        leaks = audit_cells(published, k, audit_limit)
+        rounds += 1
+        leaks = audit_cells(published, k, audit_limit) if rounds <= UNMET_AUDIT_ROUNDS else None
         if leaks is None:
-            # Too much detail to check together: withdraw the breakdowns' cells (not the
-            # area and segment totals, which are few and shared) at the finest level that
-            # still has some, and check again.
+            # Too much detail to check together (or still leaking after many rounds, at k =
+            # 4-5): withdraw the breakdowns' cells (not the area and segment totals, which
+            # are few and shared) at the finest level that still has some, and check again.
+            if not published:
+                return cubes
+            rounds = 0  # a fresh budget for what is left
             detail = [c for c in published if c.category != ALL] or published
             finest = max(LEVELS.index(c.level) for c in detail)
             leaks = [c for c in detail if LEVELS.index(c.level) == finest]
