@@ -648,6 +648,8 @@ async def _post(
     except (TimeoutError, httpx.TimeoutException):
         return _Outcome(msg, ok=False, reason=f"timeout after {policy.timeout_s:g} s")
     except httpx.HTTPError as exc:
+        if str(exc).startswith(outbound.REFUSED_PREFIX):  # checked again at connection time
+            return _Outcome(msg, ok=False, reason=str(exc))
         return _Outcome(msg, ok=False, reason=f"connection failed ({type(exc).__name__})")
     except Exception as exc:  # e.g. httpx.InvalidURL: one bad message never stops the batch
         return _Outcome(msg, ok=False, reason=f"request failed ({type(exc).__name__})")
@@ -720,7 +722,7 @@ async def deliver_due(
     per batch (claim and outcomes) and at each request (the signed timestamp)."""
     report = DeliveryReport()
     own = client is None
-    http = client or httpx.AsyncClient(
+    http = client or outbound.guarded_client(
         timeout=httpx.Timeout(policy.timeout_s), follow_redirects=False
     )
     gate = asyncio.Semaphore(max(1, policy.concurrency))

@@ -132,7 +132,9 @@ async def fetch_once(
         raise FetchFailed(
             f"timed out after {timeout_s:g}s", transient=True, contacted=False
         ) from None
-    except httpx.ConnectError:
+    except httpx.ConnectError as exc:
+        if str(exc).startswith(outbound.REFUSED_PREFIX):  # checked again at connection time
+            raise FetchFailed(str(exc), transient=False, contacted=False) from None
         raise FetchFailed(
             "connection refused or unreachable", transient=True, contacted=False
         ) from None
@@ -255,7 +257,7 @@ async def _poll_claimed(
     contacted = False
     fetched: Fetched | None = None
     own_http = http is None
-    client = http or httpx.AsyncClient()
+    client = http or outbound.guarded_client()
     try:
         if adapter is None:
             raise FetchFailed(f"unknown format {feed.format!r}", transient=False, contacted=False)
@@ -387,7 +389,7 @@ async def poll_due(
         return 0
     gate = asyncio.Semaphore(concurrency)
     own_http = http is None
-    client = http or httpx.AsyncClient()
+    client = http or outbound.guarded_client()
 
     async def one(fid: int) -> PollReport:
         async with gate:

@@ -680,3 +680,40 @@ async def test_admin_api_rules(
     assert r.status_code == 204
     r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
     assert r.status_code == 404
+
+
+async def test_a_name_rebound_after_the_check_is_never_polled(
+    client: AsyncClient,
+    world: World,
+    setup: Setup,
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding against the poller: allowed for the check, link-local at connection:
+    refused there (not retried as a flaky network), the pools keep their data."""
+    import ipaddress
+
+    from clients import outbound
+
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
+    answers: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[Any]:
+        if host != "hotel.abri.test":
+            return [ipaddress.ip_address(host)]
+        return [ipaddress.ip_address(answers.pop(0) if answers else "127.0.0.1")]
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
+    url = feed_server.url.replace("127.0.0.1", "hotel.abri.test")
+    created = await make_feed(client, setup, url)
+    assert (await poll(world, created["id"])).outcome == "ok"  # stable answer: polled by name
+    before = {k: figures(v) for k, v in (await pools(world)).items()}
+    seen = len(feed_server.seen)
+    world.clock.advance(minutes=5)
+    answers[:] = ["127.0.0.1", "169.254.169.254"]
+    report = await poll(world, created["id"])
+    assert report.outcome == "failed" and len(feed_server.seen) == seen
+    assert report.reason == (
+        "refused: hotel.abri.test resolves to a link-local, multicast or unspecified address"
+    )
+    assert {k: figures(v) for k, v in (await pools(world)).items()} == before

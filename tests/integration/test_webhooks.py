@@ -799,3 +799,45 @@ async def test_cli_webhook_set_prints_the_secret_once(
     assert r.returncode == 0 and "removed" in r.stderr, r.stderr
     async with world.db.read() as s:
         assert await s.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
+
+
+async def test_a_name_rebound_to_a_link_local_address_after_the_check_is_never_called(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: the name resolves to an allowed address for the check, then to the
+    metadata address when the connection is made. The connection goes only to an address
+    checked at that moment, so it is refused; with a stable answer the same name works
+    (connected by its checked address, the Host header still the name)."""
+    import ipaddress
+
+    from clients import outbound
+
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    answers: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[Any]:
+        if host != "receiver.abri.test":
+            return [ipaddress.ip_address(host)]
+        return [ipaddress.ip_address(answers.pop(0) if answers else "127.0.0.1")]
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
+    await register(client, setup, f"http://receiver.abri.test:{port}/abri/hook")
+    ref = await make_hold(client, setup)
+    await client.post(f"/staff/holds/{ref}/decline", headers=setup["staff"], json={"reason": "x"})
+    answers[:] = ["127.0.0.1", "169.254.169.254"]  # the check, then the connection
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert report.delivered == 0 and receiver.requests == []
+    [row] = await outbox_rows(world.db)
+    assert row.last_error == (
+        "refused: receiver.abri.test resolves to a link-local, multicast or unspecified address"
+    )
+    clock.advance(minutes=1)  # the retry, with a stable answer: delivered, by name
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert report.delivered == 1 and len(receiver.requests) == 1
+    assert receiver.requests[0].headers["host"] == f"receiver.abri.test:{port}"
