@@ -13,30 +13,43 @@ right before every request (what the host name resolves to now, so a name pointe
 metadata address later is refused too, with a clear reason), and when the connection is made:
 ``guarded_client`` connects to the very address it has just checked (``PinnedBackend``), so a
 DNS answer that changes between a check and the connection ("DNS rebinding") cannot slip
-through. TLS still verifies the certificate against the host name. Behind an outbound proxy
-(``HTTP(S)_PROXY`` set), the proxy resolves and connects: the last check is then the proxy's.
+through. TLS still verifies the certificate against the host name. A request sent through an
+outbound proxy (``HTTP(S)_PROXY``, ``ALL_PROXY``) is connected by the proxy: the last check
+is then the proxy's; requests it does not carry (``NO_PROXY``) are pinned as above. An IPv4
+address carried in an IPv6 one (mapped, 6to4, Teredo, NAT64) is judged as that IPv4 address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
+import ssl
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+from httpx._utils import get_environment_proxies  # how httpx itself reads them
 
 REFUSED = "a link-local, multicast or unspecified address"
 REFUSED_PREFIX = "refused: "  # how a refusal at connection time reads (httpx.ConnectError)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address carried inside an IPv6 one (mapped, 6to4, Teredo, NAT64) is
+        # judged as that IPv4 address: a translator on the way would deliver it there.
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and _refused(embedded):
+            return True
     return ip.is_link_local or ip.is_multicast or ip.is_unspecified
 
 
@@ -102,23 +115,26 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             ips = await resolve(host, port)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a label idna refuses
             raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from None
         if not ips:
             raise httpcore.ConnectError(f"{host} does not resolve")
         if any(_refused(ip) for ip in ips):
             raise httpcore.ConnectError(f"{REFUSED_PREFIX}{host} resolves to {REFUSED}")
+        # One deadline shared by the addresses, tried in turn: a silent first address (an
+        # IPv6 route that drops packets) must leave time for the next.
+        each = None if timeout is None else timeout / len(ips)
         failure: Exception | None = None
         for ip in ips:
             try:
                 return await self._inner.connect_tcp(
                     str(ip),
                     port,
-                    timeout=timeout,
+                    timeout=each,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
-            except httpcore.ConnectError as exc:  # the next address, as a resolver would
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
         raise failure
@@ -135,21 +151,33 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+@cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every outbound client (building one costs ~15 ms)."""
+    return httpx.create_ssl_context()
 
 
-def guarded_client(**kwargs: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose connections go only to addresses checked at connection
-    time (``PinnedBackend``); with an outbound proxy configured, a plain client (the proxy
-    connects)."""
-    if any(os.environ.get(v) for v in _PROXY_VARS):
-        return httpx.AsyncClient(**kwargs)
-    transport = httpx.AsyncHTTPTransport()
+def _pinned_transport() -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(verify=_tls())
     transport._pool = httpcore.AsyncConnectionPool(  # what httpx builds, with our backend
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=_tls(),
         max_connections=100,
         max_keepalive_connections=20,
         keepalive_expiry=5.0,
         network_backend=PinnedBackend(),
     )
-    return httpx.AsyncClient(transport=transport, **kwargs)
+    return transport
+
+
+def guarded_client(**kwargs: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose direct connections go only to addresses checked as they
+    are made (``PinnedBackend``). Outbound proxies from the environment (``HTTP(S)_PROXY``,
+    ``ALL_PROXY``) are honoured as httpx would (the proxy then connects); every request
+    they do not carry (``NO_PROXY``, a scheme without a proxy) is still pinned."""
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+        pattern: _pinned_transport()
+        if url is None
+        else httpx.AsyncHTTPTransport(proxy=url, verify=_tls())
+        for pattern, url in get_environment_proxies().items()
+    }
+    return httpx.AsyncClient(transport=_pinned_transport(), mounts=mounts, **kwargs)
