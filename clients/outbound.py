@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Iterable
@@ -57,9 +58,16 @@ def literal_refusal(host: str) -> str | None:
     """Why a URL's host, if it is an IP address, may not be called; None if it may (or if
     it is a name: see :func:`resolved_refusal`)."""
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        # The legacy IPv4 spellings resolvers still accept: 2852039166, 0xa9fea9fe,
+        # 169.254.43518 (socket.inet_aton reads them as the resolver will).
+        if not re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+            return None
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
     return f"points at {REFUSED}" if _refused(ip) else None
 
 

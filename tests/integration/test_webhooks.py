@@ -264,6 +264,8 @@ async def test_only_admins_register_webhooks_and_urls_are_validated(
         "http://[fe80::1]/x",
         "http://[::ffff:169.254.169.254]/x",
         "http://0.0.0.0:8080/x",
+        "http://2852039166/latest/meta-data/",  # the same address as one number
+        "http://[64:ff9b::a9fe:a9fe]/x",  # and through NAT64
     ):
         r = await client.put(path, headers=setup["admin"], json={"url": bad})
         assert r.status_code == 422, (bad, r.text)

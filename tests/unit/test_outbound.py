@@ -25,6 +25,9 @@ from clients import outbound
         "[64:ff9b::a9fe:a9fe]",  # NAT64
         "[2002:a9fe:a9fe::]",  # 6to4
         "[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo, client 169.254.169.254... (below)
+        "2852039166",  # 169.254.169.254 as one number, as resolvers still read it
+        "0xa9fea9fe",
+        "169.254.43518",
     ],
 )
 def test_forbidden_spellings_are_refused(host: str) -> None:
