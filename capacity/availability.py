@@ -164,8 +164,14 @@ async def update_availability(
     now: datetime,
     operator_scope: int | None,
     source: str = "staff",
+    expect_held: int | None = None,
 ) -> Pool:
     """Set a pool's counts if nobody changed them since ``if_match`` (else 412 + current state).
+
+    ``expect_held``: the held places the counts were worked out from (the staff page's "set
+    free places" turns free into occupied with them); a hold made or ended since refuses the
+    update the same way, so a bed a new hold took is never counted free again. Holds do not
+    change ``version``: an update of the counts themselves stays valid across holds.
 
     Occupancy above the total is allowed (emergency mattresses) and simply leaves nothing free.
     """
@@ -188,9 +194,12 @@ async def update_availability(
                 "surge72h includes surge24h, so it cannot be smaller.", field="surge72h"
             )
         values["surge_24h"], values["surge_72h"] = s24, s72
+        unchanged = [Pool.id == pool_id, Pool.version == if_match]
+        if expect_held is not None:
+            unchanged.append(Pool.units_held == expect_held)
         res = await s.execute(
             update(Pool)
-            .where(Pool.id == pool_id, Pool.version == if_match)
+            .where(*unchanged)
             .values(**values)
             .execution_options(synchronize_session=False)
         )

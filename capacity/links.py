@@ -315,6 +315,7 @@ async def update_counts(
     *,
     if_match: int,
     now: datetime,
+    expect_held: int | None = None,
 ) -> Pool:
     """Counts through a link: the same service (and optimistic concurrency) as the staff page,
     limited to the link's facility; the report's source names the link."""
@@ -324,6 +325,7 @@ async def update_counts(
         pool_id,
         cmd,
         if_match=if_match,
+        expect_held=expect_held,
         actor=scope.actor,
         now=now,
         operator_scope=scope.actor.operator_id,

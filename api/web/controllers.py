@@ -493,30 +493,35 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
     }
 
 
-def occupied_for_free(pool: Any, free: int) -> int:
+def occupied_for_free(total: int, held: int, free: int) -> int:
     """ "Set free beds" in the staff's words -> the occupied count the service stores
     (the inverse of ``unitsFree = total - occupied - held`` of ``capacity.availability``)."""
-    return max(0, pool.units_total - pool.units_held - free)
+    return max(0, total - held - free)
 
 
-def counts_from_form(form: Any, action: str, pool: Any) -> tuple[int, int]:
-    """(in service, occupied) from a pool form: either both counts ("counts"), or the free
-    places wanted (-, +, "set free places"), turned into occupancy. Raises FormError."""
+def counts_from_form(form: Any, action: str, pool: Any) -> tuple[int, int, int | None]:
+    """(in service, occupied, held as the staff saw it) from a pool form: either both counts
+    ("counts": held does not matter), or the free places wanted (-, +, "set free places"),
+    turned into occupancy *with the held places the staff saw*: if a hold came in since, the
+    update is refused (409 with the new figures), since "2 free" meant "2 besides the held
+    ones I saw" and would otherwise give the new hold's bed away again. Raises FormError."""
     if action == "counts":
         total = _int(form.get("total"), 0, 100000, "Enter a whole number.")
         occupied = _int(form.get("occupied"), 0, 100000, "Enter a whole number.")
         if total is None or occupied is None:
             raise FormError("Enter a whole number.")
-        return total, occupied
+        return total, occupied, None
     free = _int(form.get("free"), 0, 100000, "Enter a whole number of free places.")
     if free is None:
         raise FormError("Enter a whole number of free places.")
-    if free > pool.units_total - pool.units_held:
+    held = _int(form.get("held"), 0, 100000, "Please check the form.")
+    held = pool.units_held if held is None else held  # a page from before this field
+    if free > pool.units_total - held:
         raise FormError(
             "At most %(n)s can be free (places in service minus places held).",
-            n=max(0, pool.units_total - pool.units_held),
+            n=max(0, pool.units_total - held),
         )
-    return pool.units_total, occupied_for_free(pool, free)
+    return pool.units_total, occupied_for_free(pool.units_total, held, free), held
 
 
 def until_from_form(form: Any) -> datetime | None:
@@ -911,12 +916,13 @@ class WebController(Controller):
                 )
                 return _redirect(request, ws, f"/web/staff?ok=confirmed#pool-{pool_id}")
             pool = await availability.get_pool(state.db, pool_id, operator_scope=scope)
-            total, occupied = counts_from_form(form, action, pool)
+            total, occupied, held = counts_from_form(form, action, pool)
             await availability.update_availability(
                 state.db,
                 pool_id,
                 AvailabilityUpdate(units_total=total, units_occupied=occupied),
                 if_match=version,
+                expect_held=held,
                 actor=actor,
                 now=now,
                 operator_scope=scope,

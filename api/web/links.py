@@ -155,13 +155,14 @@ class LinkPageController(Controller):
                 await links.confirm(state.db, ws.link, pool_id, if_match=version, now=now)
                 return _redirect(request, ws, f"/web/link?ok=confirmed#pool-{pool_id}")
             pool = await links.get_pool(state.db, ws.link, pool_id)
-            total, occupied = counts_from_form(form, action, pool)
+            total, occupied, held = counts_from_form(form, action, pool)
             await links.update_counts(
                 state.db,
                 ws.link,
                 pool_id,
                 AvailabilityUpdate(units_total=total, units_occupied=occupied),
                 if_match=version,
+                expect_held=held,
                 now=now,
             )
             await standing_service.run_round(state.db, state.settings, now=now)
