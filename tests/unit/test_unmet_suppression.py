@@ -29,6 +29,29 @@ record = st.tuples(
 )
 
 
+def unmet(
+    i: int,
+    place: tuple[str, str, str],
+    shape: str,
+    need: str,
+    requester: str,
+    reason: str,
+    undocumented: bool,
+) -> SimpleNamespace:
+    """A recorded unmet search, as the task-force service reads one."""
+    return SimpleNamespace(
+        id=i,
+        region_nis=place[0],
+        province_nis=place[1],
+        arrondissement_nis=place[2],
+        segments={UNMET_FLAGS[0]: undocumented},
+        household_shape=shape,
+        need=need,
+        requester_kind=requester,
+        top_reasons=[reason],
+    )
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     raw=st.lists(record, min_size=10, max_size=45),
@@ -38,20 +61,7 @@ record = st.tuples(
 def test_the_four_unmet_tables_together_single_out_no_small_group(raw, k, limit) -> None:  # type: ignore[no-untyped-def]
     """Also over the audit's limit (12 distinguishable groups here, to force it): the
     breakdowns' detail is then withdrawn, never published unchecked."""
-    records = [
-        SimpleNamespace(
-            id=i,
-            region_nis=place[0],
-            province_nis=place[1],
-            arrondissement_nis=place[2],
-            segments={UNMET_FLAGS[0]: undocumented},
-            household_shape=shape,
-            need=need,
-            requester_kind=requester,
-            top_reasons=[reason],
-        )
-        for i, (place, shape, need, requester, reason, undocumented) in enumerate(raw)
-    ]
+    records = [unmet(i, *r) for i, r in enumerate(raw)]
     cubes = _joint_unmet_cubes(records, k, audit_limit=limit)  # type: ignore[arg-type]
     # One "cube" of every published row of the four tables (same secret index: record order).
     union = SimpleNamespace(
@@ -67,18 +77,16 @@ def test_over_the_limit_the_breakdowns_go_and_the_totals_stay() -> None:
 
     rng = random.Random(4)
     records = [
-        SimpleNamespace(
-            id=i,
-            region_nis=place[0],
-            province_nis=place[1],
-            arrondissement_nis=place[2],
-            segments={UNMET_FLAGS[0]: rng.random() < 0.3},
-            household_shape=rng.choice(["single_woman", "woman_children", "couple"]),
-            need=rng.choice(["ipv", "homelessness"]),
-            requester_kind=rng.choice(["police", "helpline"]),
-            top_reasons=[rng.choice(["no_room", "too_far"])],
+        unmet(
+            i,
+            rng.choice(PLACES),
+            rng.choice(["single_woman", "woman_children", "couple"]),
+            rng.choice(["ipv", "homelessness"]),
+            rng.choice(["police", "helpline"]),
+            rng.choice(["no_room", "too_far"]),
+            rng.random() < 0.3,
         )
-        for i, place in enumerate(rng.choice(PLACES) for _ in range(300))
+        for i in range(300)
     ]
     full = _joint_unmet_cubes(records, 3)  # type: ignore[arg-type]
     assert any(  # with room to check, some breakdown detail is shown
