@@ -69,6 +69,17 @@ def check_instant(value: datetime | None, field: str) -> None:
         raise InvalidInput(f"{field} must be between 2000 and 2100.", field=field)
 
 
+UNTIL_IN_PAST = "'until' must be in the future."
+
+
+def check_future(value: datetime | None, now: datetime, field: str, message: str = "") -> None:
+    """``check_instant``, and a clear 422 for an instant already past (``message``, or
+    "<field> must be in the future.")."""
+    check_instant(value, field)
+    if value is not None and value <= now:
+        raise InvalidInput(message or f"{field} must be in the future.", field=field)
+
+
 class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     pass
 

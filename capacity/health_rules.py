@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from capacity import audit
 from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
-from capacity.commands import check_instant
+from capacity.commands import UNTIL_IN_PAST, check_future
 from capacity.db import Database
 from capacity.errors import InvalidInput, NotFound, UnknownArea
 from capacity.models import AreaHealthCondition
@@ -86,9 +86,7 @@ async def set_condition(
     reason = reason.strip()
     if not reason or len(reason) > 200:
         raise InvalidInput("Give a reason of 1 to 200 characters.", field="reason")
-    check_instant(until, "until")
-    if until is not None and until <= now:
-        raise InvalidInput("'until' must be in the future.", field="until")
+    check_future(until, now, "until", UNTIL_IN_PAST)
     for attempt in range(2):
         try:
             async with db.write() as s:

@@ -94,10 +94,6 @@ async def issue(
     try:
         async with db.write() as s:
             fac = await _facility_in_scope(s, facility_id, operator_scope)
-            if form_nonce is not None and await s.scalar(
-                select(StaffLink.id).where(StaffLink.form_nonce == form_nonce)
-            ):
-                raise Conflict(SENT_TWICE)
             link = StaffLink(
                 facility_id=fac.id,
                 created_by_operator_id=actor.operator_id,
@@ -109,7 +105,7 @@ async def issue(
                 form_nonce=form_nonce,
             )
             s.add(link)
-            await s.flush()
+            await s.flush()  # the same nonce again: IntegrityError (the unique key decides)
             await audit.record(
                 s,
                 actor=actor,
@@ -123,7 +119,7 @@ async def issue(
     except IntegrityError:
         if form_nonce is None:
             raise
-        raise Conflict(SENT_TWICE) from None  # the twin committed first
+        raise Conflict(SENT_TWICE) from None  # sent before, or a twin committed first
     return clear, link
 
 

@@ -20,11 +20,13 @@ from capacity import audit, health_rules
 from capacity.areas import areas
 from capacity.audit import Actor
 from capacity.commands import (
+    UNTIL_IN_PAST,
     FacilityCreate,
     FacilityUpdate,
     PoolCreate,
     PoolUpdate,
     StatusChange,
+    check_future,
     check_instant,
 )
 from capacity.crypto import Address, AddressCipher
@@ -596,9 +598,7 @@ async def extend_schemes(
     reopens one that has already ended (that is a deliberate edit of that facility);
     facilities without a planned end are not schemes and stay as they are. One audit entry
     per facility. Returns the ids extended."""
-    check_instant(planned_end, "plannedEnd")
-    if planned_end <= now:
-        raise InvalidInput("The new planned end must be in the future.", field="plannedEnd")
+    check_future(planned_end, now, "plannedEnd", "The new planned end must be in the future.")
     if area_nis is not None:
         area_nis = health_rules.check_area(area_nis)  # unknown: a clear 422
     async with db.write() as s:
@@ -643,7 +643,6 @@ async def extend_schemes(
 #: Statuses that end by themselves once their ``until`` has passed (:func:`lapse_due_statuses`).
 #: Never ``location_compromised``: only an administrator lifts it.
 LAPSING_STATUSES: tuple[str, ...] = ("closed_to_admissions", "reduced", "suspended")
-UNTIL_IN_PAST = "'until' must be in the future."
 REASON_REQUIRED = "Give a reason for this status."
 STATUS_KEPT = "This status cannot be changed here: only an administrator lifts it."
 
@@ -662,9 +661,7 @@ async def set_status(
     once (the matcher never offers it) and raises an alert for admins. A facility whose current
     status is in ``refuse_from`` is left as it is (``Conflict``). The row is locked before it is
     read, so that check and the audit's "from" see a status set meanwhile by someone else."""
-    check_instant(cmd.until, "until")
-    if cmd.until is not None and cmd.until <= now:
-        raise InvalidInput(UNTIL_IN_PAST, field="until")
+    check_future(cmd.until, now, "until", UNTIL_IN_PAST)
     if cmd.status != "open" and not (cmd.reason or "").strip():
         raise InvalidInput(REASON_REQUIRED, field="reason")
     async with db.write() as s:

@@ -487,8 +487,9 @@ def audit_cells(published: Sequence[Cell], k: int, limit: int) -> list[Cell] | N
     # Row space of M = range of the Gram matrix M^T M (atoms x atoms: cheap to decompose).
     eigval, eigvec = np.linalg.eigh(m.T @ m)
     tol = max(float(eigval.max()), 1.0) * len(atoms) * np.finfo(float).eps * 1000
-    proj = eigvec[:, eigval > tol] @ eigvec[:, eigval > tol].T
-    null = eigvec[:, eigval <= tol]
+    span = eigval > tol
+    proj = eigvec[:, span] @ eigvec[:, span].T
+    null = eigvec[:, ~span]
     size = np.array([len(g) for g in atoms])
     groups = _small_groups(proj, null, size, k - 1)
     if not groups:
@@ -533,9 +534,8 @@ def _small_groups(
     fits = size[cand][:, None] + size[cand][None, :] <= most
     pair = (d[:, None] + d[None, :] + 2 * sub > 2 - _TOL) & fits
     np.fill_diagonal(pair, False)
-    hits = np.argwhere(np.triu(pair))
-    found += [(int(cand[a]), int(cand[b])) for a, b in hits]
-    pairs = set(found[-len(hits) :]) if len(hits) else set()
+    pairs = {(int(cand[a]), int(cand[b])) for a, b in np.argwhere(np.triu(pair))}
+    found += sorted(pairs)
     if most < 3 or len(cand) < 3 or null.shape[1] == 0:
         return found
     # y is in the row space iff null' y = 0: the rows of ``null`` of a group sum to zero. Two

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -126,14 +126,10 @@ async def load(db: Database, settings: Settings, now: datetime) -> Loaded:
 
 async def current_cube(db: Database, settings: Settings, now: datetime) -> Cube:
     loaded = await load(db, settings, now)
-    return await build_off_loop(saturation_cube, loaded.facts, k=settings.suppression_k)
-
-
-async def build_off_loop(fn: Callable[..., Cube], *args: Any, **kwargs: Any) -> Cube:
-    """Build a suppressed cube in a worker thread: the exact audit may take seconds in a large
-    world (its decompositions release the GIL), and searches and holds must not wait behind
-    a task-force page."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    # In a worker thread, like every cube built for a request: the exact audit may take
+    # seconds in a large world (its decompositions release the GIL), and searches and holds
+    # must not wait behind a task-force page.
+    return await asyncio.to_thread(saturation_cube, loaded.facts, k=settings.suppression_k)
 
 
 # --------------------------------------------------------------------------- reading cells
@@ -611,7 +607,9 @@ async def hold_demand(
         )
         for fid, vec in per_fac.items()
     ]
-    cube = await build_off_loop(build_cube, items, k=k, flags=(), n_values=len(DEMAND_FIGURES))
+    cube = await asyncio.to_thread(
+        build_cube, items, k=k, flags=(), n_values=len(DEMAND_FIGURES)
+    )  # off the event loop, as current_cube
     out = []
     for nis in areas_at(level):
         c = cube.get((level, nis, ALL, ALL))

@@ -46,6 +46,7 @@ from capacity.commands import (
     PoolUpdate,
     StatusChange,
     TokenCreate,
+    check_future,
 )
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
@@ -139,8 +140,7 @@ class AdminController(Controller):
         clock: NamedDependency[Clock],
     ) -> TokenCreated:
         now = clock.now()
-        if data.expires_at is not None and data.expires_at <= now:
-            raise InvalidInput("expiresAt must be in the future.", field="expiresAt")
+        check_future(data.expires_at, now, "expiresAt")
         clear, tok = await registry.create_token(
             db,
             operator=data.operator,

@@ -6,6 +6,7 @@ JSON by default; CSV with ``Accept: text/csv`` or ``?format=csv``.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from dataclasses import dataclass
@@ -609,7 +610,9 @@ class TaskforceController(Controller):
     ) -> dict[str, Any]:
         now = clock.now()
         loaded = await tf.load(db, settings, now)
-        cube = await tf.build_off_loop(tf.saturation_cube, loaded.facts, k=settings.suppression_k)
+        cube = await asyncio.to_thread(  # off the event loop, as tf.current_cube
+            tf.saturation_cube, loaded.facts, k=settings.suppression_k
+        )
         return tf.hsds_service_capacity(loaded, cube, now)
 
 
