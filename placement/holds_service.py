@@ -15,6 +15,7 @@ place even if the sweeper has not run. Audit rows, events (live streams) and out
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -43,7 +44,7 @@ from placement.errors import (
     NotEligible,
 )
 from placement.household import Household, SearchRequest
-from placement.policy import policy_from_json
+from placement.policy import AccessPolicy, policy_from_json
 from placement.refcode import new_code, normalise
 from placement.rules import evaluate
 
@@ -348,6 +349,56 @@ _PG_GRANT = (  # parameters: those of _INSERT_HOLD, then $16 the actor's role, $
 )
 
 
+_ADMITTING_SQL = ", ".join(f"'{s}'" for s in sorted(ADMITTING))
+# PostgreSQL, the one-round-trip hold (``_reserve_fast``): ``c`` re-checks, in the statement
+# that grants, everything the hold was decided from (parameters $18-$22: the pool's unit kind
+# and places per unit, the facility's rules as compact JSON, its kind, the pool reference);
+# the gate writes only when ``c.ok``; the rest is ``_PG_GRANT``. One row always comes back
+# while the pool exists: ok, the free count the statement began with, the new hold's id (NULL:
+# nothing written), then what the view shows of the place.
+_PG_FAST = (
+    "WITH c AS ("
+    " SELECT p.units_total - p.units_occupied - p.units_held AS free,"
+    " (p.facility_id = $3::bigint AND p.unit_kind = $18::text AND p.places_per_unit = $19::int"
+    f" AND f.kind = $21::text AND f.status IN ({_ADMITTING_SQL})"
+    " AND (f.valid_from IS NULL OR f.valid_from <= $14::timestamp)"
+    " AND (f.planned_end IS NULL OR f.planned_end > $14::timestamp)"
+    " AND f.policy::jsonb = $20::jsonb"
+    " AND NOT EXISTS (SELECT 1 FROM holds d WHERE d.pool_id = p.id AND d.state = 'held'"
+    " AND d.deadline <= $14::timestamp)"
+    " AND NOT EXISTS (SELECT 1 FROM holds k WHERE k.requester_operator_id = $4::bigint"
+    " AND k.idempotency_key = $12::text)) AS ok,"
+    " (SELECT name FROM operators WHERE id = $4::bigint) AS operator, p.label,"
+    " f.operator_id, f.ref, f.alias, f.secret_address, f.municipality_nis, f.intake_phone,"
+    " f.handover_protocol"
+    " FROM pools p JOIN facilities f ON f.id = p.facility_id"
+    " WHERE p.id = $2::bigint AND p.ref = $22::text),"
+    " g AS ("
+    " UPDATE pools SET units_held = units_held + $7::int"
+    " WHERE id = $2::bigint AND units_total - units_occupied - units_held >= $7::int"
+    " AND (SELECT ok FROM c) RETURNING id),"
+    " h AS ("
+    " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
+    " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
+    " request_hash, created_at, deadline, extensions)"
+    " SELECT $1::text, g.id, $3::bigint, $4::bigint, $5::int, $6::text, $7::int, 'held',"
+    " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
+    " $15::timestamp, 0 FROM g RETURNING id),"
+    " a AS ("
+    " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
+    " object_type, object_id, facility_id, detail)"
+    " SELECT $14::timestamp, $4::bigint, $5::int, $16::text, 'hold.created', 'hold',"
+    " $1::text, $3::bigint, $17::json FROM h),"
+    " e AS ("
+    " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
+    " SELECT $14::timestamp, 'hold.created', $3::bigint, $4::bigint,"
+    " json_build_object('holdId', h.id, 'ref', $1::text, 'state', 'held') FROM h)"
+    " SELECT c.ok, c.free, (SELECT id FROM h), c.operator, c.label, c.operator_id, c.ref,"
+    " c.alias, c.secret_address, c.municipality_nis, c.intake_phone, c.handover_protocol"
+    " FROM c"
+)
+
+
 class _KeyTaken(Exception):
     """This Idempotency-Key already has a hold: replay it (or refuse a different body)."""
 
@@ -388,27 +439,28 @@ async def reserve(
         }
     )
     kind = requester_kind_of(actor)
+    hints = None if db.sqlite or pause_between_check_and_write else _hints(db)
     for _attempt in range(3):  # a new reference code on the (rare) collision
+        ask = _Ask(
+            ref=new_code(),
+            pool_ref=pool_ref,
+            household=household,
+            household_json=household_json,
+            need=need,
+            minutes=minutes,
+            callback=callback,
+            idempotency_key=idempotency_key,
+            digest=digest,
+            kind=kind,
+            actor=actor,
+            now=now,
+        )
         try:
-            return Reserved(
-                await _reserve_once(
-                    db,
-                    ref=new_code(),
-                    pool_ref=pool_ref,
-                    household=household,
-                    household_json=household_json,
-                    need=need,
-                    minutes=minutes,
-                    callback=callback,
-                    idempotency_key=idempotency_key,
-                    digest=digest,
-                    kind=kind,
-                    actor=actor,
-                    now=now,
-                    pause=pause_between_check_and_write,
-                ),
-                created=True,
-            )
+            place = None if hints is None else hints.get(pool_ref)
+            view = None if place is None else await _reserve_fast(db, ask, place)
+            if view is None:
+                view = await _reserve_once(db, ask, pause_between_check_and_write)
+            return Reserved(view, created=True)
         except UniqueViolation:
             # A twin with the same Idempotency-Key won (its transaction committed first), or
             # the reference code collided. Re-read: replay the twin, else retry a new code.
@@ -433,73 +485,279 @@ async def reserve(
     )
 
 
-async def _reserve_once(
-    db: Database,
-    *,
-    ref: str,
-    pool_ref: str,
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """What a hold is decided from: the pool and its facility's rules, as last read."""
+
+    pool_id: int
+    pool_label: str
+    unit_kind: str
+    places: int
+    facility_id: int
+    kind: str
+    status: str
+    valid_from: datetime | None
+    planned_end: datetime | None
+    policy: AccessPolicy
+    policy_text: str  # the policy as read, compact JSON (compared again by the fast grant)
+
+    def admitting(self, now: datetime) -> bool:
+        return (
+            self.status in ADMITTING
+            and not (self.valid_from and self.valid_from > now)
+            and not (self.planned_end and self.planned_end <= now)
+        )
+
+
+class _PlaceHints:
+    """Per process and database: the place each pool reference was last read as, so that on
+    PostgreSQL a hold is ONE round trip (``_PG_FAST``) instead of a read and then the grant.
+
+    Only a hint: the fast statement checks again, inside the statement that grants, that
+    every column the decision was made from still has the value it was made from (the rules
+    themselves included), that no due hold waits to be expired and that the key is unused;
+    otherwise it writes nothing and the hold takes the full path, which reads afresh (and
+    refreshes the hint). A stale hint therefore costs a round trip, never a wrong grant."""
+
+    MAX = 20_000
+
+    def __init__(self) -> None:
+        self._by_ref: dict[str, _Place] = {}
+
+    def get(self, pool_ref: str) -> _Place | None:
+        return self._by_ref.get(pool_ref)
+
+    def put(self, pool_ref: str, place: _Place | None) -> None:
+        if place is None:
+            self._by_ref.pop(pool_ref, None)
+            return
+        if len(self._by_ref) >= self.MAX:
+            self._by_ref.clear()
+        self._by_ref[pool_ref] = place
+
+
+_HINTS: weakref.WeakKeyDictionary[Database, _PlaceHints] = weakref.WeakKeyDictionary()
+
+
+def _hints(db: Database) -> _PlaceHints:
+    hints = _HINTS.get(db)
+    if hints is None:
+        hints = _HINTS[db] = _PlaceHints()
+    return hints
+
+
+def _decide(
+    place: _Place,
     household: Household,
-    household_json: Any,
     need: str,
     minutes: int | None,
-    callback: str | None,
-    idempotency_key: str,
-    digest: str,
     kind: str,
-    actor: Actor,
     now: datetime,
-    pause: Pause | None,
-) -> HoldView:
+) -> tuple[int, datetime]:
+    """Units and deadline of a hold on this place, or the refusal (not admitting, not
+    eligible, does not fit)."""
+    if not place.admitting(now):
+        raise NotAdmitting(
+            "This place is not taking new placements right now.", status=place.status
+        )
+    policy = place.policy
+    failures = evaluate(
+        policy,
+        SearchRequest(household=household, need=need),  # type: ignore[arg-type]
+        requester_kind=kind,  # type: ignore[arg-type]
+        now=now,
+    )
+    if failures:
+        raise NotEligible(
+            failures[0].message,
+            errors=[{"field": f.code, "message": f.message} for f in failures],
+        )
+    size = len(household.adults) + len(household.children)
+    units = rules.units_needed(
+        place.unit_kind, place.places, size, policy.beds_for_households, policy.rooms_for_households
+    )
+    if units is None:
+        raise NotEligible(
+            f"A household of {size} does not fit in this pool ({place.unit_kind}, "
+            f"{place.places} place(s) per unit).",
+            errors=[{"field": "no_room", "message": "household does not fit"}],
+        )
+    deadline = rules.deadline_for(
+        kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
+    )
+    return units, deadline
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One hold request, as both paths write it."""
+
+    ref: str
+    pool_ref: str
+    household: Household
+    household_json: Any
+    need: str
+    minutes: int | None
+    callback: str | None
+    idempotency_key: str
+    digest: str
+    kind: str
+    actor: Actor
+    now: datetime
+
+    def hold_values(
+        self, tx: RawTx, place: _Place, units: int, deadline: datetime
+    ) -> tuple[Any, ...]:
+        household = self.household
+        segments = rules.segments(
+            undocumented=household.residence_status == "undocumented",
+            children=len(household.children),
+            no_income=household.income == "no",
+        )
+        return (
+            self.ref,
+            place.pool_id,
+            place.facility_id,
+            self.actor.operator_id,
+            self.actor.token_id,
+            self.kind,
+            units,
+            tx.json(self.household_json),
+            tx.json(segments),
+            self.need,
+            self.callback,
+            self.idempotency_key,
+            self.digest,
+            tx.ts(self.now),
+            tx.ts(deadline),
+        )
+
+    def detail(self, place: _Place, units: int, deadline: datetime) -> dict[str, Any]:
+        return {
+            "units": units,
+            "poolId": place.pool_id,
+            "deadline": deadline.isoformat(),
+            "need": self.need,
+        }
+
+    def view(
+        self, hold_id: int, place: _Place, units: int, deadline: datetime, shown: Sequence[Any]
+    ) -> HoldView:
+        """The new hold's view; ``shown``: requester operator's name, the pool's label, the
+        facility's operator, ref, alias, secret flag, municipality, intake phone, protocol."""
+        assert self.actor.operator_id is not None
+        return HoldView(
+            id=hold_id,
+            ref=self.ref,
+            state="held",
+            units=units,
+            need=self.need,
+            household=self.household_json,
+            callback=self.callback,
+            created_at=self.now,
+            deadline=deadline,
+            extensions=0,
+            closed_at=None,
+            close_reason=None,
+            requester_operator_id=self.actor.operator_id,
+            requester_operator=shown[0],
+            requester_kind=self.kind,
+            facility_id=place.facility_id,
+            facility_operator_id=shown[2],
+            facility_ref=shown[3],
+            facility_alias=shown[4],
+            facility_kind=place.kind,
+            secret_address=bool(shown[5]),
+            municipality_nis=shown[6],
+            intake_phone=shown[7],
+            handover_protocol=shown[8],
+            pool_id=place.pool_id,
+            pool_ref=self.pool_ref,
+            pool_label=shown[1],
+            unit_kind=place.unit_kind,
+        )
+
+
+def _place_of(tx: RawTx, target: Sequence[Any]) -> _Place:
+    policy_json = tx.read_json(target[6])
+    return _Place(
+        pool_id=target[0],
+        unit_kind=target[1],
+        places=target[2],
+        pool_label=target[3],
+        facility_id=target[4],
+        status=target[5],
+        policy=policy_from_json(policy_json),
+        policy_text=msgspec.json.encode(policy_json).decode(),
+        valid_from=tx.read_ts(target[7]),
+        planned_end=tx.read_ts(target[8]),
+        kind=target[12],
+    )
+
+
+async def _reserve_fast(db: Database, ask: _Ask, place: _Place) -> HoldView | None:
+    """PostgreSQL, a place read before: decide from that, then check and grant in ONE
+    statement. None: something the decision was made from has changed (or a due hold waits
+    to be expired, or the key was used before) — the full path decides afresh."""
+    if place.kind not in PLACEMENT_KINDS:
+        return None
+    try:
+        units, deadline = _decide(place, ask.household, ask.need, ask.minutes, ask.kind, ask.now)
+    except AbriError:
+        return None  # a refusal is only ever given from a fresh read
+    async with db.raw_write(transaction=False) as tx:
+        row = await tx.one(
+            _PG_FAST,
+            *ask.hold_values(tx, place, units, deadline),
+            ask.actor.role,
+            tx.json(ask.detail(place, units, deadline)),
+            place.unit_kind,
+            place.places,
+            place.policy_text,
+            place.kind,
+            ask.pool_ref,
+        )
+        if row is None or not row[0]:
+            return None
+        if row[2] is None:  # the gate refused
+            free = int(row[1])
+            if free < units:
+                raise _Gone(max(0, free))
+            # Free enough when the statement began, taken before its gate: today's count.
+            refused = await tx.one(
+                _REFUSED, ask.actor.operator_id, ask.idempotency_key, place.pool_id
+            )
+            assert refused is not None
+            if refused[0]:
+                raise _KeyTaken
+            raise _Gone(max(0, int(refused[1] or 0)))
+    return ask.view(int(row[2]), place, units, deadline, row[3:])
+
+
+async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldView:
     gone: int | None = None
     hold_id: int | None = None
     # PostgreSQL: no BEGIN/COMMIT — the read is a read, and the grant below is ONE statement
     # (gate, hold, audit, event), atomic on its own. SQLite: one BEGIN IMMEDIATE transaction.
     async with db.raw_write(transaction=db.sqlite) as tx:
-        target = await tx.one(_TARGET, pool_ref, actor.operator_id, tx.ts(now), idempotency_key)
-        if target is None or target[12] not in PLACEMENT_KINDS:  # R40: victims' places only
+        target = await tx.one(
+            _TARGET, ask.pool_ref, ask.actor.operator_id, tx.ts(ask.now), ask.idempotency_key
+        )
+        place = None if target is None else _place_of(tx, target)
+        if not tx.sqlite:
+            _hints(db).put(ask.pool_ref, place)
+        if target is None or place is None or place.kind not in PLACEMENT_KINDS:
             raise NotFound("No such place (unknown option or pool reference).", field="poolRef")
         if target[20]:
             raise _KeyTaken  # a replay (or a reused key): answered from the earlier hold
-        (pool_id, unit_kind, places, pool_label, facility_id, status, policy_json) = target[:7]
-        valid_from, planned_end = tx.read_ts(target[7]), tx.read_ts(target[8])
-        if (
-            status not in ADMITTING
-            or (valid_from and valid_from > now)
-            or (planned_end and planned_end <= now)
-        ):
-            raise NotAdmitting("This place is not taking new placements right now.", status=status)
-        policy = policy_from_json(tx.read_json(policy_json))
-        failures = evaluate(
-            policy,
-            SearchRequest(household=household, need=need),  # type: ignore[arg-type]
-            requester_kind=kind,  # type: ignore[arg-type]
-            now=now,
-        )
-        if failures:
-            raise NotEligible(
-                failures[0].message,
-                errors=[{"field": f.code, "message": f.message} for f in failures],
-            )
-        size = len(household.adults) + len(household.children)
-        units = rules.units_needed(
-            unit_kind, places, size, policy.beds_for_households, policy.rooms_for_households
-        )
-        if units is None:
-            raise NotEligible(
-                f"A household of {size} does not fit in this pool ({unit_kind}, "
-                f"{places} place(s) per unit).",
-                errors=[{"field": "no_room", "message": "household does not fit"}],
-            )
-        deadline = rules.deadline_for(
-            kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
-        )
+        units, deadline = _decide(place, ask.household, ask.need, ask.minutes, ask.kind, ask.now)
         if target[18]:
             # Due holds still counted as held: expire them first (invariant 4). Only when
             # there are some, and before the gate: hold rows, then the pool row, is the lock
             # order everywhere (a gate that waited keeps the pool row locked even when it
             # writes nothing, so expiring after it could deadlock).
             async with tx.atomic():
-                await expire_due_in_pool(tx, pool_id, now)
+                await expire_due_in_pool(tx, place.pool_id, ask.now)
         elif target[19] < units:
             # Not free enough and nothing due to expire: the gate would refuse. Say so from
             # this read (committed; SQLite already holds the write lock): one round trip for
@@ -507,59 +765,40 @@ async def _reserve_once(
             raise _Gone(max(0, int(target[19])))
         if pause is not None:
             await pause()
-        segments = rules.segments(
-            undocumented=household.residence_status == "undocumented",
-            children=len(household.children),
-            no_income=household.income == "no",
-        )
-        detail = {"units": units, "poolId": pool_id, "deadline": deadline.isoformat(), "need": need}
-        hold_values = (
-            ref,
-            pool_id,
-            facility_id,
-            actor.operator_id,
-            actor.token_id,
-            kind,
-            units,
-            tx.json(household_json),
-            tx.json(segments),
-            need,
-            callback,
-            idempotency_key,
-            digest,
-            tx.ts(now),
-            tx.ts(deadline),
-        )
+        hold_values = ask.hold_values(tx, place, units, deadline)
+        detail = ask.detail(place, units, deadline)
         if tx.sqlite:
-            if await tx.run(_GATE, pool_id, units):
+            if await tx.run(_GATE, place.pool_id, units):
                 row = await tx.one(_INSERT_HOLD, *hold_values)
                 assert row is not None
                 hold_id = int(row[0])
                 await audit.record_raw(
                     tx,
-                    actor=actor,
-                    at=now,
+                    actor=ask.actor,
+                    at=ask.now,
                     action="hold.created",
                     object_type="hold",
-                    object_id=ref,
-                    facility_id=facility_id,
+                    object_id=ask.ref,
+                    facility_id=place.facility_id,
                     detail=detail,
                 )
                 await _event(
                     tx,
                     kind="hold.created",
                     hold_id=hold_id,
-                    ref=ref,
-                    facility_id=facility_id,
-                    requester_operator_id=actor.operator_id,
-                    now=now,
+                    ref=ask.ref,
+                    facility_id=place.facility_id,
+                    requester_operator_id=ask.actor.operator_id,
+                    now=ask.now,
                     state="held",
                 )
         else:
-            row = await tx.one(_PG_GRANT, *hold_values, actor.role, tx.json(detail))
+            row = await tx.one(_PG_GRANT, *hold_values, ask.actor.role, tx.json(detail))
             hold_id = None if row is None else int(row[0])
         if hold_id is None:
-            refused = await tx.one(_REFUSED, actor.operator_id, idempotency_key, pool_id)
+            refused = await tx.one(
+                _REFUSED, ask.actor.operator_id, ask.idempotency_key, place.pool_id
+            )
             assert refused is not None
             if refused[0]:
                 raise _KeyTaken  # roll back: a replay or a reused key changes nothing
@@ -567,37 +806,8 @@ async def _reserve_once(
             gone = max(0, int(refused[1] or 0))
     if gone is not None or hold_id is None:
         raise _Gone(gone or 0)
-    assert actor.operator_id is not None
-    return HoldView(
-        id=hold_id,
-        ref=ref,
-        state="held",
-        units=units,
-        need=need,
-        household=household_json,
-        callback=callback,
-        created_at=now,
-        deadline=deadline,
-        extensions=0,
-        closed_at=None,
-        close_reason=None,
-        requester_operator_id=actor.operator_id,
-        requester_operator=target[17],
-        requester_kind=kind,
-        facility_id=facility_id,
-        facility_operator_id=target[9],
-        facility_ref=target[10],
-        facility_alias=target[11],
-        facility_kind=target[12],
-        secret_address=bool(target[13]),
-        municipality_nis=target[14],
-        intake_phone=target[15],
-        handover_protocol=target[16],
-        pool_id=pool_id,
-        pool_ref=pool_ref,
-        pool_label=pool_label,
-        unit_kind=unit_kind,
-    )
+    shown = (target[17], place.pool_label, *target[9:12], *target[13:17])
+    return ask.view(hold_id, place, units, deadline, shown)
 
 
 # --------------------------------------------------------------------------- transitions

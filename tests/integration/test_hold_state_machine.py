@@ -36,14 +36,14 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from capacity import availability
+from capacity import availability, registry
 from capacity.audit import Actor
 from capacity.clock import FrozenClock
-from capacity.commands import AvailabilityUpdate, PoolCreate, UnitKind
+from capacity.commands import AvailabilityUpdate, PoolCreate, StatusChange, UnitKind
 from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.errors import AbriError, InvalidInput, NotFound, VersionMismatch
-from capacity.models import AuditEntry, Base, Hold, Operator, Pool
+from capacity.models import AuditEntry, Base, Facility, Hold, Operator, Pool
 from placement import holds_service
 from placement.errors import (
     ExtensionRefused,
@@ -51,6 +51,7 @@ from placement.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
     NoLongerFree,
+    NotAdmitting,
     NotEligible,
 )
 from placement.household import Adult, Household
@@ -133,6 +134,8 @@ class Model:
     holds: dict[str, MHold] = field(default_factory=dict)
     #: (requester, Idempotency-Key) -> ref of the hold it created
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: whether the facility takes new placements (its status: open or reduced)
+    admitting: bool = True
     #: requester -> every (key, body) it sent, granted or not
     attempts: dict[str, list[tuple[str, tuple[str, int, int | None]]]] = field(
         default_factory=lambda: {r: [] for r in REQUESTERS}
@@ -199,10 +202,11 @@ async def build_world(db: Database) -> None:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The world as built: the highest id of every table, and the pool rows."""
+    """The world as built: the highest id of every table, and the rows runs change."""
 
     max_ids: dict[str, int]
     pools: list[dict[str, Any]]
+    facilities: list[dict[str, Any]]
 
 
 async def take_baseline(db: Database) -> Baseline:
@@ -213,19 +217,20 @@ async def take_baseline(db: Database) -> Baseline:
             if "id" in t.c and t.c.id.primary_key
         }
         pools = [dict(r._mapping) for r in (await s.execute(select(Pool.__table__))).all()]
-    return Baseline(max_ids, pools)
+        facilities = [dict(r._mapping) for r in (await s.execute(select(Facility.__table__))).all()]
+    return Baseline(max_ids, pools, facilities)
 
 
 async def back_to(db: Database, base: Baseline) -> None:
     """Undo a previous run on PostgreSQL, keeping the world: delete every row newer than the
-    baseline (children first) and restore the pools. Much faster than TRUNCATE + rebuild."""
+    baseline (children first) and restore the pools and the facility. Much faster than TRUNCATE + rebuild."""
     async with db.write() as s:
         for t in reversed(Base.metadata.sorted_tables):
             if t.name in base.max_ids:
                 await s.execute(t.delete().where(t.c.id > base.max_ids[t.name]))
-        pools = Pool.__table__
-        for row in base.pools:
-            await s.execute(pools.update().where(pools.c.id == row["id"]).values(**row))
+        for table, rows in ((Pool.__table__, base.pools), (Facility.__table__, base.facilities)):
+            for row in rows:
+                await s.execute(table.update().where(table.c.id == row["id"]).values(**row))
 
 
 class HoldMachine(RuleBasedStateMachine):
@@ -250,6 +255,7 @@ class HoldMachine(RuleBasedStateMachine):
         async with self.db.read() as s:
             ops = dict((await s.execute(select(Operator.name, Operator.id))).all())
             rows = (await s.execute(select(Pool.label, Pool.id, Pool.ref))).all()
+            self.facility_id = (await s.execute(select(Facility.id))).scalar_one()
         op = {key: ops[name] for key, (name, _kind) in OPERATORS.items()}
         self.shelter_id = op["shelter"]
         self.requesters = {
@@ -387,6 +393,9 @@ class HoldMachine(RuleBasedStateMachine):
             assert exc is None, f"replay of {key} failed: {exc!r}"
             assert result is not None and not result.created and result.view.ref == earlier
             event("hold replayed")
+            return None
+        if not self.model.admitting:  # checked before the household: nothing else moves
+            self.expect_error(exc, NotAdmitting)
             return None
         units = size if pool.unit_kind == "bed" else 1
         if pool.unit_kind != "bed" and size > pool.places:
@@ -578,6 +587,24 @@ class HoldMachine(RuleBasedStateMachine):
         p.total, p.occupied, p.version = total, occupied, p.version + 1
         p.staff_updates += 1
         assert result is not None and result.units_held == self.model.held(pool)
+
+    @rule(status=st.sampled_from(["open", "open", "reduced", "closed_to_admissions", "suspended"]))
+    def staff_sets_status(self, status: str) -> None:
+        """The facility stops or starts taking placements. On PostgreSQL a hold on a place
+        this process has read before is decided from that read and checked again in the
+        statement that grants it: a status changed meanwhile must still be obeyed."""
+        _result, exc = self.call(
+            registry.set_status(
+                self.db,
+                self.facility_id,
+                StatusChange(status=status, reason=None if status == "open" else "test"),
+                actor=self.staff,
+                now=self.now,
+                operator_scope=self.shelter_id,
+            )
+        )
+        assert exc is None, f"status refused: {exc!r}"
+        self.model.admitting = status in ("open", "reduced")
 
     @rule(minutes=st.sampled_from([1, 5, 10, 20, 30, 45, 60, 89, 90, 91, 150, 240]))
     def advance_clock(self, minutes: int) -> None:

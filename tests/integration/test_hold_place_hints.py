@@ -1,0 +1,298 @@
+"""A hold decided from what the place was last read as (PostgreSQL's one-statement hold).
+
+On PostgreSQL a process remembers each pool's place (rules, status, unit kind) from its last
+full read, and the next hold on that pool is decided from it and granted in ONE statement that
+checks again that nothing it was decided from has changed. These tests change the place in
+every way that matters — through the services, from another process (a second ``Database``)
+and behind the services' back — between two holds, and require the same answer a fresh read
+gives: on SQLite (always the full path) and on PostgreSQL (the one-statement path first). On
+PostgreSQL they also check which path was taken, so that a hint that is never used, or used
+when it should not be, fails here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from sqlalchemy import text
+
+from capacity import registry
+from capacity.audit import CLI, Actor
+from capacity.commands import FacilityUpdate, PoolCreate, PoolUpdate, StatusChange
+from capacity.db import Database
+from capacity.errors import InvalidInput
+from placement import holds_service
+from placement.errors import IdempotencyKeyReused, NoLongerFree, NotAdmitting, NotEligible
+from placement.household import Adult, Child, Household
+from placement.policy import AccessPolicy, PolicyPatch
+from tests.conftest import World
+
+ONE = Household(adults=[Adult(gender="female")])
+MOTHER_AND_BOY = Household(adults=[Adult(gender="female")], children=[Child(age=15, gender="male")])
+
+
+class Paths:
+    """Counts which way each hold went: ``fast`` granted or refused in one statement,
+    ``fell_back`` tried it and went the full way, ``full`` the full way without trying."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fast = self.fell_back = self.full = 0
+        self._trying = False
+        fast, full = holds_service._reserve_fast, holds_service._reserve_once
+
+        async def spy_fast(*a: Any, **k: Any) -> Any:
+            self._trying = True
+            try:
+                view = await fast(*a, **k)
+            except BaseException:
+                self.fast += 1
+                raise
+            finally:
+                self._trying = False
+            if view is None:
+                self.fell_back += 1
+            else:
+                self.fast += 1
+            return view
+
+        async def spy_full(*a: Any, **k: Any) -> Any:
+            self.full += 1
+            return await full(*a, **k)
+
+        monkeypatch.setattr(holds_service, "_reserve_fast", spy_fast)
+        monkeypatch.setattr(holds_service, "_reserve_once", spy_full)
+
+    def taken(self) -> tuple[int, int, int]:
+        out = (self.fast, self.fell_back, self.full)
+        self.fast = self.fell_back = self.full = 0
+        return out
+
+
+@pytest.fixture
+def paths(monkeypatch: pytest.MonkeyPatch) -> Paths:
+    return Paths(monkeypatch)
+
+
+async def _place(world: World, total: int = 6, **policy: Any) -> tuple[int, int, str, Actor]:
+    await world.operator("Refuges H", "shelter_operator")
+    view = await world.facility(
+        "Refuges H",
+        "Refuge H-1",
+        policy=AccessPolicy(**policy),
+        pools=[PoolCreate(label="Beds", units_total=total)],
+    )
+    police = await world.operator("Zone H", "police")
+    actor = Actor(operator_id=police, role="police", operator_kind="police")
+    return view.facility.id, view.pools[0].id, view.pools[0].ref, actor
+
+
+counter = iter(range(1, 1_000_000))
+
+
+async def _hold(
+    world: World,
+    pool_ref: str,
+    actor: Actor,
+    *,
+    household: Household = ONE,
+    key: str | None = None,
+    minutes: int | None = None,
+) -> holds_service.Reserved:
+    return await holds_service.reserve(
+        world.db,
+        pool_ref=pool_ref,
+        household=household,
+        need="ipv",
+        minutes=minutes,
+        callback=None,
+        idempotency_key=key or f"hint-{next(counter)}",
+        actor=actor,
+        now=world.clock.now(),
+    )
+
+
+def _expect(paths: Paths, backend: str, on_postgres: tuple[int, int, int]) -> None:
+    """SQLite always goes the full way; PostgreSQL as given."""
+    fast, fell_back, full = paths.taken()
+    if backend == "sqlite":
+        assert (fast, fell_back) == (0, 0) and full >= 1
+    else:
+        assert (fast, fell_back, full) == on_postgres
+
+
+async def test_a_known_place_is_held_in_one_statement_and_shows_the_place_as_it_is_now(
+    world: World, backend: str, paths: Paths
+) -> None:
+    fid, pool_id, ref, actor = await _place(world)
+    first = await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 0, 1))  # never read before: the full way
+    # The intake phone changes (from another process): the next hold, decided from the hint,
+    # still shows the phone as it is now — what a hold shows of the place is read when granted.
+    await registry.update_facility(
+        world.db,
+        fid,
+        FacilityUpdate(intake_phone="+32 2 555 09 09", handover_protocol="Ring twice."),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    second = await _hold(world, ref, actor)
+    _expect(paths, backend, (1, 0, 0))
+    assert second.created and second.view.intake_phone == "+32 2 555 09 09"
+    assert second.view.handover_protocol == "Ring twice."
+    for field in ("requester_operator", "facility_ref", "facility_alias", "pool_label"):
+        assert getattr(second.view, field) == getattr(first.view, field)
+    assert (second.view.pool_id, second.view.facility_id, second.view.units) == (pool_id, fid, 1)
+    assert second.view.deadline == world.clock.now() + timedelta(minutes=90)
+    got = await holds_service.get(world.db, second.view.ref, actor=actor, side="requester")
+    assert got == second.view
+    assert await holds_service.counters_agree(world.db) == []
+
+
+async def test_the_place_closed_meanwhile_is_refused_from_a_fresh_read(
+    world: World, backend: str, paths: Paths
+) -> None:
+    fid, _pool_id, ref, actor = await _place(world)
+    await _hold(world, ref, actor)
+    paths.taken()
+    await registry.set_status(
+        world.db,
+        fid,
+        StatusChange(status="closed", reason="water damage"),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    with pytest.raises(NotAdmitting):
+        await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 1, 1))
+    with pytest.raises(NotAdmitting):  # now known as closed: straight to the full way
+        await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 1, 1))
+    await registry.set_status(
+        world.db, fid, StatusChange(status="open"), actor=CLI, now=world.clock.now()
+    )
+    assert (await _hold(world, ref, actor)).created
+    _expect(paths, backend, (0, 1, 1))  # decided "closed" from the hint: asks afresh
+    # A temporary scheme's planned end, set by another process, passes: no new placements.
+    await registry.update_facility(
+        world.db,
+        fid,
+        FacilityUpdate(planned_end=world.clock.now() + timedelta(minutes=1)),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    world.clock.advance(minutes=2)  # (the holds made above are not due yet)
+    with pytest.raises(NotAdmitting):
+        await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 1, 1))
+
+
+async def test_new_rules_apply_to_the_very_next_hold(
+    world: World, backend: str, paths: Paths
+) -> None:
+    fid, _pool_id, ref, actor = await _place(world)
+    await _hold(world, ref, actor, household=MOTHER_AND_BOY)
+    paths.taken()
+    # Boys from 14 are no longer taken, and holds last at most 30 minutes here.
+    patch = msgspec.convert({"maxBoyAge": 13, "maxHoldMinutes": 30}, PolicyPatch)
+    await registry.update_facility(
+        world.db, fid, FacilityUpdate(policy=patch), actor=CLI, now=world.clock.now()
+    )
+    with pytest.raises(NotEligible):
+        await _hold(world, ref, actor, household=MOTHER_AND_BOY)
+    _expect(paths, backend, (0, 1, 1))
+    with pytest.raises(InvalidInput):
+        await _hold(world, ref, actor, minutes=60)
+    _expect(paths, backend, (0, 1, 1))
+    granted = await _hold(world, ref, actor)
+    _expect(paths, backend, (1, 0, 0))  # the hint was refreshed by the full read
+    assert granted.view.deadline == world.clock.now() + timedelta(minutes=30)
+
+
+async def test_a_change_the_process_never_saw_still_wins(
+    world: World, backend: str, db_url: str, paths: Paths
+) -> None:
+    """Another API process (a second Database), then a change behind every service's back:
+    the one statement checks the columns themselves, not a version someone must bump."""
+    fid, pool_id, ref, actor = await _place(world)
+    await _hold(world, ref, actor)
+    paths.taken()
+    other = Database(db_url)
+    try:
+        await registry.update_pool(
+            other,
+            pool_id,
+            PoolUpdate(unit_kind="family_room", places_per_unit=4),
+            actor=CLI,
+            now=world.clock.now(),
+        )
+        family = await _hold(world, ref, actor, household=MOTHER_AND_BOY)
+        _expect(paths, backend, (0, 1, 1))
+        assert (family.view.units, family.view.unit_kind) == (1, "family_room")
+        async with other.write() as s:  # not a service: no audit, no updated_at
+            await s.execute(
+                text("UPDATE facilities SET policy = :p WHERE id = :id"),
+                {
+                    "p": msgspec.json.encode(
+                        {**msgspec.to_builtins(AccessPolicy()), "genders": ["male"]}
+                    ).decode(),
+                    "id": fid,
+                },
+            )
+        with pytest.raises(NotEligible):
+            await _hold(world, ref, actor)
+        _expect(paths, backend, (0, 1, 1))
+        async with other.write() as s:
+            await s.execute(
+                text("UPDATE facilities SET policy = :p WHERE id = :id"),
+                {"p": msgspec.json.encode(msgspec.to_builtins(AccessPolicy())).decode(), "id": fid},
+            )
+        await _hold(world, ref, actor)
+        _expect(paths, backend, (0, 1, 1))
+        await _hold(world, ref, actor)
+        _expect(paths, backend, (1, 0, 0))
+        async with other.write() as s:
+            await s.execute(
+                text("UPDATE facilities SET kind = 'perpetrator_accommodation' WHERE id = :id"),
+                {"id": fid},
+            )
+        with pytest.raises(Exception, match="No such place"):  # R40: not a place for victims
+            await _hold(world, ref, actor)
+        _expect(paths, backend, (0, 1, 1))
+    finally:
+        await other.dispose()
+    assert await holds_service.counters_agree(world.db) == []
+
+
+async def test_due_holds_replays_and_refusals_on_a_known_place(
+    world: World, backend: str, paths: Paths
+) -> None:
+    _fid, pool_id, ref, actor = await _place(world, total=3)
+    short = await _hold(world, ref, actor, minutes=15)
+    paths.taken()
+    await _hold(world, ref, actor)
+    await _hold(world, ref, actor)
+    _expect(paths, backend, (2, 0, 0))
+    with pytest.raises(NoLongerFree) as full:  # 3 of 3 held: refused from the one statement
+        await _hold(world, ref, actor)
+    assert full.value.extra["current"] == {"unitsFree": 0}
+    _expect(paths, backend, (1, 0, 0))
+    # The short hold falls due: it no longer blocks, though no sweeper ran (invariant 4).
+    world.clock.advance(minutes=16)
+    again = await _hold(world, ref, actor, key="after-due")
+    _expect(paths, backend, (0, 1, 1))  # a due hold waits: the full way expires it first
+    got = await holds_service.get(world.db, short.view.ref, actor=actor, side="requester")
+    assert got.state == "expired"
+    # The same key again: the same hold, nothing taken twice; another body with it: refused.
+    replay = await _hold(world, ref, actor, key="after-due")
+    assert (replay.created, replay.view.ref) == (False, again.view.ref)
+    _expect(paths, backend, (0, 1, 1))
+    with pytest.raises(IdempotencyKeyReused):
+        await _hold(world, ref, actor, key="after-due", minutes=20)
+    paths.taken()
+    async with world.db.read() as s:
+        held = await s.scalar(text("SELECT units_held FROM pools WHERE id = :id"), {"id": pool_id})
+    assert held == 3
+    assert await holds_service.counters_agree(world.db) == []
