@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -253,6 +254,9 @@ def create_app(
                 LeaderLoop(database, settings, state.clock, state.cipher).run(stop)
             )
         await state.search_cache.start()
+        if settings.gc_freeze:
+            gc.collect()  # what is garbage now must not be frozen with the rest
+            gc.freeze()
         try:
             yield
         finally:

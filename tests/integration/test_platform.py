@@ -86,3 +86,38 @@ async def test_postgres_write_transactions_run_read_committed(pg_database: str) 
         await db.dispose()
     assert level == "read committed"
     assert timeout == "2s"
+
+
+async def test_objects_of_a_started_app_leave_the_cyclic_collector_when_asked(
+    db: Database,
+    settings,
+    clock,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """``ABRI_GC_FREEZE`` (on by default for ``abri serve``): after start-up the long-lived
+    objects are frozen, so that the collector's full passes no longer walk them."""
+    import dataclasses
+    import gc
+
+    from litestar.testing import AsyncTestClient
+
+    from api.app import create_app
+    from capacity.settings import Settings
+
+    monkeypatch.delenv("ABRI_GC_FREEZE", raising=False)
+    assert Settings.from_env().gc_freeze
+    monkeypatch.setenv("ABRI_GC_FREEZE", "0")
+    assert not Settings.from_env().gc_freeze
+    assert not settings.gc_freeze  # apps built in code (tests) leave the collector alone
+
+    gc.unfreeze()
+    try:
+        for freeze in (False, True):
+            app = create_app(
+                dataclasses.replace(settings, gc_freeze=freeze, run_jobs=False), db=db, clock=clock
+            )
+            async with AsyncTestClient(app=app) as c:
+                assert gc.get_freeze_count() > 0 if freeze else gc.get_freeze_count() == 0
+                assert (await c.get("/health/live")).status_code == 200
+    finally:
+        gc.unfreeze()
