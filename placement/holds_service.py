@@ -320,15 +320,11 @@ _INSERT_HOLD = (
 )
 
 
-# PostgreSQL: the gate, the hold, its audit row and its event in ONE statement (atomic by
-# itself; data-modifying CTEs). The gate is the same conditional UPDATE as ``_GATE``; when it
-# writes nothing, nothing else is written and no row comes back. Parameters are cast because
-# one parameter feeds columns of different integer widths.
-_PG_GRANT = (  # parameters: those of _INSERT_HOLD, then $16 the actor's role, $17 the detail
-    "WITH g AS ("
-    " UPDATE pools SET units_held = units_held + $7::int"
-    " WHERE id = $2::bigint AND units_total - units_occupied - units_held >= $7::int"
-    " RETURNING id),"
+# The hold, its audit row and its event, written by a PostgreSQL grant statement after its
+# gate ``g`` (nothing when the gate wrote nothing). Parameters: those of _INSERT_HOLD, then $16
+# the actor's role, $17 the detail. Parameters are cast because one parameter feeds columns of
+# different integer widths.
+_PG_WRITES = (
     " h AS ("
     " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
@@ -345,15 +341,25 @@ _PG_GRANT = (  # parameters: those of _INSERT_HOLD, then $16 the actor's role, $
     " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
     " SELECT $14::timestamp, 'hold.created', $3::bigint, $4::bigint,"
     " json_build_object('holdId', h.id, 'ref', $1::text, 'state', 'held') FROM h)"
-    " SELECT id FROM h"
+)
+# The gate (the same conditional UPDATE as ``_GATE``), opening a grant statement.
+_PG_GATE = (
+    " g AS ("
+    " UPDATE pools SET units_held = units_held + $7::int"
+    " WHERE id = $2::bigint AND units_total - units_occupied - units_held >= $7::int{and_also}"
+    " RETURNING id),"
 )
 
+# PostgreSQL after a read of the place: the gate, the hold, its audit row and its event in ONE
+# statement (atomic by itself; data-modifying CTEs). When the gate writes nothing, nothing
+# else is written and no row comes back.
+_PG_GRANT = "WITH" + _PG_GATE.format(and_also="") + _PG_WRITES + " SELECT id FROM h"
 
 _ADMITTING_SQL = ", ".join(f"'{s}'" for s in sorted(ADMITTING))
 # PostgreSQL, the one-round-trip hold (``_reserve_fast``): ``c`` re-checks, in the statement
 # that grants, everything the hold was decided from (parameters $18-$22: the pool's unit kind
 # and places per unit, the facility's rules as compact JSON, its kind, the pool reference);
-# the gate writes only when ``c.ok``; the rest is ``_PG_GRANT``. One row always comes back
+# the gate writes only when ``c.ok``; the rest is ``_PG_GRANT``'s. One row always comes back
 # while the pool exists: ok, the free count the statement began with, the new hold's id (NULL:
 # nothing written), then what the view shows of the place.
 _PG_FAST = (
@@ -373,27 +379,9 @@ _PG_FAST = (
     " f.handover_protocol"
     " FROM pools p JOIN facilities f ON f.id = p.facility_id"
     " WHERE p.id = $2::bigint AND p.ref = $22::text),"
-    " g AS ("
-    " UPDATE pools SET units_held = units_held + $7::int"
-    " WHERE id = $2::bigint AND units_total - units_occupied - units_held >= $7::int"
-    " AND (SELECT ok FROM c) RETURNING id),"
-    " h AS ("
-    " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
-    " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
-    " request_hash, created_at, deadline, extensions)"
-    " SELECT $1::text, g.id, $3::bigint, $4::bigint, $5::int, $6::text, $7::int, 'held',"
-    " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
-    " $15::timestamp, 0 FROM g RETURNING id),"
-    " a AS ("
-    " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
-    " object_type, object_id, facility_id, detail)"
-    " SELECT $14::timestamp, $4::bigint, $5::int, $16::text, 'hold.created', 'hold',"
-    " $1::text, $3::bigint, $17::json FROM h),"
-    " e AS ("
-    " INSERT INTO events (at, kind, facility_id, operator_id, payload)"
-    " SELECT $14::timestamp, 'hold.created', $3::bigint, $4::bigint,"
-    " json_build_object('holdId', h.id, 'ref', $1::text, 'state', 'held') FROM h)"
-    " SELECT c.ok, c.free, (SELECT id FROM h), c.operator, c.label, c.operator_id, c.ref,"
+    + _PG_GATE.format(and_also=" AND (SELECT ok FROM c)")
+    + _PG_WRITES
+    + " SELECT c.ok, c.free, (SELECT id FROM h), c.operator, c.label, c.operator_id, c.ref,"
     " c.alias, c.secret_address, c.municipality_nis, c.intake_phone, c.handover_protocol"
     " FROM c"
 )

@@ -211,6 +211,15 @@ async def test_new_rules_apply_to_the_very_next_hold(
     assert granted.view.deadline == world.clock.now() + timedelta(minutes=30)
 
 
+async def _set_policy_behind_the_back(db: Database, facility_id: int, policy: AccessPolicy) -> None:
+    """Not a service: no audit, no ``updated_at`` — nothing anyone could watch for."""
+    async with db.write() as s:
+        await s.execute(
+            text("UPDATE facilities SET policy = :p WHERE id = :id"),
+            {"p": msgspec.json.encode(policy).decode(), "id": facility_id},
+        )
+
+
 async def test_a_change_the_process_never_saw_still_wins(
     world: World, backend: str, db_url: str, paths: Paths
 ) -> None:
@@ -231,24 +240,11 @@ async def test_a_change_the_process_never_saw_still_wins(
         family = await _hold(world, ref, actor, household=MOTHER_AND_BOY)
         _expect(paths, backend, (0, 1, 1))
         assert (family.view.units, family.view.unit_kind) == (1, "family_room")
-        async with other.write() as s:  # not a service: no audit, no updated_at
-            await s.execute(
-                text("UPDATE facilities SET policy = :p WHERE id = :id"),
-                {
-                    "p": msgspec.json.encode(
-                        {**msgspec.to_builtins(AccessPolicy()), "genders": ["male"]}
-                    ).decode(),
-                    "id": fid,
-                },
-            )
+        await _set_policy_behind_the_back(other, fid, AccessPolicy(genders=["male"]))
         with pytest.raises(NotEligible):
             await _hold(world, ref, actor)
         _expect(paths, backend, (0, 1, 1))
-        async with other.write() as s:
-            await s.execute(
-                text("UPDATE facilities SET policy = :p WHERE id = :id"),
-                {"p": msgspec.json.encode(msgspec.to_builtins(AccessPolicy())).decode(), "id": fid},
-            )
+        await _set_policy_behind_the_back(other, fid, AccessPolicy())
         await _hold(world, ref, actor)
         _expect(paths, backend, (0, 1, 1))
         await _hold(world, ref, actor)
