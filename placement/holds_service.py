@@ -486,8 +486,13 @@ class _Place:
     status: str
     valid_from: datetime | None
     planned_end: datetime | None
-    policy: AccessPolicy
+    policy: AccessPolicy | None  # None: the stored rules do not parse (see ``rules``)
     policy_text: str  # the policy as read, compact JSON (compared again by the fast grant)
+
+    def rules(self) -> AccessPolicy:
+        """The access rules; stored rules that do not parse raise here, as they always did:
+        only once admission is being decided (a replay or a closed place never needs them)."""
+        return self.policy or policy_from_json(msgspec.json.decode(self.policy_text))
 
     def admitting(self, now: datetime) -> bool:
         return (
@@ -548,7 +553,7 @@ def _decide(
         raise NotAdmitting(
             "This place is not taking new placements right now.", status=place.status
         )
-    policy = place.policy
+    policy = place.rules()
     failures = evaluate(
         policy,
         SearchRequest(household=household, need=need),  # type: ignore[arg-type]
@@ -666,6 +671,13 @@ class _Ask:
         )
 
 
+def _parsed(policy_json: Any) -> AccessPolicy | None:
+    try:
+        return policy_from_json(policy_json)
+    except msgspec.ValidationError:
+        return None
+
+
 def _place_of(tx: RawTx, target: Sequence[Any]) -> _Place:
     policy_json = tx.read_json(target[6])
     return _Place(
@@ -675,7 +687,7 @@ def _place_of(tx: RawTx, target: Sequence[Any]) -> _Place:
         pool_label=target[3],
         facility_id=target[4],
         status=target[5],
-        policy=policy_from_json(policy_json),
+        policy=_parsed(policy_json),
         policy_text=msgspec.json.encode(policy_json).decode(),
         valid_from=tx.read_ts(target[7]),
         planned_end=tx.read_ts(target[8]),
@@ -687,7 +699,7 @@ async def _reserve_fast(db: Database, ask: _Ask, place: _Place) -> HoldView | No
     """PostgreSQL, a place read before: decide from that, then check and grant in ONE
     statement. None: something the decision was made from has changed (or a due hold waits
     to be expired, or the key was used before) — the full path decides afresh."""
-    if place.kind not in PLACEMENT_KINDS:
+    if place.kind not in PLACEMENT_KINDS or place.policy is None:
         return None
     try:
         units, deadline = _decide(place, ask.household, ask.need, ask.minutes, ask.kind, ask.now)

@@ -23,7 +23,7 @@ from capacity import registry
 from capacity.audit import CLI, Actor
 from capacity.commands import FacilityUpdate, PoolCreate, PoolUpdate, StatusChange
 from capacity.db import Database
-from capacity.errors import InvalidInput
+from capacity.errors import InvalidInput, NotFound
 from placement import holds_service
 from placement.errors import IdempotencyKeyReused, NoLongerFree, NotAdmitting, NotEligible
 from placement.household import Adult, Child, Household
@@ -31,6 +31,7 @@ from placement.policy import AccessPolicy, PolicyPatch
 from tests.conftest import World
 
 ONE = Household(adults=[Adult(gender="female")])
+TWO = Household(adults=[Adult(gender="female"), Adult(gender="male")])
 MOTHER_AND_BOY = Household(adults=[Adult(gender="female")], children=[Child(age=15, gender="male")])
 
 
@@ -148,6 +149,27 @@ async def test_a_known_place_is_held_in_one_statement_and_shows_the_place_as_it_
     assert second.view.deadline == world.clock.now() + timedelta(minutes=90)
     got = await holds_service.get(world.db, second.view.ref, actor=actor, side="requester")
     assert got == second.view
+    # Names change too (none of them is a reason to decide again): shown as they are now.
+    await registry.update_facility(
+        world.db, fid, FacilityUpdate(alias="Refuge H-1 bis"), actor=CLI, now=world.clock.now()
+    )
+    await registry.update_pool(
+        world.db, pool_id, PoolUpdate(label="Lits"), actor=CLI, now=world.clock.now()
+    )
+    async with world.db.write() as s:
+        await s.execute(
+            text("UPDATE operators SET name = 'Zone H-Nord' WHERE id = :id"),
+            {"id": actor.operator_id},
+        )
+    third = await _hold(world, ref, actor)
+    _expect(paths, backend, (1, 0, 0))
+    assert (third.view.facility_alias, third.view.pool_label, third.view.requester_operator) == (
+        "Refuge H-1 bis",
+        "Lits",
+        "Zone H-Nord",
+    )
+    got = await holds_service.get(world.db, third.view.ref, actor=actor, side="requester")
+    assert got == third.view  # the view built from the statement = the view read afterwards
     assert await holds_service.counters_agree(world.db) == []
 
 
@@ -292,3 +314,95 @@ async def test_due_holds_replays_and_refusals_on_a_known_place(
         held = await s.scalar(text("SELECT units_held FROM pools WHERE id = :id"), {"id": pool_id})
     assert held == 3
     assert await holds_service.counters_agree(world.db) == []
+
+
+async def test_each_pool_change_alone_is_seen(world: World, backend: str, paths: Paths) -> None:
+    """Unit kind alone, places per unit alone, the pool moved to another facility or its
+    reference changed (the last two behind the services' back)."""
+    _fid, pool_id, ref, actor = await _place(world)
+    await _hold(world, ref, actor, household=TWO)  # 2 beds
+    paths.taken()
+    await registry.update_pool(
+        world.db, pool_id, PoolUpdate(unit_kind="room"), actor=CLI, now=world.clock.now()
+    )  # rooms of 1 place: a household of 2 no longer fits
+    with pytest.raises(NotEligible):
+        await _hold(world, ref, actor, household=TWO)
+    _expect(paths, backend, (0, 1, 1))
+    await registry.update_pool(
+        world.db, pool_id, PoolUpdate(places_per_unit=2), actor=CLI, now=world.clock.now()
+    )
+    assert (await _hold(world, ref, actor, household=TWO)).view.units == 1
+    _expect(paths, backend, (0, 1, 1))
+    await registry.update_pool(
+        world.db, pool_id, PoolUpdate(places_per_unit=1), actor=CLI, now=world.clock.now()
+    )
+    with pytest.raises(NotEligible):
+        await _hold(world, ref, actor, household=TWO)
+    _expect(paths, backend, (0, 1, 1))
+    other = await world.facility("Refuges H", "Refuge H-2", pools=[])
+    async with world.db.write() as s:
+        await s.execute(
+            text("UPDATE pools SET facility_id = :f WHERE id = :id"),
+            {"f": other.facility.id, "id": pool_id},
+        )
+    moved = await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 1, 1))
+    assert (moved.view.facility_id, moved.view.facility_alias) == (
+        other.facility.id,
+        "Refuge H-2",
+    )
+    async with world.db.write() as s:
+        await s.execute(
+            text("UPDATE pools SET ref = 'pool_renamed' WHERE id = :id"), {"id": pool_id}
+        )
+    with pytest.raises(NotFound):
+        await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 1, 1))
+    assert (await _hold(world, "pool_renamed", actor)).created
+    assert await holds_service.counters_agree(world.db) == []
+
+
+async def test_a_place_that_opens_later_is_refused_until_then(
+    world: World, backend: str, paths: Paths
+) -> None:
+    fid, _pool_id, ref, actor = await _place(world)
+    await _hold(world, ref, actor)
+    paths.taken()
+    await registry.update_facility(
+        world.db,
+        fid,
+        FacilityUpdate(valid_from=world.clock.now() + timedelta(hours=2)),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    with pytest.raises(NotAdmitting):
+        await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 1, 1))
+
+
+async def test_rules_that_no_longer_parse_stop_only_a_decision(
+    world: World, backend: str, paths: Paths
+) -> None:
+    """A replay is answered, and a closed place refused, without reading the rules (as
+    before the one-statement hold); only deciding a new hold needs them."""
+    fid, _pool_id, ref, actor = await _place(world)
+    first = await _hold(world, ref, actor, key="before-the-change")
+    async with world.db.write() as s:  # e.g. a field this release does not know
+        await s.execute(
+            text("UPDATE facilities SET policy = :p WHERE id = :id"),
+            {"p": '{"fieldFromAnotherRelease": true}', "id": fid},
+        )
+    replay = await _hold(world, ref, actor, key="before-the-change")
+    assert (replay.created, replay.view.ref) == (False, first.view.ref)
+    with pytest.raises(msgspec.ValidationError):  # stored data this release cannot read
+        await _hold(world, ref, actor)
+    await registry.set_status(
+        world.db,
+        fid,
+        StatusChange(status="suspended", reason="works"),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    with pytest.raises(NotAdmitting):
+        await _hold(world, ref, actor)
+    paths.taken()

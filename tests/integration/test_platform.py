@@ -32,8 +32,11 @@ async def test_ready_reports_a_dead_database(tmp_path, settings, clock) -> None:
 
     dead = Database(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db")
     app = create_app(settings, db=dead, clock=clock)
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
-        r = await c.get("/health/ready")
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/health/ready")
+    finally:
+        await dead.dispose()  # its driver threads end with this test's event loop
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
 
 
