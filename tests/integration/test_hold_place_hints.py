@@ -90,6 +90,29 @@ async def _place(world: World, total: int = 6, **policy: Any) -> tuple[int, int,
     return view.facility.id, view.pools[0].id, view.pools[0].ref, actor
 
 
+async def _facility(world: World, fid: int, **change: Any) -> None:
+    """Staff or an admin change the facility (through the service)."""
+    await registry.update_facility(
+        world.db, fid, FacilityUpdate(**change), actor=CLI, now=world.clock.now()
+    )
+
+
+async def _pool(world: World, pool_id: int, db: Database | None = None, **change: Any) -> None:
+    await registry.update_pool(
+        db or world.db, pool_id, PoolUpdate(**change), actor=CLI, now=world.clock.now()
+    )
+
+
+async def _status(world: World, fid: int, status: str, reason: str | None = None) -> None:
+    await registry.set_status(
+        world.db,
+        fid,
+        StatusChange(status=status, reason=reason),  # type: ignore[arg-type]
+        actor=CLI,
+        now=world.clock.now(),
+    )
+
+
 counter = iter(range(1, 1_000_000))
 
 
@@ -132,13 +155,7 @@ async def test_a_known_place_is_held_in_one_statement_and_shows_the_place_as_it_
     _expect(paths, backend, (0, 0, 1))  # never read before: the full way
     # The intake phone changes (from another process): the next hold, decided from the hint,
     # still shows the phone as it is now — what a hold shows of the place is read when granted.
-    await registry.update_facility(
-        world.db,
-        fid,
-        FacilityUpdate(intake_phone="+32 2 555 09 09", handover_protocol="Ring twice."),
-        actor=CLI,
-        now=world.clock.now(),
-    )
+    await _facility(world, fid, intake_phone="+32 2 555 09 09", handover_protocol="Ring twice.")
     second = await _hold(world, ref, actor)
     _expect(paths, backend, (1, 0, 0))
     assert second.created and second.view.intake_phone == "+32 2 555 09 09"
@@ -150,12 +167,8 @@ async def test_a_known_place_is_held_in_one_statement_and_shows_the_place_as_it_
     got = await holds_service.get(world.db, second.view.ref, actor=actor, side="requester")
     assert got == second.view
     # Names change too (none of them is a reason to decide again): shown as they are now.
-    await registry.update_facility(
-        world.db, fid, FacilityUpdate(alias="Refuge H-1 bis"), actor=CLI, now=world.clock.now()
-    )
-    await registry.update_pool(
-        world.db, pool_id, PoolUpdate(label="Lits"), actor=CLI, now=world.clock.now()
-    )
+    await _facility(world, fid, alias="Refuge H-1 bis")
+    await _pool(world, pool_id, label="Lits")
     async with world.db.write() as s:
         await s.execute(
             text("UPDATE operators SET name = 'Zone H-Nord' WHERE id = :id"),
@@ -179,32 +192,18 @@ async def test_the_place_closed_meanwhile_is_refused_from_a_fresh_read(
     fid, _pool_id, ref, actor = await _place(world)
     await _hold(world, ref, actor)
     paths.taken()
-    await registry.set_status(
-        world.db,
-        fid,
-        StatusChange(status="closed", reason="water damage"),
-        actor=CLI,
-        now=world.clock.now(),
-    )
+    await _status(world, fid, "closed_to_admissions", "water damage")
     with pytest.raises(NotAdmitting):
         await _hold(world, ref, actor)
     _expect(paths, backend, (0, 1, 1))
     with pytest.raises(NotAdmitting):  # now known as closed: straight to the full way
         await _hold(world, ref, actor)
     _expect(paths, backend, (0, 1, 1))
-    await registry.set_status(
-        world.db, fid, StatusChange(status="open"), actor=CLI, now=world.clock.now()
-    )
+    await _status(world, fid, "open")
     assert (await _hold(world, ref, actor)).created
     _expect(paths, backend, (0, 1, 1))  # decided "closed" from the hint: asks afresh
     # A temporary scheme's planned end, set by another process, passes: no new placements.
-    await registry.update_facility(
-        world.db,
-        fid,
-        FacilityUpdate(planned_end=world.clock.now() + timedelta(minutes=1)),
-        actor=CLI,
-        now=world.clock.now(),
-    )
+    await _facility(world, fid, planned_end=world.clock.now() + timedelta(minutes=1))
     world.clock.advance(minutes=2)  # (the holds made above are not due yet)
     with pytest.raises(NotAdmitting):
         await _hold(world, ref, actor)
@@ -219,9 +218,7 @@ async def test_new_rules_apply_to_the_very_next_hold(
     paths.taken()
     # Boys from 14 are no longer taken, and holds last at most 30 minutes here.
     patch = msgspec.convert({"maxBoyAge": 13, "maxHoldMinutes": 30}, PolicyPatch)
-    await registry.update_facility(
-        world.db, fid, FacilityUpdate(policy=patch), actor=CLI, now=world.clock.now()
-    )
+    await _facility(world, fid, policy=patch)
     with pytest.raises(NotEligible):
         await _hold(world, ref, actor, household=MOTHER_AND_BOY)
     _expect(paths, backend, (0, 1, 1))
@@ -252,13 +249,7 @@ async def test_a_change_the_process_never_saw_still_wins(
     paths.taken()
     other = Database(db_url)
     try:
-        await registry.update_pool(
-            other,
-            pool_id,
-            PoolUpdate(unit_kind="family_room", places_per_unit=4),
-            actor=CLI,
-            now=world.clock.now(),
-        )
+        await _pool(world, pool_id, other, unit_kind="family_room", places_per_unit=4)
         family = await _hold(world, ref, actor, household=MOTHER_AND_BOY)
         _expect(paths, backend, (0, 1, 1))
         assert (family.view.units, family.view.unit_kind) == (1, "family_room")
@@ -322,20 +313,16 @@ async def test_each_pool_change_alone_is_seen(world: World, backend: str, paths:
     _fid, pool_id, ref, actor = await _place(world)
     await _hold(world, ref, actor, household=TWO)  # 2 beds
     paths.taken()
-    await registry.update_pool(
-        world.db, pool_id, PoolUpdate(unit_kind="room"), actor=CLI, now=world.clock.now()
+    await _pool(
+        world, pool_id, unit_kind="room"
     )  # rooms of 1 place: a household of 2 no longer fits
     with pytest.raises(NotEligible):
         await _hold(world, ref, actor, household=TWO)
     _expect(paths, backend, (0, 1, 1))
-    await registry.update_pool(
-        world.db, pool_id, PoolUpdate(places_per_unit=2), actor=CLI, now=world.clock.now()
-    )
+    await _pool(world, pool_id, places_per_unit=2)
     assert (await _hold(world, ref, actor, household=TWO)).view.units == 1
     _expect(paths, backend, (0, 1, 1))
-    await registry.update_pool(
-        world.db, pool_id, PoolUpdate(places_per_unit=1), actor=CLI, now=world.clock.now()
-    )
+    await _pool(world, pool_id, places_per_unit=1)
     with pytest.raises(NotEligible):
         await _hold(world, ref, actor, household=TWO)
     _expect(paths, backend, (0, 1, 1))
@@ -368,13 +355,7 @@ async def test_a_place_that_opens_later_is_refused_until_then(
     fid, _pool_id, ref, actor = await _place(world)
     await _hold(world, ref, actor)
     paths.taken()
-    await registry.update_facility(
-        world.db,
-        fid,
-        FacilityUpdate(valid_from=world.clock.now() + timedelta(hours=2)),
-        actor=CLI,
-        now=world.clock.now(),
-    )
+    await _facility(world, fid, valid_from=world.clock.now() + timedelta(hours=2))
     with pytest.raises(NotAdmitting):
         await _hold(world, ref, actor)
     _expect(paths, backend, (0, 1, 1))
@@ -396,13 +377,7 @@ async def test_rules_that_no_longer_parse_stop_only_a_decision(
     assert (replay.created, replay.view.ref) == (False, first.view.ref)
     with pytest.raises(msgspec.ValidationError):  # stored data this release cannot read
         await _hold(world, ref, actor)
-    await registry.set_status(
-        world.db,
-        fid,
-        StatusChange(status="suspended", reason="works"),
-        actor=CLI,
-        now=world.clock.now(),
-    )
+    await _status(world, fid, "suspended", "works")
     with pytest.raises(NotAdmitting):
         await _hold(world, ref, actor)
     paths.taken()
