@@ -58,6 +58,16 @@ async def test_holds_are_found_by_key_even_when_statistics_saw_no_active_hold(
         assert "Seq Scan on holds" not in target, target  # an index over active holds
         assert "uq_holds_idem" in target, target  # the replay check: by (operator, key)
 
+        # The one-statement hold checks the same two things (and writes the same rows).
+        fast = await _plan(
+            conn,
+            holds_service._PG_FAST,
+            *("REF", pool_id, fac_id, op, None, "police", 1, "{}", "{}", "ipv", None, "k-1"),
+            *("x", now, now, "police", "{}", "bed", 1, "{}", "refuge", pool_ref),
+        )
+        assert "Seq Scan on holds" not in fast, fast
+        assert "uq_holds_idem" in fast, fast
+
         due = await _plan(
             conn,
             "SELECT DISTINCT pool_id FROM holds WHERE state = 'held' AND deadline <= $1",
