@@ -56,6 +56,14 @@ Exclusions
 What an option never shows: the address, coordinates or municipality of a facility.
 The area is the arrondissement, or the province (region for Brussels) for a secret
 address; the distance is rounded to 1 km, or to 10 km (at least 10) for a secret address.
+
+Nor can a series of searches tell more of a secret address than that. A secret place is
+judged and ranked by its rounded distance too (the score's distance part and the maximum
+distance), and an area to avoid with a radius sees only the 10 km band its distance to the
+place lies in (``_judged_gap``: rounded down, so every place truly within the radius is
+still avoided, and some up to 10 km beyond it too). Otherwise the score's exact distance
+part, or a maximum distance or radius narrowed search after search, would tell the exact
+distance, and from two preferred areas the municipality.
 """
 
 from __future__ import annotations
@@ -194,7 +202,6 @@ class _Geo:
     codes: tuple[str, ...]
     pos: dict[str, int]
     dist: np.ndarray  # km between municipality centroids, shared by both implementations
-    dist_part: np.ndarray  # the weighted distance part of the score for those km
     gap: np.ndarray  # km between territories (``capacity.areas.territory_gap_km``): R17
 
 
@@ -209,13 +216,10 @@ def _geo() -> _Geo:
     h = np.sin(dlat / 2) ** 2 + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
     dist = 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
     dist.setflags(write=False)
-    # the same operations as the reference's distance part, element by element: same floats
-    dist_part = W_DISTANCE * (1.0 / (1.0 + dist / DISTANCE_HALF_KM))
-    dist_part.setflags(write=False)
     radius = np.sqrt(np.array([idx.municipalities[c].area_km2 for c in codes]) / np.pi)
     gap = dist - radius[:, None] - radius[None, :]
     gap.setflags(write=False)
-    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, dist_part, gap)
+    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, gap)
 
 
 def _muni_pos(nis: str) -> int:
@@ -248,6 +252,21 @@ def _shown_distance(km: float, secret: bool) -> float:
     if secret:
         return float(max(10, round(km / 10) * 10))
     return float(round(km))
+
+
+SECRET_BAND_KM = 10.0
+
+
+def _judged_km(km: float, secret: bool) -> float:
+    """The distance a place is filtered and ranked by: the shown one for a secret address
+    (the same rounding as ``_shown_distance``), the exact one otherwise."""
+    return float(max(10, round(km / 10) * 10)) if secret else km
+
+
+def _judged_gap(km: float, secret: bool) -> float:
+    """The gap to an area to avoid that a radius is compared with: for a secret address, the
+    lower edge of its 10 km band (never more than the true gap: nothing within is offered)."""
+    return math.floor(km / SECRET_BAND_KM) * SECRET_BAND_KM if secret else km
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -591,12 +610,16 @@ def match_reference(
         if best is None:
             codes.append("no_room")
         m = _muni_pos(fac.municipality_nis)
+        secret = fac.secret_address
         if fac.municipality_nis and (
             areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
-            or any(geo.gap[_muni_pos(c), m] <= km for c, km in s.zones.avoid_radius)
+            or any(
+                _judged_gap(float(geo.gap[_muni_pos(c), m]), secret) <= km
+                for c, km in s.zones.avoid_radius
+            )
         ):
             codes.append("avoid_area")
-        distance = None if pref is None else float(geo.dist[pref, m])
+        distance = None if pref is None else _judged_km(float(geo.dist[pref, m]), secret)
         max_km = request.max_distance_km
         if distance is not None and max_km is not None and distance > max_km:
             codes.append("too_far")
@@ -699,6 +722,7 @@ class MatcherIndex:
         n = len(facs)
         geo = _geo()
         self.muni = np.array([_muni_pos(f.municipality_nis) for f in facs], dtype=np.int32)
+        self.secret = np.array([f.secret_address for f in facs], dtype=bool)
         self.status_ok = np.array([f.status in ADMITTING_STATUSES for f in facs], dtype=bool)
         self.status_closed = ~self.status_ok
         self.valid_from = np.array([_ts(f.valid_from, -math.inf) for f in facs], dtype=float)
@@ -1029,12 +1053,17 @@ class MatcherIndex:
             avoid = np.zeros(len(geo.codes), dtype=bool)
             for c in zones.avoid_municipalities:
                 avoid[geo.pos[c]] = True
+            avoided = avoid[self.muni]
             for c, km in zones.avoid_radius:
-                avoid |= geo.gap[geo.pos[c]] <= km
-            rule("avoid_area", avoid[self.muni])
+                gap = geo.gap[geo.pos[c]][self.muni]
+                band = np.floor(gap / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap
+                avoided |= np.where(self.secret, band, gap) <= km
+            rule("avoid_area", avoided)
         dist = None
         if zones.preferred is not None:
-            dist = geo.dist[geo.pos[zones.preferred]][self.muni]
+            exact = geo.dist[geo.pos[zones.preferred]][self.muni]
+            # as _judged_km: the shown rounding for a secret address
+            dist = np.where(self.secret, np.maximum(10.0, np.round(exact / 10) * 10), exact)
             if request.max_distance_km is not None:
                 rule("too_far", dist > request.max_distance_km)
 
@@ -1060,7 +1089,8 @@ class MatcherIndex:
         if dist is None:
             part_dist = self._zero_part[: len(idx)]
         else:
-            part_dist = geo.dist_part[geo.pos[zones.preferred]][self.muni[idx]]
+            # the same operations as the reference's distance part, element by element
+            part_dist = W_DISTANCE * (1.0 / (1.0 + dist[idx] / DISTANCE_HALF_KM))
         if facts.languages:
             spoken = np.zeros(len(idx), dtype=bool)
             for lang in facts.languages:

@@ -16,7 +16,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capacity.areas import areas, distance_km
+from capacity.areas import areas, distance_km, territory_gap_km
 from placement.household import (
     Adult,
     AvoidAreas,
@@ -209,6 +209,17 @@ def units_needed(pool: PoolSnapshot, size: int, policy: AccessPolicy) -> int | N
     return n if n == 1 or policy.beds_for_households else None
 
 
+def judged_km(fac: FacilitySnapshot, km: float) -> float:
+    """A secret place is filtered and ranked by the distance it shows: rounded to 10 km, at
+    least 10 (what a requester may learn of it, however many searches they make)."""
+    return max(10, round(km / 10) * 10) if fac.secret_address else km
+
+
+def judged_gap(fac: FacilitySnapshot, km: float) -> float:
+    """A secret place's gap to an area to avoid: the lower edge of its 10 km band."""
+    return math.floor(km / 10) * 10 if fac.secret_address else km
+
+
 def in_avoided_area(fac: FacilitySnapshot, request: SearchRequest) -> bool:
     idx = areas()
     m = idx.municipality(fac.municipality_nis)
@@ -216,7 +227,13 @@ def in_avoided_area(fac: FacilitySnapshot, request: SearchRequest) -> bool:
         return True
     if m.arrondissement_nis in request.avoid.arrondissements:
         return True
-    return any(m.nis in idx.within(r.municipality_nis, r.km) for r in request.avoid.radius)
+    if not fac.secret_address:
+        return any(m.nis in idx.within(r.municipality_nis, r.km) for r in request.avoid.radius)
+    return any(
+        m.nis == idx.municipality(r.municipality_nis).nis
+        or judged_gap(fac, territory_gap_km(idx.municipality(r.municipality_nis), m)) <= r.km
+        for r in request.avoid.radius
+    )
 
 
 def admissible(fac: FacilitySnapshot, request: SearchRequest, kind: str, now: datetime) -> bool:
@@ -241,7 +258,7 @@ def admissible(fac: FacilitySnapshot, request: SearchRequest, kind: str, now: da
             idx.municipality(fac.municipality_nis),
             idx.municipality(request.preferred_municipality_nis),
         )
-        if d > request.max_distance_km:
+        if judged_km(fac, d) > request.max_distance_km:
             return False
     return True
 

@@ -1,0 +1,122 @@
+"""R25: what searches can learn of a secret address is its province and the 10 km band of its
+distances — however many searches are made.
+
+A secret place used to show a distance rounded to 10 km, while its score carried the exact
+distance (to 4 decimals), and a maximum distance or an avoid radius narrowed search after
+search found it too: from one or two preferred areas, the municipality. Each test below has a
+control: the same probe on a place whose address is not secret, which does see the exact
+figure — so each test can fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from capacity.areas import areas, distance_km, territory_gap_km
+from placement.household import Adult, AvoidAreas, AvoidRadius, Household, SearchRequest
+from placement.matcher import SearchResult, match, match_reference
+from placement.synthetic import SYNTHETIC_NOW, make_facility
+
+FROM = "21004"  # Bruxelles: the preferred area of every search here
+
+
+def _search(facilities: list, **kw: object) -> SearchResult:
+    request = SearchRequest(
+        household=Household(adults=[Adult(gender="female")]),
+        need="ipv",
+        preferred_municipality_nis=FROM,
+        **kw,  # type: ignore[arg-type]
+    )
+    fast = match(request, facilities, requester_kind="police", now=SYNTHETIC_NOW)
+    assert fast == match_reference(request, facilities, requester_kind="police", now=SYNTHETIC_NOW)
+    return fast
+
+
+def _two_in_one_band() -> tuple[str, str]:
+    """Two municipalities whose distances from FROM differ by over 2 km but round to the same
+    10 km (so a secret place in either shows the same distance)."""
+    idx = areas()
+    here = idx.municipality(FROM)
+    by_band: dict[int, list[tuple[float, str]]] = {}
+    for m in idx.municipalities.values():
+        d = distance_km(here, m)
+        if 15 < d < 60:
+            by_band.setdefault(round(d / 10), []).append((d, m.nis))
+    for _band, found in sorted(by_band.items()):
+        found.sort()
+        if found[-1][0] - found[0][0] > 2:
+            return found[0][1], found[-1][1]
+    raise AssertionError("no two municipalities in one band")
+
+
+def _place(ref: str, nis: str, *, secret: bool) -> object:
+    return make_facility(ref, nis, secret_address=secret)
+
+
+def test_the_score_of_a_secret_place_tells_only_its_band() -> None:
+    near, far = _two_in_one_band()
+    result = _search([_place("s-near", near, secret=True), _place("s-far", far, secret=True)])
+    a, b = sorted(result.options, key=lambda o: o.facility_ref)
+    assert a.distance_km == b.distance_km
+    assert a.score_parts == b.score_parts and a.score == b.score
+    # control: the same two places, not secret, show their exact distances in the score
+    open_ = _search([_place("o-near", near, secret=False), _place("o-far", far, secret=False)])
+    c, d = sorted(open_.options, key=lambda o: o.facility_ref)
+    assert c.score_parts["distance"] != d.score_parts["distance"]
+
+
+def test_narrowing_the_maximum_distance_finds_only_the_band() -> None:
+    near, far = _two_in_one_band()
+    shown = round(distance_km(areas().municipality(FROM), areas().municipality(near)) / 10) * 10
+    for secret in (True, False):
+        places = [_place("near", near, secret=secret), _place("far", far, secret=secret)]
+        answers = set()
+        for tenth in range(10, 700, 5):  # 1.0 to 69.5 km, half a kilometre at a time
+            found = {o.facility_ref for o in _search(places, max_distance_km=tenth / 10).options}
+            answers.add(frozenset(found))
+            if secret:  # both or neither, and from the shown distance on
+                assert found in (set(), {"near", "far"}), (tenth, found)
+                assert (found == {"near", "far"}) == (tenth / 10 >= shown)
+        if not secret:  # control: some maximum tells the two apart
+            assert frozenset({"near"}) in answers
+
+
+def test_an_avoid_radius_finds_only_the_band_and_never_lets_a_place_within_through() -> None:
+    idx = areas()
+    avoid_from = "21015"  # Schaerbeek
+    # secret places at various gaps from Schaerbeek: each radius either avoids a place or not
+    # according to the 10 km band of its gap alone, and avoids every place within it
+    candidates = [
+        m.nis
+        for m in idx.municipalities.values()
+        if 3 < territory_gap_km(idx.municipality(avoid_from), m) < 45
+    ][:40]
+    for nis in candidates:
+        gap = territory_gap_km(idx.municipality(avoid_from), idx.municipality(nis))
+        secret = [_place("s", nis, secret=True)]
+        first_avoided = None
+        for quarter in range(0, 200):  # 0 to 49.75 km
+            km = quarter / 4
+            request = {
+                "avoid": AvoidAreas(radius=[AvoidRadius(municipality_nis=avoid_from, km=km)])
+            }
+            offered = bool(_search(secret, **request).options)
+            if km >= gap:
+                assert not offered, (nis, gap, km)  # within the radius: never offered
+            if not offered and first_avoided is None:
+                first_avoided = km
+        assert first_avoided == math.floor(gap / 10) * 10, (nis, gap, first_avoided)
+    # control: a place that is not secret is avoided from its exact gap on
+    nis = candidates[0]
+    gap = territory_gap_km(idx.municipality(avoid_from), idx.municipality(nis))
+    open_ = [_place("o", nis, secret=False)]
+    first = next(
+        q / 4
+        for q in itertools.count()
+        if not _search(
+            open_,
+            avoid=AvoidAreas(radius=[AvoidRadius(municipality_nis=avoid_from, km=q / 4)]),
+        ).options
+    )
+    assert gap <= first < gap + 0.25 and first % 10 != 0
