@@ -591,6 +591,7 @@ def match_reference(
             codes.append("scheme_ended")
         best: tuple[float, PoolSnapshot, int, float, bool, float] | None = None
         stale_threshold = s.now_ts - fac.stale_after_minutes * 60.0
+        unknown = False  # a pool the household fits whose last (full) report is stale
         for pool in sorted(fac.pools, key=lambda p: p.ref):
             needed, fit = _pool_fit(
                 _KIND_CODE[pool.unit_kind],
@@ -599,16 +600,19 @@ def match_reference(
                 policy.beds_for_households,
                 policy.rooms_for_households,
             )
-            if needed == _NOT_FIT or pool.free < needed:
+            if needed == _NOT_FIT:
+                continue
+            fresh = _ts(pool.last_seen, -math.inf) >= stale_threshold
+            if pool.free < needed:
+                unknown = unknown or not fresh
                 continue
             fit_part = W_FIT * fit
-            fresh = _ts(pool.last_seen, -math.inf) >= stale_threshold
             load_part = W_LOAD * _load(pool.units_total, pool.units_occupied, pool.units_held)
             pscore = fit_part + float(fresh) * W_FRESH + load_part
             if best is None or pscore > best[0]:
                 best = (pscore, pool, needed, fit_part, fresh, load_part)
-        if best is None:
-            codes.append("no_room")
+        if best is None:  # R04: stale figures are "unknown", never "full"
+            codes.append("no_room_unknown" if unknown else "no_room")
         m = _muni_pos(fac.municipality_nis)
         secret = fac.secret_address
         if fac.municipality_nis and (
@@ -684,7 +688,8 @@ class _BestPools(NamedTuple):
     """Per facility (arrays of length n): its best usable pool for one household size."""
 
     fresh_grid: np.ndarray  # (slots, n) freshness of every pool when computed
-    no_room: np.ndarray  # no pool the household fits with enough free units
+    no_room: np.ndarray  # no pool the household fits with enough free units, all fresh
+    no_room_unknown: np.ndarray  # none either, but one it fits has stale figures (R04)
     slot: np.ndarray
     needed: np.ndarray  # units needed in that pool
     fit: np.ndarray  # weighted fit part
@@ -934,9 +939,12 @@ class MatcherIndex:
         best = np.where(pscore[0] == top, 0, best)
         cols = np.arange(len(self._facs))
         best_fresh = fresh[best, cols]
+        none = top == -np.inf
+        stale_fit = ((needed != _NOT_FIT) & ~fresh).any(axis=0)
         hit = _BestPools(
             fresh_grid=fresh,
-            no_room=top == -np.inf,
+            no_room=none & ~stale_fit,
+            no_room_unknown=none & stale_fit,
             slot=best,
             needed=needed[best, cols],
             fit=fit_part[best, cols],
@@ -1047,6 +1055,7 @@ class MatcherIndex:
 
         bp = self._best_pools(facts.size, s.now_ts)
         rule("no_room", bp.no_room)
+        rule("no_room_unknown", bp.no_room_unknown)
 
         zones = s.zones
         if zones.avoid_municipalities or zones.avoid_radius:

@@ -84,6 +84,7 @@ FACILITY_RULES: tuple[str, ...] = (
     "not_yet_open",
     "scheme_ended",
     "no_room",
+    "no_room_unknown",
     "avoid_area",
     "too_far",
 )
@@ -95,6 +96,7 @@ RELAXABLE_RULES: frozenset[str] = frozenset(ALL_RULES) - {
     "not_yet_open",
     "scheme_ended",
     "no_room",
+    "no_room_unknown",
 }
 
 #: "N places excluded: <text>" — one line of the exclusion summary per code.
@@ -120,6 +122,10 @@ EXCLUSION_TEXT: dict[str, str] = {
     "not_yet_open": "are not open yet",
     "scheme_ended": "belong to a scheme that has ended",
     "no_room": "have no free unit that fits the household",
+    "no_room_unknown": (
+        "had no free unit that fits the household when they last reported, too long ago: "
+        "call them to ask"
+    ),
     "avoid_area": "are in or near an area to avoid",
     "too_far": "are farther than the maximum distance",
 }

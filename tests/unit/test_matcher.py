@@ -138,6 +138,42 @@ def test_stale_places_rank_lower_with_a_warning() -> None:
     assert result.options[0].stale and result.options[0].data_age_seconds is None
 
 
+def test_a_place_last_reported_full_too_long_ago_is_unknown_not_full() -> None:
+    """R04: stale figures are "unknown", never "free" or "full". A place whose last report
+    (30 h ago) left nothing free is not counted as full: its own code and sentence say to
+    call it. A fresh full place, or one whose units the household does not fit, is full."""
+    old = NOW - timedelta(hours=30)
+
+    def full(ref: str, pid: int, reported: object, kind: str = "family_room") -> object:
+        return make_pool(
+            ref,
+            id=pid,
+            unit_kind=kind,
+            places_per_unit=4,
+            units_total=2,
+            units_occupied=2,
+            reported_at=reported,  # type: ignore[arg-type]
+        )
+
+    facilities = [
+        make_facility("a-stale-full", BRUGGE, pools=[full("a-p", 1, old)]),
+        make_facility("b-fresh-full", BRUGGE, pools=[full("b-p", 2, NOW)]),
+        make_facility("c-never-reported", BRUGGE, pools=[full("c-p", 3, None)]),
+        # stale, but a room of 1 never fits a household of 2 whatever it reports
+        make_facility(
+            "d-stale-too-small",
+            BRUGGE,
+            pools=[make_pool("d-p", id=4, unit_kind="room", places_per_unit=1, reported_at=old)],
+        ),
+        # one stale full pool beside a fresh full one: perhaps room, so unknown
+        make_facility("e-mixed", BRUGGE, pools=[full("e-p1", 5, NOW), full("e-p2", 6, old)]),
+    ]
+    result = search(facilities, req(children=[Child(age=4)]))
+    assert result.options == []
+    assert result.excluded == {"no_room_unknown": 3, "no_room": 2}
+    assert "no_room_unknown" not in {a.code for a in result.alternatives}
+
+
 @pytest.mark.parametrize("status", ["closed_to_admissions", "suspended", "location_compromised"])
 def test_closed_places_are_never_offered(status: str) -> None:
     facilities = [make_facility("x", status=status), make_facility("y")]
