@@ -632,8 +632,7 @@ class WebController(Controller):
         if stop:
             return stop
         assert actor is not None
-        values = {
-            "adult0_gender": "female",
+        values = {  # no gender chosen for the first adult: never assume a woman (R12)
             "avoid_km": str(DEFAULT_AVOID_KM),
             "episode": secrets.token_urlsafe(12),
         }

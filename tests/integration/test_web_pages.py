@@ -364,6 +364,13 @@ async def test_staff_conflict_shows_the_new_figures(client: AsyncClient, world: 
 async def test_operator_console_search_hold_release(client: AsyncClient, world: World) -> None:
     w = await seed_world(world)
     await web_sign_in(client, str(w["police"]))
+    # R12: a new household assumes no gender; the first adult's must be chosen
+    fresh = (await client.get("/web/console")).text
+    first = re.search(r'<select id="adult0_gender".*?</select>', fresh, re.S)
+    assert first and " required" in first.group(0) and "selected" not in first.group(0)
+    blank = {**FAMILY_FORM, "adult0_gender": ""}
+    r = await post_form(client, "/web/console", "/web/console/search", blank)
+    assert r.status_code == 422 and "Refuge Iris" not in r.text
     r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
     assert r.status_code == 200, r.text
     assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text  # Schaerbeek avoided
@@ -383,6 +390,18 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
     page = await client.get(hold_url)
     ref = hold_url.rsplit("/", 1)[1]
     assert 'id="refcode"' in page.text and ref in page.text and 'id="countdown"' in page.text
+    # The shelter's staff see who is coming (composition only), to prepare or decline
+    await web_sign_in(client, str(w["staff"]))
+    card = re.search(
+        rf'<article class="hold card" id="hold-{ref}">.*?</article>',
+        (await client.get("/web/staff")).text,
+        re.S,
+    )
+    assert card, "the hold is not on the staff page"
+    for shown in ("Femme (25-64)", "Enfants: 4, 13", "Sans papiers", "Français"):  # FR page
+        assert shown in " ".join(card.group(0).split()), shown
+    await web_sign_in(client, str(w["police"]))
+    csrf = csrf_of((await client.get(hold_url)).text)
     r = await client.post(f"{hold_url}/release", data={"csrf": csrf})
     assert r.status_code == 303
     assert (
