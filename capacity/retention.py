@@ -14,6 +14,9 @@ statistics:
   went when they closed);
 * audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
   a decline reason written by a person);
+* searches that found no place lose their episode hash (a hash of the requester's operator and
+  the ``episodeToken`` it chose, which may be a case number): it only serves to count one
+  household once while it is being searched for; area, shape, need and reasons stay;
 * live-stream events and delivered webhook messages older than that are deleted;
 * signed-out web sessions are forgotten once their cookies would have expired anyway.
 
@@ -36,6 +39,7 @@ from capacity.models import (
     Hold,
     OutboxMessage,
     StandingRequest,
+    UnmetDemand,
 )
 
 ENDED = ("released", "declined", "expired", "no_show", "departed")
@@ -49,6 +53,7 @@ class Purged:
     events: int
     outbox: int
     web_sessions: int = 0
+    unmet_episodes: int = 0
 
 
 async def purge(db: Database, *, now: datetime, days: int) -> Purged:
@@ -101,6 +106,12 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
             .values(detail=null())
             .execution_options(synchronize_session=False)
         )
+        episodes = await s.execute(
+            update(UnmetDemand)
+            .where(UnmetDemand.at <= cutoff, UnmetDemand.episode_hash.is_not(None))
+            .values(episode_hash=None)
+            .execution_options(synchronize_session=False)
+        )
         events = await s.execute(delete(Event).where(Event.at <= cutoff))
         outbox = await s.execute(
             delete(OutboxMessage).where(
@@ -116,4 +127,5 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
         events.rowcount,
         outbox.rowcount,
         sessions.rowcount,
+        episodes.rowcount,
     )

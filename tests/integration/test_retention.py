@@ -3,6 +3,8 @@ data are untouched; a second run changes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from capacity import retention
@@ -122,3 +124,44 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
     ctx = JobContext(world.db, world.clock, Settings(database_url=world.db.url), None)  # type: ignore[arg-type]
     assert await jobs["retention_purge"].fn(ctx) == 0
     assert await holds_service.counters_agree(world.db) == []
+
+
+async def test_searches_that_found_nothing_lose_their_episode_hash(world: World) -> None:
+    """An episode token may be a requester's case number: after the period its hash goes, the
+    search's statistics stay (and a second run finds nothing)."""
+    from sqlalchemy import insert
+
+    from capacity.models import UnmetDemand
+
+    def row(days_ago: int, episode: str) -> dict[str, object]:
+        return {
+            "at": world.clock.now() - timedelta(days=days_ago),
+            "requester_kind": "police",
+            "need": "ipv",
+            "arrondissement_nis": "21000",
+            "province_nis": "04000",
+            "region_nis": "04000",
+            "household_shape": "1A+1C",
+            "segments": {"undocumented": True},
+            "top_reasons": ["no_room"],
+            "episode_hash": episode,
+        }
+
+    async with world.db.write() as s:
+        await s.execute(insert(UnmetDemand), [row(91, "a" * 64), row(89, "b" * 64)])
+    done = await retention.purge(world.db, now=world.clock.now(), days=90)
+    assert done.unmet_episodes == 1
+    async with world.db.read() as s:
+        rows = (
+            await s.execute(
+                select(
+                    UnmetDemand.household_shape, UnmetDemand.top_reasons, UnmetDemand.episode_hash
+                ).order_by(UnmetDemand.at)
+            )
+        ).all()
+    # the statistics stay; the older hash is gone
+    assert [tuple(r) for r in rows] == [
+        ("1A+1C", ["no_room"], None),
+        ("1A+1C", ["no_room"], "b" * 64),
+    ]
+    assert (await retention.purge(world.db, now=world.clock.now(), days=90)).unmet_episodes == 0
