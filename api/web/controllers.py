@@ -13,7 +13,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -55,6 +55,8 @@ KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
 #: The console keeps places at least this far from every area to avoid unless the operator
 #: changes it (R17: never near where the perpetrator lives or works); 0 = the areas only.
 DEFAULT_AVOID_KM = 5
+#: How long the console keeps showing a hold that ended without an arrival.
+RECENTLY_ENDED_HOURS = 12
 AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to %(hi)s km."
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
 #: The statuses the staff page sets. ``location_compromised`` is not among them, and a facility
@@ -653,10 +655,19 @@ class WebController(Controller):
         assert ws.actor is not None
         lang = _lang(request)
         state = request.app.state
-        mine = await holds_service.list_holds(
-            state.db, actor=ws.actor, side="requester", states=["held"]
-        )
         now = state.clock.now()
+        # Held places, and those that ended without arriving in the last 12 hours (declined,
+        # expired, no-show): an operator must not find out only by calling the shelter.
+        mine = await holds_service.list_holds(
+            state.db,
+            actor=ws.actor,
+            side="requester",
+            states=["held", "declined", "expired", "no_show"],
+            limit=100,
+        )
+        recent = now - timedelta(hours=RECENTLY_ENDED_HOURS)
+        held = [v for v in mine if v.effective_state(now) == "held"]
+        ended = [v for v in mine if v not in held and (v.closed_at or v.deadline) >= recent]
         return _render(
             request,
             ws,
@@ -670,7 +681,8 @@ class WebController(Controller):
             child_slots=CHILD_SLOTS,
             avoid_slots=AVOID_SLOTS,
             municipalities=_datalist(lang),
-            my_holds=[hold_read(h, now) for h in mine],
+            my_holds=[hold_read(v, now) for v in held],
+            ended_holds=[hold_read(v, now) for v in ended[:10]],
             **{"result": None, "error": None, **extra},
         )
 

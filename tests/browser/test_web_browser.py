@@ -220,9 +220,10 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     assert staff.locator(f"#hold-{ref}").count() == 0
     assert staff.locator(f"#figures-{pool.id}").inner_text() != occupied_before
     assert staff.locator(f"#figures-{pool.id}").inner_text().startswith("1 occupied, 0 held")
-    # the operator's page shows the new state after a reload
-    op.reload()
+    # the operator's open page notices by itself (it looks every 15 s), without a reload
+    op.locator("#hold-state[data-state='arrived']").wait_for(timeout=30000)
     assert op.locator("#hold-state").inner_text() == "Arrived"
+    assert op.locator("#countdown").count() == 0
     for p in (staff, op):
         p.context.close()
 

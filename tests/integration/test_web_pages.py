@@ -28,11 +28,12 @@ from api.web.controllers import (
 )
 from api.web.session import CSP
 from capacity import registry, retention
-from capacity.audit import CLI
+from capacity.audit import CLI, Actor
 from capacity.clock import FrozenClock
 from capacity.commands import PoolCreate
 from capacity.models import EndedWebSession
 from capacity.settings import Settings
+from placement import holds_service
 from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
 from tests.integration.test_canary_addresses import canary_address
@@ -408,6 +409,40 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
         "Released" in (await client.get(hold_url)).text
         or "Libérée" in (await client.get(hold_url)).text
     )
+
+
+async def test_a_declined_hold_is_shown_with_its_reason_on_the_console(
+    client: AsyncClient, world: World
+) -> None:
+    """R23/R24: an operator using only the web pages learns that the shelter declined (or that
+    the hold expired) from the console and the hold's page, with the shelter's reason."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    form = re.search(r'<form method="post" action="/web/console/hold".*?</form>', r.text, re.S)
+    assert form
+    fields = {
+        k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0))
+    }
+    fields["csrf"] = csrf_of(r.text)
+    hold_url = (await client.post("/web/console/hold", data=fields)).headers["location"]
+    ref = hold_url.rsplit("/", 1)[1]
+    page = (await client.get(hold_url)).text
+    assert 'data-state="held"' in page and 'id="close-reason"' not in page
+    console = (await client.get("/web/console")).text
+    assert 'id="ended-holds"' not in console and ref in console  # held: in the first list
+
+    staff = Actor(operator_id=None, role="admin")
+    await holds_service.transition(
+        world.db, ref, "declined", actor=staff, now=world.clock.now(), reason="Boy of 13: no room"
+    )
+    page = (await client.get(hold_url)).text
+    assert 'data-state="declined"' in page and "Boy of 13: no room" in page
+    console = (await client.get("/web/console")).text
+    ended = re.search(r'<section[^>]*id="ended-holds".*?</section>', console, re.S)
+    assert ended and ref in ended.group(0) and "Boy of 13: no room" in ended.group(0)
+    world.clock.advance(hours=13)  # ended long enough ago: no longer listed
+    assert 'id="ended-holds"' not in (await client.get("/web/console")).text
 
 
 async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_once(

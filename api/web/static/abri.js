@@ -53,5 +53,26 @@
     document.documentElement.setAttribute("data-live", "on");
   }
 
-  document.addEventListener("DOMContentLoaded", function () { countdown(); live(); });
+  /* The hold page while the place is held: the shelter may decline it, or it may expire or
+     be marked arrived; look every 15 s and show the new state (with its reason) at once. */
+  function watchHold() {
+    var el = document.getElementById("hold-state");
+    if (!el || el.getAttribute("data-state") !== "held" || !window.fetch) return;
+    function look() {
+      fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById("hold-state");
+          if (fresh && fresh.getAttribute("data-state") !== "held") {
+            window.location.reload();
+          }
+        })
+        .catch(function () {});
+    }
+    setInterval(look, 15000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { countdown(); live(); watchHold(); });
 })();
