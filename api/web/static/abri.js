@@ -18,6 +18,13 @@
     if (!isNaN(deadline)) tick();
   }
 
+  /* This page as the server would draw it now (cookie session), parsed; null on failure. */
+  function fetchPage() {
+    return fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { return html ? new DOMParser().parseFromString(html, "text/html") : null; });
+  }
+
   function live() {
     var holds = document.getElementById("holds");
     if (!holds || !window.EventSource || !window.fetch) return;
@@ -25,11 +32,9 @@
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
-      fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) {
-          if (!html) return;
-          var doc = new DOMParser().parseFromString(html, "text/html");
+      fetchPage()
+        .then(function (doc) {
+          if (!doc) return;
           var fresh = doc.getElementById("holds");
           var current = document.getElementById("holds");
           if (fresh && current && !current.contains(document.activeElement)) {
@@ -59,12 +64,9 @@
     var el = document.getElementById("hold-state");
     if (!el || el.getAttribute("data-state") !== "held" || !window.fetch) return;
     function look() {
-      fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) {
-          if (!html) return;
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var fresh = doc.getElementById("hold-state");
+      fetchPage()
+        .then(function (doc) {
+          var fresh = doc && doc.getElementById("hold-state");
           if (fresh && fresh.getAttribute("data-state") !== "held") {
             window.location.reload();
           }
