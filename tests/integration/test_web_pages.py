@@ -362,6 +362,18 @@ async def test_staff_conflict_shows_the_new_figures(client: AsyncClient, world: 
     assert r.status_code == 422 and "At most 3" in r.text
 
 
+def hold_form(results_page: str) -> dict[str, str]:
+    """The fields of the first "Hold this place" form on a results page, with its CSRF token."""
+    form = re.search(
+        r'<form method="post" action="/web/console/hold".*?</form>', results_page, re.S
+    )
+    assert form
+    fields = {
+        k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0))
+    }
+    return {**fields, "csrf": csrf_of(results_page)}
+
+
 async def test_operator_console_search_hold_release(client: AsyncClient, world: World) -> None:
     w = await seed_world(world)
     await web_sign_in(client, str(w["police"]))
@@ -375,14 +387,7 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
     r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
     assert r.status_code == 200, r.text
     assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text  # Schaerbeek avoided
-    csrf = csrf_of(r.text)
-    form = re.search(r'<form method="post" action="/web/console/hold".*?</form>', r.text, re.S)
-    assert form
-    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0)))
-    import html as _html
-
-    fields = {k: _html.unescape(v) for k, v in fields.items()}
-    fields["csrf"] = csrf
+    fields = hold_form(r.text)
     r = await client.post("/web/console/hold", data=fields)
     assert r.status_code == 303, r.text
     hold_url = r.headers["location"]
@@ -419,13 +424,7 @@ async def test_a_declined_hold_is_shown_with_its_reason_on_the_console(
     w = await seed_world(world)
     await web_sign_in(client, str(w["police"]))
     r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
-    form = re.search(r'<form method="post" action="/web/console/hold".*?</form>', r.text, re.S)
-    assert form
-    fields = {
-        k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0))
-    }
-    fields["csrf"] = csrf_of(r.text)
-    hold_url = (await client.post("/web/console/hold", data=fields)).headers["location"]
+    hold_url = (await client.post("/web/console/hold", data=hold_form(r.text))).headers["location"]
     ref = hold_url.rsplit("/", 1)[1]
     page = (await client.get(hold_url)).text
     assert 'data-state="held"' in page and 'id="close-reason"' not in page
@@ -648,13 +647,7 @@ async def test_no_address_on_any_page_an_operator_can_reach(
         )
         check(r)
         assert "Canary" in r.text
-        form = re.search(r'<form method="post" action="/web/console/hold".*?</form>', r.text, re.S)
-        assert form
-        import html as _html
-
-        fields = {
-            k: _html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form[0])
-        }
+        fields = hold_form(r.text)
         r = await client.post("/web/console/hold", data=fields)
         check(r)
         hold_url = r.headers["location"]
