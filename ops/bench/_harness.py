@@ -241,6 +241,7 @@ class Server:
     log_path: Path | None = None
     profile: Path | None = None  # write a cProfile of the whole server run here
     workers: int = 1  # API processes (uvicorn --workers; what `abri serve --workers N` runs)
+    factory: str = "api.app:create_app"  # another only for a benchmark-only route
 
     def start(self) -> Server:
         from cryptography.fernet import Fernet
@@ -267,7 +268,7 @@ class Server:
             cmd = [sys.executable, "-m", "ops.bench._profiled_server", str(self.port)]
             cmd.append(str(self.profile))
         else:
-            cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
+            cmd = [sys.executable, "-m", "uvicorn", "--factory", self.factory]
             cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
             cmd += ["--log-level", "warning", "--no-access-log"]
             if self.workers > 1:

@@ -145,7 +145,13 @@ def bench_matcher(sizes: list[int], searches: int, seed: int) -> list[dict[str, 
 
 
 async def _measure(
-    srv: h.Server, token: str, bodies: list[bytes], *, concurrency: int, duration: float
+    srv: h.Server,
+    token: str,
+    bodies: list[bytes],
+    *,
+    concurrency: int,
+    duration: float,
+    floor: bool = False,
 ) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {token}"}
     counter = [0]
@@ -162,9 +168,19 @@ async def _measure(
         st, _ = await conn.request("POST", "/placements/search", body)
         rec.add("search", t0, time.perf_counter(), st)
 
+    async def search_floor(conn: h.Conn, _w: int, rec: h.Recorder) -> None:
+        body = bodies[counter[0] % len(bodies)]
+        counter[0] += 1
+        t0 = time.perf_counter()
+        st, _ = await conn.request("POST", "/bench/search-floor", body)
+        rec.add("floor", t0, time.perf_counter(), st)
+
     warm = min(3.0, duration / 3)
     out: dict[str, Any] = {"concurrency": concurrency}
-    for op, step in (("live", live), ("search", search)):
+    steps: list[tuple[str, Any]] = [("live", live), ("search", search)]
+    if floor:
+        steps.append(("floor", search_floor))
+    for op, step in steps:
         cpu0 = srv.cpu_seconds()
         rec = await h.closed_loop(
             "127.0.0.1",
@@ -184,6 +200,9 @@ async def _measure(
         }
     out["cpu_ratio"] = out["live"]["server_cpu_ms"] / out["search"]["server_cpu_ms"]
     out["ratio"] = out["search"]["rps"] / out["live"]["rps"] if out["live"]["rps"] else 0.0
+    if floor:
+        out["floor_cpu_ratio"] = out["live"]["server_cpu_ms"] / out["floor"]["server_cpu_ms"]
+        out["floor_ratio"] = out["floor"]["rps"] / out["live"]["rps"] if out["live"]["rps"] else 0
     return out
 
 
@@ -199,6 +218,7 @@ async def bench_http_one(
     cache_seconds: str | None,
     tmp: Path,
     profile: bool = False,
+    floor: bool = False,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     facs = synthetic_facilities(n, seed, now=now)  # counts fresh relative to the real clock
@@ -216,19 +236,27 @@ async def bench_http_one(
         env = {} if cache_seconds is None else {"ABRI_MATCHER_CACHE_SECONDS": cache_seconds}
         result: dict[str, Any] = {"backend": backend, "facilities": n, "load_s": load_s}
         prof = h.RESULTS / f"search-{backend}-{n}.prof" if profile else None
-        with h.Server(url, env, profile=prof) as srv:
+        factory = "ops.bench._floor_app:create_app" if floor else "api.app:create_app"
+        with h.Server(url, env, profile=prof, factory=factory) as srv:
             # First search builds the index (cold); time it separately.
             conn = h.Conn("127.0.0.1", srv.port, {"Authorization": f"Bearer {token}"})
             t0 = time.perf_counter()
             st, _ = await conn.request("POST", "/placements/search", bodies[0])
             result["first_search_ms"] = (time.perf_counter() - t0) * 1000
             result["first_search_status"] = st
-            await conn.close()
             if st != 200:
                 raise RuntimeError(f"first search answered {st}; see {srv.log_path}")
+            if floor:  # the floor route searches each distinct body once, then replays it
+                for b in bodies:
+                    st, _ = await conn.request("POST", "/bench/search-floor", b)
+                    if st != 200:
+                        raise RuntimeError(f"floor route answered {st}; see {srv.log_path}")
+            await conn.close()
             runs = []
             for c in concurrency:
-                m = await _measure(srv, token, bodies, concurrency=c, duration=duration)
+                m = await _measure(
+                    srv, token, bodies, concurrency=c, duration=duration, floor=floor
+                )
                 runs.append(m)
                 lv, se = m["live"], m["search"]
                 h.say(
@@ -242,6 +270,14 @@ async def bench_http_one(
                     f"status {se['status']}"
                     + (f" client errors {se['client_errors']}" if se["client_errors"] else "")
                 )
+                if floor:
+                    fl = m["floor"]
+                    h.say(
+                        f"{'':>8} {'':>6}      c={c:<3} floor  {fl['rps']:7.0f} req/s  "
+                        f"{h.fmt_ms(fl)}  server CPU {fl['server_cpu_ms']:.2f} ms/req  "
+                        f"ratio {m['floor_ratio']:.0%} (CPU-bound {m['floor_cpu_ratio']:.0%})  "
+                        f"status {fl['status']}"
+                    )
             result["runs"] = runs
         return result
 
@@ -278,6 +314,7 @@ async def bench_http(args: argparse.Namespace, sizes: list[int]) -> list[dict[st
                     cache_seconds=args.matcher_cache_seconds,
                     tmp=Path(tmp),
                     profile=args.profile,
+                    floor=args.floor,
                 )
                 h.say(
                     f"{'':>8} {'':>6}      (load {r['load_s']:.1f} s, first search "
@@ -322,6 +359,12 @@ def verdict(matcher: list[dict[str, Any]], http: list[dict[str, Any]]) -> list[s
                     f"{ratio:.0%} measured, {cpu:.0%} from server CPU per request "
                     f"(target >= 25%): " + ("MET" if ratio >= 0.25 else "MISSED")
                 )
+                if "floor_ratio" in run:
+                    lines.append(
+                        f"  the same route with the search taken out (framework floor): "
+                        f"{run['floor_ratio']:.0%} measured, {run['floor_cpu_ratio']:.0%} "
+                        "from server CPU per request"
+                    )
     return lines
 
 
@@ -350,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         action="store_true",
         help="run each server under cProfile (slower!); .prof files in ops/bench/results/",
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help=(
+            "also measure POST /bench/search-floor (ops/bench/_floor_app.py): the search "
+            "route's framework cost with the search taken out, i.e. the best ratio reachable"
+        ),
     )
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
