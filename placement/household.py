@@ -50,11 +50,16 @@ class Child(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="ca
     gender: Annotated[ChildGender, msgspec.Meta(examples=["male"])] = "unknown"
 
 
+#: The most people one search or hold can describe (the web console offers as many rows).
+MAX_ADULTS = 10
+MAX_CHILDREN = 15
+
+
 class Household(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     """The people who need a place tonight; they stay together at one facility."""
 
-    adults: Annotated[list[Adult], msgspec.Meta(min_length=1, max_length=10)]
-    children: Annotated[list[Child], msgspec.Meta(max_length=15)] = msgspec.field(
+    adults: Annotated[list[Adult], msgspec.Meta(min_length=1, max_length=MAX_ADULTS)]
+    children: Annotated[list[Child], msgspec.Meta(max_length=MAX_CHILDREN)] = msgspec.field(
         default_factory=list
     )
     residence_status: Annotated[ResidenceStatus, msgspec.Meta(examples=["undocumented"])] = (

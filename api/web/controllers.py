@@ -32,6 +32,7 @@ from api.holds.schemas import hold_read, staff_hold_read
 from api.routing import get, post
 from api.schemas import pool_read
 from api.staff.links import link_url
+from api.standing.schemas import standing_read
 from api.web import i18n, reasons
 from api.web import session as sess
 from capacity import availability, health_rules, links, registry
@@ -40,8 +41,9 @@ from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate, StatusChange
 from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, UnknownArea
 from placement import holds_service, search_service, standing_service
+from placement.errors import IllegalTransition
 from placement.holds_service import requester_kind_of
-from placement.household import Household, SearchRequest
+from placement.household import MAX_ADULTS, MAX_CHILDREN, Household, SearchRequest
 from placement.rules import BRUSSELS, EXCLUSION_TEXT, RELAX_TEXT
 
 HERE = Path(__file__).parent
@@ -49,14 +51,22 @@ STAFF_ROLES = frozenset({"staff", "admin"})  # as api.auth.requires_staff_or_adm
 CONSOLE_ROLES = frozenset({"helpline", "police", "admin"})  # as api.auth.requires_requester
 NEEDS = ("ipv", "sexual_violence", "family_violence", "trafficking", "homelessness", "other")
 LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
-ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = 3, 6, 3
+# As many rows as the API takes people (R24: a large family can be entered on the web too);
+# the first ones shown, the others under "More adults" / "More children".
+ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = MAX_ADULTS, MAX_CHILDREN, 3
+ADULT_ROWS_SHOWN, CHILD_ROWS_SHOWN = 3, 6
 AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
 KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
 #: The console keeps places at least this far from every area to avoid unless the operator
 #: changes it (R17: never near where the perpetrator lives or works); 0 = the areas only.
 DEFAULT_AVOID_KM = 5
-#: How long the console keeps showing a hold that ended without an arrival.
+#: How long the console keeps showing a hold that ended without an arrival (and a standing
+#: request that was offered a place, expired or was cancelled).
 RECENTLY_ENDED_HOURS = 12
+#: How long a standing request left from the console waits (hours; the API takes 15 min-72 h).
+STANDING_HOURS = (2, 4, 8, 12, 24, 48, 72)
+DEFAULT_STANDING_HOURS = 12
+STANDING_HOURS_MSG = "Wait: a whole number of hours from %(lo)s to %(hi)s."
 AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to %(hi)s km."
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
 #: The statuses the staff page sets. ``location_compromised`` is not among them, and a facility
@@ -145,6 +155,12 @@ LABELS: dict[str, dict[str, str]] = {
         "other": "Other place",
     },
     "cost": {"free": "Free of charge", "paying": "Paying", "income_based": "Income-based fee"},
+    "standing_state": {
+        "waiting": "Waiting for a place",
+        "offered": "A place is held for you",
+        "expired": "Nothing freed up in time",
+        "cancelled": "Cancelled",
+    },
     "state": {
         "held": "Held",
         "arrived": "Arrived",
@@ -668,6 +684,14 @@ class WebController(Controller):
         recent = now - timedelta(hours=RECENTLY_ENDED_HOURS)
         held = [v for v in mine if v.effective_state(now) == "held"]
         ended = [v for v in mine if v not in held and (v.closed_at or v.deadline) >= recent]
+        # Standing requests (R24: the web console can wait in line too): those still waiting,
+        # and those that got a place, expired or were cancelled in the last 12 hours.
+        standing = [
+            standing_read(v, now)
+            for v in await standing_service.list_mine(state.db, actor=ws.actor, limit=50)
+            if v.effective_state(now) == "waiting"
+            or min(now, v.closed_at or v.notified_at or v.deadline) >= recent
+        ]
         return _render(
             request,
             ws,
@@ -679,10 +703,16 @@ class WebController(Controller):
             health_choices=health_rules.CONDITIONS,
             adult_slots=ADULT_SLOTS,
             child_slots=CHILD_SLOTS,
+            adult_shown=ADULT_ROWS_SHOWN,
+            child_shown=CHILD_ROWS_SHOWN,
             avoid_slots=AVOID_SLOTS,
             municipalities=_datalist(lang),
             my_holds=[hold_read(v, now) for v in held],
             ended_holds=[hold_read(v, now) for v in ended[:10]],
+            standing=standing[:10],
+            standing_waiting=any(x.state == "waiting" for x in standing),
+            standing_hours=STANDING_HOURS,
+            default_standing_hours=DEFAULT_STANDING_HOURS,
             **{"result": None, "error": None, **extra},
         )
 
@@ -747,6 +777,9 @@ class WebController(Controller):
                 "exclusions": exclusions,
                 "alternatives": alternatives,
                 "household_json": msgspec.json.encode(req.household).decode(),
+                # no option: the same search can wait in line (a standing request)
+                "search_json": "" if r.options else msgspec.json.encode(req).decode(),
+                "standing_idem": secrets.token_urlsafe(12),
                 "need": req.need,
                 "unmet_recorded": found.unmet_recorded,
             },
@@ -855,6 +888,71 @@ class WebController(Controller):
             _ = i18n.translator(_lang(request))
             return await self._hold_page(request, ws, ref, error=_error_text(_, exc))
         return _redirect(request, ws, f"/web/console/holds/{quote(ref)}")
+
+    @post("/console/standing")
+    async def standing(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Wait in line for a place for the household a search found nothing for (R24: the
+        standing requests of the API, for operators who only have the web pages)."""
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        _ = i18n.translator(_lang(request))
+        state = request.app.state
+        try:
+            search = msgspec.json.decode(form.get("search") or "", type=SearchRequest)
+            hours = _int(
+                form.get("hours"), 1, standing_service.MAX_MINUTES // 60, STANDING_HOURS_MSG
+            )
+            callback = (form.get("callback") or "").strip()[:200] or None
+            key = form.get("idem") or ""
+            if not re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", key):
+                raise FormError("Please check the form.")
+            await standing_service.create(
+                state.db,
+                state.settings,
+                request=search,
+                minutes=(hours or DEFAULT_STANDING_HOURS) * 60,
+                callback=callback,
+                idempotency_key=f"web-{key}",  # a double click leaves one request
+                actor=actor,
+                now=state.clock.now(),
+            )
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return await self._console(
+                request, ws, values={}, status=422, error=_("Please check the form.")
+            )
+        except FormError as exc:
+            return await self._console(
+                request, ws, values={}, status=422, error=_form_error(_, exc)
+            )
+        except AbriError as exc:
+            return await self._console(
+                request, ws, values={}, status=exc.status, error=_error_text(_, exc)
+            )
+        return _redirect(request, ws, "/web/console#standing")
+
+    @post("/console/standing/{ref:str}/cancel")
+    async def cancel_standing(
+        self, ref: FromPath[str], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        state = request.app.state
+        _ = i18n.translator(_lang(request))
+        try:
+            await standing_service.cancel(state.db, ref, actor=actor, now=state.clock.now())
+        except IllegalTransition as exc:  # offered or expired meanwhile: the list says which
+            error = _("This request has already been answered: see below.")
+            return await self._console(request, ws, values={}, status=exc.status, error=error)
+        except AbriError as exc:
+            return await self._console(
+                request, ws, values={}, status=exc.status, error=_error_text(_, exc)
+            )
+        return _redirect(request, ws, "/web/console#standing")
 
     # ----------------------------------------------------------------- staff page
 

@@ -175,8 +175,8 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     _sign_in(op, base, server["helpline"])
     assert op.url.endswith("/web/console")
     # a woman, undocumented, with two children of 4 and 13, speaks French, avoid Schaerbeek
-    op.get_by_label("Adult 1").select_option("female")
-    op.get_by_label("Child 1: age").fill("4")
+    op.get_by_label("Adult 1", exact=True).select_option("female")
+    op.get_by_label("Child 1: age", exact=True).fill("4")
     op.get_by_label("Child 2: age").fill("13")
     op.get_by_label("Residence status").select_option("undocumented")
     op.get_by_label("Need", exact=True).select_option("ipv")
@@ -308,3 +308,73 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     assert phone.url != f"{base}/web/link"
     for p in (phone, other, coordinator):
         p.context.close()
+
+
+def test_operator_waits_in_line_and_sees_the_place_held(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """R24: an operator with only the web pages leaves a standing request when nothing fits, and
+    the open console shows the place held for it (without a reload) when a room frees up."""
+    import httpx
+
+    base = server["base"]
+    helpline = {"Authorization": f"Bearer {server['helpline']}"}
+    police = {"Authorization": f"Bearer {server['police']}"}
+    one = {"adults": [{"gender": "female"}]}
+    found = httpx.post(
+        f"{base}/placements/search", headers=helpline, json={"household": one, "need": "ipv"}
+    ).json()
+    iris = next(o["poolRef"] for o in found["options"] if o["alias"] == "Refuge Iris")
+    taken: list[str] = []
+    for i in range(10):  # the helpline holds every free room of Refuge Iris
+        r = httpx.post(
+            f"{base}/holds",
+            headers={**helpline, "Idempotency-Key": f"browser-fill-{i}"},
+            json={"poolRef": iris, "need": "ipv", "household": one},
+        )
+        if r.status_code != 201:
+            break
+        taken.append(r.json()["ref"])
+    assert taken and r.status_code == 409
+    op = _page(browser, 360, 780)
+    try:
+        _sign_in(op, base, server["police"])
+        op.get_by_label("Adult 1", exact=True).select_option("female")
+        op.get_by_label("Child 1: age", exact=True).fill("4")
+        op.get_by_text("More children (up to 15)").click()  # the rows beyond the sixth
+        op.get_by_label("Child 8: age").fill("13")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.get_by_label("Area to avoid 1").fill("Schaerbeek (21015)")
+        op.get_by_label("Also keep away from them by (km)").fill("0")
+        op.get_by_role("button", name="Search").click()
+        op.wait_for_load_state()
+        assert "No place fits this household right now." in op.locator("#results").inner_text()
+        op.get_by_label("Wait for", exact=True).select_option("4")
+        op.get_by_role("button", name="Wait for a place").click()
+        op.wait_for_load_state()
+        assert op.url.endswith("/web/console#standing")
+        waiting = op.locator("#standing li[data-state='waiting']")
+        assert waiting.count() == 1 and "Waiting for a place" in waiting.inner_text()
+        _shot(op, "console-waiting-360")
+
+        r = httpx.post(f"{base}/holds/{taken.pop(0)}/release", headers=helpline)
+        assert r.status_code == 200, r.text
+        # the open console notices by itself (it looks every 15 s)
+        offered = op.locator("#standing li[data-state='offered']")
+        offered.wait_for(timeout=30000)
+        assert "A place is held for you" in offered.inner_text()
+        assert "Refuge Iris" in offered.inner_text()
+        _shot(op, "console-offered-360")
+        offered.locator("a.offered-hold").click()
+        op.wait_for_load_state()
+        assert op.locator("#hold-state").get_attribute("data-state") == "held"
+        mine = httpx.get(f"{base}/holds", headers=police).json()
+        held = [h["ref"] for h in mine if h["state"] == "held"]
+        assert op.locator("#refcode").inner_text().strip() in held
+    finally:
+        op.context.close()
+        for ref in taken:  # leave the module's world as found
+            httpx.post(f"{base}/holds/{ref}/release", headers=helpline)
+        for h in httpx.get(f"{base}/holds", headers=police).json():
+            if h["state"] == "held":
+                httpx.post(f"{base}/holds/{h['ref']}/release", headers=police)

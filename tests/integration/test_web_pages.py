@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import select
@@ -24,6 +25,7 @@ from api.web.controllers import (
     KM_MSG,
     LABELS,
     LINK_HOURS_MSG,
+    STANDING_HOURS_MSG,
     STATUS_MSGIDS,
 )
 from api.web.session import CSP
@@ -254,7 +256,7 @@ def _msgids() -> set[str]:
     from api.web.taskforce import REQUESTER_LABELS
 
     ids.update(REQUESTER_LABELS.values())
-    ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG))
+    ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG, STANDING_HOURS_MSG))
     ids.update(STATUS_MSGIDS)
     ids.update(reasons.MSGIDS)
     return ids
@@ -657,6 +659,24 @@ async def test_no_address_on_any_page_an_operator_can_reach(
         check(await client.post(f"{hold_url}/release", data={"csrf": fields["csrf"]}))
         check(await client.get(hold_url))
         check(await client.get("/web/console/holds/ZZ-0000"))
+        # a standing request: nothing fits a family of 7 (the wait form), then one that a
+        # free room answers at once (the console lists the place held for it)
+        page = await client.get("/web/console")
+        big = {**FAMILY_FORM, "avoid0": "", **{f"child{i}_age": "5" for i in range(6)}}
+        r = await client.post("/web/console/search", data={**big, "csrf": csrf_of(page.text)})
+        check(r)
+        wait = _form_fields(r.text, "/web/console/standing")
+        check(await client.post("/web/console/standing", data=wait))
+        fits = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+        wait |= {"search": msgspec.json.encode(fits).decode(), "idem": f"canary-{role}"}
+        check(await client.post("/web/console/standing", data=wait))
+        page = await client.get("/web/console")
+        check(page)
+        assert 'data-state="offered"' in page.text and 'data-state="waiting"' in page.text
+        ref = re.search(r'id="standing-([^"]+)" data-state="waiting"', page.text)
+        assert ref
+        cancel = {"csrf": csrf_of(page.text)}
+        check(await client.post(f"/web/console/standing/{ref.group(1)}/cancel", data=cancel))
         check(await client.get("/web/staff"))  # not their page
         for lang in ("nl", "de", "en"):
             check(await client.post("/web/lang", data={"csrf": fields["csrf"], "lang": lang}))
@@ -719,3 +739,148 @@ async def test_a_police_zone_console_starts_from_its_home_area(
     await web_sign_in(client, str(w["helpline"]))
     page = await client.get("/web/console")
     assert re.search(r'id="preferred"[^>]*value=""', page.text)
+
+
+def _form_fields(page: str, action: str) -> dict[str, str]:
+    form = re.search(rf'<form method="post" action="{re.escape(action)}".*?</form>', page, re.S)
+    assert form, f"no form posting to {action}"
+    fields = {
+        k: html.unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0))
+    }
+    return {**fields, "csrf": csrf_of(page)}
+
+
+async def test_the_console_takes_a_household_as_large_as_the_api_does(
+    client: AsyncClient, world: World
+) -> None:
+    """R24: the web console is the whole tool for a small police zone. A family of 4 adults and
+    8 children (beyond the rows first shown) is searched as a whole, not cut to fit the form."""
+    from placement.household import MAX_ADULTS, MAX_CHILDREN
+
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    fresh = (await client.get("/web/console")).text
+    assert (
+        f'id="adult{MAX_ADULTS - 1}_gender"' in fresh
+        and f'id="adult{MAX_ADULTS}_gender"' not in fresh
+    )
+    assert (
+        f'id="child{MAX_CHILDREN - 1}_age"' in fresh
+        and f'id="child{MAX_CHILDREN}_age"' not in fresh
+    )
+    assert '<details id="more-children">' in fresh  # closed while the extra rows are empty
+    big = {**FAMILY_FORM}
+    for i in range(1, 4):
+        big |= {f"adult{i}_gender": "male" if i == 3 else "female", f"adult{i}_band": "25-64"}
+    for i in range(8):
+        big |= {f"child{i}_age": str(2 + i), f"child{i}_gender": "male"}
+    r = await post_form(client, "/web/console", "/web/console/search", big)
+    assert r.status_code == 200, r.text
+    assert '<details id="more-children" open>' in r.text  # what was typed stays visible
+    assert (
+        'id="child7_age" name="child7_age" type="number" min="0" max="17" inputmode="numeric" value="9"'
+        in r.text
+    )
+    # 12 people fit no family room of 4: nothing found, and the search kept for a wait in line
+    # is the whole household
+    search = msgspec.json.decode(_form_fields(r.text, "/web/console/standing")["search"])
+    assert len(search["household"]["adults"]) == 4
+    assert [c["age"] for c in search["household"]["children"]] == list(range(2, 10))
+
+
+async def test_the_console_waits_in_line_and_shows_the_place_held_for_it(
+    client: AsyncClient, world: World
+) -> None:
+    """R24 with #4's standing requests: a police zone using only the web pages finds nothing,
+    leaves a standing request, and sees the place held for it when one frees up."""
+    w = await seed_world(world)
+    client.headers["Accept-Language"] = "en"
+    helpline = bearer(str(w["helpline"]))
+    one = {"adults": [{"gender": "female"}]}
+    found = await client.post(
+        "/placements/search", headers=helpline, json={"household": one, "need": "ipv"}
+    )
+    iris = next(o["poolRef"] for o in found.json()["options"] if o["alias"] == "Refuge Iris")
+    taken = []
+    for i in range(10):  # the helpline holds every free room of Refuge Iris
+        r = await client.post(
+            "/holds",
+            headers={**helpline, "Idempotency-Key": f"fill-iris-{i}"},
+            json={"poolRef": iris, "need": "ipv", "household": one},
+        )
+        if r.status_code == 409:
+            break
+        taken.append(r.json()["ref"])
+    assert taken and r.status_code == 409
+
+    await web_sign_in(client, str(w["police"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert r.status_code == 200 and "Refuge Iris" not in r.text  # full; Refuge Nord avoided
+    wait = {**_form_fields(r.text, "/web/console/standing"), "hours": "4"}
+    r = await client.post("/web/console/standing", data=wait)
+    assert r.status_code == 303 and r.headers["location"] == "/web/console#standing"
+    again = await client.post("/web/console/standing", data=wait)  # a double click
+    assert again.status_code == 303
+    mine = await client.get("/standing-requests/", headers=bearer(str(w["police"])))
+    (req,) = mine.json()
+    assert req["state"] == "waiting" and req["callback"] == "Ligne Ecoute, poste 12"
+    assert 200 < req["minutesLeft"] <= 240
+    console = (await client.get("/web/console")).text
+    section = re.search(r'<section[^>]*id="standing".*?</section>', console, re.S)
+    assert section and 'data-waiting="1"' in section.group(0)
+    assert f'id="standing-{req["ref"]}" data-state="waiting"' in section.group(0)
+    # another operator's console does not show it
+    await web_sign_in(client, str(w["helpline"]))
+    assert req["ref"] not in (await client.get("/web/console")).text
+
+    # a room frees up: the standing request, oldest in line, gets it held
+    r = await client.post(f"/holds/{taken[0]}/release", headers=helpline)
+    assert r.status_code == 200, r.text
+    await web_sign_in(client, str(w["police"]))
+    console = (await client.get("/web/console")).text
+    section = re.search(r'<section[^>]*id="standing".*?</section>', console, re.S)
+    assert section and 'data-waiting="1"' not in section.group(0)
+    assert f'id="standing-{req["ref"]}" data-state="offered"' in section.group(0)
+    offered = re.search(r'href="/web/console/holds/([^"]+)" class="offered-hold"', section.group(0))
+    assert offered and "Refuge Iris" in section.group(0)
+    hold_page = await client.get(f"/web/console/holds/{offered.group(1)}")
+    assert hold_page.status_code == 200 and 'data-state="held"' in hold_page.text
+    held = await holds_service.get(
+        world.db, offered.group(1), actor=Actor(operator_id=None, role="admin"), side="requester"
+    )
+    assert held.household is not None  # the search's household, as the operator typed it
+    assert [c["age"] for c in held.household["children"]] == [4, 13]
+
+    # an answered request cannot be cancelled: the page says so, nothing changes
+    cancel = {"csrf": csrf_of(console)}
+    r = await client.post(f"/web/console/standing/{req['ref']}/cancel", data=cancel)
+    assert r.status_code == 409 and "This request has already been answered" in r.text
+    assert f'id="standing-{req["ref"]}" data-state="offered"' in r.text
+    # a waiting one can
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    wait = {**_form_fields(r.text, "/web/console/standing"), "hours": "2"}
+    assert (await client.post("/web/console/standing", data=wait)).status_code == 303
+    mine = (
+        await client.get("/standing-requests/?state=waiting", headers=bearer(str(w["police"])))
+    ).json()
+    (second,) = mine
+    console = (await client.get("/web/console")).text
+    r = await client.post(
+        f"/web/console/standing/{second['ref']}/cancel", data={"csrf": csrf_of(console)}
+    )
+    assert r.status_code == 303
+    console = (await client.get("/web/console")).text
+    assert f'id="standing-{second["ref"]}" data-state="cancelled"' in console
+
+
+async def test_the_standing_form_refuses_a_bad_wait(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    big = {**FAMILY_FORM, **{f"child{i}_age": "5" for i in range(6)}}
+    r = await post_form(client, "/web/console", "/web/console/search", big)
+    fields = _form_fields(r.text, "/web/console/standing")
+    for bad in ({"hours": "0"}, {"hours": "73"}, {"search": "{}"}, {"idem": "x"}):
+        r = await client.post("/web/console/standing", data={**fields, **bad})
+        assert r.status_code == 422, bad
+    mine = await client.get("/standing-requests/", headers=bearer(str(w["police"])))
+    assert mine.json() == []

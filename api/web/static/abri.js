@@ -76,5 +76,28 @@
     setInterval(look, 15000);
   }
 
-  document.addEventListener("DOMContentLoaded", function () { countdown(); live(); watchHold(); });
+  /* The console while a standing request waits: a place may free up at any moment and be held
+     for the operator; look every 15 s and redraw the list (the hold's code appears in it). */
+  function watchStanding() {
+    var el = document.getElementById("standing");
+    if (!el || el.getAttribute("data-waiting") !== "1" || !window.fetch) return;
+    var timer = setInterval(function () {
+      fetchPage()
+        .then(function (doc) {
+          var fresh = doc && doc.getElementById("standing");
+          var current = document.getElementById("standing");
+          if (!fresh || !current || current.contains(document.activeElement)) return;
+          current.innerHTML = fresh.innerHTML;
+          if (fresh.getAttribute("data-waiting") !== "1") {
+            current.removeAttribute("data-waiting");
+            clearInterval(timer);
+          }
+        })
+        .catch(function () {});
+    }, 15000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    countdown(); live(); watchHold(); watchStanding();
+  });
 })();
