@@ -107,6 +107,11 @@ W_LANGUAGE = 10.0
 W_CONTINUITY = 10.0
 W_LOAD = 5.0
 DISTANCE_HALF_KM = 30.0
+#: R17: seed 001 sets "within one hour" as the national reach standard. Beyond this straight-
+#: line distance between municipality centroids (roads are longer, motorways faster: about an
+#: hour by car) an option carries ``beyond_one_hour``. A warning, not a rule: a specialised
+#: refuge 80 km away may still be the right place, but the operator must see the journey.
+REACH_KM = 60.0
 SHARED_BEDS_FIT = 0.3
 SCORE_PARTS = (
     "specialised",
@@ -501,6 +506,14 @@ def _build_option(
             Warning(
                 "runs_past_planned_end",
                 f"The scheme is planned to end{day}, before the {s.request.nights} nights asked.",
+            )
+        )
+    if shown_km is not None and shown_km > REACH_KM:
+        warnings.append(
+            Warning(
+                "beyond_one_hour",
+                f"About {shown_km:.0f} km from the preferred area: likely more than an hour's "
+                "journey.",
             )
         )
     if pool.unit_kind == "bed" and units_needed > 1:

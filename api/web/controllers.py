@@ -198,6 +198,7 @@ LABELS: dict[str, dict[str, str]] = {
         "runs_past_planned_end": "The scheme is planned to end before the nights asked.",
         "shared_beds": "The household takes several beds in a shared space.",
         "several_rooms": "The household is spread over several rooms of this place.",
+        "beyond_one_hour": "Likely more than an hour's journey from the preferred area.",
         "documents_to_check": "Requires residence documents: check first.",
         "income_to_check": "Requires an income or charges a fee.",
         "adult_age_to_check": "Check the minimum age for adults.",

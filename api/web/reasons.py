@@ -150,6 +150,13 @@ WARNINGS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
                 "The scheme is planned to end before the %(nights)s nights asked.",
             ),
         ),
+        "beyond_one_hour": (
+            (
+                r"About (?P<km>\d+) km from the preferred area: likely more than an hour's "
+                r"journey\.",
+                "About %(km)s km from the preferred area: likely more than an hour's journey.",
+            ),
+        ),
         "shared_beds": (
             (
                 r"The household takes (?P<n>\d+) beds in a shared space\.",

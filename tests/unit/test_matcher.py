@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from capacity.errors import UnknownArea
 from placement.household import Adult, AvoidAreas, AvoidRadius, Child, Household, SearchRequest
-from placement.matcher import MatcherIndex, SearchResult, _round4, match, match_reference
+from placement.matcher import (
+    REACH_KM,
+    MatcherIndex,
+    SearchResult,
+    _round4,
+    match,
+    match_reference,
+)
 from placement.policy import AccessPolicy
 from placement.synthetic import SYNTHETIC_NOW, make_facility, make_pool, synthetic_facilities
 
@@ -335,6 +342,39 @@ def test_specialised_first_then_distance_and_too_far() -> None:
     )
     assert refs(capped) == ["near-generic", "mid-generic"]
     assert capped.excluded == {"too_far": 1}
+
+
+def test_a_place_beyond_an_hour_away_is_offered_with_a_warning() -> None:
+    """R17: "within one hour" is the reach standard. The specialised refuge in Arlon (about
+    150 km) still ranks first for an IPV case from Etterbeek, but says how far it is; Leuven
+    (about 25 km) and a place without a preferred area say nothing. A secret address is judged
+    by the distance it shows (rounded to 10 km), never by its exact one."""
+    ipv = AccessPolicy(specialisations=["ipv"])
+    facilities = [
+        make_facility("far-ipv", ARLON, policy=ipv),
+        make_facility("mid-generic", LEUVEN),
+        make_facility("secret-brugge", BRUGGE, secret_address=True),
+        make_facility("secret-namur", NAMUR, secret_address=True),
+    ]
+    result = search(facilities, req(preferred_municipality_nis=ETTERBEEK))
+    by_ref = {o.facility_ref: o for o in result.options}
+    assert refs(result)[0] == "far-ipv"
+    far = by_ref["far-ipv"]
+    warned = {w.code: w.message for w in far.warnings}
+    assert far.distance_km is not None and far.distance_km > REACH_KM
+    assert warned["beyond_one_hour"] == (
+        f"About {far.distance_km:.0f} km from the preferred area: likely more than an hour's "
+        "journey."
+    )
+    assert "beyond_one_hour" not in {w.code for w in by_ref["mid-generic"].warnings}
+    brugge, namur = by_ref["secret-brugge"], by_ref["secret-namur"]
+    assert brugge.distance_km == 90 and namur.distance_km == 50  # shown rounded
+    assert dict((w.code, w.message) for w in brugge.warnings)["beyond_one_hour"].startswith(
+        "About 90 km"
+    )
+    assert "beyond_one_hour" not in {w.code for w in namur.warnings}
+    unplaced = search(facilities, req())
+    assert all("beyond_one_hour" not in {w.code for w in o.warnings} for o in unplaced.options)
 
 
 def test_avoid_radius_and_arrondissement() -> None:
