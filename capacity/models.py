@@ -276,6 +276,9 @@ class Hold(Base):
     close_reason: Mapped[str | None] = mapped_column(Text)
     arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     departed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # R33: a hash of the requester's operator and its optional episodeToken, so the task force
+    # counts one household once however many holds it took; cleared by the retention purge
+    episode_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("requester_operator_id", "idempotency_key", name="uq_holds_idem"),

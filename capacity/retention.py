@@ -7,9 +7,9 @@ statistics:
   ago — lose their household composition, callback contact and free-text close reason, and
   what could tie them back to the requester's own case: the ``Idempotency-Key`` (requesters'
   systems may send their case number; it becomes ``#purged:<ref>``), the request hash (a hash of
-  the household and callback) and the token used; their state, units, need, requester kind,
-  dates and task-force segments (undocumented / with children / no income, no identity) stay,
-  so counts and trends survive;
+  the household and callback), the episode hash and the token used; their state, units,
+  need, requester kind, dates and task-force segments (undocumented / with children / no
+  income, no identity) stay, so counts and trends survive;
 * standing requests that closed lose their callback, key and request hash (their search data
   went when they closed);
 * audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
@@ -66,6 +66,7 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                     Hold.household.is_not(None),
                     Hold.callback.is_not(None),
                     Hold.request_hash != "",
+                    Hold.episode_hash.is_not(None),
                 ),
                 or_(
                     and_(Hold.state.in_(ENDED), Hold.closed_at <= cutoff),
@@ -82,6 +83,7 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                 idempotency_key=literal("#purged:") + Hold.ref,
                 request_hash="",
                 requester_token_id=None,
+                episode_hash=None,
             )
             .execution_options(synchronize_session=False)
         )

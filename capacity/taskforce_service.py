@@ -53,7 +53,7 @@ from capacity.saturation import (
     segments_of,
 )
 from capacity.settings import Settings
-from placement.policy import AccessPolicy, NeedCategory, policy_from_json
+from placement.policy import AccessPolicy, NeedCategory, RequesterKind, policy_from_json
 from placement.snapshot import ADMITTING_STATUSES
 
 UNKNOWN_AREA = "unknown"
@@ -530,9 +530,16 @@ async def unmet_breakdowns(
 # --------------------------------------------------------------------------- hold demand
 
 NEEDS: tuple[str, ...] = get_args(NeedCategory)
+REQUESTERS: tuple[str, ...] = get_args(RequesterKind)
 #: what became of the holds requested in a window (their state now)
 OUTCOMES: tuple[str, ...] = HOLD_STATES
-DEMAND_FIGURES: tuple[str, ...] = ("requested", *(f"need:{n}" for n in NEEDS), *OUTCOMES)
+DEMAND_FIGURES: tuple[str, ...] = (
+    "requested",
+    "households",
+    *(f"need:{n}" for n in NEEDS),
+    *(f"by:{r}" for r in REQUESTERS),
+    *OUTCOMES,
+)
 
 
 @dataclass
@@ -552,19 +559,29 @@ async def hold_demand(
     end: datetime,
     now: datetime | None = None,
 ) -> list[DemandCell]:
-    """Holds requested in ``[start, end)`` per area of the facility: how many, for which need,
-    and what became of them (as of ``now``, default ``end``: a hold past its deadline counts
-    as expired even before the sweeper has run). One item per facility that received holds,
-    suppressed as
-    saturation is (a cell of 1..k-1 facilities, or of 1..k-1 secret ones, is not shown, with
-    complementary suppression), so no single refuge's intake can be read off."""
+    """Holds requested in ``[start, end)`` per area of the facility: how many, for how many
+    households, for which need, by which kind of requester, and what became of them (as of
+    ``now``, default ``end``: a hold past its deadline counts as expired even before the
+    sweeper has run). R33, households not clicks: holds that carry the same episode (the
+    requester's ``episodeToken``) are one household, counted once, at the facility of its first
+    hold in the window (so every level adds up); a hold without one counts as a household.
+    One item per facility that received holds, suppressed as saturation is (a cell of 1..k-1
+    facilities, or of 1..k-1 secret ones, is not shown, with complementary suppression), so
+    no single refuge's intake can be read off."""
     check_level(level)
     async with db.read() as s:
         holds = (
             await s.execute(
-                select(Hold.facility_id, Hold.need, Hold.state, Hold.deadline).where(
-                    Hold.created_at >= start, Hold.created_at < end
+                select(
+                    Hold.facility_id,
+                    Hold.need,
+                    Hold.state,
+                    Hold.deadline,
+                    Hold.requester_kind,
+                    Hold.episode_hash,
                 )
+                .where(Hold.created_at >= start, Hold.created_at < end)
+                .order_by(Hold.created_at, Hold.id)
             )
         ).all()
         ids = {h.facility_id for h in holds}
@@ -587,12 +604,19 @@ async def hold_demand(
         )
     at = {name: i for i, name in enumerate(DEMAND_FIGURES)}
     per_fac: dict[int, list[int]] = {}
+    episodes: set[str] = set()
     for h in holds:
         if h.facility_id not in facs:  # not a victims' place (R40)
             continue
         vec = per_fac.setdefault(h.facility_id, [0] * len(DEMAND_FIGURES))
         vec[at["requested"]] += 1
+        if h.episode_hash is None or h.episode_hash not in episodes:
+            vec[at["households"]] += 1
+            if h.episode_hash is not None:
+                episodes.add(h.episode_hash)
         vec[at.get(f"need:{h.need}", at["need:other"])] += 1
+        if f"by:{h.requester_kind}" in at:
+            vec[at[f"by:{h.requester_kind}"]] += 1
         state = "expired" if h.state == "held" and h.deadline <= (now or end) else h.state
         if state in at:
             vec[at[state]] += 1

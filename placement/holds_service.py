@@ -63,6 +63,12 @@ def requester_kind_of(actor: Actor) -> str:
     return kind if kind in rules.DURATIONS else "helpline"
 
 
+def episode_hash(operator_id: int, token: str) -> str:
+    """What is kept of a requester's episode token (searches and holds alike): a hash with its
+    operator, so two operators' tokens never meet and the token itself is never stored."""
+    return hashlib.sha256(f"{operator_id}:{token}".encode()).hexdigest()
+
+
 def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(msgspec.json.encode(payload, order="sorted")).hexdigest()
 
@@ -314,24 +320,25 @@ _REFUSED = (
 _INSERT_HOLD = (
     "INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
-    " request_hash, created_at, deadline, extensions)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11, $12, $13, $14, $15, 0)"
+    " request_hash, created_at, deadline, extensions, episode_hash)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11, $12, $13, $14, $15, 0, $16)"
     " RETURNING id"
 )
 
 
 # The hold, its audit row and its event, written by a PostgreSQL grant statement after its
-# gate ``g`` (nothing when the gate wrote nothing). Parameters: those of _INSERT_HOLD, then $16
-# the actor's role, $17 the detail. Parameters are cast because one parameter feeds columns of
-# different integer widths.
+# gate ``g`` (nothing when the gate wrote nothing). Parameters: $1-$15 those of _INSERT_HOLD,
+# then $16 the actor's role, $17 the detail; the episode hash is the statement's last parameter
+# (``{episode}``). Parameters are cast because one parameter feeds columns of different
+# integer widths.
 _PG_WRITES = (
     " h AS ("
     " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
-    " request_hash, created_at, deadline, extensions)"
+    " request_hash, created_at, deadline, extensions, episode_hash)"
     " SELECT $1::text, g.id, $3::bigint, $4::bigint, $5::int, $6::text, $7::int, 'held',"
     " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
-    " $15::timestamp, 0 FROM g RETURNING id),"
+    " $15::timestamp, 0, {episode}::text FROM g RETURNING id),"
     " a AS ("
     " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
     " object_type, object_id, facility_id, detail)"
@@ -353,12 +360,15 @@ _PG_GATE = (
 # PostgreSQL after a read of the place: the gate, the hold, its audit row and its event in ONE
 # statement (atomic by itself; data-modifying CTEs). When the gate writes nothing, nothing
 # else is written and no row comes back.
-_PG_GRANT = "WITH" + _PG_GATE.format(and_also="") + _PG_WRITES + " SELECT id FROM h"
+_PG_GRANT = (
+    "WITH" + _PG_GATE.format(and_also="") + _PG_WRITES.format(episode="$18") + " SELECT id FROM h"
+)
 
 _ADMITTING_SQL = ", ".join(f"'{s}'" for s in sorted(ADMITTING))
 # PostgreSQL, the one-round-trip hold (``_reserve_fast``): ``c`` re-checks, in the statement
 # that grants, everything the hold was decided from (parameters $18-$22: the pool's unit kind
-# and places per unit, the facility's rules as compact JSON, its kind, the pool reference);
+# and places per unit, the facility's rules as compact JSON, its kind, the pool reference; $23
+# the episode hash);
 # the gate writes only when ``c.ok``; the rest is ``_PG_GRANT``'s. One row always comes back
 # while the pool exists: ok, the free count the statement began with, the new hold's id (NULL:
 # nothing written), then what the view shows of the place.
@@ -380,7 +390,7 @@ _PG_FAST = (
     " FROM pools p JOIN facilities f ON f.id = p.facility_id"
     " WHERE p.id = $2::bigint AND p.ref = $22::text),"
     + _PG_GATE.format(and_also=" AND (SELECT ok FROM c)")
-    + _PG_WRITES
+    + _PG_WRITES.format(episode="$23")
     + " SELECT c.ok, c.free, (SELECT id FROM h), c.operator, c.label, c.operator_id, c.ref,"
     " c.alias, c.secret_address, c.municipality_nis, c.intake_phone, c.handover_protocol"
     " FROM c"
@@ -407,6 +417,7 @@ async def reserve(
     idempotency_key: str,
     actor: Actor,
     now: datetime,
+    episode_token: str | None = None,
     pause_between_check_and_write: Pause | None = None,
 ) -> Reserved:
     """Hold units of one pool for one household; replay an identical earlier request.
@@ -414,18 +425,22 @@ async def reserve(
     The place's read also tells whether this operator already used the Idempotency-Key (then
     the earlier hold is replayed, or a different body refused); a twin racing in between is
     caught by the unique constraint on (operator, key) — so a replay never takes a unit.
+    ``episode_token`` (the requester's, as on a search) is kept only as a hash with the
+    operator, so that the task force counts a household once however many holds it took.
     """
     assert actor.operator_id is not None
     household_json = msgspec.to_builtins(household)
-    digest = request_hash(
-        {
-            "poolRef": pool_ref,
-            "household": household_json,
-            "need": need,
-            "minutes": minutes,
-            "callback": callback,
-        }
-    )
+    body = {
+        "poolRef": pool_ref,
+        "household": household_json,
+        "need": need,
+        "minutes": minutes,
+        "callback": callback,
+    }
+    if episode_token is not None:  # absent: the same digest as before the field existed
+        body["episodeToken"] = episode_token
+    digest = request_hash(body)
+    episode = None if episode_token is None else episode_hash(actor.operator_id, episode_token)
     kind = requester_kind_of(actor)
     hints = None if db.sqlite or pause_between_check_and_write else _hints(db)
     for _attempt in range(3):  # a new reference code on the (rare) collision
@@ -442,6 +457,7 @@ async def reserve(
             kind=kind,
             actor=actor,
             now=now,
+            episode_hash=episode,
         )
         try:
             place = None if hints is None else hints.get(pool_ref)
@@ -597,6 +613,7 @@ class _Ask:
     kind: str
     actor: Actor
     now: datetime
+    episode_hash: str | None = None
 
     def hold_values(
         self, tx: RawTx, place: _Place, units: int, deadline: datetime
@@ -716,6 +733,7 @@ async def _reserve_fast(db: Database, ask: _Ask, place: _Place) -> HoldView | No
             place.policy_text,
             place.kind,
             ask.pool_ref,
+            ask.episode_hash,
         )
         if row is None or not row[0]:
             return None
@@ -769,7 +787,7 @@ async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldVie
         detail = ask.detail(place, units, deadline)
         if tx.sqlite:
             if await tx.run(_GATE, place.pool_id, units):
-                row = await tx.one(_INSERT_HOLD, *hold_values)
+                row = await tx.one(_INSERT_HOLD, *hold_values, ask.episode_hash)
                 assert row is not None
                 hold_id = int(row[0])
                 await audit.record_raw(
@@ -793,7 +811,9 @@ async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldVie
                     state="held",
                 )
         else:
-            row = await tx.one(_PG_GRANT, *hold_values, ask.actor.role, tx.json(detail))
+            row = await tx.one(
+                _PG_GRANT, *hold_values, ask.actor.role, tx.json(detail), ask.episode_hash
+            )
             hold_id = None if row is None else int(row[0])
         if hold_id is None:
             refused = await tx.one(

@@ -398,6 +398,7 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                     idempotency_key=hold_key(w.ref),
                     actor=actor,
                     now=now,
+                    episode_token=request.episode_token,  # one household, counted once
                 )
                 hold = reserved.view
             except (NoLongerFree, NotAdmitting, NotEligible):

@@ -102,6 +102,7 @@ class HoldController(Controller):
                 idempotency_key=idempotency_key,
                 actor=actor,
                 now=now,
+                episode_token=data.episode_token,
             )
         except (NoLongerFree, NotAdmitting, NotEligible) as exc:
             HOLD_ATTEMPTS.labels(_OUTCOME[type(exc)]).inc()

@@ -42,6 +42,21 @@ class HoldCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, renam
     need: NeedCategory
     minutes: Minutes | None = None
     callback: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    episode_token: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=64,
+                description=(
+                    "The same opaque token as on the household's searches (optional): the "
+                    "task force then counts this household once however many holds it takes "
+                    "(R33). Kept only as a hash with your operator; never a name."
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
 
 class HoldExtend(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):

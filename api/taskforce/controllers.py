@@ -705,8 +705,11 @@ def briefing_rows(b: Briefing) -> list[dict[str, Any]]:
             add("demand", d.area, "", "holds_requested", None, True)
             continue
         add("demand", d.area, "", "holds_requested", d.requested, False)
+        add("demand", d.area, "", "households_holding", d.households, False)
         for need, n in (d.by_need or {}).items():
             add("demand", d.area, f"need:{need}", "holds_requested", n, False)
+        for kind, n in (d.by_requester or {}).items():
+            add("demand", d.area, f"requester:{kind}", "holds_requested", n, False)
         for state, n in (d.outcomes or {}).items():
             add("demand", d.area, f"now:{state}", "holds_requested", n, False)
     for u in b.unmet_by_need:

@@ -13,6 +13,7 @@ from capacity.saturation import COUNTRY, FIGURES, KINDS, SEGMENTS, coverage_of, 
 from capacity.taskforce_service import (
     NEEDS,
     OUTCOMES,
+    REQUESTERS,
     UNKNOWN_AREA,
     CellView,
     DemandCell,
@@ -246,7 +247,11 @@ class DemandRead(Out, kw_only=True):
     suppressed: bool
     facilities: int | None = None  # facilities that received holds
     requested: int | None = None
+    # R33: households, not holds: holds with the same episodeToken count once (a hold without
+    # one counts as a household), in the area of the household's first hold in the window
+    households: int | None = None
     by_need: dict[str, int] | None = None
+    by_requester: dict[str, int] | None = None  # police, helpline, cpas...: not merged (R33)
     outcomes: dict[str, int] | None = None  # what became of them, by state now
 
 
@@ -283,6 +288,8 @@ def demand_read(c: DemandCell) -> DemandRead:
         suppressed=False,
         facilities=c.facilities,
         requested=f["requested"],
+        households=f["households"],
         by_need={n: f[f"need:{n}"] for n in NEEDS},
+        by_requester={r: f[f"by:{r}"] for r in REQUESTERS},
         outcomes={o: f[o] for o in OUTCOMES},
     )

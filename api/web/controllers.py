@@ -55,6 +55,7 @@ LANGUAGE_CHOICES = ("fr", "nl", "de", "en", "ar", "tr", "es", "ru", "uk", "ro")
 # the first ones shown, the others under "More adults" / "More children".
 ADULT_SLOTS, CHILD_SLOTS, AVOID_SLOTS = MAX_ADULTS, MAX_CHILDREN, 3
 ADULT_ROWS_SHOWN, CHILD_ROWS_SHOWN = 3, 6
+EPISODE_PATTERN = r"[A-Za-z0-9_-]{8,64}"  # the console's own episode tokens
 AGE_MSG = "A child's age is a whole number from %(lo)s to %(hi)s."
 KM_MSG = "The distance is a whole number from %(lo)s to %(hi)s km."
 #: The console keeps places at least this far from every area to avoid unless the operator
@@ -431,7 +432,7 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
         "limit": 10,
     }
     episode = (form.get("episode") or "").strip()
-    if re.fullmatch(r"[A-Za-z0-9_-]{8,64}", episode):
+    if re.fullmatch(EPISODE_PATTERN, episode):
         # One household on the line, however often it is searched again (R33): the task
         # force counts it once in unmet demand. "New household" starts a new token.
         body["episodeToken"] = episode
@@ -803,6 +804,8 @@ class WebController(Controller):
             key = form.get("idem") or ""
             if not re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", key):
                 raise FormError("Please check the form.")
+            episode = (form.get("episode") or "").strip()
+            episode = episode if re.fullmatch(EPISODE_PATTERN, episode) else None
             result = await holds_service.reserve(
                 state.db,
                 pool_ref=form.get("pool_ref") or "",
@@ -813,6 +816,7 @@ class WebController(Controller):
                 idempotency_key=f"web-{key}",
                 actor=actor,
                 now=now,
+                episode_token=episode,
             )
         except (msgspec.ValidationError, msgspec.DecodeError):
             return await self._console(

@@ -704,3 +704,70 @@ async def test_unmet_breakdowns_hide_the_same_totals(world: World, seed: int) ->
             first = hidden["reason"]
             for by, h in hidden.items():
                 assert h == first, (level, segment, by)
+
+
+async def test_hold_demand_counts_households_not_holds_and_who_asked(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """R33: a household moved from one refuge to another (a hold released, another taken)
+    under the same episodeToken is one household in the task force's hold demand; the same
+    token from another operator is another household; a hold without a token counts as one.
+    Police and helplines are not merged. The token is never stored, and its hash goes with the
+    retention purge."""
+    from capacity import retention
+
+    s = await seed(world)
+    await world.operator("Zone", "police")
+    line, zone = bearer(s["line"]), bearer(await world.token("Zone", "police"))
+    liege = [f.pools[0].ref for f in s["facs"][:3]]
+    household = {"adults": [{"gender": "female"}], "residenceStatus": "documented"}
+
+    async def hold(h: dict[str, str], key: str, pool: str, token: str | None) -> Any:
+        body: dict[str, Any] = {"poolRef": pool, "household": household, "need": "ipv"}
+        if token is not None:
+            body["episodeToken"] = token
+        return await client.post("/holds", headers={**h, "Idempotency-Key": key}, json=body)
+
+    first = await hold(line, "move-0001", liege[0], "family-A")
+    assert first.status_code == 201, first.text
+    assert (await client.post(f"/holds/{first.json()['ref']}/release", headers=line)).is_success
+    assert (await hold(line, "move-0002", liege[1], "family-A")).status_code == 201
+    assert (await hold(line, "other-0001", liege[2], None)).status_code == 201
+    assert (await hold(zone, "zone-0001", liege[2], "family-A")).status_code == 201
+    # a replay is the same hold; the same key with another episode is another request
+    assert (await hold(line, "move-0002", liege[1], "family-A")).status_code == 200
+    assert (await hold(line, "move-0002", liege[1], "family-B")).status_code == 422
+    world.clock.advance(minutes=1)
+
+    r = await client.get(
+        "/taskforce/exports/briefing?level=arrondissement", headers=bearer(s["tf"])
+    )
+    assert r.status_code == 200, r.text
+    d = {x["area"]["nis"]: x for x in r.json()["demand"]}["62000"]
+    assert (d["requested"], d["households"]) == (4, 3)
+    assert d["byRequester"]["helpline"] == 3 and d["byRequester"]["police"] == 1
+    assert sum(d["byRequester"].values()) == d["requested"]
+    country = await client.get("/taskforce/exports/briefing?level=country", headers=bearer(s["tf"]))
+    (all_be,) = country.json()["demand"]
+    assert (all_be["requested"], all_be["households"]) == (4, 3)
+    csv_rows = await client.get(
+        "/taskforce/exports/briefing?level=country&format=csv", headers=bearer(s["tf"])
+    )
+    table = list(csv.DictReader(io.StringIO(csv_rows.text)))
+    assert {(r["measure"], r["breakdown"], r["value"]) for r in table} >= {
+        ("households_holding", "", "3"),
+        ("holds_requested", "requester:police", "1"),
+    }
+
+    async with world.db.read() as sess:
+        stored = (await sess.execute(select(Hold.episode_hash, Hold.idempotency_key))).all()
+    hashes = [h for h, _k in stored if h is not None]
+    assert len(hashes) == 3 and len(set(hashes)) == 2  # one per operator and token
+    assert all(len(h) == 64 and "family" not in h for h in hashes)
+    # once the holds ended long enough ago, the hash goes with the rest of the case's traces
+    async with world.db.write() as sess:
+        await sess.execute(update(Hold).values(state="released", closed_at=world.clock.now()))
+    world.clock.advance(days=settings.retention_days + 1)
+    await retention.purge(world.db, now=world.clock.now(), days=settings.retention_days)
+    async with world.db.read() as sess:
+        assert (await sess.scalars(select(Hold.episode_hash))).all() == [None] * 4
