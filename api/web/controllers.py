@@ -794,7 +794,6 @@ class WebController(Controller):
             return stop
         assert actor is not None
         form = await request.form()
-        _ = i18n.translator(_lang(request))
         state = request.app.state
         now = state.clock.now()
         try:
@@ -818,19 +817,22 @@ class WebController(Controller):
                 now=now,
                 episode_token=episode,
             )
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return await self._console(
-                request, ws, values={}, status=422, error=_("Please check the form.")
-            )
-        except FormError as exc:
-            return await self._console(
-                request, ws, values={}, status=422, error=_form_error(_, exc)
-            )
-        except AbriError as exc:
-            return await self._console(
-                request, ws, values={}, status=exc.status, error=_error_text(_, exc)
-            )
+        except (msgspec.ValidationError, msgspec.DecodeError, FormError, AbriError) as exc:
+            return await self._console_failure(request, ws, exc)
         return _redirect(request, ws, f"/web/console/holds/{quote(result.view.ref)}")
+
+    async def _console_failure(
+        self, request: Request[Any, Any, Any], ws: sess.WebSession, exc: Exception
+    ) -> Response[Any]:
+        """The console again, saying why a posted hold or wait was refused (nothing written)."""
+        _ = i18n.translator(_lang(request))
+        if isinstance(exc, FormError):
+            status, error = 422, _form_error(_, exc)
+        elif isinstance(exc, AbriError):
+            status, error = exc.status, _error_text(_, exc)
+        else:  # the hidden household or search did not decode
+            status, error = 422, _("Please check the form.")
+        return await self._console(request, ws, values={}, status=status, error=error)
 
     @get("/console/holds/{ref:str}")
     async def hold_page(self, ref: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
@@ -903,7 +905,6 @@ class WebController(Controller):
             return stop
         assert actor is not None
         form = await request.form()
-        _ = i18n.translator(_lang(request))
         state = request.app.state
         try:
             search = msgspec.json.decode(form.get("search") or "", type=SearchRequest)
@@ -924,18 +925,8 @@ class WebController(Controller):
                 actor=actor,
                 now=state.clock.now(),
             )
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return await self._console(
-                request, ws, values={}, status=422, error=_("Please check the form.")
-            )
-        except FormError as exc:
-            return await self._console(
-                request, ws, values={}, status=422, error=_form_error(_, exc)
-            )
-        except AbriError as exc:
-            return await self._console(
-                request, ws, values={}, status=exc.status, error=_error_text(_, exc)
-            )
+        except (msgspec.ValidationError, msgspec.DecodeError, FormError, AbriError) as exc:
+            return await self._console_failure(request, ws, exc)
         return _redirect(request, ws, "/web/console#standing")
 
     @post("/console/standing/{ref:str}/cancel")

@@ -161,25 +161,26 @@ async def _measure(
         st, _ = await conn.request("GET", "/health/live")
         rec.add("live", t0, time.perf_counter(), st)
 
-    async def search(conn: h.Conn, _w: int, rec: h.Recorder) -> None:
-        body = bodies[counter[0] % len(bodies)]
-        counter[0] += 1
-        t0 = time.perf_counter()
-        st, _ = await conn.request("POST", "/placements/search", body)
-        rec.add("search", t0, time.perf_counter(), st)
+    def poster(path: str, op: str) -> Any:
+        """A step posting the next of ``bodies`` to ``path``, recorded as ``op``."""
 
-    async def search_floor(conn: h.Conn, _w: int, rec: h.Recorder) -> None:
-        body = bodies[counter[0] % len(bodies)]
-        counter[0] += 1
-        t0 = time.perf_counter()
-        st, _ = await conn.request("POST", "/bench/search-floor", body)
-        rec.add("floor", t0, time.perf_counter(), st)
+        async def step(conn: h.Conn, _w: int, rec: h.Recorder) -> None:
+            body = bodies[counter[0] % len(bodies)]
+            counter[0] += 1
+            t0 = time.perf_counter()
+            st, _ = await conn.request("POST", path, body)
+            rec.add(op, t0, time.perf_counter(), st)
+
+        return step
 
     warm = min(3.0, duration / 3)
     out: dict[str, Any] = {"concurrency": concurrency}
-    steps: list[tuple[str, Any]] = [("live", live), ("search", search)]
+    steps: list[tuple[str, Any]] = [
+        ("live", live),
+        ("search", poster("/placements/search", "search")),
+    ]
     if floor:
-        steps.append(("floor", search_floor))
+        steps.append(("floor", poster("/bench/search-floor", "floor")))
     for op, step in steps:
         cpu0 = srv.cpu_seconds()
         rec = await h.closed_loop(
