@@ -7,9 +7,10 @@ statistics:
   ago — lose their household composition, callback contact and free-text close reason, and
   what could tie them back to the requester's own case: the ``Idempotency-Key`` (requesters'
   systems may send their case number; it becomes ``#purged:<ref>``), the request hash (a hash of
-  the household and callback), the episode hash and the token used; their state, units,
-  need, requester kind, dates and task-force segments (undocumented / with children / no
-  income, no identity) stay, so counts and trends survive;
+  the household and callback) and the token used; the episode hash (of the requester's
+  ``episodeToken``) becomes a random mark shared by that episode's holds, so the household is
+  still counted once; their state, units, need, requester kind, dates and task-force segments
+  (undocumented / with children / no income, no identity) stay, so counts and trends survive;
 * standing requests that closed lose their callback, key and request hash (their search data
   went when they closed);
 * audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
@@ -26,10 +27,11 @@ with ``null()``; a Python ``None`` would store a JSON ``null`` that ``IS NOT NUL
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, literal, null, or_, update
+from sqlalchemy import and_, bindparam, delete, literal, null, or_, select, update
 
 from capacity.db import Database
 from capacity.models import (
@@ -43,6 +45,7 @@ from capacity.models import (
 )
 
 ENDED = ("released", "declined", "expired", "no_show", "departed")
+PURGED_EPISODE = "#"  # the mark that replaces a purged episode hash starts with it
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,30 @@ class Purged:
 
 async def purge(db: Database, *, now: datetime, days: int) -> Purged:
     cutoff = now - timedelta(days=days)
+    ended_long_ago = or_(
+        and_(Hold.state.in_(ENDED), Hold.closed_at <= cutoff),
+        and_(Hold.state == "departed", Hold.departed_at <= cutoff),
+        and_(Hold.state == "arrived", Hold.arrived_at <= cutoff),
+    )
     async with db.write() as s:
+        # A hold's episode hash (of the requester's token) becomes a random mark shared by all
+        # the holds of that episode: the task force still counts the household once, but
+        # nothing ties the holds to the requester's token any longer.
+        due = (
+            await s.scalars(
+                select(Hold.episode_hash)
+                .where(ended_long_ago, Hold.episode_hash.not_like(f"{PURGED_EPISODE}%"))
+                .distinct()
+            )
+        ).all()
+        if due:
+            table = Hold.__table__  # Core: one UPDATE run for each episode
+            await s.execute(
+                update(table)
+                .where(table.c.episode_hash == bindparam("old"))
+                .values(episode_hash=bindparam("new")),
+                [{"old": e, "new": PURGED_EPISODE + secrets.token_hex(12)} for e in due],
+            )
         holds = await s.execute(
             update(Hold)
             .where(
@@ -66,13 +92,8 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                     Hold.household.is_not(None),
                     Hold.callback.is_not(None),
                     Hold.request_hash != "",
-                    Hold.episode_hash.is_not(None),
                 ),
-                or_(
-                    and_(Hold.state.in_(ENDED), Hold.closed_at <= cutoff),
-                    and_(Hold.state == "departed", Hold.departed_at <= cutoff),
-                    and_(Hold.state == "arrived", Hold.arrived_at <= cutoff),
-                ),
+                ended_long_ago,
             )
             .values(
                 household=null(),
@@ -83,7 +104,6 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                 idempotency_key=literal("#purged:") + Hold.ref,
                 request_hash="",
                 requester_token_id=None,
-                episode_hash=None,
             )
             .execution_options(synchronize_session=False)
         )

@@ -530,7 +530,9 @@ async def unmet_breakdowns(
 # --------------------------------------------------------------------------- hold demand
 
 NEEDS: tuple[str, ...] = get_args(NeedCategory)
-REQUESTERS: tuple[str, ...] = get_args(RequesterKind)
+#: every kind a hold's requester can have: those of the access rules, and administrators
+#: (who may use the console)
+REQUESTERS: tuple[str, ...] = (*get_args(RequesterKind), "admin")
 #: what became of the holds requested in a window (their state now)
 OUTCOMES: tuple[str, ...] = HOLD_STATES
 DEMAND_FIGURES: tuple[str, ...] = (

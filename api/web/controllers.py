@@ -316,6 +316,24 @@ async def _guard(
     return ws, ws.actor, None
 
 
+async def _new_household(request: Request[Any, Any, Any], actor: Actor | None) -> dict[str, Any]:
+    """The console form for a new household: keep 5 km from the areas to avoid (R17), a new
+    episode token (R33), a police zone's home area as the preferred one; no gender chosen for
+    the first adult (never assume a woman, R12)."""
+    values: dict[str, Any] = {
+        "avoid_km": str(DEFAULT_AVOID_KM),
+        "episode": secrets.token_urlsafe(12),
+    }
+    home = (
+        None
+        if actor is None
+        else await registry.operator_home(request.app.state.db, actor.operator_id)
+    )
+    if home is not None:  # a police zone: where its officers are, to change if need be
+        values["preferred"] = _muni_label(home, _lang(request))
+    return values
+
+
 def _home_for(role: str | None) -> str:
     if role == "link":  # a one-time link session (api/web/links.py)
         return "/web/link"
@@ -652,14 +670,7 @@ class WebController(Controller):
         if stop:
             return stop
         assert actor is not None
-        values = {  # no gender chosen for the first adult: never assume a woman (R12)
-            "avoid_km": str(DEFAULT_AVOID_KM),
-            "episode": secrets.token_urlsafe(12),
-        }
-        home = await registry.operator_home(request.app.state.db, actor.operator_id)
-        if home is not None:  # a police zone: where its officers are, to change if need be
-            values["preferred"] = _muni_label(home, _lang(request))
-        return await self._console(request, ws, values=values)
+        return await self._console(request, ws, values=await _new_household(request, actor))
 
     async def _console(
         self,
@@ -675,25 +686,39 @@ class WebController(Controller):
         state = request.app.state
         now = state.clock.now()
         # Held places, and those that ended without arriving in the last 12 hours (declined,
-        # expired, no-show): an operator must not find out only by calling the shelter.
-        mine = await holds_service.list_holds(
+        # expired, no-show): an operator must not find out only by calling the shelter. Every
+        # place still held is listed, however many ended since (the operator's call-takers
+        # share this list).
+        recent = now - timedelta(hours=RECENTLY_ENDED_HOURS)
+        held, ended = [], []
+        for v in await holds_service.list_holds(
+            state.db, actor=ws.actor, side="requester", states=["held"], limit=500
+        ):
+            (held if v.effective_state(now) == "held" else ended).append(v)
+        ended += await holds_service.list_holds(
             state.db,
             actor=ws.actor,
             side="requester",
-            states=["held", "declined", "expired", "no_show"],
-            limit=100,
+            states=["declined", "expired", "no_show"],
+            limit=50,
         )
-        recent = now - timedelta(hours=RECENTLY_ENDED_HOURS)
-        held = [v for v in mine if v.effective_state(now) == "held"]
-        ended = [v for v in mine if v not in held and (v.closed_at or v.deadline) >= recent]
-        # Standing requests (R24: the web console can wait in line too): those still waiting,
-        # and those that got a place, expired or were cancelled in the last 12 hours.
-        standing = [
-            standing_read(v, now)
-            for v in await standing_service.list_mine(state.db, actor=ws.actor, limit=50)
-            if v.effective_state(now) == "waiting"
-            or min(now, v.closed_at or v.notified_at or v.deadline) >= recent
+        ended = [v for v in ended if (v.closed_at or v.deadline) >= recent]
+        ended.sort(key=lambda v: v.closed_at or v.deadline, reverse=True)
+        # Standing requests (R24: the web console can wait in line too): every one still
+        # waiting, then those that got a place, expired or were cancelled in the last 12 hours.
+        waiting, closed = [], []
+        for v in await standing_service.list_mine(
+            state.db, actor=ws.actor, states=["waiting"], limit=500
+        ):
+            (waiting if v.effective_state(now) == "waiting" else closed).append(v)
+        closed += await standing_service.list_mine(
+            state.db, actor=ws.actor, states=["offered", "expired", "cancelled"], limit=20
+        )
+        closed = [
+            v for v in closed if min(now, v.closed_at or v.notified_at or v.deadline) >= recent
         ]
+        closed.sort(key=lambda v: v.closed_at or v.notified_at or v.deadline, reverse=True)
+        standing = [standing_read(v, now) for v in [*waiting, *closed[:10]]]
         return _render(
             request,
             ws,
@@ -711,8 +736,8 @@ class WebController(Controller):
             municipalities=_datalist(lang),
             my_holds=[hold_read(v, now) for v in held],
             ended_holds=[hold_read(v, now) for v in ended[:10]],
-            standing=standing[:10],
-            standing_waiting=any(x.state == "waiting" for x in standing),
+            standing=standing,
+            standing_waiting=bool(waiting),
             standing_hours=STANDING_HOURS,
             default_standing_hours=DEFAULT_STANDING_HOURS,
             **{"result": None, "error": None, **extra},
@@ -832,7 +857,8 @@ class WebController(Controller):
             status, error = exc.status, _error_text(_, exc)
         else:  # the hidden household or search did not decode
             status, error = 422, _("Please check the form.")
-        return await self._console(request, ws, values={}, status=status, error=error)
+        values = await _new_household(request, ws.actor)
+        return await self._console(request, ws, values=values, status=status, error=error)
 
     @get("/console/holds/{ref:str}")
     async def hold_page(self, ref: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
@@ -943,11 +969,10 @@ class WebController(Controller):
             await standing_service.cancel(state.db, ref, actor=actor, now=state.clock.now())
         except IllegalTransition as exc:  # offered or expired meanwhile: the list says which
             error = _("This request has already been answered: see below.")
-            return await self._console(request, ws, values={}, status=exc.status, error=error)
+            values = await _new_household(request, actor)
+            return await self._console(request, ws, values=values, status=exc.status, error=error)
         except AbriError as exc:
-            return await self._console(
-                request, ws, values={}, status=exc.status, error=_error_text(_, exc)
-            )
+            return await self._console_failure(request, ws, exc)
         return _redirect(request, ws, "/web/console#standing")
 
     # ----------------------------------------------------------------- staff page

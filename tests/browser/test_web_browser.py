@@ -356,13 +356,20 @@ def test_operator_waits_in_line_and_sees_the_place_held(
         waiting = op.locator("#standing li[data-state='waiting']")
         assert waiting.count() == 1 and "Waiting for a place" in waiting.inner_text()
         _shot(op, "console-waiting-360")
+        # the operator takes the next call: a search, whose results page was drawn for a POST
+        op.get_by_label("Adult 1", exact=True).select_option("male")
+        op.get_by_role("button", name="Search").click()
+        op.wait_for_load_state()
+        assert op.url.endswith("/web/console/search")
+        assert op.locator("#standing li[data-state='waiting']").count() == 1
 
         r = httpx.post(f"{base}/holds/{taken.pop(0)}/release", headers=helpline)
         assert r.status_code == 200, r.text
-        # the open console notices by itself (it looks every 15 s)
+        # the open page notices by itself (it looks every 15 s) and says so to screen readers
         offered = op.locator("#standing li[data-state='offered']")
         offered.wait_for(timeout=30000)
         assert "A place is held for you" in offered.inner_text()
+        assert "A place is held for you" in op.locator("#standing-news").inner_text()
         assert "Refuge Iris" in offered.inner_text()
         _shot(op, "console-offered-360")
         offered.locator("a.offered-hold").click()

@@ -856,6 +856,13 @@ async def test_the_console_waits_in_line_and_shows_the_place_held_for_it(
     r = await client.post(f"/web/console/standing/{req['ref']}/cancel", data=cancel)
     assert r.status_code == 409 and "This request has already been answered" in r.text
     assert f'id="standing-{req["ref"]}" data-state="offered"' in r.text
+    # the form under the message is a new household's, with the console's defaults
+    assert (
+        f'name="avoid_km" type="number" min="0" max="50" inputmode="numeric" value="{DEFAULT_AVOID_KM}"'
+        in r.text
+    )
+    episode = re.search(r'<input type="hidden" name="episode" value="([^"]*)">', r.text)
+    assert episode and len(episode.group(1)) >= 8
     # a waiting one can
     r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
     wait = {**_form_fields(r.text, "/web/console/standing"), "hours": "2"}
@@ -884,3 +891,29 @@ async def test_the_standing_form_refuses_a_bad_wait(client: AsyncClient, world: 
         assert r.status_code == 422, bad
     mine = await client.get("/standing-requests/", headers=bearer(str(w["police"])))
     assert mine.json() == []
+
+
+async def test_a_waiting_request_stays_listed_however_many_ended_since(
+    client: AsyncClient, world: World
+) -> None:
+    """The console lists every standing request still waiting: an operator's call-takers share
+    the list, and ten requests answered or cancelled since must not push one that still waits
+    off the page (it could then be neither seen nor stopped)."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    big = {**FAMILY_FORM, **{f"child{i}_age": "5" for i in range(6)}}  # fits nowhere
+    r = await post_form(client, "/web/console", "/web/console/search", big)
+    fields = _form_fields(r.text, "/web/console/standing")
+    first = await client.post("/web/console/standing", data={**fields, "hours": "72"})
+    assert first.status_code == 303
+    police = bearer(str(w["police"]))
+    (oldest,) = (await client.get("/standing-requests/", headers=police)).json()
+    for i in range(11):
+        again = {**fields, "idem": f"another-wait-{i:02d}", "hours": "2"}
+        assert (await client.post("/web/console/standing", data=again)).status_code == 303
+    for later in (await client.get("/standing-requests/", headers=police)).json():
+        if later["ref"] != oldest["ref"]:
+            await client.post(f"/standing-requests/{later['ref']}/cancel", headers=police)
+    console = (await client.get("/web/console")).text
+    assert f'id="standing-{oldest["ref"]}" data-state="waiting"' in console
+    assert console.count('data-state="cancelled"') == 10  # the closed ones: the latest ten

@@ -18,9 +18,10 @@
     if (!isNaN(deadline)) tick();
   }
 
-  /* This page as the server would draw it now (cookie session), parsed; null on failure. */
-  function fetchPage() {
-    return fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+  /* This page (or `path`) as the server would draw it now (cookie session), parsed; null on
+     failure. */
+  function fetchPage(path) {
+    return fetch(path || window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) { return html ? new DOMParser().parseFromString(html, "text/html") : null; });
   }
@@ -77,17 +78,37 @@
   }
 
   /* The console while a standing request waits: a place may free up at any moment and be held
-     for the operator; look every 15 s and redraw the list (the hold's code appears in it). */
+     for the operator; look every 15 s (at the console itself: a results page was drawn for a
+     POST) and redraw the list, the hold's code in it. Only a change of state is announced to
+     screen readers (#standing-news), not the whole list every time. */
   function watchStanding() {
     var el = document.getElementById("standing");
+    var news = document.getElementById("standing-news");
     if (!el || el.getAttribute("data-waiting") !== "1" || !window.fetch) return;
+    function states(section) {
+      var out = {};
+      section.querySelectorAll("li[data-state]").forEach(function (li) {
+        out[li.id] = li.getAttribute("data-state");
+      });
+      return out;
+    }
     var timer = setInterval(function () {
-      fetchPage()
+      fetchPage("/web/console")
         .then(function (doc) {
-          var fresh = doc && doc.getElementById("standing");
+          if (!doc) return;
+          var fresh = doc.getElementById("standing");
           var current = document.getElementById("standing");
-          if (!fresh || !current || current.contains(document.activeElement)) return;
+          if (!current) { clearInterval(timer); return; }
+          if (!fresh) { current.removeAttribute("data-waiting"); clearInterval(timer); return; }
+          if (current.contains(document.activeElement)) return;
+          var before = states(current), changed = [];
           current.innerHTML = fresh.innerHTML;
+          current.querySelectorAll("li[data-state]").forEach(function (li) {
+            if (before[li.id] !== li.getAttribute("data-state")) changed.push(li.textContent);
+          });
+          if (news && changed.length) {
+            news.textContent = changed.join(" — ").replace(/\s+/g, " ").trim();
+          }
           if (fresh.getAttribute("data-waiting") !== "1") {
             current.removeAttribute("data-waiting");
             clearInterval(timer);
