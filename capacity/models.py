@@ -425,6 +425,9 @@ class Feed(Base):
     credentials_ciphertext: Mapped[str | None] = mapped_column(Text)
     etag: Mapped[str | None] = mapped_column(String(200))
     last_modified: Mapped[str | None] = mapped_column(String(100))
+    # Whether the last document applied gave its figures' own times (``generatedAt``...): a
+    # ``304 Not Modified`` then means those figures are still as old as they said, not fresh.
+    document_timed: Mapped[bool | None] = mapped_column(Boolean)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

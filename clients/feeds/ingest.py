@@ -28,7 +28,7 @@ from capacity import availability
 from capacity.audit import Actor
 from capacity.availability import last_update
 from capacity.db import Database
-from capacity.models import Facility, Feed, Pool
+from capacity.models import AvailabilityReport, Facility, Feed, Pool
 from clients.feeds.base import FeedRejected, Reading
 
 
@@ -80,6 +80,7 @@ async def ingest(
                 raise FeedRejected(f"{r.feed_id!r} maps to a pool that is not the operator's")
         updated = confirmed = older = 0
         actor = actor_of(feed)
+        feed.document_timed = any(r.reported_at is not None for r in readings)
         for r in readings:
             m = by_feed_id[r.feed_id]
             pool = pools[int(m["poolId"])]
@@ -133,13 +134,30 @@ async def ingest(
 
 
 async def confirm_unchanged(db: Database, feed_id: int, *, now: datetime) -> int:
-    """``304 Not Modified``: the last good document is still accurate; refresh the data age of
-    the mapped pools (one ``confirm`` history row each). Returns the pools confirmed."""
+    """``304 Not Modified``: the last document applied is still the feed's document. It
+    confirms what a ``200`` of the same document would: a document that gave its figures'
+    own times (``generatedAt``...) is still as old as it said, so nothing is refreshed (else a
+    sheet nobody updates for days would look confirmed minutes ago); one without times is
+    taken as of the fetch, as on a ``200``. Only pools whose latest figures came from this
+    feed are confirmed: a staff update made since is not the feed's to vouch for. Returns the
+    pools confirmed (one ``confirm`` history row each)."""
     async with db.write() as s:
         feed = await s.get(Feed, feed_id)
-        if feed is None:
+        if feed is None or feed.document_timed is not False:  # timed, or never applied
             return 0
         pools = await _mapped_pools(s, feed, lock=True)
+        source = source_of(feed)
+        ours = {}
+        for pid, pool in pools.items():
+            latest = await s.scalar(  # the pool's latest figures: whose? (indexed look-up)
+                select(AvailabilityReport.source)
+                .where(AvailabilityReport.pool_id == pid)
+                .order_by(AvailabilityReport.at.desc(), AvailabilityReport.id.desc())
+                .limit(1)
+            )
+            if latest == source:
+                ours[pid] = pool
+        pools = ours
         for pool in pools.values():
             await s.execute(
                 update(Pool)

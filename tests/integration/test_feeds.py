@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -474,6 +475,57 @@ async def test_not_modified_confirms_and_sends_conditional_headers(
         assert after[pid].confirmed_at == world.clock.now()  # ...but the data age is fresh
     row = await feed_row(world, created["id"])
     assert row.last_contact_at == world.clock.now() == row.last_success_at
+
+
+async def test_not_modified_never_makes_old_figures_look_fresh(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """R04/R05: a CPAS sheet nobody has touched for three days, served with an ETag: the 304s
+    that follow do not turn its three-day-old figures into 'confirmed a minute ago' (a 200 of
+    the same document would not either). And a document without times confirms only the pools
+    whose latest figures are the feed's: a staff update made since is not the feed's to vouch
+    for."""
+    from capacity import availability
+    from capacity.audit import Actor
+    from capacity.commands import AvailabilityUpdate
+
+    created = await make_feed(client, setup, feed_server.url)
+    world.clock.advance(days=4)  # the places exist since before the sheet was last written
+    old = (world.clock.now() - timedelta(days=3)).isoformat().replace("+00:00", "Z")
+    body = inventory((10, 6), (4, 3), generatedAt=old)
+    feed_server.serve(Reply(body=body, etag='"three-days"'))
+    assert (await poll(world, created["id"])).outcome == "ok"
+    before = {pid: availability.last_update(p) for pid, p in (await pools(world)).items()}
+    world.clock.advance(minutes=5)
+    report = await poll(world, created["id"])
+    assert report.outcome == "not_modified" and report.confirmed == 0, report
+    for pid in setup.pools.values():
+        assert availability.last_update((await pools(world))[pid]) == before[pid]
+        assert before[pid] is not None and before[pid] < world.clock.now() - timedelta(days=2)
+
+    # a document without times, then a staff update of one pool, then a 304
+    feed_server.serve(Reply(body=inventory((10, 5), (4, 3)), etag='"untimed"'))
+    world.clock.advance(minutes=5)
+    assert (await poll(world, created["id"])).outcome == "ok"
+    staff_pool = setup.pools["Doubles"]
+    row = (await pools(world))[staff_pool]
+    world.clock.advance(minutes=1)
+    await availability.update_availability(
+        world.db,
+        staff_pool,
+        AvailabilityUpdate(units_total=10, units_occupied=7),
+        if_match=row.version,
+        actor=Actor(operator_id=None, role="admin"),
+        now=world.clock.now(),
+        operator_scope=None,
+    )
+    staff_time = world.clock.now()
+    world.clock.advance(minutes=5)
+    report = await poll(world, created["id"])
+    assert report.outcome == "not_modified" and report.confirmed == 1, report
+    after = await pools(world)
+    assert availability.last_update(after[staff_pool]) == staff_time  # the staff's, untouched
+    assert after[setup.pools["Family"]].confirmed_at == world.clock.now()
 
 
 async def test_retries_backoff_jitter_and_circuit_breaker(

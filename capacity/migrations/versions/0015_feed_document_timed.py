@@ -1,0 +1,27 @@
+"""feeds: whether the last document applied carried its own times (a 304 then brings nothing new)
+
+Revision ID: 0015
+Revises: 0014
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0015"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("feeds") as batch:
+        batch.add_column(sa.Column("document_timed", sa.Boolean()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("feeds") as batch:
+        batch.drop_column("document_timed")
