@@ -120,8 +120,16 @@ def extended_deadline(
     step = minutes if minutes is not None else min(rule.default_minutes, cap)
     if step > cap:
         raise InvalidInput(f"An extension may add at most {cap} minutes.", field="minutes")
-    new = max(current_deadline, now) + timedelta(minutes=step)
-    return min(new, now + timedelta(minutes=cap))
+    new = min(max(current_deadline, now) + timedelta(minutes=step), now + timedelta(minutes=cap))
+    if new <= current_deadline:
+        # Already held as long as it may be from now: an "extension" would add nothing (or,
+        # after the place lowered its maximum, shorten it) and still use one up. Refused,
+        # uncounted; it can be extended later, once the deadline is nearer.
+        raise ExtensionRefused(
+            f"This hold already runs as long as a hold may from now ({cap} minutes); extend "
+            "it later, when its deadline is nearer.",
+        )
+    return new
 
 
 def household_size(adults: int, children: int) -> int:

@@ -526,6 +526,18 @@ class HoldMachine(RuleBasedStateMachine):
             self.expect_error(exc, ExtensionRefused)
         elif minutes is not None and minutes > cap:
             self.expect_error(exc, InvalidInput)
+        elif (
+            min(
+                max(h.deadline, now)
+                + timedelta(
+                    minutes=minutes if minutes is not None else default_minutes(h.requester)
+                ),
+                now + timedelta(minutes=cap),
+            )
+            <= h.deadline
+        ):
+            # already as long as a hold may run from now: refused, not counted
+            self.expect_error(exc, ExtensionRefused)
         else:
             assert exc is None, f"extension refused: {exc!r}"
             step = minutes if minutes is not None else default_minutes(h.requester)

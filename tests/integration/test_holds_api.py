@@ -362,3 +362,28 @@ async def test_a_large_family_holds_two_family_rooms_side_by_side(
     )
     assert r.status_code == 409 and r.json()["code"] == "no-longer-free", r.text
     assert r.json()["current"] == {"unitsFree": 1}
+
+
+async def test_an_extension_that_would_add_nothing_is_refused_and_not_counted(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """A police hold (90 min, at most 180 from now) extended once runs to its cap; a second
+    extension at once would add nothing yet use up the last one. It is refused, uncounted, and
+    works later, when the deadline is nearer."""
+    police = bearer(setup["police"])
+    r = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "nothing-0001"},
+        json=hold_body(setup["family"]),
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    r = await client.post(f"/holds/{ref}/extend", headers=police)
+    assert r.status_code == 200 and r.json()["extensions"] == 1 and r.json()["minutesLeft"] == 180
+    r = await client.post(f"/holds/{ref}/extend", headers=police)
+    assert r.status_code == 409 and r.json()["code"] == "extension-refused", r.text
+    held = (await client.get(f"/holds/{ref}", headers=police)).json()
+    assert held["extensions"] == 1 and held["minutesLeft"] == 180
+    world.clock.advance(minutes=60)
+    r = await client.post(f"/holds/{ref}/extend", headers=police)
+    assert r.status_code == 200 and r.json()["extensions"] == 2 and r.json()["minutesLeft"] == 180
