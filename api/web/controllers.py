@@ -591,9 +591,15 @@ def _status_view(fac: Any, lang: str, now: datetime) -> dict[str, Any]:
     until = fac.status_until
     pending = until is not None and until > now
     local = until.astimezone(BRUSSELS) if pending else None
+    # R07: the scheme's own dates, so staff know why no hold comes (searches leave a place
+    # out before its validFrom and after its plannedEnd, whatever its status)
+    starts, ends = fac.valid_from, fac.planned_end
     return {
         "status": fac.status,
         "status_reason": fac.status_reason,
+        "scheme_not_yet": local_when(starts, lang, now) if starts and starts > now else None,
+        "scheme_ended": local_when(ends, lang, now) if ends and ends <= now else None,
+        "scheme_until": local_when(ends, lang, now) if ends and ends > now else None,
         "until_text": local_when(until, lang, now) if pending else None,
         "lapses": pending and fac.status in registry.LAPSING_STATUSES,
         "until_date": f"{local:%Y-%m-%d}" if local else "",

@@ -917,3 +917,37 @@ async def test_a_waiting_request_stays_listed_however_many_ended_since(
     console = (await client.get("/web/console")).text
     assert f'id="standing-{oldest["ref"]}" data-state="waiting"' in console
     assert console.count('data-state="cancelled"') == 10  # the closed ones: the latest ten
+
+
+async def test_staff_see_their_schemes_dates(client: AsyncClient, world: World) -> None:
+    """R07: a requisitioned place's staff see until when their scheme runs, and once it has
+    ended (or before it starts) that searches no longer offer it, whatever its status says."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from capacity.models import Facility
+
+    w = await seed_world(world)
+    iris, nord = w["ixl"].facility.id, w["sch"].facility.id  # type: ignore[attr-defined]
+    now = world.clock.now()
+    async with world.db.write() as s:
+        await s.execute(
+            update(Facility).where(Facility.id == iris).values(planned_end=now + timedelta(days=2))
+        )
+        await s.execute(
+            update(Facility).where(Facility.id == nord).values(valid_from=now + timedelta(days=1))
+        )
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, str(w["staff"]))
+    page = (await client.get("/web/staff")).text
+    iris_p = re.search(rf'<p[^>]*id="scheme-{iris}">(.*?)</p>', page, re.S)
+    nord_p = re.search(rf'<p[^>]*id="scheme-{nord}">(.*?)</p>', page, re.S)
+    assert iris_p and iris_p.group(1).startswith("The scheme runs until ")
+    assert nord_p and "no placements are offered here before then" in nord_p.group(1)
+    world.clock.advance(days=3)
+    await web_sign_in(client, str(w["staff"]))
+    page = (await client.get("/web/staff")).text
+    iris_p = re.search(rf'<p[^>]*id="scheme-{iris}">(.*?)</p>', page, re.S)
+    assert iris_p and "no new placements are offered here" in iris_p.group(1)
+    assert f'id="scheme-{nord}"' not in page  # started, no end: nothing to say
