@@ -71,19 +71,30 @@ def _next_morning(now: datetime) -> datetime:
     return datetime.combine(day, time(9, 0), tzinfo=BRUSSELS)
 
 
+def _cap(rule: DurationRule, facility_max_minutes: int | None, opens_in: int) -> int:
+    """The longest a hold may run from now: the requester kind's maximum counted from when the
+    place's intake opens, within the facility's own maximum (counted from now)."""
+    cap = rule.max_minutes + opens_in
+    return cap if facility_max_minutes is None else min(cap, facility_max_minutes)
+
+
 def deadline_for(
     requester_kind: str,
     requested_minutes: int | None,
     *,
     facility_max_minutes: int | None,
     now: datetime,
+    opens_in: int = 0,
 ) -> datetime:
     """The deadline of a new hold: the requester kind's default, or what was asked within the
-    maximum (the smaller of the kind's and the facility's)."""
+    maximum (the smaller of the kind's and the facility's).
+
+    ``opens_in``: minutes until the place's intake opens (0: open now). The household cannot
+    be taken in before, so the kind's default and maximum count from then: a police hold at
+    03:00 on a place whose intake opens at 08:00 runs to 09:30, not 04:30 (a bed lost while
+    the officer waits for the door to open). The facility's maximum still counts from now."""
     rule = DURATIONS.get(requester_kind, DURATIONS["helpline"])
-    cap = rule.max_minutes
-    if facility_max_minutes is not None:
-        cap = min(cap, facility_max_minutes)
+    cap = _cap(rule, facility_max_minutes, opens_in)
     if requested_minutes is not None:
         if requested_minutes > cap:
             raise InvalidInput(
@@ -94,8 +105,10 @@ def deadline_for(
         return now + timedelta(minutes=requested_minutes)
     if rule.until_morning:
         morning = _next_morning(now)
+        if opens_in:  # at least an hour once intake opens, should that be after 09:00
+            morning = max(morning, now + timedelta(minutes=opens_in + 60))
         return min(morning, now + timedelta(minutes=cap))
-    return now + timedelta(minutes=min(rule.default_minutes, cap))
+    return now + timedelta(minutes=min(rule.default_minutes + opens_in, cap))
 
 
 def extended_deadline(
@@ -106,17 +119,15 @@ def extended_deadline(
     minutes: int | None,
     facility_max_minutes: int | None,
     now: datetime,
+    opens_in: int = 0,
 ) -> datetime:
+    """``opens_in`` as for ``deadline_for``: the kind's maximum counts from intake opening."""
     if extensions >= MAX_EXTENSIONS:
         raise ExtensionRefused(
             f"This hold was already extended {extensions} times (at most {MAX_EXTENSIONS}).",
         )
     rule = DURATIONS.get(requester_kind, DURATIONS["helpline"])
-    cap = (
-        rule.max_minutes
-        if facility_max_minutes is None
-        else min(rule.max_minutes, facility_max_minutes)
-    )
+    cap = _cap(rule, facility_max_minutes, opens_in)
     step = minutes if minutes is not None else min(rule.default_minutes, cap)
     if step > cap:
         raise InvalidInput(f"An extension may add at most {cap} minutes.", field="minutes")

@@ -46,7 +46,7 @@ from placement.errors import (
 from placement.household import Household, SearchRequest
 from placement.policy import AccessPolicy, policy_from_json
 from placement.refcode import new_code, normalise
-from placement.rules import evaluate
+from placement.rules import ADMISSION_LOOKAHEAD_MINUTES, admission_wait_minutes, evaluate
 
 ADMITTING = frozenset({"open", "reduced"})
 WEBHOOK_EVENTS = frozenset({"hold.declined", "hold.expired", "hold.no_show", "hold.arrived"})
@@ -555,6 +555,12 @@ def _hints(db: Database) -> _PlaceHints:
     return hints
 
 
+def _opens_in(policy: AccessPolicy, now: datetime) -> int:
+    """Minutes until the place's intake opens, when that is later today (0: open now)."""
+    wait = admission_wait_minutes(policy.admission_hours, now)
+    return wait if wait is not None and 0 < wait <= ADMISSION_LOOKAHEAD_MINUTES else 0
+
+
 def _decide(
     place: _Place,
     household: Household,
@@ -592,7 +598,11 @@ def _decide(
             errors=[{"field": "no_room", "message": "household does not fit"}],
         )
     deadline = rules.deadline_for(
-        kind, minutes, facility_max_minutes=policy.max_hold_minutes, now=now
+        kind,
+        minutes,
+        facility_max_minutes=policy.max_hold_minutes,
+        now=now,
+        opens_in=_opens_in(policy, now),
     )
     return units, deadline
 
@@ -1077,13 +1087,15 @@ async def extend(
         if not expired_now:
             if old.state != "held":
                 raise IllegalTransition(f"Only a held hold can be extended (it is {old.state}).")
+            policy = policy_from_json(tx.read_json(loaded.policy))
             new_deadline = rules.extended_deadline(
                 requester_kind=old.requester_kind,
                 current_deadline=old.deadline,
                 extensions=old.extensions,
                 minutes=minutes,
-                facility_max_minutes=policy_from_json(tx.read_json(loaded.policy)).max_hold_minutes,
+                facility_max_minutes=policy.max_hold_minutes,
                 now=now,
+                opens_in=_opens_in(policy, now),
             )
             if await tx.run(_EXTEND, old.id, tx.ts(new_deadline), old.extensions) == 0:
                 raise IllegalTransition("The hold changed meanwhile; reload it.")

@@ -387,3 +387,68 @@ async def test_an_extension_that_would_add_nothing_is_refused_and_not_counted(
     world.clock.advance(minutes=60)
     r = await client.post(f"/holds/{ref}/extend", headers=police)
     assert r.status_code == 200 and r.json()["extensions"] == 2 and r.json()["minutesLeft"] == 180
+
+
+async def test_a_hold_on_a_place_whose_intake_opens_later_lasts_until_after_it_opens(
+    client: AsyncClient, world: World
+) -> None:
+    """R19/R20: at 03:00 an officer holds a place whose intake opens at 08:00 (the search warned
+    "Intake opens at 08:00"). A 90-minute hold would give the bed back at 04:30, while the
+    household waits for the door to open. The police default and maximum count from 08:00:
+    the hold runs to 09:30, may be asked up to 11:00, and an extension reaches 11:00."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from placement.policy import AdmissionWindow
+
+    brussels = ZoneInfo("Europe/Brussels")
+    local = world.clock.now().astimezone(brussels)
+    three = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), brussels)
+    world.clock.set((three + timedelta(hours=3)).astimezone(world.clock.now().tzinfo))
+    await world.operator("Refuges J", "shelter_operator")
+    await world.operator("Zone Sud", "police")
+    day = await world.facility(
+        "Refuges J",
+        "Refuge de jour",
+        policy=AccessPolicy(
+            accepts_undocumented=True, admission_hours=[AdmissionWindow(start="08:00", end="20:00")]
+        ),
+        pools=[
+            PoolCreate(label="Family", unit_kind="family_room", places_per_unit=4, units_total=2)
+        ],
+    )
+    police = bearer(await world.token("Zone Sud", "police"))
+    ref = day.pools[0].ref
+
+    def at(hhmm: str) -> datetime:
+        h, m = (int(x) for x in hhmm.split(":"))
+        return three + timedelta(hours=h, minutes=m)
+
+    r = await client.post(
+        "/holds", headers={**police, "Idempotency-Key": "intake-0001"}, json=hold_body(ref)
+    )
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["deadline"]) == at("09:30")
+    too_long = hold_body(ref, minutes=8 * 60 + 1)  # past 11:00
+    r = await client.post(
+        "/holds", headers={**police, "Idempotency-Key": "intake-0002"}, json=too_long
+    )
+    assert r.status_code == 422 and r.json()["field"] == "minutes", r.text
+    r = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "intake-0003"},
+        json=hold_body(ref, minutes=480),
+    )
+    assert r.status_code == 201 and datetime.fromisoformat(r.json()["deadline"]) == at("11:00")
+    first = (await client.get("/holds", headers=police)).json()
+    held = next(h for h in first if datetime.fromisoformat(h["deadline"]) == at("09:30"))
+    r = await client.post(f"/holds/{held['ref']}/extend", headers=police)
+    assert r.status_code == 200 and datetime.fromisoformat(r.json()["deadline"]) == at("11:00")
+    # at noon, with intake open (and both holds over), a new hold gets the usual 90 minutes
+    world.clock.set(at("12:00"))
+    r = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "intake-0004"},
+        json=hold_body(day.pools[0].ref),
+    )
+    assert r.status_code == 201 and datetime.fromisoformat(r.json()["deadline"]) == at("13:30")
