@@ -32,11 +32,12 @@ from api.web.controllers import (
     _redirect,
     _render,
     counts_from_form,
+    local_when,
 )
 from capacity import links
 from capacity.commands import AvailabilityUpdate
 from capacity.errors import AbriError, NotFound
-from placement import standing_service
+from placement import holds_service, standing_service
 
 REFUSED_TEXT = {
     "unknown": "This link is not valid. Check that you opened the whole link, or ask your "
@@ -45,7 +46,12 @@ REFUSED_TEXT = {
     "expired": "This link has expired. Ask your coordinator for a new one.",
     "revoked": "This link has been withdrawn. Ask your coordinator for a new one.",
 }
-NOTICES = {"saved": "Saved.", "confirmed": "Thank you: marked as still accurate."}
+NOTICES = {
+    "saved": "Saved.",
+    "confirmed": "Thank you: marked as still accurate.",
+    "arrived": "Marked as arrived.",
+    "no_show": "Marked as no-show: the places are free again.",
+}
 
 
 async def _link_guard(
@@ -114,6 +120,23 @@ class LinkPageController(Controller):
             pool_read(p, fac, state.settings, now)
             for p in await links.facility_pools(state.db, ws.link)
         ]
+        lang = _lang(request)
+        arriving = [
+            {
+                "ref": h.ref,
+                "pool_label": h.pool_label,
+                "units": h.units,
+                "until": local_when(h.deadline, lang, now),
+            }
+            for h in await holds_service.list_holds(
+                state.db,
+                actor=ws.link.actor,
+                side="staff",
+                states=["held"],
+                facility_id=ws.link.facility_id,
+            )
+            if h.effective_state(now) == "held"
+        ]
         ctx = {"notice": None, "conflict": None, "error": None, **ctx}
         return _render(
             request,
@@ -122,6 +145,7 @@ class LinkPageController(Controller):
             status=status,
             facility={"alias": fac.alias, "status": fac.status},
             pools=pools,
+            arriving=arriving,
             **ctx,
         )
 
@@ -175,3 +199,35 @@ class LinkPageController(Controller):
                 return await self._page(request, ws, 409, conflict=(pool_id, _error_text(_, exc)))
             return await self._page(request, ws, exc.status, error=(pool_id, _error_text(_, exc)))
         return _redirect(request, ws, f"/web/link?ok=saved#pool-{pool_id}")
+
+    @post("/holds/{ref:str}/{action:str}")
+    async def hold_action(
+        self, ref: FromPath[str], action: FromPath[str], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """A night worker marks a household that was expected: arrived (its places move from
+        held to occupied) or no-show (they go back). Only holds on the link's own facility;
+        recorded in the audit log as the link's doing."""
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        assert ws.link is not None
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        target = {"arrived": "arrived", "no-show": "no_show"}.get(action)
+        try:
+            if target is None:
+                raise NotFound("No such action.")
+            view = await holds_service.get(state.db, ref, actor=ws.link.actor, side="staff")
+            if view.facility_id != ws.link.facility_id:  # the operator's other places: not here
+                raise NotFound("No such hold.", field="ref")
+            done = await holds_service.transition_ex(
+                state.db, ref, target, actor=ws.link.actor, now=now
+            )
+            if target == "no_show" and done.someone_waiting:
+                await standing_service.run_round(state.db, state.settings, now=now)
+        except NotFound:
+            return await self._page(request, ws, 404, error=(None, _("Not found.")))
+        except AbriError as exc:
+            return await self._page(request, ws, exc.status, error=(None, _error_text(_, exc)))
+        return _redirect(request, ws, f"/web/link?ok={target}#arriving")

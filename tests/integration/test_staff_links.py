@@ -206,7 +206,8 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
         pools=[PoolCreate(label="Beds", units_total=4)],
     )
     staff = str(w["staff"])
-    # a hold at the facility: its household must not show on the link page
+    # a hold at the facility: its code shows on the link page (the night worker marks the
+    # arrival), never its household or its requester's contact
     await world.operator("Line", "helpline")
     helpline = await world.token("Line", "helpline")
     r = await client.post(
@@ -226,8 +227,12 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
     page = await client.get("/web/link")
     assert page.status_code == 200 and "Refuge Canary" in page.text
     csrf = csrf_of(page.text)
-    for needle in [*needles, "CALLBACKCANARY", hold_ref, "Refuge Iris", "Refuge Nord"]:
+    for needle in [*needles, "CALLBACKCANARY", "Refuge Iris", "Refuge Nord", "Line"]:
         assert needle not in page.text
+    arriving = re.search(r'<section[^>]*id="arriving".*?</section>', page.text, re.S)
+    assert arriving and hold_ref in arriving.group(0)
+    for detail in ("Enfant", "Femme", "7 ans", "homelessness", "Sans-abrisme"):
+        assert detail not in arriving.group(0)
     other_pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
     r = await client.post(
         f"/web/link/pools/{other_pool.id}", data={"csrf": csrf, "version": "1", "free": "0"}
@@ -252,6 +257,60 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
         assert "CALLBACKCANARY" not in r.text
     r = await client.post(f"/web/staff/holds/{hold_ref}/arrived", data={"csrf": csrf})
     assert r.status_code == 403
+    # a hold at the operator's other place cannot be marked from this facility's link
+    iris_hold = await client.post(
+        "/holds",
+        json={
+            "poolRef": w["ixl"].pools[0].ref,  # type: ignore[attr-defined]
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}]},
+        },
+        headers={**bearer(helpline), "Idempotency-Key": "link-test-iris"},
+    )
+    assert iris_hold.status_code == 201, iris_hold.text
+    iris_ref = iris_hold.json()["ref"]
+    r = await client.post(f"/web/link/holds/{iris_ref}/arrived", data={"csrf": csrf})
+    assert r.status_code == 404
+    r = await client.post(f"/web/link/holds/{hold_ref}/decline", data={"csrf": csrf})
+    assert r.status_code == 404  # arrived and no-show only
+    assert (await client.post(f"/web/link/holds/{hold_ref}/arrived", data={})).status_code == 403
+    got = await client.get(f"/holds/{iris_ref}", headers=bearer(helpline))
+    assert got.json()["state"] == "held"
+    # its own: arrived, the places move from held to occupied, the audit says the link did it
+    r = await client.post(f"/web/link/holds/{hold_ref}/arrived", data={"csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/web/link?ok=arrived#arriving"
+    got = await client.get(f"/holds/{hold_ref}", headers=bearer(helpline))
+    assert got.json()["state"] == "arrived"
+    async with world.db.read() as s:
+        pool = await s.get(Pool, secret_place.pools[0].id)
+        assert pool is not None and (pool.units_occupied, pool.units_held) == (2, 0)  # 2 beds
+        who = (
+            await s.execute(
+                select(AuditEntry.actor_role).where(
+                    AuditEntry.action == "hold.arrived", AuditEntry.object_id == hold_ref
+                )
+            )
+        ).scalar_one()
+    assert who == "link"
+    page = await client.get("/web/link")
+    assert 'id="arriving"' not in page.text  # nobody else expected
+    again = await client.post(
+        "/holds",
+        json={
+            "poolRef": secret_place.pools[0].ref,
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}]},
+        },
+        headers={**bearer(helpline), "Idempotency-Key": "link-test-noshow"},
+    )
+    no_show_ref = again.json()["ref"]
+    r = await client.post(f"/web/link/holds/{no_show_ref}/no-show", data={"csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/web/link?ok=no_show#arriving"
+    got = await client.get(f"/holds/{no_show_ref}", headers=bearer(helpline))
+    assert got.json()["state"] == "no_show"
+    async with world.db.read() as s:
+        pool = await s.get(Pool, secret_place.pools[0].id)
+        assert pool is not None and (pool.units_occupied, pool.units_held) == (2, 0)
     # nor may it change its own facility's status (a coordinator's decision)
     r = await client.post(
         f"/web/staff/facilities/{secret_place.facility.id}/status",
