@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from capacity.db import RawTx
-from capacity.models import AuditEntry
+from capacity.db import Database, RawTx
+from capacity.models import AuditEntry, Operator
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,3 +87,28 @@ async def record_raw(
         facility_id,
         tx.json(detail),
     )
+
+
+async def facility_entries(
+    db: Database,
+    facility_id: int,
+    *,
+    action: str | None = None,
+    before: datetime | None = None,
+    limit: int = 100,
+) -> list[tuple[AuditEntry, str | None]]:
+    """The entries about one facility, newest first, each with its actor's operator name (None:
+    Abri itself or the command line). The caller checks that the reader may see them."""
+    q = (
+        select(AuditEntry, Operator.name)
+        .outerjoin(Operator, Operator.id == AuditEntry.actor_operator_id)
+        .where(AuditEntry.facility_id == facility_id)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+    )
+    if action is not None:
+        q = q.where(AuditEntry.action == action)
+    if before is not None:
+        q = q.where(AuditEntry.at < before)
+    async with db.read() as s:
+        return [(e, name) for e, name in (await s.execute(q)).all()]

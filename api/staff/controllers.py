@@ -14,11 +14,12 @@ from api.routing import get, post, put
 from api.schemas import PoolRead, pool_read
 from api.staff.schemas import (
     AvailabilityReportRead,
+    StaffAuditRead,
     StaffFacilityRead,
     report_read,
     staff_facility,
 )
-from capacity import availability, health_rules, registry
+from capacity import audit, availability, health_rules, registry
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.commands import AvailabilityUpdate, StatusChange
@@ -219,6 +220,41 @@ class StaffController(Controller):
             operator_scope=staff_scope(actor),
         )
         return await _pool_response(db, pool_id, actor, settings, clock)
+
+    @get(
+        "/facilities/{facility_id:int}/audit",
+        summary="The audit log of one of my facilities, newest first",
+        description=(
+            "Who read its address, changed its status, rules or counts, issued or used a "
+            "night-worker link, held a place there and what became of each hold (R28). "
+            "To page back, pass the `at` of the last entry seen as `before`."
+        ),
+    )
+    async def facility_audit(
+        self,
+        facility_id: FromPath[int],
+        db: NamedDependency[Database],
+        actor: NamedDependency[Actor],
+        action: Annotated[str | None, Parameter(max_length=64)] = None,
+        before: Annotated[datetime | None, Parameter()] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+    ) -> list[StaffAuditRead]:
+        await registry.get_facility(db, facility_id, operator_scope=staff_scope(actor))  # 404
+        rows = await audit.facility_entries(
+            db, facility_id, action=action, before=before, limit=limit
+        )
+        return [
+            StaffAuditRead(
+                at=e.at,
+                actor_operator=name,
+                actor_role=e.actor_role,
+                action=e.action,
+                object_type=e.object_type,
+                object_id=e.object_id,
+                detail=e.detail,
+            )
+            for e, name in rows
+        ]
 
     @get("/pools/{pool_id:int}/history", summary="History of reports for a pool")
     async def history(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from api.schemas import AreaRef, Location, Out, PoolRead, area_ref, location, pool_read
 from capacity.crypto import Address
@@ -132,3 +133,16 @@ def report_read(r: AvailabilityReport) -> AvailabilityReportRead:
         units_blocked=r.units_blocked,
         version=r.version,
     )
+
+
+class StaffAuditRead(Out, kw_only=True):
+    """One entry of the audit log about one of my facilities: who (operator and role) did what,
+    when — an address read, a status change, a hold's arrival..."""
+
+    at: datetime
+    actor_operator: str | None  # None: Abri itself (a scheduled job) or the command line
+    actor_role: str | None
+    action: str
+    object_type: str
+    object_id: str | None
+    detail: dict[str, Any] | None

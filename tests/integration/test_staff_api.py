@@ -202,3 +202,51 @@ async def test_roles_are_enforced_on_staff_routes(client: AsyncClient, world: Wo
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     r = await client.get("/staff/facilities", headers=bearer("abri_not-a-token"))
     assert r.status_code == 401
+
+
+async def test_staff_read_their_facilitys_audit_log_and_no_one_elses(
+    client: AsyncClient, world: World
+) -> None:
+    """R28: a refuge's coordinator sees who read its address, who held a place there and what
+    became of it — newest first, with the actor's operator — and nothing about another
+    operator's places; requesters see no audit log at all."""
+    w = await _two_operators(world)
+    await world.operator("Zone Nord", "police")
+    police = bearer(await world.token("Zone Nord", "police"))
+    staff_a, fid = bearer(w["staff_a"]), w["a"].facility.id
+    assert (await client.get("/staff/facilities", headers=staff_a)).status_code == 200  # a read
+    world.clock.advance(minutes=1)
+    r = await client.post(
+        "/holds",
+        json={
+            "poolRef": w["a"].pools[0].ref,
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}], "residenceStatus": "documented"},
+        },
+        headers={**police, "Idempotency-Key": "audit-hold-0001"},
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    world.clock.advance(minutes=1)
+    assert (await client.post(f"/staff/holds/{ref}/arrived", headers=staff_a)).is_success
+    r = await client.get(f"/staff/facilities/{fid}/audit", headers=staff_a)
+    assert r.status_code == 200, r.text
+    entries = r.json()
+    actions = [(e["action"], e["actorOperator"]) for e in entries]
+    assert actions[:3] == [
+        ("hold.arrived", "Refuges A"),
+        ("hold.created", "Zone Nord"),
+        ("address.read", "Refuges A"),
+    ]
+    assert "Rue Secrète" not in r.text  # who read the address, never the address
+    only = await client.get(
+        f"/staff/facilities/{fid}/audit", params={"action": "hold.created"}, headers=staff_a
+    )
+    assert [e["objectId"] for e in only.json()] == [ref]
+    older = await client.get(
+        f"/staff/facilities/{fid}/audit", params={"before": entries[0]["at"]}, headers=staff_a
+    )
+    assert older.json()[0]["action"] == "hold.created"
+    other = await client.get(f"/staff/facilities/{fid}/audit", headers=bearer(w["staff_b"]))
+    assert other.status_code == 404
+    assert (await client.get(f"/staff/facilities/{fid}/audit", headers=police)).status_code == 403
