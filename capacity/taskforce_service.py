@@ -47,6 +47,7 @@ from capacity.saturation import (
     PoolFigures,
     audit_cells,
     build_cube,
+    coverage_of,
     facility_figures,
     published_secret_cells,
     saturation_cube,
@@ -778,6 +779,10 @@ class PlannerArea:
     # free places elsewhere in the area, by segment (a segment's figure None: suppressed)
     free_elsewhere: dict[str, int | None] | None
     suppressed: bool
+    # R36, beside the free places (counted from fresh figures only): the places in service
+    # elsewhere, those whose figures are stale (not counted as free), and the coverage (fresh
+    # over in service); None when the free places are suppressed
+    free_elsewhere_quality: dict[str, float | int | None] | None = None
 
 
 async def redirection(
@@ -851,8 +856,11 @@ async def redirection(
         secret_others = sum(1 for f in others if f.secret)
         free: dict[str, int | None] = {"all": 0, **dict.fromkeys(PLANNER_SEGMENTS, 0)}
         secret_serving: dict[str, int] = dict.fromkeys(PLANNER_SEGMENTS, 0)
+        quality = [0] * len(FIGURES)
         for f in others:
-            fr = facility_figures(f)[FIG["free"]]
+            figs = facility_figures(f)
+            quality = [a + b for a, b in zip(quality, figs, strict=True)]
+            fr = figs[FIG["free"]]
             free["all"] += fr  # type: ignore[operator]
             pol = policy_from_json(loaded.facilities[f.id].policy)
             for seg in PLANNER_SEGMENTS:
@@ -878,6 +886,13 @@ async def redirection(
                 occupants=dict(totals) if secret_ok else None,
                 free_elsewhere=dict(free) if elsewhere_ok else None,
                 suppressed=not secret_ok,
+                free_elsewhere_quality={
+                    "inService": quality[FIG["capacity"]],
+                    "stale": quality[FIG["stale"]],
+                    "coverage": coverage_of(quality),
+                }
+                if elsewhere_ok
+                else None,
             )
         )
     return out

@@ -526,6 +526,7 @@ class TaskforceController(Controller):
                     occupants=a.occupants,
                     free_elsewhere=a.free_elsewhere,
                     suppressed=a.suppressed,
+                    free_elsewhere_quality=a.free_elsewhere_quality,
                 )
                 for a in areas
             ],

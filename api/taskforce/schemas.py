@@ -230,6 +230,9 @@ class PlannerAreaRead(Out, kw_only=True):
     occupants: dict[str, int] | None
     free_elsewhere: dict[str, int | None] | None  # a segment null: suppressed
     suppressed: bool
+    # beside the free places (fresh figures only): places in service elsewhere, those whose
+    # figures are stale, coverage (fresh ÷ in service); null when the free places are
+    free_elsewhere_quality: dict[str, float | int | None] | None = None
 
 
 class PlannerReport(Out, kw_only=True):

@@ -404,6 +404,7 @@ class TaskforcePageController(Controller):
                 "secret": a.closing_secret,
                 "occupants": a.occupants,
                 "free": a.free_elsewhere,
+                "free_quality": a.free_elsewhere_quality,
                 "suppressed": a.suppressed,
             }
             for a in await tf.redirection(

@@ -378,6 +378,19 @@ async def test_planner_counts_occupants_of_a_scheme_closed_to_admissions_and_pay
     # be its free places, so that figure is hidden
     assert free["noIncome"] is None
     assert free["undocumented"] == 6 + 5 + 3  # the low-threshold place asks for no papers
+    quality = area["freeElsewhereQuality"]
+    assert quality == {"inService": 30 + 24 + 7 + 5 + 3, "stale": 0, "coverage": 1.0}
+    # R36: a refuge whose figures went stale frees nothing in the count; the quality says so
+    async with world.db.write() as sess:
+        await sess.execute(
+            update(Pool)
+            .where(Pool.facility_id == s["facs"][0].facility.id)
+            .values(reported_at=long_ago, confirmed_at=long_ago)
+        )
+    r = await client.get("/taskforce/redirection?days=7&level=province", headers=bearer(s["tf"]))
+    (area,) = r.json()["areas"]
+    assert area["freeElsewhere"]["all"] == 31 + 5 + 3 - 6
+    assert area["freeElsewhereQuality"] == {"inService": 69, "stale": 10, "coverage": 0.8551}
 
 
 async def test_map_joins_shapes_with_suppressed_figures(client: AsyncClient, world: World) -> None:

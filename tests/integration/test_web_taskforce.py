@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select, update
 
 from api.web import i18n
 from api.web.taskforce import CLASS_BOUNDS, SAT_CLASSES
 from capacity import snapshots
 from capacity.commands import PoolCreate
-from capacity.models import UnmetDemand
+from capacity.models import Pool, UnmetDemand
 from capacity.settings import Settings
 from placement.policy import AccessPolicy
 from tests.browser.web_helpers import post_form, web_sign_in
@@ -331,7 +331,6 @@ async def test_closed_places_and_the_schemes_ending_soon(client: AsyncClient, wo
     """R36: closed places have their own column, as in the API. R37: a requisitioned hotel
     ending in 10 days (closed to admissions already, as they are while winding down) shows
     its occupants and the free places elsewhere in its arrondissement, without its alias."""
-    from sqlalchemy import update
 
     from capacity.models import Facility
 
@@ -374,6 +373,19 @@ async def test_closed_places_and_the_schemes_ending_soon(client: AsyncClient, wo
     # 2 free places are not shown apart (a single secret place).
     assert cells == ["18", "0", "0", "0", "18", "19", "suppressed", "19", "19"]
     assert "CANARY" not in r.text.upper()
+    # R36: places elsewhere whose figures went stale are not counted free, and the row says so
+    async with world.db.write() as sess:
+        await sess.execute(
+            update(Pool)
+            .where(Pool.facility_id != hotel.facility.id)
+            .where(Pool.id == select(func.min(Pool.id)).scalar_subquery())
+            .values(reported_at=world.clock.now() - timedelta(days=9), confirmed_at=None)
+        )
+    page = (await client.get("/web/taskforce")).text
+    row = re.search(r'<tr data-nis="60000">(.*?)</tr>', page, re.S)
+    assert row and re.search(
+        r"coverage \d+ %; \d+ places with stale figures, not counted", " ".join(row[1].split())
+    ), row[1]
     api_plan = await client.get(
         "/taskforce/redirection", params={"days": 30}, headers=bearer(s["tf"])
     )
