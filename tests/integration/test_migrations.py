@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from capacity import migrate
 from capacity.db import make_engine
@@ -84,3 +85,33 @@ def test_upgrade_matches_models_and_round_trips(fresh_url: str) -> None:
     migrate.upgrade(fresh_url)
     diff, _, _ = asyncio.run(_diff_and_tables(fresh_url))
     assert diff == []
+
+
+async def test_the_audit_log_refuses_changes_and_deletions(db: Any, world: Any) -> None:
+    """R28: append-only in the database too: an entry cannot be edited or deleted by any client
+    (only the retention purge's clearing of ``detail`` passes), on SQLite and PostgreSQL."""
+
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    from capacity import retention
+    from capacity.models import AuditEntry
+
+    await world.operator("Refuges", "shelter_operator")  # writes an audit entry
+    async with db.read() as s:
+        (entry,) = (await s.scalars(select(AuditEntry))).all()
+    for statement in (
+        update(AuditEntry).where(AuditEntry.id == entry.id).values(action="nothing.happened"),
+        update(AuditEntry).where(AuditEntry.id == entry.id).values(actor_role=None, detail=None),
+        delete(AuditEntry).where(AuditEntry.id == entry.id),
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with db.write() as s:
+                await s.execute(statement)
+    world.clock.advance(days=400)
+    purged = await retention.purge(db, now=world.clock.now(), days=90)
+    assert purged.audit_entries == 1
+    async with db.read() as s:
+        (after,) = (await s.scalars(select(AuditEntry))).all()
+    assert (after.action, after.detail) == (entry.action, None)
+    assert after.at == entry.at
