@@ -951,3 +951,27 @@ async def test_staff_see_their_schemes_dates(client: AsyncClient, world: World) 
     iris_p = re.search(rf'<p[^>]*id="scheme-{iris}">(.*?)</p>', page, re.S)
     assert iris_p and "no new placements are offered here" in iris_p.group(1)
     assert f'id="scheme-{nord}"' not in page  # started, no end: nothing to say
+
+
+async def test_plus_is_disabled_when_every_place_is_already_free(
+    client: AsyncClient, world: World
+) -> None:
+    """The '+' of a pool whose places in service are all free (or held) cannot be tapped: it
+    could only answer an error."""
+    w = await seed_world(world)
+    empty = await world.facility(
+        "Refuges Solidaires",
+        "Refuge Vide",
+        municipality="21009",
+        pools=[PoolCreate(label="Beds", units_total=2)],
+    )
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, str(w["staff"]))
+    page = (await client.get("/web/staff")).text
+    pid = empty.pools[0].id
+    card = re.search(rf'<article class="pool[^"]*" id="pool-{pid}".*?</article>', page, re.S)
+    assert card, page
+    plus = re.search(r"<button[^>]*One place more free[^>]*>", card.group(0))
+    minus = re.search(r"<button[^>]*One place fewer free[^>]*>", card.group(0))
+    assert plus and "disabled" in plus.group(0)
+    assert minus and "disabled" not in minus.group(0)
