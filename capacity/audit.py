@@ -94,21 +94,22 @@ async def facility_entries(
     facility_id: int,
     *,
     action: str | None = None,
-    before: datetime | None = None,
+    before_id: int | None = None,
     limit: int = 100,
 ) -> list[tuple[AuditEntry, str | None]]:
-    """The entries about one facility, newest first, each with its actor's operator name (None:
-    Abri itself or the command line). The caller checks that the reader may see them."""
+    """The entries about one facility, newest first (by id: the order they were written in;
+    several share one instant), each with its actor's operator name (None: Abri itself or the
+    command line). The caller checks that the reader may see them."""
     q = (
         select(AuditEntry, Operator.name)
         .outerjoin(Operator, Operator.id == AuditEntry.actor_operator_id)
         .where(AuditEntry.facility_id == facility_id)
-        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .order_by(AuditEntry.id.desc())
         .limit(limit)
     )
     if action is not None:
         q = q.where(AuditEntry.action == action)
-    if before is not None:
-        q = q.where(AuditEntry.at < before)
+    if before_id is not None:
+        q = q.where(AuditEntry.id < before_id)
     async with db.read() as s:
         return [(e, name) for e, name in (await s.execute(q)).all()]

@@ -3,8 +3,9 @@
 A coordinator (staff of the facility's operator, or an admin) issues a link for ONE facility,
 with an expiry (default 12 h, at most 7 days) and a label. The clear secret is returned once;
 only its SHA-256 is stored (256 random bits, as for tokens). Opening the link exchanges it,
-once, for a web session limited to that facility: update its pools' counts and confirm
-"still accurate" — no holds, no household data, no address, no other facility.
+once, for a web session limited to that facility: update its pools' counts, confirm
+"still accurate" and mark the holds on it arrived or no-show (``api/web/links.py``) — no
+household data, no address, no other facility.
 
 The session lasts at most the night (the web session's 12 h absolute limit), never beyond the
 link's expiry, and ends as soon as the link is revoked. A second exchange of the same secret is
@@ -362,4 +363,21 @@ async def _record_action(
             object_id=scope.link_id,
             facility_id=scope.facility_id,
             detail={"poolId": pool.id, "version": pool.version},
+        )
+
+
+async def record_hold_action(
+    db: Database, scope: LinkScope, hold_ref: str, target: str, now: datetime
+) -> None:
+    """Which link marked a hold (the hold's own audit row names the role, not the link)."""
+    async with db.write() as s:
+        await audit.record(
+            s,
+            actor=scope.actor,
+            at=now,
+            action=f"staff_link.hold_{target}",
+            object_type="staff_link",
+            object_id=scope.link_id,
+            facility_id=scope.facility_id,
+            detail={"hold": hold_ref},
         )

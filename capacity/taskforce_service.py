@@ -803,6 +803,10 @@ async def redirection(
     }
     if not closing:
         return []
+    # The free places elsewhere (and their quality) are shown only where the saturation map
+    # shows the area itself: else, with the map's province and its other arrondissements, an
+    # area the map hid (to protect a lone secret refuge next door) could be worked out.
+    cube = await asyncio.to_thread(saturation_cube, loaded.facts, k=k)
     async with db.read() as s:
         holds = (
             await s.execute(
@@ -877,7 +881,9 @@ async def redirection(
         # free elsewhere only if its secret facilities are 0 or >= k, and the secret closing
         # ones (which it leaves out) are too, so differences with the aggregates reveal nothing.
         secret_ok = len(secret) == 0 or len(secret) >= k
-        elsewhere_ok = secret_ok and (secret_others == 0 or secret_others >= k)
+        cell = cube.get((level, area, ALL, ALL))
+        map_shows = cell is None or cell.items == 0 or not cell.suppressed
+        elsewhere_ok = secret_ok and (secret_others == 0 or secret_others >= k) and map_shows
         out.append(
             PlannerArea(
                 nis=area,

@@ -15,10 +15,11 @@ place even if the sweeper has not run. Audit rows, events (live streams) and out
 from __future__ import annotations
 
 import hashlib
+import math
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -46,7 +47,12 @@ from placement.errors import (
 from placement.household import Household, SearchRequest
 from placement.policy import AccessPolicy, policy_from_json
 from placement.refcode import new_code, normalise
-from placement.rules import ADMISSION_LOOKAHEAD_MINUTES, admission_wait_minutes, evaluate
+from placement.rules import (
+    ADMISSION_LOOKAHEAD_MINUTES,
+    BRUSSELS,
+    admission_wait_minutes,
+    evaluate,
+)
 
 ADMITTING = frozenset({"open", "reduced"})
 WEBHOOK_EVENTS = frozenset({"hold.declined", "hold.expired", "hold.no_show", "hold.arrived"})
@@ -556,9 +562,17 @@ def _hints(db: Database) -> _PlaceHints:
 
 
 def _opens_in(policy: AccessPolicy, now: datetime) -> int:
-    """Minutes until the place's intake opens, when that is later today (0: open now)."""
+    """Minutes until the place's intake opens, when that is later today (0: open now).
+
+    ``admission_wait_minutes`` counts Belgian wall-clock minutes; on the night the clocks
+    change, the opening is an hour nearer or further in real time, so it is located on the
+    wall clock and then measured in UTC."""
     wait = admission_wait_minutes(policy.admission_hours, now)
-    return wait if wait is not None and 0 < wait <= ADMISSION_LOOKAHEAD_MINUTES else 0
+    if wait is None or not 0 < wait <= ADMISSION_LOOKAHEAD_MINUTES:
+        return 0
+    wall = now.astimezone(BRUSSELS).replace(tzinfo=None) + timedelta(minutes=wait)
+    opening = wall.replace(tzinfo=BRUSSELS)
+    return max(0, math.ceil((opening - now).total_seconds() / 60))
 
 
 def _decide(

@@ -227,7 +227,7 @@ class StaffController(Controller):
         description=(
             "Who read its address, changed its status, rules or counts, issued or used a "
             "night-worker link, held a place there and what became of each hold (R28). "
-            "To page back, pass the `at` of the last entry seen as `before`."
+            "To page back, pass the `id` of the last entry seen as `beforeId`."
         ),
     )
     async def facility_audit(
@@ -236,15 +236,16 @@ class StaffController(Controller):
         db: NamedDependency[Database],
         actor: NamedDependency[Actor],
         action: Annotated[str | None, Parameter(max_length=64)] = None,
-        before: Annotated[datetime | None, Parameter()] = None,
+        before_id: Annotated[int | None, Parameter(query="beforeId", ge=1)] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
     ) -> list[StaffAuditRead]:
         await registry.get_facility(db, facility_id, operator_scope=staff_scope(actor))  # 404
         rows = await audit.facility_entries(
-            db, facility_id, action=action, before=before, limit=limit
+            db, facility_id, action=action, before_id=before_id, limit=limit
         )
         return [
             StaffAuditRead(
+                id=e.id,
                 at=e.at,
                 actor_operator=name,
                 actor_role=e.actor_role,

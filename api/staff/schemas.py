@@ -139,6 +139,7 @@ class StaffAuditRead(Out, kw_only=True):
     """One entry of the audit log about one of my facilities: who (operator and role) did what,
     when — an address read, a status change, a hold's arrival..."""
 
+    id: int  # to page back: ?beforeId=<the last id seen>
     at: datetime
     actor_operator: str | None  # None: Abri itself (a scheduled job) or the command line
     actor_role: str | None

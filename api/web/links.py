@@ -224,6 +224,7 @@ class LinkPageController(Controller):
             done = await holds_service.transition_ex(
                 state.db, ref, target, actor=ws.link.actor, now=now
             )
+            await links.record_hold_action(state.db, ws.link, done.view.ref, target, now)
             if target == "no_show" and done.someone_waiting:
                 await standing_service.run_round(state.db, state.settings, now=now)
         except NotFound:

@@ -80,6 +80,9 @@ async def ingest(
                 raise FeedRejected(f"{r.feed_id!r} maps to a pool that is not the operator's")
         updated = confirmed = older = 0
         actor = actor_of(feed)
+        # One timed reading makes the document timed: a 304 then refreshes none of its pools,
+        # not even those of untimed readings, which go stale on schedule (the safe side: a
+        # stale place is "call first", a falsely fresh one is a bed that may not be there).
         feed.document_timed = any(r.reported_at is not None for r in readings)
         for r in readings:
             m = by_feed_id[r.feed_id]

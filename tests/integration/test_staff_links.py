@@ -222,7 +222,7 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
     )
     assert r.status_code == 201, r.text
     hold_ref = r.json()["ref"]
-    r, secret = await issue(client, staff, secret_place.facility.id)
+    r0, secret = await issue(client, staff, secret_place.facility.id)
     assert (await open_link(client, secret)).status_code == 303
     page = await client.get("/web/link")
     assert page.status_code == 200 and "Refuge Canary" in page.text
@@ -292,6 +292,15 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
             )
         ).scalar_one()
     assert who == "link"
+    async with world.db.read() as s:
+        which = (
+            await s.execute(
+                select(AuditEntry.object_id, AuditEntry.detail).where(
+                    AuditEntry.action == "staff_link.hold_arrived"
+                )
+            )
+        ).one()
+    assert which.detail == {"hold": hold_ref} and which.object_id == str(r0.json()["id"])
     page = await client.get("/web/link")
     assert 'id="arriving"' not in page.text  # nobody else expected
     again = await client.post(

@@ -18,7 +18,7 @@ from api.web import i18n
 from api.web.taskforce import CLASS_BOUNDS, SAT_CLASSES
 from capacity import snapshots
 from capacity.commands import PoolCreate
-from capacity.models import Pool, UnmetDemand
+from capacity.models import Facility, Pool, UnmetDemand
 from capacity.settings import Settings
 from placement.policy import AccessPolicy
 from tests.browser.web_helpers import post_form, web_sign_in
@@ -332,8 +332,6 @@ async def test_closed_places_and_the_schemes_ending_soon(client: AsyncClient, wo
     ending in 10 days (closed to admissions already, as they are while winding down) shows
     its occupants and the free places elsewhere in its arrondissement, without its alias."""
 
-    from capacity.models import Facility
-
     s = await seed_taskforce(world)
     await world.operator("Hotels", "hotel_partner")
     hotel = await world.facility(
@@ -505,3 +503,51 @@ async def test_no_alias_or_address_anywhere_on_the_dashboard(
                 assert "CANARY" not in blob.upper()
                 seen += 1
     assert seen == 28
+
+
+async def test_the_planner_hides_free_places_where_the_map_hides_the_area(
+    client: AsyncClient, world: World
+) -> None:
+    """k-anonymity: Huy holds one secret refuge, so the map hides Huy and (complementary
+    suppression) one more arrondissement of the province. The planner must not show the free
+    places elsewhere (nor their data quality) of an area the map hid: the province minus the
+    arrondissements shown would give the lone refuge's figures."""
+    s = await seed_taskforce(world)
+    await world.operator("Hotels", "hotel_partner")
+    for nis, name in ((LIEGE, "Hotel L"), (VERVIERS, "Hotel V")):
+        h = await world.facility(
+            "Hotels",
+            name,
+            kind="crisis_hotel",
+            municipality=nis,
+            secret=False,
+            planned_end=world.clock.now() + timedelta(days=10),
+            pools=[
+                PoolCreate(
+                    label="Rooms",
+                    unit_kind="room",
+                    places_per_unit=2,
+                    units_total=5,
+                    units_occupied=5,
+                )
+            ],
+        )
+        async with world.db.write() as sess:
+            await sess.execute(
+                update(Facility)
+                .where(Facility.id == h.facility.id)
+                .values(status="closed_to_admissions")
+            )
+    arr = await api_map(client, s["tf"], level="arrondissement")
+    hidden = {nis for nis in ("62000", "63000") if arr[nis]["suppressed"]}
+    assert arr["61000"]["suppressed"] and hidden  # Huy, and one more to protect it
+    r = await client.get(
+        "/taskforce/redirection",
+        params={"days": 30, "level": "arrondissement"},
+        headers=bearer(s["tf"]),
+    )
+    planner = {a["area"]["nis"]: a for a in r.json()["areas"]}
+    for nis in ("62000", "63000"):
+        shown = planner[nis]["freeElsewhere"] is not None
+        assert shown == (nis not in hidden), nis
+        assert (planner[nis]["freeElsewhereQuality"] is not None) == shown, nis

@@ -20,6 +20,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("feeds") as batch:
         batch.add_column(sa.Column("document_timed", sa.Boolean()))
+    # Whether a feed's current document is timed is not known yet: forget the validators so
+    # that the next poll fetches it whole (a 200) instead of a 304 that could confirm nothing.
+    op.execute("UPDATE feeds SET etag = NULL, last_modified = NULL")
 
 
 def downgrade() -> None:
