@@ -307,6 +307,9 @@ async def hold_event_stream(
     """
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
+    # first the stream's opening (headers and a comment) before any database read: a client
+    # sees at once that it is connected, however busy the database is
+    yield ServerSentEventMessage(comment="abri hold stream", retry=3000)
     async with db.read() as s:
         if after is None:
             after = int(await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0)
@@ -315,7 +318,6 @@ async def hold_event_stream(
             if actor.is_admin
             else select(Facility.id).where(Facility.operator_id == actor.operator_id)
         )
-    yield ServerSentEventMessage(comment="abri hold stream", retry=3000)
     while loop.time() < end:
         async with db.read() as s:
             q = (
