@@ -353,6 +353,19 @@ async def _record_action(
     db: Database, scope: LinkScope, pool: Pool, action: str, now: datetime
 ) -> None:
     """Which link did it (the availability audit row names the role, not the link)."""
+    await _record(db, scope, action, {"poolId": pool.id, "version": pool.version}, now)
+
+
+async def record_hold_action(
+    db: Database, scope: LinkScope, hold_ref: str, target: str, now: datetime
+) -> None:
+    """Which link marked a hold (the hold's own audit row names the role, not the link)."""
+    await _record(db, scope, f"hold_{target}", {"hold": hold_ref}, now)
+
+
+async def _record(
+    db: Database, scope: LinkScope, action: str, detail: dict[str, object], now: datetime
+) -> None:
     async with db.write() as s:
         await audit.record(
             s,
@@ -362,22 +375,5 @@ async def _record_action(
             object_type="staff_link",
             object_id=scope.link_id,
             facility_id=scope.facility_id,
-            detail={"poolId": pool.id, "version": pool.version},
-        )
-
-
-async def record_hold_action(
-    db: Database, scope: LinkScope, hold_ref: str, target: str, now: datetime
-) -> None:
-    """Which link marked a hold (the hold's own audit row names the role, not the link)."""
-    async with db.write() as s:
-        await audit.record(
-            s,
-            actor=scope.actor,
-            at=now,
-            action=f"staff_link.hold_{target}",
-            object_type="staff_link",
-            object_id=scope.link_id,
-            facility_id=scope.facility_id,
-            detail={"hold": hold_ref},
+            detail=detail,
         )

@@ -786,12 +786,19 @@ class PlannerArea:
 
 
 async def redirection(
-    db: Database, settings: Settings, *, now: datetime, days: int, level: str
+    db: Database,
+    settings: Settings,
+    *,
+    now: datetime,
+    days: int,
+    level: str,
+    cube: Cube | None = None,
 ) -> list[PlannerArea]:
     """Temporary schemes whose planned end falls within ``days``: their current occupants by
     segment (from holds in state 'arrived', in places) and the rest of the reported occupancy
     as 'segment unknown', against free capacity elsewhere in the same area that serves each
-    segment. Secret-address schemes are only aggregated, with the same k as everywhere."""
+    segment. Secret-address schemes are only aggregated, with the same k as everywhere.
+    ``cube``: the saturation map the caller already built (else it is built here)."""
     check_level(level)
     k = settings.suppression_k
     loaded = await load(db, settings, now)
@@ -806,7 +813,8 @@ async def redirection(
     # The free places elsewhere (and their quality) are shown only where the saturation map
     # shows the area itself: else, with the map's province and its other arrondissements, an
     # area the map hid (to protect a lone secret refuge next door) could be worked out.
-    cube = await asyncio.to_thread(saturation_cube, loaded.facts, k=k)
+    if cube is None:
+        cube = await asyncio.to_thread(saturation_cube, loaded.facts, k=k)
     async with db.read() as s:
         holds = (
             await s.execute(

@@ -408,7 +408,7 @@ class TaskforcePageController(Controller):
                 "suppressed": a.suppressed,
             }
             for a in await tf.redirection(
-                state.db, state.settings, now=now, days=PLANNER_DAYS, level=level
+                state.db, state.settings, now=now, days=PLANNER_DAYS, level=level, cube=cube
             )
             if a.nis in in_view
         ]
