@@ -220,6 +220,7 @@ async def bench_http_one(
     tmp: Path,
     profile: bool = False,
     floor: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     facs = synthetic_facilities(n, seed, now=now)  # counts fresh relative to the real clock
@@ -235,10 +236,15 @@ async def bench_http_one(
             await db.dispose()
         load_s = time.perf_counter() - t0
         env = {} if cache_seconds is None else {"ABRI_MATCHER_CACHE_SECONDS": cache_seconds}
-        result: dict[str, Any] = {"backend": backend, "facilities": n, "load_s": load_s}
+        result: dict[str, Any] = {
+            "backend": backend,
+            "facilities": n,
+            "load_s": load_s,
+            "workers": workers,
+        }
         prof = h.RESULTS / f"search-{backend}-{n}.prof" if profile else None
         factory = "ops.bench._floor_app:create_app" if floor else "api.app:create_app"
-        with h.Server(url, env, profile=prof, factory=factory) as srv:
+        with h.Server(url, env, profile=prof, factory=factory, workers=workers) as srv:
             # First search builds the index (cold); time it separately.
             conn = h.Conn("127.0.0.1", srv.port, {"Authorization": f"Bearer {token}"})
             t0 = time.perf_counter()
@@ -247,6 +253,18 @@ async def bench_http_one(
             result["first_search_status"] = st
             if st != 200:
                 raise RuntimeError(f"first search answered {st}; see {srv.log_path}")
+            if workers > 1:  # each process builds its own index on its first search
+                extra = [
+                    h.Conn("127.0.0.1", srv.port, {"Authorization": f"Bearer {token}"})
+                    for _ in range(workers * 4)
+                ]
+                answers = await asyncio.gather(
+                    *(c.request("POST", "/placements/search", bodies[0]) for c in extra)
+                )
+                for c in extra:
+                    await c.close()
+                if any(st != 200 for st, _ in answers):
+                    raise RuntimeError(f"warm-up search failed; see {srv.log_path}")
             if floor:  # the floor route searches each distinct body once, then replays it
                 for b in bodies:
                     st, _ = await conn.request("POST", "/bench/search-floor", b)
@@ -316,6 +334,7 @@ async def bench_http(args: argparse.Namespace, sizes: list[int]) -> list[dict[st
                     tmp=Path(tmp),
                     profile=args.profile,
                     floor=args.floor,
+                    workers=args.workers,
                 )
                 h.say(
                     f"{'':>8} {'':>6}      (load {r['load_s']:.1f} s, first search "
@@ -390,6 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-matcher", action="store_true")
     p.add_argument("--skip-http", action="store_true")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=(
+            "API processes (abri serve --workers N, the deployment shape); both endpoints "
+            "are measured against the same processes"
+        ),
+    )
     p.add_argument(
         "--profile",
         action="store_true",
