@@ -72,10 +72,20 @@ def _next_morning(now: datetime) -> datetime:
 
 
 def _cap(rule: DurationRule, facility_max_minutes: int | None, opens_in: int) -> int:
-    """The longest a hold may run from now: the requester kind's maximum counted from when the
-    place's intake opens, within the facility's own maximum (counted from now)."""
-    cap = rule.max_minutes + opens_in
-    return cap if facility_max_minutes is None else min(cap, facility_max_minutes)
+    """The longest a hold may run from now: the smaller of the requester kind's maximum and the
+    facility's own, both counted from when the place's intake opens.
+
+    Counting the facility's maximum from now would make a hold on a place opening later today
+    useless when the wait is longer than that maximum: the hold would end before anyone could
+    be taken in (a place with a 2-hour maximum, held at 14:00, intake from 18:00). Until the
+    intake opens nobody can be admitted there anyway, so the hold keeps the bed from no one
+    who could use it sooner."""
+    cap = (
+        rule.max_minutes
+        if facility_max_minutes is None
+        else min(rule.max_minutes, facility_max_minutes)
+    )
+    return cap + opens_in
 
 
 def deadline_for(
@@ -92,7 +102,7 @@ def deadline_for(
     ``opens_in``: minutes until the place's intake opens (0: open now). The household cannot
     be taken in before, so the kind's default and maximum count from then: a police hold at
     03:00 on a place whose intake opens at 08:00 runs to 09:30, not 04:30 (a bed lost while
-    the officer waits for the door to open). The facility's maximum still counts from now."""
+    the officer waits for the door to open). The facility's maximum counts from then too."""
     rule = DURATIONS.get(requester_kind, DURATIONS["helpline"])
     cap = _cap(rule, facility_max_minutes, opens_in)
     if requested_minutes is not None:

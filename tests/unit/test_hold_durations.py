@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from placement import holds as rules
+from placement.errors import InvalidInput
 from placement.holds_service import _opens_in
 from placement.policy import AccessPolicy, AdmissionWindow
 
@@ -30,3 +31,30 @@ def test_the_opening_is_measured_in_real_time_across_the_clock_change() -> None:
 def test_open_now_or_too_far_away_counts_from_now() -> None:
     assert _opens_in(DAYTIME, datetime(2026, 1, 15, 10, 0, tzinfo=UTC)) == 0  # 11:00 CET: open
     assert _opens_in(AccessPolicy(), datetime(2026, 1, 15, 2, 0, tzinfo=UTC)) == 0  # 24/7
+
+
+def test_the_facility_maximum_counts_from_the_opening_too() -> None:
+    # 14:00 CET; intake from 18:00 (240 min); the place keeps a bed at most 2 hours. Counted
+    # from now, a hold would end at 16:00, before anyone could be taken in.
+    now = datetime(2026, 1, 15, 13, 0, tzinfo=UTC)
+    opens_in = _opens_in(
+        AccessPolicy(admission_hours=[AdmissionWindow(start="18:00", end="23:00")]), now
+    )
+    assert opens_in == 240
+    police = rules.deadline_for("police", None, facility_max_minutes=120, now=now, opens_in=240)
+    assert police == now + timedelta(minutes=240 + 90)  # the kind's default, from the opening
+    helpline = rules.deadline_for("helpline", None, facility_max_minutes=120, now=now, opens_in=240)
+    assert helpline == now + timedelta(minutes=240 + 120)  # the facility's maximum, from then
+    assert rules.deadline_for(
+        "helpline", 360, facility_max_minutes=120, now=now, opens_in=240
+    ) == now + timedelta(minutes=360)
+    try:
+        rules.deadline_for("helpline", 361, facility_max_minutes=120, now=now, opens_in=240)
+    except InvalidInput as exc:
+        assert exc.extra["max_minutes"] == 360
+    else:
+        raise AssertionError("a hold past the facility's maximum after opening was accepted")
+    # open now: the facility's maximum counts from now, as before
+    assert rules.deadline_for(
+        "helpline", None, facility_max_minutes=120, now=now, opens_in=0
+    ) == now + timedelta(minutes=120)
