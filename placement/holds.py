@@ -135,6 +135,8 @@ def extended_deadline(
     if extensions >= MAX_EXTENSIONS:
         raise ExtensionRefused(
             f"This hold was already extended {extensions} times (at most {MAX_EXTENSIONS}).",
+            field="extensions",
+            reason="too-many",
         )
     rule = DURATIONS.get(requester_kind, DURATIONS["helpline"])
     cap = _cap(rule, facility_max_minutes, opens_in)
@@ -149,6 +151,8 @@ def extended_deadline(
         raise ExtensionRefused(
             f"This hold already runs as long as a hold may from now ({cap} minutes); extend "
             "it later, when its deadline is nearer.",
+            field="deadline",
+            reason="not-yet",
         )
     return new
 

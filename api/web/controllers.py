@@ -91,7 +91,7 @@ ERROR_TEXT = {
     "not-eligible": "This place cannot take this household.",
     "hold-expired": "This hold has expired; its place was given back.",
     "illegal-transition": "This hold has already changed; reload the page.",
-    "extension-refused": "This hold cannot be extended any further.",
+    "extension-refused": "This hold cannot be extended any further.",  # (at most twice)
     "not-found": "Not found.",
     "unknown-area": "Unknown municipality.",
     "busy": "The service is busy; try again in a moment.",
@@ -227,6 +227,12 @@ def _lang(request: Request[Any, Any, Any]) -> str:
 
 
 def _error_text(_: Callable[[str], str], exc: AbriError) -> str:
+    if exc.code == "extension-refused" and exc.extra.get("reason") == "not-yet":
+        # not counted: the hold already runs as long as it may from now
+        return _(
+            "This hold already runs as long as it may for now. Extend it later, when its "
+            "deadline is nearer."
+        )
     text = _(ERROR_TEXT.get(exc.code, "The request failed."))
     if exc.code in ("invalid-input", "not-eligible") and exc.field:
         text += f" ({exc.field})"

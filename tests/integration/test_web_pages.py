@@ -975,3 +975,38 @@ async def test_plus_is_disabled_when_every_place_is_already_free(
     minus = re.search(r"<button[^>]*One place fewer free[^>]*>", card.group(0))
     assert plus and "disabled" in plus.group(0)
     assert minus and "disabled" not in minus.group(0)
+
+
+async def test_an_extension_that_would_add_nothing_says_to_extend_later(
+    client: AsyncClient, world: World
+) -> None:
+    """A police hold extended once runs to its 3-hour maximum: a second extension now would add
+    nothing and is refused without being counted. The console says so ("extend it later"),
+    not that the hold can never be extended again."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.facility(
+        "Refuges",
+        "Family House",
+        municipality="21009",
+        policy=seed_policy(),
+        pools=[
+            PoolCreate(label="Rooms", unit_kind="family_room", places_per_unit=4, units_total=2)
+        ],
+    )
+    await world.operator("Zone", "police")
+    await web_sign_in(client, await world.token("Zone", "police"))
+    page = await client.get("/web/console")
+    r = await client.post(
+        "/web/console/search", data={**FAMILY_FORM, "avoid0": "", "csrf": csrf_of(page.text)}
+    )
+    fields = hold_form(r.text)
+    hold_url = (await client.post("/web/console/hold", data=fields)).headers["location"]
+    await client.post("/web/lang", data={"csrf": fields["csrf"], "lang": "en"})
+    r = await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]})
+    assert "already runs as long" not in r.text and "cannot be extended" not in r.text
+    r = await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]})
+    assert "Extend it later, when its deadline is nearer." in r.text
+    assert "cannot be extended any further" not in r.text
+    await client.post("/web/lang", data={"csrf": fields["csrf"], "lang": "fr"})
+    r = await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]})
+    assert "Prolongez-la plus tard" in r.text
