@@ -233,6 +233,7 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
                 "template": args.template,
                 "kind": args.kind,
                 "intakePhone": args.intake_phone,
+                "intakePhone24h": args.intake_phone_hours == "24/7",
                 "handoverProtocol": args.handover or "",
                 **({"secretAddress": args.secret == "yes"} if args.secret else {}),
                 **(
@@ -487,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--template", choices=sorted(TEMPLATES))
     fc.add_argument("--kind")
     fc.add_argument("--intake-phone", required=True)
+    fc.add_argument(
+        "--intake-phone-hours",
+        choices=["24/7", "office"],
+        default="24/7",
+        help="whether the intake phone answers round the clock (default) or in office hours",
+    )
     fc.add_argument("--handover")
     fc.add_argument("--secret", choices=["yes", "no"])
     fc.add_argument("--street")

@@ -131,6 +131,8 @@ class FacilityCreate(Struct, kw_only=True):
     kind: FacilityKind | None = None
     policy: PolicyPatch | None = None  # over the template's policy (create) or the current
     intake_phone: Phone
+    # answered round the clock (R21); else only in office hours
+    intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
     handover_protocol: Text = ""
     secret_address: bool | None = None  # the template decides; on by default
     address: Address | None = None
@@ -145,6 +147,7 @@ class FacilityUpdate(Struct, kw_only=True):
     municipality_nis: Nis | None = None
     policy: PolicyPatch | None = None  # over the current policy; fields left out are kept
     intake_phone: Phone | None = None
+    intake_phone_24h: bool | None = msgspec.field(default=None, name="intakePhone24h")
     handover_protocol: Text | None = None
     secret_address: bool | None = None
     valid_from: Instant | None = None

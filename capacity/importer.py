@@ -11,7 +11,8 @@ municipality             NIS code (2025, or a pre-2025 code mapped forward) or a
 template                 ipv_refuge | requisitioned_crisis_hotel | cpas_emergency_flat |
                          night_shelter | caw_safe_house
 kind                     refuge | crisis_hotel | cpas_place | night_shelter | safe_house | other
-intake_phone             24/7 intake number given to requesters
+intake_phone             intake number given to requesters
+intake_phone_24h         yes/no: answered round the clock (default yes)
 handover_protocol        text (the template's protocol when empty)
 secret_address           yes/no (template default; on unless public night shelter)
 street, postal_code,     the confidential address (encrypted at rest)
@@ -56,6 +57,7 @@ BASE = {
     "template",
     "kind",
     "intake_phone",
+    "intake_phone_24h",
     "handover_protocol",
     "secret_address",
     "street",
@@ -152,6 +154,8 @@ def parse_row(row: dict[str, str]) -> FacilityCreate:
             data["municipalityNis"] = _municipality(v)
         elif key == "secret_address":
             data["secretAddress"] = _bool(v)
+        elif key == "intake_phone_24h":
+            data["intakePhone24h"] = _bool(v)
         elif key in ("valid_from", "planned_end"):
             data[_to_camel(key)] = _date(v).isoformat()
         elif key == "stale_after_minutes":

@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     literal,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -131,6 +132,8 @@ class Facility(Base):
     municipality_nis: Mapped[str] = mapped_column(String(5), index=True)
     policy: Mapped[dict[str, Any]] = mapped_column(JSON)
     intake_phone: Mapped[str] = mapped_column(String(40))
+    # R21: whether the intake phone is answered round the clock (else only in office hours)
+    intake_phone_24h: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     handover_protocol: Mapped[str] = mapped_column(Text)
     secret_address: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(32), default="open")

@@ -353,6 +353,7 @@ async def _add_facility(
         municipality_nis=nis,
         policy=policy_to_json(policy),
         intake_phone=cmd.intake_phone,
+        intake_phone_24h=cmd.intake_phone_24h,
         handover_protocol=protocol,
         secret_address=secret,
         status="open",

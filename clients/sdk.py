@@ -102,6 +102,8 @@ class Hold(_Out, kw_only=True):
     place: Place
     intake_phone: str
     handover_protocol: str
+    # true: the intake phone answers round the clock; false: office hours only
+    intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
     callback: str | None = None
     close_reason: str | None = None
 
@@ -143,6 +145,7 @@ class Option(_Out, kw_only=True):
     score: float
     intake_phone: str
     handover_protocol: str
+    intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
     distance_km: float | None = None
     specialised: bool = False
 

@@ -155,6 +155,8 @@ async def load_demo(
                     policy=patch_of(_policy_variant(rng, template)),
                     intake_phone=f"+32 {rng.randint(2, 9)} {rng.randint(100, 999)} "
                     f"{rng.randint(10, 99)} {rng.randint(10, 99)}",
+                    # a CPAS answers in office hours; refuges and hotels keep a night line
+                    intake_phone_24h=template != "cpas_emergency_flat",
                     address=Address(
                         street=f"Demostraat {counter} (fictitious)",
                         postal_code="0000",

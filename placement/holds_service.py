@@ -111,6 +111,7 @@ class HoldView:
     pool_ref: str
     pool_label: str
     unit_kind: str
+    intake_phone_24h: bool = True  # R21 (last: the SQL below appends it to its columns)
 
     def effective_state(self, now: datetime) -> str:
         """A held hold past its deadline is expired, even before the sweeper writes it."""
@@ -155,6 +156,7 @@ _VIEW_COLUMNS = (
     Pool.ref,
     Pool.label,
     Pool.unit_kind,
+    Facility.intake_phone_24h,
 )
 
 
@@ -308,7 +310,7 @@ _TARGET = (
     " AND h.deadline <= $3),"
     " p.units_total - p.units_occupied - p.units_held,"
     " EXISTS (SELECT 1 FROM holds k WHERE k.requester_operator_id = $2"
-    " AND k.idempotency_key = $4)"
+    " AND k.idempotency_key = $4), f.intake_phone_24h"
     " FROM pools p JOIN facilities f ON f.id = p.facility_id WHERE p.ref = $1"
 )
 # The gate (CONVENTIONS §3.1): one conditional UPDATE; 0 rows written = not free enough.
@@ -392,14 +394,14 @@ _PG_FAST = (
     " AND k.idempotency_key = $12::text)) AS ok,"
     " (SELECT name FROM operators WHERE id = $4::bigint) AS operator, p.label,"
     " f.operator_id, f.ref, f.alias, f.secret_address, f.municipality_nis, f.intake_phone,"
-    " f.handover_protocol"
+    " f.handover_protocol, f.intake_phone_24h"
     " FROM pools p JOIN facilities f ON f.id = p.facility_id"
     " WHERE p.id = $2::bigint AND p.ref = $22::text),"
     + _PG_GATE.format(and_also=" AND (SELECT ok FROM c)")
     + _PG_WRITES.format(episode="$23")
     + " SELECT c.ok, c.free, (SELECT id FROM h), c.operator, c.label, c.operator_id, c.ref,"
-    " c.alias, c.secret_address, c.municipality_nis, c.intake_phone, c.handover_protocol"
-    " FROM c"
+    " c.alias, c.secret_address, c.municipality_nis, c.intake_phone, c.handover_protocol,"
+    " c.intake_phone_24h FROM c"
 )
 
 
@@ -705,6 +707,7 @@ class _Ask:
             municipality_nis=shown[6],
             intake_phone=shown[7],
             handover_protocol=shown[8],
+            intake_phone_24h=bool(shown[9]),
             pool_id=place.pool_id,
             pool_ref=self.pool_ref,
             pool_label=shown[1],
@@ -850,7 +853,7 @@ async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldVie
             gone = max(0, int(refused[1] or 0))
     if gone is not None or hold_id is None:
         raise _Gone(gone or 0)
-    shown = (target[17], place.pool_label, *target[9:12], *target[13:17])
+    shown = (target[17], place.pool_label, *target[9:12], *target[13:17], target[21])
     return ask.view(hold_id, place, units, deadline, shown)
 
 
@@ -864,7 +867,7 @@ _LOAD = (
     " h.requester_kind, h.facility_id, f.operator_id, f.ref, f.alias, f.kind,"
     " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
     " p.ref, p.label, p.unit_kind, f.policy,"
-    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting')"
+    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h"
     " FROM holds h JOIN pools p ON p.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
     " JOIN operators o ON o.id = h.requester_operator_id WHERE h.ref = $1"
 )
@@ -927,7 +930,7 @@ _PG_RELEASE = (
     " h.requester_kind, h.facility_id, f.operator_id, f.ref, f.alias, f.kind,"
     " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
     " pl.ref, pl.label, pl.unit_kind, f.policy,"
-    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting')"
+    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h"
     " FROM h JOIN pools pl ON pl.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
     " JOIN operators o ON o.id = h.requester_operator_id"
 )
@@ -955,7 +958,7 @@ def _loaded(tx: RawTx, row: Sequence[Any]) -> _Loaded:
     for i in (7, 8, 10):
         r[i] = tx.read_ts(r[i])
     r[20] = bool(r[20])
-    return _Loaded(HoldView(*r[:28]), r[28], bool(r[29]))
+    return _Loaded(HoldView(*r[:28], intake_phone_24h=bool(r[30])), r[28], bool(r[29]))
 
 
 async def _open(

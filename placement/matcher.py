@@ -169,6 +169,9 @@ class Option(msgspec.Struct, kw_only=True, rename="camel"):
     score: float
     score_parts: dict[str, float]
     intake_phone: str
+    # R21: the intake phone answers round the clock; false: only in office hours (at night,
+    # call the helpline instead)
+    intake_phone_24h: bool = msgspec.field(name="intakePhone24h")
     handover_protocol: str
     distance_km: float | None
     specialised: bool
@@ -386,6 +389,7 @@ class _Shown(NamedTuple):
     area_name: str
     secret: bool
     intake_phone: str
+    intake_phone_24h: bool
     handover_protocol: str
     cost: str
     cost_reason: str
@@ -405,6 +409,7 @@ def _shown(fac: FacilitySnapshot) -> _Shown:
         area_name=area_name,
         secret=fac.secret_address,
         intake_phone=fac.intake_phone,
+        intake_phone_24h=fac.intake_phone_24h,
         handover_protocol=fac.handover_protocol,
         cost=policy.cost,
         cost_reason=_COST_REASON[policy.cost],
@@ -546,6 +551,7 @@ def _build_option(
         score=score,
         score_parts=dict(zip(SCORE_PARTS, score_parts, strict=True)),
         intake_phone=shown.intake_phone,
+        intake_phone_24h=shown.intake_phone_24h,
         handover_protocol=shown.handover_protocol,
         distance_km=shown_km,
         specialised=specialised,

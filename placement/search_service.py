@@ -515,6 +515,7 @@ async def load_snapshots(
         Facility.planned_end,
         Facility.secret_address,
         Facility.intake_phone,
+        Facility.intake_phone_24h,
         Facility.handover_protocol,
         Facility.stale_after_minutes,
     ).where(Facility.kind.in_(sorted(PLACEMENT_KINDS)))  # never another kind of place (R40)
@@ -561,6 +562,7 @@ async def load_snapshots(
                 planned_end=f.planned_end,
                 secret_address=f.secret_address,
                 intake_phone=f.intake_phone,
+                intake_phone_24h=f.intake_phone_24h,
                 handover_protocol=f.handover_protocol,
                 stale_after_minutes=f.stale_after_minutes
                 or settings.stale_minutes.get(f.kind, 12 * 60),

@@ -66,6 +66,7 @@ class FacilitySnapshot(msgspec.Struct, kw_only=True):
     planned_end: datetime | None = None
     secret_address: bool = False
     intake_phone: str = ""
+    intake_phone_24h: bool = True  # answered round the clock (R21)
     handover_protocol: str = ""
     stale_after_minutes: int = 720
     pools: list[PoolSnapshot] = msgspec.field(default_factory=list)

@@ -89,6 +89,8 @@ class HoldRead(Out, kw_only=True):
     extensions: int
     place: PlaceRead
     intake_phone: str
+    # R21: true when the intake phone answers round the clock; false: office hours only
+    intake_phone_24h: bool = msgspec.field(name="intakePhone24h")
     handover_protocol: str
     callback: str | None
     close_reason: str | None
@@ -135,6 +137,7 @@ def hold_read(v: HoldView, now: datetime) -> HoldRead:
             unit_kind=v.unit_kind,
         ),
         intake_phone=v.intake_phone,
+        intake_phone_24h=v.intake_phone_24h,
         handover_protocol=v.handover_protocol,
         callback=v.callback,
         close_reason=v.close_reason,

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from api.schemas import AreaRef, Location, Out, PoolRead, area_ref, location, pool_read
 from capacity.crypto import Address
 from capacity.health_rules import AreaCondition
@@ -24,6 +26,7 @@ class FacilityDetail(Out, kw_only=True):
     location: Location
     policy: AccessPolicy
     intake_phone: str
+    intake_phone_24h: bool = msgspec.field(name="intakePhone24h")  # answered round the clock
     handover_protocol: str
     secret_address: bool
     status: str
@@ -76,6 +79,7 @@ def facility_fields(view: FacilityView, settings: Settings, now: datetime) -> di
         "location": location(f.municipality_nis),
         "policy": policy_from_json(f.policy),
         "intake_phone": f.intake_phone,
+        "intake_phone_24h": f.intake_phone_24h,
         "handover_protocol": f.handover_protocol,
         "secret_address": f.secret_address,
         "status": f.status,

@@ -381,3 +381,28 @@ async def test_rules_that_no_longer_parse_stop_only_a_decision(
     with pytest.raises(NotAdmitting):
         await _hold(world, ref, actor)
     paths.taken()
+
+
+async def test_whether_the_intake_phone_answers_at_night_is_shown_on_every_path(
+    world: World, backend: str, paths: Paths
+) -> None:
+    """R21: a hold says whether its intake phone answers round the clock — from the full path,
+    the one-statement hold (PostgreSQL), a read, and the one-statement release — as the
+    facility says it now."""
+    fid, _pool_id, ref, actor = await _place(world)
+    first = await _hold(world, ref, actor)
+    _expect(paths, backend, (0, 0, 1))
+    assert first.view.intake_phone_24h is True  # the default: a 24/7 intake number
+    await _facility(world, fid, intake_phone_24h=False)
+    second = await _hold(world, ref, actor)
+    _expect(paths, backend, (1, 0, 0))
+    assert second.view.intake_phone_24h is False
+    got = await holds_service.get(world.db, second.view.ref, actor=actor, side="requester")
+    assert got.intake_phone_24h is False
+    released = await holds_service.transition(
+        world.db, second.view.ref, "released", actor=actor, now=world.clock.now()
+    )
+    assert released.intake_phone_24h is False and released.state == "released"
+    await _facility(world, fid, intake_phone_24h=True)
+    third = await _hold(world, ref, actor)
+    assert third.view.intake_phone_24h is True

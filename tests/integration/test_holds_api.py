@@ -452,3 +452,39 @@ async def test_a_hold_on_a_place_whose_intake_opens_later_lasts_until_after_it_o
         json=hold_body(day.pools[0].ref),
     )
     assert r.status_code == 201 and datetime.fromisoformat(r.json()["deadline"]) == at("13:30")
+
+
+async def test_the_answers_say_whether_the_intake_phone_answers_at_night(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """R21 over HTTP: an administrator marks a CPAS-like place's intake phone as office hours
+    only; the search option, the hold, its read and the staff's facility say so, and the
+    console's hold page tells the officer."""
+    await world.operator("Admin", "admin")
+    admin = bearer(await world.token("Admin", "admin"))
+    fid = setup["fa"].facility.id
+    r = await client.patch(f"/admin/facilities/{fid}", headers=admin, json={"intakePhone24h": "x"})
+    assert r.status_code == 422 and r.json()["field"] == "intakePhone24h", r.text
+    r = await client.patch(
+        f"/admin/facilities/{fid}", headers=admin, json={"intakePhone24h": False}
+    )
+    assert r.status_code == 200 and r.json()["intakePhone24h"] is False, r.text
+    r = await client.get(f"/staff/facilities/{fid}", headers=bearer(setup["staff_a"]))
+    assert r.status_code == 200 and r.json()["intakePhone24h"] is False
+    search = {"household": MOTHER_TWO_KIDS, "need": "ipv"}
+    r = await client.post("/placements/search", headers=bearer(setup["police"]), json=search)
+    assert r.status_code == 200, r.text
+    shown = {o["poolRef"]: o["intakePhone24h"] for o in r.json()["options"]}
+    assert shown[setup["family"]] is False
+    h = {**bearer(setup["police"]), "Idempotency-Key": "phone-hours-01"}
+    r = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
+    assert r.status_code == 201 and r.json()["intakePhone24h"] is False, r.text
+    ref = r.json()["ref"]
+    r = await client.get(f"/holds/{ref}", headers=bearer(setup["police"]))
+    assert r.json()["intakePhone24h"] is False
+    r = await client.post(f"/holds/{ref}/release", headers=bearer(setup["police"]))
+    assert r.status_code == 200 and r.json()["intakePhone24h"] is False
+    r = await client.patch(f"/admin/facilities/{fid}", headers=admin, json={"intakePhone24h": True})
+    h = {**bearer(setup["police"]), "Idempotency-Key": "phone-hours-02"}
+    r = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
+    assert r.status_code == 201 and r.json()["intakePhone24h"] is True, r.text

@@ -992,6 +992,7 @@ async def test_an_extension_that_would_add_nothing_says_to_extend_later(
         pools=[
             PoolCreate(label="Rooms", unit_kind="family_room", places_per_unit=4, units_total=2)
         ],
+        intake_phone_24h=False,  # R21: the hold page says so
     )
     await world.operator("Zone", "police")
     await web_sign_in(client, await world.token("Zone", "police"))
@@ -1002,6 +1003,8 @@ async def test_an_extension_that_would_add_nothing_says_to_extend_later(
     fields = hold_form(r.text)
     hold_url = (await client.post("/web/console/hold", data=fields)).headers["location"]
     await client.post("/web/lang", data={"csrf": fields["csrf"], "lang": "en"})
+    page = await client.get(hold_url)
+    assert re.search(r'id="phone-hours">\(office hours only\)', page.text), page.text
     r = await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]})
     assert "already runs as long" not in r.text and "cannot be extended" not in r.text
     r = await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]})

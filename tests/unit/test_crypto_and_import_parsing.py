@@ -62,3 +62,14 @@ def test_import_policy_overrides_template() -> None:
     assert cmd.policy.languages == ["nl", "en"]
     assert cmd.policy.specialisations == ["ipv", "family_violence"]  # from the template
     assert cmd.municipality_nis == "44021"
+    assert cmd.intake_phone_24h is True  # the default: a 24/7 intake number
+
+
+def test_import_intake_phone_hours() -> None:
+    """R21: a CPAS whose intake phone answers in office hours only says so in the file."""
+    day, night = parse_csv(
+        "operator,alias,municipality,template,intake_phone,intake_phone_24h\n"
+        "A,Day,Gent,cpas_emergency_flat,+32 9 555 00 00,no\n"
+        "A,Night,Gent,ipv_refuge,+32 9 555 00 01,yes\n"
+    )
+    assert (day.intake_phone_24h, night.intake_phone_24h) == (False, True)
