@@ -146,8 +146,20 @@ def test_staff_updates_a_pool_and_sees_the_conflict(browser: Any, server: dict[s
     colleague.wait_for_load_state()
     assert colleague.locator("#notice").inner_text() == "Saved."
     assert colleague.locator(f"#pool-{pool.id} .free").inner_text() == "0"
-    # one tap closes the place to new admissions, one tap reopens it
+    # closing asks first: "cancel" keeps the place open; confirmed, it closes; one tap reopens
     status = colleague.locator(f"#status-{pool.facility_id}")
+    asked: list[str] = []
+
+    def cancel(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    colleague.once("dialog", cancel)
+    status.get_by_role("button", name="Close to new admissions").click()
+    colleague.wait_for_timeout(300)
+    assert asked and "Close this place to new admissions?" in asked[0]
+    assert status.locator(".status-now").inner_text() == "Open"
+    colleague.once("dialog", lambda dialog: dialog.accept())
     status.get_by_role("button", name="Close to new admissions").click()
     colleague.wait_for_load_state()
     assert colleague.locator("#notice").inner_text() == "Closed to new admissions."

@@ -118,6 +118,15 @@
     }, 15000);
   }
 
+  // A form that takes a place out of the searches asks first (one stray tap on a phone at
+  // night would otherwise hide a free bed until someone notices). Delegated: the live refresh
+  // replaces parts of the page. Without JavaScript the form still works in one tap.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     countdown(); live(); watchHold(); watchStanding();
   });
