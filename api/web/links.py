@@ -38,6 +38,7 @@ from capacity import links
 from capacity.commands import AvailabilityUpdate
 from capacity.errors import AbriError, NotFound
 from placement import holds_service, standing_service
+from placement.errors import BadReference
 
 REFUSED_TEXT = {
     "unknown": "This link is not valid. Check that you opened the whole link, or ask your "
@@ -123,7 +124,7 @@ class LinkPageController(Controller):
         lang = _lang(request)
         arriving = [
             {
-                "ref": h.ref,
+                "id": h.id,  # never the code: the household gives it (see ``arrived``)
                 "pool_label": h.pool_label,
                 "units": h.units,
                 "until": local_when(h.deadline, lang, now),
@@ -137,7 +138,14 @@ class LinkPageController(Controller):
             )
             if h.effective_state(now) == "held"
         ]
-        ctx = {"notice": None, "conflict": None, "error": None, **ctx}
+        ctx = {
+            "notice": None,
+            "conflict": None,
+            "error": None,
+            "arrival_error": None,
+            "typed_code": None,
+            **ctx,
+        }
         return _render(
             request,
             ws,
@@ -200,13 +208,12 @@ class LinkPageController(Controller):
             return await self._page(request, ws, exc.status, error=(pool_id, _error_text(_, exc)))
         return _redirect(request, ws, f"/web/link?ok=saved#pool-{pool_id}")
 
-    @post("/holds/{ref:str}/{action:str}")
-    async def hold_action(
-        self, ref: FromPath[str], action: FromPath[str], request: Request[Any, Any, Any]
-    ) -> Response[Any]:
-        """A night worker marks a household that was expected: arrived (its places move from
-        held to occupied) or no-show (they go back). Only holds on the link's own facility;
-        recorded in the audit log as the link's doing."""
+    @post("/arrived")
+    async def arrived(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """A night worker marks a household as arrived by typing the reference code it gives:
+        the page lists who is expected but never their codes, so a code is the proof that
+        this household was sent here. Only holds on the link's own facility; its places move
+        from held to occupied; audited as the link's doing."""
         ws, stop = await _link_guard(request)
         if stop:
             return stop
@@ -214,21 +221,59 @@ class LinkPageController(Controller):
         state = request.app.state
         now = state.clock.now()
         _ = i18n.translator(_lang(request))
-        target = {"arrived": "arrived", "no-show": "no_show"}.get(action)
+        typed = str((await request.form()).get("code") or "").strip()[:20]
         try:
-            if target is None:
-                raise NotFound("No such action.")
+            ref = holds_service.parse_ref(typed)
             view = await holds_service.get(state.db, ref, actor=ws.link.actor, side="staff")
             if view.facility_id != ws.link.facility_id:  # the operator's other places: not here
                 raise NotFound("No such hold.", field="ref")
-            done = await holds_service.transition_ex(
-                state.db, ref, target, actor=ws.link.actor, now=now
+            await holds_service.transition_ex(
+                state.db, ref, "arrived", actor=ws.link.actor, now=now
             )
-            await links.record_hold_action(state.db, ws.link, done.view.ref, target, now)
-            if target == "no_show" and done.someone_waiting:
+            await links.record_hold_action(state.db, ws.link, ref, "arrived", now)
+        except BadReference:
+            text = _("This is not a reference code (8 letters and digits, e.g. KM4T-9RCX).")
+            return await self._page(request, ws, 422, arrival_error=text, typed_code=typed)
+        except NotFound:
+            text = _("Nobody is expected here with this code. Check the code with them.")
+            return await self._page(request, ws, 404, arrival_error=text, typed_code=typed)
+        except AbriError as exc:
+            text = _error_text(_, exc)
+            return await self._page(request, ws, exc.status, arrival_error=text, typed_code=typed)
+        return _redirect(request, ws, "/web/link?ok=arrived#arriving")
+
+    @post("/holds/{hold_id:int}/no-show")
+    async def no_show(
+        self, hold_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """A night worker frees the places of a household that did not come (no code needed:
+        they are not there to give it). Only holds held on the link's own facility."""
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        assert ws.link is not None
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        try:
+            held = await holds_service.list_holds(
+                state.db,
+                actor=ws.link.actor,
+                side="staff",
+                states=["held"],
+                facility_id=ws.link.facility_id,
+            )
+            ref = next((h.ref for h in held if h.id == hold_id), None)
+            if ref is None:
+                raise NotFound("No such hold.")
+            done = await holds_service.transition_ex(
+                state.db, ref, "no_show", actor=ws.link.actor, now=now
+            )
+            await links.record_hold_action(state.db, ws.link, ref, "no_show", now)
+            if done.someone_waiting:
                 await standing_service.run_round(state.db, state.settings, now=now)
         except NotFound:
             return await self._page(request, ws, 404, error=(None, _("Not found.")))
         except AbriError as exc:
             return await self._page(request, ws, exc.status, error=(None, _error_text(_, exc)))
-        return _redirect(request, ws, f"/web/link?ok={target}#arriving")
+        return _redirect(request, ws, "/web/link?ok=no_show#arriving")

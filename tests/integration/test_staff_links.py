@@ -18,7 +18,7 @@ from api.web import i18n
 from api.web import links as link_pages
 from capacity.clock import FrozenClock
 from capacity.commands import PoolCreate
-from capacity.models import AuditEntry, AvailabilityReport, Pool, StaffLink
+from capacity.models import AuditEntry, AvailabilityReport, Hold, Pool, StaffLink
 from capacity.settings import Settings
 from tests.browser.web_helpers import csrf_of, seed_world, web_sign_in
 from tests.conftest import World, bearer
@@ -206,8 +206,8 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
         pools=[PoolCreate(label="Beds", units_total=4)],
     )
     staff = str(w["staff"])
-    # a hold at the facility: its code shows on the link page (the night worker marks the
-    # arrival), never its household or its requester's contact
+    # a hold at the facility: the link page lists it as expected, but never its code (the
+    # household gives it at the door), its household or its requester's contact
     await world.operator("Line", "helpline")
     helpline = await world.token("Line", "helpline")
     r = await client.post(
@@ -230,7 +230,8 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
     for needle in [*needles, "CALLBACKCANARY", "Refuge Iris", "Refuge Nord", "Line"]:
         assert needle not in page.text
     arriving = re.search(r'<section[^>]*id="arriving".*?</section>', page.text, re.S)
-    assert arriving and hold_ref in arriving.group(0)
+    assert arriving and "Beds" in arriving.group(0)
+    assert hold_ref not in page.text and hold_ref.replace("-", "") not in page.text
     for detail in ("Enfant", "Femme", "7 ans", "homelessness", "Sans-abrisme"):
         assert detail not in arriving.group(0)
     other_pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
@@ -269,15 +270,25 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
     )
     assert iris_hold.status_code == 201, iris_hold.text
     iris_ref = iris_hold.json()["ref"]
-    r = await client.post(f"/web/link/holds/{iris_ref}/arrived", data={"csrf": csrf})
+    r = await client.post("/web/link/arrived", data={"csrf": csrf, "code": iris_ref})
+    assert r.status_code == 404 and "Personne n&#39;est attendu ici avec ce code" in r.text
+    assert f'value="{iris_ref}"' in r.text  # the typed code stays, to be checked
+    async with world.db.read() as s:
+        iris_id = (await s.execute(select(Hold.id).where(Hold.ref == iris_ref))).scalar_one()
+    r = await client.post(f"/web/link/holds/{iris_id}/no-show", data={"csrf": csrf})
     assert r.status_code == 404
-    r = await client.post(f"/web/link/holds/{hold_ref}/decline", data={"csrf": csrf})
-    assert r.status_code == 404  # arrived and no-show only
-    assert (await client.post(f"/web/link/holds/{hold_ref}/arrived", data={})).status_code == 403
+    r = await client.post("/web/link/arrived", data={"csrf": csrf, "code": "KM4T"})
+    assert r.status_code == 422 and "Ce n&#39;est pas un code de référence" in r.text
+    r = await client.post("/web/link/arrived", data={"code": hold_ref})
+    assert r.status_code == 403  # no CSRF token
     got = await client.get(f"/holds/{iris_ref}", headers=bearer(helpline))
     assert got.json()["state"] == "held"
-    # its own: arrived, the places move from held to occupied, the audit says the link did it
-    r = await client.post(f"/web/link/holds/{hold_ref}/arrived", data={"csrf": csrf})
+    got = await client.get(f"/holds/{hold_ref}", headers=bearer(helpline))
+    assert got.json()["state"] == "held"
+    # its own, typed as heard (lower case, no dash): arrived, the places move from held to
+    # occupied, the audit says the link did it
+    typed = hold_ref.replace("-", " ").lower()
+    r = await client.post("/web/link/arrived", data={"csrf": csrf, "code": typed})
     assert r.status_code == 303 and r.headers["location"] == "/web/link?ok=arrived#arriving"
     got = await client.get(f"/holds/{hold_ref}", headers=bearer(helpline))
     assert got.json()["state"] == "arrived"
@@ -313,7 +324,10 @@ async def test_a_link_session_reaches_one_facility_and_nothing_else(
         headers={**bearer(helpline), "Idempotency-Key": "link-test-noshow"},
     )
     no_show_ref = again.json()["ref"]
-    r = await client.post(f"/web/link/holds/{no_show_ref}/no-show", data={"csrf": csrf})
+    page = await client.get("/web/link")
+    listed = re.findall(r'id="arriving-(\d+)"', page.text)
+    assert len(listed) == 1 and no_show_ref not in page.text
+    r = await client.post(f"/web/link/holds/{listed[0]}/no-show", data={"csrf": csrf})
     assert r.status_code == 303 and r.headers["location"] == "/web/link?ok=no_show#arriving"
     got = await client.get(f"/holds/{no_show_ref}", headers=bearer(helpline))
     assert got.json()["state"] == "no_show"
