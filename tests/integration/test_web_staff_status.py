@@ -58,7 +58,8 @@ def _card(page: str, facility_id: int) -> str:
 def _one_tap(page: str, facility_id: int) -> dict[str, str]:
     """The fields of the facility's one-tap form, as a browser would post them."""
     form = re.search(
-        rf'<form method="post" action="/web/staff/facilities/{facility_id}/status">.*?</form>',
+        rf'<form method="post" action="/web/staff/facilities/{facility_id}/status"'
+        r'(?: data-confirm="[^"]*")?>.*?</form>',
         page,
         re.S,
     )
