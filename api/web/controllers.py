@@ -472,10 +472,22 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
 
 
 def _form_values(form: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {k: form.get(k) for k in form}
+    values: dict[str, Any] = {k: form.get(k) for k in form if k != "csrf"}
     values["languages"] = list(form.getall("languages", []))
     values["health_met"] = list(form.getall("health_met", []))
     return values
+
+
+def _typed_values(form: Any) -> dict[str, Any] | None:
+    """The search form as the operator typed it, carried by a results page's hold and wait
+    forms (``typed``): a refused hold or wait shows the household again, not an empty form
+    to retype at 2 a.m. (an area to avoid forgotten in the retyping, a new episode token)."""
+    try:
+        typed = msgspec.json.decode(form.get("typed") or "", type=dict[str, str | list[str] | None])
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    typed.pop("csrf", None)
+    return typed or None
 
 
 # --------------------------------------------------------------------------- views
@@ -816,6 +828,8 @@ class WebController(Controller):
                 "exclusions": exclusions,
                 "alternatives": alternatives,
                 "household_json": msgspec.json.encode(req.household).decode(),
+                # the form as typed, for the page that says a hold or a wait was refused
+                "typed_json": msgspec.json.encode(values).decode(),
                 # no option: the same search can wait in line (a standing request)
                 "search_json": "" if r.options else msgspec.json.encode(req).decode(),
                 "standing_idem": secrets.token_urlsafe(12),
@@ -855,13 +869,18 @@ class WebController(Controller):
                 episode_token=episode,
             )
         except (msgspec.ValidationError, msgspec.DecodeError, FormError, AbriError) as exc:
-            return await self._console_failure(request, ws, exc)
+            return await self._console_failure(request, ws, exc, _typed_values(form))
         return _redirect(request, ws, f"/web/console/holds/{quote(result.view.ref)}")
 
     async def _console_failure(
-        self, request: Request[Any, Any, Any], ws: sess.WebSession, exc: Exception
+        self,
+        request: Request[Any, Any, Any],
+        ws: sess.WebSession,
+        exc: Exception,
+        typed: dict[str, Any] | None = None,
     ) -> Response[Any]:
-        """The console again, saying why a posted hold or wait was refused (nothing written)."""
+        """The console again, saying why a posted hold or wait was refused (nothing written),
+        with the household as typed when the refused form carried it."""
         _ = i18n.translator(_lang(request))
         if isinstance(exc, FormError):
             status, error = 422, _form_error(_, exc)
@@ -869,7 +888,7 @@ class WebController(Controller):
             status, error = exc.status, _error_text(_, exc)
         else:  # the hidden household or search did not decode
             status, error = 422, _("Please check the form.")
-        values = await _new_household(request, ws.actor)
+        values = typed or await _new_household(request, ws.actor)
         return await self._console(request, ws, values=values, status=status, error=error)
 
     @get("/console/holds/{ref:str}")
@@ -964,7 +983,7 @@ class WebController(Controller):
                 now=state.clock.now(),
             )
         except (msgspec.ValidationError, msgspec.DecodeError, FormError, AbriError) as exc:
-            return await self._console_failure(request, ws, exc)
+            return await self._console_failure(request, ws, exc, _typed_values(form))
         return _redirect(request, ws, "/web/console#standing")
 
     @post("/console/standing/{ref:str}/cancel")

@@ -1,0 +1,91 @@
+"""A police officer's or helpline operator's night on the web console, step by step: what
+they see when a step fails, when they switch language on a results page, and what the hold
+page tells them (its deadline on the wall clock, a countdown a screen reader can live with)."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from httpx import AsyncClient
+
+from tests.browser.web_helpers import post_form, seed_world, web_sign_in
+from tests.conftest import World, bearer
+from tests.integration.test_web_pages import FAMILY_FORM, hold_form
+
+
+def _field(page: str, name: str) -> str | None:
+    """The value of the input ``name`` in the search form of a console page."""
+    form = re.search(r'<form method="post" action="/web/console/search".*?</form>', page, re.S)
+    assert form, "no search form on the page"
+    m = re.search(rf'name="{name}"[^>]*value="([^"]*)"', form.group(0))
+    return html.unescape(m.group(1)) if m else None
+
+
+async def _fill(client: AsyncClient, token: str, alias: str) -> None:
+    """Another requester holds every free unit of ``alias`` (the race an officer loses)."""
+    one = {"adults": [{"gender": "female"}]}
+    found = await client.post(
+        "/placements/search", headers=bearer(token), json={"household": one, "need": "ipv"}
+    )
+    ref = next(o["poolRef"] for o in found.json()["options"] if o["alias"] == alias)
+    for i in range(20):
+        r = await client.post(
+            "/holds",
+            headers={**bearer(token), "Idempotency-Key": f"fill-{alias[-4:]}-{i:02d}"},
+            json={"poolRef": ref, "need": "ipv", "household": one},
+        )
+        if r.status_code == 409:
+            return
+        assert r.status_code == 201, r.text
+    raise AssertionError("never full")
+
+
+async def test_a_hold_lost_to_someone_else_keeps_the_typed_household(
+    client: AsyncClient, world: World
+) -> None:
+    """At 2 a.m. the place goes between the search and "Hold this place" (409). The console
+    says so and asks to search again, so the household as typed must still be in the form:
+    children's ages, the areas to avoid, the callback, the episode token. An empty form makes
+    the officer retype it all, and an area to avoid forgotten in the retyping is a safety
+    risk (R17); a new episode token counts the household twice (R33)."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    page = (await client.get("/web/console")).text
+    episode = _field(page, "episode")
+    typed = {**FAMILY_FORM, "avoid_km": "0", "episode": episode or "", "preferred": "Ixelles"}
+    r = await post_form(client, "/web/console", "/web/console/search", typed)
+    assert r.status_code == 200 and "Refuge Iris" in r.text
+    fields = hold_form(r.text)
+
+    await _fill(client, str(w["helpline"]), "Refuge Iris")
+    r = await client.post("/web/console/hold", data=fields)
+    assert r.status_code == 409 and "This place was just taken" in r.text
+    assert _field(r.text, "avoid0") == "Schaerbeek", "the area to avoid was dropped"
+    assert _field(r.text, "avoid_km") == "0"
+    assert _field(r.text, "child0_age") == "4" and _field(r.text, "child1_age") == "13"
+    assert _field(r.text, "callback") == "Ligne Ecoute, poste 12"
+    assert _field(r.text, "episode") == episode, "a new episode token: counted twice"
+    assert re.search(r'<option value="undocumented" selected>', r.text)
+    assert re.search(r'id="adult0_gender".*?<option value="female" selected>', r.text, re.S)
+
+
+def _standing_item(page: Any, ref: str) -> str:
+    m = re.search(rf'<li id="standing-{ref}".*?</li>', page.text, re.S)
+    assert m, "the standing request is not listed"
+    return " ".join(m.group(0).split())
+
+
+def _settings(client: AsyncClient) -> Any:
+    transport: Any = client._transport  # the ASGI app under test
+    return transport.app.state.settings
+
+
+async def _actor(world: World, token: str) -> Any:
+    from capacity import registry
+
+    actor = await registry.authenticate(world.db, token, world.clock.now())
+    assert actor is not None
+    return actor
