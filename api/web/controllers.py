@@ -243,6 +243,24 @@ def _form_error(_: Callable[[str], str], exc: FormError) -> str:
     return _(exc.msgid) % exc.params if exc.params else _(exc.msgid)
 
 
+def _page_of(request: Request[Any, Any, Any]) -> str:
+    """Where the language switch comes back to: this page, or for a page drawn for a POST
+    (search results, a refused hold, a staff form's error) the page that form was on, since
+    those paths answer POST only (a GET there is a 405)."""
+    path = request.url.path
+    if request.method == "GET":
+        return path
+    hold = re.fullmatch(r"(/web/console/holds/[^/]+)/[a-z-]+", path)
+    if hold:
+        return hold.group(1)
+    if path in ("/web/sign-in", "/web/link/open"):
+        return path
+    for page in ("/web/console", "/web/staff", "/web/link"):
+        if path.startswith(page + "/"):
+            return page
+    return "/web/"
+
+
 def _render(
     request: Request[Any, Any, Any],
     ws: sess.WebSession,
@@ -262,7 +280,7 @@ def _render(
         signed_in=ws.actor is not None,
         role=ws.data.role if ws.actor else None,
         operator_name=ws.data.opn if ws.actor else None,
-        here=request.url.path,
+        here=_page_of(request),
         labels=LABELS,
         **ctx,
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from httpx import AsyncClient
 
-from tests.browser.web_helpers import post_form, seed_world, web_sign_in
+from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
 from tests.integration.test_web_pages import FAMILY_FORM, hold_form
 
@@ -70,6 +70,32 @@ async def test_a_hold_lost_to_someone_else_keeps_the_typed_household(
     assert _field(r.text, "episode") == episode, "a new episode token: counted twice"
     assert re.search(r'<option value="undocumented" selected>', r.text)
     assert re.search(r'id="adult0_gender".*?<option value="female" selected>', r.text, re.S)
+
+
+async def test_switching_language_on_a_results_page_does_not_end_in_an_error(
+    client: AsyncClient, world: World
+) -> None:
+    """FR · NL · DE · EN sit at the top of every page. A results page was drawn for a POST
+    (/web/console/search), and so is the page saying a hold failed: switching language there
+    must land on a page, not on a JSON "405 Method Not Allowed"."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    pages = {}
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    pages["results"] = r
+    bad = {**hold_form(r.text), "household": "{}"}
+    pages["failed hold"] = await client.post("/web/console/hold", data=bad)
+    for what, page in pages.items():
+        nxt = re.search(r'name="next" value="([^"]*)"', page.text)
+        assert nxt, what
+        r = await client.post(
+            "/web/lang",
+            data={"csrf": csrf_of(page.text), "lang": "nl", "next": html.unescape(nxt.group(1))},
+        )
+        assert r.status_code == 303
+        landed = await client.get(r.headers["location"])
+        assert landed.status_code == 200, f"{what}: {landed.status_code} {landed.text[:120]}"
+        assert "text/html" in landed.headers["content-type"]
 
 
 def _standing_item(page: Any, ref: str) -> str:
