@@ -933,13 +933,16 @@ class WebController(Controller):
                 title=_("Not found."),
                 message=_("No such hold."),
             )
-        h = hold_read(view, state.clock.now())
+        now = state.clock.now()
+        h = hold_read(view, now)
         return _render(
             request,
             ws,
             "hold.html",
             h=h,
             area=display_name(h.place.area.nis, _lang(request)),
+            # what the officer radios to the patrol: the Belgian wall clock, not a countdown
+            deadline_text=local_when(h.deadline, _lang(request), now),
             **{"error": None, **extra},
         )
 

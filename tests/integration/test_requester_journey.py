@@ -98,6 +98,26 @@ async def test_switching_language_on_a_results_page_does_not_end_in_an_error(
         assert "text/html" in landed.headers["content-type"]
 
 
+async def test_the_hold_page_gives_the_deadline_in_belgian_time_and_a_quiet_countdown(
+    client: AsyncClient, world: World
+) -> None:
+    """The officer radios "held until 04:00" to the patrol and the shelter: the hold page
+    shows the deadline on the Belgian wall clock (02:30 in Brussels is 01:30 UTC; a police hold
+    of 90 min runs to 04:00 there), not only a countdown. The countdown ticks every second, so
+    it must not be a live region: a screen reader would read it out every second and drown
+    everything else (WCAG 4.1.3; role="timer" is not announced)."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    r = await client.post("/web/console/hold", data=hold_form(r.text))
+    assert r.status_code == 303
+    page = (await client.get(r.headers["location"])).text
+    assert "04:00" in page, "no deadline in Belgian time on the hold page"
+    live = re.search(r'<[^>]*aria-live="(polite|assertive)"[^>]*>(.*?)</p>', page, re.S)
+    assert not (live and 'id="countdown"' in live.group(2)), "the countdown is a live region"
+
+
 def _standing_item(page: Any, ref: str) -> str:
     m = re.search(rf'<li id="standing-{ref}".*?</li>', page.text, re.S)
     assert m, "the standing request is not listed"
