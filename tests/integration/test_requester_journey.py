@@ -10,6 +10,8 @@ from typing import Any
 
 from httpx import AsyncClient
 
+from placement import holds_service, standing_service
+from placement.household import Adult, Household, SearchRequest
 from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
 from tests.integration.test_web_pages import FAMILY_FORM, hold_form
@@ -116,6 +118,53 @@ async def test_the_hold_page_gives_the_deadline_in_belgian_time_and_a_quiet_coun
     assert "04:00" in page, "no deadline in Belgian time on the hold page"
     live = re.search(r'<[^>]*aria-live="(polite|assertive)"[^>]*>(.*?)</p>', page, re.S)
     assert not (live and 'id="countdown"' in live.group(2)), "the countdown is a live region"
+
+
+async def test_an_offered_place_that_ended_is_not_shown_as_held(
+    client: AsyncClient, world: World
+) -> None:
+    """A standing request is answered: a place is held for the operator. When that hold then
+    ends (the shelter declines it, or it expires), the console's list must not go on saying
+    "A place is held for you" for twelve hours: the officer would count on a bed that is gone."""
+    w = await seed_world(world)
+    client.headers["Accept-Language"] = "en"
+    await _fill(client, str(w["helpline"]), "Refuge Iris")
+    await _fill(client, str(w["helpline"]), "Refuge Nord")
+    police_actor = await _actor(world, str(w["police"]))
+    search = SearchRequest(
+        household=Household(adults=[Adult(gender="female")]),
+        need="ipv",
+    )
+    made = await standing_service.create(
+        world.db,
+        _settings(client),
+        request=search,
+        minutes=600,
+        callback=None,
+        idempotency_key=None,
+        actor=police_actor,
+        now=world.clock.now(),
+    )
+    assert made.view.state == "waiting"
+    # a room frees up: the round holds it for the police zone
+    helpline_holds = await client.get("/holds?state=held", headers=bearer(str(w["helpline"])))
+    first = helpline_holds.json()[0]["ref"]
+    r = await client.post(f"/holds/{first}/release", headers=bearer(str(w["helpline"])))
+    assert r.status_code == 200
+    view = await standing_service.get(world.db, made.view.ref, actor=police_actor)
+    assert view.state == "offered" and view.hold is not None
+    await web_sign_in(client, str(w["police"]))
+    li = _standing_item(await client.get("/web/console"), made.view.ref)
+    assert "A place is held for you" in li
+
+    # the shelter declines it
+    staff = await _actor(world, str(w["staff"]))
+    await holds_service.transition(
+        world.db, view.hold.ref, "declined", actor=staff, now=world.clock.now(), reason="Full"
+    )
+    li = _standing_item(await client.get("/web/console"), made.view.ref)
+    assert "A place is held for you" not in li, li
+    assert "Declined" in li
 
 
 def _standing_item(page: Any, ref: str) -> str:
