@@ -339,12 +339,15 @@ def _hold(
     minutes: int | None,
     callback: str | None,
     key: str | None,
+    episode_token: str | None = None,
 ) -> _Call:
     body: dict[str, Any] = {"poolRef": pool_ref, "household": _body(household), "need": need}
     if minutes is not None:
         body["minutes"] = minutes
     if callback is not None:
         body["callback"] = callback
+    if episode_token is not None:  # as on the household's searches: counted once (R33)
+        body["episodeToken"] = episode_token
     # One key for this hold, reused by every retry of this call: never two holds.
     return _Call(
         "POST", "/holds", Hold, json=body, headers={"Idempotency-Key": key or _new_key()}, safe=True
@@ -493,8 +496,11 @@ class AbriClient(_Base):
         minutes: int | None = None,
         callback: str | None = None,
         idempotency_key: str | None = None,
+        episode_token: str | None = None,
     ) -> Hold:
-        return self._do(_hold(pool_ref, household, need, minutes, callback, idempotency_key))
+        return self._do(
+            _hold(pool_ref, household, need, minutes, callback, idempotency_key, episode_token)
+        )
 
     def get_hold(self, ref: str) -> Hold:
         return self._do(_Call("GET", f"/holds/{ref}", Hold, safe=True))
@@ -610,8 +616,11 @@ class AsyncAbriClient(_Base):
         minutes: int | None = None,
         callback: str | None = None,
         idempotency_key: str | None = None,
+        episode_token: str | None = None,
     ) -> Hold:
-        return await self._do(_hold(pool_ref, household, need, minutes, callback, idempotency_key))
+        return await self._do(
+            _hold(pool_ref, household, need, minutes, callback, idempotency_key, episode_token)
+        )
 
     async def get_hold(self, ref: str) -> Hold:
         return await self._do(_Call("GET", f"/holds/{ref}", Hold, safe=True))

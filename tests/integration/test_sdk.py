@@ -270,3 +270,22 @@ async def test_release_is_not_blindly_retried(abri: Abri, proxy: DropOnceProxy) 
     assert lost.value.status == 0 and len(proxy.keys) == 1
     async with AsyncAbriClient(abri.url, abri.line) as direct:
         assert (await direct.get_hold(hold.ref)).state == "released"
+
+
+async def test_a_hold_through_the_sdk_carries_the_households_episode_token(abri: Abri) -> None:
+    """R33: the API takes the household's ``episodeToken`` on a hold as on its searches, so a
+    household moved from one place to another counts once in the task force's hold demand.
+    A dispatch system using the SDK must be able to send it too."""
+    with AbriClient(abri.url, abri.line) as line:
+        episode = "dispatch-episode-0117"
+        found = line.search(SearchRequest(household=HOUSEHOLD, need="ipv", episode_token=episode))
+        assert found.options
+        hold = line.hold(abri.small_ref, HOUSEHOLD, "ipv", episode_token=episode)
+        again = line.hold(abri.pool_ref, HOUSEHOLD, "ipv", episode_token=episode)  # moved
+    async with abri.db.read() as s:
+        hashes = (
+            await s.scalars(
+                select(HoldRow.episode_hash).where(HoldRow.ref.in_([hold.ref, again.ref]))
+            )
+        ).all()
+    assert len(hashes) == 2 and hashes[0] is not None and hashes[0] == hashes[1]
