@@ -29,6 +29,10 @@ FINAL = frozenset({"released", "declined", "expired", "no_show", "departed"})
 REQUESTER_ACTIONS = frozenset({"released"})
 STAFF_ACTIONS = frozenset({"arrived", "declined", "no_show", "departed"})
 MAX_EXTENSIONS = 2
+#: An extension must move the deadline by at least this much (the shortest hold one may ask
+#: for), else it is refused and not counted: a second "Extend" seconds after the first (a
+#: double click) would otherwise spend the last extension on a few seconds.
+MIN_EXTENSION_MINUTES = 15
 
 
 class DurationRule(msgspec.Struct, frozen=True):
@@ -144,10 +148,11 @@ def extended_deadline(
     if step > cap:
         raise InvalidInput(f"An extension may add at most {cap} minutes.", field="minutes")
     new = min(max(current_deadline, now) + timedelta(minutes=step), now + timedelta(minutes=cap))
-    if new <= current_deadline:
-        # Already held as long as it may be from now: an "extension" would add nothing (or,
-        # after the place lowered its maximum, shorten it) and still use one up. Refused,
-        # uncounted; it can be extended later, once the deadline is nearer.
+    if new < current_deadline + timedelta(minutes=MIN_EXTENSION_MINUTES):
+        # Already held (about) as long as it may be from now: an "extension" would add
+        # nothing, or a few seconds (or, after the place lowered its maximum, shorten it),
+        # and still use one up. Refused, uncounted; it can be extended later, once the
+        # deadline is nearer.
         raise ExtensionRefused(
             f"This hold already runs as long as a hold may from now ({cap} minutes); extend "
             "it later, when its deadline is nearer.",

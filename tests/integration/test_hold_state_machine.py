@@ -65,6 +65,7 @@ FACILITY_MAX_MINUTES = 200
 #: The model's own copy of the duration rules (default, maximum) per requester kind.
 KIND_MINUTES = {"police": (90, 180), "helpline": (240, 480)}
 MAX_EXTENSIONS = 2
+MIN_EXTENSION_MINUTES = 15  # an extension moves the deadline at least this much
 #: The model's own copy of the state machine.
 NEXT = {"held": {"arrived", "released", "declined", "expired", "no_show"}, "arrived": {"departed"}}
 STATES = {"held", "arrived", "released", "declined", "expired", "no_show", "departed"}
@@ -529,17 +530,12 @@ class HoldMachine(RuleBasedStateMachine):
             self.expect_error(exc, ExtensionRefused)
         elif minutes is not None and minutes > cap:
             self.expect_error(exc, InvalidInput)
-        elif (
-            min(
-                max(h.deadline, now)
-                + timedelta(
-                    minutes=minutes if minutes is not None else default_minutes(h.requester)
-                ),
-                now + timedelta(minutes=cap),
-            )
-            <= h.deadline
-        ):
-            # already as long as a hold may run from now: refused, not counted
+        elif min(
+            max(h.deadline, now)
+            + timedelta(minutes=minutes if minutes is not None else default_minutes(h.requester)),
+            now + timedelta(minutes=cap),
+        ) < h.deadline + timedelta(minutes=MIN_EXTENSION_MINUTES):
+            # already (about) as long as a hold may run from now: refused, not counted
             self.expect_error(exc, ExtensionRefused)
         else:
             assert exc is None, f"extension refused: {exc!r}"

@@ -184,3 +184,32 @@ async def _actor(world: World, token: str) -> Any:
     actor = await registry.authenticate(world.db, token, world.clock.now())
     assert actor is not None
     return actor
+
+
+async def test_a_second_extension_seconds_after_the_first_is_not_spent_for_nothing(
+    client: AsyncClient, world: World
+) -> None:
+    """A police hold (90 min, at most 180 from now) extended once runs to its cap. Pressing
+    "Extend" again a few seconds later (a double click on the console's button, or a dispatch
+    system's retry) would move the deadline by those few seconds and use up the last of the
+    two extensions: the officer then cannot extend when it matters. Like an extension that
+    adds nothing, it must be refused and not counted."""
+    w = await seed_world(world)
+    police = bearer(str(w["police"]))
+    one = {"adults": [{"gender": "female"}]}
+    found = await client.post(
+        "/placements/search", headers=police, json={"household": one, "need": "ipv"}
+    )
+    r = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "double-click-0001"},
+        json={"poolRef": found.json()["options"][0]["poolRef"], "need": "ipv", "household": one},
+    )
+    ref = r.json()["ref"]
+    r = await client.post(f"/holds/{ref}/extend", headers=police)
+    assert r.status_code == 200 and r.json()["extensions"] == 1
+    world.clock.advance(seconds=2)  # the second click
+    r = await client.post(f"/holds/{ref}/extend", headers=police)
+    assert r.status_code == 409 and r.json()["code"] == "extension-refused", r.json()
+    held = (await client.get(f"/holds/{ref}", headers=police)).json()
+    assert held["extensions"] == 1
