@@ -45,6 +45,7 @@ __all__ = [
     "AbriError",
     "AsyncAbriClient",
     "Conflict",
+    "Exclusion",
     "Forbidden",
     "Hold",
     "Invalid",
@@ -148,6 +149,7 @@ class Option(_Out, kw_only=True):
     intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
     distance_km: float | None = None
     specialised: bool = False
+    specialisations: list[str] = msgspec.field(default_factory=list)
 
 
 class Alternative(_Out, kw_only=True):
@@ -156,11 +158,20 @@ class Alternative(_Out, kw_only=True):
     extra_options: int
 
 
+class Exclusion(_Out, kw_only=True):
+    """Why places were left out: a code, how many, and the sentence to show (R15)."""
+
+    code: str
+    count: int
+    text: str
+
+
 class SearchResult(_Out, kw_only=True):
     search_id: str
     options: list[Option]
     excluded: dict[str, int]
     alternatives: list[Alternative]
+    exclusions: list[Exclusion] = msgspec.field(default_factory=list)
     considered: int
     matched: int
     unmet_recorded: bool = False

@@ -289,3 +289,15 @@ async def test_a_hold_through_the_sdk_carries_the_households_episode_token(abri:
             )
         ).all()
     assert len(hashes) == 2 and hashes[0] is not None and hashes[0] == hashes[1]
+
+
+async def test_the_sdk_gives_the_sentences_that_explain_exclusions(abri: Abri) -> None:
+    """R15: every exclusion is explained. The API answers a search with ``exclusions``, a
+    sentence per reason ("2 place(s) have no free unit that fits the household"), for
+    requesters' systems to show as such; the SDK dropped them, leaving only the codes."""
+    big = Household(adults=[Adult(gender="female")], children=[Child(age=3)] * 9)
+    with AbriClient(abri.url, abri.line) as line:
+        found = line.search(SearchRequest(household=big, need="ipv"))
+    assert not found.options and found.excluded
+    texts = {e.code: e.text for e in found.exclusions}
+    assert set(texts) == set(found.excluded) and all(texts.values())
