@@ -229,6 +229,8 @@ class Cube:
     # much detail (more than ``audit_limit`` atoms): fail closed, never publish unchecked.
     coarsened: list[str] = field(default_factory=list)
     equations: list[tuple[Cell, list[Cell]]] = field(default_factory=list, repr=False)
+    # item key -> its index among the secret items (what ``Cell.members`` holds)
+    secret_index: dict[int, int] = field(default_factory=dict, repr=False)
 
     def get(self, key: CellKey) -> Cell | None:
         return self.cells.get(key)
@@ -317,7 +319,7 @@ def build_cube(
         c = cells.get(key)
         if c is not None and not c.virtual:
             c.suppressed = True
-    cube = Cube(cells, k, levels)
+    cube = Cube(cells, k, levels, secret_index=secret_index)
     equations = cube.equations = _equations(cube, children, sorted(categories), flags)
     for i, (parent, kids) in enumerate(equations):
         for c in (parent, *kids):
@@ -441,6 +443,63 @@ def _complementary(cube: Cube, equations: list[Equation], pending: set[int]) -> 
                 _hide(c, pending)
         if not pending:
             return
+
+
+def withheld_beside(
+    cube: Cube, groups: Sequence[Collection[int]], *, limit: int = 2500
+) -> set[int]:
+    """Other figures published beside the cube's cells, each the sum over a group of
+    **secret** items (by key; public items never need protecting): which of them (indices
+    into ``groups``) must be withheld so that, combined with the cube's published cells, no
+    group of 1..k-1 secret items can be recovered.
+
+    A group that cuts the items along a line the cube never drew (e.g. the redirection
+    planner's "closes within N days") is a new row for a reader: the cube's own audit did not
+    see it. The cube's cells are published already, so only these extra figures can give way.
+    Fails closed: a secret item the cube does not know (created since), or too much detail to
+    check, withholds."""
+    withheld: set[int] = set()
+    live: dict[int, Cell] = {}
+    for i, keys in enumerate(groups):
+        if not keys:
+            continue
+        if any(key not in cube.secret_index for key in keys):
+            withheld.add(i)
+            continue
+        members = sorted(cube.secret_index[key] for key in keys)
+        live[i] = Cell(
+            "extra", str(i), ALL, ALL, items=len(members), secret=len(members), members=members
+        )
+    base = published_secret_cells(cube)
+    kept: list[Cell] = []
+
+    def add(batch: list[int]) -> None:
+        """Keep what of ``batch`` is safe beside the cube and what is kept already."""
+        while batch:
+            leaks = audit_cells([*base, *kept, *(live[i] for i in batch)], cube.k, limit)
+            if leaks is None:  # too much detail to check: fail closed
+                withheld.update(batch)
+                return
+            if not leaks:
+                kept.extend(live[i] for i in batch)
+                return
+            named = {id(c) for c in leaks}
+            drop = [i for i in batch if id(live[i]) in named]
+            if drop:
+                withheld.update(drop)
+                batch = [i for i in batch if i not in drop]
+                continue
+            # The audit named cells of the cube (the group lies outside these figures, which
+            # only made it recoverable): halve the batch to find the figures at fault.
+            if len(batch) == 1:
+                withheld.update(batch)
+                return
+            half = len(batch) // 2
+            add(batch[:half])
+            batch = batch[half:]
+
+    add(list(live))
+    return withheld
 
 
 #: The largest k the exact audit covers: it checks every group of up to k - 1 secret items.

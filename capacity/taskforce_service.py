@@ -52,6 +52,7 @@ from capacity.saturation import (
     published_secret_cells,
     saturation_cube,
     segments_of,
+    withheld_beside,
 )
 from capacity.settings import Settings
 from placement.policy import AccessPolicy, NeedCategory, RequesterKind, policy_from_json
@@ -835,7 +836,8 @@ async def redirection(
     by_area: dict[str, list[int]] = defaultdict(list)
     for fid in closing:
         by_area[facts[fid].path[depth]].append(fid)
-    out = []
+    out: list[PlannerArea] = []
+    extra: list[tuple[int, str, list[int]]] = []  # (area index, figure, secret facility ids)
     for area in sorted(by_area):
         fids = by_area[area]
         public, secret = [], []
@@ -868,6 +870,7 @@ async def redirection(
         secret_others = sum(1 for f in others if f.secret)
         free: dict[str, int | None] = {"all": 0, **dict.fromkeys(PLANNER_SEGMENTS, 0)}
         secret_serving: dict[str, int] = dict.fromkeys(PLANNER_SEGMENTS, 0)
+        serving_ids: dict[str, list[int]] = {seg: [] for seg in PLANNER_SEGMENTS}
         quality = [0] * len(FIGURES)
         for f in others:
             figs = facility_figures(f)
@@ -879,6 +882,8 @@ async def redirection(
                 if serves(f.segments, pol, seg):
                     free[seg] += fr  # type: ignore[operator]
                     secret_serving[seg] += int(f.secret)
+                    if f.secret:
+                        serving_ids[seg].append(f.id)
         # A segment's figure is hidden when the secret places serving it, or those not serving
         # it (all minus the segment), are 1 to k-1: either would be a refuge or two.
         for seg in PLANNER_SEGMENTS:
@@ -892,6 +897,17 @@ async def redirection(
         cell = cube.get((level, area, ALL, ALL))
         map_shows = cell is None or cell.items == 0 or not cell.suppressed
         elsewhere_ok = secret_ok and (secret_others == 0 or secret_others >= k) and map_shows
+        # What this area would publish, as groups of secret facilities: checked below against
+        # the map's cells, all areas together (a reader combines them all).
+        if secret_ok:
+            extra.append((len(out), "occupants", secret))
+        if elsewhere_ok:
+            extra.append((len(out), "all", [f.id for f in others if f.secret]))
+            extra += [
+                (len(out), seg, serving_ids[seg])
+                for seg in PLANNER_SEGMENTS
+                if free[seg] is not None
+            ]
         out.append(
             PlannerArea(
                 nis=area,
@@ -909,6 +925,20 @@ async def redirection(
                 else None,
             )
         )
+    # The planner cuts each area along a line the map never drew ("closes within N days",
+    # and its own segments): beside the map's cells, a figure here could isolate a refuge
+    # (the map's refuges subtracted from "free elsewhere" would leave a lone secret hotel).
+    # In a worker thread, as the cube's own audit: a decomposition per round.
+    withheld = await asyncio.to_thread(withheld_beside, cube, [ids for _, _, ids in extra])
+    for i in sorted(withheld, reverse=True):
+        a = out[extra[i][0]]
+        what = extra[i][1]
+        if what == "occupants":
+            a.occupants, a.suppressed, a.closing_secret = None, True, "suppressed"
+        elif what == "all":
+            a.free_elsewhere, a.free_elsewhere_quality = None, None
+        elif a.free_elsewhere is not None:
+            a.free_elsewhere[what] = None
     return out
 
 

@@ -1,0 +1,113 @@
+"""Review 9 (privacy): the task-force answers must not single out a secret refuge when they
+are combined, and the safety promises hold on paths the canary test does not reach."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from httpx import AsyncClient
+
+from capacity.commands import PoolCreate
+from placement.policy import AccessPolicy
+from tests.conftest import World, bearer
+
+LIEGE = "62003"  # arrondissement of Liège (62000), province 60000
+
+
+async def _sat(client: AsyncClient, h: dict[str, str], kind: str, level: str) -> dict[str, Any]:
+    r = await client.get(f"/taskforce/saturation?level={level}&kind={kind}", headers=h)
+    assert r.status_code == 200, r.text
+    return {c["area"]["nis"]: c for c in r.json()["cells"]}
+
+
+async def test_planner_free_elsewhere_cannot_be_differenced_with_the_map(
+    client: AsyncClient, world: World
+) -> None:
+    """The planner's 'free elsewhere' splits an area by 'closes within N days', a cut the
+    saturation map never checked. Here: three secret refuges, one secret crisis hotel X that
+    stays, and three secret schemes closing in 5 days (one of kind 'other', two crisis hotels).
+    The map hides crisis hotels and 'other' (1 and 3 secret places, complementary), shows the
+    refuges; the planner shows the free places of X + the refuges; the difference is X alone."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("TF", "taskforce")
+    now = world.clock.now()
+    for i in range(3):
+        await world.facility(
+            "Refuges",
+            f"Refuge {i}",
+            municipality=LIEGE,
+            pools=[PoolCreate(label="Beds", units_total=10, units_occupied=5)],
+        )
+    await world.facility(  # X: 7 free places, never to be read alone
+        "Refuges",
+        "Hotel X",
+        kind="crisis_hotel",
+        municipality=LIEGE,
+        pools=[PoolCreate(label="Beds", units_total=9, units_occupied=2)],
+    )
+    for i, kind in enumerate(("other", "crisis_hotel", "crisis_hotel")):
+        await world.facility(
+            "Refuges",
+            f"Scheme {i}",
+            kind=kind,
+            municipality=LIEGE,
+            planned_end=now + timedelta(days=5),
+            pools=[PoolCreate(label="Beds", units_total=4, units_occupied=1)],
+        )
+    h = bearer(await world.token("TF", "taskforce"))
+    refuges = (await _sat(client, h, "refuge", "arrondissement"))["62000"]
+    hotels = (await _sat(client, h, "crisis_hotel", "arrondissement"))["62000"]
+    assert hotels["suppressed"]  # the map protects X (with the closing hotels)
+    r = await client.get("/taskforce/redirection?days=14&level=arrondissement", headers=h)
+    assert r.status_code == 200, r.text
+    (area,) = r.json()["areas"]
+    assert not refuges["suppressed"] and refuges["free"] == 15
+    free = area["freeElsewhere"]
+    assert free is None or free["all"] is None or free["all"] - refuges["free"] != 7, (
+        "the planner's free places elsewhere minus the map's refuges give hotel X's alone"
+    )
+    # the closing schemes are three secret places: their occupants stay an aggregate
+    assert area["occupants"] is None or area["occupants"]["total"] == 3
+
+
+async def test_planner_segment_figure_is_not_one_the_map_hides(
+    client: AsyncClient, world: World
+) -> None:
+    """Province of Liège: the arrondissement of Liège has five secret places, three of which
+    take undocumented people (free 6 + 5 + 3); no other place of the province does. The map
+    shows the arrondissement (26 free) and hides its 'undocumented' cell, since the rest would
+    be two refuges. The planner (province level, a public hotel closing) published
+    'undocumented: 14' for the province: 26 - 14 = the two refuges' free places."""
+    from tests.integration.test_taskforce_api import LIEGE as LIEGE_MUN
+    from tests.integration.test_taskforce_api import seed
+
+    s = await seed(world)
+    await world.facility(
+        "Refuges",
+        "Paying P",
+        municipality=LIEGE_MUN,
+        policy=AccessPolicy(cost="paying", accepts_undocumented=True),
+        pools=[PoolCreate(label="Beds", units_total=5, units_occupied=0)],
+    )
+    await world.facility(
+        "Refuges",
+        "Low threshold T",
+        municipality=LIEGE_MUN,
+        policy=AccessPolicy(low_threshold=True, requires_income=True),
+        pools=[PoolCreate(label="Beds", units_total=3, units_occupied=0)],
+    )
+    h = bearer(s["tf"])
+    arr = (await _sat(client, h, "all", "arrondissement"))["62000"]
+    assert not arr["suppressed"] and arr["free"] == 26
+    r = await client.get(
+        "/taskforce/saturation?level=arrondissement&segment=undocumented", headers=h
+    )
+    assert {c["area"]["nis"]: c for c in r.json()["cells"]}["62000"]["suppressed"]
+    r = await client.get("/taskforce/redirection?days=7&level=province", headers=h)
+    (area,) = r.json()["areas"]
+    assert area["freeElsewhere"]["all"] is not None  # the safe totals stay
+    undocumented = area["freeElsewhere"]["undocumented"]
+    assert undocumented is None or arr["free"] - undocumented != 12, (
+        "the map's arrondissement minus the planner's 'undocumented' gives two refuges"
+    )
