@@ -261,6 +261,10 @@ async def series(
     ``resolution``: ``all`` (every stored run), ``hour`` or ``day`` (the first run of each),
     or ``auto``: every run up to 2 days, hourly up to 31 days, daily beyond."""
     check_level(level)
+    if nis is not None and nis not in areas_at(level):
+        # else every point would read "no facility": an arrondissement asked at province
+        # level has no snapshot row of that level, which is not the same as no places
+        raise InvalidInput(f"{nis!r} is not an area of level {level}.", field="nis")
     if resolution == "auto":
         span = end - start
         resolution = (

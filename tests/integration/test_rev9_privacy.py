@@ -9,6 +9,7 @@ from typing import Any
 from httpx import AsyncClient
 
 from capacity.commands import PoolCreate
+from capacity.settings import Settings
 from placement.policy import AccessPolicy
 from tests.conftest import World, bearer
 
@@ -111,3 +112,27 @@ async def test_planner_segment_figure_is_not_one_the_map_hides(
     assert undocumented is None or arr["free"] - undocumented != 12, (
         "the map's arrondissement minus the planner's 'undocumented' gives two refuges"
     )
+
+
+async def test_series_of_an_area_of_another_level_is_refused_not_zero(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """The arrondissement of Liège asked at level province (the default level): the answer
+    was 200 with every point 'facilities 0, capacity 0', as if the area had no place at all,
+    where year-on-year refuses the same question with a 422."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("TF", "taskforce")
+    for i in range(3):
+        await world.facility("Refuges", f"Refuge {i}", municipality=LIEGE)
+    from capacity import snapshots
+
+    await snapshots.take_snapshot(world.db, settings, world.clock.now())
+    h = bearer(await world.token("TF", "taskforce"))
+    ok = await client.get("/taskforce/saturation/series?level=arrondissement&nis=62000", headers=h)
+    assert ok.status_code == 200 and ok.json()["areas"][0]["points"][0]["capacity"] == 21
+    for query in ("level=province&nis=62000", "level=region&nis=60000", "level=province&nis=BE"):
+        for fmt in ("", "&format=csv"):
+            r = await client.get(f"/taskforce/saturation/series?{query}{fmt}", headers=h)
+            assert r.status_code == 422, (query, fmt, r.text[:200])
+    r = await client.get("/taskforce/exports/daily-census?level=province", headers=h)
+    assert r.status_code == 200
