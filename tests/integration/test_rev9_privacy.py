@@ -136,3 +136,118 @@ async def test_series_of_an_area_of_another_level_is_refused_not_zero(
             assert r.status_code == 422, (query, fmt, r.text[:200])
     r = await client.get("/taskforce/exports/daily-census?level=province", headers=h)
     assert r.status_code == 200
+
+
+async def test_no_route_lets_one_operator_reach_another_operators_objects(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """Every API route with an object in its path, called by operator A's staff and helpline
+    tokens with operator B's objects (facility, pool, hold, standing request, link): never a
+    2xx, never B's alias, hold or household; and A's lists do not carry B's objects."""
+    import re
+
+    from api.app import create_app
+    from tests.integration.test_canary_addresses import all_routes
+
+    await world.operator("Shelters A", "shelter_operator")
+    await world.operator("Shelters B", "shelter_operator")
+    await world.operator("Line A", "helpline")
+    await world.operator("Line B", "helpline")
+    fa = await world.facility(  # full: B's standing request must not be offered a place here
+        "Shelters A",
+        "ALPHAALIAS",
+        pools=[PoolCreate(label="Beds", units_total=5, units_occupied=5)],
+    )
+    fb = await world.facility(
+        "Shelters B", "BRAVOALIAS", pools=[PoolCreate(label="Beds", units_total=5)]
+    )
+    tok = {
+        "staff_a": await world.token("Shelters A", "staff"),
+        "staff_b": await world.token("Shelters B", "staff"),
+        "line_a": await world.token("Line A", "helpline"),
+        "line_b": await world.token("Line B", "helpline"),
+    }
+    hh = {"adults": [{"gender": "female"}], "children": [{"age": 9}]}
+    r = await client.post(
+        "/holds",
+        json={
+            "poolRef": fb.pools[0].ref,
+            "need": "ipv",
+            "household": hh,
+            "callback": "BRAVOCALLBACK",
+        },
+        headers={**bearer(tok["line_b"]), "Idempotency-Key": "bravo-hold-1"},
+    )
+    assert r.status_code == 201, r.text
+    hold_b = r.json()["ref"]
+    r = await client.post(
+        "/standing-requests",
+        json={
+            "search": {"household": hh, "need": "ipv", "nights": 400 // 400},
+            "callback": "BRAVOCALLBACK",
+        },
+        headers=bearer(tok["line_b"]),
+    )
+    standing_b = r.json().get("ref") if r.status_code == 201 else "ZZZZ-ZZZZ"
+    r = await client.post(
+        f"/staff/facilities/{fb.facility.id}/links",
+        json={"label": "Night", "hours": 2},
+        headers=bearer(tok["staff_b"]),
+    )
+    assert r.status_code in (200, 201), r.text
+    link_b = r.json()["id"]
+    ids = {
+        "facility_id": fb.facility.id,
+        "pool_id": fb.pools[0].id,
+        "link_id": link_b,
+        "ref": hold_b,
+        "action": "arrived",
+    }
+    needles = ("BRAVOALIAS", "BRAVOCALLBACK", hold_b)
+    app = create_app(settings, db=world.db, clock=world.clock)
+    bodies = {
+        "decline": {"reason": "x"},
+        "availability": {"unitsTotal": 1, "unitsOccupied": 1},
+        "status": {"status": "suspended", "reason": "x"},
+        "links": {"label": "x", "hours": 1},
+        "extend": {"minutes": 30},
+    }
+    leaks = []
+    for method, path in all_routes(app):
+        if not path.startswith(("/staff", "/holds", "/standing-requests")) or "{" not in path:
+            continue
+        for who in ("staff_a", "line_a"):
+            url = re.sub(
+                r"\{(\w+)(?::\w+)?\}",
+                lambda m: str(
+                    standing_b
+                    if path.startswith("/standing") and m.group(1) == "ref"
+                    else ids.get(m.group(1), 1)
+                ),
+                path,
+            )
+            body = next((b for key, b in bodies.items() if path.endswith(key)), {})
+            resp = await client.request(
+                method,
+                url,
+                headers={
+                    **bearer(tok[who]),
+                    "If-Match": '"1"',
+                    "Idempotency-Key": f"a-{len(leaks)}-x",
+                },
+                **({"json": body} if method in ("POST", "PUT", "PATCH") else {}),
+            )
+            if resp.status_code < 300 or any(n in resp.text for n in needles):
+                leaks.append((who, method, url, resp.status_code, resp.text[:120]))
+    assert not leaks, leaks
+    for who, path in (
+        ("staff_a", "/staff/facilities"),
+        ("staff_a", "/staff/holds"),
+        ("line_a", "/holds"),
+        ("line_a", "/standing-requests"),
+        ("staff_a", f"/staff/facilities/{fa.facility.id}/audit"),
+        ("staff_a", f"/staff/facilities/{fa.facility.id}/links"),
+    ):
+        resp = await client.get(path, headers=bearer(tok[who]))
+        assert resp.status_code == 200, (path, resp.text)
+        assert not any(n in resp.text for n in needles), (who, path, resp.text[:1500])
