@@ -131,7 +131,10 @@ def handle_validation(
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if isinstance(item, dict):
-            errors.append(FieldError(field=item.get("key"), message=str(item.get("message", ""))))
+            key = item.get("key")
+            errors.append(
+                FieldError(field=_wire_name(request, key), message=str(item.get("message", "")))
+            )
     first = errors[0] if errors else None
     detail = (
         f"{first.field}: {first.message}"
@@ -155,6 +158,21 @@ def handle_validation(
         field=first.field if first else None,
         errors=errors or None,
     )
+
+
+def _wire_name(request: Request[Any, Any, Any], key: Any) -> Any:
+    """The name the caller wrote for a parameter litestar reports by its Python name (e.g.
+    ``fmt`` for ``?format=``, ``start`` for ``?from=``)."""
+    try:
+        param = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # no handler resolved (e.g. a body error before routing)
+        return key
+    kwarg = getattr(param, "kwarg_definition", None)
+    for attr in ("query", "header", "cookie", "name"):
+        alias = getattr(kwarg, attr, None)
+        if isinstance(alias, str) and alias:
+            return alias
+    return key
 
 
 def _clean(text: str) -> str:

@@ -251,3 +251,22 @@ async def test_no_route_lets_one_operator_reach_another_operators_objects(
         resp = await client.get(path, headers=bearer(tok[who]))
         assert resp.status_code == 200, (path, resp.text)
         assert not any(n in resp.text for n in needles), (who, path, resp.text[:1500])
+
+
+async def test_a_bad_query_parameter_is_named_as_the_caller_wrote_it(
+    client: AsyncClient, world: World
+) -> None:
+    """`?format=xml` answered 'fmt: Invalid enum value' with field 'fmt', and a malformed
+    `?from=` answered field 'start': names the caller never sent and no document mentions."""
+    await world.operator("TF", "taskforce")
+    h = bearer(await world.token("TF", "taskforce"))
+    for url, name in (
+        ("/taskforce/saturation?format=xml", "format"),
+        ("/taskforce/unmet-demand?from=yesterday", "from"),
+        ("/taskforce/saturation/series?to=2026-01-01", "to"),
+    ):
+        r = await client.get(url, headers=h)
+        assert r.status_code == 422, r.text
+        problem = r.json()
+        assert problem["field"] == name, (url, problem)
+        assert problem["detail"].startswith(f"{name}:"), (url, problem["detail"])
