@@ -635,7 +635,14 @@ def match_reference(
         m = _muni_pos(fac.municipality_nis)
         secret = fac.secret_address
         if fac.municipality_nis and (
-            areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
+            (
+                any(  # a secret place: its 10 km band from them, as a radius of 0 km
+                    _judged_gap(float(geo.gap[_muni_pos(c), m]), True) <= 0
+                    for c in s.zones.avoid_municipalities
+                )
+                if secret
+                else areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
+            )
             or any(
                 _judged_gap(float(geo.gap[_muni_pos(c), m]), secret) <= km
                 for c, km in s.zones.avoid_radius
@@ -1082,6 +1089,12 @@ class MatcherIndex:
             for c in zones.avoid_municipalities:
                 avoid[geo.pos[c]] = True
             avoided = avoid[self.muni]
+            if zones.avoid_municipalities and self.secret.any():
+                # A secret place is judged by its 10 km band from them (as a radius of 0 km):
+                # exactly, avoiding one municipality after another would name its own.
+                rows = geo.gap[[geo.pos[c] for c in sorted(zones.avoid_municipalities)]]
+                near = np.floor(rows[:, self.muni].min(axis=0) / SECRET_BAND_KM) <= 0
+                avoided = np.where(self.secret, near, avoided)
             for c, km in zones.avoid_radius:
                 gap = geo.gap[geo.pos[c]][self.muni]
                 band = np.floor(gap / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap

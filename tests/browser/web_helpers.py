@@ -39,7 +39,11 @@ async def post_form(client: AsyncClient, page_url: str, url: str, data: dict[str
 
 
 async def seed_world(world: World) -> dict[str, object]:
-    """Two refuges (one in Schaerbeek, to be avoided), a staff, a helpline and a police token."""
+    """Two refuges (one in Mechelen, to be avoided), a staff, a helpline and a police token.
+
+    The one to avoid lies far from the other (Mechelen, 13 km from Brussels): a secret place is
+    judged by its 10 km band from an area to avoid, so a refuge next door to the avoided area
+    would be left out too."""
     await world.operator("Refuges Solidaires", "shelter_operator")
     await world.operator("Ligne Ecoute", "helpline")
     await world.operator("Zone Ixelles", "police")
@@ -57,7 +61,7 @@ async def seed_world(world: World) -> dict[str, object]:
     sch = await world.facility(
         "Refuges Solidaires",
         "Refuge Nord",
-        municipality="21015",
+        municipality="12025",
         policy=FAMILY_POLICY,
         pools=[
             PoolCreate(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from httpx import AsyncClient
 
 from capacity.commands import PoolCreate
@@ -271,12 +270,6 @@ async def test_a_bad_query_parameter_is_named_as_the_caller_wrote_it(
         assert problem["detail"].startswith(f"{name}:"), (url, problem["detail"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: avoid.municipalities is exact for secret places (see /tmp/rev9/privacy.md;"
-    " a band-judged rule is in /tmp/rev9/privacy-avoid-municipality-band.patch, but it also"
-    " drops the console's '0 km, the area alone' for secret places: a product decision)",
-)
 async def test_avoiding_a_municipality_does_not_tell_a_secret_refuges_municipality(
     client: AsyncClient, world: World
 ) -> None:

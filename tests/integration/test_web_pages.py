@@ -52,7 +52,7 @@ FAMILY_FORM = {
     "need": "ipv",
     "nights": "7",
     "languages": "fr",
-    "avoid0": "Schaerbeek",
+    "avoid0": "Mechelen",
     "callback": "Ligne Ecoute, poste 12",
 }
 
@@ -450,25 +450,45 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     client: AsyncClient, world: World
 ) -> None:
     """R17: the console keeps places at least DEFAULT_AVOID_KM from an area to avoid unless
-    the operator lowers it (Refuge Iris, Ixelles, lies about a kilometre from Schaerbeek's edge;
-    the Ixelles and Schaerbeek centroids are 4.4 km apart). R33: searching
-    again for the same household counts its unmet need once; "New household" starts over."""
+    the operator lowers it. Avoiding Schaerbeek as well as Mechelen: Refuge Iris (Ixelles, about
+    1.4 km from Schaerbeek's edge) is left out, and so is a public night shelter in Ixelles. At
+    0 km (Schaerbeek alone) the public shelter is offered; the secret refuge is still left out,
+    judged by its 10 km band, so that no series of searches can tell which municipality it is
+    in. R33: searching again for the same household counts its unmet need once; "New household"
+    starts over."""
     from sqlalchemy import func
 
     from capacity.models import UnmetDemand
 
     w = await seed_world(world)
+    await world.facility(
+        "Refuges Solidaires",
+        "Abri de nuit Ixelles",
+        municipality="21009",
+        kind="night_shelter",
+        secret=False,
+        policy=seed_policy(),
+        pools=[
+            PoolCreate(label="Rooms", unit_kind="family_room", places_per_unit=4, units_total=2)
+        ],
+    )
     await web_sign_in(client, str(w["police"]))
     client.headers["Accept-Language"] = "en"
     page = await client.get("/web/console")
     assert re.search(rf'id="avoid_km"[^>]*value="{DEFAULT_AVOID_KM}"', page.text)
     episode = re.search(r'name="episode" value="([^"]+)"', page.text)
     assert episode and 'id="new-household"' in page.text
-    form = {**FAMILY_FORM, "avoid_km": str(DEFAULT_AVOID_KM), "episode": episode.group(1)}
+    form = {
+        **FAMILY_FORM,
+        "avoid1": "Schaerbeek",
+        "avoid_km": str(DEFAULT_AVOID_KM),
+        "episode": episode.group(1),
+    }
     for _ in range(3):  # the operator searches again, and again, for the same household
         r = await post_form(client, "/web/console", "/web/console/search", form)
         assert r.status_code == 200, r.text
-        assert "Refuge Iris" not in r.text and "Refuge Nord" not in r.text
+        for name in ("Refuge Iris", "Refuge Nord", "Abri de nuit Ixelles"):
+            assert name not in r.text
         assert "The unmet need was recorded" in r.text or "Options (0)" in r.text
         # the token rides along with the re-rendered form
         assert f'name="episode" value="{episode.group(1)}"' in r.text
@@ -482,8 +502,13 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     )
     async with world.db.read() as s:
         assert await s.scalar(select(func.count()).select_from(UnmetDemand)) == 2
-    # Closer is the operator's call: at 0 km (Schaerbeek alone) the Ixelles refuge is offered.
+    # Closer is the operator's call: at 0 km (the areas alone) the public shelter in Ixelles is
+    # offered; the secret refuge there is not (its 10 km band touches Schaerbeek).
     r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "0"})
+    assert "Abri de nuit Ixelles" in r.text
+    assert "Refuge Iris" not in r.text and "Refuge Nord" not in r.text
+    # without Schaerbeek, the secret refuge is offered again
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid1": ""})
     assert "Refuge Iris" in r.text and "Refuge Nord" not in r.text
     assert "Specialised in: Intimate partner violence" in r.text  # R13: shown, not a rule
     r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "99"})
@@ -499,7 +524,7 @@ async def test_console_keeps_away_from_areas_to_avoid_and_counts_one_household_o
     async with world.db.write() as s:
         await s.execute(update(Pool).values(reported_at=long_ago, confirmed_at=long_ago))
     world.clock.advance(seconds=5)  # past the matcher's cache
-    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid_km": "0"})
+    r = await post_form(client, "/web/console", "/web/console/search", {**form, "avoid1": ""})
     assert "Refuge Iris" in r.text and "last reported: 3 free" in r.text
     assert "<strong>3 free</strong>" not in r.text
 
@@ -546,20 +571,21 @@ async def test_staff_see_the_condition_in_force_for_their_area(
         reason="Brussels measure",
         actor=CLI,
         now=world.clock.now(),
-    )  # the Brussels-Capital region's province code: both refuges are in Brussels
+    )  # the Brussels-Capital region's province code: Refuge Iris, not Refuge Nord (Mechelen)
     page = (await client.get("/web/staff")).text
-    assert page.count(banner) == 2 and "(Brussels measure)" in page
+    assert page.count(banner) == 1 and "(Brussels measure)" in page
     # the staff API says the same, for shelters' own systems
     api = await client.get("/staff/facilities", headers=bearer(str(w["staff"])))
     assert api.status_code == 200
-    for fac in api.json():
-        (cond,) = fac["areaConditions"]
-        assert (cond["condition"], cond["reason"], cond["area"]["nis"]) == (
-            "negative_test",
-            "Brussels measure",
-            "04000",
-        )
-    fid = api.json()[0]["id"]
+    conditions = {fac["alias"]: fac["areaConditions"] for fac in api.json()}
+    assert conditions["Refuge Nord"] == []
+    (cond,) = conditions["Refuge Iris"]
+    assert (cond["condition"], cond["reason"], cond["area"]["nis"]) == (
+        "negative_test",
+        "Brussels measure",
+        "04000",
+    )
+    fid = next(fac["id"] for fac in api.json() if fac["alias"] == "Refuge Iris")
     one = await client.get(f"/staff/facilities/{fid}", headers=bearer(str(w["staff"])))
     assert one.json()["areaConditions"][0]["condition"] == "negative_test"
     await health_rules.remove_condition(
@@ -581,7 +607,7 @@ async def test_staff_see_the_condition_in_force_for_their_area(
         until=datetime(world.clock.now().year, 12, 31, 22, 0, tzinfo=UTC),
     )
     page = (await client.get("/web/staff")).text
-    assert page.count(banner) == 2 and "The measure ends on Thu 31 Dec, 23:00." in page
+    assert page.count(banner) == 1 and "The measure ends on Thu 31 Dec, 23:00." in page
 
 
 async def test_console_form_errors_are_shown_in_the_language(
