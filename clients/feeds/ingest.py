@@ -13,7 +13,7 @@ The rule for feeds and holds (DESIGN invariant: ``units_held`` is Abri's truth):
   no version bump). A document stamped older than the pool's last update leaves that pool
   alone (newer staff data wins).
 * Anything wrong with the document (unknown identifier, a pool no longer the operator's,
-  blocked above total...) rejects the whole document before anything is written.
+  its own blocked count above its total...) rejects the whole document before anything is written.
 """
 
 from __future__ import annotations
@@ -95,9 +95,11 @@ async def ingest(
             occupied = r.units_occupied
             if m.get("countsHoldsAsOccupied", False):
                 occupied = max(0, occupied - pool.units_held)
+            # The adapters refuse a document whose own blocked count exceeds its total. A feed
+            # that reports no blocked count (EDXL-HAVE, a CSV without the column) keeps the
+            # figure staff gave, as a staff update without it does: never a reason to reject
+            # the whole document for a number it did not send.
             blocked = pool.units_blocked if r.units_blocked is None else r.units_blocked
-            if blocked > r.units_total:
-                raise FeedRejected(f"blocked exceeds total for {r.feed_id!r}")
             same = (pool.units_total, pool.units_occupied, pool.units_blocked) == (
                 r.units_total,
                 occupied,
