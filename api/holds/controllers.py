@@ -4,6 +4,7 @@ mark them arrived, no-show, declined or departed."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
@@ -297,13 +298,21 @@ async def _staff(
     return staff_hold_read(done.view, now)
 
 
+#: How long the stream keeps looking below its cursor for events committed late: PostgreSQL
+#: gives an event its id when the row is written, not when its transaction commits, so an
+#: event may become visible after a higher one was already sent (a transaction's statements
+#: are each bounded by the 15 s statement timeout; a few of them fit well within this).
+LATE_COMMIT_SECONDS = 30.0
+
+
 async def hold_event_stream(
     db: Database, actor: Actor, clock: Clock, after: int | None, seconds: int
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     """Poll the events table (works across API processes) and send what concerns my facilities.
 
     Each message carries the hold as the staff view, re-read at send time; ids let a client
-    resume with Last-Event-ID.
+    resume with Last-Event-ID. The stream's position is sent at once (an ``id`` without data),
+    so a client that saw no event yet still resumes from where it was, not from "now".
     """
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -318,24 +327,38 @@ async def hold_event_stream(
             if actor.is_admin
             else select(Facility.id).where(Facility.operator_id == actor.operator_id)
         )
+    yield ServerSentEventMessage(id=str(after), comment="position")
+    # Ids below the cursor are looked at again for LATE_COMMIT_SECONDS (``floor``: the cursor
+    # as it was that long ago); ``sent`` keeps those already sent above the floor.
+    floor = after
+    marks: deque[tuple[float, int]] = deque()
+    sent: set[int] = set()
     while loop.time() < end:
+        now_t = loop.time()
+        marks.append((now_t, after))
+        while marks and marks[0][0] <= now_t - LATE_COMMIT_SECONDS:
+            floor = marks.popleft()[1]
+        sent = {i for i in sent if i > floor}
         async with db.read() as s:
             q = (
                 select(Event.id, Event.kind, Event.payload)
-                .where(Event.id > after, Event.kind.like("hold.%"))
+                .where(Event.id > floor, Event.kind.like("hold.%"))
                 .order_by(Event.id)
                 .limit(100)
             )
+            if sent:
+                q = q.where(Event.id.not_in(sent))
             if mine is not None:
                 q = q.where(Event.facility_id.in_(mine))
             rows = (await s.execute(q)).all()
         for ev_id, kind, payload in rows:
-            after = ev_id
+            sent.add(ev_id)
+            after = max(after, ev_id)
             try:
                 view = await holds_service.get(db, payload["ref"], actor=actor, side="staff")
             except Exception:  # e.g. the hold's facility changed operator: skip it
                 continue
             body = msgspec.json.encode(staff_hold_read(view, clock.now())).decode()
-            yield ServerSentEventMessage(data=body, event=kind, id=str(ev_id))
+            yield ServerSentEventMessage(data=body, event=kind, id=str(max(after, ev_id)))
         if not rows:
             await asyncio.sleep(0.5)

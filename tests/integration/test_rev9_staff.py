@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from httpx import AsyncClient
 
 from tests.conftest import World, bearer
@@ -51,3 +52,133 @@ async def test_a_feed_that_never_reports_blocked_units_is_not_rejected_for_staff
         4,
         4,
     )
+
+
+# --------------------------------------------------------------------------- the live stream
+
+
+async def _incoming_holds_setup(world: World) -> dict[str, object]:
+    from capacity.commands import PoolCreate
+
+    await world.operator("Refuges A", "shelter_operator")
+    await world.operator("Zone Nord", "police")
+    fac = await world.facility(
+        "Refuges A",
+        "Refuge A-1",
+        pools=[PoolCreate(label="Beds", units_total=3), PoolCreate(label="Rooms", units_total=3)],
+    )
+    return {"fac": fac, "staff_op": fac.facility.operator_id}
+
+
+@pytest.mark.postgres
+async def test_a_hold_event_committed_after_a_later_one_still_reaches_the_staff_stream(
+    pg_world: World,
+) -> None:
+    """PostgreSQL hands out event ids when a row is written, not when its transaction commits.
+    The sweeper expires a hold (event N, not yet committed) while a police hold on the other
+    pool commits first (event N+1). The stream sends N+1 and moves its cursor past N, so N —
+    committed a moment later — never reaches the staff: their page keeps showing the expired
+    hold as incoming (the same happens to a hold.created behind a slower transaction)."""
+    import asyncio
+
+    from api.holds.controllers import hold_event_stream
+    from capacity.audit import Actor
+    from capacity.clock import FrozenClock
+    from placement import holds_service
+    from placement.household import Adult, Household
+
+    world = pg_world
+    s = await _incoming_holds_setup(world)
+    fac = s["fac"]
+    police = Actor(
+        operator_id=await _op_id(world, "Zone Nord"), role="police", operator_kind="police"
+    )
+    staff = Actor(operator_id=int(s["staff_op"]), role="staff")
+    household = Household(adults=[Adult(gender="female")])
+    first = await holds_service.reserve(
+        world.db,
+        pool_ref=fac.pools[0].ref,
+        household=household,
+        need="ipv",
+        minutes=None,
+        callback=None,
+        idempotency_key="stream-gap-1",
+        actor=police,
+        now=world.clock.now(),
+    )
+    world.clock.advance(hours=2)  # the first hold is due
+    got: list[object] = []
+    stream = hold_event_stream(world.db, staff, FrozenClock(world.clock.now()), None, 20)
+
+    async def pull() -> None:
+        async for m in stream:
+            got.append(m)
+
+    task = asyncio.create_task(pull())
+    try:
+        await asyncio.sleep(0.5)  # connected: the cursor is at the newest event
+        async with world.db.raw_write() as tx:  # the sweeper's transaction for the first pool
+            await holds_service.expire_due_in_pool(tx, fac.pools[0].id, world.clock.now())
+            second = await holds_service.reserve(
+                world.db,
+                pool_ref=fac.pools[1].ref,
+                household=household,
+                need="ipv",
+                minutes=None,
+                callback=None,
+                idempotency_key="stream-gap-2",
+                actor=police,
+                now=world.clock.now(),
+            )
+            for _ in range(40):  # the stream sends the committed later event
+                if any(second.view.ref in str(getattr(m, "data", "")) for m in got):
+                    break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(2)  # the sweeper committed: the stream has time to send it
+    finally:
+        task.cancel()
+    kinds = [(getattr(m, "event", None), str(getattr(m, "data", ""))) for m in got]
+    assert any(k == "hold.created" and second.view.ref in d for k, d in kinds), kinds
+    assert any(k == "hold.expired" and first.view.ref in d for k, d in kinds), kinds
+
+
+async def _op_id(world: World, name: str) -> int:
+    from sqlalchemy import select
+
+    from capacity.models import Operator
+
+    async with world.db.read() as s:
+        return int(await s.scalar(select(Operator.id).where(Operator.name == name)))
+
+
+async def test_a_stream_client_that_saw_no_event_yet_resumes_without_a_gap(
+    client: AsyncClient, world: World
+) -> None:
+    """A quiet night: the staff system's stream connection ends (``seconds``, a proxy's idle
+    timeout) having carried no event, so the client has no Last-Event-ID. A hold made before it
+    reconnects (EventSource waits ``retry`` = 3 s) must still reach it: the stream tells its
+    position at once, and the reconnection resumes from there instead of from "now"."""
+    import re
+
+    s = await _incoming_holds_setup(world)
+    fac = s["fac"]
+    staff = await world.token("Refuges A", "staff")
+    police = await world.token("Zone Nord", "police")
+    r = await client.get("/staff/holds/stream", params={"seconds": 1}, headers=bearer(staff))
+    ids = re.findall(r"^id: ?(\d+)", r.text, flags=re.M)
+    r = await client.post(
+        "/holds",
+        json={
+            "poolRef": fac.pools[0].ref,
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}]},
+        },
+        headers={**bearer(police), "Idempotency-Key": "between-connections-1"},
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    again = {"Last-Event-ID": ids[-1]} if ids else {}
+    r = await client.get(
+        "/staff/holds/stream", params={"seconds": 1}, headers={**bearer(staff), **again}
+    )
+    assert ref in r.text
