@@ -574,11 +574,21 @@ def occupied_for_free(total: int, held: int, free: int) -> int:
 
 
 def counts_from_form(form: Any, action: str, pool: Any) -> tuple[int, int, int | None]:
-    """(in service, occupied, held as the staff saw it) from a pool form: either both counts
-    ("counts": held does not matter), or the free places wanted (-, +, "set free places"),
+    """(in service, occupied, held as the staff saw it) from a pool form: both counts
+    ("counts": held does not matter), one place taken or given back ("minus", "plus"), or the
+    free places wanted ("set free places"; a page from before "minus"/"plus" sends -/+ so),
     turned into occupancy *with the held places the staff saw*: if a hold came in since, the
     update is refused (409 with the new figures), since "2 free" meant "2 besides the held
     ones I saw" and would otherwise give the new hold's bed away again. Raises FormError."""
+    if action in ("minus", "plus"):
+        # One place taken or given back: occupancy moves by one from what the page showed
+        # (the version check makes sure it still is what the page showed). Not "free ± 1"
+        # turned into occupancy: with more people than places in service (mattresses), that
+        # made "+" drop several people at once and show a free place that is not there.
+        held = _int(form.get("held"), 0, 100000, "Please check the form.")
+        held = pool.units_held if held is None else held
+        step = 1 if action == "minus" else -1
+        return pool.units_total, max(0, pool.units_occupied + step), held
     if action == "counts":
         total = _int(form.get("total"), 0, 100000, "Enter a whole number.")
         occupied = _int(form.get("occupied"), 0, 100000, "Enter a whole number.")

@@ -182,3 +182,78 @@ async def test_a_stream_client_that_saw_no_event_yet_resumes_without_a_gap(
         "/staff/holds/stream", params={"seconds": 1}, headers={**bearer(staff), **again}
     )
     assert ref in r.text
+
+
+# --------------------------------------------------------------------------- the staff page
+
+
+def _plus_minus_forms(page: str, pool_id: int) -> dict[str, dict[str, str]]:
+    """The "−" and "+" forms of a pool card, as a browser would send them."""
+    import html as html_mod
+    import re
+
+    card = re.search(rf'<article class="pool card" id="pool-{pool_id}">(.*?)</article>', page, re.S)
+    assert card, page
+    forms = re.findall(r"<form[^>]*>(.*?)</form>", card.group(1), re.S)
+    out: dict[str, dict[str, str]] = {}
+    for body in forms:
+        button = re.search(r"<button[^>]*>\s*([−+])\s*</button>", body)
+        if button:
+            fields = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', body)
+            out[button.group(1)] = {k: html_mod.unescape(v) for k, v in fields}
+    return out
+
+
+async def test_plus_on_an_overfull_pool_frees_one_place_not_three(
+    client: AsyncClient, world: World
+) -> None:
+    """Emergency mattresses: 5 beds in service, 7 people (the API allows it: nothing free).
+    One person leaves and the night worker taps "+" once: 6 are left, still nothing free.
+    The page turned the tap into "1 free", i.e. 4 occupied: three people vanished from the
+    count and a helpline was offered a bed in a shelter that is still over full."""
+    from capacity.models import Pool
+    from tests.browser.web_helpers import seed_world, web_sign_in
+
+    w = await seed_world(world)
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    staff = str(w["staff"])
+    r = await client.get(f"/staff/pools/{pool.id}", headers=bearer(staff))
+    r = await client.put(
+        f"/staff/pools/{pool.id}/availability",
+        json={"unitsTotal": 3, "unitsOccupied": 5},
+        headers={**bearer(staff), "If-Match": r.headers["etag"]},
+    )
+    assert r.status_code == 200 and r.json()["unitsFree"] == 0, r.text
+    await web_sign_in(client, staff)
+    page = await client.get("/web/staff")
+    plus = _plus_minus_forms(page.text, pool.id)["+"]
+    r = await client.post(f"/web/staff/pools/{pool.id}", data=plus)
+    assert r.status_code == 303, r.text
+    async with world.db.read() as s:
+        row = await s.get(Pool, pool.id)
+        assert row is not None and (row.units_total, row.units_occupied) == (3, 4)
+
+
+async def test_minus_and_plus_still_move_one_place_and_a_double_tap_is_refused(
+    client: AsyncClient, world: World
+) -> None:
+    """The ordinary case keeps working: "−" takes one place, "+" gives one back, and the
+    second of two taps sent from the same page (a double tap) is refused, not applied twice."""
+    from capacity.models import Pool
+    from tests.browser.web_helpers import seed_world, web_sign_in
+
+    w = await seed_world(world)
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    await web_sign_in(client, str(w["staff"]))
+    page = await client.get("/web/staff")
+    minus = _plus_minus_forms(page.text, pool.id)["−"]
+    assert (await client.post(f"/web/staff/pools/{pool.id}", data=minus)).status_code == 303
+    assert (await client.post(f"/web/staff/pools/{pool.id}", data=minus)).status_code == 409
+    async with world.db.read() as s:
+        assert (await s.get(Pool, pool.id)).units_occupied == 1  # type: ignore[union-attr]
+    page = await client.get("/web/staff")
+    plus = _plus_minus_forms(page.text, pool.id)["+"]
+    assert (await client.post(f"/web/staff/pools/{pool.id}", data=plus)).status_code == 303
+    assert (await client.post(f"/web/staff/pools/{pool.id}", data=plus)).status_code == 409
+    async with world.db.read() as s:
+        assert (await s.get(Pool, pool.id)).units_occupied == 0  # type: ignore[union-attr]
