@@ -8,6 +8,7 @@ no document content beyond an identifier), and then nothing of the document is u
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import msgspec
@@ -68,7 +69,18 @@ def parse_time(raw: str | None) -> datetime | None:
         raise FeedRejected("a timestamp is not ISO 8601") from None
     if value.tzinfo is None:
         raise FeedRejected("a timestamp has no time zone")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +01:00: before the first instant Python knows
+        raise FeedRejected("a timestamp is out of range") from None
+
+
+def whole_number(raw: str) -> int | None:
+    """A count as written in a document: ASCII digits with an optional minus sign (a negative
+    count is refused later, with its own reason); None for anything else (``--5``, ``²``,
+    which ``str.isdigit`` lets through to an ``int()`` that fails)."""
+    text = raw.strip()
+    return int(text) if re.fullmatch(r"-?[0-9]{1,12}", text) else None
 
 
 def unique(readings: list[Reading]) -> list[Reading]:

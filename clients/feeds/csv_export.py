@@ -15,7 +15,15 @@ from __future__ import annotations
 import csv
 import io
 
-from clients.feeds.base import FeedRejected, Reading, check_counts, check_id, parse_time, unique
+from clients.feeds.base import (
+    FeedRejected,
+    Reading,
+    check_counts,
+    check_id,
+    parse_time,
+    unique,
+    whole_number,
+)
 
 FORMAT = "csv_export"
 ACCEPT = "text/csv"
@@ -25,10 +33,10 @@ OPTIONAL = ("places_blocked", "updated_at")
 
 
 def _int(raw: str | None, column: str, line: int) -> int:
-    text = (raw or "").strip()
-    if not text.lstrip("-").isdigit():
+    value = whole_number(raw or "")
+    if value is None:
         raise FeedRejected(f"line {line}: {column} is not a whole number")
-    return int(text)
+    return value
 
 
 def parse(body: bytes) -> list[Reading]:

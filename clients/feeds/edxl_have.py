@@ -37,7 +37,15 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from clients.feeds.base import FeedRejected, Reading, check_counts, check_id, parse_time, unique
+from clients.feeds.base import (
+    FeedRejected,
+    Reading,
+    check_counts,
+    check_id,
+    parse_time,
+    unique,
+    whole_number,
+)
 
 FORMAT = "edxl_have"
 ACCEPT = "application/xml"
@@ -72,9 +80,10 @@ def _text(el: Element | None, what: str, *, required: bool = True) -> str | None
 def _count(el: Element | None, what: str) -> int:
     raw = _text(el, what)
     assert raw is not None
-    if not raw.lstrip("-").isdigit():
+    value = whole_number(raw)
+    if value is None:
         raise FeedRejected(f"HAVE {what} is not a whole number")
-    return int(raw)
+    return value
 
 
 def parse(body: bytes) -> list[Reading]:

@@ -1,0 +1,43 @@
+"""rev9 staff review: a malformed number or time in a feed document is rejected with a reason
+an admin can act on, never as an "internal error" (the poller's answer to a bug)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clients.feeds import csv_export, edxl_have, json_inventory
+from clients.feeds.base import FeedRejected
+
+HAVE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<HospitalStatus><Hospital>
+  <Organization><OrganizationInformation><OrganizationID>CPAS</OrganizationID>
+  </OrganizationInformation></Organization>
+  <HospitalBedCapacityStatus><BedCapacity><BedType>Beds</BedType><Capacity>
+    <CapacityStatus>Open</CapacityStatus><AvailableCount>AVAIL</AvailableCount>
+    <BaselineCount>10</BaselineCount></Capacity></BedCapacity></HospitalBedCapacityStatus>
+  <LastUpdateTime>WHEN</LastUpdateTime>
+</Hospital></HospitalStatus>"""
+
+
+def have(avail: str = "3", when: str = "2026-01-15T01:00:00Z") -> bytes:
+    return HAVE.replace(b"AVAIL", avail.encode()).replace(b"WHEN", when.encode())
+
+
+@pytest.mark.parametrize(
+    ("mod", "body"),
+    [
+        (csv_export, b"place_id;places_total;places_occupied\nA;--5;0\n"),
+        (csv_export, "place_id;places_total;places_occupied\nA;5;²\n".encode()),
+        (
+            csv_export,
+            b"place_id;places_total;places_occupied;updated_at\nA;5;1;0001-01-01T00:00:00+01:00\n",
+        ),
+        (edxl_have, have(avail="--3")),
+        (edxl_have, have(avail="³")),
+        (edxl_have, have(when="0001-01-01T00:30:00+01:00")),
+        (json_inventory, b'{"generatedAt": "0001-01-01T00:00:00+05:00", "rooms": []}'),
+    ],
+)
+def test_a_bad_number_or_time_is_a_rejection_with_a_reason(mod: object, body: bytes) -> None:
+    with pytest.raises(FeedRejected):
+        mod.parse(body)  # type: ignore[attr-defined]
