@@ -306,13 +306,23 @@ LATE_COMMIT_SECONDS = 30.0
 
 
 async def hold_event_stream(
-    db: Database, actor: Actor, clock: Clock, after: int | None, seconds: int
+    db: Database,
+    actor: Actor,
+    clock: Clock,
+    after: int | None,
+    seconds: int,
+    *,
+    facility_id: int | None = None,
+    bare: bool = False,
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
-    """Poll the events table (works across API processes) and send what concerns my facilities.
+    """Poll the events table (works across API processes) and send what concerns my facilities
+    (``facility_id``: that one only).
 
-    Each message carries the hold as the staff view, re-read at send time; ids let a client
-    resume with Last-Event-ID. The stream's position is sent at once (an ``id`` without data),
-    so a client that saw no event yet still resumes from where it was, not from "now".
+    Each message carries the hold as the staff view, re-read at send time (``bare``: only its
+    code and state, for a night worker's link session, which sees no household or requester);
+    ids let a client resume with Last-Event-ID. The stream's position is sent at once (an
+    ``id`` without data), so a client that saw no event yet still resumes from where it was,
+    not from "now".
     """
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -350,6 +360,8 @@ async def hold_event_stream(
                 q = q.where(Event.id.not_in(sent))
             if mine is not None:
                 q = q.where(Event.facility_id.in_(mine))
+            if facility_id is not None:
+                q = q.where(Event.facility_id == facility_id)
             rows = (await s.execute(q)).all()
         for ev_id, kind, payload in rows:
             sent.add(ev_id)
@@ -358,7 +370,11 @@ async def hold_event_stream(
                 view = await holds_service.get(db, payload["ref"], actor=actor, side="staff")
             except Exception:  # e.g. the hold's facility changed operator: skip it
                 continue
-            body = msgspec.json.encode(staff_hold_read(view, clock.now())).decode()
+            shown = staff_hold_read(view, clock.now())
+            if bare:
+                body = msgspec.json.encode({"ref": shown.ref, "state": shown.state}).decode()
+            else:
+                body = msgspec.json.encode(shown).decode()
             yield ServerSentEventMessage(data=body, event=kind, id=str(max(after, ev_id)))
         if not rows:
             await asyncio.sleep(0.5)

@@ -16,7 +16,9 @@ from typing import Any
 
 from litestar import Controller, Request, Response
 from litestar.params import FromPath
+from litestar.response import ServerSentEvent
 
+from api.holds.controllers import hold_event_stream
 from api.routing import get, post
 from api.schemas import pool_read
 from api.web import i18n
@@ -165,6 +167,33 @@ class LinkPageController(Controller):
         _ = i18n.translator(_lang(request))
         ok = request.query_params.get("ok") or ""
         return await self._page(request, ws, notice=_(NOTICES[ok]) if ok in NOTICES else None)
+
+    @get("/stream")
+    async def stream(self, request: Request[Any, Any, Any]) -> Response[Any] | ServerSentEvent:
+        """The link page's live source: holds on the link's facility as they come, go or
+        change (their code and state only), so "Expected arrivals" needs no reload."""
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        assert ws.link is not None
+        state = request.app.state
+        last = request.headers.get("last-event-id")
+        start = int(last) if last and last.isdigit() else None
+        asked = request.query_params.get("seconds") or ""
+        seconds = min(300, max(1, int(asked))) if asked.isdigit() and len(asked) < 4 else 300
+        events = hold_event_stream(
+            state.db,
+            ws.link.actor,
+            state.clock,
+            start,
+            seconds,
+            facility_id=ws.link.facility_id,
+            bare=True,
+        )
+        stream = ServerSentEvent(events)
+        for name, value in sess.SECURITY_HEADERS.items():
+            stream.headers[name] = value
+        return stream
 
     @post("/pools/{pool_id:int}")
     async def update_pool(

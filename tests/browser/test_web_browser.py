@@ -305,6 +305,26 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     assert phone.locator("#notice").inner_text() == "Saved."
     assert int(phone.locator(f"#pool-{pool.id} .free").inner_text()) == free_before - 1
     _shot(phone, "link-360")
+    # a police hold made while the worker's page is open shows up there live (no reload),
+    # and goes away live when the officer releases it
+    import httpx
+
+    phone.wait_for_function("document.documentElement.dataset.live === 'on'")
+    police = {"Authorization": f"Bearer {server['police']}"}
+    r = httpx.post(
+        f"{base}/holds",
+        headers={**police, "Idempotency-Key": "night-live-0001"},
+        json={
+            "poolRef": pool.ref,
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}], "languages": ["fr"]},
+        },
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    phone.locator(f"#arriving-{ref}").wait_for(state="visible", timeout=10000)
+    assert httpx.post(f"{base}/holds/{ref}/release", headers=police).status_code == 200
+    phone.locator(f"#arriving-{ref}").wait_for(state="detached", timeout=10000)
     # the same link on another phone: already used
     other = _page(browser, 360, 780)
     other.goto(url)

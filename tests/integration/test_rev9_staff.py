@@ -257,3 +257,59 @@ async def test_minus_and_plus_still_move_one_place_and_a_double_tap_is_refused(
     assert (await client.post(f"/web/staff/pools/{pool.id}", data=plus)).status_code == 409
     async with world.db.read() as s:
         assert (await s.get(Pool, pool.id)).units_occupied == 0  # type: ignore[union-attr]
+
+
+async def test_the_night_workers_link_page_learns_of_a_new_hold_without_a_reload(
+    client: AsyncClient, world: World
+) -> None:
+    """The night worker who opened a one-time link is the one at the door at night. A police
+    hold made while their page is open must reach it live, as on the staff page: the page
+    has a live source, and that source announces the hold (its code, never the household,
+    the requester or the callback, which a link session may not see)."""
+    import re
+
+    from tests.integration.test_staff_links import issue, open_link
+
+    w = await seed_world_for_links(world)
+    ixl = w["ixl"]
+    r, secret = await issue(client, str(w["staff"]), ixl.facility.id)  # type: ignore[attr-defined]
+    assert (await open_link(client, secret)).status_code == 303
+    page = await client.get("/web/link")
+    live = re.search(r'data-live="([^"]+)"', page.text)
+    assert live, "the link page has no live source: a new hold shows only after a reload"
+    police = bearer(str(w["police"]))
+    hold = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "link-live-00001"},
+        json={
+            "poolRef": ixl.pools[0].ref,  # type: ignore[attr-defined]
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}], "languages": ["fr"]},
+            "callback": "CALLBACKCANARY +32 2 555 00 00",
+        },
+    )
+    assert hold.status_code == 201, hold.text
+    ref = hold.json()["ref"]
+    r = await client.get(live.group(1), params={"seconds": 1}, headers={"Last-Event-ID": "0"})
+    assert r.status_code == 200 and ref in r.text, r.text
+    assert "CALLBACKCANARY" not in r.text and "household" not in r.text
+    assert "Zone Ixelles" not in r.text
+    # the stream of another facility's hold says nothing here
+    other = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "link-live-00002"},
+        json={
+            "poolRef": w["sch"].pools[0].ref,  # type: ignore[attr-defined]
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}]},
+        },
+    )
+    assert other.status_code == 201, other.text
+    r = await client.get(live.group(1), params={"seconds": 1}, headers={"Last-Event-ID": "0"})
+    assert other.json()["ref"] not in r.text
+
+
+async def seed_world_for_links(world: World) -> dict[str, object]:
+    from tests.browser.web_helpers import seed_world
+
+    return await seed_world(world)

@@ -27,8 +27,10 @@
   }
 
   function live() {
-    var holds = document.getElementById("holds");
-    if (!holds || !window.EventSource || !window.fetch) return;
+    /* the staff page's #holds, or the night worker's #arriving on the link page */
+    var holds = document.querySelector("[data-live]");
+    if (!holds || !holds.id || !window.EventSource || !window.fetch) return;
+    var liveId = holds.id;
     var busy = false, again = false;
     function refresh() {
       if (busy) { again = true; return; }
@@ -36,8 +38,8 @@
       fetchPage()
         .then(function (doc) {
           if (!doc) return;
-          var fresh = doc.getElementById("holds");
-          var current = document.getElementById("holds");
+          var fresh = doc.getElementById(liveId);
+          var current = document.getElementById(liveId);
           if (fresh && current && !current.contains(document.activeElement)) {
             current.replaceWith(fresh);
           }
