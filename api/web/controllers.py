@@ -605,6 +605,10 @@ def counts_from_form(form: Any, action: str, pool: Any) -> tuple[int, int, int |
             "At most %(n)s can be free (places in service minus places held).",
             n=max(0, pool.units_total - held),
         )
+    if free == max(0, pool.units_total - pool.units_occupied - held):
+        # the free places it already shows: the occupancy stays, also above the places in
+        # service (mattresses), where "0 free" would otherwise cut it down to the total
+        return pool.units_total, pool.units_occupied, held
     return pool.units_total, occupied_for_free(pool.units_total, held, free), held
 
 

@@ -313,3 +313,42 @@ async def seed_world_for_links(world: World) -> dict[str, object]:
     from tests.browser.web_helpers import seed_world
 
     return await seed_world(world)
+
+
+async def test_setting_the_free_places_it_already_shows_keeps_an_overfull_count(
+    client: AsyncClient, world: World
+) -> None:
+    """7 people in 5 places (mattresses), the page shows 0 free and prefills 0 in "Free
+    places". A worker who taps "Set free places" without changing it (to say "still full")
+    must not make two people vanish from the occupancy: nothing free changed."""
+    import re
+
+    from capacity.models import Pool
+    from tests.browser.web_helpers import csrf_of, seed_world, web_sign_in
+
+    w = await seed_world(world)
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    staff = str(w["staff"])
+    r = await client.get(f"/staff/pools/{pool.id}", headers=bearer(staff))
+    r = await client.put(
+        f"/staff/pools/{pool.id}/availability",
+        json={"unitsTotal": 3, "unitsOccupied": 5},
+        headers={**bearer(staff), "If-Match": r.headers["etag"]},
+    )
+    assert r.status_code == 200, r.text
+    await web_sign_in(client, staff)
+    page = await client.get("/web/staff")
+    form = re.search(
+        rf'<form method="post" action="/web/staff/pools/{pool.id}" class="setfree">(.*?)</form>',
+        page.text,
+        re.S,
+    )
+    assert form, page.text
+    fields = dict(re.findall(r'name="(\w+)"[^>]*value="([^"]*)"', form.group(1)))
+    assert fields["free"] == "0"
+    fields["csrf"] = csrf_of(page.text)
+    r = await client.post(f"/web/staff/pools/{pool.id}", data=fields)
+    assert r.status_code == 303, r.text
+    async with world.db.read() as s:
+        row = await s.get(Pool, pool.id)
+        assert row is not None and (row.units_total, row.units_occupied) == (3, 5)
