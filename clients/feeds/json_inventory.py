@@ -5,8 +5,11 @@ Expected document (unknown extra fields are ignored, missing or mistyped ones re
     {"generatedAt": "2026-01-15T01:00:00Z",
      "rooms": [{"roomType": "DBL", "total": 12, "occupied": 7, "outOfOrder": 1}]}
 
-``roomType`` is the feed identifier mapped to an Abri pool; ``outOfOrder`` (optional) is
-reported as blocked units.
+``roomType`` is the feed identifier mapped to an Abri pool. ``total`` is the hotel's room
+count of that type, out-of-order rooms included (as in a property-management system; hence
+``outOfOrder`` can never exceed it); ``outOfOrder`` (optional) is reported as blocked units and
+taken out of the units in service, which are Abri's ``unitsTotal`` (DESIGN: blocked units are
+out of service), so a room out of order is never counted free.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def parse(body: bytes) -> list[Reading]:
         out.append(
             Reading(
                 feed_id=fid,
-                units_total=room.total,
+                units_total=room.total - (room.out_of_order or 0),
                 units_occupied=room.occupied,
                 units_blocked=room.out_of_order,
                 reported_at=at,

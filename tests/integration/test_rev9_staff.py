@@ -352,3 +352,41 @@ async def test_setting_the_free_places_it_already_shows_keeps_an_overfull_count(
     async with world.db.read() as s:
         row = await s.get(Pool, pool.id)
         assert row is not None and (row.units_total, row.units_occupied) == (3, 5)
+
+
+async def test_a_hotel_room_out_of_order_is_never_offered(
+    client: AsyncClient,
+    world: World,
+    setup: Setup,  # noqa: F811
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    """A hotel's inventory: 12 double rooms, 7 occupied, 1 out of order (the adapter itself
+    refuses more out of order than the total: they are part of it). 4 rooms can be given.
+    Abri stored 12 in service and 1 blocked beside them, so it showed 5 free, and a fifth
+    helpline hold took a room with a broken window."""
+    import json
+
+    from tests.integration.test_feeds import inventory
+
+    doc = json.loads(inventory((12, 7), (4, 4)))
+    doc["rooms"][0]["outOfOrder"] = 1
+    feed_server.serve(Reply(body=json.dumps(doc).encode()))
+    created = await make_feed(client, setup, feed_server.url, name="hotel-ooo")
+    world.clock.advance(minutes=5)
+    assert (await poll(world, created["id"])).outcome == "ok"
+    await world.operator("Ligne", "helpline")
+    line = await world.token("Ligne", "helpline")
+    body = {
+        "poolRef": setup.refs["Doubles"],
+        "need": "ipv",
+        "household": {"adults": [{"gender": "female"}]},
+    }
+    granted = 0
+    for i in range(6):
+        r = await client.post(
+            "/holds", json=body, headers={**bearer(line), "Idempotency-Key": f"ooo-hold-{i:04d}"}
+        )
+        granted += r.status_code == 201
+    assert granted == 4
+    dbl = (await pools(world))[setup.pools["Doubles"]]
+    assert (dbl.units_total, dbl.units_blocked) == (11, 1)
