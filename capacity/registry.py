@@ -259,6 +259,18 @@ async def authenticate(db: Database, clear: str, now: datetime) -> Actor | None:
     )
 
 
+async def token_active(db: Database, token_id: int, now: datetime) -> bool:
+    """Whether a token authenticated earlier is still good (not revoked, not expired): for
+    long-lived answers such as the hold stream, which must end with the token."""
+    async with db.read() as s:
+        row = (
+            await s.execute(select(Token.revoked_at, Token.expires_at).where(Token.id == token_id))
+        ).first()
+    if row is None or row.revoked_at is not None:
+        return False
+    return row.expires_at is None or row.expires_at > now
+
+
 # --------------------------------------------------------------------------- facilities
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -30,6 +30,7 @@ from api.holds.schemas import (
 )
 from api.ratelimit import rate_limit
 from api.routing import get, post
+from capacity import registry
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.db import Database
@@ -219,7 +220,12 @@ class StaffHoldController(Controller):
         ] = None,
     ) -> ServerSentEvent:
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-        return ServerSentEvent(hold_event_stream(db, actor, clock, start, seconds))
+        token_id = actor.token_id
+
+        async def alive() -> bool:
+            return token_id is None or await registry.token_active(db, token_id, clock.now())
+
+        return ServerSentEvent(hold_event_stream(db, actor, clock, start, seconds, alive=alive))
 
     @get("/{ref:str}", summary="One hold on my facilities")
     async def get(
@@ -303,6 +309,8 @@ async def _staff(
 #: event may become visible after a higher one was already sent (a transaction's statements
 #: are each bounded by the 15 s statement timeout; a few of them fit well within this).
 LATE_COMMIT_SECONDS = 30.0
+#: How often an idle stream asks whether its reader may still read (see ``alive``).
+ALIVE_CHECK_SECONDS = 5.0
 
 
 async def hold_event_stream(
@@ -314,6 +322,7 @@ async def hold_event_stream(
     *,
     facility_id: int | None = None,
     bare: bool = False,
+    alive: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     """Poll the events table (works across API processes) and send what concerns my facilities
     (``facility_id``: that one only).
@@ -322,7 +331,9 @@ async def hold_event_stream(
     code and state, for a night worker's link session, which sees no household or requester);
     ids let a client resume with Last-Event-ID. The stream's position is sent at once (an
     ``id`` without data), so a client that saw no event yet still resumes from where it was,
-    not from "now".
+    not from "now". ``alive``: whether the caller may still read (its token not revoked, its
+    session not ended), asked before anything is sent and every few seconds: the stream ends
+    as soon as it says no.
     """
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -343,8 +354,13 @@ async def hold_event_stream(
     floor = after
     marks: deque[tuple[float, int]] = deque()
     sent: set[int] = set()
+    checked = loop.time()
     while loop.time() < end:
         now_t = loop.time()
+        if alive is not None and now_t - checked >= ALIVE_CHECK_SECONDS:
+            if not await alive():
+                return
+            checked = now_t
         marks.append((now_t, after))
         while marks and marks[0][0] <= now_t - LATE_COMMIT_SECONDS:
             floor = marks.popleft()[1]
@@ -363,6 +379,10 @@ async def hold_event_stream(
             if facility_id is not None:
                 q = q.where(Event.facility_id == facility_id)
             rows = (await s.execute(q)).all()
+        if rows and alive is not None:
+            if not await alive():  # revoked since the last look: send nothing more
+                return
+            checked = loop.time()
         for ev_id, kind, payload in rows:
             sent.add(ev_id)
             after = max(after, ev_id)

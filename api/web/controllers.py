@@ -1313,7 +1313,13 @@ class WebController(Controller):
         state = request.app.state
         last = request.headers.get("last-event-id")
         start = int(last) if last and last.isdigit() else None
-        stream = ServerSentEvent(hold_event_stream(state.db, actor, state.clock, start, 300))
+
+        async def alive() -> bool:  # signed out, or the token revoked: the stream ends
+            return await sess.still_valid(state.db, _ws.data, state.clock.now())
+
+        stream = ServerSentEvent(
+            hold_event_stream(state.db, actor, state.clock, start, 300, alive=alive)
+        )
         for name, value in sess.SECURITY_HEADERS.items():
             stream.headers[name] = value
         return stream

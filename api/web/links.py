@@ -189,6 +189,7 @@ class LinkPageController(Controller):
             seconds,
             facility_id=ws.link.facility_id,
             bare=True,
+            alive=lambda: sess.still_valid(state.db, ws.data, state.clock.now()),
         )
         stream = ServerSentEvent(events)
         for name, value in sess.SECURITY_HEADERS.items():

@@ -187,6 +187,15 @@ async def _is_ended(db: Database, sid: str) -> bool:
         return bool(await s.scalar(select(_ended(sid))))
 
 
+async def still_valid(db: Database, data: SessionData, now: datetime) -> bool:
+    """Whether a session loaded earlier still stands (not signed out; its token not revoked,
+    or its link not revoked or expired): for the live streams, which outlast one request."""
+    if data.lnk is not None:
+        scope = await links.session_scope(db, data.lnk, data.fac or 0, now)
+        return scope is not None and not await _is_ended(db, data.sid)
+    return await _actor_for(db, data, now) is not None
+
+
 async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
     """The visitor's session (a fresh anonymous one if none, expired or tampered with)."""
     state = request.app.state

@@ -390,3 +390,41 @@ async def test_a_hotel_room_out_of_order_is_never_offered(
     assert granted == 4
     dbl = (await pools(world))[setup.pools["Doubles"]]
     assert (dbl.units_total, dbl.units_blocked) == (11, 1)
+
+
+async def test_revoking_a_staff_token_ends_its_open_hold_stream(
+    client: AsyncClient, world: World
+) -> None:
+    """A shelter phone is lost; the coordinator has its token revoked. A stream it had open
+    (up to an hour on the API) kept sending every incoming household's composition and the
+    requester's callback to whoever holds the phone. It must stop at the revocation."""
+    import asyncio
+
+    from capacity import registry
+    from capacity.audit import CLI
+
+    s = await _incoming_holds_setup(world)
+    fac = s["fac"]
+    lost = await world.token("Refuges A", "staff")
+    police = await world.token("Zone Nord", "police")
+    stream = asyncio.create_task(
+        client.get("/staff/holds/stream", params={"seconds": 8}, headers=bearer(lost))
+    )
+    await asyncio.sleep(0.5)
+    tokens = await registry.list_tokens(world.db)
+    lost_id = next(t.id for t, _ in tokens if t.role == "staff")
+    await registry.revoke_token(world.db, token_id=lost_id, actor=CLI, now=world.clock.now())
+    await asyncio.sleep(0.2)
+    r = await client.post(
+        "/holds",
+        json={
+            "poolRef": fac.pools[0].ref,
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}]},
+            "callback": "CALLBACKCANARY +32 2 555 00 00",
+        },
+        headers={**bearer(police), "Idempotency-Key": "after-revoke-0001"},
+    )
+    assert r.status_code == 201, r.text
+    body = (await stream).text
+    assert r.json()["ref"] not in body and "CALLBACKCANARY" not in body
