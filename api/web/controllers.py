@@ -557,6 +557,7 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
         for h in await holds_service.list_holds(
             state.db, actor=actor, side="staff", states=["held"]
         )
+        if h.effective_state(now) == "held"  # past its deadline: gone, swept or not
     ]
     return {
         "facilities": facilities,

@@ -428,3 +428,31 @@ async def test_revoking_a_staff_token_ends_its_open_hold_stream(
     assert r.status_code == 201, r.text
     body = (await stream).text
     assert r.json()["ref"] not in body and "CALLBACKCANARY" not in body
+
+
+async def test_a_hold_past_its_deadline_is_not_shown_as_incoming(
+    client: AsyncClient, world: World
+) -> None:
+    """A hold whose deadline passed no longer blocks its place (searches see it free) even
+    before the sweeper marks it expired. The staff page still listed it under "Incoming",
+    with an "Arrived" button that then answered "This hold has expired" (the night worker's
+    link page already leaves such holds out)."""
+    from tests.browser.web_helpers import seed_world, web_sign_in
+
+    w = await seed_world(world)
+    r = await client.post(
+        "/holds",
+        headers={**bearer(str(w["police"])), "Idempotency-Key": "past-deadline-01"},
+        json={
+            "poolRef": w["ixl"].pools[0].ref,  # type: ignore[attr-defined]
+            "need": "ipv",
+            "household": {"adults": [{"gender": "female"}]},
+        },
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    await web_sign_in(client, str(w["staff"]))
+    assert f'id="hold-{ref}"' in (await client.get("/web/staff")).text
+    world.clock.advance(minutes=91)  # the police hold ran 90 min; the sweeper has not run
+    page = await client.get("/web/staff")
+    assert f'id="hold-{ref}"' not in page.text
