@@ -328,7 +328,8 @@ async def hold_event_stream(
     (``facility_id``: that one only).
 
     Each message carries the hold as the staff view, re-read at send time (``bare``: only its
-    code and state, for a night worker's link session, which sees no household or requester);
+    state, for a night worker's link session, which sees no household or requester, and not
+    its code either: the household gives the code at the door);
     ids let a client resume with Last-Event-ID. The stream's position is sent at once (an
     ``id`` without data), so a client that saw no event yet still resumes from where it was,
     not from "now". ``alive``: whether the caller may still read (its token not revoked, its
@@ -392,7 +393,7 @@ async def hold_event_stream(
                 continue
             shown = staff_hold_read(view, clock.now())
             if bare:
-                body = msgspec.json.encode({"ref": shown.ref, "state": shown.state}).decode()
+                body = msgspec.json.encode({"state": shown.state}).decode()
             else:
                 body = msgspec.json.encode(shown).decode()
             yield ServerSentEventMessage(data=body, event=kind, id=str(max(after, ev_id)))

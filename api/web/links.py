@@ -171,7 +171,7 @@ class LinkPageController(Controller):
     @get("/stream")
     async def stream(self, request: Request[Any, Any, Any]) -> Response[Any] | ServerSentEvent:
         """The link page's live source: holds on the link's facility as they come, go or
-        change (their code and state only), so "Expected arrivals" needs no reload."""
+        change (their state only, never their code), so "Expected arrivals" needs no reload."""
         ws, stop = await _link_guard(request)
         if stop:
             return stop

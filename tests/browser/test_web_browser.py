@@ -322,9 +322,24 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     )
     assert r.status_code == 201, r.text
     ref = r.json()["ref"]
-    phone.locator(f"#arriving-{ref}").wait_for(state="visible", timeout=10000)
+    expected = phone.locator("#arriving .hold")
+    expected.first.wait_for(state="visible", timeout=10000)
+    assert expected.count() == 1 and ref not in phone.content()  # the code is asked, not shown
     assert httpx.post(f"{base}/holds/{ref}/release", headers=police).status_code == 200
-    phone.locator(f"#arriving-{ref}").wait_for(state="detached", timeout=10000)
+    expected.first.wait_for(state="detached", timeout=10000)
+    # the next household gives its code at the door: typed as heard, it is marked as arrived
+    r = httpx.post(
+        f"{base}/holds",
+        headers={**police, "Idempotency-Key": "night-live-0002"},
+        json={"poolRef": pool.ref, "need": "ipv", "household": {"adults": [{"gender": "female"}]}},
+    )
+    assert r.status_code == 201, r.text
+    expected.first.wait_for(state="visible", timeout=10000)
+    phone.get_by_label("Reference code").fill(r.json()["ref"].lower().replace("-", " "))
+    phone.get_by_role("button", name="Arrived", exact=True).click()
+    phone.wait_for_load_state()
+    assert phone.locator("#notice").inner_text() == "Marked as arrived."
+    assert httpx.get(f"{base}/holds/{r.json()['ref']}", headers=police).json()["state"] == "arrived"
     # the same link on another phone: already used
     other = _page(browser, 360, 780)
     other.goto(url)
