@@ -16,7 +16,10 @@ cookie would have expired, so a copy of the cookie left on a shared computer is 
   behind a TLS proxy with ``--proxy-headers`` reports ``https`` — or when
   ``ABRI_WEB_SECURE_COOKIES=1`` forces it. A plain-http local demo therefore still works.
 * The signing key is ``ABRI_SESSION_KEY`` if set, otherwise derived from the address key
-  (so every API process of one deployment accepts the same cookies).
+  (so every API process of one deployment accepts the same cookies). While an address key is
+  being rotated (a new key first, the old ones after it), a cookie signed with a key derived
+  from an older one is still accepted and signed again with the newest: the rotation signs
+  nobody out (a night worker's one-time link cannot be opened a second time).
 """
 
 from __future__ import annotations
@@ -86,18 +89,26 @@ class WebSession:
     link: links.LinkScope | None = None  # set for a one-time link session only
 
 
-def session_key(settings: Settings) -> bytes:
+def session_keys(settings: Settings) -> list[bytes]:
+    """The keys cookies are checked with, the one they are signed with first: one per address
+    key (newest first), so rotating the address key signs nobody out."""
     explicit = os.environ.get("ABRI_SESSION_KEY")
     if explicit:
-        material = explicit.encode()
+        materials = [explicit.encode()]
     elif settings.address_key:
-        material = settings.address_key.split(",")[0].strip().encode()
+        materials = [k.strip().encode() for k in settings.address_key.split(",") if k.strip()]
     else:
         path = Path(settings.address_key_file)
-        material = path.read_bytes().strip() if path.exists() else b""
-    if not material:  # no key anywhere: sessions last as long as this process
-        material = _PROCESS_KEY
-    return hashlib.sha256(b"abri-web-session-v1\x00" + material).digest()
+        materials = [path.read_bytes().strip()] if path.exists() else []
+    materials = [m for m in materials if m]
+    if not materials:  # no key anywhere: sessions last as long as this process
+        materials = [_PROCESS_KEY]
+    return [hashlib.sha256(b"abri-web-session-v1\x00" + m).digest() for m in materials]
+
+
+def session_key(settings: Settings) -> bytes:
+    """The key new cookies are signed with."""
+    return session_keys(settings)[0]
 
 
 _PROCESS_KEY = secrets.token_bytes(32)
@@ -199,8 +210,13 @@ async def still_valid(db: Database, data: SessionData, now: datetime) -> bool:
 async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
     """The visitor's session (a fresh anonymous one if none, expired or tampered with)."""
     state = request.app.state
-    key = session_key(state.settings)
-    raw = unsign(key, request.cookies.get(COOKIE, ""))
+    cookie = request.cookies.get(COOKIE, "")
+    raw, resign = None, False
+    for i, key in enumerate(session_keys(state.settings)):
+        raw = unsign(key, cookie)
+        if raw is not None:
+            resign = i > 0  # signed with an older key: sign it again with the newest
+            break
     data: SessionData | None = None
     if raw is not None:
         try:
@@ -226,7 +242,7 @@ async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
         actor = await _actor_for(state.db, data, now)
     if data.tid is not None and actor is None:  # token revoked or expired: signed out
         return WebSession(new_session(now), None, dirty=True)
-    ws = WebSession(data, actor, link=scope)
+    ws = WebSession(data, actor, link=scope, dirty=resign)
     if actor is not None and t - data.seen >= 60:  # slide the idle window, at most once a minute
         data.seen = t
         ws.dirty = True

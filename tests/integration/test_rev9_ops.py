@@ -1,0 +1,62 @@
+"""Review 9, operators' side: what the runbook tells administrators to do keeps working."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+from cryptography.fernet import Fernet
+
+from api.app import create_app
+from capacity.settings import Settings
+from tests.browser.web_helpers import seed_world, web_sign_in
+from tests.conftest import World
+from tests.integration.test_staff_links import issue, open_link
+
+
+async def test_rotating_the_address_key_as_the_runbook_says_keeps_web_sessions(
+    world: World, settings: Settings
+) -> None:
+    """RUNBOOK "Address key": put a new key first (old after it), restart, `abri keys rotate`,
+    remove the old key, restart. The session cookies are signed with a key derived from the
+    address key; a night worker's one-time link cannot be opened a second time, so if the
+    restart with the new key first dropped every session, night workers would be locked out
+    until someone issued new links (and every staff member signed out mid-shift)."""
+    w = await seed_world(world)
+    old = settings.address_key
+    assert old is not None
+    new = Fernet.generate_key().decode()
+
+    def client_for(address_key: str) -> httpx.AsyncClient:
+        app = create_app(
+            dataclasses.replace(settings, address_key=address_key), db=world.db, clock=world.clock
+        )
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://abri.be")
+
+    before = client_for(old)
+    r, secret = await issue(before, str(w["staff"]), w["ixl"].facility.id)  # type: ignore[attr-defined]
+    assert r.status_code == 201, r.text
+    assert (await open_link(before, secret)).status_code == 303
+    assert (await web_sign_in(before, str(w["staff"]))).status_code == 303
+    # one browser each: the night worker's link session and a coordinator's staff session
+    night = client_for(old)
+    night.cookies = httpx.Cookies()
+    _, secret2 = await issue(before, str(w["staff"]), w["ixl"].facility.id, label="Night 2")
+    assert (await open_link(night, secret2)).status_code == 303
+    assert (await night.get("/web/link")).status_code == 200
+    assert (await before.get("/web/staff")).status_code == 200
+
+    # Step 1: the new key first, the old one after it; every process restarted.
+    during = client_for(f"{new},{old}")
+    during.cookies = night.cookies
+    assert (await during.get("/web/link")).status_code == 200, "night worker signed out"
+    staff_during = client_for(f"{new},{old}")
+    staff_during.cookies = before.cookies
+    assert (await staff_during.get("/web/staff")).status_code == 200, "staff signed out"
+
+    # Step 3: the old key removed, restarted again: sessions used meanwhile still work.
+    after = client_for(new)
+    after.cookies = during.cookies
+    assert (await after.get("/web/link")).status_code == 200
+    for c in (before, night, during, staff_during, after):
+        await c.aclose()
