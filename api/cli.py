@@ -353,7 +353,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     from ops import backup
 
-    target = backup.backup(settings.database_url, Path(args.file))
+    try:
+        target = backup.backup(settings.database_url, Path(args.file))
+    except (backup.BackupFailed, ValueError, OSError) as exc:
+        _say(f"error: {exc}")
+        return 2
     _say(f"backup written to {target}")
     return 0
 
@@ -361,7 +365,12 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     from ops import backup
 
-    backup.restore(Path(args.file), settings.database_url)
+    try:
+        backup.restore(Path(args.file), settings.database_url)
+    except (backup.BackupFailed, ValueError, OSError) as exc:
+        _say(f"error: {exc}")
+        _say("nothing was restored")
+        return 2
     _say(f"restored {args.file} into {settings.database_url.split('@')[-1]}")
     return 0
 

@@ -41,43 +41,68 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     return plain.render_as_string(hide_password=False), env
 
 
+class BackupFailed(RuntimeError):
+    """A backup or restore that did not happen, with the reason to show the operator."""
+
+
 def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise RuntimeError(f"{name} is not installed (Debian: postgresql-client)")
+        raise BackupFailed(f"{name} is not installed (Debian: postgresql-client)")
     return found
+
+
+def _run_tool(args: list[str], env: dict[str, str]) -> None:
+    """Run pg_dump / pg_restore; on failure, raise with what the tool said (its stderr names
+    the reason: a version mismatch, a database that does not exist or is not empty...)."""
+    try:
+        subprocess.run(args, check=True, env=env, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or b"").decode("utf-8", "replace").strip()
+        lines = said.splitlines()
+        if len(lines) > 20:
+            lines = [*lines[:20], "…"]
+        name = Path(args[0]).name
+        raise BackupFailed(
+            f"{name} failed (exit status {exc.returncode})"
+            + (":\n" + "\n".join(lines) if lines else "")
+        ) from None
 
 
 def backup(url: str, target: Path) -> Path:
     """Write a consistent backup of the database at ``url`` to ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if is_sqlite(url):
-        with sqlite3.connect(_sqlite_path(url)) as src, sqlite3.connect(target) as dst:
+        source = _sqlite_path(url)
+        if not source.is_file():  # connecting would create an empty database, and back it up
+            raise BackupFailed(f"{source}: no such database file (check ABRI_DATABASE_URL)")
+        with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
             src.backup(dst)
         return target
     conninfo, env = _libpq(url)
-    subprocess.run(
-        [_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={target}", conninfo],
-        check=True,
-        env=env,
-        capture_output=True,
+    _run_tool(
+        [_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={target}", conninfo], env
     )
     return target
 
 
 def restore(source: Path, url: str) -> None:
     """Restore ``source`` into the (empty) database at ``url``."""
-    if not source.exists():
-        raise FileNotFoundError(source)
+    if not source.is_file():
+        raise BackupFailed(f"{source}: no such file")
     if is_sqlite(url):
         path = _sqlite_path(url)
         if path.exists() and path.stat().st_size > 0:
-            raise RuntimeError(f"{path} exists; restore into a new file (or move it away first)")
-        with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
-            src.backup(dst)
+            raise BackupFailed(f"{path} exists; restore into a new file (or move it away first)")
+        try:
+            with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
+                src.backup(dst)
+        except sqlite3.DatabaseError as exc:
+            path.unlink(missing_ok=True)  # nothing half-restored left behind
+            raise BackupFailed(f"{source} is not an SQLite backup ({exc})") from None
         return
     conninfo, env = _libpq(url)
-    subprocess.run(
+    _run_tool(
         [
             _tool("pg_restore"),
             "--no-owner",
@@ -86,7 +111,5 @@ def restore(source: Path, url: str) -> None:
             f"--dbname={conninfo}",
             str(source),
         ],
-        check=True,
-        env=env,
-        capture_output=True,
+        env,
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.fernet import Fernet
 
 from api.app import create_app
+from api.cli import main
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world, web_sign_in
 from tests.conftest import World
@@ -60,3 +64,35 @@ async def test_rotating_the_address_key_as_the_runbook_says_keeps_web_sessions(
     assert (await after.get("/web/link")).status_code == 200
     for c in (before, night, during, staff_during, after):
         await c.aclose()
+
+
+async def test_a_failed_restore_or_backup_says_why_instead_of_a_traceback(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`abri restore` into a database that is not empty (the runbook: "into an empty
+    database"; e.g. abri-migrate.service ran on it first) fails, as it should, but the operator
+    saw a Python traceback ending in "pg_restore ... returned non-zero exit status 1", without
+    pg_restore's own message (its stderr was captured and dropped). On SQLite, a mistyped path
+    in ABRI_DATABASE_URL made `abri backup` create an empty database there and report success."""
+    await world.operator("Refuges", "shelter_operator")
+    file = tmp_path / "abri.backup"
+    monkeypatch.setenv("ABRI_DATABASE_URL", world.db.url)
+    assert await asyncio.to_thread(main, ["backup", str(file)]) == 0
+    capsys.readouterr()
+    # into the same, non-empty database
+    assert await asyncio.to_thread(main, ["restore", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error:" in err
+    if not world.db.sqlite:
+        assert "already exists" in err  # pg_restore's reason, shown
+    assert await asyncio.to_thread(main, ["restore", str(tmp_path / "missing.backup")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    if world.db.sqlite:
+        typo = tmp_path / "abri-typo.db"
+        monkeypatch.setenv("ABRI_DATABASE_URL", f"sqlite+aiosqlite:///{typo}")
+        assert await asyncio.to_thread(main, ["backup", str(tmp_path / "b2.backup")]) == 2
+        assert "no such database file" in capsys.readouterr().err
+        assert not typo.exists() and not (tmp_path / "b2.backup").exists()
