@@ -63,6 +63,30 @@ STANDING_WAITING = Gauge(
 )
 
 
+#: What ``abri worker`` serves (ABRI_WORKER_METRICS): the counters its jobs bump. The gauges
+#: above are read from the database by the API's /metrics.
+WORKER_SAMPLES = [
+    f"{name}{suffix}"
+    for name in ("abri_job_runs", "abri_hold_transitions")
+    for suffix in ("_total", "_created")
+]
+
+
+def serve_worker_metrics(listen: str) -> tuple[str, int]:
+    """Serve the worker's counters at ``http://HOST:PORT/metrics`` (``listen``: ``HOST:PORT``
+    or ``PORT``, which listens on 127.0.0.1) in a background thread; returns where."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    host, _, port = listen.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise SystemExit(f"ABRI_WORKER_METRICS must be HOST:PORT or PORT, got {listen!r}") from None
+    host = host.strip("[]") or "127.0.0.1"
+    start_http_server(number, addr=host, registry=REGISTRY.restricted_registry(WORKER_SAMPLES))
+    return host, number
+
+
 def render() -> bytes:
     """The exposition text for this process, or for all processes of the host."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

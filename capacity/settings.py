@@ -63,6 +63,9 @@ class Settings:
     matcher_cache_seconds: float = 2.0  # 0: reload the matcher index on every search
     worker_poll_seconds: float = 5.0  # how often a worker checks or seeks leadership
     worker_lease_seconds: float = 30.0  # SQLite: a dead leader's lease runs out after this
+    # `abri worker` serves its job metrics at http://HOST:PORT/metrics ("" = not served): its
+    # job runs and the expiries it makes are counted in its own process, not in the API's.
+    worker_metrics: str = ""
     rate_search_per_minute: int = 120  # per token and API process; 0: no limit
     rate_hold_per_minute: int = 30
     auth_cache_seconds: float = 5.0  # a revocation from the CLI takes effect within this
@@ -93,6 +96,7 @@ class Settings:
             matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),
             worker_poll_seconds=float(os.environ.get("ABRI_WORKER_POLL_SECONDS", "5")),
             worker_lease_seconds=float(os.environ.get("ABRI_WORKER_LEASE_SECONDS", "30")),
+            worker_metrics=os.environ.get("ABRI_WORKER_METRICS", "").strip(),
             rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120),
             rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30),
             auth_cache_seconds=float(os.environ.get("ABRI_AUTH_CACHE_SECONDS", "5")),

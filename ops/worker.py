@@ -192,6 +192,11 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    if settings.worker_metrics:
+        from capacity.metrics import serve_worker_metrics
+
+        host, port = serve_worker_metrics(settings.worker_metrics)
+        log.info("worker_metrics", url=f"http://{host}:{port}/metrics")
     try:
         await LeaderLoop(db, settings, SystemClock(), cipher).run(stop)
     finally:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -14,8 +18,9 @@ from api.app import create_app
 from api.cli import main
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world, web_sign_in
-from tests.conftest import World
+from tests.conftest import TEST_KEY, World
 from tests.integration.test_staff_links import issue, open_link
+from tests.servers import free_port
 
 
 async def test_rotating_the_address_key_as_the_runbook_says_keeps_web_sessions(
@@ -96,3 +101,45 @@ async def test_a_failed_restore_or_backup_says_why_instead_of_a_traceback(
         assert await asyncio.to_thread(main, ["backup", str(tmp_path / "b2.backup")]) == 2
         assert "no such database file" in capsys.readouterr().err
         assert not typo.exists() and not (tmp_path / "b2.backup").exists()
+
+
+async def test_the_job_metrics_the_runbook_says_to_watch_can_be_scraped_from_the_worker(
+    world: World, tmp_path: Path
+) -> None:
+    """RUNBOOK "Metrics": watch `abri_job_runs_total{outcome="failed"}`. In the documented
+    deployment the jobs run in `abri worker` (ABRI_RUN_JOBS=0 on the API), whose counters live
+    in the worker's process: the API's /metrics never had a sample of them, and the worker
+    served none. The worker now serves them (ABRI_WORKER_METRICS)."""
+    port = free_port()
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "ABRI_DATABASE_URL": world.db.url,
+        "ABRI_ADDRESS_KEY": TEST_KEY,
+        "ABRI_LOG_FORMAT": "json",
+        "ABRI_AUTO_MIGRATE": "0",
+        "ABRI_WORKER_POLL_SECONDS": "0.3",
+        "ABRI_WORKER_METRICS": f"127.0.0.1:{port}",
+    }
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a real worker process
+        [sys.executable, "-c", "from api.cli import main; raise SystemExit(main(['worker']))"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    try:
+        text = ""
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            try:
+                async with httpx.AsyncClient() as c:
+                    text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            if 'abri_job_runs_total{job="expire_holds",outcome="ok"}' in text:
+                break
+        assert 'abri_job_runs_total{job="expire_holds",outcome="ok"}' in text, log.read_text()
+        assert "abri_pools_stale" not in text  # the API's gauges are the API's
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
