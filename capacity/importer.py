@@ -198,9 +198,17 @@ def parse_row(row: dict[str, str]) -> FacilityCreate:
 
 
 def parse_csv(text: str) -> list[FacilityCreate]:
-    """Validate every row; raise ImportRejected listing every bad row (1-based, header = 1)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = reader.fieldnames or []
+    return [cmd for _, cmd in parse_csv_rows(text)]
+
+
+def parse_csv_rows(text: str) -> list[tuple[int, FacilityCreate]]:
+    """Validate every row; raise ImportRejected listing every bad row (1-based, header = 1).
+
+    Rows are numbered as in the spreadsheet the file came from: a cell with line breaks is one
+    row, a blank line is a row. Empty rows (blank, or only separators: what a spreadsheet saves
+    for rows once used or formatted) are skipped."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header = next(reader, [])
     errors: list[RowError] = []
     unknown = [h for h in header if h not in BASE and h not in POLICY_FIELDS]
     missing = [h for h in ("operator", "alias", "municipality", "intake_phone") if h not in header]
@@ -214,11 +222,18 @@ def parse_csv(text: str) -> list[FacilityCreate]:
             "The header is not right (" + "; ".join(msg or ["empty file"]) + ").",
             errors=[RowError(1, None, "; ".join(msg or ["empty file"]))],
         )
-    out: list[FacilityCreate] = []
+    out: list[tuple[int, FacilityCreate]] = []
     seen: set[tuple[str, str]] = set()
-    for line, row in enumerate(reader, start=2):
+    for line, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
         if line - 1 > MAX_ROWS:
             raise ImportRejected(f"At most {MAX_ROWS} rows per file.", errors=[])
+        row: dict[Any, Any] = {
+            h: (cells[i] if i < len(cells) else None) for i, h in enumerate(header)
+        }
+        if len(cells) > len(header):
+            row[None] = cells[len(header) :]
         try:
             cmd = parse_row(row)
             if cmd.template is not None and cmd.template not in TEMPLATES:
@@ -229,7 +244,7 @@ def parse_csv(text: str) -> list[FacilityCreate]:
             if key in seen:
                 raise ValueError(f"alias {cmd.alias!r} appears twice for {cmd.operator!r}")
             seen.add(key)
-            out.append(cmd)
+            out.append((line, cmd))
         except (ValueError, msgspec.ValidationError, AbriError) as exc:
             field = getattr(exc, "field", None)
             errors.append(RowError(line, field, str(exc)))
@@ -245,12 +260,13 @@ def parse_csv(text: str) -> list[FacilityCreate]:
 async def import_csv(
     db: Database, text: str, *, actor: Actor, now: datetime, cipher: AddressCipher
 ) -> list[int]:
-    cmds = parse_csv(text)
+    rows = parse_csv_rows(text)
+    cmds = [cmd for _, cmd in rows]
     try:
         return await add_facilities(db, cmds, actor=actor, now=now, cipher=cipher, source="import")
     except AbriError as exc:
         row = exc.extra.get("row")
-        line = row + 1 if isinstance(row, int) else None
+        line = rows[row - 1][0] if isinstance(row, int) and 0 < row <= len(rows) else None
         raise ImportRejected(
             f"Row {line}: {exc.detail} Nothing was imported.",
             errors=[RowError(line or 0, exc.field, exc.detail)],

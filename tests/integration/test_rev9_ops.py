@@ -18,7 +18,7 @@ from api.app import create_app
 from api.cli import main
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world, web_sign_in
-from tests.conftest import TEST_KEY, World
+from tests.conftest import TEST_KEY, World, bearer
 from tests.integration.test_staff_links import issue, open_link
 from tests.servers import free_port
 
@@ -143,3 +143,26 @@ async def test_the_job_metrics_the_runbook_says_to_watch_can_be_scraped_from_the
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+async def test_a_spreadsheets_empty_rows_do_not_reject_the_csv_import(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Spreadsheets save rows that were once used (or merely formatted) as ",,,,,,,,": the import
+    rejected the whole file for them ("row 5: Object missing required field `operator`"). An
+    empty row is skipped like a blank line; row numbers of real errors stay those of the sheet."""
+    from tests.integration.test_admin_api import GOOD_CSV, _admin
+
+    h = {**bearer(await _admin(world)), "Content-Type": "text/csv"}
+    padded = GOOD_CSV + ",,,,,,,,\n" + " , ,,,,,,,\n"
+    r = await client.post("/admin/facilities/import", headers=h, content=padded.encode())
+    assert r.status_code == 201, r.text
+    assert r.json()["imported"] == 3
+    bad = GOOD_CSV.replace("Nuit N-3,35013,night_shelter", "Nuit N-3,35013,no_template")
+    r = await client.post(
+        "/admin/facilities/import",
+        headers=h,
+        content=bad.replace("Refuges A,Refuge R-2", "\n,,,,,,,,\nRefuges A,Refuge R-2").encode(),
+    )
+    assert r.status_code == 422
+    assert [e["row"] for e in r.json()["errors"]] == [6]  # header 1, H-1 2, empty 3 and 4...
