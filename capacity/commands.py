@@ -150,9 +150,14 @@ class FacilityUpdate(Struct, kw_only=True):
     intake_phone_24h: bool | None = msgspec.field(default=None, name="intakePhone24h")
     handover_protocol: Text | None = None
     secret_address: bool | None = None
-    valid_from: Instant | None = None
-    planned_end: Instant | None = None
-    stale_after_minutes: Minutes | None = None
+    # null clears these (a scheme made permanent, the kind's staleness again); left out: kept
+    valid_from: Instant | msgspec.UnsetType | None = msgspec.UNSET
+    planned_end: Instant | msgspec.UnsetType | None = msgspec.UNSET
+    stale_after_minutes: Minutes | msgspec.UnsetType | None = msgspec.UNSET
+
+
+#: FacilityUpdate fields that ``null`` clears (the others: null is the same as left out).
+CLEARABLE_FACILITY_FIELDS = frozenset({"valid_from", "planned_end", "stale_after_minutes"})
 
 
 class StatusChange(Struct, kw_only=True):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,7 @@ from capacity import audit, health_rules
 from capacity.areas import areas
 from capacity.audit import Actor
 from capacity.commands import (
+    CLEARABLE_FACILITY_FIELDS,
     UNTIL_IN_PAST,
     FacilityCreate,
     FacilityUpdate,
@@ -536,7 +538,11 @@ def _camel(d: dict[str, Any]) -> dict[str, Any]:
 async def update_facility(
     db: Database, facility_id: int, cmd: FacilityUpdate, *, actor: Actor, now: datetime
 ) -> FacilityView:
-    changes = {k: v for k, v in _struct_items(cmd) if v is not None}
+    changes = {
+        k: v
+        for k, v in _struct_items(cmd)
+        if v is not msgspec.UNSET and (v is not None or k in CLEARABLE_FACILITY_FIELDS)
+    }
     async with db.write() as s:
         fac = await s.get(Facility, facility_id, with_for_update=True)  # merges: no lost update
         if fac is None:
@@ -585,10 +591,11 @@ async def update_facility(
     return await get_facility(db, facility_id)
 
 
-def _count_extension(fac: Facility, new_end: datetime) -> None:
+def _count_extension(fac: Facility, new_end: datetime | None) -> None:
     """R07: pushing a scheme's planned end back counts as an extension; the first planned end
-    is kept. Bringing it forward is a correction, not counted."""
-    if fac.planned_end is not None and new_end > fac.planned_end:
+    is kept. Bringing it forward is a correction, not counted; clearing it (the place is kept
+    for good) is not an extension either."""
+    if fac.planned_end is not None and new_end is not None and new_end > fac.planned_end:
         if fac.first_planned_end is None:
             fac.first_planned_end = fac.planned_end
         fac.extensions = (fac.extensions or 0) + 1

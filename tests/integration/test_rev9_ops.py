@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from cryptography.fernet import Fernet
 
 from api.app import create_app
 from api.cli import main
+from capacity.models import Facility
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world, web_sign_in
 from tests.conftest import TEST_KEY, World, bearer
@@ -166,3 +168,40 @@ async def test_a_spreadsheets_empty_rows_do_not_reject_the_csv_import(
     )
     assert r.status_code == 422
     assert [e["row"] for e in r.json()["errors"]] == [6]  # header 1, H-1 2, empty 3 and 4...
+
+
+async def test_patching_a_facility_can_make_a_temporary_scheme_permanent(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """A requisitioned hotel kept for good: the admin clears its planned end with
+    `PATCH {"plannedEnd": null}`. That answered 200 and changed nothing (null was read as "not
+    given"), so the place still dropped out of every search at its old planned end. Leaving a
+    field out still keeps it."""
+    from tests.integration.test_admin_api import _admin
+
+    admin = bearer(await _admin(world))
+    now = world.clock.now()
+    fac = await world.facility(
+        "Refuges A",
+        "Hotel H",
+        kind="crisis_hotel",
+        planned_end=now + timedelta(days=10),
+        stale_after_minutes=60,
+    )
+    fid = fac.facility.id
+    r = await client.patch(f"/admin/facilities/{fid}", json={"alias": "Hotel H2"}, headers=admin)
+    assert r.status_code == 200, r.text
+    async with world.db.read() as s:
+        row = await s.get(Facility, fid)
+        assert row is not None and row.planned_end is not None and row.alias == "Hotel H2"
+    r = await client.patch(
+        f"/admin/facilities/{fid}",
+        json={"plannedEnd": None, "staleAfterMinutes": None},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    async with world.db.read() as s:
+        row = await s.get(Facility, fid)
+        assert row is not None
+        assert row.planned_end is None and row.stale_after_minutes is None
+        assert row.extensions in (0, None)  # made permanent: not an extension
