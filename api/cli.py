@@ -113,7 +113,14 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"token {args.id} revoked")
     else:
         for tok, op in _run(_with_db(settings, registry.list_tokens)):
-            state = "revoked" if tok.revoked_at else "active"
+            if tok.revoked_at:
+                state = "revoked"
+            elif tok.expires_at is not None and tok.expires_at <= now:
+                state = "expired"
+            else:
+                state = "active" + (
+                    f" until {tok.expires_at:%Y-%m-%d %H:%M}Z" if tok.expires_at else ""
+                )
             print(f"{tok.id}\t{tok.prefix}…\t{tok.role}\t{op.name}\t{state}")
     return 0
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import Column, Table, select, update
 
 from capacity import audit
 from capacity.audit import Actor
-from capacity.crypto import AddressCipher
+from capacity.crypto import AddressCipher, AddressKeyError
 from capacity.db import Database
 from capacity.models import Base
 
@@ -46,12 +47,18 @@ async def rotate_all(db: Database, cipher: AddressCipher, *, actor: Actor, now: 
         async with db.write() as s:
             rows = (await s.execute(select(key, col).where(col.is_not(None)))).all()
             for k, ciphertext in rows:
+                try:
+                    fresh = cipher.rotate(ciphertext)
+                except InvalidToken:  # this table is left as it was (its transaction rolls back)
+                    raise AddressKeyError(
+                        f"{table.name} {k}: no key in ABRI_ADDRESS_KEY decrypts it. Put the old "
+                        "key back after the new one (newest first, comma-separated) and run "
+                        "`abri keys rotate` again; only then remove the old key."
+                    ) from None
                 # Only if unchanged since read: a concurrent writer already used the newest key,
                 # and must not be overwritten with the old value.
                 res = await s.execute(
-                    update(table)
-                    .where(key == k, col == ciphertext)
-                    .values({col.name: cipher.rotate(ciphertext)})
+                    update(table).where(key == k, col == ciphertext).values({col.name: fresh})
                 )
                 done += res.rowcount
             await audit.record(

@@ -17,6 +17,8 @@ from cryptography.fernet import Fernet
 
 from api.app import create_app
 from api.cli import main
+from capacity import registry
+from capacity.audit import CLI
 from capacity.models import Facility
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world, web_sign_in
@@ -205,3 +207,33 @@ async def test_patching_a_facility_can_make_a_temporary_scheme_permanent(
         assert row is not None
         assert row.planned_end is None and row.stale_after_minutes is None
         assert row.extensions in (0, None)  # made permanent: not an extension
+
+
+async def test_keys_rotate_without_the_old_key_says_what_to_do_and_token_list_shows_expiry(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`abri keys rotate` run with the new key alone (the old one dropped too early) ended in a
+    `cryptography.fernet.InvalidToken` traceback; it now says which key is missing and exits 2.
+    `abri token list` showed an expired token as "active"."""
+    from capacity.crypto import Address
+
+    await world.operator("Refuges", "shelter_operator")
+    await world.facility("Refuges", "Refuge R", address=Address(street="Rue 9", city="Namur"))
+    await registry.create_token(
+        world.db,
+        operator="Refuges",
+        role="staff",
+        actor=CLI,
+        now=world.clock.now(),
+        expires_at=world.clock.now() + timedelta(hours=1),
+    )
+    monkeypatch.setenv("ABRI_DATABASE_URL", world.db.url)
+    monkeypatch.setenv("ABRI_ADDRESS_KEY", Fernet.generate_key().decode())
+    assert await asyncio.to_thread(main, ["keys", "rotate"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ABRI_ADDRESS_KEY" in err
+    assert await asyncio.to_thread(main, ["token", "list"]) == 0  # real clock: long expired
+    out = capsys.readouterr().out
+    assert "\texpired" in out and "\tactive" not in out
