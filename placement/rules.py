@@ -412,7 +412,9 @@ def warnings_with_wait(
         )
     wait = admission_wait
     if wait is not None and 0 < wait <= ADMISSION_LOOKAHEAD_MINUTES:
-        opens = (_utc(now) + timedelta(minutes=wait)).astimezone(BRUSSELS)
+        # the wait counts wall-clock minutes (admission_wait_minutes): add them on the wall
+        # clock, or the night the clocks change says an hour too late or too early
+        opens = _utc(now).astimezone(BRUSSELS).replace(tzinfo=None) + timedelta(minutes=wait)
         out.append(Warning("admission_later", f"Intake opens at {opens:%H:%M} (Belgian time)."))
     if request.need in VIOLENCE_NEEDS and not is_specialised(policy, request.need):
         out.append(
