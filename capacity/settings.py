@@ -32,6 +32,34 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _at_least(name: str, default: float, minimum: float) -> float:
+    """A number of seconds or days that must not fall below ``minimum`` (a worker polling
+    every 0 s would spin; a retention of 0 days would purge closed holds as they close)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= minimum:  # also refuses nan
+        raise SystemExit(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _lease_seconds() -> float:
+    """A leader renews its lease every poll: a lease no longer than two polls would lapse
+    between renewals, and two workers would both lead. Unset: 30 s, or three polls if more."""
+    poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
+    lease = _at_least("ABRI_WORKER_LEASE_SECONDS", max(30.0, 3 * poll), 1.0)
+    if lease <= 2 * poll:
+        raise SystemExit(
+            f"ABRI_WORKER_LEASE_SECONDS ({lease:g}) must be more than twice "
+            f"ABRI_WORKER_POLL_SECONDS ({poll:g})"
+        )
+    return lease
+
+
 def _suppression_k() -> int:
     from capacity.saturation import MAX_K
 
@@ -94,12 +122,12 @@ class Settings:
             pg_pool_size=_int("ABRI_PG_POOL_SIZE", 20),
             pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 0),
             matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),
-            worker_poll_seconds=float(os.environ.get("ABRI_WORKER_POLL_SECONDS", "5")),
-            worker_lease_seconds=float(os.environ.get("ABRI_WORKER_LEASE_SECONDS", "30")),
+            worker_poll_seconds=_at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1),
+            worker_lease_seconds=_lease_seconds(),
             worker_metrics=os.environ.get("ABRI_WORKER_METRICS", "").strip(),
             rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120),
             rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30),
             auth_cache_seconds=float(os.environ.get("ABRI_AUTH_CACHE_SECONDS", "5")),
-            retention_days=_int("ABRI_RETENTION_DAYS", 90),
+            retention_days=int(_at_least("ABRI_RETENTION_DAYS", 90, 1)),
             gc_freeze=os.environ.get("ABRI_GC_FREEZE", "1") not in ("0", "false", "no"),
         )
