@@ -718,8 +718,9 @@ async def deliver_due(
     rng: random.Random | None = None,
 ) -> DeliveryReport:
     """Claim and send every due message (up to ``policy.max_batches`` batches); record each
-    outcome. Idempotent and safe to run in several processes at once. The clock is read once
-    per batch (claim and outcomes) and at each request (the signed timestamp)."""
+    outcome. Idempotent and safe to run in several processes at once. The clock is read at the
+    claim, at each request (the signed timestamp) and when the outcomes are recorded: a retry's
+    backoff counts from when the attempt failed, not from when a slow batch was claimed."""
     report = DeliveryReport()
     own = client is None
     http = client or outbound.guarded_client(
@@ -738,7 +739,8 @@ async def deliver_due(
             if not claimed:
                 break
             outcomes = await asyncio.gather(*(one(m, endpoints) for m in claimed))
-            await _record(db, list(outcomes), now=now, policy=policy, rng=rng, report=report)
+            done = clock.now()
+            await _record(db, list(outcomes), now=done, policy=policy, rng=rng, report=report)
     finally:
         if own:
             await http.aclose()

@@ -843,3 +843,37 @@ async def test_a_name_rebound_to_a_link_local_address_after_the_check_is_never_c
     report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
     assert report.delivered == 1 and len(receiver.requests) == 1
     assert receiver.requests[0].headers["host"] == f"receiver.abri.test:{port}"
+
+
+async def test_a_retry_waits_from_when_the_attempt_failed_not_from_the_claim(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """A batch that took ten minutes to send (slow endpoints, many messages): its failed
+    message's backoff starts when it failed, so the retry is not due at once."""
+    await register(client, setup, receiver.url)
+    ref = await make_hold(client, setup)
+    await client.post(f"/staff/holds/{ref}/decline", headers=setup["staff"], json={"reason": "x"})
+    receiver.script = [500]
+    t0 = clock.now()
+
+    class SlowBatch:
+        """The claim is read at t0; by the time anything else reads the clock, 10 min passed."""
+
+        calls = 0
+
+        def now(self) -> Any:
+            self.calls += 1
+            return t0 if self.calls == 1 else t0 + timedelta(minutes=10)
+
+    report = await deliver_due(
+        world.db, cipher=cipher, clock=SlowBatch(), policy=FAST, rng=random.Random(3)
+    )  # type: ignore[arg-type]
+    assert report.retrying == 1
+    [row] = await outbox_rows(world.db)
+    wait = (row.next_attempt_at - (t0 + timedelta(minutes=10))).total_seconds()
+    assert 30 * 0.75 <= wait <= 30 * 1.25, wait
