@@ -56,6 +56,8 @@ async def test_a_late_household_at_the_door_is_told_why_its_code_is_refused(
     assert r.status_code == 409, r.status_code  # hold-expired
     assert 'id="arrival-error"' in r.text and 'role="alert"' in r.text
     assert f'value="{ref}"' in r.text  # the code as typed, to check with them
+    # a screen reader on the code field hears why it was refused, not only the hint
+    assert 'aria-describedby="arrival-error arrival-hint"' in r.text
 
 
 async def test_a_code_already_marked_arrived_elsewhere_is_answered_on_the_link_page(
