@@ -309,6 +309,8 @@ async def _staff(
 #: event may become visible after a higher one was already sent (a transaction's statements
 #: are each bounded by the 15 s statement timeout; a few of them fit well within this).
 LATE_COMMIT_SECONDS = 30.0
+#: How often the stream looks below its cursor for such late events.
+LOOK_BACK_SECONDS = 2.0
 #: How often an idle stream asks whether its reader may still read (see ``alive``).
 ALIVE_CHECK_SECONDS = 5.0
 
@@ -351,11 +353,14 @@ async def hold_event_stream(
         )
     yield ServerSentEventMessage(id=str(after), comment="position")
     # Ids below the cursor are looked at again for LATE_COMMIT_SECONDS (``floor``: the cursor
-    # as it was that long ago); ``sent`` keeps those already sent above the floor.
+    # as it was that long ago); ``sent`` keeps those already sent above the floor. New events
+    # come from a forward query (above the cursor); the look-back asks for ids only, every
+    # LOOK_BACK_SECONDS, and compares them here, so no query grows with what was sent (a
+    # stream catching up a backlog sends thousands in 30 s).
     floor = after
     marks: deque[tuple[float, int]] = deque()
     sent: set[int] = set()
-    checked = loop.time()
+    checked = looked_back = loop.time()
     while loop.time() < end:
         now_t = loop.time()
         if alive is not None and now_t - checked >= ALIVE_CHECK_SECONDS:
@@ -367,19 +372,32 @@ async def hold_event_stream(
             floor = marks.popleft()[1]
         sent = {i for i in sent if i > floor}
         async with db.read() as s:
-            q = (
-                select(Event.id, Event.kind, Event.payload)
-                .where(Event.id > floor, Event.kind.like("hold.%"))
-                .order_by(Event.id)
-                .limit(100)
+
+            def scoped(q: Any) -> Any:
+                q = q.where(Event.kind.like("hold.%"))
+                if mine is not None:
+                    q = q.where(Event.facility_id.in_(mine))
+                if facility_id is not None:
+                    q = q.where(Event.facility_id == facility_id)
+                return q
+
+            columns = select(Event.id, Event.kind, Event.payload)
+            rows = list(
+                (
+                    await s.execute(
+                        scoped(columns.where(Event.id > after)).order_by(Event.id).limit(100)
+                    )
+                ).all()
             )
-            if sent:
-                q = q.where(Event.id.not_in(sent))
-            if mine is not None:
-                q = q.where(Event.facility_id.in_(mine))
-            if facility_id is not None:
-                q = q.where(Event.facility_id == facility_id)
-            rows = (await s.execute(q)).all()
+            if floor < after and now_t - looked_back >= LOOK_BACK_SECONDS:
+                looked_back = now_t
+                below = await s.scalars(
+                    scoped(select(Event.id).where(Event.id > floor, Event.id <= after))
+                )
+                late = [i for i in below if i not in sent][:100]
+                if late:  # committed after a higher id was sent: send them now
+                    q = scoped(columns.where(Event.id.in_(late))).order_by(Event.id)
+                    rows = list((await s.execute(q)).all()) + rows
         if rows and alive is not None:
             if not await alive():  # revoked since the last look: send nothing more
                 return
