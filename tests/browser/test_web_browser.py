@@ -343,6 +343,22 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     staff = {"Authorization": f"Bearer {server['staff']}"}  # leave the module's world as found
     left = httpx.post(f"{base}/staff/holds/{r.json()['ref']}/departed", headers=staff)
     assert left.status_code == 200, left.text
+    # a code heard wrong is refused on a page drawn for the POST; that page still learns live
+    r = httpx.post(
+        f"{base}/holds",
+        headers={**police, "Idempotency-Key": "night-live-0003"},
+        json={"poolRef": pool.ref, "need": "ipv", "household": {"adults": [{"gender": "female"}]}},
+    )
+    assert r.status_code == 201, r.text
+    expected.first.wait_for(state="visible", timeout=10000)
+    phone.get_by_label("Reference code").fill("KM4T-9RCX")
+    phone.get_by_role("button", name="Arrived", exact=True).click()
+    phone.wait_for_load_state()
+    assert phone.url.endswith("/web/link/arrived") and phone.locator("#arrival-error").is_visible()
+    phone.wait_for_function("document.documentElement.dataset.live === 'on'")
+    phone.locator("#arrival-code").blur()  # the worker looks up from the field
+    assert httpx.post(f"{base}/holds/{r.json()['ref']}/release", headers=police).status_code == 200
+    expected.first.wait_for(state="detached", timeout=10000)
     # the same link on another phone: already used
     other = _page(browser, 360, 780)
     other.goto(url)

@@ -35,7 +35,9 @@
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
-      fetchPage()
+      /* the page's own GET address: after a form was refused the address bar shows the
+         POST's (e.g. /web/link/arrived), which a GET would answer with 405 */
+      fetchPage(holds.getAttribute("data-page"))
         .then(function (doc) {
           if (!doc) return;
           var fresh = doc.getElementById(liveId);
