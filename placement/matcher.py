@@ -234,6 +234,31 @@ def _muni_pos(nis: str) -> int:
     return _geo().pos[areas().municipality(nis).nis]
 
 
+def area_notices(request: SearchRequest) -> list[Warning]:
+    """Notices about the search itself, not any one place: the preferred area lies inside an
+    area to avoid (or within its radius). The results then rank places by their distance from
+    where the person must keep away from — most likely a mistake in the form (a police zone's
+    home area left as the preferred area while the perpetrator lives there), so it is said.
+    ``request``'s areas must be valid (``validate_areas``)."""
+    zones = validate_areas(request)
+    if zones.preferred is None:
+        return []
+    geo = _geo()
+    here = geo.pos[zones.preferred]
+    inside = zones.preferred in zones.avoid_municipalities or any(
+        float(geo.gap[geo.pos[c], here]) <= km for c, km in zones.avoid_radius
+    )
+    if not inside:
+        return []
+    return [
+        Warning(
+            "preferred_area_avoided",
+            "The preferred area lies in an area to avoid: places are ranked by their distance "
+            "from it. Check the form.",
+        )
+    ]
+
+
 @cache
 def _area_view(muni_nis: str, secret: bool) -> tuple[str, str, str]:
     """(area_nis, area_level, area_name): arrondissement, or province for a secret address."""

@@ -21,8 +21,8 @@ from capacity.metrics import SEARCHES
 from placement import search_service
 from placement.holds_service import requester_kind_of
 from placement.household import SearchRequest
-from placement.matcher import Alternative, Option
-from placement.rules import EXCLUSION_TEXT
+from placement.matcher import Alternative, Option, area_notices
+from placement.rules import EXCLUSION_TEXT, Warning
 
 SEARCH_EXAMPLE = {
     "household": {
@@ -58,6 +58,8 @@ class SearchResponse(Out, kw_only=True):
     considered: int
     matched: int
     unmet_recorded: bool
+    # about the search itself, e.g. a preferred area inside an area to avoid
+    notices: list[Warning] = msgspec.field(default_factory=list)
 
 
 class PlacementController(Controller):
@@ -117,6 +119,7 @@ class PlacementController(Controller):
             considered=r.considered,
             matched=r.matched,
             unmet_recorded=found.unmet_recorded,
+            notices=area_notices(data),
         )
 
 

@@ -44,6 +44,7 @@ from placement import holds_service, search_service, standing_service
 from placement.errors import IllegalTransition
 from placement.holds_service import requester_kind_of
 from placement.household import MAX_ADULTS, MAX_CHILDREN, Household, SearchRequest
+from placement.matcher import area_notices
 from placement.rules import BRUSSELS, EXCLUSION_TEXT, RELAX_TEXT
 
 HERE = Path(__file__).parent
@@ -868,6 +869,14 @@ class WebController(Controller):
                 "standing_idem": secrets.token_urlsafe(12),
                 "need": req.need,
                 "unmet_recorded": found.unmet_recorded,
+                "notices": [
+                    _(
+                        "The preferred area lies in an area to avoid: places are ranked by "
+                        "their distance from it. Check the form."
+                    )
+                    for w in area_notices(req)
+                    if w.code == "preferred_area_avoided"
+                ],
             },
         )
 

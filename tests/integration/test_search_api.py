@@ -157,3 +157,32 @@ def test_household_shape_buckets() -> None:
     assert household_shape(1, 0) == "1A"
     assert household_shape(2, 1) == "2A+1C"
     assert household_shape(3, 5) == "2A++3C+"
+
+
+async def test_a_preferred_area_inside_an_area_to_avoid_is_pointed_out(
+    client: AsyncClient, world: World
+) -> None:
+    """A police zone's home area left as the preferred area while the perpetrator lives there:
+    the places are ranked by their distance from where the person must keep away from. The
+    answer says so (a notice about the search, not about any place); the search still runs."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.facility("Refuges", "Refuge Liège", municipality="62063")
+    await world.operator("Zone", "police")
+    h = bearer(await world.token("Zone", "police"))
+    body = {
+        "household": {"adults": [{"gender": "female"}]},
+        "need": "ipv",
+        "preferredMunicipalityNis": "21015",
+    }
+    cases = [
+        ({"municipalities": ["21015"]}, True),
+        ({"arrondissements": ["21000"]}, True),  # Brussels: Schaerbeek is in it
+        ({"radius": [{"municipalityNis": "21006", "km": 5}]}, True),  # Evere, next door
+        ({"municipalities": ["62063"]}, False),
+        ({}, False),
+    ]
+    for avoid, noticed in cases:
+        r = await client.post("/placements/search", json={**body, "avoid": avoid}, headers=h)
+        assert r.status_code == 200, r.text
+        codes = [n["code"] for n in r.json()["notices"]]
+        assert codes == (["preferred_area_avoided"] if noticed else []), (avoid, codes)

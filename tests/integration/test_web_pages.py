@@ -1039,3 +1039,22 @@ async def test_an_extension_that_would_add_nothing_says_to_extend_later(
     await client.post("/web/lang", data={"csrf": fields["csrf"], "lang": "fr"})
     r = await client.post(f"{hold_url}/extend", data={"csrf": fields["csrf"]})
     assert "Prolongez-la plus tard" in r.text
+
+
+async def test_the_console_points_out_a_preferred_area_inside_an_area_to_avoid(
+    client: AsyncClient, world: World
+) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "preferred": "Mechelen"}
+    )
+    assert r.status_code == 200, r.text
+    notice = re.search(r'id="search-notice">([^<]*)<', r.text)
+    assert notice and "The preferred area lies in an area to avoid" in notice.group(1)
+    assert "Refuge Iris" in r.text  # the search still ran
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "preferred": "Ixelles"}
+    )
+    assert 'id="search-notice"' not in r.text
