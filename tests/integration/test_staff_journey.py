@@ -1,4 +1,4 @@
-"""rev9 staff review: defects found in the staff journey (counts, holds, feeds, streams)."""
+"""The staff journey: defects found (counts, holds, feeds, streams)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review 9, operators' side: what the runbook tells administrators to do keeps working."""
+"""Operators' side: what the runbook tells administrators to do keeps working."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""rev9 review (diff): what a series of searches learns of a secret place's municipality.
+"""What a series of searches learns of a secret place's municipality.
 
 README: "However many searches are made, they learn no more of a secret place than its
 province and that band." 3dbbffc judges a secret place by its 10 km band from an avoided

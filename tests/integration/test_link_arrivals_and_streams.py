@@ -1,4 +1,5 @@
-"""rev9 review (diff): defects found reading the session's changes (73dfd4a..main)."""
+"""The night worker's arrival by code and the hold streams: defects found reviewing the
+ninth session's changes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from capacity.clock import FrozenClock
 from capacity.models import Event
 from tests.browser.web_helpers import csrf_of, seed_world
 from tests.conftest import World, bearer
-from tests.integration.test_rev9_staff import _incoming_holds_setup
+from tests.integration.test_staff_journey import _incoming_holds_setup
 from tests.integration.test_staff_links import issue, open_link
 
 

@@ -1,4 +1,4 @@
-"""rev9 staff review: a malformed number or time in a feed document is rejected with a reason
+"""Feeds: a malformed number or time in a feed document is rejected with a reason
 an admin can act on, never as an "internal error" (the poller's answer to a bug)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Review 9 (privacy): the task-force answers must not single out a secret refuge when they
+"""Privacy: the task-force answers must not single out a secret refuge when they
 are combined, and the safety promises hold on paths the canary test does not reach."""
 
 from __future__ import annotations
