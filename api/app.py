@@ -21,12 +21,14 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
 from litestar.response import ServerSentEvent
 
 from api.admin.controllers import AdminController
+from api.admin.schemas import IMPORT_CSV_EXAMPLE
 from api.areas.controllers import AreasController
 from api.auth import PUBLIC_PATHS, AuthCache, BearerAuthMiddleware
 from api.deps import DEPENDENCIES
@@ -213,6 +215,28 @@ def _promote_request_examples(app: Litestar) -> None:
                     }
 
 
+def _document_csv_import(app: Litestar) -> None:
+    """The CSV import reads its body itself (text/csv), so litestar documents none: without
+    one Swagger UI offers no field to send the file in."""
+    op = (app.openapi_schema.paths or {})["/admin/facilities/import"].post
+    assert op is not None
+    op.request_body = RequestBody(
+        required=True,
+        description="A UTF-8 CSV file with a header row; columns in the README "
+        "(Onboarding in bulk).",
+        content={
+            "text/csv": OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING),
+                examples={
+                    "example1": Example(
+                        summary="Two refuges of an existing operator", value=IMPORT_CSV_EXAMPLE
+                    )
+                },
+            )
+        },
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -303,4 +327,5 @@ def create_app(
     _add_problem_responses(app)
     _document_idempotent_replays(app)
     _promote_request_examples(app)
+    _document_csv_import(app)
     return app

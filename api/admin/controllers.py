@@ -8,10 +8,12 @@ import msgspec
 from litestar import Controller, Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.openapi.spec import Example
+from litestar.params import Body, FromPath, JSONBody, Parameter, QueryParameter
 from sqlalchemy import select, update
 
 from api.admin.schemas import (
+    FACILITY_EXAMPLE,
     AlertRead,
     AuditRead,
     HealthConditionRead,
@@ -196,7 +198,10 @@ class AdminController(Controller):
     @post("/facilities", summary="Register a facility (with a template, pools and address)")
     async def create_facility(
         self,
-        data: JSONBody[FacilityCreate],
+        data: Annotated[
+            FacilityCreate,
+            Body(examples=[Example(summary="A secret refuge with 8 beds", value=FACILITY_EXAMPLE)]),
+        ],
         db: NamedDependency[Database],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],

@@ -178,3 +178,23 @@ class HealthConditionRead(Out, kw_only=True):
     created_at: datetime
     updated_at: datetime
     until: datetime | None = None
+
+
+#: Swagger UI's "Try it out" bodies, valid on the demo data (``abri serve --demo``): an
+#: existing operator, fictional aliases and phones (555), no address (secret refuges).
+FACILITY_EXAMPLE: dict[str, Any] = {
+    "operator": "Refuges Solidaires asbl",
+    "alias": "Refuge LG-90",
+    "municipalityNis": "62063",
+    "kind": "refuge",
+    "intakePhone": "+32 4 555 01 90",
+    "secretAddress": True,
+    "policy": {"acceptsUndocumented": True, "genders": ["female"]},
+    "pools": [{"label": "Beds", "unitKind": "bed", "unitsTotal": 8}],
+}
+IMPORT_CSV_EXAMPLE = (
+    "operator,alias,municipality,intake_phone,kind,secret_address,accepts_undocumented,pools\n"
+    "Refuges Solidaires asbl,Refuge LG-91,62063,+32 4 555 01 91,refuge,yes,yes,Beds:bed:1:8\n"
+    "Refuges Solidaires asbl,Refuge NA-92,92094,+32 81 555 01 92,refuge,yes,no,"
+    "Family rooms:family_room:4:3\n"
+)

@@ -29,14 +29,15 @@ __all__ = [
     "feed_read",
 ]
 
+#: Valid on the demo data (``abri serve --demo``): its hotel partner and that hotel's two pools.
 FEED_EXAMPLE = {
-    "name": "ibis-midi",
-    "operator": "Hotels Solidaires",
+    "name": "hotel-niv-20",
+    "operator": "Hotel Partners Belgium",
     "url": "https://pms.example-hotel.be/abri/inventory",
     "format": "json_inventory",
     "mapping": [
-        {"feedId": "DBL", "poolId": 12, "countsHoldsAsOccupied": True},
-        {"feedId": "FAM", "poolId": 13},
+        {"feedId": "DBL", "poolId": 27, "countsHoldsAsOccupied": True},
+        {"feedId": "FAM", "poolId": 28},
     ],
     "intervalSeconds": 300,
     "credentials": {"type": "bearer", "token": "partner-issued-token"},

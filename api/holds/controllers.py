@@ -167,7 +167,10 @@ class HoldController(Controller):
         db: NamedDependency[Database],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
-        data: Annotated[HoldExtend | None, Body()] = None,
+        data: Annotated[
+            HoldExtend | None,
+            Body(examples=[Example(summary="One more hour", value={"minutes": 60})]),
+        ] = None,
     ) -> HoldRead:
         now = clock.now()
         return hold_read(
