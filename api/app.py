@@ -215,6 +215,20 @@ def _promote_request_examples(app: Litestar) -> None:
                     }
 
 
+#: Headers an operation refuses to go without (a problem, 428, rather than a validation error,
+#: so they are optional to the framework): mark them required for Swagger UI and clients.
+REQUIRED_HEADERS = {("/staff/pools/{pool_id}/availability", "put"): {"if-match"}}
+
+
+def _document_required_headers(app: Litestar) -> None:
+    paths = app.openapi_schema.paths or {}
+    for (path, method), names in REQUIRED_HEADERS.items():
+        op = getattr(paths[path], method)
+        for p in op.parameters or []:
+            if not isinstance(p, Reference) and p.param_in == "header" and p.name.lower() in names:
+                p.required = True
+
+
 def _document_csv_import(app: Litestar) -> None:
     """The CSV import reads its body itself (text/csv), so litestar documents none: without
     one Swagger UI offers no field to send the file in."""
@@ -327,5 +341,6 @@ def create_app(
     _add_problem_responses(app)
     _document_idempotent_replays(app)
     _promote_request_examples(app)
+    _document_required_headers(app)
     _document_csv_import(app)
     return app
