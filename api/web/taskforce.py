@@ -224,6 +224,15 @@ def trend_chart(points: list[Any], start: datetime, end: datetime) -> dict[str, 
         "start": start,
         "end": end,
         "last": next((v for _, v in reversed(values) if v is not None), None),
+        # the chart's text alternative: where the trend started and ended, how low and high
+        "summary": {
+            "first": percent(known[0]),
+            "last": percent(known[-1]),
+            "low": percent(min(known)),
+            "high": percent(max(known)),
+        }
+        if known
+        else None,
     }
 
 

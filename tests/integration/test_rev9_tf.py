@@ -3,13 +3,18 @@ request examples Swagger UI's "Try it out" sends, checked against the demo datas
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 from httpx import AsyncClient
 
+from capacity import snapshots
+from capacity.settings import Settings
 from ops.demo import load_demo
+from tests.browser.web_helpers import web_sign_in
 from tests.conftest import World, bearer
 
 #: The request bodies a user sends from Swagger UI (method, path, role that may send it).
@@ -134,3 +139,47 @@ async def test_if_match_is_documented_as_required_for_a_count_report(
     # the confirmation ("still accurate") really takes it as optional
     post = doc["paths"]["/staff/pools/{pool_id}/confirm"]["post"]
     assert not next(p for p in post["parameters"] if p["name"] == "If-Match").get("required")
+
+
+async def test_the_trend_chart_text_alternative_describes_the_trend(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """The trend chart is an image (role="img"); its text alternative only gave the last value
+    ("Saturation over the last 7 day(s); last value 74 %."), so a screen-reader user learnt
+    nothing of the trend the chart exists to show: where it started, how low and how high it
+    went. The description must give the first, lowest, highest and last values."""
+    tokens = await load_demo(world.db, cipher=world.cipher, clock=world.clock)
+    now = world.clock.now()
+    await snapshots.take_snapshot(world.db, settings, now - timedelta(minutes=1))
+    await web_sign_in(client, tokens["taskforce"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    r = await client.get("/web/taskforce")
+    assert r.status_code == 200
+    series = (
+        await client.get(
+            "/taskforce/saturation/series",
+            params={"level": "country", "start": (now - timedelta(days=7)).isoformat()},
+            headers=bearer(tokens["taskforce"]),
+        )
+    ).json()
+    values = [
+        p["saturation"]
+        for a in series["areas"]
+        for p in a["points"]
+        if not p["suppressed"] and p["saturation"] is not None
+    ]
+    assert len(values) > 2 and min(values) < max(values)
+    desc = re.search(r'<desc id="trend-desc">([^<]*)</desc>', r.text)
+    assert desc, "no chart description"
+    text = html.unescape(desc.group(1))
+
+    def pct(v: float) -> str:
+        return f"{round(v * 100)} %"
+
+    for label, v in (
+        ("from", values[0]),
+        ("lowest", min(values)),
+        ("highest", max(values)),
+        ("to", values[-1]),
+    ):
+        assert f"{label} {pct(v)}" in text, (label, text)
