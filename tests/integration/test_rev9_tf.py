@@ -183,3 +183,27 @@ async def test_the_trend_chart_text_alternative_describes_the_trend(
         ("to", values[-1]),
     ):
         assert f"{label} {pct(v)}" in text, (label, text)
+
+
+async def test_the_suppression_notes_do_not_claim_too_few_shelters(
+    client: AsyncClient, world: World
+) -> None:
+    """Antwerp has three refuges (k = 3) and is suppressed because Limburg's single refuge
+    could otherwise be worked out of Flanders (complementary suppression); an area with enough
+    shelters but fewer than k secret-address ones is suppressed too. The page explained every
+    grey area as "Suppressed (fewer than 3 shelters)" and "Areas with fewer than 3 shelters are
+    suppressed", so the task force read that Antwerp (or, in the demo, Leuven, Arlon and Namur)
+    had fewer than three shelters: wrong for planning. The notes must not give that as the
+    reason, and must say that figures which would let a shelter be worked out are hidden."""
+    from tests.integration.test_web_taskforce import map_areas, seed_taskforce
+
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    client.cookies.set("abri_lang", "en", path="/web")
+    page = html.unescape((await client.get("/web/taskforce")).text)
+    assert map_areas(page)["10000"]["class"] == "suppressed"  # three refuges, yet suppressed
+    assert "fewer than 3 shelters)" not in page
+    assert "Areas with fewer than 3 shelters are suppressed" not in page
+    assert "worked out" in page
+    legend = re.search(r'<ul class="legend".*?</ul>', page, re.S)
+    assert legend and "could single out a shelter" in legend[0]
