@@ -1,4 +1,4 @@
-"""rev9 task-force / OpenAPI review: defects in the dashboard's text alternatives and in the
+"""Task-force dashboard and OpenAPI: defects in the dashboard's text alternatives and in the
 request examples Swagger UI's "Try it out" sends, checked against the demo dataset."""
 
 from __future__ import annotations
