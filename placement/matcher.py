@@ -234,13 +234,12 @@ def _muni_pos(nis: str) -> int:
     return _geo().pos[areas().municipality(nis).nis]
 
 
-def area_notices(request: SearchRequest) -> list[Warning]:
+def area_notices(zones: ResolvedAreas) -> list[Warning]:
     """Notices about the search itself, not any one place: the preferred area lies inside an
     area to avoid (or within its radius). The results then rank places by their distance from
     where the person must keep away from — most likely a mistake in the form (a police zone's
     home area left as the preferred area while the perpetrator lives there), so it is said.
-    ``request``'s areas must be valid (``validate_areas``)."""
-    zones = validate_areas(request)
+    ``zones``: the request's areas as ``validate_areas`` resolved them."""
     if zones.preferred is None:
         return []
     geo = _geo()

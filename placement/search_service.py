@@ -53,8 +53,9 @@ from capacity.db import Database, RawTx
 from capacity.models import PLACEMENT_KINDS, Facility, Pool, UnmetDemand
 from capacity.settings import Settings
 from placement.household import SearchRequest, validate_areas
-from placement.matcher import MatcherIndex, SearchResult
+from placement.matcher import MatcherIndex, SearchResult, area_notices
 from placement.policy import policy_from_json
+from placement.rules import Warning
 from placement.snapshot import ADMITTING_STATUSES, FacilitySnapshot, PoolSnapshot
 
 RECHECK_MARGIN = 5
@@ -577,6 +578,7 @@ class Searched:
     search_id: str
     result: SearchResult
     unmet_recorded: bool
+    notices: list[Warning]  # about the search itself (``matcher.area_notices``)
 
 
 def household_shape(adults: int, children: int) -> str:
@@ -611,7 +613,7 @@ async def search(
         recorded = await record_unmet(
             db, request, result, requester_kind=requester_kind, operator_id=operator_id, now=now
         )
-    return Searched(secrets.token_hex(8), result, recorded)
+    return Searched(secrets.token_hex(8), result, recorded, area_notices(zones))
 
 
 async def record_unmet(

@@ -21,7 +21,7 @@ from capacity.metrics import SEARCHES
 from placement import search_service
 from placement.holds_service import requester_kind_of
 from placement.household import SearchRequest
-from placement.matcher import Alternative, Option, area_notices
+from placement.matcher import Alternative, Option
 from placement.rules import EXCLUSION_TEXT, Warning
 
 SEARCH_EXAMPLE = {
@@ -119,7 +119,7 @@ class PlacementController(Controller):
             considered=r.considered,
             matched=r.matched,
             unmet_recorded=found.unmet_recorded,
-            notices=area_notices(data),
+            notices=found.notices,
         )
 
 

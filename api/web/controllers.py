@@ -44,7 +44,6 @@ from placement import holds_service, search_service, standing_service
 from placement.errors import IllegalTransition
 from placement.holds_service import requester_kind_of
 from placement.household import MAX_ADULTS, MAX_CHILDREN, Household, SearchRequest
-from placement.matcher import area_notices
 from placement.rules import BRUSSELS, EXCLUSION_TEXT, RELAX_TEXT
 
 HERE = Path(__file__).parent
@@ -874,7 +873,7 @@ class WebController(Controller):
                         "The preferred area lies in an area to avoid: places are ranked by "
                         "their distance from it. Check the form."
                     )
-                    for w in area_notices(req)
+                    for w in found.notices
                     if w.code == "preferred_area_avoided"
                 ],
             },
