@@ -47,10 +47,9 @@ def _at_least(name: str, default: float, minimum: float) -> float:
     return value
 
 
-def _lease_seconds() -> float:
-    """A leader renews its lease every poll: a lease no longer than two polls would lapse
+def _lease_seconds(poll: float) -> float:
+    """A leader renews its lease every ``poll``: a lease no longer than two polls would lapse
     between renewals, and two workers would both lead. Unset: 30 s, or three polls if more."""
-    poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
     lease = _at_least("ABRI_WORKER_LEASE_SECONDS", max(30.0, 3 * poll), 1.0)
     if lease <= 2 * poll:
         raise SystemExit(
@@ -109,6 +108,7 @@ class Settings:
         stale = dict(DEFAULT_STALE_MINUTES)
         for kind in stale:
             stale[kind] = _int(f"ABRI_STALE_MINUTES_{kind.upper()}", stale[kind])
+        poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
         return cls(
             database_url=os.environ.get("ABRI_DATABASE_URL") or DEFAULT_DATABASE_URL,
             log_format=os.environ.get("ABRI_LOG_FORMAT", "console"),
@@ -122,8 +122,8 @@ class Settings:
             pg_pool_size=_int("ABRI_PG_POOL_SIZE", 20),
             pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 0),
             matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),
-            worker_poll_seconds=_at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1),
-            worker_lease_seconds=_lease_seconds(),
+            worker_poll_seconds=poll,
+            worker_lease_seconds=_lease_seconds(poll),
             worker_metrics=os.environ.get("ABRI_WORKER_METRICS", "").strip(),
             rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120),
             rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30),
