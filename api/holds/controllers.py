@@ -364,6 +364,17 @@ async def hold_event_stream(
     marks: deque[tuple[float, int]] = deque()
     sent: set[int] = set()
     checked = looked_back = loop.time()
+
+    def scoped(q: Any) -> Any:
+        """Hold events on the reader's facilities (``facility_id``: that one only)."""
+        q = q.where(Event.kind.like("hold.%"))
+        if mine is not None:
+            q = q.where(Event.facility_id.in_(mine))
+        if facility_id is not None:
+            q = q.where(Event.facility_id == facility_id)
+        return q
+
+    columns = select(Event.id, Event.kind, Event.payload)
     while loop.time() < end:
         now_t = loop.time()
         if alive is not None and now_t - checked >= ALIVE_CHECK_SECONDS:
@@ -371,20 +382,12 @@ async def hold_event_stream(
                 return
             checked = now_t
         marks.append((now_t, after))
+        moved = False
         while marks and marks[0][0] <= now_t - LATE_COMMIT_SECONDS:
-            floor = marks.popleft()[1]
-        sent = {i for i in sent if i > floor}
+            floor, moved = marks.popleft()[1], True
+        if moved:
+            sent = {i for i in sent if i > floor}
         async with db.read() as s:
-
-            def scoped(q: Any) -> Any:
-                q = q.where(Event.kind.like("hold.%"))
-                if mine is not None:
-                    q = q.where(Event.facility_id.in_(mine))
-                if facility_id is not None:
-                    q = q.where(Event.facility_id == facility_id)
-                return q
-
-            columns = select(Event.id, Event.kind, Event.payload)
             rows = list(
                 (
                     await s.execute(
