@@ -305,16 +305,16 @@ async def test_unmet_demand_summary_is_suppressed_below_k(
 
 
 @pytest.mark.parametrize(
-    ("lang", "heading", "suppressed"),
+    ("lang", "heading", "suppressed", "held"),
     [
-        ("fr", "Tableau de bord de la task force", "masqué"),
-        ("nl", "Dashboard van de taskforce", "afgeschermd"),
-        ("de", "Dashboard des Krisenstabs", "unterdrückt"),
-        ("en", "Task force dashboard", "suppressed"),
+        ("fr", "Tableau de bord de la task force", "masqué", "Réservées"),
+        ("nl", "Dashboard van de taskforce", "afgeschermd", "Gereserveerd"),
+        ("de", "Dashboard des Krisenstabs", "unterdrückt", "Reserviert"),
+        ("en", "Task force dashboard", "suppressed", "On hold"),
     ],
 )
 async def test_language_switch(
-    client: AsyncClient, world: World, lang: str, heading: str, suppressed: str
+    client: AsyncClient, world: World, lang: str, heading: str, suppressed: str, held: str
 ) -> None:
     s = await seed_taskforce(world)
     await web_sign_in(client, s["tf"])
@@ -325,6 +325,9 @@ async def test_language_switch(
     page = (await client.get("/web/taskforce")).text
     assert f'<html lang="{lang}">' in page and heading in page
     assert map_areas(page)["70000"]["title"].endswith(suppressed)
+    # the column of held places agrees with its neighbours ("Occupées", "Libres"), in each language
+    table = re.search(r'<table id="tf-table".*?</thead>', page, re.S)
+    assert table and f">{held}<" in table[0].replace("\n", ""), table
 
 
 async def test_closed_places_and_the_schemes_ending_soon(client: AsyncClient, world: World) -> None:
