@@ -93,6 +93,37 @@ def _policy_variant(rng: random.Random, template: str) -> AccessPolicy:
     return AccessPolicy(**{k: v for k, v in _snake(base).items()})
 
 
+async def _example_place(db: Database, now: datetime) -> None:
+    """The API documentation's example hold names a pool reference (``HOLD_EXAMPLE``). Give
+    that reference to the best place its example search finds, so that Swagger UI's "Try it
+    out" works on the demo from the search to the hold, as printed, without pasting a
+    reference. (A real registry's references are random: the example can only hold here.)"""
+    import msgspec
+
+    from api.holds.schemas import HOLD_EXAMPLE
+    from api.placement.controllers import SEARCH_EXAMPLE
+    from capacity.settings import Settings
+    from placement.household import SearchRequest, validate_areas
+    from placement.matcher import MatcherIndex
+    from placement.search_service import load_snapshots
+
+    request = msgspec.convert(SEARCH_EXAMPLE, SearchRequest)
+    async with db.read() as s:
+        index = MatcherIndex(await load_snapshots(s, Settings(database_url=db.url)))
+    options = (
+        index.rank(request, requester_kind="helpline", now=now, areas=validate_areas(request))
+        .result()
+        .options
+    )
+    if options:
+        async with db.write() as s:
+            await s.execute(
+                update(Pool)
+                .where(Pool.ref == options[0].pool_ref)
+                .values(ref=HOLD_EXAMPLE["poolRef"])
+            )
+
+
 def _snake(d: dict[str, object]) -> dict[str, object]:
     import re
 
@@ -195,6 +226,7 @@ async def load_demo(
 
     if history_days > 0:
         await _history(db, rng, now, ids, days=history_days)
+    await _example_place(db, now)
 
     tokens: dict[str, str] = {}
     for role, operator in [

@@ -36,7 +36,16 @@ class HoldCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, renam
     """Reserve a place found by a search (its option reference is the pool reference)."""
 
     pool_ref: Annotated[
-        str, msgspec.Meta(min_length=3, max_length=40, examples=["pool_3f9a1c2b7d4e"])
+        str,
+        msgspec.Meta(
+            min_length=3,
+            max_length=40,
+            examples=["pool_3f9a1c2b7d4e"],
+            description=(
+                "The poolRef of an option of POST /placements/search. (On the demo data the "
+                "example's reference is the example search's best option.)"
+            ),
+        ),
     ]
     household: Household
     need: NeedCategory

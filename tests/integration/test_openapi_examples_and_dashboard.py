@@ -73,8 +73,11 @@ async def test_every_try_it_out_body_has_an_example_that_works_on_the_demo(
         "/placements/search", json=examples["post", "/placements/search"][1], headers=helpline
     )
     assert r.status_code == 200, r.text
-    pool_ref = r.json()["options"][0]["poolRef"]
-    hold = {**examples["post", "/holds"][1], "poolRef": pool_ref}  # the ref a search returned
+    # The hold example works as printed: the demo gives its poolRef to the search's best
+    # option (before, it named a pool no registry has: 404 for every new user).
+    hold = examples["post", "/holds"][1]
+    assert hold["household"] == examples["post", "/placements/search"][1]["household"]
+    assert hold["poolRef"] == r.json()["options"][0]["poolRef"]
     r = await client.post(
         "/holds", json=hold, headers={**helpline, "Idempotency-Key": "try-it-out-1"}
     )
