@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -356,11 +357,17 @@ async def _record_action(
     await _record(db, scope, action, {"poolId": pool.id, "version": pool.version}, now)
 
 
-async def record_hold_action(
-    db: Database, scope: LinkScope, hold_ref: str, target: str, now: datetime
-) -> None:
-    """Which link marked a hold (the hold's own audit row names the role, not the link)."""
-    await _record(db, scope, f"hold_{target}", {"hold": hold_ref}, now)
+def hold_action_audit(scope: LinkScope, hold_ref: str, target: str) -> dict[str, Any]:
+    """Which link marked a hold (the hold's own audit row names the role, not the link): the
+    entry :func:`placement.holds_service.transition_ex` writes in the move's transaction
+    (``also_audit``), so a crash cannot keep the move and lose who made it."""
+    return {
+        "action": f"staff_link.hold_{target}",
+        "object_type": "staff_link",
+        "object_id": scope.link_id,
+        "facility_id": scope.facility_id,
+        "detail": {"hold": hold_ref},
+    }
 
 
 async def _record(

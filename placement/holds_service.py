@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -1014,11 +1014,15 @@ async def transition_ex(
     actor: Actor,
     now: datetime,
     reason: str | None = None,
+    also_audit: Mapping[str, Any] | None = None,
 ) -> Transitioned:
-    """:func:`transition`, also telling whether a standing request is waiting for a place."""
+    """:func:`transition`, also telling whether a standing request is waiting for a place.
+    ``also_audit``: one more audit entry (``audit.record_raw``'s keywords but ``actor`` and
+    ``at``) written in the transition's own transaction, e.g. which one-time link did it."""
     ref = parse_ref(raw_ref)
     side = "requester" if target in rules.REQUESTER_ACTIONS else "staff"
-    if target == "released" and not db.sqlite and (actor.is_admin or actor.operator_id is not None):
+    fast = also_audit is None and not db.sqlite
+    if target == "released" and fast and (actor.is_admin or actor.operator_id is not None):
         async with db.raw_write(transaction=False) as tx:
             row = await tx.one(
                 _PG_RELEASE,
@@ -1041,7 +1045,7 @@ async def transition_ex(
         old = loaded.view
         if not expired_now:
             rules.check_transition(old.state, target)
-            await _move(tx, old, target, actor=actor, now=now, reason=reason)
+            await _move(tx, old, target, actor=actor, now=now, reason=reason, also=also_audit)
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
     HOLD_TRANSITIONS.labels(target).inc()
@@ -1056,7 +1060,14 @@ async def transition_ex(
 
 
 async def _move(
-    tx: RawTx, old: HoldView, target: str, *, actor: Actor, now: datetime, reason: str | None
+    tx: RawTx,
+    old: HoldView,
+    target: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    reason: str | None,
+    also: Mapping[str, Any] | None = None,
 ) -> None:
     """A legal transition as a few statements in one transaction (hold row, then pool row)."""
     ref = old.ref
@@ -1082,6 +1093,8 @@ async def _move(
             facility_id=old.facility_id,
             detail={"units": old.units, "reason": reason, "from": old.state},
         )
+        if also is not None:
+            await audit.record_raw(tx, actor=actor, at=now, **also)
         await _event(
             tx,
             kind=f"hold.{target}",

@@ -258,9 +258,13 @@ class LinkPageController(Controller):
             if view.facility_id != ws.link.facility_id:  # the operator's other places: not here
                 raise NotFound("No such hold.", field="ref")
             await holds_service.transition_ex(
-                state.db, ref, "arrived", actor=ws.link.actor, now=now
+                state.db,
+                ref,
+                "arrived",
+                actor=ws.link.actor,
+                now=now,
+                also_audit=links.hold_action_audit(ws.link, ref, "arrived"),
             )
-            await links.record_hold_action(state.db, ws.link, ref, "arrived", now)
         except BadReference:
             text = _("This is not a reference code (8 letters and digits, e.g. KM4T-9RCX).")
             return await self._page(request, ws, 422, arrival_error=text, typed_code=typed)
@@ -297,9 +301,13 @@ class LinkPageController(Controller):
             if ref is None:
                 raise NotFound("No such hold.")
             done = await holds_service.transition_ex(
-                state.db, ref, "no_show", actor=ws.link.actor, now=now
+                state.db,
+                ref,
+                "no_show",
+                actor=ws.link.actor,
+                now=now,
+                also_audit=links.hold_action_audit(ws.link, ref, "no_show"),
             )
-            await links.record_hold_action(state.db, ws.link, ref, "no_show", now)
             if done.someone_waiting:
                 await standing_service.run_round(state.db, state.settings, now=now)
         except NotFound:

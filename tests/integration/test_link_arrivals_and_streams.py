@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from httpx import AsyncClient
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select, text
 
 from api.holds.controllers import hold_event_stream
 from capacity.audit import Actor
 from capacity.clock import FrozenClock
-from capacity.models import Event
+from capacity.models import AuditEntry, Event
 from tests.browser.web_helpers import csrf_of, seed_world
 from tests.conftest import World, bearer
 from tests.integration.test_staff_journey import _incoming_holds_setup
@@ -113,3 +113,58 @@ async def test_a_stream_catching_up_a_backlog_keeps_its_queries_small(world: Wor
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert biggest[0] < 1000, f"a look sent {biggest[0]} parameters"
+
+
+async def test_an_arrival_marked_from_a_link_is_never_kept_without_the_link_that_made_it(
+    client: AsyncClient, world: World
+) -> None:
+    """The hold's own audit entry names the role ``link``; which link did it was a second
+    entry written in a second transaction after the move had committed. If that write failed
+    (a crash, a full disk), the household stood as arrived with no trace of who marked it.
+    Now both entries are one transaction: a failing link entry leaves the hold as it was. The
+    failure is a real one: a trigger the test adds refuses the link's entry."""
+    ref, csrf, w = await _link_page_with_one_expected_hold(client, world)
+    refuse = "refused by the test"
+    if world.db.sqlite:
+        ddl = [
+            "CREATE TRIGGER test_refuse_link_entry BEFORE INSERT ON audit_log "
+            "WHEN NEW.action = 'staff_link.hold_arrived' "
+            f"BEGIN SELECT RAISE(ABORT, '{refuse}'); END"
+        ]
+        undo = ["DROP TRIGGER test_refuse_link_entry"]
+    else:
+        ddl = [
+            "CREATE FUNCTION test_refuse_link_entry() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF NEW.action = 'staff_link.hold_arrived' THEN "
+            f"RAISE EXCEPTION '{refuse}'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER test_refuse_link_entry BEFORE INSERT ON audit_log "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_link_entry()",
+        ]
+        undo = [
+            "DROP TRIGGER test_refuse_link_entry ON audit_log",
+            "DROP FUNCTION test_refuse_link_entry()",
+        ]
+    async with world.db.write() as s:
+        for statement in ddl:
+            await s.execute(text(statement))
+    try:
+        r = await client.post("/web/link/arrived", data={"csrf": csrf, "code": ref})
+        assert r.status_code >= 500, r.status_code
+    finally:
+        async with world.db.write() as s:
+            for statement in undo:
+                await s.execute(text(statement))
+    hold = await client.get(f"/holds/{ref}", headers=bearer(str(w["helpline"])))
+    assert hold.json()["state"] == "held", hold.json()
+    # and once the link's entry can be written, both are there
+    r = await client.post("/web/link/arrived", data={"csrf": csrf, "code": ref})
+    assert r.status_code == 303, r.status_code
+    async with world.db.read() as s:
+        actions = (
+            await s.scalars(
+                select(AuditEntry.action).where(
+                    AuditEntry.action.in_(["hold.arrived", "staff_link.hold_arrived"])
+                )
+            )
+        ).all()
+    assert sorted(actions) == ["hold.arrived", "staff_link.hold_arrived"]
