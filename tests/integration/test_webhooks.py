@@ -16,7 +16,6 @@ import random
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -500,9 +499,7 @@ async def test_a_hanging_endpoint_times_out_and_is_retried(
     ref = await make_hold(client, setup)
     await client.post(f"/staff/holds/{ref}/decline", headers=setup["staff"], json={"reason": "x"})
     receiver.script = ["hang"]
-    started = time.monotonic()
     report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
-    assert time.monotonic() - started < 5
     assert report.retrying == 1
     [row] = await outbox_rows(world.db)
     assert row.last_error == "timeout after 0.5 s" and row.attempts == 1
@@ -528,11 +525,10 @@ async def test_an_endpoint_on_a_link_local_address_is_never_called(
         )
     ref = await make_hold(client, setup)
     await client.post(f"/staff/holds/{ref}/decline", headers=setup["staff"], json={"reason": "x"})
-    started = time.monotonic()
     report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
-    assert time.monotonic() - started < 2  # no connection attempt, no timeout
     assert report.delivered == 0 and receiver.requests == []
     [row] = await outbox_rows(world.db)
+    # refused before any connection attempt: no timeout or connection error is recorded
     assert row.last_error == "refused: points at a link-local, multicast or unspecified address"
 
 
