@@ -57,7 +57,7 @@ class AreaIndex:
     municipalities: dict[str, Municipality]
     areas: dict[str, Area]  # regions, provinces (and 04000), arrondissements
     merged_from: dict[str, str]  # pre-2025 NIS code -> 2025 code
-    _by_name: dict[str, list[str]]
+    _by_name: dict[str, list[str]]  # name_key of a current or pre-2025 name -> 2025 codes
 
     def municipality(self, nis: str) -> Municipality:
         code = self.merged_from.get(nis, nis)
@@ -94,15 +94,20 @@ class AreaIndex:
         return ("BE", m.region_nis, m.province_nis, m.arrondissement_nis, m.nis)
 
     def find(self, query: str, limit: int = 20) -> list[Municipality]:
-        """Municipalities whose FR, NL or DE name (or postal code) matches ``query``.
+        """Municipalities whose FR, NL or DE name, pre-2025 name (before a merger), postal
+        code or NIS code (a pre-2025 one mapped forward) matches ``query``.
 
-        Exact names first, then prefixes, then substrings; accents and case are ignored.
+        Exact names first, then prefixes, then substrings; accents, case, hyphens, spaces
+        and apostrophes are ignored ("Sint Jans Molenbeek" finds Sint-Jans-Molenbeek).
         """
-        q = fold(query)
+        q = name_key(query)
         if not q:
             return []
         if q.isdigit() and len(q) == 4:
             return [m for m in self.municipalities.values() if q in m.postal_codes][:limit]
+        if q.isdigit() and len(q) == 5:
+            code = self.merged_from.get(q, q)
+            return [self.municipalities[code]] if code in self.municipalities else []
         exact, prefix, inner = [], [], []
         for key, codes in self._by_name.items():
             bucket = (
@@ -114,6 +119,15 @@ class AreaIndex:
         for code in exact + sorted(prefix) + sorted(inner):
             seen.setdefault(code, None)
         return [self.municipalities[c] for c in list(seen)[:limit]]
+
+    def named(self, text: str) -> list[Municipality]:
+        """The municipalities one of whose names (FR, NL, DE, or a pre-2025 name now part
+        of a merged municipality) is ``text``, ignoring accents, case, hyphens, spaces and
+        apostrophes: "liege", "LUIK", "Molenbeek Saint Jean", "Kruibeke" (now
+        Beveren-Kruibeke-Zwijndrecht). Usually one; several only for a name two share."""
+        return [
+            self.municipalities[c] for c in dict.fromkeys(self._by_name.get(name_key(text), ()))
+        ]
 
     def children_of(self, nis: str) -> list[str]:
         """Municipality codes inside an area (or the municipality itself)."""
@@ -133,6 +147,13 @@ def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     kept = "".join(c for c in decomposed if not unicodedata.combining(c))
     return "".join(c for c in kept if c.isalnum() or c == " ").strip()
+
+
+def name_key(text: str) -> str:
+    """The form names are matched in: :func:`fold` without the spaces, so that a hyphen, a
+    space or an apostrophe typed for another is no matter ("Sint Niklaas", "Braine l'Alleud",
+    "s-Gravenbrakel")."""
+    return fold(text).replace(" ", "")
 
 
 def distance_km(a: Municipality, b: Municipality) -> float:
@@ -197,7 +218,7 @@ def areas() -> AreaIndex:
             )
             munis[m.nis] = m
             for n in {m.name_nl, m.name_fr, m.name_de}:
-                by_name.setdefault(fold(n), []).append(m.nis)
+                by_name.setdefault(name_key(n), []).append(m.nis)
             area_map.setdefault(
                 row["region_nis"],
                 Area(
@@ -234,6 +255,11 @@ def areas() -> AreaIndex:
         for row in csv.DictReader(fh):
             if row["old_nis"] != row["new_nis"]:
                 merged[row["old_nis"]] = row["new_nis"]
+            # the names people and older systems still use: "Borsbeek", "Bertogne", "Ham"
+            for n in {row["old_name_nl"], row["old_name_fr"]}:
+                codes = by_name.setdefault(name_key(n), [])
+                if row["new_nis"] not in codes:
+                    codes.append(row["new_nis"])
     return AreaIndex(munis, area_map, merged, by_name)
 
 

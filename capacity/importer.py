@@ -120,17 +120,14 @@ def _date(v: str) -> datetime:
 
 
 def _municipality(v: str) -> str:
+    """A NIS code (a pre-2025 one mapped forward) or a municipality's name in any of the three
+    languages, its pre-2025 name included, typed with or without accents and hyphens."""
     v = v.strip()
     if v.isdigit():
         return areas().canonical_municipality(v)
-    found = areas().find(v, limit=5)
-    exact = [
-        m
-        for m in found
-        if v.casefold() in {m.name_fr.casefold(), m.name_nl.casefold(), m.name_de.casefold()}
-    ]
-    if len(exact) == 1:
-        return exact[0].nis
+    named = areas().named(v)
+    if len(named) == 1:
+        return named[0].nis
     raise ValueError(f"{v!r} is not a known municipality name or NIS code")
 
 

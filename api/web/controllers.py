@@ -398,11 +398,10 @@ def resolve_municipality(text: str) -> str:
             return areas().municipality(code).nis
         except UnknownArea:
             raise FormError("Unknown municipality: %(name)s", name=raw) from None
-    found = areas().find(raw, limit=10)
-    q = fold(raw)
-    exact = [x for x in found if q in (fold(x.name_fr), fold(x.name_nl), fold(x.name_de))]
-    if len(exact) == 1 or (exact and len({x.nis for x in exact}) == 1):
+    exact = areas().named(raw)
+    if len(exact) == 1:
         return exact[0].nis
+    found = areas().find(raw, limit=10)
     if len(found) == 1:
         return found[0].nis
     if not found:

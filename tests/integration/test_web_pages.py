@@ -1058,3 +1058,29 @@ async def test_the_console_points_out_a_preferred_area_inside_an_area_to_avoid(
         client, "/web/console", "/web/console/search", {**FAMILY_FORM, "preferred": "Ixelles"}
     )
     assert 'id="search-notice"' not in r.text
+
+
+async def test_the_console_takes_places_as_an_officer_types_them(
+    client: AsyncClient, world: World
+) -> None:
+    """No hyphens ("Sint Jans Molenbeek"), a straight apostrophe, or a municipality's name from
+    before the 2025 mergers ("Borsbeek", now part of Antwerpen; "Meulebeke", now Tielt): each
+    is the place meant, never "Unknown municipality"."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    for preferred, avoid in (
+        ("Borsbeek", "Antwerpen"),
+        ("Sint Jans Molenbeek", "Molenbeek-Saint-Jean"),
+        ("Braine l'Alleud", "Eigenbrakel"),
+        ("Meulebeke", "Tielt"),
+    ):
+        r = await post_form(
+            client,
+            "/web/console",
+            "/web/console/search",
+            {**FAMILY_FORM, "preferred": preferred, "avoid0": avoid},
+        )
+        assert r.status_code == 200, (preferred, r.text)
+        notice = re.search(r'id="search-notice">([^<]*)<', r.text)
+        assert notice and "The preferred area lies in an area to avoid" in notice.group(1)

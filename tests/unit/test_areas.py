@@ -91,3 +91,65 @@ def test_within_reaches_the_neighbours_not_only_close_centroids() -> None:
     assert "92094" not in idx.within("62063", 5)
     assert "63023" in idx.within("63023", 0)  # itself
     assert len(idx.within("21015", 5)) > len(idx.within("21015", 0)) > 1
+
+
+@pytest.mark.parametrize(
+    ("query", "nis"),
+    [
+        ("Borsbeek", "11002"),  # merged into Antwerpen on 1 January 2025
+        ("Bertogne", "82039"),  # into Bastogne, 2 December 2024
+        ("Meulebeke", "37022"),  # into Tielt
+        ("Wachtebeke", "44087"),  # into Lochristi
+        ("Kortessem", "71072"),  # into Hasselt
+        ("Moerbeke", "46029"),  # into Lokeren
+        ("Gammerages", "23106"),  # Galmaarden in French, into Pajottegem
+        ("Ruiselede", "37021"),  # into Wingene
+        ("Ham", "71071"),  # Tessenderlo-Ham, not Hamme nor Hamoir
+        ("Looz", "73111"),  # Borgloon in French, into Tongres-Looz
+    ],
+)
+def test_find_by_a_name_from_before_the_2025_mergers(query: str, nis: str) -> None:
+    """A police officer or an older partner system still says "Borsbeek" or "Meulebeke":
+    the pre-2025 names lead to the municipality they are part of now, first."""
+    assert areas().find(query)[0].nis == nis
+    assert [m.nis for m in areas().named(query)] == [nis]
+
+
+@pytest.mark.parametrize(
+    ("query", "nis"),
+    [
+        ("Molenbeek Saint Jean", "21012"),
+        ("Sint Jans Molenbeek", "21012"),
+        ("SINT-JANS-MOLENBEEK", "21012"),
+        ("Sint Niklaas", "46021"),
+        ("Braine l'Alleud", "25014"),  # typed with a straight apostrophe and no hyphen
+        ("Braine-l'Alleud", "25014"),
+        ("s-Gravenbrakel", "55004"),  # the data says "’s Gravenbrakel"
+        ("Comines Warneton", "57097"),
+        ("Komen-Waasten", "57097"),
+        ("LUIK", "62063"),
+        ("liege", "62063"),
+        ("Kelmis", "63040"),
+        ("La Calamine", "63040"),
+        ("Sankt-Vith", "63067"),
+    ],
+)
+def test_a_hyphen_space_or_apostrophe_typed_for_another_is_no_matter(query: str, nis: str) -> None:
+    assert areas().find(query)[0].nis == nis
+    assert [m.nis for m in areas().named(query)] == [nis]
+
+
+def test_find_by_nis_code_also_a_pre_2025_one() -> None:
+    assert [m.nis for m in areas().find("62063")] == ["62063"]
+    assert [m.nis for m in areas().find("11056")] == ["46030"]  # Zwijndrecht
+    assert areas().find("99999") == []
+
+
+def test_no_pre_2025_name_is_taken_for_another_municipality() -> None:
+    """A former name must not also be the name of a different current municipality, or a
+    typed name would be ambiguous."""
+    idx = areas()
+    for m in idx.municipalities.values():
+        for name in (m.name_fr, m.name_nl, m.name_de):
+            assert m.nis in [x.nis for x in idx.named(name)]
+    assert all(len(idx.named(n)) == 1 for n in ("Borsbeek", "Herne", "Gooik", "Melle", "Ham"))

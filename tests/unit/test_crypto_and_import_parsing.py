@@ -73,3 +73,30 @@ def test_import_intake_phone_hours() -> None:
         "A,Night,Gent,ipv_refuge,+32 9 555 00 01,yes\n"
     )
     assert (day.intake_phone_24h, night.intake_phone_24h) == (False, True)
+
+
+def test_import_takes_a_municipality_as_people_write_it() -> None:
+    """A register kept in a spreadsheet writes "liege" without its accent, "Braine-l'Alleud"
+    with a straight apostrophe, "Molenbeek Saint Jean" without hyphens, or a name from before
+    the 2025 mergers ("Kruibeke", "Borsbeek", "Bertogne"); each is the municipality it names
+    (now), not an error that refuses the whole file."""
+    names = {
+        "liege": "62063",
+        "LUIK": "62063",
+        "Braine-l'Alleud": "25014",
+        "Molenbeek Saint Jean": "21012",
+        "Kruibeke": "46030",
+        "Borsbeek": "11002",
+        "Bertogne": "82039",
+        "Meulebeke": "37022",
+        "11056": "46030",  # Zwijndrecht's code before 2025
+    }
+    text = "operator,alias,municipality,template,intake_phone\n" + "".join(
+        f"A,Place {i},{name},ipv_refuge,+32 2 555 00 00\n" for i, name in enumerate(names)
+    )
+    cmds = parse_csv(text)
+    assert [c.municipality_nis for c in cmds] == list(names.values())
+    with pytest.raises(ImportRejected):
+        parse_csv(
+            "operator,alias,municipality,template,intake_phone\nA,X,Ham-sur-Atlantis,ipv_refuge,+32 2 555 00 00\n"
+        )
