@@ -153,3 +153,20 @@ def test_no_pre_2025_name_is_taken_for_another_municipality() -> None:
         for name in (m.name_fr, m.name_nl, m.name_de):
             assert m.nis in [x.nis for x in idx.named(name)]
     assert all(len(idx.named(n)) == 1 for n in ("Borsbeek", "Herne", "Gooik", "Melle", "Ham"))
+
+
+def test_every_area_name_is_spelt_as_a_name() -> None:
+    """The 2021 source spelt the German name of the arrondissement of Ieper "ypern"; the
+    task-force pages and the map showed "Bezirk ypern". Every name starts with a capital (or
+    the Dutch "’s"), in the index and in the shipped shapes."""
+    from capacity.areas import area_shapes
+
+    idx = areas()
+    assert idx.area("33000").name_de == "Ypern"
+    names = [n for a in idx.areas.values() for n in (a.name_fr, a.name_nl, a.name_de)]
+    names += [n for m in idx.municipalities.values() for n in (m.name_fr, m.name_nl, m.name_de)]
+    for level in ("province", "arrondissement"):
+        for feat in area_shapes(level)["features"]:
+            p = feat["properties"]
+            names += [p["name_fr"], p["name_nl"], p["name_de"]]
+    assert [n for n in names if not n or not (n[0].isupper() or n.startswith("’s "))] == []
