@@ -170,3 +170,24 @@ def test_every_area_name_is_spelt_as_a_name() -> None:
             p = feat["properties"]
             names += [p["name_fr"], p["name_nl"], p["name_de"]]
     assert [n for n in names if not n or not (n[0].isupper() or n.startswith("’s "))] == []
+
+
+def test_every_shipped_data_file_names_its_source_and_licence() -> None:
+    """CC BY 4.0 asks for the source, the licence and any change made: each file in
+    capacity/data has its row in SOURCES.md, with a licence."""
+    from importlib import resources
+
+    data = resources.files("capacity") / "data"
+    sources = (data / "SOURCES.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[3].strip()
+        for line in sources.splitlines()
+        if line.startswith("| `")
+    }
+    for f in data.iterdir():
+        if f.name in ("SOURCES.md", "__pycache__"):
+            continue
+        row = next((lic for files, lic in rows.items() if f"`{f.name}`" in files), None)
+        assert row is not None, f"{f.name} has no row in SOURCES.md"
+        if f.name.startswith("be_"):
+            assert "CC BY 4.0" in row, f.name
