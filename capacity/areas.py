@@ -129,6 +129,12 @@ class AreaIndex:
             self.municipalities[c] for c in dict.fromkeys(self._by_name.get(name_key(text), ()))
         ]
 
+    def by_postal_code(self, postal_code: str) -> list[Municipality]:
+        """The municipalities a postal code serves (usually one; 1040, 1050 and 1804 two);
+        none for a code the shipped table does not know (a special or foreign one)."""
+        code = postal_code.strip()
+        return [m for m in self.municipalities.values() if code in m.postal_codes]
+
     def children_of(self, nis: str) -> list[str]:
         """Municipality codes inside an area (or the municipality itself)."""
         if nis in self.municipalities:

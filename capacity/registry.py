@@ -380,6 +380,7 @@ async def _add_facility(
     s.add(fac)
     await s.flush()
     if cmd.address is not None:
+        _check_postal_code(nis, cmd.address, field="address.postalCode")
         s.add(
             FacilityAddress(
                 facility_id=fac.id, ciphertext=cipher.encrypt(cmd.address), updated_at=now
@@ -872,6 +873,29 @@ async def read_addresses(
     return {r.facility_id: cipher.decrypt(r.ciphertext) for r in rows}
 
 
+def _check_postal_code(municipality_nis: str, address: Address, *, field: str) -> None:
+    """Refuse an address whose postal code belongs only to other municipalities: the
+    municipality, not the address, is what searches keep away from an area to avoid, so a
+    refuge in Liège registered under Bruxelles would be offered to someone fleeing Liège. A
+    code the shipped table does not know (special, foreign) is let through."""
+    idx = areas()
+    served = idx.by_postal_code(address.postal_code)
+    nis = idx.canonical_municipality(municipality_nis)
+    if served and nis not in {m.nis for m in served}:
+        names = ", ".join(
+            f"{m.name_fr} / {m.name_nl} ({m.nis})"
+            if m.name_fr != m.name_nl
+            else f"{m.name_fr} ({m.nis})"
+            for m in served
+        )
+        here = idx.municipality(nis)
+        raise InvalidInput(
+            f"Postal code {address.postal_code.strip()} is in {names}, not in "
+            f"{here.name_fr} ({nis}): check the municipality or the address.",
+            field=field,
+        )
+
+
 async def set_address(
     db: Database,
     facility_id: int,
@@ -885,6 +909,7 @@ async def set_address(
         fac = await s.get(Facility, facility_id)
         if fac is None:
             raise NotFound("No such facility.")
+        _check_postal_code(fac.municipality_nis, address, field="postalCode")
         row = await s.get(FacilityAddress, facility_id)
         if row is None:
             s.add(

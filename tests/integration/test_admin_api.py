@@ -51,7 +51,7 @@ async def test_create_facility_from_template_has_secret_address_and_pools(
         json={
             "operator": "Refuges A",
             "alias": "Hôtel Requis 1",
-            "municipalityNis": "21015",
+            "municipalityNis": "21009",
             "template": "requisitioned_crisis_hotel",
             "intakePhone": "+32 2 555 00 00",
             "address": {"street": "Avenue Louise 1", "postalCode": "1050", "city": "Bruxelles"},
@@ -677,3 +677,46 @@ async def test_extending_a_measure_as_the_job_ends_it(
     assert await job[0] == []  # it waited, re-checked, and left the extended measure alone
     listed = (await client.get("/admin/health-conditions", headers=h)).json()
     assert [c["reason"] for c in listed] == ["Extended"]
+
+
+async def test_an_address_in_another_municipality_is_refused(
+    client: AsyncClient, world: World
+) -> None:
+    """The municipality is what the matcher keeps away from an area to avoid: a refuge in Liège
+    (postal code 4000) registered by mistake under Bruxelles would be offered to a woman who
+    must keep away from Liège. An address whose postal code belongs to other municipalities
+    only is refused, naming the field; a code shared by two (1050: Bruxelles and Ixelles), a
+    pre-2025 code now part of a merged municipality (9090 Melle) and an unknown code pass."""
+    h = bearer(await _admin(world))
+    bad = {**NEW_REFUGE, "address": {"street": "Rue X 1", "postalCode": "4000", "city": "Liège"}}
+    r = await client.post("/admin/facilities", headers=h, json=bad)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "address.postalCode" and "Liège" in r.json()["detail"]
+    for i, (nis, postal) in enumerate(
+        (("21004", "1050"), ("21009", "1050"), ("44088", "9090"), ("21004", "0000"))
+    ):
+        ok = {
+            **NEW_REFUGE,
+            "alias": f"X{i}",
+            "municipalityNis": nis,
+            "address": {"street": "Rue X 1", "postalCode": postal, "city": "X"},
+        }
+        r = await client.post("/admin/facilities", headers=h, json=ok)
+        assert r.status_code == 201, r.text
+    fid = r.json()["id"]
+    r = await client.put(
+        f"/admin/facilities/{fid}/address",
+        headers=h,
+        json={"street": "Rue X 2", "postalCode": " 4000 ", "city": "Liège"},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "postalCode", r.text
+    csv_text = (
+        "operator,alias,municipality,template,intake_phone,street,postal_code,city\n"
+        "Refuges A,Y,Bruxelles,ipv_refuge,+32 2 555 00 00,Rue Y 1,4000,Liège\n"
+    )
+    r = await client.post(
+        "/admin/facilities/import",
+        headers={**h, "Content-Type": "text/csv"},
+        content=csv_text.encode(),
+    )
+    assert r.status_code == 422 and "Liège" in r.text, r.text
