@@ -20,6 +20,10 @@ from capacity.errors import UnknownArea
 
 BRUSSELS_REGION = "04000"
 
+#: The English names of the cities that have one, which the English pages' users type (the
+#: shipped data has French, Dutch and German names only). Found, never shown.
+ENGLISH_NAMES = {"Brussels": "21004", "Antwerp": "11002", "Ghent": "44021", "Ostend": "35013"}
+
 
 @dataclass(frozen=True, slots=True)
 class Area:
@@ -256,6 +260,8 @@ def areas() -> AreaIndex:
                     _strip_prefix(row["arrondissement_de"]),
                 ),
             )
+    for name, code in ENGLISH_NAMES.items():
+        by_name.setdefault(name_key(name), []).append(code)
     merged: dict[str, str] = {}
     with (data / "be_municipality_mergers_2025.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):

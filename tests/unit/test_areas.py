@@ -191,3 +191,13 @@ def test_every_shipped_data_file_names_its_source_and_licence() -> None:
         assert row is not None, f"{f.name} has no row in SOURCES.md"
         if f.name.startswith("be_"):
             assert "CC BY 4.0" in row, f.name
+
+
+@pytest.mark.parametrize(
+    ("query", "nis"),
+    [("Brussels", "21004"), ("Ghent", "44021"), ("antwerp", "11002"), ("Ostend", "35013")],
+)
+def test_the_english_names_people_type_are_found(query: str, nis: str) -> None:
+    """The pages are in English too: "Brussels" or "Ghent" was "Unknown municipality"."""
+    assert areas().find(query)[0].nis == nis
+    assert [m.nis for m in areas().named(query)] == [nis]
