@@ -23,6 +23,11 @@ BRUSSELS_REGION = "04000"
 #: The English names of the cities that have one, which the English pages' users type (the
 #: shipped data has French, Dutch and German names only). Found, never shown.
 ENGLISH_NAMES = {"Brussels": "21004", "Antwerp": "11002", "Ghent": "44021", "Ostend": "35013"}
+#: Names Statbel's 2025 list no longer gives a municipality (see the shared data's caveats) but
+#: that people still use: "Saint-Nicolas" is the French name of Sint-Niklaas (and of its
+#: arrondissement) as well as a municipality near Liège, so typed alone it is ambiguous —
+#: never silently the one near Liège when an officer means the one in the Waasland.
+FORMER_NAMES = {"Saint-Nicolas": "46021"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +265,7 @@ def areas() -> AreaIndex:
                     _strip_prefix(row["arrondissement_de"]),
                 ),
             )
-    for name, code in ENGLISH_NAMES.items():
+    for name, code in (ENGLISH_NAMES | FORMER_NAMES).items():
         by_name.setdefault(name_key(name), []).append(code)
     merged: dict[str, str] = {}
     with (data / "be_municipality_mergers_2025.csv").open(encoding="utf-8") as fh:

@@ -128,6 +128,9 @@ def _municipality(v: str) -> str:
     named = areas().named(v)
     if len(named) == 1:
         return named[0].nis
+    if named:
+        which = ", ".join(f"{m.name_fr} ({m.nis})" for m in named)
+        raise ValueError(f"{v!r} names several municipalities: {which}; give the NIS code")
     raise ValueError(f"{v!r} is not a known municipality name or NIS code")
 
 

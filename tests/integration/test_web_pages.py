@@ -1084,3 +1084,20 @@ async def test_the_console_takes_places_as_an_officer_types_them(
         assert r.status_code == 200, (preferred, r.text)
         notice = re.search(r'id="search-notice">([^<]*)<', r.text)
         assert notice and "The preferred area lies in an area to avoid" in notice.group(1)
+
+
+async def test_the_console_asks_which_saint_nicolas(client: AsyncClient, world: World) -> None:
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "avoid0": "Saint-Nicolas"}
+    )
+    assert r.status_code == 422 and "Several municipalities match" in html.unescape(r.text)
+    r = await post_form(
+        client,
+        "/web/console",
+        "/web/console/search",
+        {**FAMILY_FORM, "avoid0": "Saint-Nicolas (62093)"},
+    )
+    assert r.status_code == 200, r.text

@@ -201,3 +201,11 @@ def test_the_english_names_people_type_are_found(query: str, nis: str) -> None:
     """The pages are in English too: "Brussels" or "Ghent" was "Unknown municipality"."""
     assert areas().find(query)[0].nis == nis
     assert [m.nis for m in areas().named(query)] == [nis]
+
+
+def test_saint_nicolas_is_ambiguous_not_silently_the_one_near_liege() -> None:
+    """French speakers call Sint-Niklaas "Saint-Nicolas" (so does the arrondissement's French
+    name); 62093 near Liège has that name too. Typed alone, it must be a choice, never
+    silently Liège's, or "avoid Saint-Nicolas" would keep away from the wrong city."""
+    assert sorted(m.nis for m in areas().named("Saint-Nicolas")) == ["46021", "62093"]
+    assert [m.nis for m in areas().find("Saint-Nicolas")][:2] == ["62093", "46021"]

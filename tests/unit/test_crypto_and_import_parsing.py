@@ -96,6 +96,13 @@ def test_import_takes_a_municipality_as_people_write_it() -> None:
     )
     cmds = parse_csv(text)
     assert [c.municipality_nis for c in cmds] == list(names.values())
+    with pytest.raises(ImportRejected) as err:  # Sint-Niklaas, or the one near Liège?
+        parse_csv(
+            "operator,alias,municipality,template,intake_phone\n"
+            "A,X,Saint-Nicolas,ipv_refuge,+32 2 555 00 00\n"
+        )
+    [problem] = err.value.extra["errors"]
+    assert "46021" in problem.message and "62093" in problem.message
     with pytest.raises(ImportRejected):
         parse_csv(
             "operator,alias,municipality,template,intake_phone\nA,X,Ham-sur-Atlantis,ipv_refuge,+32 2 555 00 00\n"
