@@ -53,7 +53,12 @@ class AreasController(Controller):
         q: Annotated[
             str,
             Parameter(
-                min_length=1, max_length=80, description="Part of a name, or a 4-digit postal code"
+                min_length=1,
+                max_length=80,
+                description=(
+                    "Part of a name (FR/NL/DE, or from before the 2025 mergers), a 4-digit "
+                    "postal code or a NIS code"
+                ),
             ),
         ],
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
