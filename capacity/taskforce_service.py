@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, get_args
 
 from sqlalchemy import DateTime, select, text, type_coerce
@@ -147,18 +148,23 @@ def areas_at(level: str) -> list[str]:
     return codes
 
 
+@cache
 def parent_of(level: str, nis: str) -> str | None:
-    """The area a suppressed cell is merged into (its parent), for the reader."""
+    """The area a suppressed cell is merged into, for the reader: its nearest enclosing area
+    with more in it than itself. Brussels-Capital is an arrondissement, the "province" of the
+    maps and a region, all the same 19 municipalities, and Brabant wallon has one
+    arrondissement (Nivelles): pointing a reader from a suppressed cell to an area of the same
+    places would point to a cell suppressed just the same."""
     if level == "country":
         return None
-    if level == "region":
-        return COUNTRY
     idx = areas()
+    own = set(idx.children_of(nis))
+    chain = {"arrondissement": 3, "province": 2, "region": 1}[level]
     for m in idx.municipalities.values():
-        if level == "province" and m.province_nis == nis:
-            return m.region_nis
-        if level == "arrondissement" and m.arrondissement_nis == nis:
-            return m.province_nis
+        if m.nis in own:
+            for parent in idx.enclosing(m.nis)[chain - 1 :: -1]:
+                if parent == COUNTRY or set(idx.children_of(parent)) != own:
+                    return parent
     return None
 
 

@@ -209,3 +209,23 @@ def test_saint_nicolas_is_ambiguous_not_silently_the_one_near_liege() -> None:
     silently Liège's, or "avoid Saint-Nicolas" would keep away from the wrong city."""
     assert sorted(m.nis for m in areas().named("Saint-Nicolas")) == ["46021", "62093"]
     assert [m.nis for m in areas().find("Saint-Nicolas")][:2] == ["62093", "46021"]
+
+
+@pytest.mark.parametrize(
+    ("level", "nis", "parent"),
+    [
+        ("arrondissement", "61000", "60000"),  # Huy -> province of Liège
+        ("arrondissement", "25000", "03000"),  # Nivelles is all of Brabant wallon
+        ("arrondissement", "21000", "BE"),  # Brussels-Capital: arrondissement = region
+        ("province", "04000", "BE"),
+        ("province", "60000", "03000"),
+        ("region", "04000", "BE"),
+        ("country", "BE", None),
+    ],
+)
+def test_a_suppressed_cell_is_merged_into_an_area_with_more_in_it(
+    level: str, nis: str, parent: str | None
+) -> None:
+    from capacity.taskforce_service import parent_of
+
+    assert parent_of(level, nis) == parent
