@@ -40,7 +40,7 @@ from typing import Any
 
 import msgspec
 
-from capacity.areas import areas
+from capacity.areas import areas, local_name
 from capacity.audit import Actor
 from capacity.commands import FacilityCreate
 from capacity.crypto import AddressCipher
@@ -129,7 +129,7 @@ def _municipality(v: str) -> str:
     if len(named) == 1:
         return named[0].nis
     if named:
-        which = ", ".join(f"{m.name_fr} ({m.nis})" for m in named)
+        which = ", ".join(f"{local_name(m.nis)} ({m.nis})" for m in named)
         raise ValueError(f"{v!r} names several municipalities: {which}; give the NIS code")
     raise ValueError(f"{v!r} is not a known municipality name or NIS code")
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit, health_rules
-from capacity.areas import areas
+from capacity.areas import areas, local_name
 from capacity.audit import Actor
 from capacity.commands import (
     CLEARABLE_FACILITY_FIELDS,
@@ -882,16 +882,10 @@ def _check_postal_code(municipality_nis: str, address: Address, *, field: str) -
     served = idx.by_postal_code(address.postal_code)
     nis = idx.canonical_municipality(municipality_nis)
     if served and nis not in {m.nis for m in served}:
-        names = ", ".join(
-            f"{m.name_fr} / {m.name_nl} ({m.nis})"
-            if m.name_fr != m.name_nl
-            else f"{m.name_fr} ({m.nis})"
-            for m in served
-        )
-        here = idx.municipality(nis)
+        names = ", ".join(f"{local_name(m.nis)} ({m.nis})" for m in served)
         raise InvalidInput(
             f"Postal code {address.postal_code.strip()} is in {names}, not in "
-            f"{here.name_fr} ({nis}): check the municipality or the address.",
+            f"{local_name(nis)} ({nis}): check the municipality or the address.",
             field=field,
         )
 

@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 from sqlalchemy import DateTime, select, text, type_coerce
 
-from capacity.areas import areas
+from capacity.areas import areas, local_name
 from capacity.availability import freshness, stale_threshold
 from capacity.db import Database
 from capacity.errors import InvalidInput
@@ -981,7 +981,7 @@ def hsds_service_capacity(loaded: Loaded, cube: Cube, now: datetime) -> dict[str
                     {
                         "location": {
                             "id": f"abri:municipality:{m.nis}",
-                            "name": m.name_fr,
+                            "name": local_name(m.nis),
                             "latitude": m.lat,
                             "longitude": m.lon,
                             "addresses": [],
@@ -1006,7 +1006,7 @@ def hsds_service_capacity(loaded: Loaded, cube: Cube, now: datetime) -> dict[str
             services.append(
                 {
                     "id": f"abri:secret:{prov}:{kind}",
-                    "name": f"Secret-address places ({kind}), {idx.area(prov).name_fr}",
+                    "name": f"Secret-address places ({kind}), {local_name(prov)}",
                     "status": "active",
                     "kind": kind,
                     "service_capacity": (

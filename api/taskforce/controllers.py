@@ -46,7 +46,7 @@ from api.taskforce.schemas import (
     tf_area,
 )
 from capacity import taskforce_service as tf
-from capacity.areas import area_shapes
+from capacity.areas import area_shapes, local_name
 from capacity.clock import Clock
 from capacity.db import Database
 from capacity.errors import InvalidInput
@@ -650,7 +650,9 @@ async def census_rows(
                 "date": day,
                 "level": level,
                 "area_nis": code,
-                "area_name": area.name_fr,
+                "area_name": (
+                    area.name_fr if code in (tf.COUNTRY, tf.UNKNOWN_AREA) else local_name(code)
+                ),
                 "kind": kind,
                 "segment": segment,
                 "capacity": cap,

@@ -818,3 +818,30 @@ def test_hold_demand_has_a_column_for_every_kind_of_requester() -> None:
     from placement.holds import DURATIONS
 
     assert set(DURATIONS) <= set(REQUESTERS)
+
+
+async def test_exports_name_places_as_people_there_do(client: AsyncClient, world: World) -> None:
+    """The HSDS feed and the daily census named every place in French: a Flemish social map
+    read "Anvers" for a night shelter in Antwerpen, a census row "Flandre orientale". They now
+    carry the name of the place in its own language(s), as the English pages do."""
+    from capacity.commands import PoolCreate as Pool_
+
+    await world.operator("Admin", "admin")
+    await world.operator("CAW", "shelter_operator")
+    tf = await world.operator("TF", "taskforce")
+    assert tf
+    await world.facility(
+        "CAW",
+        "Nachtopvang A",
+        municipality="11002",
+        kind="night_shelter",
+        secret=False,
+        pools=[Pool_(label="Beds", units_total=20)],
+    )
+    h = bearer(await world.token("TF", "taskforce"))
+    feed = (await client.get("/taskforce/exports/hsds/service-capacity", headers=h)).json()
+    (svc,) = [x for x in feed["services"] if x["name"] == "Nachtopvang A"]
+    assert svc["service_at_locations"][0]["location"]["name"] == "Antwerpen"
+    r = await client.get("/taskforce/exports/daily-census?level=province", headers=h)
+    names = {x["area_nis"]: x["area_name"] for x in csv.DictReader(io.StringIO(r.text))}
+    assert names["10000"] == "Antwerpen", names
