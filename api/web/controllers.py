@@ -9,6 +9,7 @@ show addresses either.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import secrets
@@ -36,7 +37,7 @@ from api.standing.schemas import standing_read
 from api.web import i18n, reasons
 from api.web import session as sess
 from capacity import availability, health_rules, links, registry
-from capacity.areas import areas, display_name, fold
+from capacity.areas import areas, display_name, fold, local_name, name_key
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate, StatusChange
 from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, UnknownArea
@@ -402,11 +403,34 @@ def resolve_municipality(text: str) -> str:
     if len(exact) == 1:
         return exact[0].nis
     found = areas().find(raw, limit=10)
-    if len(found) == 1:
-        return found[0].nis
     if not found:
         raise FormError("Unknown municipality: %(name)s", name=raw)
+    if len(found) == 1 and not exact:
+        # A postal code is taken. A name that is not a municipality's is not, even when only
+        # one municipality's name contains it: "Berchem" (a district of Antwerpen) is not
+        # Berchem-Sainte-Agathe, "Heverlee" (in Leuven) not Oud-Heverlee — an area to avoid
+        # must never silently become another town. The list offers the full name.
+        m = found[0]
+        if name_key(raw).isdigit():
+            return m.nis
+        raise FormError(
+            "No municipality is called %(name)s. Did you mean %(match)s? Pick it from the list.",
+            name=raw,
+            match=f"{local_name(m.nis)} ({m.nis})",
+        )
     raise FormError("Several municipalities match %(name)s: pick one from the list.", name=raw)
+
+
+def show_resolved_areas(values: dict[str, Any], lang: str) -> dict[str, Any]:
+    """The form's area fields as understood: each typed name replaced by the municipality it
+    was taken for ("Borsbeek" -> "Antwerpen (11002)"), so the officer sees what was avoided."""
+    out = dict(values)
+    for key in [f"avoid{i}" for i in range(AVOID_SLOTS)] + ["preferred"]:
+        text = (out.get(key) or "").strip()
+        if text:
+            with contextlib.suppress(FormError):  # the search ran: each one resolved
+                out[key] = _muni_label(resolve_municipality(text), lang)
+    return out
 
 
 # --------------------------------------------------------------------------- forms
@@ -828,6 +852,7 @@ class WebController(Controller):
             return await self._console(
                 request, ws, values=values, status=exc.status, error=_error_text(_, exc)
             )
+        values = show_resolved_areas(values, lang)
         r = found.result
         options = [
             {

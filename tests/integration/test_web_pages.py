@@ -1101,3 +1101,44 @@ async def test_the_console_asks_which_saint_nicolas(client: AsyncClient, world: 
         {**FAMILY_FORM, "avoid0": "Saint-Nicolas (62093)"},
     )
     assert r.status_code == 200, r.text
+
+
+async def test_a_name_found_only_inside_another_is_never_silently_that_town(
+    client: AsyncClient, world: World
+) -> None:
+    """ "Berchem" is a district of Antwerpen: the console took it for Sint-Agatha-Berchem in
+    Brussels (the only name it is found in) and kept away from the wrong city, with the field
+    still reading "Berchem". Such a name is now a question; the start of a name ("Comines")
+    or a postal code still resolves; and after a search each area field shows the
+    municipality it was taken for."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    for typed, meant in (("Berchem", "21003"), ("Heverlee", "24086"), ("Comines", "57097")):
+        r = await post_form(
+            client, "/web/console", "/web/console/search", {**FAMILY_FORM, "avoid0": typed}
+        )
+        text = html.unescape(r.text)
+        assert r.status_code == 422 and f"No municipality is called {typed}" in text
+        assert f"({meant})" in text
+    client.headers["Accept-Language"] = "nl"
+    r = await post_form(
+        client,
+        "/web/console",
+        "/web/console/search",
+        {
+            **FAMILY_FORM,
+            "avoid0": "Comines-Warneton",
+            "avoid1": "9090",
+            "preferred": "Borsbeek",
+        },
+    )
+    assert r.status_code == 200, r.text
+    text = html.unescape(r.text)
+    assert re.search(r'id="avoid0"[^>]*value="Komen-Waasten \(57097\)"', text)
+    assert re.search(r'id="avoid1"[^>]*value="Merelbeke-Melle \(44088\)"', text)
+    assert re.search(r'id="preferred"[^>]*value="Antwerpen \(11002\)"', text)
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "avoid0": "Berchem"}
+    )
+    assert "Geen gemeente heet Berchem" in html.unescape(r.text)
