@@ -41,6 +41,7 @@ from capacity.models import (
     FacilityAddress,
     Operator,
     Pool,
+    StaffLink,
     Token,
 )
 from capacity.templates import TEMPLATES
@@ -222,6 +223,35 @@ async def revoke_token(db: Database, *, token_id: int, actor: Actor, now: dateti
         await audit.record(
             s, actor=actor, at=now, action="token.revoke", object_type="token", object_id=token_id
         )
+        # The one-time links this token issued go with it: a leaked staff token may have
+        # issued a week-long link for later, and a session such a link opened must end too
+        # (it ends with its link, ``capacity.links.session_scope``).
+        issued = (
+            await s.execute(
+                select(StaffLink.id, StaffLink.facility_id).where(
+                    StaffLink.created_by_token_id == token_id,
+                    StaffLink.revoked_at.is_(None),
+                    StaffLink.expires_at > now,
+                )
+            )
+        ).all()
+        if issued:
+            await s.execute(
+                update(StaffLink)
+                .where(StaffLink.id.in_([link_id for link_id, _ in issued]))
+                .values(revoked_at=now)
+            )
+        for link_id, facility_id in issued:
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="staff_link.revoke",
+                object_type="staff_link",
+                object_id=link_id,
+                facility_id=facility_id,
+                detail={"token": token_id},
+            )
 
 
 async def list_tokens(db: Database) -> list[tuple[Token, Operator]]:

@@ -629,3 +629,44 @@ async def test_the_same_form_sent_twice_at_once_issues_one_link(
         return "201"
 
     assert sorted(await asyncio.gather(*(one() for _ in range(6)))) == ["201"] + ["409"] * 5
+
+
+async def test_revoking_the_issuing_token_ends_its_links(
+    client: AsyncClient, world: World, clock: FrozenClock
+) -> None:
+    """A staff token leaks; the runbook says: revoke it first. Links it issued (up to a week
+    long) must not outlive it: neither one not yet opened (the thief's own, for later) nor the
+    session one opened, which could otherwise still mark a household's hold "no show"."""
+    from capacity import registry
+    from capacity.audit import CLI
+    from capacity.models import Token
+
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    leaked = str(w["staff"])
+    other_staff = await world.token("Refuges Solidaires", "staff")
+    r, for_later = await issue(client, leaked, fid, hours=168)
+    assert r.status_code == 201
+    r, opened = await issue(client, leaked, fid)
+    r, colleagues = await issue(client, other_staff, fid)
+    assert (await open_link(client, opened)).status_code == 303
+    assert (await client.get("/web/link")).status_code == 200
+
+    async with world.db.read() as s:
+        token_id = (
+            await s.scalars(select(Token.id).where(Token.token_hash == registry.hash_token(leaked)))
+        ).one()
+    await registry.revoke_token(world.db, token_id=token_id, actor=CLI, now=clock.now())
+    clock.advance(minutes=1)
+
+    assert (await client.get("/web/link")).status_code == 303  # the open session ended
+    client.cookies.clear()
+    r = await open_link(client, for_later)
+    assert r.status_code == 410  # the one kept for later opens nothing
+    r = await client.get(f"/staff/facilities/{fid}/links", headers=bearer(other_staff))
+    states = {x["id"]: x["state"] for x in r.json()}
+    assert sorted(states.values()) == ["active", "revoked", "revoked"]  # a colleague's stays
+    client.cookies.clear()
+    assert (await open_link(client, colleagues)).status_code == 303
+    actions = [a for a, _ in await audit_actions(world)]
+    assert actions.count("staff_link.revoke") == 2
