@@ -248,6 +248,21 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
     )
 
 
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    """A JSON body nested deeper than the decoder recurses (``[[[[...`` thousands deep) is the
+    client's mistake: a 400, like any other body that is not valid JSON, and no traceback in
+    the logs for each one. A recursion of our own stays an internal error."""
+    if "deserializ" not in str(exc):
+        return handle_internal(request, exc)
+    return problem_response(
+        request,
+        status=400,
+        code="bad-request",
+        title="Bad request",
+        detail="The JSON body is nested too deeply.",
+    )
+
+
 def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     # Log the type and the trace for operators; the client gets no internals.
     log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
@@ -264,6 +279,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     AbriError: handle_abri_error,
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    RecursionError: handle_recursion,
     OverflowError: handle_database_value,
     DBAPIError: handle_database_value,
     Exception: handle_database_value,

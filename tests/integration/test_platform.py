@@ -124,3 +124,22 @@ async def test_objects_of_a_started_app_leave_the_cyclic_collector_when_asked(
                 assert (await c.get("/health/live")).status_code == 200
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("route", ["/placements/search", "/holds", "/standing-requests"])
+async def test_a_deeply_nested_body_is_the_clients_mistake(
+    client: AsyncClient, world: World, route: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON nested thousands deep (a fuzzer, a broken client) is a 400, not an internal error
+    with a traceback logged for every such request."""
+    await world.operator("Zone Nord", "police")
+    police = await world.token("Zone Nord", "police")
+    for body in ("[" * 5000 + "]" * 5000, '{"household": ' + "[" * 5000 + "]" * 5000 + "}"):
+        r = await client.post(
+            route,
+            content=body,
+            headers={**bearer(police), "Content-Type": "application/json"},
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "bad-request" and "nested" in r.json()["detail"]
+    assert "unhandled_error" not in capsys.readouterr().err
