@@ -45,6 +45,27 @@ class TokenBuckets:
         return (1.0 - tokens) / rate
 
 
+def check(state: Any, actor: object, action: str) -> None:
+    """Take one ``action`` (e.g. "search", "hold") from this token's bucket, or raise
+    :class:`RateLimited`. The API's route guard and the web console both call it, so a token
+    signed in on the web pages has the same budget as on the API (one bucket for both)."""
+    settings = state.settings
+    per_minute = {
+        "search": settings.rate_search_per_minute,
+        "hold": settings.rate_hold_per_minute,
+    }[action]
+    if per_minute <= 0:
+        return
+    key = (actor.token_id if isinstance(actor, Actor) else None, action)
+    burst = max(1, per_minute // 3)
+    wait = state.rate_buckets.take(key, per_minute=per_minute, burst=burst)
+    if wait > 0:
+        raise RateLimited(
+            f"Too many {action} requests with this token; try again in {math.ceil(wait)} s.",
+            retry_after=math.ceil(wait),
+        )
+
+
 def rate_limit(
     action: str,
 ) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
@@ -54,23 +75,7 @@ def rate_limit(
     a worker thread."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        state = connection.app.state
-        settings = state.settings
-        per_minute = {
-            "search": settings.rate_search_per_minute,
-            "hold": settings.rate_hold_per_minute,
-        }[action]
-        if per_minute <= 0:
-            return
-        actor = connection.user
-        key = (actor.token_id if isinstance(actor, Actor) else None, action)
-        burst = max(1, per_minute // 3)
-        wait = state.rate_buckets.take(key, per_minute=per_minute, burst=burst)
-        if wait > 0:
-            raise RateLimited(
-                f"Too many {action} requests with this token; try again in {math.ceil(wait)} s.",
-                retry_after=math.ceil(wait),
-            )
+        check(connection.app.state, connection.user, action)
 
     guard.__name__ = f"rate_limit_{action}"
     return guard

@@ -30,6 +30,7 @@ from litestar.static_files import create_static_files_router
 
 from api.holds.controllers import hold_event_stream
 from api.holds.schemas import hold_read, staff_hold_read
+from api.ratelimit import check as rate_check
 from api.routing import get, post
 from api.schemas import pool_read
 from api.staff.links import link_url
@@ -98,6 +99,7 @@ ERROR_TEXT = {
     "busy": "The service is busy; try again in a moment.",
     "invalid-input": "Please check the form.",
     "idempotency-in-flight": "This request is already being handled; wait a moment.",
+    "rate-limited": "Too many requests in a short time; try again in a moment.",
 }
 
 
@@ -288,6 +290,14 @@ def _render(
     return sess.apply(
         request, Response(content=html, media_type=MediaType.HTML, status_code=status), ws
     )
+
+
+def _retry_after(exc: Exception, response: Response[Any]) -> Response[Any]:
+    """A page refused for the token's rate limit says when to try again, as the API does."""
+    wait = exc.extra.get("retry_after") if isinstance(exc, AbriError) else None
+    if wait is not None:
+        response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _redirect(
@@ -835,6 +845,7 @@ class WebController(Controller):
         _ = i18n.translator(lang)
         state = request.app.state
         try:
+            rate_check(state, actor, "search")  # the token's budget, as on the API
             req, _body = search_form_to_request(form)
             found = await search_service.search(
                 state.db,
@@ -849,8 +860,11 @@ class WebController(Controller):
                 request, ws, values=values, status=422, error=_form_error(_, exc)
             )
         except AbriError as exc:
-            return await self._console(
-                request, ws, values=values, status=exc.status, error=_error_text(_, exc)
+            return _retry_after(
+                exc,
+                await self._console(
+                    request, ws, values=values, status=exc.status, error=_error_text(_, exc)
+                ),
             )
         values = show_resolved_areas(values, lang)
         r = found.result
@@ -913,6 +927,7 @@ class WebController(Controller):
         state = request.app.state
         now = state.clock.now()
         try:
+            rate_check(state, actor, "hold")  # the token's budget, as on the API
             household = msgspec.json.decode(form.get("household") or "", type=Household)
             minutes = _int(form.get("minutes"), 15, 960, "Minutes: from %(lo)s to %(hi)s.")
             callback = (form.get("callback") or "").strip()[:200] or None
@@ -954,7 +969,8 @@ class WebController(Controller):
         else:  # the hidden household or search did not decode
             status, error = 422, _("Please check the form.")
         values = typed or await _new_household(request, ws.actor)
-        return await self._console(request, ws, values=values, status=status, error=error)
+        page = await self._console(request, ws, values=values, status=status, error=error)
+        return _retry_after(exc, page)
 
     @get("/console/holds/{ref:str}")
     async def hold_page(self, ref: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:

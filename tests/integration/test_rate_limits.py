@@ -78,3 +78,38 @@ def test_bucket_arithmetic() -> None:
     assert b.take(key, per_minute=60, burst=3) == pytest.approx(0.5)
     now[0] += 100  # never more than the burst after a long pause
     assert [b.take(key, per_minute=60, burst=3) for _ in range(4)][-1] > 0
+
+
+async def test_the_web_console_shares_the_tokens_limits(
+    limited: tuple[httpx.AsyncClient, list[float]], world: World
+) -> None:
+    """A stolen helpline token pasted into the web sign-in page must not search (enumerate the
+    country's places) or hold without the limits the API applies to the same token: the
+    console and the API draw from one bucket per token."""
+    from tests.browser.web_helpers import post_form, seed_world, web_sign_in
+    from tests.integration.test_web_pages import FAMILY_FORM, hold_form
+
+    client, fake_time = limited
+    client.headers["Accept-Language"] = "en"
+    w = await seed_world(world)
+    police = str(w["police"])
+    await web_sign_in(client, police)
+    codes = []
+    for _ in range(3):
+        r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+        codes.append(r.status_code)
+    assert codes == [200, 200, 429]
+    assert (
+        "Too many requests in a short time" in r.text and "text/html" in r.headers["content-type"]
+    )
+    assert r.headers["retry-after"] == "10"
+    body = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+    r = await client.post("/placements/search", json=body, headers=bearer(police))
+    assert r.status_code == 429  # the API's budget is the same one
+    fake_time[0] += 10
+    page = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert page.status_code == 200
+    r = await client.post("/web/console/hold", data=hold_form(page.text))
+    assert r.status_code == 303  # a burst of one hold (3 per minute // 3) ...
+    r = await client.post("/web/console/hold", data=hold_form(page.text))
+    assert r.status_code == 429 and "Too many requests in a short time" in r.text  # ... then wait
