@@ -26,3 +26,46 @@ def test_every_live_stream_gets_the_unbuffered_long_lived_nginx_location(tmp_pat
     streams = [r.path for r in app.routes if r.path.endswith("/stream")]
     assert len(streams) >= 3
     assert [p for p in streams if not pattern.search(p)] == []
+
+
+def _nginx_location(conf: str, uri: str) -> str:
+    """The body of the location nginx picks for ``uri`` in the TLS server (nginx's order: an
+    exact ``=`` match; else the longest prefix, kept if it is ``^~``; else the first regular
+    expression that matches; else that longest prefix)."""
+    server = conf[conf.index("listen 443") :]
+    blocks = re.findall(r"location\s+(=|\^~|~\*?)?\s*(\S+)\s*\{([^}]*)\}", server)
+    for mod, path, body in blocks:
+        if mod == "=" and path == uri:
+            return body
+    prefixes = [(path, mod, body) for mod, path, body in blocks if mod in ("", "^~")]
+    prefixes = [p for p in prefixes if uri.startswith(p[0])]
+    longest = max(prefixes, key=lambda p: len(p[0]), default=None)
+    if longest is not None and longest[1] == "^~":
+        return longest[2]
+    for mod, path, body in blocks:
+        if mod in ("~", "~*") and re.search(path, uri, re.I if mod == "~*" else 0):
+            return body
+    assert longest is not None, f"no nginx location for {uri}"
+    return longest[2]
+
+
+async def test_the_metrics_stay_on_the_monitoring_network_however_they_are_asked_for(
+    tmp_path: Path,
+) -> None:
+    """The app answers ``/metrics/`` as well as ``/metrics``, without a token. The nginx
+    example kept only the exact path to the monitoring network (``location = /metrics``):
+    ``https://abri.example.be/metrics/`` went to ``location /`` and anyone could read them."""
+    import httpx
+
+    conf = (ROOT / "ops" / "deploy" / "nginx-abri.conf").read_text()
+    app = create_app(
+        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", address_key=TEST_KEY)
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        for uri in ("/metrics", "/metrics/"):
+            assert (await client.get(uri)).status_code == 200, uri  # no token needed
+            assert "deny all" in _nginx_location(conf, uri), f"{uri} reaches the internet"
+    assert "deny all" not in _nginx_location(conf, "/holds")
+    assert "proxy_read_timeout 1h" in _nginx_location(conf, "/web/link/stream")
