@@ -38,6 +38,8 @@ REDACT_KEYS = frozenset(
         "cookie",
     }
 )
+#: Paths whose answers hold nothing private (the pages' scripts and styles, the API schema).
+CACHEABLE_PREFIXES = ("/static/", "/schema")
 _REQ_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -145,12 +147,19 @@ class RequestIdMiddleware:
         structlog.contextvars.bind_contextvars(request_id=rid)
         start = time.perf_counter()
         status = {"code": 500}
+        # Answers carry addresses, households, tokens and link URLs: no browser may keep them
+        # (the web pages say so themselves). Static files and the API description may be kept.
+        cacheable = scope.get("path", "").startswith(CACHEABLE_PREFIXES)
 
         async def _send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", rid.encode()))
+                if cacheable is False and not any(
+                    k.lower() == b"cache-control" for k, _ in headers
+                ):
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 

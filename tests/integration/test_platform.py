@@ -143,3 +143,46 @@ async def test_a_deeply_nested_body_is_the_clients_mistake(
         assert r.status_code == 400, r.text
         assert r.json()["code"] == "bad-request" and "nested" in r.json()["detail"]
     assert "unhandled_error" not in capsys.readouterr().err
+
+
+async def test_answers_with_addresses_households_or_secrets_are_never_stored_by_a_browser(
+    client: AsyncClient, world: World
+) -> None:
+    """The web pages say ``Cache-Control: no-store``; the API, which admins and staff use from
+    Swagger UI ("Authorize" with a token) in the same browsers, did not: a facility's address,
+    a household's details or a new token's clear text were left to the browser's disk cache
+    (an ordinary 200 without that header may be stored)."""
+    from capacity.commands import PoolCreate
+    from capacity.crypto import Address
+
+    await world.operator("Abri admins", "admin")
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone Nord", "police")
+    admin = bearer(await world.token("Abri admins", "admin"))
+    staff = bearer(await world.token("Refuges", "staff"))
+    police = bearer(await world.token("Zone Nord", "police"))
+    fac = await world.facility(
+        "Refuges",
+        "R",
+        address=Address(street="Rue Cachée 1", postal_code="1000", city="Bruxelles"),
+        pools=[PoolCreate(label="B", units_total=5)],
+    )
+    household = {"adults": [{"gender": "female"}]}
+    hold = await client.post(
+        "/holds",
+        json={"poolRef": fac.pools[0].ref, "need": "ipv", "household": household},
+        headers={**police, "Idempotency-Key": "no-store-0001"},
+    )
+    answers = {
+        "address": await client.get(f"/admin/facilities/{fac.facility.id}/address", headers=admin),
+        "staff facilities": await client.get("/staff/facilities", headers=staff),
+        "staff holds": await client.get("/staff/holds", headers=staff),
+        "hold": hold,
+        "hold again": await client.get(f"/holds/{hold.json()['ref']}", headers=police),
+        "new token": await client.post(
+            "/admin/tokens", json={"operator": "Refuges", "role": "staff"}, headers=admin
+        ),
+    }
+    for what, r in answers.items():
+        assert r.status_code < 500, (what, r.text)
+        assert r.headers.get("cache-control") == "no-store", what
