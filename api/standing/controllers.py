@@ -11,6 +11,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 
 from api.auth import requires_requester
+from api.ratelimit import rate_limit
 from api.routing import get, post
 from api.standing.schemas import (
     STANDING_EXAMPLE,
@@ -45,6 +46,9 @@ class StandingController(Controller):
     @post(
         "/",
         status_code=201,
+        # answered at once when a place is free: it holds that place, so it spends the
+        # token's hold budget (else a way around the hold limit)
+        guards=[rate_limit("hold")],
         summary="Wait in line for a place that fits (first come, first served)",
         description=(
             "When a matching place frees up, it is **held for you** (an ordinary hold with "

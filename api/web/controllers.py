@@ -1048,6 +1048,7 @@ class WebController(Controller):
         form = await request.form()
         state = request.app.state
         try:
+            rate_check(state, actor, "hold")  # it may hold a place at once: as POST /holds
             search = msgspec.json.decode(form.get("search") or "", type=SearchRequest)
             hours = _int(
                 form.get("hours"), 1, standing_service.MAX_MINUTES // 60, STANDING_HOURS_MSG

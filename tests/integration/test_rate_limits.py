@@ -4,6 +4,7 @@ tokens and other actions are not affected; the bucket refills."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -113,3 +114,39 @@ async def test_the_web_console_shares_the_tokens_limits(
     assert r.status_code == 303  # a burst of one hold (3 per minute // 3) ...
     r = await client.post("/web/console/hold", data=hold_form(page.text))
     assert r.status_code == 429 and "Too many requests in a short time" in r.text  # ... then wait
+
+
+async def test_a_standing_request_spends_the_hold_budget(
+    limited: tuple[httpx.AsyncClient, list[float]], world: World
+) -> None:
+    """A standing request is answered at once when a place is free: it holds that place for
+    the requester. Unlimited, it was a way around the hold limit: a stolen token could leave
+    request after request and hold every free place in the country (and learn each one)."""
+    from tests.browser.web_helpers import post_form, web_sign_in
+
+    client, _ = limited
+    client.headers["Accept-Language"] = "en"
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone", "police")
+    for i in range(3):
+        await world.facility("Refuges", f"R{i}", pools=[PoolCreate(label="B", units_total=1)])
+    police = await world.token("Zone", "police")
+    search = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+    codes = []
+    for i in range(3):
+        r = await client.post(
+            "/standing-requests",
+            json={"search": search, "minutes": 60},
+            headers={**bearer(police), "Idempotency-Key": f"standing-limit-{i}"},
+        )
+        codes.append(r.status_code)
+    assert codes == [201, 429, 429]  # a burst of one (3 per minute // 3)
+    assert r.json()["code"] == "rate-limited" and "retry-after" in r.headers
+    await web_sign_in(client, police)
+    r = await post_form(
+        client,
+        "/web/console",
+        "/web/console/standing",
+        {"search": json.dumps(search), "hours": "2", "idem": "web-standing-limit-1"},
+    )
+    assert r.status_code == 429 and "Too many requests in a short time" in r.text
