@@ -4,6 +4,7 @@ mark them arrived, no-show, declined or departed."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -222,7 +223,7 @@ class StaffHoldController(Controller):
             str | None, HeaderParameter(name="Last-Event-ID", required=False)
         ] = None,
     ) -> ServerSentEvent:
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+        start = resume_from(last_event_id)
         token_id = actor.token_id
 
         async def alive() -> bool:
@@ -305,6 +306,16 @@ async def _staff(
         # declined, no-show: the place is free again for the oldest standing request
         await standing_service.run_round(db, settings, now=now)
     return staff_hold_read(done.view, now)
+
+
+def resume_from(last_event_id: str | None) -> int | None:
+    """The event id a reconnecting client saw last (``Last-Event-ID``), or None (start from
+    now) for anything that is not an id of ours: ASCII digits that fit a 64-bit id. A client
+    sends what it likes; a number beyond any id would break the stream only after it started
+    (the database cannot compare with it), a very long one or a superscript digit raised."""
+    if last_event_id is None or not re.fullmatch(r"[0-9]{1,18}", last_event_id):
+        return None
+    return int(last_event_id)
 
 
 #: How long the stream keeps looking below its cursor for events committed late: PostgreSQL

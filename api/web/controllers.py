@@ -28,7 +28,7 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
-from api.holds.controllers import hold_event_stream
+from api.holds.controllers import hold_event_stream, resume_from
 from api.holds.schemas import hold_read, staff_hold_read
 from api.ratelimit import check as rate_check
 from api.routing import get, post
@@ -1362,7 +1362,7 @@ class WebController(Controller):
         assert actor is not None
         state = request.app.state
         last = request.headers.get("last-event-id")
-        start = int(last) if last and last.isdigit() else None
+        start = resume_from(last)
 
         async def alive() -> bool:  # signed out, or the token revoked: the stream ends
             return await sess.still_valid(state.db, _ws.data, state.clock.now())

@@ -18,7 +18,7 @@ from litestar import Controller, Request, Response
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
-from api.holds.controllers import hold_event_stream
+from api.holds.controllers import hold_event_stream, resume_from
 from api.routing import get, post
 from api.schemas import pool_read
 from api.web import i18n
@@ -178,7 +178,7 @@ class LinkPageController(Controller):
         assert ws.link is not None
         state = request.app.state
         last = request.headers.get("last-event-id")
-        start = int(last) if last and last.isdigit() else None
+        start = resume_from(last)
         asked = request.query_params.get("seconds") or ""
         seconds = min(300, max(1, int(asked))) if asked.isdigit() and len(asked) < 4 else 300
         events = hold_event_stream(

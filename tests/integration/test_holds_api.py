@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -488,3 +489,28 @@ async def test_the_answers_say_whether_the_intake_phone_answers_at_night(
     h = {**bearer(setup["police"]), "Idempotency-Key": "phone-hours-02"}
     r = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
     assert r.status_code == 201 and r.json()["intakePhone24h"] is True, r.text
+
+
+@pytest.mark.parametrize("last", ["99999999999999999999", "9" * 5000, "²"])
+async def test_a_malformed_last_event_id_starts_from_now_not_an_error(
+    client: AsyncClient, setup: dict[str, Any], last: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Last-Event-ID comes from the client. A number beyond any event id broke the stream after
+    it had started (the database cannot compare with it) and the reconnecting EventSource sent
+    it again every 3 s; a very long one or a superscript digit (byte 0xB2) was a 500. Such an id is ignored:
+    the stream starts from now, as for a first connection."""
+    r = await client.post(
+        "/holds",
+        headers={**bearer(setup["police"]), "Idempotency-Key": "sse-bad-id-01"},
+        json=hold_body(setup["family"]),
+    )
+    assert r.status_code == 201
+    r = await client.get(
+        "/staff/holds/stream",
+        params={"seconds": 1},
+        headers={**bearer(setup["staff_a"]), "Last-Event-ID": last.encode("latin-1")},
+    )
+    assert r.status_code == 200, r.text
+    position = re.search(r"^id: (\d+)\r?$", r.text, re.M)
+    assert position and 0 < int(position.group(1)) < 1000, r.text
+    assert "unhandled_error" not in capsys.readouterr().err
