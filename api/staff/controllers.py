@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -48,7 +49,7 @@ def parse_if_match(raw: str | None, *, required: bool) -> int | None:
             )
         return None
     value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 12:
+    if not re.fullmatch(r"[0-9]{1,12}", value):  # ASCII: isdigit() also takes "²"
         raise InvalidInput('If-Match must be a pool version such as "3".', field="If-Match")
     return int(value)
 

@@ -450,7 +450,9 @@ def _int(value: str | None, lo: int, hi: int, msgid: str) -> int | None:
     if value is None or value.strip() == "":
         return None
     v = value.strip()
-    if not v.isdigit() or not lo <= int(v) <= hi:
+    # ASCII digits only: isdigit() also takes "²", which int() refuses (and int() refuses more
+    # than 4300 digits): either was an internal error instead of this message
+    if not re.fullmatch(r"[0-9]{1,15}", v) or not lo <= int(v) <= hi:
         raise FormError(msgid, lo=lo, hi=hi)
     return int(v)
 

@@ -12,6 +12,7 @@ availability service as the staff page, limited to the link's facility).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Controller, Request, Response
@@ -180,7 +181,7 @@ class LinkPageController(Controller):
         last = request.headers.get("last-event-id")
         start = resume_from(last)
         asked = request.query_params.get("seconds") or ""
-        seconds = min(300, max(1, int(asked))) if asked.isdigit() and len(asked) < 4 else 300
+        seconds = min(300, max(1, int(asked))) if re.fullmatch(r"[0-9]{1,3}", asked) else 300
         events = hold_event_stream(
             state.db,
             ws.link.actor,

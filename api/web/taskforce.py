@@ -13,6 +13,7 @@ decides nothing, it only arranges. Aggregates only: never an alias or an address
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -265,7 +266,7 @@ def _choice(raw: str | None, choices: tuple[str, ...], default: str) -> str:
 
 def _days(raw: str | None) -> int:
     """The period asked for, in days: one of ``DAY_CHOICES``, else 7."""
-    return int(raw) if raw and raw.isdigit() and int(raw) in DAY_CHOICES else 7
+    return int(raw) if raw and re.fullmatch(r"[0-9]{1,3}", raw) and int(raw) in DAY_CHOICES else 7
 
 
 def chart_level(nis: str) -> str | None:

@@ -1142,3 +1142,36 @@ async def test_a_name_found_only_inside_another_is_never_silently_that_town(
         client, "/web/console", "/web/console/search", {**FAMILY_FORM, "avoid0": "Berchem"}
     )
     assert "Geen gemeente heet Berchem" in html.unescape(r.text)
+
+
+@pytest.mark.parametrize("typed", ["²", "9" * 5000])
+async def test_a_number_that_is_not_plain_digits_is_a_form_error_not_a_500(
+    client: AsyncClient, world: World, typed: str
+) -> None:
+    """``str.isdigit()`` accepts a superscript ² (a phone keyboard offers it) and ``int()`` then
+    refuses it; ``int()`` also refuses more than 4300 digits. Either was an internal error (a
+    JSON page) on the console, the dashboard and the staff API, instead of a clear message."""
+    w = await seed_world(world)
+    await world.operator("Task Force", "taskforce")
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "nights": typed}
+    )
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"], r.text[:200]
+    assert "Nights: a whole number from 1 to 365." in r.text
+    r = await post_form(
+        client, "/web/console", "/web/console/search", {**FAMILY_FORM, "child0_age": typed}
+    )
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"]
+    client.cookies.clear()
+    await web_sign_in(client, await world.token("Task Force", "taskforce"))
+    r = await client.get("/web/taskforce", params={"days": typed})
+    assert r.status_code == 200
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    r = await client.put(
+        f"/staff/pools/{pool.id}/availability",
+        json={"unitsTotal": 3, "unitsOccupied": 1},
+        headers={**bearer(str(w["staff"])), "If-Match": f'"{typed}"'.encode("latin-1")},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "If-Match"
