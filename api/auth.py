@@ -12,11 +12,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import Message, Receive, Scope, Send
 
+from api.errors import handle_http
 from capacity.audit import Actor
 from capacity.db import Database
 from capacity.registry import authenticate, hash_token
@@ -26,6 +29,26 @@ PUBLIC_PATHS = r"^/(health/|schema|favicon\.ico|static/|metrics$|web(/|$))"
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A refused token is answered here, through the layers above (request id, no-store,
+        the request's log line and metrics), not by litestar's outermost handler: that one
+        sent it past them, so every 401 was logged and counted as a 500, without its id."""
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, tracking)
+        except NotAuthorizedException as exc:
+            if started or scope["type"] != "http":
+                raise
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            response = handle_http(request, exc)
+            await response.to_asgi_response(scope.get("app"), request)(scope, receive, send)
+
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -186,3 +187,32 @@ async def test_answers_with_addresses_households_or_secrets_are_never_stored_by_
     for what, r in answers.items():
         assert r.status_code < 500, (what, r.text)
         assert r.headers.get("cache-control") == "no-store", what
+
+
+async def test_a_refused_token_is_logged_and_counted_as_a_401_with_its_request_id(
+    db: Database, clock: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bearer check answers before the request-id layer sees a response: every refused
+    token was logged and counted as a 500 (server errors to alert on, while someone trying
+    tokens went unseen as 401s), and the answer had no X-Request-ID to quote."""
+    from httpx import ASGITransport
+
+    from api.app import create_app
+    from capacity import metrics as m
+    from capacity.settings import Settings
+    from tests.conftest import TEST_KEY
+
+    app = create_app(
+        Settings(database_url=db.url, log_format="json", address_key=TEST_KEY), db=db, clock=clock
+    )
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+        for headers in ({}, {"Authorization": "Bearer abri_not-a-token"}):
+            r = await c.get("/staff/facilities", headers={**headers, "X-Request-ID": "req-401"})
+            assert r.status_code == 401
+            assert r.headers.get("x-request-id") == "req-401" == r.json()["requestId"]
+            assert r.headers.get("cache-control") == "no-store"
+            assert r.headers["www-authenticate"].startswith("Bearer")
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    req = [ln for ln in lines if ln.get("event") == "request" and ln["request_id"] == "req-401"]
+    assert [ln["status"] for ln in req] == [401, 401]
+    assert b'route="/staff/facilities",status="500"' not in m.render()
