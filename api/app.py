@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
@@ -32,6 +32,7 @@ from api.admin.schemas import IMPORT_CSV_EXAMPLE
 from api.areas.controllers import AreasController
 from api.auth import PUBLIC_PATHS, AuthCache, BearerAuthMiddleware
 from api.deps import DEPENDENCIES
+from api.docs import swagger_assets, swagger_plugin
 from api.errors import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, PROBLEM_STATUSES
 from api.feeds.controllers import FeedController
 from api.health import live, metrics, ready
@@ -69,6 +70,7 @@ ROUTE_HANDLERS: list[Any] = [
     *WEB_HANDLERS,
     LinkPageController,
     TaskforcePageController,
+    swagger_assets,
 ]
 
 
@@ -322,7 +324,7 @@ def create_app(
                 "never receive a facility address."
             ),
             path="/schema",
-            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            render_plugins=[JsonRenderPlugin(), swagger_plugin()],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

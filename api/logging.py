@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.docs import DOCS_CSP
 from capacity.metrics import REQUEST_SECONDS
 
 REDACT_KEYS = frozenset(
@@ -40,6 +41,12 @@ REDACT_KEYS = frozenset(
 )
 #: Paths whose answers hold nothing private (the pages' scripts and styles, the API schema).
 CACHEABLE_PREFIXES = ("/static/", "/schema")
+DOCS_HEADERS = [
+    (b"content-security-policy", DOCS_CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 _REQ_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -149,7 +156,9 @@ class RequestIdMiddleware:
         status = {"code": 500}
         # Answers carry addresses, households, tokens and link URLs: no browser may keep them
         # (the web pages say so themselves). Static files and the API description may be kept.
-        cacheable = scope.get("path", "").startswith(CACHEABLE_PREFIXES)
+        path = scope.get("path", "")
+        cacheable = path.startswith(CACHEABLE_PREFIXES)
+        docs = path.startswith("/schema")  # the Swagger UI page: nothing from elsewhere
 
         async def _send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -160,6 +169,8 @@ class RequestIdMiddleware:
                     k.lower() == b"cache-control" for k, _ in headers
                 ):
                     headers.append((b"cache-control", b"no-store"))
+                if docs:
+                    headers.extend(DOCS_HEADERS)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -216,3 +217,22 @@ async def test_a_refused_token_is_logged_and_counted_as_a_401_with_its_request_i
     req = [ln for ln in lines if ln.get("event") == "request" and ln["request_id"] == "req-401"]
     assert [ln["status"] for ln in req] == [401, 401]
     assert b'route="/staff/facilities",status="500"' not in m.render()
+
+
+async def test_the_docs_page_loads_nothing_from_another_host(client: AsyncClient) -> None:
+    """Admins paste tokens into Swagger UI. Its scripts, stylesheet and favicon came from a
+    public CDN: whoever controlled what it served could run code there and read the token. They
+    are served by Abri now, and the page's Content-Security-Policy refuses any other host (a
+    browser test, tests/browser/test_api_docs_browser.py, renders it with other hosts cut)."""
+    r = await client.get("/schema/swagger")
+    assert r.status_code == 200
+    head = r.text.split("<body", 1)[0]
+    urls = re.findall(r"""(?:src|href)=['"]([^'"]+)""", head)
+    assert len(urls) >= 4 and all(u.startswith("/static/swagger/") for u in urls), urls
+    assert "//" not in "".join(urls)
+    for url in urls:
+        asset = await client.get(url)
+        assert asset.status_code == 200 and asset.content, url
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp and "http" not in csp
