@@ -26,6 +26,34 @@
       .then(function (html) { return html ? new DOMParser().parseFromString(html, "text/html") : null; });
   }
 
+  /* Before a live redraw replaces `current` with `fresh`: what the user typed there (and did
+     not send) is typed into the fresh copy, its folded section left open; a refusal drawn for
+     a form the user sent (role=alert, describing its field) goes along with the field, so that
+     a redraw wipes neither what is being typed nor what has not been read and corrected. */
+  function carry(current, fresh) {
+    function byId(root, id) {
+      return id ? root.querySelector("#" + (window.CSS && CSS.escape ? CSS.escape(id) : id)) : null;
+    }
+    current.querySelectorAll("input:not([type=hidden]), textarea").forEach(function (field) {
+      var twin = byId(fresh, field.id);
+      if (!twin || field.value === field.defaultValue) return;
+      twin.value = field.value;
+      for (var d = twin.closest("details"); d; d = d.parentElement && d.parentElement.closest("details")) {
+        d.open = true;
+      }
+    });
+    current.querySelectorAll('[role="alert"][id]').forEach(function (err) {
+      if (byId(fresh, err.id)) return;
+      var field = current.querySelector('[aria-describedby~="' + err.id + '"]');
+      var twin = field && byId(fresh, field.id);
+      if (!twin) return;  /* the form is gone (e.g. nobody is expected any more) */
+      (twin.form || twin).insertAdjacentElement("beforebegin", err.cloneNode(true));
+      twin.setAttribute("aria-describedby", field.getAttribute("aria-describedby"));
+      if (field.getAttribute("aria-invalid")) twin.setAttribute("aria-invalid", "true");
+      twin.value = field.value;
+    });
+  }
+
   function live() {
     /* the staff page's #holds, or the night worker's #arriving on the link page */
     var holds = document.querySelector("[data-live]");
@@ -43,11 +71,16 @@
           var fresh = doc.getElementById(liveId);
           var current = document.getElementById(liveId);
           if (fresh && current && !current.contains(document.activeElement)) {
+            carry(current, fresh);
             current.replaceWith(fresh);
           }
+          /* a card with a refusal (conflict, error) drawn for the form just sent stays as it
+             is until the user acts on it: the redraw comes at once (the stream's opening) */
           document.querySelectorAll("article.pool").forEach(function (old) {
             var neu = doc.getElementById(old.id);
-            if (neu && !old.contains(document.activeElement) && !old.querySelector(".conflict")) {
+            if (neu && !old.contains(document.activeElement) &&
+                !old.querySelector(".conflict, .error")) {
+              carry(old, neu);
               old.replaceWith(neu);
             }
           });

@@ -1,0 +1,108 @@
+"""The pages on a 360 px phone and with assistive technology (Debian's Chromium, driven by
+Playwright): an error stays on screen and gets the focus, live updates leave it alone, the
+search results are brought into view, tap targets are large enough, names match what is shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser import test_web_browser as wb
+from tests.browser.test_web_browser import browser, server  # noqa: F401  (module fixtures)
+
+pytestmark = pytest.mark.browser
+
+PHONE = (360, 740)
+
+
+def _phone(b: Any) -> Any:
+    return wb._page(b, *PHONE)
+
+
+def _refreshed(page: Any, path: str) -> Any:
+    """Wait for the live script's next redraw of ``path`` (the stream's opening starts one)."""
+    return page.expect_response(
+        lambda r: r.request.method == "GET" and r.url.split("?")[0].endswith(path), timeout=10000
+    )
+
+
+def _police_hold(base: str, token: str, pool_ref: str, key: str) -> str:
+    r = httpx.post(
+        f"{base}/holds",
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        json={"poolRef": pool_ref, "need": "ipv", "household": {"adults": [{"gender": "female"}]}},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["ref"])
+
+
+def _release(base: str, token: str, ref: str) -> None:
+    r = httpx.post(f"{base}/holds/{ref}/release", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+
+
+def test_live_redraw_keeps_a_refused_count_on_screen(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A shelter worker types too many free places: the refusal ("At most 2 can be free") is
+    drawn in the pool's card. The page's live script redraws the cards from /web/staff as soon
+    as its stream connects; it must not wipe the refusal the worker has not read yet."""
+    base, pool = server["base"], server["sch"].pools[0]
+    page = _phone(browser)
+    try:
+        wb._sign_in(page, base, server["staff"])
+        card = page.locator(f"#pool-{pool.id}")
+        card.get_by_label("Free places").fill("99")
+        with _refreshed(page, "/web/staff"):
+            card.get_by_role("button", name="Set free places").click()
+        page.wait_for_timeout(300)  # the redraw's DOM work
+        error = page.locator(f"#pool-{pool.id} .error")
+        assert error.count() == 1 and "can be free" in error.inner_text()
+    finally:
+        page.context.close()
+
+
+def test_live_redraw_keeps_a_refused_arrival_code(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A night worker types the code a household gives at the door, heard wrong: the refusal and
+    the code as typed must stay on the page (to be corrected), not vanish when the live script
+    redraws the expected arrivals a moment later."""
+    base, fac = server["base"], server["sch"].facility
+    pool = server["sch"].pools[0]
+    staff = {"Authorization": f"Bearer {server['staff']}"}
+    issued = httpx.post(
+        f"{base}/staff/facilities/{fac.id}/links", headers=staff, json={"label": "Night a11y"}
+    )
+    assert issued.status_code == 201, issued.text
+    refs = [_police_hold(base, server["police"], pool.ref, "a11y-arrival-0001")]
+    phone = _phone(browser)
+    try:
+        phone.goto(issued.json()["url"])
+        phone.get_by_role("button", name="Open the page").click()
+        phone.wait_for_load_state()
+        phone.get_by_label("Reference code").fill("KM4T-9RCX")
+        with _refreshed(phone, "/web/link"):
+            phone.get_by_role("button", name="Arrived", exact=True).click()
+        phone.wait_for_timeout(300)
+        assert phone.locator("#arrival-error").is_visible()
+        assert phone.locator("#arrival-code").input_value() == "KM4T-9RCX"
+        # the worker looks up from the field; another household is sent meanwhile: the list
+        # is redrawn live, the refusal and the code as typed stay
+        phone.wait_for_function("document.documentElement.dataset.live === 'on'")
+        phone.locator("#arrival-code").blur()
+        with _refreshed(phone, "/web/link"):
+            refs.append(_police_hold(base, server["police"], pool.ref, "a11y-arrival-0002"))
+        phone.locator("#arriving .hold").nth(1).wait_for(timeout=10000)
+        assert phone.locator("#arrival-error").is_visible()
+        assert phone.locator("#arrival-code").input_value() == "KM4T-9RCX"
+        assert phone.locator("#arrival-code").get_attribute("aria-invalid") == "true"
+    finally:
+        phone.context.close()
+        for ref in refs:
+            _release(base, server["police"], ref)
