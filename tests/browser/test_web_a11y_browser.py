@@ -106,3 +106,57 @@ def test_live_redraw_keeps_a_refused_arrival_code(
         phone.context.close()
         for ref in refs:
             _release(base, server["police"], ref)
+
+
+def _in_view(page: Any, selector: str) -> bool:
+    return bool(
+        page.evaluate(
+            """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+                 return r.top >= 0 && r.bottom <= window.innerHeight; }""",
+            selector,
+        )
+    )
+
+
+def _focused(page: Any) -> str:
+    return str(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+
+
+def test_a_refusal_is_focused_and_in_view_on_a_phone(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A form refused by the server comes back as a new page, scrolled to its top. On a phone the
+    refusal of the second facility's pool card is three screens down: the worker saw nothing
+    happen, and a screen reader started reading at the top. The refusal (or its field) now
+    gets the focus, which brings it into view; a search's results likewise (below the form)."""
+    base, pool = server["base"], server["sch"].pools[0]
+    page = _phone(browser)
+    try:
+        page.goto(f"{base}/web/sign-in")
+        page.get_by_label("Access token").fill("abri_not-a-token")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_load_state()
+        assert page.locator("#signin-error").is_visible()
+        assert _focused(page) == "token"  # the field, described by the refusal
+        wb._sign_in(page, base, server["staff"])
+        card = page.locator(f"#pool-{pool.id}")
+        card.get_by_label("Free places").fill("99")
+        card.get_by_role("button", name="Set free places").click()
+        page.wait_for_load_state()
+        error = f"#pool-{pool.id} .error"
+        page.wait_for_function(f"document.activeElement === document.querySelector('{error}')")
+        assert _in_view(page, error)
+    finally:
+        page.context.close()
+    op = _phone(browser)
+    try:
+        wb._sign_in(op, base, server["helpline"])
+        op.get_by_label("Adult 1", exact=True).select_option("female")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.get_by_role("button", name="Search").click()
+        op.wait_for_load_state()
+        op.wait_for_function("document.activeElement.id === 'results-h'")
+        assert _in_view(op, "#results-h")
+    finally:
+        op.context.close()

@@ -164,7 +164,29 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  /* A page drawn for a refused form opens at its top: on a phone the refusal may be screens
+     further down (the second facility's pool card), and a screen reader starts reading at the
+     top, role=alert or not (a region already there when the page loads is not announced). The
+     refusal gets the focus, which also brings it into view; its field instead when it
+     describes one (aria-invalid), to be corrected at once. A search's results page: the
+     results, below the long form. */
+  function focusOnArrival() {
+    var main = document.getElementById("main");
+    if (!main) return;
+    var target = null;
+    var err = main.querySelector('[role="alert"]');
+    if (err) {
+      target = err.id ? main.querySelector('[aria-invalid="true"][aria-describedby~="' + err.id + '"]') : null;
+      target = target || err;
+    } else {
+      target = document.getElementById("results-h");
+    }
+    if (!target) return;
+    if (!/^(INPUT|SELECT|TEXTAREA|BUTTON|A)$/.test(target.tagName)) target.setAttribute("tabindex", "-1");
+    target.focus();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    countdown(); live(); watchHold(); watchStanding();
+    focusOnArrival(); countdown(); live(); watchHold(); watchStanding();
   });
 })();
