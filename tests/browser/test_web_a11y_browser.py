@@ -160,3 +160,58 @@ def test_a_refusal_is_focused_and_in_view_on_a_phone(
         assert _in_view(op, "#results-h")
     finally:
         op.context.close()
+
+
+#: Buttons whose accessible name does not contain their visible text (WCAG 2.5.3 "label in
+#: name"): a voice-control user says what is written on the button ("click Hold this place").
+NAME_MISMATCHES = """() => Array.from(document.querySelectorAll("button[aria-label]"))
+  .filter((b) => /\\p{L}/u.test(b.textContent))
+  .filter((b) => !b.getAttribute("aria-label").toLowerCase()
+    .includes(b.textContent.trim().replace(/\\s+/g, " ").toLowerCase()))
+  .map((b) => b.textContent.trim() + " / " + b.getAttribute("aria-label"))"""
+
+
+def _switch(page: Any, code: str) -> None:
+    page.get_by_role("button", name=code, exact=True).click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == code.lower()
+
+
+def test_buttons_are_named_as_they_read_in_every_language(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The console's "Hold this place" was named "Hold a place at Refuge Iris" for screen
+    readers, so "click Hold this place" found nothing for a voice-control user; the night
+    worker's "Pas venu" was named "Non venu (…)" in French."""
+    base, fac, pool = server["base"], server["sch"].facility, server["sch"].pools[0]
+    op = _phone(browser)
+    try:
+        wb._sign_in(op, base, server["helpline"])
+        for code in ("EN", "FR", "NL", "DE"):
+            _switch(op, code)
+            op.locator("#adult0_gender").select_option("female")
+            op.locator("#search-button").click()
+            op.wait_for_load_state()
+            assert op.locator("form.holdform button").count() >= 1
+            assert op.evaluate(NAME_MISMATCHES) == [], code
+    finally:
+        op.context.close()
+    staff = {"Authorization": f"Bearer {server['staff']}"}
+    issued = httpx.post(
+        f"{base}/staff/facilities/{fac.id}/links", headers=staff, json={"label": "Night names"}
+    )
+    assert issued.status_code == 201, issued.text
+    ref = _police_hold(base, server["police"], pool.ref, "a11y-names-0001")
+    phone = _phone(browser)
+    try:
+        phone.goto(issued.json()["url"])
+        phone.get_by_role("button", name="Open the page").click()
+        phone.wait_for_load_state()
+        for code in ("EN", "FR", "NL", "DE"):
+            _switch(phone, code)
+            assert phone.locator("#arriving .hold button").count() == 1
+            assert phone.evaluate(NAME_MISMATCHES) == [], code
+    finally:
+        phone.context.close()
+        _release(base, server["police"], ref)

@@ -213,7 +213,7 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     _shot(op, "console-results-1280")
     op.set_viewport_size({"width": 360, "height": 780})
     _shot(op, "console-results-360")
-    op.get_by_role("button", name="Hold a place at Refuge Iris").click()
+    op.get_by_role("button", name="Hold this place (Refuge Iris)").click()
     op.wait_for_load_state()
     ref = op.locator("#refcode").inner_text().strip()
     assert re.fullmatch(r"[A-Z0-9-]{4,20}", ref), ref
