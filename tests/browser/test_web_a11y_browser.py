@@ -215,3 +215,63 @@ def test_buttons_are_named_as_they_read_in_every_language(
     finally:
         phone.context.close()
         _release(base, server["police"], ref)
+
+
+#: Controls smaller than 44 x 44 CSS px (a thumb on a phone, at night, in a car): buttons,
+#: folded sections' summaries, fields, a checkbox with its label, the intake phone link.
+SMALL_TARGETS = """() => {
+  const out = [];
+  const size = (el) => el.getBoundingClientRect();
+  const visible = (r) => r.width > 0 && r.height > 0;
+  for (const el of document.querySelectorAll(
+      'button, summary, select, input:not([type=hidden]):not([type=checkbox]), a[href^="tel:"]')) {
+    const r = size(el);
+    if (visible(r) && (r.height < 44 || r.width < 44))
+      out.push(el.tagName + " " + (el.textContent || el.id).trim().slice(0, 30) + " "
+               + Math.round(r.width) + "x" + Math.round(r.height));
+  }
+  for (const box of document.querySelectorAll('input[type=checkbox]')) {
+    const label = document.querySelector('label[for="' + box.id + '"]');
+    const r = size(label), b = size(box);
+    if (visible(r) && (Math.max(r.height, b.height) < 44 || b.width < 24))
+      out.push("checkbox " + box.id + " " + Math.round(r.height) + " " + Math.round(b.width));
+  }
+  return out;
+}"""
+
+
+def test_tap_targets_on_a_phone(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """At 360 px, the language and sign-out buttons (40 x 43), the folded sections (41 high),
+    the console's checkboxes (22 x 22, their labels a line of text) and the intake phone
+    number on the hold page (a 20 px line) were below the 44 px a thumb needs."""
+    base = server["base"]
+    page = _phone(browser)
+    try:
+        page.goto(f"{base}/web/sign-in")
+        assert page.evaluate(SMALL_TARGETS) == [], "sign-in"
+        wb._sign_in(page, base, server["staff"])
+        page.locator("details summary").first.wait_for()
+        assert page.evaluate(SMALL_TARGETS) == [], "staff"
+    finally:
+        page.context.close()
+    op = _phone(browser)
+    ref = None
+    try:
+        wb._sign_in(op, base, server["police"])
+        assert op.evaluate(SMALL_TARGETS) == [], "console"
+        op.locator("#adult0_gender").select_option("female")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.locator("#search-button").click()
+        op.wait_for_load_state()
+        assert op.evaluate(SMALL_TARGETS) == [], "results"
+        op.locator("form.holdform button").first.click()
+        op.wait_for_load_state()
+        ref = op.locator("#refcode").inner_text().strip()
+        assert op.evaluate(SMALL_TARGETS) == [], "hold"
+    finally:
+        op.context.close()
+        if ref:
+            _release(base, server["police"], ref)
