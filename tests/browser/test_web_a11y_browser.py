@@ -275,3 +275,33 @@ def test_tap_targets_on_a_phone(
         op.context.close()
         if ref:
             _release(base, server["police"], ref)
+
+
+#: Checkboxes whose label is not right beside them, on the same line (the row wrapped between
+#: the box and its label).
+ASTRAY_LABELS = """() => Array.from(document.querySelectorAll('input[type=checkbox]'))
+  .filter((box) => {
+    const label = document.querySelector('label[for="' + box.id + '"]');
+    const b = box.getBoundingClientRect(), l = label.getBoundingClientRect();
+    const middle = b.top + b.height / 2;
+    return !(middle > l.top && middle < l.bottom && l.left >= b.right && l.left - b.right < 24);
+  })
+  .map((box) => box.id)"""
+
+
+def test_console_checkboxes_stay_beside_their_labels_on_a_phone(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The languages, needs and conditions were checkboxes and labels side by side in a
+    wrapping row: at 360 px a line ended with a box whose label began the next line
+    ("French [ ] Dutch [ ]" / "German [ ] ..."), so the box after "Dutch" was German's."""
+    op = _phone(browser)
+    try:
+        wb._sign_in(op, server["base"], server["police"])
+        for code in ("EN", "FR", "NL", "DE"):
+            _switch(op, code)
+            assert op.evaluate(ASTRAY_LABELS) == [], code
+            assert op.evaluate("document.documentElement.scrollWidth") <= PHONE[0], code
+    finally:
+        op.context.close()
