@@ -305,3 +305,32 @@ def test_console_checkboxes_stay_beside_their_labels_on_a_phone(
             assert op.evaluate("document.documentElement.scrollWidth") <= PHONE[0], code
     finally:
         op.context.close()
+
+
+def test_a_new_household_shows_while_focus_is_in_the_incoming_list(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A shelter worker opened "Decline" on a household on its way (the focus stays on it,
+    e.g. a phone put down): the live script skipped the whole incoming list while it held the
+    focus, so a second household sent meanwhile never appeared. It now appears, and the
+    worker's focus and open section stay where they were."""
+    base, pool = server["base"], server["ixl"].pools[0]
+    refs = [_police_hold(base, server["police"], pool.ref, "a11y-focus-0001")]
+    page = _phone(browser)
+    try:
+        wb._sign_in(page, base, server["staff"])
+        page.wait_for_function("document.documentElement.dataset.live === 'on'")
+        first = page.locator(f"#hold-{refs[0]}")
+        first.locator("summary").click()
+        first.get_by_label("Reason").fill("No room for a teenager")
+        with _refreshed(page, "/web/staff"):
+            refs.append(_police_hold(base, server["police"], pool.ref, "a11y-focus-0002"))
+        page.locator(f"#hold-{refs[1]}").wait_for(timeout=10000)
+        assert page.evaluate("document.activeElement.id") == f"reason-{refs[0]}"
+        assert first.get_by_label("Reason").input_value() == "No room for a teenager"
+        assert page.locator("#holds-h .count").inner_text() == "2"
+    finally:
+        page.context.close()
+        for ref in refs:
+            _release(base, server["police"], ref)

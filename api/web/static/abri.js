@@ -54,6 +54,43 @@
     });
   }
 
+  /* The live part holds the focus (a "Decline" opened, a code being typed): it is not
+     replaced (that would take the focus and what is typed), but households sent or gone
+     since are still shown: the items (.hold with an id) are brought in line with `fresh`
+     one by one, the one with the focus left as it is, and the count updated. */
+  function merge(current, fresh) {
+    var focused = document.activeElement;
+    var items = function (root) { return root.querySelectorAll(".hold[id]"); };
+    var wanted = {};
+    items(fresh).forEach(function (it) { wanted[it.id] = true; });
+    items(current).forEach(function (it) {
+      if (!wanted[it.id] && !it.contains(focused)) it.remove();
+    });
+    var last = null;
+    items(fresh).forEach(function (it) {
+      var old = document.getElementById(it.id);
+      var neu = document.importNode(it, true);
+      if (old && current.contains(old)) {
+        if (!old.contains(focused)) { carry(old, neu); old.replaceWith(neu); last = neu; }
+        else last = old;
+        return;
+      }
+      if (last) last.insertAdjacentElement("afterend", neu);
+      else {
+        var first = current.querySelector(".hold[id]");
+        var parent = fresh.querySelector(".hold[id]").parentElement;
+        var home = parent && parent.id ? document.getElementById(parent.id) : current;
+        if (first) first.insertAdjacentElement("beforebegin", neu);
+        else (home || current).appendChild(neu);
+      }
+      last = neu;
+    });
+    var count = current.querySelector(".count"), freshCount = fresh.querySelector(".count");
+    if (count && freshCount) count.textContent = freshCount.textContent;
+    var none = current.querySelector(":scope > p.muted");
+    if (none && !fresh.querySelector(":scope > p.muted")) none.remove();
+  }
+
   function live() {
     /* the staff page's #holds, or the night worker's #arriving on the link page */
     var holds = document.querySelector("[data-live]");
@@ -73,6 +110,8 @@
           if (fresh && current && !current.contains(document.activeElement)) {
             carry(current, fresh);
             current.replaceWith(fresh);
+          } else if (fresh && current) {
+            merge(current, fresh);
           }
           /* a card with a refusal (conflict, error) drawn for the form just sent stays as it
              is until the user acts on it: the redraw comes at once (the stream's opening) */
