@@ -334,3 +334,29 @@ def test_a_new_household_shows_while_focus_is_in_the_incoming_list(
         page.context.close()
         for ref in refs:
             _release(base, server["police"], ref)
+
+
+def test_a_new_household_is_announced_to_a_screen_reader(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A household sent to the shelter appears on the open staff page without a reload, but
+    nothing told a screen reader: the list was swapped silently. Its arrival is now said in
+    a status region (role=status), as the console does for a standing request's place."""
+    base, pool = server["base"], server["ixl"].pools[0]
+    page = _phone(browser)
+    refs: list[str] = []
+    try:
+        wb._sign_in(page, base, server["staff"])
+        page.wait_for_function("document.documentElement.dataset.live === 'on'")
+        news = page.locator("#live-news")
+        assert news.get_attribute("role") == "status" and news.inner_text() == ""
+        refs.append(_police_hold(base, server["police"], pool.ref, "a11y-news-0001"))
+        page.locator(f"#hold-{refs[0]}").wait_for(timeout=10000)
+        page.wait_for_function("document.getElementById('live-news').textContent !== ''")
+        said = news.text_content() or ""
+        assert said.startswith("Incoming: ") and refs[0] in said and "Refuge Iris" in said
+    finally:
+        page.context.close()
+        for ref in refs:
+            _release(base, server["police"], ref)

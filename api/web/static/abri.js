@@ -91,6 +91,33 @@
     if (none && !fresh.querySelector(":scope > p.muted")) none.remove();
   }
 
+  /* Households newly in `fresh` (not in `current`) are said in #live-news (role=status):
+     the redraw itself is silent for a screen reader. "Incoming: <code> · <place> <details>" */
+  function announce(current, fresh) {
+    var news = document.getElementById("live-news");
+    if (!news) return;
+    var heading = fresh.querySelector("h1, h2");
+    var title = "";
+    if (heading) {
+      heading.childNodes.forEach(function (n) {
+        if (n.nodeType === 3) title += n.textContent;
+      });
+    }
+    var said = [];
+    fresh.querySelectorAll(".hold[id]").forEach(function (it) {
+      if (current.querySelector("#" + it.id)) return;
+      var parts = [];
+      it.querySelectorAll("h2, h3, p").forEach(function (el, i) {
+        if (i < 2) parts.push(el.textContent);
+      });
+      said.push(parts.join(" — "));
+    });
+    if (said.length) {
+      news.textContent = ((title.trim() ? title.trim() + ": " : "") + said.join(" — "))
+        .replace(/\s+/g, " ").trim();
+    }
+  }
+
   function live() {
     /* the staff page's #holds, or the night worker's #arriving on the link page */
     var holds = document.querySelector("[data-live]");
@@ -107,6 +134,7 @@
           if (!doc) return;
           var fresh = doc.getElementById(liveId);
           var current = document.getElementById(liveId);
+          if (fresh && current) announce(current, fresh);
           if (fresh && current && !current.contains(document.activeElement)) {
             carry(current, fresh);
             current.replaceWith(fresh);
