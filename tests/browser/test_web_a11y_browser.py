@@ -12,6 +12,7 @@ import pytest
 
 from tests.browser import test_web_browser as wb
 from tests.browser.test_web_browser import browser, server  # noqa: F401  (module fixtures)
+from tests.browser.test_web_taskforce_browser import tf_server  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -360,3 +361,20 @@ def test_a_new_household_is_announced_to_a_screen_reader(
         page.context.close()
         for ref in refs:
             _release(base, server["police"], ref)
+
+
+def test_taskforce_dashboard_reflows_at_320_px(
+    browser: Any,  # noqa: F811
+    tf_server: dict[str, Any],  # noqa: F811
+) -> None:
+    """At 320 CSS px (a small phone, or a 1280 px screen zoomed to 400 %, WCAG 1.4.10) the
+    dashboard's map and trend cards were 356 px wide: the whole page scrolled sideways. Wide
+    tables scroll inside their own box; the page itself does not."""
+    page = wb._page(browser, 320, 640)
+    try:
+        wb._sign_in(page, tf_server["base"], tf_server["tf"])
+        for query in ("", "?province=60000"):
+            page.goto(f"{tf_server['base']}/web/taskforce{query}")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 320, query
+    finally:
+        page.context.close()
