@@ -146,7 +146,7 @@ def test_a_refusal_is_focused_and_in_view_on_a_phone(
         card.get_by_role("button", name="Set free places").click()
         page.wait_for_load_state()
         error = f"#pool-{pool.id} .error"
-        page.wait_for_function(f"document.activeElement === document.querySelector('{error}')")
+        assert page.evaluate(f"document.activeElement === document.querySelector('{error}')")
         assert _in_view(page, error)
     finally:
         page.context.close()
@@ -157,7 +157,7 @@ def test_a_refusal_is_focused_and_in_view_on_a_phone(
         op.get_by_label("Need", exact=True).select_option("ipv")
         op.get_by_role("button", name="Search").click()
         op.wait_for_load_state()
-        op.wait_for_function("document.activeElement.id === 'results-h'")
+        assert _focused(op) == "results-h"
         assert _in_view(op, "#results-h")
     finally:
         op.context.close()
@@ -376,5 +376,27 @@ def test_taskforce_dashboard_reflows_at_320_px(
         for query in ("", "?province=60000"):
             page.goto(f"{tf_server['base']}/web/taskforce{query}")
             assert page.evaluate("document.documentElement.scrollWidth") <= 320, query
+    finally:
+        page.context.close()
+
+
+def test_an_issued_link_is_brought_into_view_on_a_phone(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A coordinator creates a night worker's link on a phone: the page comes back at its top,
+    the link (shown this once only) screens further down in the facility's panel, with
+    nothing at the top to say it was made. It now gets the focus, in view, ready to copy."""
+    base, fac = server["base"], server["sch"].facility
+    page = _phone(browser)
+    try:
+        wb._sign_in(page, base, server["staff"])
+        panel = page.locator(f"#links-{fac.id}")
+        panel.get_by_text("Links for night workers").click()
+        panel.get_by_label("For whom (e.g. Night shift, Sam)").fill("Night view")
+        panel.get_by_role("button", name="Create a link").click()
+        page.wait_for_load_state()
+        assert _focused(page) == "issued-url"
+        assert _in_view(page, "#issued-url")
     finally:
         page.context.close()
