@@ -400,3 +400,36 @@ def test_an_issued_link_is_brought_into_view_on_a_phone(
         assert _in_view(page, "#issued-url")
     finally:
         page.context.close()
+
+
+#: Records what is written into the page's status region (#live-news) once the page is
+#: loaded: a screen reader says a status region's changes, not what it held when the page
+#: appeared.
+WATCH_NOTICE = """document.addEventListener("DOMContentLoaded", () => {
+  window.__said = [];
+  const n = document.getElementById("live-news");
+  if (n) new MutationObserver(() => window.__said.push(n.textContent))
+    .observe(n, {childList: true, characterData: true, subtree: true});
+});"""
+
+
+def test_saved_is_said_after_a_count_is_changed(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """After "Still accurate" (or a count changed) the page comes back scrolled to the pool's
+    card, with the confirmation in a status region at the top, already there when the page appeared, so a
+    screen reader never said it. It is now written into the region once the page is up."""
+    base, pool = server["base"], server["ixl"].pools[0]
+    page = _phone(browser)
+    page.context.add_init_script(WATCH_NOTICE)
+    try:
+        wb._sign_in(page, base, server["staff"])
+        card = page.locator(f"#pool-{pool.id}")
+        card.get_by_role("button", name="Still accurate").click()
+        page.wait_for_load_state()
+        page.wait_for_timeout(1000)
+        assert page.locator("#notice").inner_text() == "Thank you: marked as still accurate."
+        assert page.evaluate("window.__said.at(-1)") == "Thank you: marked as still accurate."
+    finally:
+        page.context.close()

@@ -253,7 +253,17 @@
     target.focus();
   }
 
+  /* The confirmation of what was just done ("Saved.", "Marked as arrived.") is drawn with
+     the page in a status region, which a screen reader does not say (and the page opens at
+     the card, not at the top): once the page is up it is said in #live-news. */
+  function sayNotice() {
+    var notice = document.getElementById("notice");
+    var news = document.getElementById("live-news");
+    if (!notice || !news) return;
+    setTimeout(function () { news.textContent = notice.textContent.trim(); }, 300);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    focusOnArrival(); countdown(); live(); watchHold(); watchStanding();
+    sayNotice(); focusOnArrival(); countdown(); live(); watchHold(); watchStanding();
   });
 })();
