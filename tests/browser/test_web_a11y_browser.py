@@ -433,3 +433,23 @@ def test_saved_is_said_after_a_count_is_changed(
         assert page.evaluate("window.__said.at(-1)") == "Thank you: marked as still accurate."
     finally:
         page.context.close()
+
+
+def test_pool_controls_say_which_facility_and_pool(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """Two facilities with a "Family rooms" pool each: every card's field and buttons have the
+    same names ("Free places", "Set free places", "Still accurate"...). A screen reader user
+    tabbing through the page could not tell Refuge Iris's from Refuge Nord's. Each card is
+    now a group named by its facility and pool."""
+    page = _phone(browser)
+    try:
+        wb._sign_in(page, server["base"], server["staff"])
+        for alias in ("Refuge Iris", "Refuge Nord"):
+            card = page.get_by_role("group", name=f"{alias} Family rooms", exact=True)
+            assert card.count() == 1, alias
+            assert card.get_by_role("button", name="Set free places").count() == 1
+            assert card.get_by_label("Free places").count() == 1
+    finally:
+        page.context.close()
