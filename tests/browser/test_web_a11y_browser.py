@@ -502,3 +502,40 @@ def test_a_stray_tap_does_not_give_a_held_place_away(
         op.context.close()
         if ref:
             _release(base, server["police"], ref, check=False)
+
+
+def test_a_hold_running_out_is_announced(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The hold page counts down (role=timer, silent, rightly, every second): a helpline
+    operator using a screen reader, busy with the next call, was never told that the place
+    was about to be given back, while "Extend" was there to keep it. Ten, five and one
+    minute(s) before the deadline it is now said (role=alert), once each."""
+    base = server["base"]
+    op = _phone(browser)
+    ref = None
+    try:
+        op.clock.install()
+        wb._sign_in(op, base, server["helpline"])
+        op.locator("#adult0_gender").select_option("female")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.locator("#search-button").click()
+        op.wait_for_load_state()
+        op.get_by_role("button", name="Hold this place (Refuge Iris)").click()
+        op.wait_for_load_state()
+        ref = op.locator("#refcode").inner_text().strip()
+        news = op.locator("#countdown-news")
+        assert news.get_attribute("role") == "alert" and news.text_content() == ""
+        assert _focused(op) != "countdown-news"
+        left = op.evaluate("Date.parse(document.getElementById('countdown').dataset.deadline)")
+        left -= op.evaluate("Date.now()")
+        op.clock.fast_forward(int(left) - 9 * 60 * 1000 - 30 * 1000)  # 9 min 30 s left
+        op.clock.run_for(2000)
+        assert news.text_content() == "10 min left"
+        op.clock.run_for(60 * 1000)
+        assert news.text_content() == "10 min left"  # said once, not every minute
+    finally:
+        op.context.close()
+        if ref:
+            _release(base, server["helpline"], ref, check=False)

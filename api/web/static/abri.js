@@ -7,12 +7,26 @@
     var el = document.getElementById("countdown");
     if (!el) return;
     var deadline = Date.parse(el.getAttribute("data-deadline"));
-    var suffix = el.textContent.replace(/^[0-9]+/, "");
+    /* the timer is silent; crossing 10, 5 or 1 minute(s) left is said, once each, not
+       at load (the page itself says the time left then) */
+    var news = document.getElementById("countdown-news");
+    var first = true, warned = Infinity;
+    function warn(left) {
+      var mark = [1, 5, 10].filter(function (t) { return left > 0 && left <= t * 60000; })[0];
+      if (mark === undefined || mark >= warned) return;
+      if (!first && news) {
+        news.textContent = (news.getAttribute("data-text") || "")
+          .replace("%(n)s", String(Math.ceil(left / 60000)));
+      }
+      warned = mark;
+    }
     function tick() {
       var left = Math.max(0, deadline - Date.now());
       var m = Math.floor(left / 60000);
       var s = Math.floor((left % 60000) / 1000);
       el.textContent = m + ":" + (s < 10 ? "0" : "") + s;
+      warn(left);
+      first = false;
       if (left > 0) setTimeout(tick, 1000);
     }
     if (!isNaN(deadline)) tick();
@@ -241,7 +255,10 @@
     var main = document.getElementById("main");
     if (!main) return;
     var target = null;
-    var err = main.querySelector('[role="alert"]');
+    /* the first refusal drawn with the page (an empty alert region waits for later news) */
+    var err = Array.prototype.filter.call(main.querySelectorAll('[role="alert"]'), function (el) {
+      return el.textContent.trim() !== "";
+    })[0];
     if (err) {
       target = err.id ? main.querySelector('[aria-invalid="true"][aria-describedby~="' + err.id + '"]') : null;
       target = target || err;
