@@ -192,7 +192,9 @@ def _plus_minus_forms(page: str, pool_id: int) -> dict[str, dict[str, str]]:
     import html as html_mod
     import re
 
-    card = re.search(rf'<article class="pool card" id="pool-{pool_id}">(.*?)</article>', page, re.S)
+    card = re.search(
+        rf'<article class="pool card" id="pool-{pool_id}"[^>]*>(.*?)</article>', page, re.S
+    )
     assert card, page
     forms = re.findall(r"<form[^>]*>(.*?)</form>", card.group(1), re.S)
     out: dict[str, dict[str, str]] = {}
