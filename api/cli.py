@@ -58,13 +58,26 @@ async def _with_db(settings: Settings, fn: Any) -> Any:
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "upgrade":
-        migrate.upgrade(settings.database_url, args.revision)
-        _say(f"database at {migrate.head_revision() if args.revision == 'head' else args.revision}")
-    elif args.action == "downgrade":
-        migrate.downgrade(settings.database_url, args.revision)
-    elif args.action == "current":
+    from alembic.util import CommandError
+
+    if args.action == "current":
         print(_run(migrate.current_revision_async(settings.database_url)) or "(empty)")
+        return 0
+    if args.action == "downgrade" and args.revision is None:
+        # Defaulting to "head" made `abri db downgrade` a silent no-op that exited 0.
+        _say("error: give the revision to go back to, e.g. `abri db downgrade 0016` or `-1`")
+        _say("(note `abri db current` before an upgrade: it is the revision to come back to)")
+        return 2
+    try:
+        if args.action == "upgrade":
+            migrate.upgrade(settings.database_url, args.revision or "head")
+        else:
+            migrate.downgrade(settings.database_url, args.revision)
+    except CommandError as exc:
+        _say(f"error: {exc}")
+        return 2
+    now_at = _run(migrate.current_revision_async(settings.database_url))
+    _say(f"database at {now_at or '(empty)'}")
     return 0
 
 
@@ -438,7 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("db", help="schema migrations")
     d.add_argument("action", choices=["upgrade", "downgrade", "current"])
-    d.add_argument("revision", nargs="?", default="head")
+    d.add_argument(
+        "revision",
+        nargs="?",
+        help="upgrade: default head; downgrade: required (a revision such as 0016, or -1)",
+    )
     d.set_defaults(fn=cmd_db)
 
     o = sub.add_parser("operator", help="operators (organisations)")
