@@ -238,7 +238,17 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
     cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
     now = SystemClock().now()
     if args.action == "import":
-        text = Path(args.file).read_text(encoding="utf-8-sig")
+        try:
+            text = Path(args.file).read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            _say(f"error: cannot read {args.file}: {exc.strerror or exc}")
+            return 2
+        except UnicodeDecodeError:
+            _say(
+                f"error: {args.file} is not UTF-8. In Excel or LibreOffice, save it as "
+                "'CSV UTF-8'; nothing was imported."
+            )
+            return 2
         ids = _run(
             _with_db(settings, lambda db: import_csv(db, text, actor=CLI, now=now, cipher=cipher))
         )
@@ -322,6 +332,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 Path(DEMO_DB + suffix).unlink(missing_ok=True)
         os.environ["ABRI_DATABASE_URL"] = url
         settings = Settings.from_env()
+    # A wrong key is said here, once, rather than by every API process as it starts.
+    AddressCipher.from_settings(settings.address_key, settings.address_key_file)
     if settings.auto_migrate or args.demo:
         migrate.upgrade(settings.database_url)
     if args.demo:
@@ -364,6 +376,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ops.worker import run_worker
 
     configure_logging(settings.log_format, settings.log_level)
+    AddressCipher.from_settings(settings.address_key, settings.address_key_file)
     if settings.auto_migrate:
         migrate.upgrade(settings.database_url)
     asyncio.run(run_worker(settings))
@@ -555,6 +568,47 @@ def main(argv: list[str] | None = None) -> int:
     except msgspec.ValidationError as exc:
         _say(f"error: {exc}")
         return 2
+    except Exception as exc:
+        reason = _connection_failure(exc)
+        if reason is None:
+            raise
+        _say(f"error: cannot connect to the database at {_where(settings.database_url)}: {reason}")
+        _say("check ABRI_DATABASE_URL (postgresql+asyncpg://user:password@host:port/database)")
+        return 2
+
+
+def _where(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:
+        return "ABRI_DATABASE_URL"
+    if u.get_backend_name() == "sqlite":
+        return str(u.database)
+    return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+
+
+def _connection_failure(exc: BaseException) -> str | None:
+    """Why the database could not be reached, if that is what ``exc`` is; else None (a bug
+    keeps its traceback)."""
+    import socket
+
+    from sqlalchemy.exc import DBAPIError
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, socket.gaierror):
+            return f"unknown host ({cur.strerror or cur})"
+        if isinstance(cur, (ConnectionError, TimeoutError)):
+            return str(cur.strerror or cur) if isinstance(cur, OSError) else str(cur)
+        if isinstance(cur, DBAPIError) and cur.statement is None:
+            # raised while connecting (no statement ran): unknown database, role, password
+            return str(cur.orig or cur).splitlines()[0].split(") ", 1)[-1]
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

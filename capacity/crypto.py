@@ -30,6 +30,25 @@ class AddressKeyError(AbriError):
     title = "Address key unavailable"
 
 
+MAKE_KEY = (
+    "python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
+
+
+def _check_keys(keys: list[bytes], where: str) -> None:
+    """Name the setting and the key that is not a Fernet key (e.g. the environment file
+    example's ``CHANGE-ME`` left in place), instead of cryptography's bare ValueError."""
+    for i, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            which = f"key {i} of {len(keys)}" if len(keys) > 1 else "the key"
+            raise AddressKeyError(
+                f"{where}: {which} is not a Fernet key (44 characters of URL-safe base64). "
+                f"Make one with: {MAKE_KEY}"
+            ) from None
+
+
 class AddressCipher:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
@@ -39,14 +58,18 @@ class AddressCipher:
     @classmethod
     def from_settings(cls, key_env: str | None, key_file: str) -> AddressCipher:
         if key_env:
-            return cls([k.strip().encode() for k in key_env.split(",") if k.strip()])
+            keys = [k.strip().encode() for k in key_env.split(",") if k.strip()]
+            _check_keys(keys, "ABRI_ADDRESS_KEY")
+            return cls(keys)
         path = Path(key_file)
         if not path.exists():
             key = Fernet.generate_key()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(key)
-        return cls([path.read_bytes().strip()])
+        keys = [path.read_bytes().strip()]
+        _check_keys(keys, f"the key file {path} (ABRI_ADDRESS_KEY_FILE)")
+        return cls(keys)
 
     def encrypt(self, address: Address) -> str:
         return self._fernet.encrypt(msgspec.json.encode(address)).decode()

@@ -22,6 +22,26 @@ DEFAULT_STALE_MINUTES: dict[str, int] = {
 }
 
 
+def database_url(raw: str | None) -> str:
+    """``ABRI_DATABASE_URL`` with Abri's async drivers filled in: ``postgresql://`` and
+    ``postgres://`` (what libpq, ``pg_dump`` and hosting panels give) mean asyncpg, a bare
+    ``sqlite://`` means aiosqlite. Other drivers are not installed and would fail later with
+    a missing module."""
+    url = (raw or "").strip() or DEFAULT_DATABASE_URL
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    driver = {
+        "postgres": "postgresql+asyncpg",
+        "postgresql": "postgresql+asyncpg",
+        "postgresql+psycopg": "postgresql+asyncpg",
+        "postgresql+psycopg2": "postgresql+asyncpg",
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+pysqlite": "sqlite+aiosqlite",
+    }.get(scheme.lower())
+    return f"{driver}://{rest}" if driver else url
+
+
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -110,7 +130,7 @@ class Settings:
             stale[kind] = _int(f"ABRI_STALE_MINUTES_{kind.upper()}", stale[kind])
         poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
         return cls(
-            database_url=os.environ.get("ABRI_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=database_url(os.environ.get("ABRI_DATABASE_URL")),
             log_format=os.environ.get("ABRI_LOG_FORMAT", "console"),
             log_level=os.environ.get("ABRI_LOG_LEVEL", "INFO").upper(),
             address_key=os.environ.get("ABRI_ADDRESS_KEY") or None,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,3 +58,71 @@ def test_downgrade_needs_a_revision_and_says_where_the_database_is(tmp_path: Pat
 
     r = abri("db", "upgrade", url=url)
     assert r.returncode == 0 and f"database at {head}" in r.stderr
+
+
+def test_an_unreachable_or_missing_database_is_one_line(tmp_path: Path) -> None:
+    for url, said in [
+        ("postgresql+asyncpg://abri@127.0.0.1:1/abri", "127.0.0.1:1"),  # nothing listens
+        ("postgresql+asyncpg://abri@db.invalid/abri", "db.invalid"),  # no such host
+    ]:
+        for args in (["operator", "list"], ["db", "upgrade"], ["db", "current"], ["check"]):
+            r = abri(*args, url=url)
+            assert r.returncode == 2, (args, r.stderr)
+            no_traceback(r)
+            assert "cannot connect to the database" in r.stderr and said in r.stderr, r.stderr
+
+
+def test_a_missing_postgres_database_is_one_line(request: pytest.FixtureRequest) -> None:
+    from sqlalchemy.engine import make_url
+
+    base = request.getfixturevalue("pg_database")
+    url = make_url(base).set(database="abri_no_such_db_rev10").render_as_string(False)
+    r = abri("operator", "list", url=url)
+    assert r.returncode == 2
+    no_traceback(r)
+    assert "abri_no_such_db_rev10" in r.stderr and "does not exist" in r.stderr
+
+
+def test_a_plain_postgresql_url_works(request: pytest.FixtureRequest) -> None:
+    """`postgresql://` and `postgres://` (what libpq, pg_dump and most hosting panels give)
+    used to fail with `No module named 'psycopg'`."""
+    from sqlalchemy.engine import make_url
+
+    base = make_url(request.getfixturevalue("pg_database"))
+    for scheme in ("postgresql", "postgres"):
+        url = base.set(drivername=scheme).render_as_string(False)
+        r = abri("db", "current", url=url)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() not in ("", "(empty)")
+
+
+def test_a_placeholder_address_key_is_named(tmp_path: Path) -> None:
+    """The environment file example ships `ABRI_ADDRESS_KEY=CHANGE-ME`; left as is, every
+    command and `abri serve` / `abri worker` died with `ValueError: Fernet key must be 32
+    url-safe base64-encoded bytes`, not saying which setting."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    for args in (["keys", "rotate"], ["facilities", "list"], ["worker"], ["serve", "--port", "1"]):
+        r = abri(*args, url=url, ABRI_ADDRESS_KEY="CHANGE-ME", ABRI_AUTO_MIGRATE="0")
+        assert r.returncode == 2, (args, r.stderr)
+        no_traceback(r)
+        assert "ABRI_ADDRESS_KEY" in r.stderr and "Fernet" in r.stderr, r.stderr
+    # the second of two keys is wrong: say which
+    r = abri("keys", "rotate", url=url, ABRI_ADDRESS_KEY=f"{TEST_KEY},old-key")
+    assert r.returncode == 2 and "key 2" in r.stderr, r.stderr
+
+
+def test_a_csv_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    r = abri("facilities", "import", str(tmp_path / "missing.csv"), url=url)
+    assert r.returncode == 2 and "missing.csv" in r.stderr
+    no_traceback(r)
+    latin = tmp_path / "excel.csv"  # Excel's plain "CSV" in a Belgian locale: Windows-1252
+    latin.write_bytes(
+        "operator,alias,municipality,template,intake_phone\n"
+        "Refuges,Refuge L-1,Liège,ipv_refuge,+32 4 555 00 00\n".encode("cp1252")
+    )
+    r = abri("facilities", "import", str(latin), url=url)
+    assert r.returncode == 2 and "UTF-8" in r.stderr
+    no_traceback(r)
