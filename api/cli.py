@@ -308,14 +308,14 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
 
 def _parse_pool(spec: str) -> dict[str, Any]:
     bits = spec.split(":")
+    usage = f"--pool {spec!r}: use label:unit_kind:places_per_unit:units_total"
     if len(bits) != 4:
-        raise SystemExit(f"--pool {spec!r}: use label:unit_kind:places_per_unit:units_total")
-    return {
-        "label": bits[0],
-        "unitKind": bits[1],
-        "placesPerUnit": int(bits[2]),
-        "unitsTotal": int(bits[3]),
-    }
+        raise SystemExit(usage)
+    try:
+        places, total = int(bits[2]), int(bits[3])
+    except ValueError:
+        raise SystemExit(f"{usage} (places and units are whole numbers)") from None
+    return {"label": bits[0], "unitKind": bits[1], "placesPerUnit": places, "unitsTotal": total}
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

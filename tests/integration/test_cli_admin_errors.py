@@ -126,3 +126,16 @@ def test_a_csv_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
     r = abri("facilities", "import", str(latin), url=url)
     assert r.returncode == 2 and "UTF-8" in r.stderr
     no_traceback(r)
+
+
+def test_a_pool_with_words_for_numbers_is_one_line(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    assert abri("operator", "create", "CAW", "--kind", "caw", url=url).returncode == 0
+    r = abri(
+        "facilities", "create", "--operator", "CAW", "--alias", "R1", "--municipality", "44021",
+        "--kind", "refuge", "--intake-phone", "+32 9 000 00 00", "--pool", "Rooms:room:four:3",
+        url=url,
+    )  # fmt: skip
+    assert r.returncode != 0 and "whole numbers" in r.stderr, r.stderr
+    no_traceback(r)
