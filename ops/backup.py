@@ -69,20 +69,33 @@ def _run_tool(args: list[str], env: dict[str, str]) -> None:
         ) from None
 
 
+def _owner_only(target: Path) -> None:
+    """Create (or truncate) ``target`` readable by its owner only, before the tool writes it:
+    a backup is the whole database but the addresses (secret refuges' aliases, municipalities
+    and intake phones, holds' callbacks, the audit log), and a umask of 022 made it
+    world-readable. pg_dump and SQLite write into the existing file, keeping its mode."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a file from an earlier backup keeps its old mode otherwise
+    finally:
+        os.close(fd)
+
+
 def backup(url: str, target: Path) -> Path:
-    """Write a consistent backup of the database at ``url`` to ``target``."""
+    """Write a consistent backup of the database at ``url`` to ``target`` (mode 0600)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if is_sqlite(url):
         source = _sqlite_path(url)
         if not source.is_file():  # connecting would create an empty database, and back it up
             raise BackupFailed(f"{source}: no such database file (check ABRI_DATABASE_URL)")
+        _owner_only(target)
         with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
             src.backup(dst)
         return target
     conninfo, env = _libpq(url)
-    _run_tool(
-        [_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={target}", conninfo], env
-    )
+    dump = _tool("pg_dump")
+    _owner_only(target)
+    _run_tool([dump, "--format=custom", "--no-owner", f"--file={target}", conninfo], env)
     return target
 
 

@@ -103,3 +103,29 @@ async def test_backup_then_restore_into_a_fresh_database(
                 await conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             finally:
                 await conn.close()
+
+
+async def test_the_backup_file_is_readable_by_its_owner_only(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup holds what the addresses' encryption does not cover: every secret refuge's
+    alias, municipality and intake phone, holds' callbacks, the audit log. Under the usual
+    umask (022, systemd's default) it was written world-readable."""
+    import os
+    import stat
+
+    await _seed(world)
+    monkeypatch.setenv("ABRI_DATABASE_URL", world.db.url)
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "nightly" / "abri.backup"
+        assert await asyncio.to_thread(main, ["backup", str(fresh)]) == 0
+        again = tmp_path / "again.backup"  # overwriting last night's, made before the fix
+        again.write_bytes(b"old")
+        again.chmod(0o644)
+        assert await asyncio.to_thread(main, ["backup", str(again)]) == 0
+    finally:
+        os.umask(old)
+    for file in (fresh, again):
+        assert file.stat().st_size > 100
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, oct(file.stat().st_mode)
