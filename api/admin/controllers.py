@@ -383,12 +383,31 @@ class AdminController(Controller):
         db: NamedDependency[Database],
         facility_id: Annotated[int | None, QueryParameter(name="facilityId", ge=1)] = None,
         action: Annotated[str | None, Parameter(max_length=64)] = None,
+        token_id: Annotated[
+            int | None,
+            QueryParameter(
+                name="tokenId",
+                ge=1,
+                description="what one token did (e.g. one that may have leaked): its id in "
+                "`GET /admin/tokens`",
+            ),
+        ] = None,
+        before_id: Annotated[
+            int | None,
+            QueryParameter(
+                name="beforeId", ge=1, description="older entries: the last `id` of a page"
+            ),
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[AuditRead]:
         async with db.read() as s:
             q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             if facility_id is not None:
                 q = q.where(AuditEntry.facility_id == facility_id)
+            if token_id is not None:
+                q = q.where(AuditEntry.actor_token_id == token_id)
+            if before_id is not None:
+                q = q.where(AuditEntry.id < before_id)
             if action is not None:
                 q = q.where(AuditEntry.action == action)
             rows = (await s.scalars(q)).all()
@@ -397,6 +416,7 @@ class AdminController(Controller):
                 id=r.id,
                 at=r.at,
                 actor_operator_id=r.actor_operator_id,
+                actor_token_id=r.actor_token_id,
                 actor_role=r.actor_role,
                 action=r.action,
                 object_type=r.object_type,

@@ -720,3 +720,46 @@ async def test_an_address_in_another_municipality_is_refused(
         content=csv_text.encode(),
     )
     assert r.status_code == 422 and "Liège" in r.text, r.text
+
+
+async def test_the_audit_log_tells_what_one_leaked_token_did(
+    client: AsyncClient, world: World
+) -> None:
+    """RUNBOOK: "A token may have leaked: revoke it first, then read GET /admin/audit for what
+    it did". An organisation has several tokens (the office, the night phone, its feed
+    system); the log showed only the operator and role, so the leaked token's reads of
+    addresses could not be told from the others'."""
+    h = bearer(await _admin(world))
+    await world.facility("Refuges A", "Refuge R-1")
+    ids = []
+    for label in ("office", "night phone"):
+        r = await client.post(
+            "/admin/tokens",
+            headers=h,
+            json={"operator": "Refuges A", "role": "staff", "label": label},
+        )
+        assert r.status_code == 201
+        ids.append((r.json()["id"], r.json()["token"]))
+    (office_id, office), (leaked_id, leaked) = ids
+    assert (await client.get("/staff/facilities", headers=bearer(office))).status_code == 200
+    assert (await client.get("/staff/facilities", headers=bearer(leaked))).status_code == 200
+    assert (await client.get("/staff/facilities", headers=bearer(leaked))).status_code == 200
+    assert (await client.post(f"/admin/tokens/{leaked_id}/revoke", headers=h)).status_code == 204
+
+    r = await client.get("/admin/audit", headers=h, params={"tokenId": leaked_id})
+    assert r.status_code == 200, r.text
+    rows = r.json()
+    assert [row["action"] for row in rows] == ["address.read", "address.read"]
+    assert {row["actorTokenId"] for row in rows} == {leaked_id}
+    everything = (await client.get("/admin/audit", headers=h)).json()
+    assert {row["actorTokenId"] for row in everything if row["action"] == "address.read"} == {
+        office_id,
+        leaked_id,
+    }
+    # older pages: beforeId
+    first = (await client.get("/admin/audit", headers=h, params={"limit": 2})).json()
+    rest = (
+        await client.get("/admin/audit", headers=h, params={"beforeId": first[-1]["id"]})
+    ).json()
+    assert rest and all(row["id"] < first[-1]["id"] for row in rest)
+    assert [row["id"] for row in first + rest] == [row["id"] for row in everything]
