@@ -50,7 +50,14 @@ class PgAdvisoryLeadership:
     """Leadership = holding a session advisory lock on our own connection."""
 
     def __init__(self, url: str) -> None:
-        self._engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        # The lock's connection says whose it is (host:pid:…, as in the worker_leader log line):
+        # pg_locks only gives PostgreSQL's backend pid (RUNBOOK, "Check who leads").
+        self._engine = create_async_engine(
+            url,
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"server_settings": {"application_name": f"abri leader {leases.HOLDER}"}},
+        )
         self._conn: AsyncConnection | None = None
 
     async def try_acquire(self) -> bool:

@@ -132,3 +132,33 @@ async def test_two_workers_one_leads_and_the_other_takes_over_after_sigkill(
                 p.kill()
     # A clean SIGTERM gives leadership back (PostgreSQL: unlock; SQLite: lease row deleted).
     assert procs[follower].returncode == 0
+
+
+async def test_the_runbook_query_names_the_leading_process(world: World) -> None:
+    """RUNBOOK: "Check who leads: ... SELECT pid FROM pg_locks WHERE locktype='advisory'". That
+    pid is PostgreSQL's backend, not the worker's: with several workers and API processes on
+    several hosts nothing told which one held the lock. The lock's connection now names its
+    holder (host:pid:…), as the worker_leader log line does."""
+    if world.db.sqlite:
+        pytest.skip("advisory locks are PostgreSQL's; SQLite has a lease row with its holder")
+    from sqlalchemy import text
+
+    from capacity import leases
+    from ops.worker import PgAdvisoryLeadership
+
+    lead = PgAdvisoryLeadership(world.db.url)
+    try:
+        assert await lead.try_acquire()
+        async with world.db.read() as s:
+            names = (
+                await s.scalars(
+                    text(
+                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                        "USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+                        "AND a.datname = current_database()"
+                    )
+                )
+            ).all()
+        assert names == [f"abri leader {leases.HOLDER}"[:63]]  # PostgreSQL keeps 63 bytes
+    finally:
+        await lead.release()
