@@ -52,6 +52,40 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+_YES = ("1", "true", "yes", "on")
+_NO = ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: bool) -> bool:
+    """On/off, written any usual way (``False``, ``off``...): ``ABRI_RUN_JOBS=False`` used to
+    leave the jobs on, since only lower-case 0/false/no counted."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise SystemExit(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+def _log_level() -> str:
+    level = _choice(
+        "ABRI_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
+    )
+    return "WARNING" if level == "WARN" else level
+
+
 def _at_least(name: str, default: float, minimum: float) -> float:
     """A number of seconds or days that must not fall below ``minimum`` (a worker polling
     every 0 s would spin; a retention of 0 days would purge closed holds as they close)."""
@@ -131,23 +165,23 @@ class Settings:
         poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
         return cls(
             database_url=database_url(os.environ.get("ABRI_DATABASE_URL")),
-            log_format=os.environ.get("ABRI_LOG_FORMAT", "console"),
-            log_level=os.environ.get("ABRI_LOG_LEVEL", "INFO").upper(),
+            log_format=_choice("ABRI_LOG_FORMAT", "console", ("console", "json")),
+            log_level=_log_level(),
             address_key=os.environ.get("ABRI_ADDRESS_KEY") or None,
             address_key_file=os.environ.get("ABRI_ADDRESS_KEY_FILE", "./abri-address.key"),
             stale_minutes=stale,
-            auto_migrate=os.environ.get("ABRI_AUTO_MIGRATE", "1") not in ("0", "false", "no"),
-            run_jobs=os.environ.get("ABRI_RUN_JOBS", "1") not in ("0", "false", "no"),
+            auto_migrate=_flag("ABRI_AUTO_MIGRATE", True),
+            run_jobs=_flag("ABRI_RUN_JOBS", True),
             suppression_k=_suppression_k(),
             pg_pool_size=_int("ABRI_PG_POOL_SIZE", 20),
             pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 0),
-            matcher_cache_seconds=float(os.environ.get("ABRI_MATCHER_CACHE_SECONDS", "2")),
+            matcher_cache_seconds=_at_least("ABRI_MATCHER_CACHE_SECONDS", 2.0, 0.0),
             worker_poll_seconds=poll,
             worker_lease_seconds=_lease_seconds(poll),
             worker_metrics=os.environ.get("ABRI_WORKER_METRICS", "").strip(),
             rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120),
             rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30),
-            auth_cache_seconds=float(os.environ.get("ABRI_AUTH_CACHE_SECONDS", "5")),
+            auth_cache_seconds=_at_least("ABRI_AUTH_CACHE_SECONDS", 5.0, 0.0),
             retention_days=int(_at_least("ABRI_RETENTION_DAYS", 90, 1)),
-            gc_freeze=os.environ.get("ABRI_GC_FREEZE", "1") not in ("0", "false", "no"),
+            gc_freeze=_flag("ABRI_GC_FREEZE", True),
         )

@@ -40,3 +40,46 @@ def test_the_lease_follows_a_longer_poll_when_unset(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ABRI_RETENTION_DAYS", "30")
     s = Settings.from_env()
     assert (s.worker_poll_seconds, s.worker_lease_seconds, s.retention_days) == (0.3, 2, 30)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "expected"),
+    [
+        ("ABRI_RUN_JOBS", "false", "run_jobs", False),
+        ("ABRI_RUN_JOBS", "False", "run_jobs", False),
+        ("ABRI_RUN_JOBS", "off", "run_jobs", False),
+        ("ABRI_AUTO_MIGRATE", "NO", "auto_migrate", False),
+        ("ABRI_AUTO_MIGRATE", "Off", "auto_migrate", False),
+        ("ABRI_GC_FREEZE", "off", "gc_freeze", False),
+        ("ABRI_RUN_JOBS", "on", "run_jobs", True),
+        ("ABRI_RUN_JOBS", "TRUE", "run_jobs", True),
+        ("ABRI_LOG_FORMAT", "JSON", "log_format", "json"),
+        ("ABRI_LOG_LEVEL", "warn", "log_level", "WARNING"),
+    ],
+)
+def test_switches_are_read_the_way_people_write_them(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str, expected: object
+) -> None:
+    """`ABRI_RUN_JOBS=False` or `=off` left the jobs on, `ABRI_AUTO_MIGRATE=Off` migrated,
+    `ABRI_LOG_FORMAT=JSON` logged for humans: only lower-case 0/false/no and json counted."""
+    monkeypatch.setenv(name, value)
+    assert getattr(Settings.from_env(), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ABRI_RUN_JOBS", "nope"),
+        ("ABRI_AUTO_MIGRATE", "2"),
+        ("ABRI_LOG_FORMAT", "jsonl"),
+        ("ABRI_LOG_LEVEL", "verbose"),
+        ("ABRI_MATCHER_CACHE_SECONDS", "two"),
+        ("ABRI_AUTH_CACHE_SECONDS", "-1"),
+    ],
+)
+def test_a_value_that_means_nothing_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=name):
+        Settings.from_env()
