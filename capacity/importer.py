@@ -1,5 +1,6 @@
 """Bulk onboarding from CSV: one bad row rejects the whole file, with row numbers.
 
+UTF-8, cells separated by ``,`` or (a Belgian spreadsheet's "CSV") ``;``.
 Columns (header row required; only ``operator``, ``alias``, ``municipality`` and
 ``intake_phone`` are mandatory, plus ``template`` or ``kind``):
 
@@ -197,6 +198,13 @@ def parse_row(row: dict[str, str]) -> FacilityCreate:
     return msgspec.convert(data, FacilityCreate)
 
 
+def _delimiter(text: str) -> str:
+    """``,``, or ``;`` when the header row has semicolons and no comma: what Excel and
+    LibreOffice save as "CSV" in a Belgian locale (the header's names never hold either)."""
+    first = text.split("\n", 1)[0]
+    return ";" if ";" in first and "," not in first else ","
+
+
 def parse_csv(text: str) -> list[FacilityCreate]:
     return [cmd for _, cmd in parse_csv_rows(text)]
 
@@ -207,7 +215,8 @@ def parse_csv_rows(text: str) -> list[tuple[int, FacilityCreate]]:
     Rows are numbered as in the spreadsheet the file came from: a cell with line breaks is one
     row, a blank line is a row. Empty rows (blank, or only separators: what a spreadsheet saves
     for rows once used or formatted) are skipped."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    text = text.lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
     header = next(reader, [])
     errors: list[RowError] = []
     unknown = [h for h in header if h not in BASE and h not in POLICY_FIELDS]

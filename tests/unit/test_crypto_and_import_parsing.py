@@ -107,3 +107,20 @@ def test_import_takes_a_municipality_as_people_write_it() -> None:
         parse_csv(
             "operator,alias,municipality,template,intake_phone\nA,X,Ham-sur-Atlantis,ipv_refuge,+32 2 555 00 00\n"
         )
+
+
+def test_import_reads_the_semicolon_csv_of_belgian_spreadsheets() -> None:
+    """Excel and LibreOffice in a Belgian (fr-BE, nl-BE, de-BE) locale save "CSV" with `;`
+    between cells; the import took the whole header for one unknown column. Cells holding a
+    `;` list (pools, languages) are quoted by the spreadsheet, as with commas."""
+    comma = parse_csv(
+        "operator,alias,municipality,template,intake_phone,pools,languages\n"
+        'A,Refuge 1,Liège,ipv_refuge,+32 4 555 00 00,"Rooms:room:2:3;Beds:bed:1:4","fr;nl"\n'
+    )
+    semicolon = parse_csv(
+        "\ufeffoperator;alias;municipality;template;intake_phone;pools;languages\r\n"
+        'A;Refuge 1;Liège;ipv_refuge;+32 4 555 00 00;"Rooms:room:2:3;Beds:bed:1:4";"fr;nl"\r\n'
+    )
+    assert semicolon == comma
+    assert [p.label for p in semicolon[0].pools] == ["Rooms", "Beds"]
+    # A comma file whose header happens to hold no comma cannot exist (4 columns are required).
