@@ -359,15 +359,29 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {role:<10} {token}")
         _say(f'Try: curl -H "Authorization: Bearer <staff token>" {base}/staff/facilities')
         _say("")
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        log_level="warning",
-    )
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each process counts its own requests: without a shared directory a scrape shows the
+        # share of whichever process answers it (counters jump back and forth).
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix=f"abri-metrics-{os.getpid()}-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,
+            log_level="warning",
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
