@@ -83,7 +83,13 @@ def serve_worker_metrics(listen: str) -> tuple[str, int]:
     except ValueError:
         raise SystemExit(f"ABRI_WORKER_METRICS must be HOST:PORT or PORT, got {listen!r}") from None
     host = host.strip("[]") or "127.0.0.1"
-    start_http_server(number, addr=host, registry=REGISTRY.restricted_registry(WORKER_SAMPLES))
+    try:
+        start_http_server(number, addr=host, registry=REGISTRY.restricted_registry(WORKER_SAMPLES))
+    except OSError as exc:
+        raise SystemExit(
+            f"ABRI_WORKER_METRICS={listen}: cannot listen on {host}:{number} "
+            f"({exc.strerror or exc}); each abri worker on a host needs its own port"
+        ) from None
     return host, number
 
 

@@ -139,3 +139,21 @@ def test_a_pool_with_words_for_numbers_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode != 0 and "whole numbers" in r.stderr, r.stderr
     no_traceback(r)
+
+
+def test_a_worker_metrics_port_in_use_is_named(tmp_path: Path) -> None:
+    """Two `abri worker` on one host with the unit's ABRI_WORKER_METRICS=127.0.0.1:9108: the
+    second died with `OSError: [Errno 98] Address already in use` and a traceback (systemd
+    then restarts it every 2 s)."""
+    import socket
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = abri("worker", url=url, ABRI_WORKER_METRICS=f"127.0.0.1:{port}")
+    assert r.returncode not in (0, None)
+    no_traceback(r)
+    assert "ABRI_WORKER_METRICS" in r.stderr and str(port) in r.stderr, r.stderr
