@@ -134,7 +134,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
                 state = "active" + (
                     f" until {tok.expires_at:%Y-%m-%d %H:%M}Z" if tok.expires_at else ""
                 )
-            print(f"{tok.id}\t{tok.prefix}…\t{tok.role}\t{op.name}\t{state}")
+            print(
+                f"{tok.id}\t{tok.prefix}…\t{tok.role}\t{op.name}\t{state}\t"
+                f"{tok.created_at:%Y-%m-%d}\t{tok.label or '-'}"
+            )
     return 0
 
 

@@ -136,3 +136,26 @@ def test_operator_token_facility_import_flow(
         cwd=root,
     )
     assert r.returncode == 2 and "plannedEnd" in r.stderr, r.stderr
+
+
+def test_token_list_tells_an_organisations_tokens_apart(tmp_path: Path) -> None:
+    """RUNBOOK, rotating a token: create the new one, then `abri token revoke ID`, with ids
+    from `abri token list`. An organisation with an office and a night-phone token got two
+    lines differing only by a random prefix: which one to revoke was a guess. The label
+    given at creation, and the creation date, are now listed."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 't.db'}"
+    root = Path(__file__).resolve().parents[2]
+    assert abri(url, "db", "upgrade", cwd=root).returncode == 0
+    assert abri(url, "operator", "create", "CAW", "--kind", "caw", cwd=root).returncode == 0
+    for label in ("office", "night phone"):
+        r = abri(
+            url, "token", "create", "--operator", "CAW", "--role", "staff", "--label", label,
+            cwd=root,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    assert abri(url, "token", "create", "--operator", "CAW", "--role", "staff", cwd=root)
+    rows = [ln.split("\t") for ln in abri(url, "token", "list", cwd=root).stdout.splitlines()]
+    assert [r[0] for r in rows] == ["1", "2", "3"]  # the id stays first (scripts cut -f1)
+    assert [r[-1] for r in rows] == ["office", "night phone", "-"]
+    assert all(r[4] == "active" for r in rows)
+    assert all(len(r[5]) == 10 and r[5][4] == "-" for r in rows)  # created, a date
