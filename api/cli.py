@@ -227,7 +227,12 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for v in _run(_with_db(settings, feeds.list_feeds)):
             f = v.feed
-            state = "healthy" if f.consecutive_failures == 0 and f.last_success_at else "unhealthy"
+            if f.last_attempt_at is None:
+                state = "not polled yet"
+            elif f.consecutive_failures == 0 and f.last_success_at:
+                state = "healthy"
+            else:
+                state = "unhealthy"
             print(
                 f"{f.id}\t{f.name}\t{v.operator}\t{f.format}\t{state}\tcircuit={f.circuit}\t"
                 f"failures={f.consecutive_failures}\tlast_error={f.last_error or '-'}"

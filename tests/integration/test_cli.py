@@ -159,3 +159,25 @@ def test_token_list_tells_an_organisations_tokens_apart(tmp_path: Path) -> None:
     assert [r[-1] for r in rows] == ["office", "night phone", "-"]
     assert all(r[4] == "active" for r in rows)
     assert all(len(r[5]) == 10 and r[5][4] == "-" for r in rows)  # created, a date
+
+
+def test_feeds_list_does_not_call_a_feed_never_polled_unhealthy(tmp_path: Path) -> None:
+    """Right after `abri feeds add`, `abri feeds list` said "unhealthy" with no error: the
+    runbook's "Feed unhealthy" procedure then had nothing to go on."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'f.db'}"
+    root = Path(__file__).resolve().parents[2]
+    assert abri(url, "db", "upgrade", cwd=root).returncode == 0
+    assert abri(url, "operator", "create", "Hotels", "--kind", "hotel_partner", cwd=root)
+    r = abri(
+        url, "facilities", "create", "--operator", "Hotels", "--alias", "Ibis",
+        "--municipality", "21004", "--template", "requisitioned_crisis_hotel",
+        "--intake-phone", "+32 2 555 00 00", "--pool", "Rooms:room:2:10", cwd=root,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = abri(
+        url, "feeds", "add", "--name", "ibis", "--operator", "Hotels", "--format",
+        "json_inventory", "--map", "DBL=1", "https://pms.example.invalid/inventory", cwd=root,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    line = abri(url, "feeds", "list", cwd=root).stdout.strip()
+    assert "\tnot polled yet\t" in line and "unhealthy" not in line, line
