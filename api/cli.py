@@ -75,6 +75,10 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
             migrate.downgrade(settings.database_url, args.revision)
     except CommandError as exc:
         _say(f"error: {exc}")
+        at = _run(migrate.current_revision_async(settings.database_url))
+        problem = migrate.schema_problem(at)
+        if problem is not None and not problem[0]:
+            _say(f"the database is {problem[1]}")
         return 2
     now_at = _run(migrate.current_revision_async(settings.database_url))
     _say(f"database at {now_at or '(empty)'}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from litestar import Response
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from api.routing import get
 from api.schemas import Out
@@ -20,6 +21,7 @@ from capacity.settings import Settings
 class Health(Out, kw_only=True, omit_defaults=True):
     status: str
     database: str | None = None
+    schema: str | None = None  # only when it is not at this version's migrations
 
 
 @get("/health/live", tags=["operations"], summary="The process is up")
@@ -27,13 +29,33 @@ async def live() -> Health:
     return Health(status="ok")
 
 
-@get("/health/ready", tags=["operations"], summary="The database answers")
+@get(
+    "/health/ready",
+    tags=["operations"],
+    summary="The database answers, with the schema this version needs",
+    description="503 when the database cannot be reached, or its schema is behind this "
+    "version (`abri db upgrade` did not run); a schema newer than this version is noted in "
+    "`schema` without failing.",
+)
 async def ready(db: NamedDependency[Database]) -> Response[Health]:
+    from capacity.migrate import schema_problem
+
     try:
-        await db.ping()
+        async with db.read() as s:
+            await s.execute(text("SELECT 1"))  # the database answers
+            try:
+                current = await s.scalar(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError:  # no alembic_version table: never migrated
+                current = None
     except Exception:  # readiness must answer, not crash
         return Response(Health(status="unavailable", database="unreachable"), status_code=503)
-    return Response(Health(status="ok", database="ok"))
+    problem = schema_problem(current)
+    if problem is None:
+        return Response(Health(status="ok", database="ok"))
+    blocking, said = problem
+    if blocking:
+        return Response(Health(status="unavailable", database="ok", schema=said), status_code=503)
+    return Response(Health(status="ok", database="ok", schema=said))
 
 
 @get(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -26,7 +28,41 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+    return _script().get_current_head() or ""
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    return frozenset(r.revision for r in _script().walk_revisions())
+
+
+def previous_revision(revision: str) -> str | None:
+    rev = _script().get_revision(revision)
+    down = rev.down_revision if rev is not None else None
+    return down if isinstance(down, str) else None
+
+
+def schema_problem(current: str | None) -> tuple[bool, str] | None:
+    """None when the database is at this version's head; else (blocking, what to say).
+    Behind (an upgrade whose migrations did not run) blocks: the code needs what is missing.
+    Newer (the previous version put back without `abri db downgrade`) is said, not blocking:
+    migrations add more than they take away, and going back is the runbook's business."""
+    head = head_revision()
+    if current == head:
+        return None
+    if current is None or current in known_revisions():
+        return True, (
+            f"behind: at {current or '(empty)'}, this version needs {head}: run `abri db upgrade`"
+        )
+    return False, (
+        f"newer than this version: at {current}, this version knows {head} "
+        "(downgrade with the newer version, or install it again)"
+    )
 
 
 def sync_url(url: str) -> str:

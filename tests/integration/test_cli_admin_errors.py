@@ -157,3 +157,17 @@ def test_a_worker_metrics_port_in_use_is_named(tmp_path: Path) -> None:
     assert r.returncode not in (0, None)
     no_traceback(r)
     assert "ABRI_WORKER_METRICS" in r.stderr and str(port) in r.stderr, r.stderr
+
+
+def test_upgrade_of_a_database_newer_than_the_code_says_so(tmp_path: Path) -> None:
+    """The previous version put back without `abri db downgrade` (runbook step 5 skipped)."""
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'n.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    with sqlite3.connect(tmp_path / "n.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    r = abri("db", "upgrade", url=url)
+    assert r.returncode == 2
+    no_traceback(r)
+    assert "newer than this version: at 9999" in r.stderr, r.stderr

@@ -42,6 +42,38 @@ async def test_ready_reports_a_dead_database(tmp_path, settings, clock) -> None:
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
 
 
+async def test_ready_tells_a_schema_left_behind_by_an_upgrade(
+    client: AsyncClient, db: Database
+) -> None:
+    """RUNBOOK, Upgrade: install the new version, `systemctl restart abri-migrate`, restart API
+    and worker, then check `/health/ready`. abri-migrate is a one-shot that stays "active":
+    restarting only abri-api runs no migration, and the new code met the old schema with
+    /health/ready answering 200 ok (it only pinged). It now says the schema is behind (503),
+    and notes a schema newer than the code (a rollback without downgrade) without failing."""
+    from capacity import migrate
+
+    async with db.read() as s:
+        at = await s.scalar(text("SELECT version_num FROM alembic_version"))
+    assert at == migrate.head_revision()
+    r = await client.get("/health/ready")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
+    previous = migrate.previous_revision(at)
+    try:
+        for version, status, said in [
+            (previous, 503, f"behind: at {previous}, this version needs {at}"),
+            ("9999", 200, f"newer than this version: at 9999, this version knows {at}"),
+        ]:
+            async with db.write() as s:
+                await s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": version})
+            r = await client.get("/health/ready")
+            assert r.status_code == status, r.text
+            assert said in r.json()["schema"]
+    finally:
+        async with db.write() as s:
+            await s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": at})
+    assert (await client.get("/health/ready")).status_code == 200
+
+
 async def test_problem_details_and_request_id(client: AsyncClient, world: World) -> None:
     await world.operator("Admin", "admin")
     tok = await world.token("Admin", "admin")
