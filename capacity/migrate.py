@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+from collections.abc import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -20,11 +23,32 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with _one_at_a_time(url):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    with _one_at_a_time(url):
+        command.downgrade(alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(url: str) -> Iterator[None]:
+    """SQLite: processes starting together (abri serve and abri worker both migrate at start)
+    take turns on a lock file beside the database; SQLite runs DDL outside a transaction, so
+    the second used to add the same column again and die. (PostgreSQL takes an advisory lock
+    in the migration's own transaction: migrations/env.py.) Not the database file itself:
+    closing a descriptor of it would drop SQLite's own locks held by this process."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        yield
+        return
+    with open(f"{u.database}.migrate-lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def head_revision() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from capacity.db import make_engine
@@ -12,6 +13,9 @@ from capacity.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+#: Advisory-lock key of schema migrations ("ABRI" + 2; the scheduler leader's is + 1).
+MIGRATION_LOCK = 0x41425249_00000002
 
 
 def _url() -> str:
@@ -29,6 +33,11 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Processes starting together (abri serve and abri worker both migrate at start by
+            # default) take turns: the next one then reads the revision the first committed
+            # and has nothing left to do, instead of creating the same tables again and dying.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -115,3 +115,34 @@ async def test_the_audit_log_refuses_changes_and_deletions(db: Any, world: Any) 
         (after,) = (await s.scalars(select(AuditEntry))).all()
     assert (after.action, after.detail) == (entry.action, None)
     assert after.at == entry.at
+
+
+def test_processes_starting_together_migrate_once_and_all_start(fresh_url: str) -> None:
+    """`abri serve` and `abri worker` both migrate at start by default (ABRI_AUTO_MIGRATE=1),
+    e.g. the Containerfile's `podman run … serve` and `podman run … worker` started together
+    on a new database: all but one died with `duplicate key value violates unique constraint
+    "pg_type_typname_nsp_index"` (two CREATE TABLE of the same table), or on SQLite with
+    `duplicate column name: first_planned_end`. They now take turns."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_KEY
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ABRI_DATABASE_URL": fresh_url, "ABRI_ADDRESS_KEY": TEST_KEY}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "db", "upgrade"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=180), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0], [err[-3000:] for _, err in results]
+    diff, _tables, at = asyncio.run(_diff_and_tables(fresh_url))
+    assert diff == [] and at == migrate.head_revision()
