@@ -99,6 +99,37 @@ def backup(url: str, target: Path) -> Path:
     return target
 
 
+def _must_be_empty(conninfo: str, env: dict[str, str]) -> None:
+    """Say so before pg_restore stumbles on its first clash (a function or table that exists
+    already), which is what pointing it at the live database, or at a new one an `abri serve`
+    has migrated meanwhile, used to answer."""
+    try:
+        out = subprocess.run(
+            [
+                _tool("psql"),
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+                f"--dbname={conninfo}",
+                "--command=SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or "").strip().splitlines()
+        raise BackupFailed("psql failed" + (f": {said[0]}" if said else "")) from None
+    if out and out != "0":
+        database = conninfo.rsplit("/", 1)[-1].split("?")[0]
+        raise BackupFailed(
+            f"the database {database} is not empty ({out} objects in its public schema): "
+            "restore into a new one (createdb), as the runbook says"
+        )
+
+
 def restore(source: Path, url: str) -> None:
     """Restore ``source`` into the (empty) database at ``url``."""
     if not source.is_file():
@@ -106,7 +137,9 @@ def restore(source: Path, url: str) -> None:
     if is_sqlite(url):
         path = _sqlite_path(url)
         if path.exists() and path.stat().st_size > 0:
-            raise BackupFailed(f"{path} exists; restore into a new file (or move it away first)")
+            raise BackupFailed(
+                f"{path} exists and is not empty; restore into a new file (or move it away first)"
+            )
         try:
             with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
                 src.backup(dst)
@@ -115,6 +148,7 @@ def restore(source: Path, url: str) -> None:
             raise BackupFailed(f"{source} is not an SQLite backup ({exc})") from None
         return
     conninfo, env = _libpq(url)
+    _must_be_empty(conninfo, env)
     _run_tool(
         [
             _tool("pg_restore"),

@@ -129,3 +129,24 @@ async def test_the_backup_file_is_readable_by_its_owner_only(
     for file in (fresh, again):
         assert file.stat().st_size > 100
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, oct(file.stat().st_mode)
+
+
+async def test_restoring_over_a_database_in_use_says_it_is_not_empty(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RUNBOOK: restore into an empty database. Pointed at the live one (or at a new one an
+    `abri serve` had already migrated), PostgreSQL answered with pg_restore's first clash,
+    e.g. 'function "audit_log_append_only" already exists with same argument types'."""
+    await _seed(world)
+    file = tmp_path / "abri.backup"
+    monkeypatch.setenv("ABRI_DATABASE_URL", world.db.url)
+    assert await asyncio.to_thread(main, ["backup", str(file)]) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["restore", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "nothing was restored" in err, err
+    async with world.db.read() as s:  # untouched
+        assert await s.scalar(select(func.count()).select_from(Hold)) == 3
