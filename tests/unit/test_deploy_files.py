@@ -69,3 +69,27 @@ async def test_the_metrics_stay_on_the_monitoring_network_however_they_are_asked
             assert "deny all" in _nginx_location(conf, uri), f"{uri} reaches the internet"
     assert "deny all" not in _nginx_location(conf, "/holds")
     assert "proxy_read_timeout 1h" in _nginx_location(conf, "/web/link/stream")
+
+
+def _megabytes(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)([kKmM]?)", value).groups()  # type: ignore[union-attr]
+    return int(number) * {"": 1 / 2**20, "k": 1 / 1024, "m": 1}[unit.lower()]
+
+
+def test_nginx_lets_through_the_csv_import_the_app_accepts(tmp_path: Path) -> None:
+    """The app takes a facility CSV of up to 5 MB; the example's server-wide 2 MB cap answered
+    a 3 MB file with nginx's own 413 page before Abri saw it."""
+    conf = (ROOT / "ops" / "deploy" / "nginx-abri.conf").read_text()
+    app = create_app(
+        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", address_key=TEST_KEY)
+    )
+    [route] = [r for r in app.routes if r.path == "/admin/facilities/import"]
+    [handler] = [h for h in route.route_handlers if "POST" in h.http_methods]  # type: ignore[attr-defined]
+    accepted = handler.request_max_body_size / 2**20
+    body = _nginx_location(conf, "/admin/facilities/import")
+    cap = re.search(r"client_max_body_size (\S+);", body) or re.search(
+        r"client_max_body_size (\S+);", conf
+    )
+    assert cap is not None
+    assert _megabytes(cap.group(1)) >= accepted, (cap.group(1), accepted)
+    assert "proxy_pass http://abri_api" in body
