@@ -42,14 +42,19 @@ def database_url(raw: str | None) -> str:
     return f"{driver}://{rest}" if driver else url
 
 
-def _int(name: str, default: int) -> int:
+def _int(name: str, default: int, minimum: int | None = None) -> int:
+    """A whole number, at least ``minimum`` if given: SQLAlchemy reads a pool of 0 connections
+    or an overflow of -1 as "no limit", which no one setting a number means."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
 _YES = ("1", "true", "yes", "on")
@@ -161,7 +166,7 @@ class Settings:
     def from_env(cls) -> Settings:
         stale = dict(DEFAULT_STALE_MINUTES)
         for kind in stale:
-            stale[kind] = _int(f"ABRI_STALE_MINUTES_{kind.upper()}", stale[kind])
+            stale[kind] = _int(f"ABRI_STALE_MINUTES_{kind.upper()}", stale[kind], 1)
         poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
         return cls(
             database_url=database_url(os.environ.get("ABRI_DATABASE_URL")),
@@ -173,14 +178,14 @@ class Settings:
             auto_migrate=_flag("ABRI_AUTO_MIGRATE", True),
             run_jobs=_flag("ABRI_RUN_JOBS", True),
             suppression_k=_suppression_k(),
-            pg_pool_size=_int("ABRI_PG_POOL_SIZE", 20),
-            pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 0),
+            pg_pool_size=_int("ABRI_PG_POOL_SIZE", 20, 1),
+            pg_max_overflow=_int("ABRI_PG_MAX_OVERFLOW", 0, 0),
             matcher_cache_seconds=_at_least("ABRI_MATCHER_CACHE_SECONDS", 2.0, 0.0),
             worker_poll_seconds=poll,
             worker_lease_seconds=_lease_seconds(poll),
             worker_metrics=os.environ.get("ABRI_WORKER_METRICS", "").strip(),
-            rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120),
-            rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30),
+            rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120, 0),
+            rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30, 0),
             auth_cache_seconds=_at_least("ABRI_AUTH_CACHE_SECONDS", 5.0, 0.0),
             retention_days=int(_at_least("ABRI_RETENTION_DAYS", 90, 1)),
             gc_freeze=_flag("ABRI_GC_FREEZE", True),

@@ -15,6 +15,11 @@ from capacity.settings import Settings
         ({"ABRI_WORKER_POLL_SECONDS": "nan"}, "ABRI_WORKER_POLL_SECONDS must be at least 0.1"),
         ({"ABRI_WORKER_POLL_SECONDS": "soon"}, "ABRI_WORKER_POLL_SECONDS must be a number"),
         ({"ABRI_RETENTION_DAYS": "0"}, "ABRI_RETENTION_DAYS must be at least 1"),
+        # SQLAlchemy reads these as "no limit"
+        ({"ABRI_PG_POOL_SIZE": "0"}, "ABRI_PG_POOL_SIZE must be at least 1"),
+        ({"ABRI_PG_MAX_OVERFLOW": "-1"}, "ABRI_PG_MAX_OVERFLOW must be at least 0"),
+        ({"ABRI_RATE_HOLD_PER_MINUTE": "-5"}, "ABRI_RATE_HOLD_PER_MINUTE must be at least 0"),
+        ({"ABRI_STALE_MINUTES_REFUGE": "0"}, "ABRI_STALE_MINUTES_REFUGE must be at least 1"),
         (
             {"ABRI_WORKER_POLL_SECONDS": "10", "ABRI_WORKER_LEASE_SECONDS": "15"},
             "must be more than twice ABRI_WORKER_POLL_SECONDS",
