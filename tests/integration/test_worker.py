@@ -134,22 +134,23 @@ async def test_two_workers_one_leads_and_the_other_takes_over_after_sigkill(
     assert procs[follower].returncode == 0
 
 
-async def test_the_runbook_query_names_the_leading_process(world: World) -> None:
+async def test_the_runbook_query_names_the_leading_process(pg_database: str) -> None:
     """RUNBOOK: "Check who leads: ... SELECT pid FROM pg_locks WHERE locktype='advisory'". That
     pid is PostgreSQL's backend, not the worker's: with several workers and API processes on
     several hosts nothing told which one held the lock. The lock's connection now names its
     holder (host:pid:…), as the worker_leader log line does."""
-    if world.db.sqlite:
-        pytest.skip("advisory locks are PostgreSQL's; SQLite has a lease row with its holder")
+    # PostgreSQL only: SQLite has a lease row that names its holder itself
     from sqlalchemy import text
 
     from capacity import leases
+    from capacity.db import Database
     from ops.worker import PgAdvisoryLeadership
 
-    lead = PgAdvisoryLeadership(world.db.url)
+    db = Database(pg_database)
+    lead = PgAdvisoryLeadership(pg_database)
     try:
         assert await lead.try_acquire()
-        async with world.db.read() as s:
+        async with db.read() as s:
             names = (
                 await s.scalars(
                     text(
@@ -162,3 +163,4 @@ async def test_the_runbook_query_names_the_leading_process(world: World) -> None
         assert names == [f"abri leader {leases.HOLDER}"[:63]]  # PostgreSQL keeps 63 bytes
     finally:
         await lead.release()
+        await db.dispose()
