@@ -567,8 +567,16 @@ def _camel(d: dict[str, Any]) -> dict[str, Any]:
 
 
 async def update_facility(
-    db: Database, facility_id: int, cmd: FacilityUpdate, *, actor: Actor, now: datetime
+    db: Database,
+    facility_id: int,
+    cmd: FacilityUpdate,
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher | None = None,
 ) -> FacilityView:
+    """``cipher``: to check a facility's address still lies in the municipality it is moved
+    to (without it, moving a facility that has an address is refused)."""
     changes = {
         k: v
         for k, v in _struct_items(cmd)
@@ -582,6 +590,21 @@ async def update_facility(
             changes["municipality_nis"] = areas().canonical_municipality(
                 changes["municipality_nis"]
             )
+            if changes["municipality_nis"] != fac.municipality_nis:
+                # its address must lie in the new one, as at creation and on PUT .../address:
+                # searches keep a facility away from an area to avoid by its municipality
+                row = await s.get(FacilityAddress, facility_id)
+                if row is not None:
+                    if cipher is None:
+                        raise InvalidInput(
+                            "This facility has an address: moving it needs the address key.",
+                            field="municipalityNis",
+                        )
+                    _check_postal_code(
+                        changes["municipality_nis"],
+                        cipher.decrypt(row.ciphertext),
+                        field="municipalityNis",
+                    )
         _check_window(
             changes.get("valid_from", fac.valid_from), changes.get("planned_end", fac.planned_end)
         )

@@ -263,9 +263,12 @@ class AdminController(Controller):
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
         settings: NamedDependency[Settings],
+        cipher: NamedDependency[AddressCipher],
     ) -> FacilityDetail:
         now = clock.now()
-        view = await registry.update_facility(db, facility_id, data, actor=actor, now=now)
+        view = await registry.update_facility(
+            db, facility_id, data, actor=actor, now=now, cipher=cipher
+        )
         return facility_detail(view, settings, now)
 
     @post(

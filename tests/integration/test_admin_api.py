@@ -763,3 +763,42 @@ async def test_the_audit_log_tells_what_one_leaked_token_did(
     ).json()
     assert rest and all(row["id"] < first[-1]["id"] for row in rest)
     assert [row["id"] for row in first + rest] == [row["id"] for row in everything]
+
+
+async def test_moving_a_facility_to_another_municipality_checks_its_address(
+    client: AsyncClient, world: World
+) -> None:
+    """The postal-code check (an address must lie in the facility's municipality, which is
+    what searches keep away from an area to avoid) held at creation and on PUT .../address,
+    but PATCH could move a refuge whose address says 4000 Liège to Bruxelles: the refuge in
+    Liège was then offered to a woman who must keep away from Liège. Moving it where its
+    address lies, or a facility without an address, still works."""
+    h = bearer(await _admin(world))
+    liege = {
+        **NEW_REFUGE,
+        "municipalityNis": "62063",
+        "address": {"street": "Rue X 1", "postalCode": "4000", "city": "Liège"},
+    }
+    r = await client.post("/admin/facilities", headers=h, json=liege)
+    assert r.status_code == 201, r.text
+    fid = r.json()["id"]
+    r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"municipalityNis": "21004"})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "municipalityNis" and "Liège" in r.json()["detail"]
+    got = (await client.get(f"/admin/facilities/{fid}", headers=h)).json()
+    assert got["location"]["municipality"]["nis"] == "62063"  # nothing changed
+    r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"alias": "Renamed"})
+    assert r.status_code == 200, r.text  # other changes do not need the address
+    r = await client.put(
+        f"/admin/facilities/{fid}/address",
+        headers=h,
+        json={"street": "Rue Y 2", "postalCode": "1000", "city": "Bruxelles"},
+    )
+    assert r.status_code == 422  # the address alone cannot move either
+    no_address = {**NEW_REFUGE, "alias": "Y"}
+    r = await client.post("/admin/facilities", headers=h, json=no_address)
+    other = r.json()["id"]
+    r = await client.patch(
+        f"/admin/facilities/{other}", headers=h, json={"municipalityNis": "62063"}
+    )
+    assert r.status_code == 200, r.text
