@@ -32,6 +32,15 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
+    if connection.dialect.name == "sqlite":
+        # SQLite alters a column by rebuilding its table (copy, DROP, rename: alembic's batch
+        # mode). With foreign keys enforced, the DROP of a table others refer to fails, or
+        # empties the rows that refer to it ON DELETE CASCADE. The pragma must be set outside
+        # a transaction (inside one it does nothing), hence on the driver's connection before
+        # ours begins; this engine is disposed of after the migration.
+        cursor = connection.connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # Processes starting together (abri serve and abri worker both migrate at start by

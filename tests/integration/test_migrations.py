@@ -146,3 +146,42 @@ def test_processes_starting_together_migrate_once_and_all_start(fresh_url: str) 
     assert [rc for rc, _ in results] == [0, 0, 0], [err[-3000:] for _, err in results]
     diff, _tables, at = asyncio.run(_diff_and_tables(fresh_url))
     assert diff == [] and at == migrate.head_revision()
+
+
+def test_going_back_one_revision_keeps_the_data(fresh_url: str, tmp_path: Path) -> None:
+    """RUNBOOK, Upgrade step 5: to go back, `abri db downgrade <revision>` (or `-1`). On
+    SQLite with facilities in it, the downgrade died with "FOREIGN KEY constraint failed":
+    SQLite's way of altering a column rebuilds the table (copy, DROP, rename), and with
+    foreign keys enforced the DROP of a table its pools refer to is refused (or, for a table
+    whose rows are referenced ON DELETE CASCADE, would empty the referencing ones). Going
+    back a revision and up again keeps every facility and pool."""
+    from capacity.crypto import AddressCipher
+    from capacity.db import Database
+    from capacity.models import Facility, Pool
+    from ops.demo import load_demo
+
+    migrate.upgrade(fresh_url)
+
+    async def fill() -> None:
+        db = Database(fresh_url)
+        try:
+            await load_demo(db, cipher=AddressCipher.from_settings(None, str(tmp_path / "k")))
+        finally:
+            await db.dispose()
+
+    async def counts() -> tuple[int, int]:
+        engine = make_engine(fresh_url, immediate=False)
+        try:
+            async with engine.connect() as conn:
+                facilities = (await conn.execute(select(Facility.id))).all()
+                pools = (await conn.execute(select(Pool.id))).all()
+                return len(facilities), len(pools)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fill())
+    before = asyncio.run(counts())
+    assert before[0] > 10 and before[1] > before[0]
+    migrate.downgrade(fresh_url, "-1")
+    migrate.upgrade(fresh_url)
+    assert asyncio.run(counts()) == before
