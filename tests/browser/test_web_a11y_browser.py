@@ -539,3 +539,41 @@ def test_a_hold_running_out_is_announced(
         op.context.close()
         if ref:
             _release(base, server["helpline"], ref, check=False)
+
+
+def test_a_count_typed_before_a_hold_came_in_is_not_saved_over_it(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A shelter worker types the free places she counted and leaves the field (the phone's
+    "Done"); a household is sent to that pool meanwhile and the live script redraws the card.
+    The figure she typed is kept (it was not sent), but it was counted before the hold: the
+    form must still say what she saw (its version and held count), so that sending it shows
+    the conflict and the new figures, as without the live script, instead of saving a count
+    that no longer means what she saw over the hold's."""
+    base, pool = server["base"], server["ixl"].pools[0]
+    page = _phone(browser)
+    refs: list[str] = []
+    try:
+        wb._sign_in(page, base, server["staff"])
+        page.wait_for_function("document.documentElement.dataset.live === 'on'")
+        card = page.locator(f"#pool-{pool.id}")
+        free = int(card.locator(".free").inner_text())
+        assert free >= 2
+        card.get_by_label("Free places").fill("0")
+        page.evaluate("document.activeElement.blur()")
+        with _refreshed(page, "/web/staff"):
+            refs.append(_police_hold(base, server["police"], pool.ref, "a11y-typed-0001"))
+        page.wait_for_function(
+            f"document.getElementById('free-{pool.id}').textContent.trim() === '{free - 1}'"
+        )
+        assert card.get_by_label("Free places").input_value() == "0"  # kept, not sent
+        card.get_by_role("button", name="Set free places").click()
+        page.wait_for_load_state()
+        card = page.locator(f"#pool-{pool.id}")
+        assert card.locator(".conflict").count() == 1, page.content()
+        assert card.locator(".free").inner_text() == str(free - 1)
+    finally:
+        page.context.close()
+        for ref in refs:
+            _release(base, server["police"], ref)

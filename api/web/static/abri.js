@@ -48,10 +48,22 @@
     function byId(root, id) {
       return id ? root.querySelector("#" + (window.CSS && CSS.escape ? CSS.escape(id) : id)) : null;
     }
+    /* A value carried over was typed against the old figures: its form keeps the old form's
+       hidden basis (the pool's version and held count), so that sending it is answered with
+       the conflict and the new figures, not saved over what came in meanwhile (a hold). */
+    function basis(field, twin) {
+      if (!field.form || !twin.form) return;
+      field.form.querySelectorAll("input[type=hidden][name]").forEach(function (h) {
+        if (h.name === "csrf") return;
+        var t = twin.form.querySelector('input[type=hidden][name="' + h.name + '"]');
+        if (t) t.value = h.value;
+      });
+    }
     current.querySelectorAll("input:not([type=hidden]), textarea").forEach(function (field) {
       var twin = byId(fresh, field.id);
       if (!twin || field.value === field.defaultValue) return;
       twin.value = field.value;
+      basis(field, twin);
       for (var d = twin.closest("details"); d; d = d.parentElement && d.parentElement.closest("details")) {
         d.open = true;
       }
@@ -65,6 +77,7 @@
       twin.setAttribute("aria-describedby", field.getAttribute("aria-describedby"));
       if (field.getAttribute("aria-invalid")) twin.setAttribute("aria-invalid", "true");
       twin.value = field.value;
+      basis(field, twin);
     });
   }
 
