@@ -39,7 +39,20 @@ def database_url(raw: str | None) -> str:
         "sqlite": "sqlite+aiosqlite",
         "sqlite+pysqlite": "sqlite+aiosqlite",
     }.get(scheme.lower())
-    return f"{driver}://{rest}" if driver else url
+    if driver is None:
+        return url
+    url = f"{driver}://{rest}"
+    if driver == "postgresql+asyncpg" and "sslmode=" in rest:
+        # libpq's sslmode (in every managed PostgreSQL's connection string) is asyncpg's ssl,
+        # with the same values; asyncpg refuses a keyword it does not know
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        query = dict(u.query)
+        mode = query.pop("sslmode")
+        query.setdefault("ssl", mode)
+        url = u.set(query=query).render_as_string(hide_password=False)
+    return url
 
 
 def _int(name: str, default: int, minimum: int | None = None) -> int:

@@ -38,6 +38,10 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     if u.password:
         env["PGPASSWORD"] = str(u.password)
     plain = u.set(drivername="postgresql", password=None)
+    if "ssl" in u.query:  # asyncpg's name (settings.database_url) for libpq's sslmode
+        query = dict(u.query)
+        query.setdefault("sslmode", query.pop("ssl"))
+        plain = plain.set(query=query)
     return plain.render_as_string(hide_password=False), env
 
 

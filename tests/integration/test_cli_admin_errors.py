@@ -96,6 +96,28 @@ def test_a_plain_postgresql_url_works(request: pytest.FixtureRequest) -> None:
         assert r.stdout.strip() not in ("", "(empty)")
 
 
+def test_a_hosting_panels_url_with_sslmode_works(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A managed PostgreSQL's connection string is `postgresql://…?sslmode=require`: the
+    libpq URL that `postgresql://` is now taken for. asyncpg has no `sslmode` (it calls it
+    `ssl`, with the same values), so every command died with `TypeError: connect() got an
+    unexpected keyword argument 'sslmode'`. The same URL also serves `abri backup` (pg_dump
+    knows `sslmode`, not `ssl`)."""
+    from sqlalchemy.engine import make_url
+
+    base = make_url(request.getfixturevalue("pg_database"))
+    for query in ({"sslmode": "prefer"}, {"ssl": "prefer"}):
+        url = base.set(drivername="postgresql", query=query).render_as_string(False)
+        r = abri("db", "current", url=url)
+        no_traceback(r)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() not in ("", "(empty)")
+        r = abri("backup", str(tmp_path / f"{next(iter(query))}.dump"), url=url)
+        no_traceback(r)
+        assert r.returncode == 0, r.stderr
+
+
 def test_a_placeholder_address_key_is_named(tmp_path: Path) -> None:
     """The environment file example ships `ABRI_ADDRESS_KEY=CHANGE-ME`; left as is, every
     command and `abri serve` / `abri worker` died with `ValueError: Fernet key must be 32
