@@ -185,3 +185,73 @@ def test_going_back_one_revision_keeps_the_data(fresh_url: str, tmp_path: Path) 
     migrate.downgrade(fresh_url, "-1")
     migrate.upgrade(fresh_url)
     assert asyncio.run(counts()) == before
+
+
+def test_links_of_a_token_revoked_before_the_upgrade_are_revoked_too(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    """Revoking a token now revokes the one-time links it issued (RUNBOOK: "A token may have
+    leaked: revoke it first (that also revokes the one-time links it issued)"). A token
+    revoked with the previous version kept its week-long links alive, and revoking it again
+    is refused (no such active token): the upgrade revokes them, as of the token's
+    revocation. Links of live tokens, and links already ended, are left as they are."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from capacity import links, registry
+    from capacity.clock import FrozenClock
+    from capacity.crypto import AddressCipher
+    from capacity.db import Database
+    from capacity.models import StaffLink, Token
+    from tests.conftest import TEST_KEY, World
+
+    migrate.upgrade(fresh_url, "0017")
+    now = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+
+    async def seed() -> dict[str, int]:
+        db = Database(fresh_url)
+        try:
+            world = World(db, FrozenClock(now), AddressCipher([TEST_KEY.encode()]))
+            await world.operator("Refuges A", "shelter_operator")
+            fac = await world.facility("Refuges A", "Refuge R-1")
+            ids = {}
+            for name in ("leaked", "office"):
+                actor = await registry.authenticate(
+                    db, await world.token("Refuges A", "staff"), now
+                )
+                assert actor is not None
+                _, link = await links.issue(
+                    db,
+                    fac.facility.id,
+                    label=name,
+                    hours=72,
+                    actor=actor,
+                    now=now,
+                    operator_scope=None,
+                )
+                ids[name], ids[f"{name}-token"] = link.id, actor.token_id
+            async with db.write() as s:  # what the previous version's revocation did
+                await s.execute(
+                    update(Token)
+                    .where(Token.id == ids["leaked-token"])
+                    .values(revoked_at=now + timedelta(hours=1))
+                )
+            return ids
+        finally:
+            await db.dispose()
+
+    async def revoked() -> dict[int, datetime | None]:
+        db = Database(fresh_url)
+        try:
+            async with db.read() as s:
+                rows = (await s.execute(select(StaffLink.id, StaffLink.revoked_at))).all()
+            return {i: at for i, at in rows}
+        finally:
+            await db.dispose()
+
+    ids = asyncio.run(seed())
+    migrate.upgrade(fresh_url)
+    after = asyncio.run(revoked())
+    assert after[ids["leaked"]] == now + timedelta(hours=1)
+    assert after[ids["office"]] is None
