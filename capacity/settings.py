@@ -72,6 +72,7 @@ def _int(name: str, default: int, minimum: int | None = None) -> int:
 
 _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off")
+SWITCH_OFF = _NO
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -181,6 +182,7 @@ class Settings:
         for kind in stale:
             stale[kind] = _int(f"ABRI_STALE_MINUTES_{kind.upper()}", stale[kind], 1)
         poll = _at_least("ABRI_WORKER_POLL_SECONDS", 5.0, 0.1)
+        _flag("ABRI_WEB_SECURE_COOKIES", False)  # checked here, read per request (web/session)
         return cls(
             database_url=database_url(os.environ.get("ABRI_DATABASE_URL")),
             log_format=_choice("ABRI_LOG_FORMAT", "console", ("console", "json")),

@@ -43,7 +43,7 @@ from capacity import links
 from capacity.audit import Actor
 from capacity.db import Database
 from capacity.models import EndedWebSession, Operator, Token
-from capacity.settings import Settings
+from capacity.settings import SWITCH_OFF, Settings
 
 COOKIE = "abri_session"
 LANG_COOKIE = "abri_lang"
@@ -142,7 +142,10 @@ def unsign(key: bytes, value: str, *, max_len: int = 2000) -> bytes | None:
 
 
 def secure_cookies(request: Request[Any, Any, Any]) -> bool:
-    forced = os.environ.get("ABRI_WEB_SECURE_COOKIES", "") not in ("", "0", "false", "no")
+    # read as the other switches (settings: 0/false/no/off in any case is off); a value that
+    # is neither was refused at start (Settings.from_env), so anything else here is on
+    raw = os.environ.get("ABRI_WEB_SECURE_COOKIES", "").strip().lower()
+    forced = raw not in ("", *SWITCH_OFF)
     return forced or request.url.scheme == "https"
 
 

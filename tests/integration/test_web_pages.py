@@ -81,6 +81,26 @@ async def test_cookie_is_secure_over_https(db: Any, clock: FrozenClock, settings
     assert "Secure" in r.headers["set-cookie"]
 
 
+async def test_secure_cookies_switch_reads_as_the_other_switches(
+    db: Any, clock: FrozenClock, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENVIRONMENT.md: switches take 1/0, true/false, yes/no, on/off in any case, and a value
+    that is none of these stops the process at start. ABRI_WEB_SECURE_COOKIES was left out:
+    `False` or `off` forced Secure cookies, so signing in over plain http (a local demo on the
+    LAN) never kept its session; `maybe` was taken as on without a word."""
+    app = create_app(settings, db=db, clock=clock)
+    for value, secure in (("False", False), ("off", False), ("No", False), ("On", True)):
+        monkeypatch.setenv("ABRI_WEB_SECURE_COOKIES", value)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://abri.example"
+        ) as c:
+            r = await c.get("/web/sign-in")
+        assert ("Secure" in r.headers["set-cookie"]) is secure, value
+    monkeypatch.setenv("ABRI_WEB_SECURE_COOKIES", "maybe")
+    with pytest.raises(SystemExit, match="ABRI_WEB_SECURE_COOKIES"):
+        Settings.from_env()
+
+
 async def test_sign_in_sign_out_and_token_never_in_urls_or_logs(
     world: World, capsys: pytest.CaptureFixture[str], settings: Settings
 ) -> None:
