@@ -600,11 +600,16 @@ async def update_facility(
                             "This facility has an address: moving it needs the address key.",
                             field="municipalityNis",
                         )
-                    _check_postal_code(
-                        changes["municipality_nis"],
-                        cipher.decrypt(row.ciphertext),
-                        field="municipalityNis",
-                    )
+                    # the message names no part of the address: this is no audited read
+                    if not _postal_code_fits(
+                        changes["municipality_nis"], cipher.decrypt(row.ciphertext)
+                    ):
+                        raise InvalidInput(
+                            "The facility's address is not in this municipality. To move the "
+                            "facility, set its new address with the municipality: PUT "
+                            "/admin/facilities/{id}/address?municipalityNis=….",
+                            field="municipalityNis",
+                        )
         _check_window(
             changes.get("valid_from", fac.valid_from), changes.get("planned_end", fac.planned_end)
         )
@@ -926,15 +931,22 @@ async def read_addresses(
     return {r.facility_id: cipher.decrypt(r.ciphertext) for r in rows}
 
 
+def _postal_code_fits(municipality_nis: str, address: Address) -> bool:
+    """False when the address's postal code belongs only to other municipalities (a code the
+    shipped table does not know, special or foreign, fits)."""
+    idx = areas()
+    served = idx.by_postal_code(address.postal_code)
+    return not served or idx.canonical_municipality(municipality_nis) in {m.nis for m in served}
+
+
 def _check_postal_code(municipality_nis: str, address: Address, *, field: str) -> None:
     """Refuse an address whose postal code belongs only to other municipalities: the
     municipality, not the address, is what searches keep away from an area to avoid, so a
-    refuge in Liège registered under Bruxelles would be offered to someone fleeing Liège. A
-    code the shipped table does not know (special, foreign) is let through."""
+    refuge in Liège registered under Bruxelles would be offered to someone fleeing Liège."""
     idx = areas()
     served = idx.by_postal_code(address.postal_code)
     nis = idx.canonical_municipality(municipality_nis)
-    if served and nis not in {m.nis for m in served}:
+    if not _postal_code_fits(nis, address):
         names = ", ".join(f"{local_name(m.nis)} ({m.nis})" for m in served)
         raise InvalidInput(
             f"Postal code {address.postal_code.strip()} is in {names}, not in "
@@ -951,12 +963,34 @@ async def set_address(
     actor: Actor,
     now: datetime,
     cipher: AddressCipher,
+    municipality_nis: str | None = None,
 ) -> None:
+    """Set (or replace) the address. With ``municipality_nis``, the facility moves there in the
+    same step: a relocation, where the new address is not in the old municipality and the old
+    address not in the new one, so neither could be changed first."""
     async with db.write() as s:
-        fac = await s.get(Facility, facility_id)
+        fac = await s.get(Facility, facility_id, with_for_update=True)
         if fac is None:
             raise NotFound("No such facility.")
-        _check_postal_code(fac.municipality_nis, address, field="postalCode")
+        moved_to = None
+        if municipality_nis is not None:
+            nis = areas().canonical_municipality(municipality_nis)
+            if nis != fac.municipality_nis:
+                moved_to = nis
+        _check_postal_code(moved_to or fac.municipality_nis, address, field="postalCode")
+        if moved_to is not None:
+            fac.municipality_nis = moved_to
+            fac.updated_at = now
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="facility.update",
+                object_type="facility",
+                object_id=fac.id,
+                facility_id=fac.id,
+                detail={"municipalityNis": moved_to},
+            )
         row = await s.get(FacilityAddress, facility_id)
         if row is None:
             s.add(

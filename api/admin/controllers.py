@@ -344,9 +344,26 @@ class AdminController(Controller):
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
         cipher: NamedDependency[AddressCipher],
+        municipality_nis: Annotated[
+            str | None,
+            QueryParameter(
+                name="municipalityNis",
+                pattern=r"^\d{5}$",
+                description=(
+                    "A relocation: the facility moves to this municipality (NIS code) with its "
+                    "new address, in one step."
+                ),
+            ),
+        ] = None,
     ) -> None:
         await registry.set_address(
-            db, facility_id, data, actor=actor, now=clock.now(), cipher=cipher
+            db,
+            facility_id,
+            data,
+            actor=actor,
+            now=clock.now(),
+            cipher=cipher,
+            municipality_nis=municipality_nis,
         )
 
     @post("/facilities/{facility_id:int}/pools", summary="Add a pool")

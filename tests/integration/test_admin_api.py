@@ -784,7 +784,9 @@ async def test_moving_a_facility_to_another_municipality_checks_its_address(
     fid = r.json()["id"]
     r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"municipalityNis": "21004"})
     assert r.status_code == 422, r.text
-    assert r.json()["field"] == "municipalityNis" and "Liège" in r.json()["detail"]
+    assert r.json()["field"] == "municipalityNis" and "municipalityNis=" in r.json()["detail"]
+    # the refusal tells how to move it, but names no part of the (unaudited) address
+    assert "4000" not in r.text and "Liège" not in r.text and "Rue X" not in r.text
     got = (await client.get(f"/admin/facilities/{fid}", headers=h)).json()
     assert got["location"]["municipality"]["nis"] == "62063"  # nothing changed
     r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"alias": "Renamed"})
@@ -795,6 +797,32 @@ async def test_moving_a_facility_to_another_municipality_checks_its_address(
         json={"street": "Rue Y 2", "postalCode": "1000", "city": "Bruxelles"},
     )
     assert r.status_code == 422  # the address alone cannot move either
+    # a relocation (the place moved, e.g. after its location was compromised): the new
+    # address and its municipality in one step
+    r = await client.put(
+        f"/admin/facilities/{fid}/address",
+        headers=h,
+        params={"municipalityNis": "21004"},
+        json={"street": "Rue Y 2", "postalCode": "1000", "city": "Bruxelles"},
+    )
+    assert r.status_code == 204, r.text
+    got = (await client.get(f"/admin/facilities/{fid}", headers=h)).json()
+    assert got["location"]["municipality"]["nis"] == "21004"
+    r = await client.get(f"/admin/facilities/{fid}/address", headers=h)
+    assert r.json()["postalCode"] == "1000"
+    audit = (await client.get("/admin/audit", headers=h, params={"facilityId": fid})).json()
+    moves = [e for e in audit if e["action"] == "facility.update"]
+    assert moves and moves[0]["detail"] == {"municipalityNis": "21004"}
+    # a relocation's address must lie in the municipality it moves to
+    r = await client.put(
+        f"/admin/facilities/{fid}/address",
+        headers=h,
+        params={"municipalityNis": "62063"},
+        json={"street": "Rue Z 3", "postalCode": "1000", "city": "Bruxelles"},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "postalCode"
+    got = (await client.get(f"/admin/facilities/{fid}", headers=h)).json()
+    assert got["location"]["municipality"]["nis"] == "21004"  # nothing half-written
     no_address = {**NEW_REFUGE, "alias": "Y"}
     r = await client.post("/admin/facilities", headers=h, json=no_address)
     other = r.json()["id"]
