@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit, health_rules
-from capacity.areas import areas, local_name
+from capacity.areas import Municipality, areas, local_name
 from capacity.audit import Actor
 from capacity.commands import (
     CLEARABLE_FACILITY_FIELDS,
@@ -601,9 +601,7 @@ async def update_facility(
                             field="municipalityNis",
                         )
                     # the message names no part of the address: this is no audited read
-                    if not _postal_code_fits(
-                        changes["municipality_nis"], cipher.decrypt(row.ciphertext)
-                    ):
+                    if _elsewhere(changes["municipality_nis"], cipher.decrypt(row.ciphertext)):
                         raise InvalidInput(
                             "The facility's address is not in this municipality. To move the "
                             "facility, set its new address with the municipality: PUT "
@@ -634,20 +632,33 @@ async def update_facility(
         changes.pop("extensions", None)
         if "policy" in changes:
             changes["policy"] = policy_to_json(changes["policy"])
-        for k, v in changes.items():
-            setattr(fac, k, v)
-        fac.updated_at = now
-        await audit.record(
-            s,
-            actor=actor,
-            at=now,
-            action="facility.update",
-            object_type="facility",
-            object_id=fac.id,
-            facility_id=fac.id,
-            detail=detail,
-        )
+        await _apply_update(s, fac, changes, detail, actor=actor, now=now)
     return await get_facility(db, facility_id)
+
+
+async def _apply_update(
+    s: AsyncSession,
+    fac: Facility,
+    changes: dict[str, Any],
+    detail: dict[str, Any],
+    *,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Set the changed columns and audit them as one ``facility.update`` entry."""
+    for k, v in changes.items():
+        setattr(fac, k, v)
+    fac.updated_at = now
+    await audit.record(
+        s,
+        actor=actor,
+        at=now,
+        action="facility.update",
+        object_type="facility",
+        object_id=fac.id,
+        facility_id=fac.id,
+        detail=detail,
+    )
 
 
 def _count_extension(fac: Facility, new_end: datetime | None) -> None:
@@ -931,22 +942,22 @@ async def read_addresses(
     return {r.facility_id: cipher.decrypt(r.ciphertext) for r in rows}
 
 
-def _postal_code_fits(municipality_nis: str, address: Address) -> bool:
-    """False when the address's postal code belongs only to other municipalities (a code the
-    shipped table does not know, special or foreign, fits)."""
+def _elsewhere(municipality_nis: str, address: Address) -> list[Municipality]:
+    """The municipalities the address's postal code belongs to when none is this one; empty
+    when it fits (a code the shipped table does not know, special or foreign, fits)."""
     idx = areas()
     served = idx.by_postal_code(address.postal_code)
-    return not served or idx.canonical_municipality(municipality_nis) in {m.nis for m in served}
+    nis = idx.canonical_municipality(municipality_nis)
+    return [] if nis in {m.nis for m in served} else list(served)
 
 
 def _check_postal_code(municipality_nis: str, address: Address, *, field: str) -> None:
     """Refuse an address whose postal code belongs only to other municipalities: the
     municipality, not the address, is what searches keep away from an area to avoid, so a
     refuge in Liège registered under Bruxelles would be offered to someone fleeing Liège."""
-    idx = areas()
-    served = idx.by_postal_code(address.postal_code)
-    nis = idx.canonical_municipality(municipality_nis)
-    if not _postal_code_fits(nis, address):
+    served = _elsewhere(municipality_nis, address)
+    if served:
+        nis = areas().canonical_municipality(municipality_nis)
         names = ", ".join(f"{local_name(m.nis)} ({m.nis})" for m in served)
         raise InvalidInput(
             f"Postal code {address.postal_code.strip()} is in {names}, not in "
@@ -979,17 +990,13 @@ async def set_address(
                 moved_to = nis
         _check_postal_code(moved_to or fac.municipality_nis, address, field="postalCode")
         if moved_to is not None:
-            fac.municipality_nis = moved_to
-            fac.updated_at = now
-            await audit.record(
+            await _apply_update(
                 s,
+                fac,
+                {"municipality_nis": moved_to},
+                {"municipalityNis": moved_to},
                 actor=actor,
-                at=now,
-                action="facility.update",
-                object_type="facility",
-                object_id=fac.id,
-                facility_id=fac.id,
-                detail={"municipalityNis": moved_to},
+                now=now,
             )
         row = await s.get(FacilityAddress, facility_id)
         if row is None:
