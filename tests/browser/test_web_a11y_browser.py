@@ -13,6 +13,7 @@ import pytest
 from tests.browser import test_web_browser as wb
 from tests.browser.test_web_browser import browser, server  # noqa: F401  (module fixtures)
 from tests.browser.test_web_taskforce_browser import tf_server  # noqa: F401
+from tests.browser.web_helpers import wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -95,7 +96,7 @@ def test_live_redraw_keeps_a_refused_arrival_code(
         assert phone.locator("#arrival-code").input_value() == "KM4T-9RCX"
         # the worker looks up from the field; another household is sent meanwhile: the list
         # is redrawn live, the refusal and the code as typed stay
-        phone.wait_for_function("document.documentElement.dataset.live === 'on'")
+        wait_js(phone, "document.documentElement.dataset.live === 'on'")
         phone.locator("#arrival-code").blur()
         with _refreshed(phone, "/web/link"):
             refs.append(_police_hold(base, server["police"], pool.ref, "a11y-arrival-0002"))
@@ -321,7 +322,7 @@ def test_a_new_household_shows_while_focus_is_in_the_incoming_list(
     page = _phone(browser)
     try:
         wb._sign_in(page, base, server["staff"])
-        page.wait_for_function("document.documentElement.dataset.live === 'on'")
+        wait_js(page, "document.documentElement.dataset.live === 'on'")
         first = page.locator(f"#hold-{refs[0]}")
         first.locator("summary").click()
         first.get_by_label("Reason").fill("No room for a teenager")
@@ -349,12 +350,12 @@ def test_a_new_household_is_announced_to_a_screen_reader(
     refs: list[str] = []
     try:
         wb._sign_in(page, base, server["staff"])
-        page.wait_for_function("document.documentElement.dataset.live === 'on'")
+        wait_js(page, "document.documentElement.dataset.live === 'on'")
         news = page.locator("#live-news")
         assert news.get_attribute("role") == "status" and news.inner_text() == ""
         refs.append(_police_hold(base, server["police"], pool.ref, "a11y-news-0001"))
         page.locator(f"#hold-{refs[0]}").wait_for(timeout=10000)
-        page.wait_for_function("document.getElementById('live-news').textContent !== ''")
+        wait_js(page, "document.getElementById('live-news').textContent !== ''")
         said = news.text_content() or ""
         assert said.startswith("Incoming: ") and refs[0] in said and "Refuge Iris" in said
     finally:
@@ -556,7 +557,7 @@ def test_a_count_typed_before_a_hold_came_in_is_not_saved_over_it(
     refs: list[str] = []
     try:
         wb._sign_in(page, base, server["staff"])
-        page.wait_for_function("document.documentElement.dataset.live === 'on'")
+        wait_js(page, "document.documentElement.dataset.live === 'on'")
         card = page.locator(f"#pool-{pool.id}")
         free = int(card.locator(".free").inner_text())
         assert free >= 2
@@ -564,8 +565,8 @@ def test_a_count_typed_before_a_hold_came_in_is_not_saved_over_it(
         page.evaluate("document.activeElement.blur()")
         with _refreshed(page, "/web/staff"):
             refs.append(_police_hold(base, server["police"], pool.ref, "a11y-typed-0001"))
-        page.wait_for_function(
-            f"document.getElementById('free-{pool.id}').textContent.trim() === '{free - 1}'"
+        wait_js(
+            page, f"document.getElementById('free-{pool.id}').textContent.trim() === '{free - 1}'"
         )
         assert card.get_by_label("Free places").input_value() == "0"  # kept, not sent
         card.get_by_role("button", name="Set free places").click()

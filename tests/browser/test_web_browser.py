@@ -20,7 +20,7 @@ from capacity.clock import FrozenClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.settings import Settings
-from tests.browser.web_helpers import seed_world
+from tests.browser.web_helpers import seed_world, wait_js
 from tests.conftest import TEST_KEY, World, need
 from tests.servers import serving
 
@@ -179,7 +179,7 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     pool = server["ixl"].pools[0]
     staff = _page(browser, 360, 780)
     _sign_in(staff, base, server["staff"])
-    staff.wait_for_function("document.documentElement.dataset.live === 'on'")
+    wait_js(staff, "document.documentElement.dataset.live === 'on'")
     assert staff.locator("#holds .hold").count() == 0
     occupied_before = staff.locator(f"#figures-{pool.id}").inner_text()
 
@@ -218,9 +218,7 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     ref = op.locator("#refcode").inner_text().strip()
     assert re.fullmatch(r"[A-Z0-9-]{4,20}", ref), ref
     assert op.locator("#countdown").is_visible()
-    op.wait_for_function(
-        "/^[0-9]+:[0-9]{2}$/.test(document.getElementById('countdown').textContent)"
-    )
+    wait_js(op, "/^[0-9]+:[0-9]{2}$/.test(document.getElementById('countdown').textContent)")
     _shot(op, "hold-360")
     op.set_viewport_size({"width": 1280, "height": 900})
     _shot(op, "hold-1280")
@@ -309,7 +307,7 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     # and goes away live when the officer releases it
     import httpx
 
-    phone.wait_for_function("document.documentElement.dataset.live === 'on'")
+    wait_js(phone, "document.documentElement.dataset.live === 'on'")
     police = {"Authorization": f"Bearer {server['police']}"}
     r = httpx.post(
         f"{base}/holds",
@@ -355,7 +353,7 @@ def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]
     phone.get_by_role("button", name="Arrived", exact=True).click()
     phone.wait_for_load_state()
     assert phone.url.endswith("/web/link/arrived") and phone.locator("#arrival-error").is_visible()
-    phone.wait_for_function("document.documentElement.dataset.live === 'on'")
+    wait_js(phone, "document.documentElement.dataset.live === 'on'")
     phone.locator("#arrival-code").blur()  # the worker looks up from the field
     assert httpx.post(f"{base}/holds/{r.json()['ref']}/release", headers=police).status_code == 200
     expected.first.wait_for(state="detached", timeout=10000)
@@ -456,3 +454,37 @@ def test_operator_waits_in_line_and_sees_the_place_held(
         for h in httpx.get(f"{base}/holds", headers=police).json():
             if h["state"] == "held":
                 httpx.post(f"{base}/holds/{h['ref']}/release", headers=police)
+
+
+def test_waiting_for_a_later_change_works_under_our_csp(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """The browser tests wait for live changes with ``wait_js``. Our pages refuse ``eval``
+    (no ``'unsafe-eval'``): Playwright's plain-expression form evals on every poll and failed,
+    at random, whenever the condition was not already true. This page is ours, under its CSP;
+    the condition turns true only later."""
+    page = _page(browser)
+    response = page.goto(f"{server['base']}/web/sign-in")
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-eval" not in csp
+    page.evaluate("setTimeout(() => { document.body.dataset.later = 'yes'; }, 300)")
+    with pytest.raises(Exception, match="unsafe-eval"):
+        page.wait_for_function("document.body.dataset.later === 'yes'", timeout=3000)  # plain form
+    page.evaluate("delete document.body.dataset.later")
+    page.evaluate("setTimeout(() => { document.body.dataset.later = 'yes'; }, 300)")
+    wait_js(page, "document.body.dataset.later === 'yes'", timeout=3000)
+    page.context.close()
+
+
+def test_browser_tests_wait_only_through_wait_js() -> None:
+    """A direct ``wait_for_function`` with an expression would bring the random failure back."""
+    here, call = Path(__file__).parent, ".wait_for_function" + "("
+    direct = [
+        f"{p.name}:{n}"
+        for p in sorted(here.glob("*.py"))
+        if p.name != "web_helpers.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if call in line and not line.endswith("# plain form")
+    ]
+    assert direct == [], direct

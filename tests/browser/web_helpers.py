@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from httpx import AsyncClient, Response
 
@@ -19,6 +20,16 @@ FAMILY_POLICY = AccessPolicy(
     specialisations=["ipv"],
     languages=["fr", "nl"],
 )
+
+
+def wait_js(page: Any, expression: str, timeout: float | None = None) -> None:
+    """Wait until the JavaScript ``expression`` is true in ``page``.
+
+    Playwright's ``wait_for_function`` with a plain expression runs ``eval`` on every poll. Our
+    pages' CSP has no ``'unsafe-eval'``: the first poll (inside Playwright's own call) passes,
+    the later ones (from ``requestAnimationFrame``) are refused, so a condition that is not
+    already true failed at random. Given a function, Playwright evaluates it once and calls it."""
+    page.wait_for_function(f"() => ({expression})", timeout=timeout)
 
 
 def csrf_of(html: str) -> str:
