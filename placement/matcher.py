@@ -57,13 +57,15 @@ What an option never shows: the address, coordinates or municipality of a facili
 The area is the arrondissement, or the province (region for Brussels) for a secret
 address; the distance is rounded to 1 km, or to 10 km (at least 10) for a secret address.
 
-Nor can a series of searches tell more of a secret address than that. A secret place is
-judged and ranked by its rounded distance too (the score's distance part and the maximum
-distance), and an area to avoid with a radius sees only the 10 km band its distance to the
-place lies in (``_judged_gap``: rounded down, so every place truly within the radius is
-still avoided, and some up to 10 km beyond it too). Otherwise the score's exact distance
-part, or a maximum distance or radius narrowed search after search, would tell the exact
-distance, and from two preferred areas the municipality.
+Nor can a series of searches tell more of a secret address than its arrondissement. A secret
+place is judged by its arrondissement's figures, never its municipality's (``_cloak``): its
+distance is the distance to the arrondissement's centre, rounded as shown and so filtered and
+ranked (the score's distance part and the maximum distance); an area to avoid sees only the
+10 km band of the arrondissement's smallest gap to it (``_judged_gap``: rounded down, so every
+place truly within a radius is still avoided, and avoiding a municipality leaves out every
+secret place of an arrondissement that comes within 10 km of it). Judged by its own
+municipality, even in 10 km bands, the answers from one avoided or preferred municipality
+after another were different for almost every municipality: they named it (trilateration).
 """
 
 from __future__ import annotations
@@ -211,6 +213,22 @@ class _Geo:
     pos: dict[str, int]
     dist: np.ndarray  # km between municipality centroids, shared by both implementations
     gap: np.ndarray  # km between territories (``capacity.areas.territory_gap_km``): R17
+    # A secret place is judged by its arrondissement, never its municipality (``_cloak``):
+    zone_dist: np.ndarray  # [a, m]: km from a's centroid to the centre of m's arrondissement
+    zone_gap: np.ndarray  # [a, m]: the smallest gap from a to a municipality of m's arrondissement
+
+
+def _haversine(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
+    """km between every point of (lat1, lon1) (rows) and of (lat2, lon2) (columns), radians."""
+    dlat = lat2[None, :] - lat1[:, None]
+    dlon = lon2[None, :] - lon1[:, None]
+    h = (
+        np.sin(dlat / 2) ** 2
+        + np.cos(lat1[:, None]) * np.cos(lat2[None, :]) * np.sin(dlon / 2) ** 2
+    )
+    return 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 @cache
@@ -219,15 +237,40 @@ def _geo() -> _Geo:
     codes = tuple(sorted(idx.municipalities))
     lat = np.radians([idx.municipalities[c].lat for c in codes])
     lon = np.radians([idx.municipalities[c].lon for c in codes])
-    dlat = lat[None, :] - lat[:, None]
-    dlon = lon[None, :] - lon[:, None]
-    h = np.sin(dlat / 2) ** 2 + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
-    dist = 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    dist = _haversine(lat, lon, lat, lon)
     dist.setflags(write=False)
     radius = np.sqrt(np.array([idx.municipalities[c].area_km2 for c in codes]) / np.pi)
     gap = dist - radius[:, None] - radius[None, :]
     gap.setflags(write=False)
-    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, gap)
+    zone_dist, zone_gap = _cloak(codes, lat, lon, gap)
+    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, gap, zone_dist, zone_gap)
+
+
+def _cloak(
+    codes: tuple[str, ...], lat: np.ndarray, lon: np.ndarray, gap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where a secret place is, for every rule and ranking: its arrondissement (4 to 33
+    municipalities), not its municipality.
+
+    Judged by its own municipality, however coarsely, a secret place answers differently
+    from each of its neighbours: avoiding one municipality after another, or reading its
+    rounded distance from a few preferred areas, named its municipality (trilateration).
+    Judged by figures of its arrondissement alone, every place of an arrondissement answers
+    every search alike. The gap is the arrondissement's smallest (never more than the place's
+    own: whatever is truly within a radius stays avoided); the distance is to the
+    arrondissement's centre (the mean of its municipalities' centroids)."""
+    idx = areas()
+    arr = [idx.municipalities[c].arrondissement_nis for c in codes]
+    zones = sorted(set(arr))
+    zone_of = np.array([zones.index(a) for a in arr], dtype=np.int32)
+    members = [zone_of == k for k in range(len(zones))]
+    centre_lat = np.array([lat[m].mean() for m in members])
+    centre_lon = np.array([lon[m].mean() for m in members])
+    zone_dist = _haversine(lat, lon, centre_lat, centre_lon)[:, zone_of]
+    zone_gap = np.stack([gap[:, m].min(axis=1) for m in members], axis=1)[:, zone_of]
+    zone_dist.setflags(write=False)
+    zone_gap.setflags(write=False)
+    return zone_dist, zone_gap
 
 
 def _muni_pos(nis: str) -> int:
@@ -658,22 +701,24 @@ def match_reference(
             codes.append("no_room_unknown" if unknown else "no_room")
         m = _muni_pos(fac.municipality_nis)
         secret = fac.secret_address
+        # a secret place: the figures of its arrondissement, never its municipality's
+        gaps, dists = (geo.zone_gap, geo.zone_dist) if secret else (geo.gap, geo.dist)
         if fac.municipality_nis and (
             (
                 any(  # a secret place: its 10 km band from them, as a radius of 0 km
-                    _judged_gap(float(geo.gap[_muni_pos(c), m]), True) <= 0
+                    _judged_gap(float(gaps[_muni_pos(c), m]), True) <= 0
                     for c in s.zones.avoid_municipalities
                 )
                 if secret
                 else areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
             )
             or any(
-                _judged_gap(float(geo.gap[_muni_pos(c), m]), secret) <= km
+                _judged_gap(float(gaps[_muni_pos(c), m]), secret) <= km
                 for c, km in s.zones.avoid_radius
             )
         ):
             codes.append("avoid_area")
-        distance = None if pref is None else _judged_km(float(geo.dist[pref, m]), secret)
+        distance = None if pref is None else _judged_km(float(dists[pref, m]), secret)
         max_km = request.max_distance_km
         if distance is not None and max_km is not None and distance > max_km:
             codes.append("too_far")
@@ -1114,21 +1159,25 @@ class MatcherIndex:
                 avoid[geo.pos[c]] = True
             avoided = avoid[self.muni]
             if zones.avoid_municipalities and self.secret.any():
-                # A secret place is judged by its 10 km band from them (as a radius of 0 km):
-                # exactly, avoiding one municipality after another would name its own.
-                rows = geo.gap[[geo.pos[c] for c in sorted(zones.avoid_municipalities)]]
+                # A secret place is judged by its arrondissement's 10 km band from them (as a
+                # radius of 0 km): by its own, avoiding one municipality after another would
+                # name it (``_cloak``).
+                rows = geo.zone_gap[[geo.pos[c] for c in sorted(zones.avoid_municipalities)]]
                 near = np.floor(rows[:, self.muni].min(axis=0) / SECRET_BAND_KM) <= 0
                 avoided = np.where(self.secret, near, avoided)
             for c, km in zones.avoid_radius:
                 gap = geo.gap[geo.pos[c]][self.muni]
-                band = np.floor(gap / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap
+                zone = geo.zone_gap[geo.pos[c]][self.muni]
+                band = np.floor(zone / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap
                 avoided |= np.where(self.secret, band, gap) <= km
             rule("avoid_area", avoided)
         dist = None
         if zones.preferred is not None:
-            exact = geo.dist[geo.pos[zones.preferred]][self.muni]
+            here = geo.pos[zones.preferred]
+            exact = geo.dist[here][self.muni]
+            zone = geo.zone_dist[here][self.muni]  # a secret place: its arrondissement's centre
             # as _judged_km: the shown rounding for a secret address
-            dist = np.where(self.secret, np.maximum(10.0, np.round(exact / 10) * 10), exact)
+            dist = np.where(self.secret, np.maximum(10.0, np.round(zone / 10) * 10), exact)
             if request.max_distance_km is not None:
                 rule("too_far", dist > request.max_distance_km)
 

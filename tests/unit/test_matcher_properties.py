@@ -16,7 +16,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capacity.areas import areas, distance_km, territory_gap_km
+from capacity.areas import Municipality, areas, distance_km, territory_gap_km
 from placement.household import (
     Adult,
     AvoidAreas,
@@ -220,26 +220,44 @@ def judged_gap(fac: FacilitySnapshot, km: float) -> float:
     return math.floor(km / 10) * 10 if fac.secret_address else km
 
 
+def arrondissement_of(m: Municipality) -> list[Municipality]:
+    idx = areas()
+    return [x for x in idx.municipalities.values() if x.arrondissement_nis == m.arrondissement_nis]
+
+
+def secret_gap(a: Municipality, m: Municipality) -> float:
+    """A secret place is judged by its arrondissement: the smallest gap from ``a`` to one of
+    its municipalities."""
+    return min(territory_gap_km(a, x) for x in arrondissement_of(m))
+
+
+def secret_km(a: Municipality, m: Municipality) -> float:
+    """...and the distance from ``a`` to its arrondissement's centre (its centroids' mean)."""
+    members = arrondissement_of(m)
+    lat = math.radians(sum(x.lat for x in members) / len(members))
+    lon = math.radians(sum(x.lon for x in members) / len(members))
+    lat0, lon0 = math.radians(a.lat), math.radians(a.lon)
+    h = (
+        math.sin((lat - lat0) / 2) ** 2
+        + math.cos(lat0) * math.cos(lat) * math.sin((lon - lon0) / 2) ** 2
+    )
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
 def in_avoided_area(fac: FacilitySnapshot, request: SearchRequest) -> bool:
     idx = areas()
     m = idx.municipality(fac.municipality_nis)
     named = {idx.municipality(c).nis for c in request.avoid.municipalities}
     for a in request.avoid.arrondissements:
         named.update(c for c, x in idx.municipalities.items() if x.arrondissement_nis == a)
-    if not fac.secret_address and m.nis in named:
-        return True
-    if fac.secret_address and any(
-        # a secret place: its 10 km band from an avoided municipality (or an avoided
-        # arrondissement's), as a radius of 0 km
-        judged_gap(fac, territory_gap_km(idx.municipality(c), m)) <= 0
-        for c in named
-    ):
-        return True
     if not fac.secret_address:
-        return any(m.nis in idx.within(r.municipality_nis, r.km) for r in request.avoid.radius)
-    return any(
-        m.nis == idx.municipality(r.municipality_nis).nis
-        or judged_gap(fac, territory_gap_km(idx.municipality(r.municipality_nis), m)) <= r.km
+        return m.nis in named or any(
+            m.nis in idx.within(r.municipality_nis, r.km) for r in request.avoid.radius
+        )
+    # a secret place: its arrondissement's 10 km band from an avoided municipality (or an
+    # avoided arrondissement's), as a radius of 0 km; from a radius's centre
+    return any(judged_gap(fac, secret_gap(idx.municipality(c), m)) <= 0 for c in named) or any(
+        judged_gap(fac, secret_gap(idx.municipality(r.municipality_nis), m)) <= r.km
         for r in request.avoid.radius
     )
 
@@ -262,10 +280,9 @@ def admissible(fac: FacilitySnapshot, request: SearchRequest, kind: str, now: da
         return False
     if request.preferred_municipality_nis and request.max_distance_km is not None:
         idx = areas()
-        d = distance_km(
-            idx.municipality(fac.municipality_nis),
-            idx.municipality(request.preferred_municipality_nis),
-        )
+        here = idx.municipality(request.preferred_municipality_nis)
+        there = idx.municipality(fac.municipality_nis)
+        d = secret_km(here, there) if fac.secret_address else distance_km(there, here)
         if judged_km(fac, d) > request.max_distance_km:
             return False
     return True

@@ -1,5 +1,6 @@
-"""R25: what searches can learn of a secret address is its province and the 10 km band of its
-distances — however many searches are made.
+"""R25: what searches can learn of a secret address is its arrondissement, however many
+searches are made: a secret place is judged by the 10 km band of its arrondissement's figures
+(the distance to its centre, the smallest gap to an area to avoid), never its own.
 
 A secret place used to show a distance rounded to 10 km, while its score carried the exact
 distance (to 4 decimals), and a maximum distance or an avoid radius narrowed search after
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from capacity.areas import areas, distance_km, territory_gap_km
+from capacity.areas import Municipality, areas, distance_km, territory_gap_km
 from placement.household import Adult, AvoidAreas, AvoidRadius, Household, SearchRequest
 from placement.matcher import SearchResult, match, match_reference
 from placement.synthetic import SYNTHETIC_NOW, make_facility
@@ -33,29 +34,47 @@ def _search(facilities: list, **kw: object) -> SearchResult:
     return fast
 
 
-def _two_in_one_band() -> tuple[str, str]:
-    """Two municipalities whose distances from FROM differ by over 2 km but round to the same
-    10 km (so a secret place in either shows the same distance)."""
+def _two_in_one_arrondissement() -> tuple[str, str]:
+    """The nearest and the farthest municipality from FROM of one arrondissement 15-60 km away,
+    over 2 km apart in their distances (a secret place in either shows the same distance)."""
     idx = areas()
     here = idx.municipality(FROM)
-    by_band: dict[int, list[tuple[float, str]]] = {}
+    by_arr: dict[str, list[tuple[float, str]]] = {}
     for m in idx.municipalities.values():
-        d = distance_km(here, m)
-        if 15 < d < 60:
-            by_band.setdefault(round(d / 10), []).append((d, m.nis))
-    for _band, found in sorted(by_band.items()):
+        by_arr.setdefault(m.arrondissement_nis, []).append((distance_km(here, m), m.nis))
+    for _arr, found in sorted(by_arr.items()):
         found.sort()
-        if found[-1][0] - found[0][0] > 2:
+        if found[0][0] > 15 and found[-1][0] < 60 and found[-1][0] - found[0][0] > 2:
             return found[0][1], found[-1][1]
-    raise AssertionError("no two municipalities in one band")
+    raise AssertionError("no such arrondissement")
+
+
+def _members(nis: str) -> list[Municipality]:
+    idx = areas()
+    arr = idx.municipality(nis).arrondissement_nis
+    return [m for m in idx.municipalities.values() if m.arrondissement_nis == arr]
+
+
+def _centre_km(nis: str) -> float:
+    """km from FROM to the centre of nis's arrondissement (the mean of its centroids)."""
+    members = _members(nis)
+    lat = math.radians(sum(m.lat for m in members) / len(members))
+    lon = math.radians(sum(m.lon for m in members) / len(members))
+    here = areas().municipality(FROM)
+    lat0, lon0 = math.radians(here.lat), math.radians(here.lon)
+    h = (
+        math.sin((lat - lat0) / 2) ** 2
+        + math.cos(lat0) * math.cos(lat) * math.sin((lon - lon0) / 2) ** 2
+    )
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
 def _place(ref: str, nis: str, *, secret: bool) -> object:
     return make_facility(ref, nis, secret_address=secret)
 
 
-def test_the_score_of_a_secret_place_tells_only_its_band() -> None:
-    near, far = _two_in_one_band()
+def test_the_score_of_a_secret_place_tells_only_its_arrondissements_band() -> None:
+    near, far = _two_in_one_arrondissement()
     result = _search([_place("s-near", near, secret=True), _place("s-far", far, secret=True)])
     a, b = sorted(result.options, key=lambda o: o.facility_ref)
     assert a.distance_km == b.distance_km
@@ -66,9 +85,9 @@ def test_the_score_of_a_secret_place_tells_only_its_band() -> None:
     assert c.score_parts["distance"] != d.score_parts["distance"]
 
 
-def test_narrowing_the_maximum_distance_finds_only_the_band() -> None:
-    near, far = _two_in_one_band()
-    shown = round(distance_km(areas().municipality(FROM), areas().municipality(near)) / 10) * 10
+def test_narrowing_the_maximum_distance_finds_only_the_arrondissements_band() -> None:
+    near, far = _two_in_one_arrondissement()
+    shown = max(10, round(_centre_km(near) / 10) * 10)
     for secret in (True, False):
         places = [_place("near", near, secret=secret), _place("far", far, secret=secret)]
         answers = set()
@@ -82,11 +101,13 @@ def test_narrowing_the_maximum_distance_finds_only_the_band() -> None:
             assert frozenset({"near"}) in answers
 
 
-def test_an_avoid_radius_finds_only_the_band_and_never_lets_a_place_within_through() -> None:
+def test_an_avoid_radius_finds_only_the_arrondissements_band_and_lets_no_place_within_through() -> (
+    None
+):
     idx = areas()
     avoid_from = "21015"  # Schaerbeek
     # secret places at various gaps from Schaerbeek: each radius either avoids a place or not
-    # according to the 10 km band of its gap alone, and avoids every place within it
+    # by the 10 km band of its arrondissement's smallest gap alone, and avoids every place within
     candidates = [
         m.nis
         for m in idx.municipalities.values()
@@ -94,6 +115,8 @@ def test_an_avoid_radius_finds_only_the_band_and_never_lets_a_place_within_throu
     ][:40]
     for nis in candidates:
         gap = territory_gap_km(idx.municipality(avoid_from), idx.municipality(nis))
+        zone_gap = min(territory_gap_km(idx.municipality(avoid_from), m) for m in _members(nis))
+        assert zone_gap <= gap
         secret = [_place("s", nis, secret=True)]
         first_avoided = None
         for quarter in range(0, 200):  # 0 to 49.75 km
@@ -106,7 +129,7 @@ def test_an_avoid_radius_finds_only_the_band_and_never_lets_a_place_within_throu
                 assert not offered, (nis, gap, km)  # within the radius: never offered
             if not offered and first_avoided is None:
                 first_avoided = km
-        assert first_avoided == math.floor(gap / 10) * 10, (nis, gap, first_avoided)
+        assert first_avoided == max(0, math.floor(zone_gap / 10) * 10), (nis, zone_gap)
     # control: a place that is not secret is avoided from its exact gap on
     nis = candidates[0]
     gap = territory_gap_km(idx.municipality(avoid_from), idx.municipality(nis))
