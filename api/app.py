@@ -39,7 +39,7 @@ from api.health import live, metrics, ready
 from api.holds.controllers import HoldController, StaffHoldController
 from api.logging import RequestIdMiddleware, configure_logging
 from api.placement.controllers import PlacementController
-from api.ratelimit import TokenBuckets
+from api.ratelimit import StreamSlots, TokenBuckets
 from api.staff.controllers import StaffController
 from api.staff.links import StaffLinkController
 from api.standing.controllers import StandingController
@@ -275,6 +275,7 @@ def create_app(
             "clock": clock or SystemClock(),
             "cipher": AddressCipher.from_settings(settings.address_key, settings.address_key_file),
             "rate_buckets": TokenBuckets(),
+            "stream_slots": StreamSlots(),
             "auth_cache": AuthCache(settings.auth_cache_seconds),
             "search_cache": SnapshotCache(
                 database, settings, max_age=settings.matcher_cache_seconds

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -79,3 +79,90 @@ def rate_limit(
 
     guard.__name__ = f"rate_limit_{action}"
     return guard
+
+
+T = TypeVar("T")
+
+#: what a client refused a stream is told to wait (an open stream ends within its ``seconds``)
+STREAM_RETRY_SECONDS = 30
+
+
+class StreamSlots:
+    """Live streams open at once per key (a token, a one-time link) in this API process.
+
+    Each open stream polls the database every second: a client that opens a new stream
+    without closing the old one (a shelter's system reconnecting in a loop, a page opened in
+    fifty tabs, a leaked token) would otherwise load the database without bound."""
+
+    def __init__(self) -> None:
+        self._open: dict[Hashable, int] = {}
+
+    def count(self, key: Hashable) -> int:
+        return self._open.get(key, 0)
+
+    def total(self) -> int:
+        """Streams open in this process, all keys together."""
+        return sum(self._open.values())
+
+    def take(self, key: Hashable, limit: int) -> Callable[[], None] | None:
+        """One slot for ``key``, or None when ``limit`` (> 0) are open. The function returned
+        frees it; calling it again does nothing."""
+        n = self._open.get(key, 0)
+        if limit > 0 and n >= limit:
+            return None
+        self._open[key] = n + 1
+        freed = False
+
+        def free() -> None:
+            nonlocal freed
+            if freed:
+                return
+            freed = True
+            left = self._open.get(key, 1) - 1
+            if left > 0:
+                self._open[key] = left
+            else:
+                self._open.pop(key, None)
+
+        return free
+
+
+class _HeldStream(Generic[T]):
+    """``events`` holding a stream slot, given back (once) when the stream ends, fails, is
+    cancelled or closed by the server when the client leaves, or is dropped unstarted."""
+
+    def __init__(self, events: AsyncGenerator[T, None], free: Callable[[], None]) -> None:
+        self._events = events
+        self._free = free
+
+    def __aiter__(self) -> _HeldStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._events.__anext__()
+        except BaseException:  # the last message, an error, a cancellation
+            self._free()
+            raise
+
+    async def aclose(self) -> None:
+        self._free()
+        await self._events.aclose()
+
+    def __del__(self) -> None:
+        self._free()
+
+
+def open_stream(state: Any, key: Hashable, events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    """``events``, holding one of ``key``'s stream slots for as long as it runs; raise
+    :class:`RateLimited` (429 + ``Retry-After``) when ``key`` has ``ABRI_STREAMS_PER_TOKEN``
+    open already."""
+    limit = state.settings.streams_per_token
+    free = state.stream_slots.take(key, limit)
+    if free is None:
+        raise RateLimited(
+            f"{limit} live streams are open with this token already; close one, or try again "
+            f"in {STREAM_RETRY_SECONDS} s.",
+            retry_after=STREAM_RETRY_SECONDS,
+        )
+    return _HeldStream(events, free)

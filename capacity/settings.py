@@ -168,6 +168,9 @@ class Settings:
     worker_metrics: str = ""
     rate_search_per_minute: int = 120  # per token and API process; 0: no limit
     rate_hold_per_minute: int = 30
+    # live streams (server-sent events) open at once per token (per one-time link) and API
+    # process; each polls the database every second. 0: no limit
+    streams_per_token: int = 20
     auth_cache_seconds: float = 5.0  # a revocation from the CLI takes effect within this
     retention_days: int = 90  # personal data in closed holds and audit detail, then statistics
     # Move what exists once the app has started (modules, routes, the OpenAPI schema, the
@@ -201,6 +204,7 @@ class Settings:
             worker_metrics=os.environ.get("ABRI_WORKER_METRICS", "").strip(),
             rate_search_per_minute=_int("ABRI_RATE_SEARCH_PER_MINUTE", 120, 0),
             rate_hold_per_minute=_int("ABRI_RATE_HOLD_PER_MINUTE", 30, 0),
+            streams_per_token=_int("ABRI_STREAMS_PER_TOKEN", 20, 0),
             auth_cache_seconds=_at_least("ABRI_AUTH_CACHE_SECONDS", 5.0, 0.0),
             retention_days=int(_at_least("ABRI_RETENTION_DAYS", 90, 1)),
             gc_freeze=_flag("ABRI_GC_FREEZE", True),

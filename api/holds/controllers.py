@@ -29,7 +29,7 @@ from api.holds.schemas import (
     hold_read,
     staff_hold_read,
 )
-from api.ratelimit import rate_limit
+from api.ratelimit import open_stream, rate_limit
 from api.routing import get, post
 from capacity import registry
 from capacity.audit import Actor
@@ -229,7 +229,8 @@ class StaffHoldController(Controller):
         async def alive() -> bool:
             return token_id is None or await registry.token_active(db, token_id, clock.now())
 
-        return ServerSentEvent(hold_event_stream(db, actor, clock, start, seconds, alive=alive))
+        events = hold_event_stream(db, actor, clock, start, seconds, alive=alive)
+        return ServerSentEvent(open_stream(request.app.state, ("token", token_id), events))
 
     @get("/{ref:str}", summary="One hold on my facilities")
     async def get(

@@ -31,6 +31,7 @@ from litestar.static_files import create_static_files_router
 from api.holds.controllers import hold_event_stream, resume_from
 from api.holds.schemas import hold_read, staff_hold_read
 from api.ratelimit import check as rate_check
+from api.ratelimit import open_stream
 from api.routing import get, post
 from api.schemas import pool_read
 from api.staff.links import link_url
@@ -41,7 +42,14 @@ from capacity import availability, health_rules, links, registry
 from capacity.areas import areas, display_name, fold, local_name, name_key
 from capacity.audit import Actor
 from capacity.commands import AvailabilityUpdate, StatusChange
-from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, UnknownArea
+from capacity.errors import (
+    AbriError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    UnknownArea,
+)
 from placement import holds_service, search_service, standing_service
 from placement.errors import IllegalTransition
 from placement.holds_service import requester_kind_of
@@ -1369,9 +1377,11 @@ class WebController(Controller):
         async def alive() -> bool:  # signed out, or the token revoked: the stream ends
             return await sess.still_valid(state.db, _ws.data, state.clock.now())
 
-        stream = ServerSentEvent(
-            hold_event_stream(state.db, actor, state.clock, start, 300, alive=alive)
-        )
+        events = hold_event_stream(state.db, actor, state.clock, start, 300, alive=alive)
+        try:  # the same slots as the API's stream: one budget per token
+            stream = ServerSentEvent(open_stream(state, ("token", actor.token_id), events))
+        except RateLimited as exc:
+            return sess.refused_stream(exc)
         for name, value in sess.SECURITY_HEADERS.items():
             stream.headers[name] = value
         return stream

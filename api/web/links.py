@@ -20,6 +20,7 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
 from api.holds.controllers import hold_event_stream, resume_from
+from api.ratelimit import open_stream
 from api.routing import get, post
 from api.schemas import pool_read
 from api.web import i18n
@@ -39,7 +40,7 @@ from api.web.controllers import (
 )
 from capacity import links
 from capacity.commands import AvailabilityUpdate
-from capacity.errors import AbriError, NotFound
+from capacity.errors import AbriError, NotFound, RateLimited
 from placement import holds_service, standing_service
 from placement.errors import BadReference
 
@@ -192,7 +193,10 @@ class LinkPageController(Controller):
             bare=True,
             alive=lambda: sess.still_valid(state.db, ws.data, state.clock.now()),
         )
-        stream = ServerSentEvent(events)
+        try:
+            stream = ServerSentEvent(open_stream(state, ("link", ws.link.link_id), events))
+        except RateLimited as exc:
+            return sess.refused_stream(exc)
         for name, value in sess.SECURITY_HEADERS.items():
             stream.headers[name] = value
         return stream

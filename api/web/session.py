@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from capacity import links
 from capacity.audit import Actor
 from capacity.db import Database
+from capacity.errors import RateLimited
 from capacity.models import EndedWebSession, Operator, Token
 from capacity.settings import SWITCH_OFF, Settings
 
@@ -65,6 +66,13 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+
+
+def refused_stream(exc: RateLimited) -> Response[str]:
+    """A live stream refused (too many open with this token or link): 429 with
+    ``Retry-After``. The page's script keeps the page as it is and says live updates are off."""
+    headers = {**SECURITY_HEADERS, "Retry-After": str(exc.extra["retry_after"])}
+    return Response(str(exc), status_code=429, media_type="text/plain", headers=headers)
 
 
 class SessionData(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -578,3 +578,59 @@ def test_a_count_typed_before_a_hold_came_in_is_not_saved_over_it(
         page.context.close()
         for ref in refs:
             _release(base, server["police"], ref)
+
+
+def test_a_refused_live_stream_is_said_on_the_page(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The token already has ABRI_STREAMS_PER_TOKEN (20) streams open: the staff page's own
+    is refused (429) and the browser does not try again. The page said nothing and looked
+    live; a night worker would wait for households that never appear."""
+    import threading
+    import time
+
+    base, staff = server["base"], server["staff"]
+    held = threading.Event()
+    opened: list[httpx.Response] = []
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {staff}"})
+
+    def hold_one() -> None:
+        with client.stream("GET", "/staff/holds/stream", params={"seconds": 20}) as r:
+            opened.append(r)
+            held.wait(25)
+
+    streams = [threading.Thread(target=hold_one) for _ in range(20)]
+    for t in streams:
+        t.start()
+    page = _phone(browser)
+    try:
+        deadline = time.monotonic() + 10
+        while len(opened) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(opened) == 20 and all(r.status_code == 200 for r in opened)
+        wb._sign_in(page, base, staff)
+        wait_js(page, "document.documentElement.dataset.live === 'off'", timeout=10000)
+        notice = page.locator("#live-off")
+        assert notice.get_attribute("role") == "status"
+        assert (
+            notice.inner_text() == "Live updates are off: reload the page to see what has changed."
+        )
+    finally:
+        page.context.close()
+        held.set()
+        for t in streams:
+            t.join()
+        client.close()
+    # the slots come back once the clients have gone: the next tests' pages are live again
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = httpx.get(
+            f"{base}/staff/holds/stream",
+            params={"seconds": 1},
+            headers={"Authorization": f"Bearer {staff}"},
+        )
+        if r.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text

@@ -12,6 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.ratelimit import TokenBuckets
+from api.web.session import CSP
 from capacity.commands import PoolCreate
 from capacity.settings import Settings
 from tests.conftest import World, bearer
@@ -150,3 +151,57 @@ async def test_a_standing_request_spends_the_hold_budget(
         {"search": json.dumps(search), "hours": "2", "idem": "web-standing-limit-1"},
     )
     assert r.status_code == 429 and "Too many requests in a short time" in r.text
+
+
+async def test_live_streams_are_limited_per_token_across_the_api_and_the_web_pages(
+    world: World, settings: Settings
+) -> None:
+    """Each open stream polls the database every second. A shelter's system that opens a new
+    stream without closing the old one, or a leaked token, could open thousands: at
+    ``ABRI_STREAMS_PER_TOKEN`` the next is refused with 429 and Retry-After, on the API and on
+    the staff page alike; a one-time link has slots of its own; a stream that ends gives its
+    slot back."""
+    import asyncio
+
+    from tests.browser.web_helpers import seed_world, web_sign_in
+    from tests.integration.test_staff_links import issue, open_link
+
+    app = create_app(
+        dataclasses.replace(settings, streams_per_token=2), db=world.db, clock=world.clock
+    )
+    slots = app.state.stream_slots
+    transport = httpx.ASGITransport(app=app)
+    w = await seed_world(world)
+    staff = str(w["staff"])
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as night,
+    ):
+        path = "/staff/holds/stream"
+        open_ = [
+            asyncio.create_task(client.get(path, params={"seconds": 3}, headers=bearer(staff)))
+            for _ in range(2)
+        ]
+        for _ in range(100):
+            if slots.total() == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert slots.total() == 2
+        r = await client.get(path, params={"seconds": 1}, headers=bearer(staff))
+        assert r.status_code == 429, r.text
+        assert r.headers["retry-after"] == "30" and r.json()["code"] == "rate-limited"
+        assert "2 live streams" in r.json()["detail"]
+        # the staff page's stream, signed in with the same token: the same two slots
+        await web_sign_in(client, staff)
+        page = await client.get("/web/staff/stream")
+        assert page.status_code == 429 and page.headers["retry-after"] == "30"
+        assert page.headers["content-security-policy"] == CSP
+        # a night worker's link (issued by that token) streams on slots of its own
+        _, secret = await issue(client, staff, w["ixl"].facility.id)  # type: ignore[attr-defined]
+        assert (await open_link(night, secret)).status_code == 303
+        link = await night.get("/web/link/stream", params={"seconds": 1})
+        assert link.status_code == 200 and "abri hold stream" in link.text
+        assert [(await t).status_code for t in open_] == [200, 200]
+        assert slots.total() == 0
+        again = await client.get(path, params={"seconds": 1}, headers=bearer(staff))
+        assert again.status_code == 200

@@ -187,6 +187,19 @@
      "hold.no_show", "hold.departed", "hold.extended", "message"].forEach(function (kind) {
       source.addEventListener(kind, refresh);
     });
+    /* refused (e.g. 429: too many streams open with this token) or gone for good: the
+       browser will not try again, so the page says so instead of looking live */
+    source.addEventListener("error", function () {
+      if (source.readyState !== EventSource.CLOSED) return;  /* reconnecting by itself */
+      document.documentElement.setAttribute("data-live", "off");
+      if (document.getElementById("live-off")) return;
+      var off = document.createElement("p");
+      off.id = "live-off";
+      off.className = "notice";
+      off.setAttribute("role", "status");
+      off.textContent = holds.getAttribute("data-live-off") || "";
+      holds.parentNode.insertBefore(off, holds);
+    });
     document.documentElement.setAttribute("data-live", "on");
   }
 
