@@ -262,6 +262,19 @@ def in_avoided_area(fac: FacilitySnapshot, request: SearchRequest) -> bool:
     )
 
 
+def truly_in_avoided_area(fac: FacilitySnapshot, request: SearchRequest) -> bool:
+    """By the place's own municipality, secret or not: what judging a secret place by its
+    arrondissement must never let through (it may leave out more, never less)."""
+    idx = areas()
+    m = idx.municipality(fac.municipality_nis)
+    named = {idx.municipality(c).nis for c in request.avoid.municipalities}
+    for a in request.avoid.arrondissements:
+        named.update(c for c, x in idx.municipalities.items() if x.arrondissement_nis == a)
+    return m.nis in named or any(
+        m.nis in idx.within(r.municipality_nis, r.km) for r in request.avoid.radius
+    )
+
+
 def admissible(fac: FacilitySnapshot, request: SearchRequest, kind: str, now: datetime) -> bool:
     if evaluate(fac.policy, request, requester_kind=kind, now=now):  # type: ignore[arg-type]
         return False
@@ -307,6 +320,7 @@ def test_sound_and_complete(facs, request, kind, now) -> None:
         assert units_needed(pool, request.household.size, fac.policy) == option.units_needed
         assert pool.free >= option.units_needed and option.free_units == pool.free
         assert not in_avoided_area(fac, request)
+        assert not truly_in_avoided_area(fac, request)
     expected = {f.ref for f in facs if admissible(f, request, kind, now)}
     assert option_set(result) == expected
     assert result.matched == len(expected)
