@@ -634,3 +634,45 @@ def test_a_refused_live_stream_is_said_on_the_page(
             break
         time.sleep(0.2)
     assert r.status_code == 200, r.text
+
+
+def test_a_live_stream_refused_after_a_redraw_is_said_on_the_page(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The common way a page's stream is refused: it had been live, a household came (the list
+    was redrawn, its element replaced), the stream ended after its 5 minutes and the browser's
+    reconnection met the token's 20 other streams (429). The script looked for the notice's
+    place next to the element it had found when the page loaded, which the redraw had taken out
+    of the page: a TypeError, no notice, a page that looked live."""
+    base, staff = server["base"], server["staff"]
+    page = _phone(browser)
+    calls: list[int] = []
+
+    def stream(route: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # a household came, then the stream ended; retry after 2 s
+            route.fulfill(
+                status=200,
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                body="retry: 2000\n\nevent: hold.created\ndata: {}\n\n",
+            )
+        else:  # the reconnection: the token's streams are all taken
+            route.fulfill(status=429, headers={"Retry-After": "30"}, body="too many")
+
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.route("**/web/staff/stream", stream)
+        with _refreshed(page, "/web/staff"):
+            wb._sign_in(page, base, staff)  # the page loads, and redraws on the event
+        wait_js(page, "document.documentElement.dataset.live === 'off'", timeout=10000)
+        notice = page.locator("#live-off")
+        assert notice.count() == 1, errors
+        assert notice.inner_text() == (
+            "Live updates are off: reload the page to see what has changed."
+        )
+        assert notice.evaluate("n => n.nextElementSibling.id") == "holds"
+        assert errors == []
+    finally:
+        page.context.close()

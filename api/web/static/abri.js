@@ -197,8 +197,10 @@
       off.id = "live-off";
       off.className = "notice";
       off.setAttribute("role", "status");
-      off.textContent = holds.getAttribute("data-live-off") || "";
-      holds.parentNode.insertBefore(off, holds);
+      /* the element as it is now: a redraw has replaced the one found when the page loaded */
+      var here = document.getElementById(liveId) || holds;
+      off.textContent = here.getAttribute("data-live-off") || "";
+      if (here.parentNode) here.parentNode.insertBefore(off, here);
     });
     document.documentElement.setAttribute("data-live", "on");
   }
