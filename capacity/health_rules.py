@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import get_args
 
 from sqlalchemy import delete, select
@@ -217,17 +218,40 @@ async def by_area(s: AsyncSession) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def conditions_for(municipality_nis: str, rules: Mapping[str, frozenset[str]]) -> frozenset[str]:
-    """The area conditions that apply to a place in this municipality."""
+@cache
+def _judged_areas(municipality_nis: str, secret: bool) -> frozenset[str]:
+    """The area codes whose conditions apply to a place in this municipality: every area it
+    lies in; for a secret address also every municipality of its arrondissement. A secret
+    place is judged by its arrondissement, never its municipality (as ``placement.matcher``
+    does for distances and areas to avoid): a condition on one municipality shown on the
+    secret place there alone would name its municipality. So every secret place of the
+    arrondissement carries it (a condition to meet, never an exclusion)."""
+    idx = areas()
+    enclosing = idx.enclosing(municipality_nis)
+    if not secret:
+        return frozenset(enclosing)
+    arrondissement = idx.municipality(municipality_nis).arrondissement_nis
+    members = (c for c, m in idx.municipalities.items() if m.arrondissement_nis == arrondissement)
+    return frozenset((*enclosing, *members))
+
+
+def conditions_for(
+    municipality_nis: str, rules: Mapping[str, frozenset[str]], *, secret: bool = False
+) -> frozenset[str]:
+    """The area conditions that apply to a place in this municipality (``secret``: a place
+    with a secret address, judged by its arrondissement)."""
     if not rules:
         return frozenset()
     found: set[str] = set()
-    for code in areas().enclosing(municipality_nis):
+    for code in _judged_areas(municipality_nis, secret):
         found |= rules.get(code, frozenset())
     return frozenset(found)
 
 
-def in_force_at(municipality_nis: str, rules: list[AreaCondition]) -> list[AreaCondition]:
-    """Of ``rules`` (``list_conditions``), those in force for a place in this municipality."""
-    enclosing = areas().enclosing(municipality_nis)
-    return [r for r in rules if r.area_nis in enclosing]
+def in_force_at(
+    municipality_nis: str, rules: list[AreaCondition], *, secret: bool = False
+) -> list[AreaCondition]:
+    """Of ``rules`` (``list_conditions``), those in force for a place in this municipality
+    (``secret``: with a secret address, as ``conditions_for``)."""
+    judged = _judged_areas(municipality_nis, secret)
+    return [r for r in rules if r.area_nis in judged]

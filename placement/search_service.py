@@ -544,7 +544,7 @@ async def load_snapshots(
     area_rules = await health_rules.by_area(s)
     for f in (await s.execute(facility_query)).all():
         policy = policy_from_json(f.policy)
-        extra = health_rules.conditions_for(f.municipality_nis, area_rules)
+        extra = health_rules.conditions_for(f.municipality_nis, area_rules, secret=f.secret_address)
         if not extra <= set(policy.health_conditions):  # switched on for its area
             merged = sorted({*policy.health_conditions, *extra})
             policy = msgspec.structs.replace(policy, health_conditions=merged)

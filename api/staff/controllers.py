@@ -83,7 +83,9 @@ async def _one_facility(
         address,
         settings,
         now,
-        health_rules.in_force_at(view.facility.municipality_nis, rules),
+        health_rules.in_force_at(
+            view.facility.municipality_nis, rules, secret=view.facility.secret_address
+        ),
     )
 
 
@@ -113,7 +115,9 @@ class StaffController(Controller):
                 addresses.get(v.facility.id),
                 settings,
                 now,
-                health_rules.in_force_at(v.facility.municipality_nis, rules),
+                health_rules.in_force_at(
+                    v.facility.municipality_nis, rules, secret=v.facility.secret_address
+                ),
             )
             for v in views
         ]

@@ -577,7 +577,9 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
                     "reason": c.reason,
                     "until_text": None if c.until is None else local_when(c.until, lang, now),
                 }
-                for c in health_rules.in_force_at(v.facility.municipality_nis, area_rules)
+                for c in health_rules.in_force_at(
+                    v.facility.municipality_nis, area_rules, secret=v.facility.secret_address
+                )
             ],
         }
         for v in views

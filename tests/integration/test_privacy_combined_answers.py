@@ -308,3 +308,50 @@ async def test_avoiding_a_municipality_does_not_tell_a_secret_refuges_municipali
     )
     # the same as a radius of 0 km around Evere, which the README promises is band-judged
     assert next_door == await offered({"radius": [{"municipalityNis": "21006", "km": 0}]})
+
+
+async def test_a_municipal_health_condition_does_not_name_a_secret_refuges_municipality(
+    client: AsyncClient, world: World
+) -> None:
+    """A secret place is judged by its arrondissement, never its municipality: no search may
+    tell apart two secret refuges of one arrondissement. An area condition switched on for one
+    municipality (an outbreak in Ixelles) was put on the secret refuge there alone: the option
+    showing "Admission condition to meet" named its municipality, to anyone who knows of the
+    measure (an outbreak is public; public places in Ixelles show it too). Every secret place
+    of the arrondissement now carries it: a condition to meet is asked of more households,
+    never an exclusion. The staff of each see it, so they know why helplines ask."""
+    await world.operator("Admin", "admin")
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone", "police")
+    admin = bearer(await world.token("Admin", "admin"))
+    police = bearer(await world.token("Zone", "police"))
+    staff = bearer(await world.token("Refuges", "staff"))
+    pools = [PoolCreate(label="B", units_total=4)]
+    await world.facility("Refuges", "Refuge IXELLES", municipality="21009", pools=pools)
+    await world.facility("Refuges", "Refuge UCCLE", municipality="21016", pools=pools)
+    await world.facility(
+        "Refuges", "Shelter UCCLE", municipality="21016", pools=pools, secret=False
+    )
+    await world.facility(
+        "Refuges", "Shelter MECHELEN", municipality="12025", pools=pools, secret=False
+    )
+    r = await client.put(
+        "/admin/health-conditions/21009/negative_test", json={"reason": "Outbreak"}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/placements/search",
+        json={"household": {"adults": [{"gender": "female"}]}, "need": "ipv"},
+        headers=police,
+    )
+    assert r.status_code == 200, r.text
+    warned = {
+        o["alias"]: "health_condition_to_meet" in [w["code"] for w in o["warnings"]]
+        for o in r.json()["options"]
+    }
+    assert warned["Refuge IXELLES"] == warned["Refuge UCCLE"] is True
+    # a public place is judged by its own municipality, as before
+    assert warned["Shelter UCCLE"] is False and warned["Shelter MECHELEN"] is False
+    facilities = (await client.get("/staff/facilities", headers=staff)).json()
+    shown = {f["alias"]: [c["condition"] for c in f["areaConditions"]] for f in facilities}
+    assert shown["Refuge UCCLE"] == ["negative_test"] and shown["Shelter UCCLE"] == []
