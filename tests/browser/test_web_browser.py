@@ -198,7 +198,7 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     op.wait_for_load_state()
     results = op.locator("#results")
     # Ixelles comes within a kilometre or so of Schaerbeek: a secret refuge there is left out,
-    # even at 0 km (judged by its 10 km band, so no search tells its municipality)
+    # even at 0 km (judged by its arrondissement, so no search tells its municipality)
     assert "Refuge Iris" not in results.inner_text()
     op.get_by_label("Also keep away from them by (km)").fill("0")
     op.get_by_role("button", name="Search").click()
