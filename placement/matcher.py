@@ -216,6 +216,10 @@ class _Geo:
     # A secret place is judged by its arrondissement, never its municipality (``_cloak``):
     zone_dist: np.ndarray  # [a, m]: km from a's centroid to the centre of m's arrondissement
     zone_gap: np.ndarray  # [a, m]: the smallest gap from a to a municipality of m's arrondissement
+    # [a, m] for a public place, [a, len(codes) + m] for a secret one (``judged_col``): one
+    # gather per search instead of two and a choice
+    judged_dist: np.ndarray
+    judged_gap: np.ndarray
 
 
 def _haversine(
@@ -243,7 +247,11 @@ def _geo() -> _Geo:
     gap = dist - radius[:, None] - radius[None, :]
     gap.setflags(write=False)
     zone_dist, zone_gap = _cloak(codes, lat, lon, gap)
-    return _Geo(codes, {c: i for i, c in enumerate(codes)}, dist, gap, zone_dist, zone_gap)
+    judged_dist, judged_gap = np.hstack([dist, zone_dist]), np.hstack([gap, zone_gap])
+    judged_dist.setflags(write=False)
+    judged_gap.setflags(write=False)
+    pos = {c: i for i, c in enumerate(codes)}
+    return _Geo(codes, pos, dist, gap, zone_dist, zone_gap, judged_dist, judged_gap)
 
 
 def _cloak(
@@ -823,6 +831,9 @@ class MatcherIndex:
         geo = _geo()
         self.muni = np.array([_muni_pos(f.municipality_nis) for f in facs], dtype=np.int32)
         self.secret = np.array([f.secret_address for f in facs], dtype=bool)
+        # each facility's column in ``_Geo.judged_*``: its municipality's, or for a secret
+        # address its arrondissement's
+        self.judged_col = self.muni + np.int32(len(geo.codes)) * self.secret.astype(np.int32)
         self.status_ok = np.array([f.status in ADMITTING_STATUSES for f in facs], dtype=bool)
         self.status_closed = ~self.status_ok
         self.valid_from = np.array([_ts(f.valid_from, -math.inf) for f in facs], dtype=float)
@@ -1166,18 +1177,16 @@ class MatcherIndex:
                 near = np.floor(rows[:, self.muni].min(axis=0) / SECRET_BAND_KM) <= 0
                 avoided = np.where(self.secret, near, avoided)
             for c, km in zones.avoid_radius:
-                gap = geo.gap[geo.pos[c]][self.muni]
-                zone = geo.zone_gap[geo.pos[c]][self.muni]
-                band = np.floor(zone / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap
+                gap = geo.judged_gap[geo.pos[c]][self.judged_col]
+                band = np.floor(gap / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap
                 avoided |= np.where(self.secret, band, gap) <= km
             rule("avoid_area", avoided)
         dist = None
         if zones.preferred is not None:
-            here = geo.pos[zones.preferred]
-            exact = geo.dist[here][self.muni]
-            zone = geo.zone_dist[here][self.muni]  # a secret place: its arrondissement's centre
+            # a secret place: from its arrondissement's centre
+            judged = geo.judged_dist[geo.pos[zones.preferred]][self.judged_col]
             # as _judged_km: the shown rounding for a secret address
-            dist = np.where(self.secret, np.maximum(10.0, np.round(zone / 10) * 10), exact)
+            dist = np.where(self.secret, np.maximum(10.0, np.round(judged / 10) * 10), judged)
             if request.max_distance_km is not None:
                 rule("too_far", dist > request.max_distance_km)
 
