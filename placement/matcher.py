@@ -58,14 +58,14 @@ The area is the arrondissement, or the province (region for Brussels) for a secr
 address; the distance is rounded to 1 km, or to 10 km (at least 10) for a secret address.
 
 Nor can a series of searches tell more of a secret address than its arrondissement. A secret
-place is judged by its arrondissement's figures, never its municipality's (``_cloak``): its
-distance is the distance to the arrondissement's centre, rounded as shown and so filtered and
-ranked (the score's distance part and the maximum distance); an area to avoid sees only the
-10 km band of the arrondissement's smallest gap to it (``_judged_gap``: rounded down, so every
-place truly within a radius is still avoided, and avoiding a municipality leaves out every
-secret place of an arrondissement that comes within 10 km of it). Judged by its own
-municipality, even in 10 km bands, the answers from one avoided or preferred municipality
-after another were different for almost every municipality: they named it (trilateration).
+place is judged as if it could be anywhere in its arrondissement, never by its own municipality
+(``_cloak``): an area to avoid leaves it out when it would leave out any municipality of the
+arrondissement (an avoided municipality in it, a radius reaching one of them), so nothing
+truly within an area to avoid is ever offered; its distance is the distance to the
+arrondissement's centre, rounded as shown and so filtered and ranked (the score's distance part
+and the maximum distance). Judged by its own municipality, even in 10 km bands, the answers
+from one avoided or preferred municipality after another were different for almost every
+municipality: they named it (trilateration).
 """
 
 from __future__ import annotations
@@ -220,6 +220,7 @@ class _Geo:
     # gather per search instead of two and a choice
     judged_dist: np.ndarray
     judged_gap: np.ndarray
+    zone_of: np.ndarray  # [m]: the index of m's arrondissement
 
 
 def _haversine(
@@ -246,27 +247,29 @@ def _geo() -> _Geo:
     radius = np.sqrt(np.array([idx.municipalities[c].area_km2 for c in codes]) / np.pi)
     gap = dist - radius[:, None] - radius[None, :]
     gap.setflags(write=False)
-    zone_dist, zone_gap = _cloak(codes, lat, lon, gap)
+    zone_of, zone_dist, zone_gap = _cloak(codes, lat, lon, gap)
     judged_dist, judged_gap = np.hstack([dist, zone_dist]), np.hstack([gap, zone_gap])
     judged_dist.setflags(write=False)
     judged_gap.setflags(write=False)
     pos = {c: i for i, c in enumerate(codes)}
-    return _Geo(codes, pos, dist, gap, zone_dist, zone_gap, judged_dist, judged_gap)
+    return _Geo(codes, pos, dist, gap, zone_dist, zone_gap, judged_dist, judged_gap, zone_of)
 
 
 def _cloak(
     codes: tuple[str, ...], lat: np.ndarray, lon: np.ndarray, gap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Where a secret place is, for every rule and ranking: its arrondissement (4 to 33
-    municipalities), not its municipality.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where a secret place is, for every rule and ranking: anywhere in its arrondissement
+    (4 to 33 municipalities), never its own municipality.
 
-    Judged by its own municipality, however coarsely, a secret place answers differently
+    Judged by its own municipality, even in 10 km bands, a secret place answered differently
     from each of its neighbours: avoiding one municipality after another, or reading its
     rounded distance from a few preferred areas, named its municipality (trilateration).
     Judged by figures of its arrondissement alone, every place of an arrondissement answers
-    every search alike. The gap is the arrondissement's smallest (never more than the place's
-    own: whatever is truly within a radius stays avoided); the distance is to the
-    arrondissement's centre (the mean of its municipalities' centroids)."""
+    every search alike. An area to avoid leaves it out when it would leave out any
+    municipality of its arrondissement: avoiding a municipality, when that municipality is
+    in it; a radius, when it reaches one of them (the arrondissement's smallest gap, never
+    more than the place's own: whatever is truly within stays avoided). Its distance is to
+    the arrondissement's centre (the mean of its municipalities' centroids)."""
     idx = areas()
     arr = [idx.municipalities[c].arrondissement_nis for c in codes]
     zones = sorted(set(arr))
@@ -278,7 +281,8 @@ def _cloak(
     zone_gap = np.stack([gap[:, m].min(axis=1) for m in members], axis=1)[:, zone_of]
     zone_dist.setflags(write=False)
     zone_gap.setflags(write=False)
-    return zone_dist, zone_gap
+    zone_of.setflags(write=False)
+    return zone_of, zone_dist, zone_gap
 
 
 def _muni_pos(nis: str) -> int:
@@ -337,19 +341,10 @@ def _shown_distance(km: float, secret: bool) -> float:
     return float(round(km))
 
 
-SECRET_BAND_KM = 10.0
-
-
 def _judged_km(km: float, secret: bool) -> float:
     """The distance a place is filtered and ranked by: the shown one for a secret address
     (the same rounding as ``_shown_distance``), the exact one otherwise."""
     return float(max(10, round(km / 10) * 10)) if secret else km
-
-
-def _judged_gap(km: float, secret: bool) -> float:
-    """The gap to an area to avoid that a radius is compared with: for a secret address, the
-    lower edge of its 10 km band (never more than the true gap: nothing within is offered)."""
-    return math.floor(km / SECRET_BAND_KM) * SECRET_BAND_KM if secret else km
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -709,21 +704,18 @@ def match_reference(
             codes.append("no_room_unknown" if unknown else "no_room")
         m = _muni_pos(fac.municipality_nis)
         secret = fac.secret_address
-        # a secret place: the figures of its arrondissement, never its municipality's
+        # a secret place: anywhere in its arrondissement, never its own municipality
         gaps, dists = (geo.zone_gap, geo.zone_dist) if secret else (geo.gap, geo.dist)
         if fac.municipality_nis and (
             (
-                any(  # a secret place: its 10 km band from them, as a radius of 0 km
-                    _judged_gap(float(gaps[_muni_pos(c), m]), True) <= 0
-                    for c in s.zones.avoid_municipalities
-                )
+                areas().municipality(fac.municipality_nis).arrondissement_nis
+                in {
+                    areas().municipality(c).arrondissement_nis for c in s.zones.avoid_municipalities
+                }
                 if secret
                 else areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
             )
-            or any(
-                _judged_gap(float(gaps[_muni_pos(c), m]), secret) <= km
-                for c, km in s.zones.avoid_radius
-            )
+            or any(float(gaps[_muni_pos(c), m]) <= km for c, km in s.zones.avoid_radius)
         ):
             codes.append("avoid_area")
         distance = None if pref is None else _judged_km(float(dists[pref, m]), secret)
@@ -834,6 +826,7 @@ class MatcherIndex:
         # each facility's column in ``_Geo.judged_*``: its municipality's, or for a secret
         # address its arrondissement's
         self.judged_col = self.muni + np.int32(len(geo.codes)) * self.secret.astype(np.int32)
+        self.zone = geo.zone_of[self.muni]  # each facility's arrondissement (``_Geo.zone_of``)
         self.status_ok = np.array([f.status in ADMITTING_STATUSES for f in facs], dtype=bool)
         self.status_closed = ~self.status_ok
         self.valid_from = np.array([_ts(f.valid_from, -math.inf) for f in facs], dtype=float)
@@ -1170,16 +1163,13 @@ class MatcherIndex:
                 avoid[geo.pos[c]] = True
             avoided = avoid[self.muni]
             if zones.avoid_municipalities and self.secret.any():
-                # A secret place is judged by its arrondissement's 10 km band from them (as a
-                # radius of 0 km): by its own, avoiding one municipality after another would
-                # name it (``_cloak``).
-                rows = geo.zone_gap[[geo.pos[c] for c in sorted(zones.avoid_municipalities)]]
-                near = np.floor(rows[:, self.muni].min(axis=0) / SECRET_BAND_KM) <= 0
-                avoided = np.where(self.secret, near, avoided)
-            for c, km in zones.avoid_radius:
-                gap = geo.judged_gap[geo.pos[c]][self.judged_col]
-                band = np.floor(gap / SECRET_BAND_KM) * SECRET_BAND_KM  # as _judged_gap
-                avoided |= np.where(self.secret, band, gap) <= km
+                # a secret place: when any municipality of its arrondissement is avoided
+                # (``_cloak``); by its own, avoiding one after another would name it
+                hit = np.zeros(int(geo.zone_of.max()) + 1, dtype=bool)
+                hit[geo.zone_of[[geo.pos[c] for c in zones.avoid_municipalities]]] = True
+                avoided = np.where(self.secret, hit[self.zone], avoided)
+            for c, km in zones.avoid_radius:  # a secret place: its arrondissement's gap
+                avoided |= geo.judged_gap[geo.pos[c]][self.judged_col] <= km
             rule("avoid_area", avoided)
         dist = None
         if zones.preferred is not None:

@@ -197,8 +197,8 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     op.get_by_role("button", name="Search").click()
     op.wait_for_load_state()
     results = op.locator("#results")
-    # Ixelles comes within a kilometre or so of Schaerbeek: a secret refuge there is left out,
-    # even at 0 km (judged by its arrondissement, so no search tells its municipality)
+    # Ixelles is in Schaerbeek's arrondissement: a secret refuge there is left out, even at
+    # 0 km (it counts as anywhere in its arrondissement, so no search tells its municipality)
     assert "Refuge Iris" not in results.inner_text()
     op.get_by_label("Also keep away from them by (km)").fill("0")
     op.get_by_role("button", name="Search").click()

@@ -52,10 +52,10 @@ async def post_form(client: AsyncClient, page_url: str, url: str, data: dict[str
 async def seed_world(world: World) -> dict[str, object]:
     """Two refuges (one in Mechelen, to be avoided), a staff, a helpline and a police token.
 
-    The one to avoid lies far from the other (Mechelen): a secret place is judged by its
-    arrondissement, left out when any municipality of it comes within 10 km of an area to
-    avoid, so a refuge anywhere in an arrondissement next to the avoided area would be left out
-    too. Brussels' nearest municipality is 10.3 km from Mechelen's territory: just clear."""
+    The one to avoid lies far from the other (Mechelen): a secret place counts as anywhere in
+    its arrondissement, left out when an area to avoid would leave out any municipality of it,
+    so a refuge in the avoided area's arrondissement, or one its radius reaches, would be left
+    out too."""
     await world.operator("Refuges Solidaires", "shelter_operator")
     await world.operator("Ligne Ecoute", "helpline")
     await world.operator("Zone Ixelles", "police")

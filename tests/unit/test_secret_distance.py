@@ -1,6 +1,7 @@
 """R25: what searches can learn of a secret address is its arrondissement, however many
-searches are made: a secret place is judged by the 10 km band of its arrondissement's figures
-(the distance to its centre, the smallest gap to an area to avoid), never its own.
+searches are made: a secret place counts as anywhere in its arrondissement (an area to avoid
+sees the arrondissement's smallest gap, the distance is to its centre, shown and judged rounded
+to 10 km), never by its own municipality.
 
 A secret place used to show a distance rounded to 10 km, while its score carried the exact
 distance (to 4 decimals), and a maximum distance or an avoid radius narrowed search after
@@ -101,18 +102,17 @@ def test_narrowing_the_maximum_distance_finds_only_the_arrondissements_band() ->
             assert frozenset({"near"}) in answers
 
 
-def test_an_avoid_radius_finds_only_the_arrondissements_band_and_lets_no_place_within_through() -> (
-    None
-):
+def test_an_avoid_radius_finds_only_the_arrondissement_and_lets_no_place_within_through() -> None:
     idx = areas()
     avoid_from = "21015"  # Schaerbeek
-    # secret places at various gaps from Schaerbeek: each radius either avoids a place or not
-    # by the 10 km band of its arrondissement's smallest gap alone, and avoids every place within
+    # secret places at various gaps from Schaerbeek: each radius avoids a place from its
+    # arrondissement's smallest gap on (it counts as anywhere in it), so every place within too
     candidates = [
         m.nis
         for m in idx.municipalities.values()
         if 3 < territory_gap_km(idx.municipality(avoid_from), m) < 45
     ][:40]
+    told_apart = 0  # places avoided before their own gap: the arrondissement's was seen
     for nis in candidates:
         gap = territory_gap_km(idx.municipality(avoid_from), idx.municipality(nis))
         zone_gap = min(territory_gap_km(idx.municipality(avoid_from), m) for m in _members(nis))
@@ -129,7 +129,9 @@ def test_an_avoid_radius_finds_only_the_arrondissements_band_and_lets_no_place_w
                 assert not offered, (nis, gap, km)  # within the radius: never offered
             if not offered and first_avoided is None:
                 first_avoided = km
-        assert first_avoided == max(0, math.floor(zone_gap / 10) * 10), (nis, zone_gap)
+        assert first_avoided == max(0, math.ceil(zone_gap * 4) / 4), (nis, zone_gap)
+        told_apart += first_avoided < gap - 0.25
+    assert told_apart > len(candidates) // 2
     # control: a place that is not secret is avoided from its exact gap on
     nis = candidates[0]
     gap = territory_gap_km(idx.municipality(avoid_from), idx.municipality(nis))
@@ -142,4 +144,4 @@ def test_an_avoid_radius_finds_only_the_arrondissements_band_and_lets_no_place_w
             avoid=AvoidAreas(radius=[AvoidRadius(municipality_nis=avoid_from, km=q / 4)]),
         ).options
     )
-    assert gap <= first < gap + 0.25 and first % 10 != 0
+    assert gap <= first < gap + 0.25
