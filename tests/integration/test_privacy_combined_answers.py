@@ -273,12 +273,11 @@ async def test_a_bad_query_parameter_is_named_as_the_caller_wrote_it(
 async def test_avoiding_a_municipality_does_not_tell_a_secret_refuges_municipality(
     client: AsyncClient, world: World
 ) -> None:
-    """README: 'However many searches are made, they learn no more of a secret place than its
-    province and that [10 km] band.' A radius keeps to that (a secret place is judged by its
-    10 km band), but avoid.municipalities was exact: avoiding Schaerbeek left the Schaerbeek
-    refuge out, avoiding its neighbour Evere offered it. One search per municipality of the
-    province, watching the alias come and go, names the refuge's municipality. A safe rule
-    judges the secret place by its band there too (never fewer places left out)."""
+    """avoid.municipalities was exact for secret places too: avoiding Schaerbeek left the
+    Schaerbeek refuge out, avoiding its neighbour Evere offered it. One search per municipality
+    of the province, watching the alias come and go, names the refuge's municipality. A secret
+    place now counts as anywhere in its arrondissement (Evere and Schaerbeek are both in
+    Brussels'): left out either way."""
     await world.operator("Refuges", "shelter_operator")
     await world.operator("Zone", "police")
     await world.facility("Refuges", "Refuge SCHAERBEEK", municipality="21015")  # Schaerbeek
@@ -306,8 +305,66 @@ async def test_avoiding_a_municipality_does_not_tell_a_secret_refuges_municipali
     assert ("Refuge SCHAERBEEK" in next_door) == ("Refuge SCHAERBEEK" in in_it), (
         "avoiding Schaerbeek and avoiding Evere tell apart where the secret refuge is"
     )
-    # the same as a radius of 0 km around Evere, which the README promises is band-judged
+    # the same as a radius of 0 km around Evere
     assert next_door == await offered({"radius": [{"municipalityNis": "21006", "km": 0}]})
+
+
+async def test_no_series_of_searches_tells_two_secret_refuges_of_one_arrondissement_apart(
+    client: AsyncClient, world: World
+) -> None:
+    """Through the whole search path (the matcher, the live re-check, area conditions, the
+    answer's sentences), two secret refuges alike but for their municipality — Schaerbeek and
+    Uccle, both in Brussels' arrondissement — answer every search alike: avoiding each
+    municipality around them, radii, preferred areas, maximum distances. A public place in
+    each is the control: the same searches tell those two apart."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone", "police")
+    for muni, name in (("21015", "SCHAERBEEK"), ("21016", "UCCLE")):
+        await world.facility("Refuges", f"Refuge {name}", municipality=muni)
+        await world.facility("Refuges", f"Shelter {name}", municipality=muni, secret=False)
+    h = bearer(await world.token("Zone", "police"))
+    around = ["21001", "21006", "21009", "21015", "21016", "23016", "23099", "23101", "24104"]
+    searches: list[dict[str, Any]] = [{}]
+    searches += [{"avoid": {"municipalities": [c]}} for c in around]
+    searches += [
+        {"avoid": {"radius": [{"municipalityNis": c, "km": km}]}}
+        for c in ("21006", "23099", "23101")
+        for km in (0, 2, 5, 10)
+    ]
+    searches += [
+        {"preferredMunicipalityNis": c, "maxDistanceKm": km}
+        for c in ("21004", "23016", "24062", "25072")
+        for km in (10, 20, 30)
+    ]
+    unique = {"alias", "poolRef", "facilityRef"}
+
+    def seen(options: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+        """What the searcher learns of one place: its option, all but what names it."""
+        for o in options:
+            if o["alias"].endswith(name):
+                return {k: v for k, v in o.items() if k not in unique}
+        return None
+
+    told_apart = 0
+    for search in searches:
+        r = await client.post(
+            "/placements/search",
+            json={"household": {"adults": [{"gender": "female"}]}, "need": "ipv", **search},
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+        options = [o for o in r.json()["options"]]
+        secret = [
+            seen([o for o in options if o["alias"].startswith("Refuge")], n)
+            for n in ("SCHAERBEEK", "UCCLE")
+        ]
+        assert secret[0] == secret[1], search
+        public = [
+            seen([o for o in options if o["alias"].startswith("Shelter")], n)
+            for n in ("SCHAERBEEK", "UCCLE")
+        ]
+        told_apart += public[0] != public[1]
+    assert told_apart >= 10  # the control: the public places are told apart (16 of 34)
 
 
 async def test_a_municipal_health_condition_does_not_name_a_secret_refuges_municipality(
