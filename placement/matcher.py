@@ -75,7 +75,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Literal, NamedTuple, get_args
+from typing import Annotated, Literal, NamedTuple, get_args
 
 import msgspec
 import numpy as np
@@ -158,7 +158,13 @@ class Option(msgspec.Struct, kw_only=True, rename="camel"):
     pool_ref: str
     alias: str
     kind: str
-    area_nis: str
+    area_nis: Annotated[
+        str,
+        msgspec.Meta(
+            description="NIS code of the place's arrondissement; of its province (the Brussels "
+            "region in Brussels) for a secret address. Never the municipality."
+        ),
+    ]
     area_level: Literal["arrondissement", "province"]
     area_name: str
     units_needed: int
@@ -175,7 +181,15 @@ class Option(msgspec.Struct, kw_only=True, rename="camel"):
     # call the helpline instead)
     intake_phone_24h: bool = msgspec.field(name="intakePhone24h")
     handover_protocol: str
-    distance_km: float | None
+    distance_km: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="km from the preferred municipality (centroid to centroid, straight "
+            "line), rounded to 1 km. A secret address counts as anywhere in its "
+            "arrondissement: from the middle of the arrondissement, rounded to 10 km (at least "
+            "10). null without a preferred municipality."
+        ),
+    ]
     specialised: bool
     # every specialisation / target group of the place (R13: youth, lgbtqi, elderly,
     # disability, migrants...), shown as information, never a rule
