@@ -148,6 +148,12 @@ async def test_saturation_json_csv_coverage_and_suppression(
         rows = list(csv.DictReader(io.StringIO(r.text)))
         row = next(x for x in rows if x["nis"] == shown["area"]["nis"])
         assert row["capacity"] == str(shown["capacity"]) and row["coverage"] == "1.0"
+        # names in the three languages, as the JSON gives them (German for Eupen's analysts)
+        assert (row["name_fr"], row["name_nl"], row["name_de"]) == (
+            shown["area"]["nameFr"],
+            shown["area"]["nameNl"],
+            shown["area"]["nameDe"],
+        )
         assert next(x for x in rows if x["nis"] == "61000")["occupied"] == ""
     # Stale data is unknown, not free: age the Liège pools.
     world.clock.advance(hours=13)
@@ -576,6 +582,7 @@ async def test_briefing_follows_the_agenda_and_never_singles_out_a_refuge(
     assert sections[-1] == "unmet"
     huy = [row for row in table if row["nis"] == "61000" and row["section"] == "demand"]
     assert huy and all(row["suppressed"] == "True" and row["value"] == "" for row in huy)
+    assert {row["name_de"] for row in huy} == {"Huy"}
     assert "Refuge" not in r.text and "Huy Secret" not in r.text
     # the window: last week only (the 30-day-old hold is outside)
     r = await client.get("/taskforce/exports/briefing?level=country", headers=h)
