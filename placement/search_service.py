@@ -238,6 +238,10 @@ async def _fetch(db: Database, driver: Any, sqlite_sql: str, pg_sql: str, *args:
     return [tuple(r) for r in await driver.fetch(pg_sql, *args)]
 
 
+#: how long a search waits for the refresh of an index older than twice its ``max_age``
+STALE_WAIT_SECONDS = 2.0
+
+
 class SnapshotCache:
     """A per-process matcher index over the whole registry, refreshed in the background,
     and the live re-check of the places a search is about to offer."""
@@ -319,14 +323,22 @@ class SnapshotCache:
     # ------------------------------------------------------------------ the index
 
     async def index(self) -> MatcherIndex:
+        """The index, refreshed in the background once older than ``max_age``. Older than
+        twice that (no search for a while: at night, in one of several API processes), the
+        search waits for the refresh, at most ``STALE_WAIT_SECONDS``: the live re-check drops
+        places that filled up, but only a refresh finds those freed since."""
         if self._index is None or self.max_age <= 0:
             async with self._lock:
                 if self._index is None or self.max_age <= 0:
                     await self._reload()
-        elif time.monotonic() - self._built > self.max_age and (
-            self._refresh is None or self._refresh.done()
-        ):
-            self._refresh = asyncio.create_task(self._background())
+        else:
+            age = time.monotonic() - self._built
+            if age > self.max_age:
+                if self._refresh is None or self._refresh.done():
+                    self._refresh = asyncio.create_task(self._background())
+                if age > 2 * self.max_age:
+                    with contextlib.suppress(TimeoutError):  # then the index as it is
+                        await asyncio.wait_for(asyncio.shield(self._refresh), STALE_WAIT_SECONDS)
         assert self._index is not None
         return self._index
 

@@ -245,3 +245,24 @@ async def test_the_app_lifespan_holds_and_gives_back_the_connections(
     await lifespan
     assert cache._live.fresh and cache._sync.fresh  # given back
     assert cache._reader is None or cache._reader.fresh
+
+
+async def test_a_search_after_a_quiet_spell_finds_a_place_freed_meanwhile(
+    world: World, settings: Settings
+) -> None:
+    """At night one API process may see no search for many minutes. Its index was refreshed
+    only in the background, after the search that found it old: that search answered from the
+    index as it was when the last search ran, so a place freed meanwhile (full then, so never
+    re-checked) was missing from it, however long ago it had been freed."""
+    import asyncio
+
+    a_id, a_ref, _b_id, b_ref = await _two_refuges(world)
+    await _set(world, a_id, units_occupied=2)  # A full
+    cache = SnapshotCache(world.db, settings, max_age=0.2)
+    try:
+        assert set(await _offered(world, cache)) == {b_ref}
+        await _set(world, a_id, units_occupied=0)  # freed while nobody searched
+        await asyncio.sleep(0.5)  # more than twice the index's max age
+        assert (await _offered(world, cache)).get(a_ref) == 2
+    finally:
+        await cache.aclose()
