@@ -6,6 +6,7 @@ never carries an address or a stack trace.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -131,10 +132,7 @@ def handle_validation(
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if isinstance(item, dict):
-            key = item.get("key")
-            errors.append(
-                FieldError(field=_wire_name(request, key), message=str(item.get("message", "")))
-            )
+            errors.append(_field_error(request, item))
     first = errors[0] if errors else None
     detail = (
         f"{first.field}: {first.message}"
@@ -158,6 +156,30 @@ def handle_validation(
         field=first.field if first else None,
         errors=errors or None,
     )
+
+
+#: msgspec names a field left out or not known in its message, at the path of its object
+_FIELD_IN_MESSAGE = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
+#: the parameter litestar decodes a request body into, and so names for the body's top level
+BODY_PARAMETER = "data"
+
+
+def _field_error(request: Request[Any, Any, Any], item: dict[str, Any]) -> FieldError:
+    """One validation error, its ``field`` as the client wrote it. In the body, litestar gives
+    the path of the object (``data`` for the top level) and msgspec names the field left out
+    or not known only in the message: ``{"unitsTotal": 5}`` is ``unitsOccupied``, not ``data``.
+    A request without a body at all is said as such (litestar reports ``'data'``)."""
+    key, message = item.get("key"), str(item.get("message", ""))
+    if item.get("source") != "body":
+        return FieldError(field=_wire_name(request, key), message=message)
+    parent = None if key == BODY_PARAMETER else key
+    named = _FIELD_IN_MESSAGE.match(message)
+    if named:
+        field = named.group(1) if parent is None else f"{parent}.{named.group(1)}"
+        return FieldError(field=field, message=message)
+    if parent is None and message == repr(BODY_PARAMETER):
+        return FieldError(field=None, message="A JSON body is required.")
+    return FieldError(field=parent, message=message)
 
 
 def _wire_name(request: Request[Any, Any, Any], key: Any) -> Any:

@@ -268,3 +268,32 @@ async def test_the_docs_page_loads_nothing_from_another_host(client: AsyncClient
     csp = r.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "connect-src 'self'" in csp
     assert "frame-ancestors 'none'" in csp and "http" not in csp
+
+
+async def test_a_body_field_missing_or_unknown_is_named_as_the_client_wrote_it(
+    client: AsyncClient, world: World
+) -> None:
+    """``field`` names the offending field as sent, whatever part of the body it is in: a
+    required field left out or an unknown one at the top of the body was reported as
+    ``data`` (the handler's parameter), and a missing body as ``data: 'data'``, which a
+    client mapping ``field`` onto its own form cannot use."""
+    await world.operator("Refuges A", "shelter_operator")
+    fac = await world.facility("Refuges A", "Refuge A-1")
+    staff = bearer(await world.token("Refuges A", "staff"))
+    path = f"/staff/pools/{fac.pools[0].id}/availability"
+    h = {**staff, "If-Match": '"1"'}
+    r = await client.put(path, headers=h, json={"unitsTotal": 5})
+    assert r.status_code == 422 and r.json()["field"] == "unitsOccupied", r.text
+    assert r.json()["errors"][0]["field"] == "unitsOccupied"
+    r = await client.put(path, headers=h, json={"unitsTotal": 5, "unitsOccupied": 1, "free": 4})
+    assert r.status_code == 422 and r.json()["field"] == "free", r.text
+    r = await client.put(path, headers=staff | {"If-Match": '"1"'})
+    assert r.status_code == 422 and r.json().get("field") is None, r.text
+    assert "data" not in r.json()["detail"] and "body" in r.json()["detail"].lower(), r.text
+    # nested: the path to the object, then the field
+    r = await client.post(
+        "/placements/search",
+        headers=bearer(await world.token("Refuges A", "helpline")),
+        json={"need": "ipv", "household": {"adults": [{"gender": "female"}], "children": [{}]}},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "household.children[0].age", r.text
