@@ -17,6 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -231,6 +232,54 @@ def _document_required_headers(app: Litestar) -> None:
                 p.required = True
 
 
+#: Headers a response carries that a client must read: the pool's version to send back as
+#: If-Match, what a POST created, and how long to wait before trying again.
+ETAG_OPERATIONS = (
+    ("/staff/pools/{pool_id}", "get"),
+    ("/staff/pools/{pool_id}/availability", "put"),
+    ("/staff/pools/{pool_id}/confirm", "post"),
+)
+#: Creations that answer with the new resource's path in ``Location``.
+LOCATION_OPERATIONS = (("/holds", "post"), ("/standing-requests", "post"), ("/admin/feeds", "post"))
+
+
+def _header(description: str, schema: Schema | None = None) -> OpenAPIHeader:
+    return OpenAPIHeader(schema=schema or Schema(type=OpenAPIType.STRING), description=description)
+
+
+def _document_response_headers(app: Litestar) -> None:
+    """Declare the response headers clients act on (a generated client exposes only those):
+    ``ETag`` of a pool (also on a 412, with the current version), ``Retry-After`` on a 429 or
+    a 503 (busy, database unavailable; not the health check's), ``Location`` of a 201."""
+    paths = app.openapi_schema.paths or {}
+    etag = _header('The pool\'s version, e.g. "4": send it back as If-Match to update the pool.')
+    for path, method in ETAG_OPERATIONS:
+        op = getattr(paths[path], method)
+        for status in ("200", "412"):
+            response = (op.responses or {}).get(status)
+            if isinstance(response, OpenAPIResponse):
+                response.headers = {**(response.headers or {}), "ETag": etag}
+    retry = _header(
+        "Seconds to wait before trying again (with the same Idempotency-Key for a hold).",
+        Schema(type=OpenAPIType.INTEGER),
+    )
+    for path, method in LOCATION_OPERATIONS:
+        created = (getattr(paths[path], method).responses or {}).get("201")
+        if isinstance(created, OpenAPIResponse):
+            location = _header("The path of what was created.")
+            created.headers = {**(created.headers or {}), "Location": location}
+    for path_item in paths.values():
+        for method in ("get", "put", "post", "patch", "delete"):
+            op = getattr(path_item, method, None)
+            if op is None:
+                continue
+            public = (op.tags or []) == ["operations"]
+            for status in ("429", "503"):
+                response = (op.responses or {}).get(status)
+                if isinstance(response, OpenAPIResponse) and not (public and status == "503"):
+                    response.headers = {**(response.headers or {}), "Retry-After": retry}
+
+
 def _document_csv_import(app: Litestar) -> None:
     """The CSV import reads its body itself (text/csv), so litestar documents none: without
     one Swagger UI offers no field to send the file in."""
@@ -346,4 +395,5 @@ def create_app(
     _promote_request_examples(app)
     _document_required_headers(app)
     _document_csv_import(app)
+    _document_response_headers(app)
     return app

@@ -297,3 +297,41 @@ async def test_a_body_field_missing_or_unknown_is_named_as_the_client_wrote_it(
         json={"need": "ipv", "household": {"adults": [{"gender": "female"}], "children": [{}]}},
     )
     assert r.status_code == 422 and r.json()["field"] == "household.children[0].age", r.text
+
+
+async def test_the_openapi_document_declares_the_headers_clients_must_read(
+    client: AsyncClient, world: World
+) -> None:
+    """A client generated from the OpenAPI document only exposes the headers it declares: the
+    pool's version (``ETag``, to send back as ``If-Match``; also on a 412), ``Retry-After`` on
+    every 429 and 503, and ``Location`` of what a POST created. Each is also really sent."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    paths = doc["paths"]
+    for path, method in (
+        ("/staff/pools/{pool_id}", "get"),
+        ("/staff/pools/{pool_id}/availability", "put"),
+        ("/staff/pools/{pool_id}/confirm", "post"),
+    ):
+        responses = paths[path][method]["responses"]
+        assert "ETag" in responses["200"].get("headers", {}), (path, method)
+        if method != "get":
+            assert "ETag" in responses["412"].get("headers", {}), (path, method)
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            for status in ("429", "503"):
+                if status == "503" and op.get("tags") == ["operations"]:
+                    continue  # /health/ready: not ready, no time to give
+                if status in op["responses"]:
+                    assert "Retry-After" in op["responses"][status].get("headers", {}), (
+                        path,
+                        method,
+                        status,
+                    )
+    for path in ("/holds", "/standing-requests", "/admin/feeds"):
+        assert "Location" in paths[path]["post"]["responses"]["201"].get("headers", {}), path
+    await world.operator("Refuges A", "shelter_operator")
+    fac = await world.facility("Refuges A", "Refuge A-1")
+    r = await client.get(
+        f"/staff/pools/{fac.pools[0].id}", headers=bearer(await world.token("Refuges A", "staff"))
+    )
+    assert r.headers["etag"] == f'"{r.json()["version"]}"'
