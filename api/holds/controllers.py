@@ -328,6 +328,10 @@ LATE_COMMIT_SECONDS = 30.0
 LOOK_BACK_SECONDS = 2.0
 #: How often an idle stream asks whether its reader may still read (see ``alive``).
 ALIVE_CHECK_SECONDS = 5.0
+#: How long a stream stays silent at most: then it sends a comment (``: keepalive``), which
+#: dispatches no event, so a reader's read timeout or a proxy's idle timeout (often 60 s) does
+#: not cut a quiet stream.
+KEEPALIVE_SECONDS = 15.0
 
 
 async def hold_event_stream(
@@ -387,6 +391,7 @@ async def hold_event_stream(
         return q
 
     columns = select(Event.id, Event.kind, Event.payload)
+    spoke = loop.time()
     while loop.time() < end:
         now_t = loop.time()
         if alive is not None and now_t - checked >= ALIVE_CHECK_SECONDS:
@@ -433,5 +438,9 @@ async def hold_event_stream(
             else:
                 body = msgspec.json.encode(shown).decode()
             yield ServerSentEventMessage(data=body, event=kind, id=str(max(after, ev_id)))
+            spoke = loop.time()
         if not rows:
+            if loop.time() - spoke >= KEEPALIVE_SECONDS:
+                yield ServerSentEventMessage(data=None, comment="keepalive")
+                spoke = loop.time()
             await asyncio.sleep(0.5)

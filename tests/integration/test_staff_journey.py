@@ -460,3 +460,31 @@ async def test_a_hold_past_its_deadline_is_not_shown_as_incoming(
     world.clock.advance(minutes=91)  # the police hold ran 90 min; the sweeper has not run
     page = await client.get("/web/staff")
     assert f'id="hold-{ref}"' not in page.text
+
+
+async def test_a_quiet_stream_still_sends_something_so_idle_timeouts_do_not_cut_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quiet night sent nothing at all for up to ``seconds`` (an hour): a shelter system
+    reading with a timeout (httpx's default is 5 s) or behind a proxy closing idle connections
+    saw its stream fail over and over. An idle stream now sends a comment every
+    ``KEEPALIVE_SECONDS``: no event (EventSource dispatches nothing for it), no id."""
+    import asyncio
+    import itertools
+
+    from api.holds import controllers
+    from capacity.audit import Actor
+
+    s = await _incoming_holds_setup(world)
+    monkeypatch.setattr(controllers, "KEEPALIVE_SECONDS", 0.4, raising=False)
+    staff = Actor(operator_id=int(s["staff_op"]), role="staff")  # type: ignore[call-overload]
+    got: list[tuple[float, bytes]] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async for m in controllers.hold_event_stream(world.db, staff, world.clock, None, 3):
+        got.append((loop.time() - start, m.encode()))
+    quiet = [(t, raw) for t, raw in got if raw.startswith(b": keepalive")]
+    assert len(quiet) >= 3, got
+    assert all(b"data:" not in raw and b"id:" not in raw for _, raw in quiet), quiet
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(got)]
+    assert max(gaps) < 1.2, gaps
