@@ -363,8 +363,12 @@ async def hold_event_stream(
     # sees at once that it is connected, however busy the database is
     yield ServerSentEventMessage(comment="abri hold stream", retry=3000)
     async with db.read() as s:
-        if after is None:
-            after = int(await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0)
+        newest = int(await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0)
+        # from now; or from an id beyond any event (remembered from before a restore, a fresh
+        # database): nothing newer than the newest can have been seen, and resuming after it
+        # would keep every new event from the reader until the ids caught up
+        if after is None or after > newest:
+            after = newest
         mine = (
             None
             if actor.is_admin

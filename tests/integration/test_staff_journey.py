@@ -488,3 +488,48 @@ async def test_a_quiet_stream_still_sends_something_so_idle_timeouts_do_not_cut_
     assert all(b"data:" not in raw and b"id:" not in raw for _, raw in quiet), quiet
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(got)]
     assert max(gaps) < 1.2, gaps
+
+
+async def test_a_last_event_id_from_before_a_reset_does_not_silence_the_stream(
+    client: AsyncClient, world: World
+) -> None:
+    """A shelter system keeps the last event id it saw. Abri's events start again from 1 after
+    a restore from an older backup, a fresh demo database or a test installation reset: the
+    stream resumed after the remembered id (say 1000) and sent nothing until a thousand events
+    had passed, hiding every new hold in silence. An id beyond the newest event now resumes
+    from the newest one (nothing newer can have been seen), and the stream says so."""
+    import re
+
+    s = await _incoming_holds_setup(world)
+    fac = s["fac"]
+    staff = bearer(await world.token("Refuges A", "staff"))
+    police = bearer(await world.token("Zone Nord", "police"))
+
+    async def hold(key: str) -> str:
+        r = await client.post(
+            "/holds",
+            json={
+                "poolRef": fac.pools[0].ref,  # type: ignore[attr-defined]
+                "need": "ipv",
+                "household": {"adults": [{"gender": "female"}]},
+            },
+            headers={**police, "Idempotency-Key": key},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["ref"])
+
+    await hold("before-the-reset-1")
+    r = await client.get(
+        "/staff/holds/stream",
+        params={"seconds": 1},
+        headers={**staff, "Last-Event-ID": "1000"},
+    )
+    [position] = re.findall(r"^id: ?(\d+)", r.text, flags=re.M)
+    assert int(position) < 1000, r.text
+    ref = await hold("after-the-reset-2")
+    r = await client.get(
+        "/staff/holds/stream",
+        params={"seconds": 1},
+        headers={**staff, "Last-Event-ID": position},
+    )
+    assert ref in r.text
