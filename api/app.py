@@ -162,11 +162,16 @@ def _event_schema() -> Schema:
         properties={
             "event": Schema(
                 type=OpenAPIType.STRING,
-                description='The kind, e.g. "hold.created"; "message" for the opening one.',
+                description='What happened: "hold.created", "hold.extended", "hold.released", '
+                '"hold.expired", "hold.declined", "hold.no_show", "hold.arrived" or '
+                '"hold.departed"; "message" (empty data) for the opening one, whose id is the '
+                "stream's position.",
             ),
             "data": Schema(
                 type=OpenAPIType.STRING,
-                description="JSON of the resource the event is about (empty when opening).",
+                description="JSON of the resource the event is about, as it is when the event "
+                "is sent (empty when opening). While nothing happens a comment line "
+                "(': keepalive') comes every 15 s.",
             ),
             "id": string,
             "retry": Schema(type=OpenAPIType.INTEGER),

@@ -873,3 +873,35 @@ async def test_a_retry_waits_from_when_the_attempt_failed_not_from_the_claim(
     [row] = await outbox_rows(world.db)
     wait = (row.next_attempt_at - (t0 + timedelta(minutes=10))).total_seconds()
     assert 30 * 0.75 <= wait <= 30 * 1.25, wait
+
+
+async def test_a_receiver_written_from_the_readme_alone_accepts_abris_signature(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """A dispatch system's receiver, written from the README's words only (no Abri code): the
+    HMAC-SHA256 key is the secret as shown, ``whsec_`` included; the message is the
+    ``Abri-Timestamp`` header, a dot and the raw body; ``Abri-Signature`` is ``v1=`` and the
+    hex digest. Guards the README against the signing code drifting from it."""
+    import hashlib
+    import hmac
+
+    secret = await register(client, setup, receiver.url)
+    ref = await make_hold(client, setup)
+    r = await client.post(f"/staff/holds/{ref}/no-show", headers=setup["staff"])
+    assert r.status_code == 200, r.text
+    await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    [req] = receiver.requests
+    ts = req.headers["abri-timestamp"]
+    mac = hmac.new(secret.encode("utf-8"), ts.encode() + b"." + req.body, hashlib.sha256)
+    assert hmac.compare_digest(req.headers["abri-signature"], "v1=" + mac.hexdigest())
+    assert abs(int(ts) - clock.now().timestamp()) <= 300
+    body = json.loads(req.body)
+    assert set(body) == {"id", "event", "ref", "state", "at"}
+    assert body["event"] == req.headers["abri-event"] == "hold.no_show"
+    assert str(body["id"]) == req.headers["abri-delivery"]
+    assert datetime.fromisoformat(body["at"]).utcoffset() == timedelta(0)
