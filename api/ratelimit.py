@@ -90,7 +90,7 @@ STREAM_RETRY_SECONDS = 30
 class StreamSlots:
     """Live streams open at once per key (a token, a one-time link) in this API process.
 
-    Each open stream polls the database every second: a client that opens a new stream
+    Each open stream polls the database twice a second: a client that opens a new stream
     without closing the old one (a shelter's system reconnecting in a loop, a page opened in
     fifty tabs, a leaked token) would otherwise load the database without bound."""
 
