@@ -367,10 +367,7 @@ def create_app(
         state=state,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[
-            RequestIdMiddleware,
-            DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
-        ],
+        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS)],
         openapi_config=OpenAPIConfig(
             title="Abri",
             version="0.1.0",
@@ -401,4 +398,7 @@ def create_app(
     _document_required_headers(app)
     _document_csv_import(app)
     _document_response_headers(app)
+    # Around litestar's whole handler, not among the route middleware: those run only once a
+    # route matched, so a 404 or 405 had no request id, no log line and no Cache-Control.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     return app

@@ -177,7 +177,8 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, _send)
         finally:
-            route = scope.get("path_template") or scope.get("path", "")
+            # no template: no route matched (404, 405); the raw path is the caller's to choose
+            route = scope.get("path_template") or "unmatched"
             # Metrics label by route template only (raw paths would make unbounded labels).
             _histogram(
                 scope.get("method", ""), scope.get("path_template") or "unmatched", status["code"]

@@ -93,6 +93,17 @@ async def test_problem_details_and_request_id(client: AsyncClient, world: World)
     assert r.headers["x-request-id"] != "bad id with spaces"
 
 
+async def test_an_unknown_route_or_method_answers_with_a_request_id(client: AsyncClient) -> None:
+    """README: every problem carries ``requestId``, to quote when asking for help. A 404 for
+    an unknown path and a 405 for a wrong method had none, no X-Request-ID, no log line and no
+    ``Cache-Control: no-store``: the request-id middleware ran only once a route matched."""
+    for method, path, status in (("GET", "/no/such/route", 404), ("DELETE", "/health/live", 405)):
+        r = await client.request(method, path, headers={"X-Request-ID": f"rid-{status}"})
+        assert r.status_code == status, r.text
+        assert r.json()["requestId"] == f"rid-{status}" == r.headers["x-request-id"]
+        assert r.headers["cache-control"] == "no-store"
+
+
 async def test_json_logs_carry_request_id(db, clock, capsys) -> None:  # type: ignore[no-untyped-def]
     from httpx import ASGITransport
 
