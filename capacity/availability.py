@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit
 from capacity.audit import Actor
+from capacity.clock import utc_iso
 from capacity.commands import AvailabilityUpdate
 from capacity.db import Database
 from capacity.errors import InvalidInput, NotFound, VersionMismatch
@@ -40,7 +41,7 @@ def pool_state(pool: Pool) -> dict[str, object]:
         "unitsHeld": pool.units_held,
         "unitsBlocked": pool.units_blocked,
         "unitsFree": max(0, pool.units_total - pool.units_occupied - pool.units_held),
-        "lastUpdate": last.isoformat() if last else None,
+        "lastUpdate": utc_iso(last) if last else None,
     }
 
 

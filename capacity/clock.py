@@ -35,3 +35,10 @@ class FrozenClock(Clock):
 
     def set(self, value: datetime) -> None:
         self._now = value
+
+
+def utc_iso(at: datetime) -> str:
+    """``at`` as the API writes every time: ISO 8601 in UTC with ``Z`` (as msgspec encodes
+    the response types), a naive time from SQLite taken as UTC."""
+    at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return at.isoformat().replace("+00:00", "Z")

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from capacity import audit
 from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
+from capacity.clock import utc_iso
 from capacity.db import Database, RawTx, UniqueViolation
 from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
@@ -221,7 +222,7 @@ async def _event(
     payload = {"holdId": hold_id, "ref": ref, "state": state}
     await tx.run(_EVENT, at, kind, facility_id, requester_operator_id, tx.json(payload))
     if kind in WEBHOOK_EVENTS and await tx.one(_HAS_HOOK, requester_operator_id) is not None:
-        message = {"event": kind, "ref": ref, "state": state, "at": now.isoformat()}
+        message = {"event": kind, "ref": ref, "state": state, "at": utc_iso(now)}
         await tx.run(_OUTBOX, requester_operator_id, kind, tx.json(message), at)
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from capacity import audit, leases
 from capacity.audit import Actor
+from capacity.clock import utc_iso
 from capacity.db import Database
 from capacity.errors import NotFound
 from capacity.models import Event, Hold, OutboxMessage, Pool, StandingRequest, WebhookEndpoint
@@ -307,7 +308,7 @@ async def _notify(
         "ref": ref,
         "state": state,
         "holdRef": hold_ref,
-        "at": now.isoformat(),
+        "at": utc_iso(now),
     }
     await s.execute(
         insert(Event).values(

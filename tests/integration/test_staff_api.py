@@ -106,6 +106,8 @@ async def test_if_match_update_then_stale_version_gets_412_with_current_state(
     assert problem["code"] == "version-mismatch"
     assert problem["current"]["unitsOccupied"] == 3 and problem["current"]["version"] == 2
     assert r.headers["etag"] == '"2"'
+    # the figures' time as every other time in the API: UTC with Z (SQLite's naive time too)
+    assert problem["current"]["lastUpdate"].endswith("Z")
     # Over-reporting (emergency mattresses) is recorded and leaves nothing free.
     r = await client.put(
         f"/staff/pools/{pid}/availability",

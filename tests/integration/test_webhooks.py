@@ -369,7 +369,7 @@ async def test_declined_hold_sends_one_signed_post_without_household_or_address(
         "event": "hold.declined",
         "ref": ref,
         "state": "declined",
-        "at": clock.now().isoformat(),
+        "at": clock.now().isoformat().replace("+00:00", "Z"),
     }
     raw = req.body.decode() + json.dumps(h)
     for forbidden in (STREET, "Bruxelles", "1000", CALLBACK, "household", "adults", "female"):
@@ -905,3 +905,4 @@ async def test_a_receiver_written_from_the_readme_alone_accepts_abris_signature(
     assert body["event"] == req.headers["abri-event"] == "hold.no_show"
     assert str(body["id"]) == req.headers["abri-delivery"]
     assert datetime.fromisoformat(body["at"]).utcoffset() == timedelta(0)
+    assert body["at"].endswith("Z")  # as every other time in the API
