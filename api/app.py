@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -237,6 +238,23 @@ def _document_required_headers(app: Litestar) -> None:
                 p.required = True
 
 
+def _document_optional_bodies(app: Litestar) -> None:
+    """A body the handler defaults to ``None`` (``POST /holds/{ref}/extend``: the default
+    extension) is optional; litestar declares every request body required."""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            data = inspect.signature(handler.fn).parameters.get("data")
+            if data is None or data.default is not None:
+                continue
+            item = paths.get(route.path_format)
+            for method in handler.http_methods:
+                op = getattr(item, method.lower(), None) if item is not None else None
+                body = None if op is None else op.request_body
+                if body is not None and not isinstance(body, Reference):
+                    body.required = False
+
+
 #: Headers a response carries that a client must read: the pool's version to send back as
 #: If-Match, what a POST created, and how long to wait before trying again.
 ETAG_OPERATIONS = (
@@ -398,6 +416,7 @@ def create_app(
     _document_required_headers(app)
     _document_csv_import(app)
     _document_response_headers(app)
+    _document_optional_bodies(app)
     # Around litestar's whole handler, not among the route middleware: those run only once a
     # route matched, so a 404 or 405 had no request id, no log line and no Cache-Control.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)

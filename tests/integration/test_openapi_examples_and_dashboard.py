@@ -210,3 +210,20 @@ async def test_the_suppression_notes_do_not_claim_too_few_shelters(
     assert "worked out" in page
     legend = re.search(r'<ul class="legend".*?</ul>', page, re.S)
     assert legend and "could single out a shelter" in legend[0]
+
+
+async def test_the_extend_body_is_documented_as_optional(client: AsyncClient, world: World) -> None:
+    """POST /holds/{ref}/extend without a body extends by the default; the document said a
+    body was required, so generated clients forced one (the integrator review found it). Other
+    bodies stay required."""
+    tokens = await load_demo(world.db, cipher=world.cipher, clock=world.clock)
+    doc = (await client.get("/schema/openapi.json")).json()
+    assert doc["paths"]["/holds/{ref}/extend"]["post"]["requestBody"]["required"] is False
+    assert doc["paths"]["/holds"]["post"]["requestBody"]["required"] is True
+    police = bearer(tokens["police"])
+    hold = doc["paths"]["/holds"]["post"]["requestBody"]["content"]["application/json"]
+    body = hold.get("example") or next(iter(hold["examples"].values()))["value"]
+    r = await client.post("/holds", json=body, headers={**police, "Idempotency-Key": "extend-0001"})
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/holds/{r.json()['ref']}/extend", headers=police)  # no body
+    assert r.status_code == 200, r.text
