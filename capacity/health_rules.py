@@ -231,8 +231,7 @@ def _judged_areas(municipality_nis: str, secret: bool) -> frozenset[str]:
     if not secret:
         return frozenset(enclosing)
     arrondissement = idx.municipality(municipality_nis).arrondissement_nis
-    members = (c for c, m in idx.municipalities.items() if m.arrondissement_nis == arrondissement)
-    return frozenset((*enclosing, *members))
+    return frozenset((*enclosing, *idx.children_of(arrondissement)))
 
 
 def conditions_for(

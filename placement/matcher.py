@@ -680,6 +680,10 @@ def match_reference(
     only_counts: dict[str, int] = {}
     ranked: list[tuple[float, str, FacilitySnapshot, PoolSnapshot, int, dict, bool, float | None]]
     ranked = []
+    # a secret place is avoided with any municipality of its arrondissement
+    avoided_zones = {
+        areas().municipality(c).arrondissement_nis for c in s.zones.avoid_municipalities
+    }
     for fac in sorted(facilities, key=lambda f: f.ref):
         policy = fac.policy
         codes = [
@@ -722,10 +726,7 @@ def match_reference(
         gaps, dists = (geo.zone_gap, geo.zone_dist) if secret else (geo.gap, geo.dist)
         if fac.municipality_nis and (
             (
-                areas().municipality(fac.municipality_nis).arrondissement_nis
-                in {
-                    areas().municipality(c).arrondissement_nis for c in s.zones.avoid_municipalities
-                }
+                areas().municipality(fac.municipality_nis).arrondissement_nis in avoided_zones
                 if secret
                 else areas().municipality(fac.municipality_nis).nis in s.zones.avoid_municipalities
             )
@@ -1179,7 +1180,7 @@ class MatcherIndex:
             if zones.avoid_municipalities and self.secret.any():
                 # a secret place: when any municipality of its arrondissement is avoided
                 # (``_cloak``); by its own, avoiding one after another would name it
-                hit = np.zeros(int(geo.zone_of.max()) + 1, dtype=bool)
+                hit = np.zeros(len(geo.codes), dtype=bool)  # by arrondissement index
                 hit[geo.zone_of[[geo.pos[c] for c in zones.avoid_municipalities]]] = True
                 avoided = np.where(self.secret, hit[self.zone], avoided)
             for c, km in zones.avoid_radius:  # a secret place: its arrondissement's gap
