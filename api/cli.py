@@ -23,6 +23,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database, is_sqlite
 from capacity.errors import AbriError
 from capacity.models import OPERATOR_KINDS, ROLES
+from capacity.phones import fixed_line_zone, tells_zone_message
 from capacity.settings import Settings
 from capacity.templates import TEMPLATES
 
@@ -261,10 +262,14 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
                 "'CSV UTF-8'; nothing was imported."
             )
             return 2
-        ids = _run(
-            _with_db(settings, lambda db: import_csv(db, text, actor=CLI, now=now, cipher=cipher))
-        )
+
+        async def _import(db: Database) -> tuple[list[int], list[tuple[int, str, str]]]:
+            ids = await import_csv(db, text, actor=CLI, now=now, cipher=cipher)
+            return ids, await registry.secret_landlines(db, ids)
+
+        ids, landlines = _run(_with_db(settings, _import))
         _say(f"imported {len(ids)} facilities")
+        _say_landlines(landlines)
     elif args.action == "create":
         pools = [msgspec.convert(_parse_pool(p), PoolCreate) for p in args.pool or []]
         cmd = msgspec.convert(
@@ -305,6 +310,10 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
             f"facility {view.facility.alias!r} created, id {view.facility.id}, "
             f"{len(view.pools)} pool(s)"
         )
+        f = view.facility
+        zone = fixed_line_zone(f.intake_phone) if f.secret_address else None
+        if zone is not None:
+            _say(f"warning: {tells_zone_message(zone)}")
         print(view.facility.id)
     elif args.action == "templates":
         for t in TEMPLATES.values():
@@ -444,13 +453,23 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _say_landlines(landlines: list[tuple[int, str, str]]) -> None:
+    for facility_id, alias, zone in landlines:
+        _say(f"warning: facility {facility_id} ({alias}): {tells_zone_message(zone)}")
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from placement.holds_service import counters_agree
 
-    wrong = _run(_with_db(settings, counters_agree))
+    async def _check(db: Database) -> tuple[list[tuple[int, int, int]], list[tuple[int, str, str]]]:
+        return await counters_agree(db), await registry.secret_landlines(db)
+
+    wrong, landlines = _run(_with_db(settings, _check))
     for pool_id, counter, holds in wrong:
         _say(f"pool {pool_id}: units_held={counter} but active holds hold {holds}")
     _say("counters agree" if not wrong else f"{len(wrong)} pool(s) disagree")
+    # Advice, not a broken invariant: the exit status stays the counters'.
+    _say_landlines(landlines)
     return 1 if wrong else 0
 
 

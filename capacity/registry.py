@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +44,7 @@ from capacity.models import (
     StaffLink,
     Token,
 )
+from capacity.phones import fixed_line_zone
 from capacity.templates import TEMPLATES
 from placement.policy import AccessPolicy, apply_patch, policy_from_json, policy_to_json
 
@@ -868,6 +869,22 @@ async def get_facility(
     if not views:
         raise NotFound("No such facility.")
     return views[0]
+
+
+async def secret_landlines(
+    db: Database, facility_ids: Sequence[int] | None = None
+) -> list[tuple[int, str, str]]:
+    """``(id, alias, area code)`` of each secret place whose intake number is a Belgian
+    landline: the area code tells every requester roughly where it is (``capacity.phones``)."""
+    async with db.read() as s:
+        q = select(Facility.id, Facility.alias, Facility.intake_phone).where(
+            Facility.secret_address.is_(True)
+        )
+        if facility_ids is not None:
+            q = q.where(Facility.id.in_(list(facility_ids)))
+        rows = (await s.execute(q.order_by(Facility.id))).all()
+    found = [(i, alias, fixed_line_zone(phone)) for i, alias, phone in rows]
+    return [(i, alias, zone) for i, alias, zone in found if zone is not None]
 
 
 async def list_facilities(

@@ -130,6 +130,20 @@ def _snake(d: dict[str, object]) -> dict[str, object]:
     return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in d.items()}
 
 
+def _demo_phone(rng: random.Random, *, secret: bool) -> str:
+    """A fictitious intake number; a secret place's is a mobile, as it should be: a
+    landline's area code would tell requesters where it is (``capacity.phones``)."""
+    zone, b, c, d = (
+        rng.randint(2, 9),
+        rng.randint(100, 999),
+        rng.randint(10, 99),
+        rng.randint(10, 99),
+    )
+    if secret:
+        return f"+32 47{zone} {b % 100:02d} {c} {d}"
+    return f"+32 {zone} {b} {c} {d}"
+
+
 async def load_demo(
     db: Database,
     *,
@@ -184,8 +198,7 @@ async def load_demo(
                     municipality_nis=nis,
                     template=template,
                     policy=patch_of(_policy_variant(rng, template)),
-                    intake_phone=f"+32 {rng.randint(2, 9)} {rng.randint(100, 999)} "
-                    f"{rng.randint(10, 99)} {rng.randint(10, 99)}",
+                    intake_phone=_demo_phone(rng, secret=TEMPLATES[template].secret_address),
                     # a CPAS answers in office hours; refuges and hotels keep a night line
                     intake_phone_24h=template != "cpas_emergency_flat",
                     address=Address(

@@ -19,6 +19,7 @@ from api.admin.schemas import (
     HealthConditionRead,
     HealthConditionSet,
     ImportResult,
+    ImportWarning,
     OperatorRead,
     OutboxRead,
     SchemesExtend,
@@ -34,7 +35,7 @@ from api.admin.schemas import (
 from api.auth import requires_admin
 from api.routing import delete, get, patch, post, put
 from api.schemas import PoolRead, pool_read
-from api.staff.schemas import FacilityDetail, facility_detail
+from api.staff.schemas import FacilityDetail, facility_detail, landline_warnings
 from api.taskforce.schemas import tf_area
 from capacity import health_rules, registry
 from capacity.audit import Actor
@@ -232,7 +233,12 @@ class AdminController(Controller):
         except UnicodeDecodeError as exc:
             raise InvalidInput("The CSV file must be UTF-8.") from exc
         ids = await import_csv(db, text, actor=actor, now=clock.now(), cipher=cipher)
-        return ImportResult(imported=len(ids), facility_ids=ids)
+        warnings = [
+            ImportWarning(facility_id=i, alias=alias, code=w.code, message=w.message)
+            for i, alias, zone in await registry.secret_landlines(db, ids)
+            for w in landline_warnings(zone)
+        ]
+        return ImportResult(imported=len(ids), facility_ids=ids, warnings=warnings)
 
     @get("/facilities", summary="All facilities (no addresses)")
     async def list_facilities(

@@ -54,9 +54,19 @@ class TemplateRead(Out, kw_only=True):
     handover_protocol: str
 
 
+class ImportWarning(Out, kw_only=True):
+    """An imported facility that works but should be changed (as in a facility's warnings)."""
+
+    facility_id: int
+    alias: str
+    code: str
+    message: str
+
+
 class ImportResult(Out, kw_only=True):
     imported: int
     facility_ids: list[int]
+    warnings: list[ImportWarning] = []
 
 
 class AuditRead(Out, kw_only=True):
@@ -188,14 +198,14 @@ FACILITY_EXAMPLE: dict[str, Any] = {
     "alias": "Refuge LG-90",
     "municipalityNis": "62063",
     "kind": "refuge",
-    "intakePhone": "+32 4 555 01 90",
+    "intakePhone": "+32 470 55 01 90",
     "secretAddress": True,
     "policy": {"acceptsUndocumented": True, "genders": ["female"]},
     "pools": [{"label": "Beds", "unitKind": "bed", "unitsTotal": 8}],
 }
 IMPORT_CSV_EXAMPLE = (
     "operator,alias,municipality,intake_phone,kind,secret_address,accepts_undocumented,pools\n"
-    "Refuges Solidaires asbl,Refuge LG-91,62063,+32 4 555 01 91,refuge,yes,yes,Beds:bed:1:8\n"
-    "Refuges Solidaires asbl,Refuge NA-92,92094,+32 81 555 01 92,refuge,yes,no,"
+    "Refuges Solidaires asbl,Refuge LG-91,62063,+32 470 55 01 91,refuge,yes,yes,Beds:bed:1:8\n"
+    "Refuges Solidaires asbl,Refuge NA-92,92094,+32 470 55 01 92,refuge,yes,no,"
     "Family rooms:family_room:4:3\n"
 )

@@ -12,9 +12,17 @@ from api.schemas import AreaRef, Location, Out, PoolRead, area_ref, location, po
 from capacity.crypto import Address
 from capacity.health_rules import AreaCondition
 from capacity.models import AvailabilityReport
+from capacity.phones import TELLS_ZONE, fixed_line_zone, tells_zone_message
 from capacity.registry import FacilityView
 from capacity.settings import Settings
 from placement.policy import AccessPolicy, policy_from_json
+
+
+class FacilityWarning(Out, kw_only=True):
+    """Something an admin or the staff should change; the facility works as it is."""
+
+    code: str
+    message: str
 
 
 class FacilityDetail(Out, kw_only=True):
@@ -37,6 +45,7 @@ class FacilityDetail(Out, kw_only=True):
     first_planned_end: datetime | None  # set once the scheme has been extended
     extensions: int  # how often its planned end was pushed back
     pools: list[PoolRead]
+    warnings: list[FacilityWarning] = []
 
 
 class AreaConditionRead(Out, kw_only=True):
@@ -90,7 +99,20 @@ def facility_fields(view: FacilityView, settings: Settings, now: datetime) -> di
         "first_planned_end": f.first_planned_end,
         "extensions": f.extensions or 0,
         "pools": [pool_read(p, f, settings, now) for p in view.pools],
+        "warnings": facility_warnings(f.intake_phone, secret_address=f.secret_address),
     }
+
+
+def facility_warnings(intake_phone: str, *, secret_address: bool) -> list[FacilityWarning]:
+    """What to fix on a facility: a secret place whose intake number is a landline."""
+    return landline_warnings(fixed_line_zone(intake_phone) if secret_address else None)
+
+
+def landline_warnings(zone: str | None) -> list[FacilityWarning]:
+    """The warning for a secret place whose intake number rings in area ``zone``."""
+    if zone is None:
+        return []
+    return [FacilityWarning(code=TELLS_ZONE, message=tells_zone_message(zone))]
 
 
 def facility_detail(view: FacilityView, settings: Settings, now: datetime) -> FacilityDetail:

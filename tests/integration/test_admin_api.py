@@ -830,3 +830,44 @@ async def test_moving_a_facility_to_another_municipality_checks_its_address(
         f"/admin/facilities/{other}", headers=h, json={"municipalityNis": "62063"}
     )
     assert r.status_code == 200, r.text
+
+
+async def test_a_secret_place_with_a_landline_intake_number_is_flagged(
+    client: AsyncClient, world: World
+) -> None:
+    """Its area code, given to every requester who finds it, tells roughly where it is; the
+    admin (and its staff) are told so, on every answer that shows the facility."""
+    h = bearer(await _admin(world))
+    r = await client.post("/admin/facilities", headers=h, json=NEW_REFUGE)
+    assert r.status_code == 201, r.text
+    (w,) = r.json()["warnings"]
+    assert w["code"] == "intake_phone_tells_zone" and "02" in w["message"]
+    fid = r.json()["id"]
+    staff = await world.token("Refuges A", "staff")
+    r = await client.get(f"/staff/facilities/{fid}", headers=bearer(staff))
+    assert [w["code"] for w in r.json()["warnings"]] == ["intake_phone_tells_zone"]
+    # A mobile number tells nothing: the warning goes.
+    r = await client.patch(
+        f"/admin/facilities/{fid}", headers=h, json={"intakePhone": "+32 470 55 00 00"}
+    )
+    assert r.status_code == 200 and r.json()["warnings"] == []
+    # A public night shelter may give its landline.
+    r = await client.post(
+        "/admin/facilities",
+        headers=h,
+        json={**NEW_REFUGE, "alias": "Nuit", "template": "night_shelter"},
+    )
+    assert r.status_code == 201 and r.json()["secretAddress"] is False
+    assert r.json()["warnings"] == []
+    # A bulk import names the imported secret places with a landline.
+    r = await client.post(
+        "/admin/facilities/import",
+        headers={**h, "Content-Type": "text/csv"},
+        content=GOOD_CSV.encode(),
+    )
+    assert r.status_code == 201, r.text
+    warned = {(w["alias"], w["code"]) for w in r.json()["warnings"]}
+    assert warned == {
+        ("Hotel H-1", "intake_phone_tells_zone"),
+        ("Refuge R-2", "intake_phone_tells_zone"),
+    }  # Nuit N-3 is a public night shelter

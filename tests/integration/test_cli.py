@@ -72,6 +72,8 @@ def test_operator_token_facility_import_flow(
     )
     r = abri(cli_url, "facilities", "import", str(csv), cwd=root)
     assert r.returncode == 0, r.stderr
+    # a secret refuge whose intake number is a landline: its area code tells where it is
+    assert "warning: facility 1 (Refuge L-1)" in r.stderr and "area code 04 " in r.stderr
     r = abri(
         cli_url,
         "facilities",
@@ -91,6 +93,7 @@ def test_operator_token_facility_import_flow(
         cwd=root,
     )
     assert r.returncode == 0, r.stderr
+    assert "warning:" in r.stderr and "area code 087 " in r.stderr
     r = abri(
         cli_url,
         "facilities",
@@ -117,6 +120,10 @@ def test_operator_token_facility_import_flow(
     r = abri(cli_url, "facilities", "list", cwd=root)
     lines = r.stdout.strip().splitlines()
     assert [ln.split("\t")[-1] for ln in lines] == ["Refuge L-1", "Hotel 1", "Youth hostel 2"]
+    # `abri check` lists them as advice; its exit status stays the counters'
+    r = abri(cli_url, "check", cwd=root)
+    assert r.returncode == 0 and "counters agree" in r.stderr, r.stderr
+    assert r.stderr.count("warning: facility") == 3, r.stderr
     r = abri(
         cli_url,
         "facilities",

@@ -19,6 +19,7 @@ from capacity.areas import areas
 from capacity.availability import freshness, stale_threshold
 from capacity.db import Database
 from capacity.models import Facility, Hold, Pool, SaturationRun, UnmetDemand
+from capacity.phones import fixed_line_zone
 from capacity.settings import DEFAULT_STALE_MINUTES
 from ops.demo import load_demo
 from placement import holds_service
@@ -37,6 +38,9 @@ async def test_demo_world_covers_belgium(world: World) -> None:
     assert kinds == {"refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house"}
     secret = [v.facility.secret_address for v in views]
     assert any(secret) and not all(secret)
+    # the demo shows good practice: no secret place gives a landline (capacity.phones)
+    assert await registry.secret_landlines(world.db) == []
+    assert any(fixed_line_zone(v.facility.intake_phone) for v in views)  # public ones may
     now = world.clock.now()
     stale = [
         v
