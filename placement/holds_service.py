@@ -1171,6 +1171,35 @@ async def get(db: Database, raw_ref: str, *, actor: Actor, side: str) -> HoldVie
     return view
 
 
+async def held_for_household(
+    db: Database,
+    *,
+    actor: Actor,
+    pool_ref: str,
+    household: Household,
+    need: str,
+    episode_token: str,
+    now: datetime,
+) -> HoldView | None:
+    """This operator's hold still running at this pool for the same household (its episode
+    token, composition and need), if any: the console's results page, sent again from the
+    browser's history, carries new hold forms, and holding the place again would take a
+    second unit for one household."""
+    assert actor.operator_id is not None
+    q = _view_query().where(
+        Hold.requester_operator_id == actor.operator_id,
+        Hold.episode_hash == episode_hash(actor.operator_id, episode_token),
+        is_held(),
+        Hold.deadline > now,
+        Pool.ref == pool_ref,
+        Hold.need == need,
+    )
+    async with db.read() as s:
+        rows = (await s.execute(q.order_by(Hold.id.desc()))).all()
+    wanted = msgspec.to_builtins(household)
+    return next((v for v in map(_to_view, rows) if v.household == wanted), None)
+
+
 async def list_holds(
     db: Database,
     *,

@@ -948,11 +948,28 @@ class WebController(Controller):
                 raise FormError("Please check the form.")
             episode = (form.get("episode") or "").strip()
             episode = episode if re.fullmatch(EPISODE_PATTERN, episode) else None
+            pool_ref, need = form.get("pool_ref") or "", form.get("need") or "other"
+            if episode is not None:
+                # the results page sent again (the browser's Back): this household already
+                # holds this place; its hold, not a second unit
+                earlier = await holds_service.held_for_household(
+                    state.db,
+                    actor=actor,
+                    pool_ref=pool_ref,
+                    household=household,
+                    need=need,
+                    episode_token=episode,
+                    now=now,
+                )
+                if earlier is not None:
+                    return _redirect(
+                        request, ws, f"/web/console/holds/{quote(earlier.ref)}?already=1"
+                    )
             result = await holds_service.reserve(
                 state.db,
-                pool_ref=form.get("pool_ref") or "",
+                pool_ref=pool_ref,
                 household=household,
-                need=form.get("need") or "other",
+                need=need,
                 minutes=minutes,
                 callback=callback,
                 idempotency_key=f"web-{key}",
@@ -989,7 +1006,8 @@ class WebController(Controller):
         ws, _actor, stop = await _guard(request, CONSOLE_ROLES)
         if stop:
             return stop
-        return await self._hold_page(request, ws, ref)
+        already = request.query_params.get("already") == "1"
+        return await self._hold_page(request, ws, ref, already=already)
 
     async def _hold_page(
         self, request: Request[Any, Any, Any], ws: sess.WebSession, ref: str, **extra: Any
@@ -1018,7 +1036,7 @@ class WebController(Controller):
             area=display_name(h.place.area.nis, _lang(request)),
             # what the officer radios to the patrol: the Belgian wall clock, not a countdown
             deadline_text=local_when(h.deadline, _lang(request), now),
-            **{"error": None, **extra},
+            **{"error": None, "already": False, **extra},
         )
 
     @post("/console/holds/{ref:str}/release")

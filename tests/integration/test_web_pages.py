@@ -438,6 +438,49 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
     )
 
 
+async def test_the_same_household_is_not_held_twice_at_the_same_place(
+    client: AsyncClient, world: World
+) -> None:
+    """Back from the hold's page, the browser sends the search again (a results page is drawn
+    for a POST): the fresh results carry new hold forms, and "Hold this place" on the same
+    place held it a second time for the same household. The same household (episode token,
+    composition and need) at the same place still held is that hold, not a second one; a
+    different household, or the same one after its hold was released, is held anew."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    episode = re.search(r'name="episode" value="([^"]+)"', (await client.get("/web/console")).text)
+    assert episode
+    form = {**FAMILY_FORM, "episode": episode.group(1)}
+    r = await post_form(client, "/web/console", "/web/console/search", form)
+    first = await client.post("/web/console/hold", data=hold_form(r.text))
+    assert first.status_code == 303
+    # back, "resend the form", and "Hold this place" again
+    r = await post_form(client, "/web/console", "/web/console/search", form)
+    again = await client.post("/web/console/hold", data=hold_form(r.text))
+    assert again.status_code == 303
+    assert again.headers["location"].split("?")[0] == first.headers["location"]
+    page = (await client.get(again.headers["location"])).text
+    assert "already held for this household" in page
+    actor = Actor(operator_id=None, role="admin")
+    held = await holds_service.list_holds(world.db, actor=actor, side="requester", states=["held"])
+    assert len(held) == 1
+    # another household (a child more) at the same place is held apart
+    bigger = {**form, "child2_age": "9"}
+    r = await post_form(client, "/web/console", "/web/console/search", bigger)
+    other = await client.post("/web/console/hold", data=hold_form(r.text))
+    assert other.headers["location"] != first.headers["location"]
+    # released, the same household may hold the place again
+    ref = first.headers["location"].rsplit("/", 1)[1]
+    await holds_service.transition(world.db, ref, "released", actor=actor, now=world.clock.now())
+    r = await post_form(client, "/web/console", "/web/console/search", form)
+    anew = await client.post("/web/console/hold", data=hold_form(r.text))
+    assert anew.headers["location"].split("?")[0] not in (
+        first.headers["location"],
+        other.headers["location"],
+    )
+
+
 async def test_a_declined_hold_is_shown_with_its_reason_on_the_console(
     client: AsyncClient, world: World
 ) -> None:
