@@ -232,6 +232,9 @@ def _now(request: Request[Any, Any, Any]) -> Any:
 
 
 def _lang(request: Request[Any, Any, Any]) -> str:
+    chosen = request.scope.get("abri_lang")  # just switched: the page drawn in it at once
+    if chosen in i18n.LANGS:
+        return str(chosen)
     return i18n.negotiate(
         request.cookies.get(sess.LANG_COOKIE), request.headers.get("accept-language")
     )
@@ -283,6 +286,8 @@ def _render(
     lang = _lang(request)
     _ = i18n.translator(lang)
     html = _env.get_template(template).render(
+        # the form the language buttons send along (the console's), else none
+        carry_form=ctx.pop("carry_form", None),
         _=_,
         lang=lang,
         langs=i18n.LANGS,
@@ -842,8 +847,30 @@ class WebController(Controller):
             standing_waiting=bool(waiting),
             standing_hours=STANDING_HOURS,
             default_standing_hours=DEFAULT_STANDING_HOURS,
+            carry_form="search-form",
             **{"result": None, "error": None, **extra},
         )
+
+    @post("/console/lang")
+    async def console_lang(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The language switch on the console: it sends the search form along, so the
+        household as typed (and its results, when they were shown) is drawn again in the new
+        language rather than an empty form with a new episode token."""
+        ws, actor, stop = await _guard(request, CONSOLE_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        form = await request.form()
+        lang = form.get("lang")
+        if lang in i18n.LANGS:
+            request.scope["abri_lang"] = lang  # type: ignore[typeddict-unknown-key]
+        if form.get("shown") == "1":
+            resp = await self._search(request, ws, actor, form)
+        else:
+            resp = await self._console(request, ws, values=_form_values(form))
+        if lang in i18n.LANGS:
+            sess.set_lang_cookie(request, resp, lang)
+        return resp
 
     @post("/console/search")
     async def search(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -851,7 +878,11 @@ class WebController(Controller):
         if stop:
             return stop
         assert actor is not None
-        form = await request.form()
+        return await self._search(request, ws, actor, await request.form())
+
+    async def _search(
+        self, request: Request[Any, Any, Any], ws: sess.WebSession, actor: Actor, form: Any
+    ) -> Response[Any]:
         values = _form_values(form)
         lang = _lang(request)
         _ = i18n.translator(lang)

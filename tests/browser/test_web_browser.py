@@ -268,6 +268,28 @@ def test_language_switch_and_keyboard(browser: Any, server: dict[str, Any]) -> N
     page.context.close()
 
 
+def test_the_console_switches_language_with_the_household_as_typed(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """The language buttons send the console's form (HTML's form/formaction, no script): a
+    household half typed, not yet valid, comes back as typed in the new language."""
+    page = _page(browser, 1024, 768)
+    _sign_in(page, server["base"], server["helpline"])
+    episode = page.locator("input[name=episode]").input_value()
+    page.locator("#child0_age").fill("15")  # no adult yet: the form is not valid
+    page.locator("#avoid0").fill("Schaerbeek")
+    page.locator("#callback").fill("Ligne 0800, poste 3")
+    page.get_by_role("button", name="FR", exact=True).click()
+    page.wait_for_load_state()
+    wait_js(page, "document.documentElement.lang === 'fr'", 5000)
+    assert page.get_by_role("heading", name="Trouver une place").is_visible()
+    assert page.locator("#child0_age").input_value() == "15"
+    assert page.locator("#avoid0").input_value() == "Schaerbeek"
+    assert page.locator("#callback").input_value() == "Ligne 0800, poste 3"
+    assert page.locator("input[name=episode]").input_value() == episode
+    page.context.close()
+
+
 def test_night_worker_opens_a_one_time_link(browser: Any, server: dict[str, Any]) -> None:
     """A coordinator issues a link from the staff page on a phone; the night worker opens it
     on a 360 px phone, updates a count; the secret leaves the address bar at once and the

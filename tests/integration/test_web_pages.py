@@ -481,6 +481,52 @@ async def test_the_same_household_is_not_held_twice_at_the_same_place(
     )
 
 
+async def test_switching_language_mid_search_keeps_the_household_and_its_results(
+    client: AsyncClient, world: World
+) -> None:
+    """A helpline operator switches FR/NL/DE/EN while describing a household, or on the
+    results: the switch came back to an empty console (a new household, its episode token
+    new, so the unmet need counted again), and everything typed at 2 a.m. was to type again.
+    On the console, the language buttons send the form along: the household as typed, in the
+    new language, and the results drawn again when they were shown."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    console = (await client.get("/web/console")).text
+    episode = re.search(r'name="episode" value="([^"]+)"', console)
+    assert episode
+    for code in ("fr", "nl", "de", "en"):  # each button sends the search form
+        button = re.search(rf'<button[^>]*name="lang" value="{code}"[^>]*>', console)
+        assert button and 'form="search-form"' in button.group(0), code
+        assert 'formaction="/web/console/lang"' in button.group(0)
+        assert "formnovalidate" in button.group(0)  # half a household may switch too
+    form = {**FAMILY_FORM, "episode": episode.group(1)}
+    # half-typed, no search yet: the form comes back in German, as typed, without results
+    r = await post_form(client, "/web/console", "/web/console/lang", {**form, "lang": "de"})
+    assert r.status_code == 200 and '<html lang="de">' in r.text
+    assert "Platz finden" in r.text and 'id="results"' not in r.text
+    assert f'name="episode" value="{episode.group(1)}"' in r.text
+    assert 'value="Ligne Ecoute, poste 12"' in r.text and 'value="13"' in r.text
+    assert re.search(r'<option value="undocumented"\s+selected', r.text)
+    assert "lang=de" in r.headers.get("set-cookie", "")
+    # on the results: drawn again in Dutch, the same places, the form as it was
+    results = await post_form(client, "/web/console", "/web/console/search", form)
+    assert "Refuge Iris" in results.text and 'name="shown" value="1"' in results.text
+    r = await client.post(
+        "/web/console/lang",
+        data={**form, "csrf": csrf_of(results.text), "shown": "1", "lang": "nl"},
+    )
+    assert r.status_code == 200 and '<html lang="nl">' in r.text
+    assert 'id="results"' in r.text and "Refuge Iris" in r.text
+    assert "Mechelen (12025)" in r.text  # the area to avoid as it was understood
+    assert f'name="episode" value="{episode.group(1)}"' in r.text
+    # the page drawn next is in Dutch too (the cookie)
+    assert '<html lang="nl">' in (await client.get("/web/console")).text
+    # a bad language changes nothing but still keeps the form
+    r = await post_form(client, "/web/console", "/web/console/lang", {**form, "lang": "xx"})
+    assert r.status_code == 200 and 'value="Ligne Ecoute, poste 12"' in r.text
+
+
 async def test_a_declined_hold_is_shown_with_its_reason_on_the_console(
     client: AsyncClient, world: World
 ) -> None:
