@@ -930,8 +930,12 @@ class WebController(Controller):
             (n, EXCLUSION_TEXT.get(c, c))
             for c, n in sorted(r.excluded.items(), key=lambda kv: (-kv[1], kv[0]))
         ]
+        # only what would help: "0 more options if…" beside "29 places are not free of
+        # charge" read as a contradiction (the API keeps every count)
         alternatives = [
-            (a.extra_options, RELAX_TEXT.get(a.code, a.message)) for a in r.alternatives
+            (a.extra_options, RELAX_TEXT.get(a.code, a.message))
+            for a in r.alternatives
+            if a.extra_options > 0
         ]
         return await self._console(
             request,

@@ -1284,3 +1284,34 @@ async def test_a_number_that_is_not_plain_digits_is_a_form_error_not_a_500(
         headers={**bearer(str(w["staff"])), "If-Match": f'"{typed}"'.encode("latin-1")},
     )
     assert r.status_code == 422 and r.json()["field"] == "If-Match"
+
+
+async def test_the_console_lists_only_the_relaxations_that_would_help(
+    client: AsyncClient, world: World
+) -> None:
+    """A man: Refuge Iris takes women only, Refuge Nord too and lies in the area to avoid.
+    Dropping the area to avoid alone opens nothing (Nord still takes women only): the console
+    used to say "0 more option(s) if the areas to avoid were dropped" beside "2 places do not
+    take this gender", which reads as a contradiction. The API keeps every count."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    form = {**FAMILY_FORM, "adult0_gender": "male"}
+    r = await post_form(client, "/web/console", "/web/console/search", form)
+    assert r.status_code == 200, r.text
+    text = " ".join(r.text.split())  # the page is in French (the default)
+    assert "1 possibilité(s) de plus si : les lieux pour d&#39;autres genres" in text, text
+    assert "0 possibilité(s)" not in text
+    # the current language's button keeps its own attributes (they once ran together)
+    assert re.search(r'formnovalidate\s+aria-current="true"', text), text[:2000]
+    api = await client.post(
+        "/placements/search",
+        headers=bearer(str(w["police"])),
+        json={
+            "household": {"adults": [{"gender": "male", "ageBand": "25-64"}]},
+            "need": "ipv",
+            "avoid": {"municipalities": ["12025"]},
+        },
+    )
+    assert api.status_code == 200, api.text
+    codes = {a["code"]: a["extraOptions"] for a in api.json()["alternatives"]}
+    assert codes.get("avoid_area") == 0 and codes.get("gender_not_accepted") == 1, codes
