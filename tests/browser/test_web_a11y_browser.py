@@ -676,3 +676,42 @@ def test_a_live_stream_refused_after_a_redraw_is_said_on_the_page(
         assert errors == []
     finally:
         page.context.close()
+
+
+def test_a_household_sent_during_a_network_blip_still_shows(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A phone on a shelter's flaky Wi-Fi: the stream told the page a household was sent, but
+    the page's redraw (a fetch of /web/staff) failed in that moment. The failure was swallowed
+    and the stream had already moved past the event, so the household stayed off the page,
+    which still looked live, until the stream's next reconnection minutes later. A failed
+    redraw is now tried again shortly after."""
+    base, pool = server["base"], server["ixl"].pools[0]
+    page = _phone(browser)
+    refs: list[str] = []
+    armed: list[bool] = []
+    failed: list[str] = []
+
+    def flaky(route: Any) -> None:
+        if armed and not failed and route.request.resource_type == "fetch":
+            failed.append(route.request.url)
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    try:
+        page.route("**/web/staff", flaky)
+        wb._sign_in(page, base, server["staff"])
+        wait_js(page, "document.documentElement.dataset.live === 'on'")
+        page.wait_for_timeout(800)  # the stream's opening redraws are over
+        armed.append(True)
+        refs.append(_police_hold(base, server["police"], pool.ref, "a11y-blip-0001"))
+        wait_js(page, f"!!document.getElementById('hold-{refs[0]}')", timeout=10000)
+        assert failed, "the redraw was not interrupted"
+        assert page.locator("#holds-h .count").inner_text() == "1"
+        assert page.evaluate("document.documentElement.dataset.live") == "on"
+    finally:
+        page.context.close()
+        for ref in refs:
+            _release(base, server["police"], ref)

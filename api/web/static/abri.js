@@ -151,6 +151,15 @@
     if (!holds || !holds.id || !window.EventSource || !window.fetch) return;
     var liveId = holds.id;
     var busy = false, again = false;
+    /* A redraw that failed (the phone's Wi-Fi dropped for a moment, a 503) is tried again
+       soon: the stream has already moved past the event that asked for it and will not
+       send it again, so giving up would leave a household sent meanwhile off the page. */
+    var retryTimer = null, retryDelay = 2000;
+    function retryLater() {
+      if (retryTimer) return;
+      retryTimer = setTimeout(function () { retryTimer = null; refresh(); }, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 30000);
+    }
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
@@ -158,7 +167,8 @@
          POST's (e.g. /web/link/arrived), which a GET would answer with 405 */
       fetchPage(holds.getAttribute("data-page"))
         .then(function (doc) {
-          if (!doc) return;
+          if (!doc) { retryLater(); return; }
+          retryDelay = 2000;
           var fresh = doc.getElementById(liveId);
           var current = document.getElementById(liveId);
           if (fresh && current) announce(current, fresh);
@@ -179,9 +189,10 @@
             }
           });
         })
-        .catch(function () {})
+        .catch(retryLater)
         .then(function () { busy = false; if (again) { again = false; refresh(); } });
     }
+    window.addEventListener("online", refresh);
     var source = new EventSource(holds.getAttribute("data-live"));
     ["hold.created", "hold.arrived", "hold.released", "hold.expired", "hold.declined",
      "hold.no_show", "hold.departed", "hold.extended", "message"].forEach(function (kind) {
