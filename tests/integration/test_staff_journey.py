@@ -533,3 +533,76 @@ async def test_a_last_event_id_from_before_a_reset_does_not_silence_the_stream(
         headers={**staff, "Last-Event-ID": position},
     )
     assert ref in r.text
+
+
+async def test_a_hold_past_its_deadline_no_longer_counts_as_held_for_staff(
+    world: World, settings: object
+) -> None:
+    """A police hold ran out at 02:00; the sweeper runs every 30 s (or not at all while no
+    process leads the jobs). Meanwhile the staff page, the night worker's link page and
+    ``GET /staff/pools`` still counted it as held: "0 free, 1 held", "+" disabled, and "set 1
+    free" refused with "at most 0 can be free", for a bed no hold blocks any more. A hold past
+    its deadline stops blocking its place at once: what staff read says so, and a search made
+    just after agrees with it."""
+    import re
+
+    import httpx
+
+    from api.app import create_app
+    from tests.browser.web_helpers import seed_world, web_sign_in
+    from tests.integration.test_staff_links import issue, open_link
+
+    w = await seed_world(world)
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    app = create_app(settings, db=world.db, clock=world.clock)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    base = "https://abri.be"
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=base) as api,
+        httpx.AsyncClient(transport=transport, base_url=base) as web,
+        httpx.AsyncClient(transport=transport, base_url=base) as night,
+    ):
+        web.headers["Accept-Language"] = night.headers["Accept-Language"] = "en"
+        staff, police = bearer(str(w["staff"])), bearer(str(w["police"]))
+        r = await api.post(
+            "/holds",
+            headers={**police, "Idempotency-Key": "runs-out-0001"},
+            json={
+                "poolRef": pool.ref,
+                "need": "ipv",
+                "household": {"adults": [{"gender": "female"}]},
+            },
+        )
+        assert r.status_code == 201, r.text
+        r, secret = await issue(api, str(w["staff"]), fid)
+        assert r.status_code == 201, r.text
+        assert (await open_link(night, secret)).status_code == 303
+        r = await api.get(f"/staff/pools/{pool.id}", headers=staff)
+        assert (r.json()["unitsHeld"], r.json()["unitsFree"]) == (1, 2)
+
+        world.clock.advance(minutes=91)  # the police hold ran 90 min; no sweeper has run
+
+        page = (await night.get("/web/link")).text
+        figures = re.search(rf'id="figures-{pool.id}">([^<]*)<', page)
+        assert figures and "0 held" in figures.group(1), figures
+        assert f'<span class="free" id="free-{pool.id}">3</span>' in page
+        await web_sign_in(web, str(w["staff"]))
+        page = (await web.get("/web/staff")).text
+        figures = re.search(rf'id="figures-{pool.id}">([^<]*)<', page)
+        assert figures and "0 held" in figures.group(1), figures
+        assert f'<span class="free" id="free-{pool.id}">3</span>' in page
+        r = await api.get(f"/staff/pools/{pool.id}", headers=staff)
+        assert (r.json()["unitsHeld"], r.json()["unitsFree"]) == (0, 3), r.json()
+        r = await api.get("/staff/facilities", headers=staff)
+        listed = {p["id"]: p for f in r.json() for p in f["pools"]}
+        assert (listed[pool.id]["unitsHeld"], listed[pool.id]["unitsFree"]) == (0, 3)
+        r = await api.get(f"/staff/facilities/{fid}", headers=staff)
+        assert [p["unitsFree"] for p in r.json()["pools"] if p["id"] == pool.id] == [3]
+        r = await api.post(
+            "/placements/search",
+            headers=police,
+            json={"household": {"adults": [{"gender": "female"}]}, "need": "ipv"},
+        )
+        offered = {o["poolRef"]: o["freeUnits"] for o in r.json()["options"]}
+        assert offered.get(pool.ref) == 3, r.json()
