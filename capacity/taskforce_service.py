@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -796,6 +796,54 @@ class PlannerArea:
     free_elsewhere_quality: dict[str, float | int | None] | None = None
 
 
+#: The longest horizon the planner answers for (``days``), the API's bound.
+PLANNER_MAX_DAYS = 365
+#: The levels a planner may be asked at: every one's figures are checked together (another
+#: level is answered with everything suppressed).
+PLANNER_LEVELS: tuple[str, ...] = ("region", "province", "arrondissement")
+
+
+@dataclass(frozen=True)
+class _PlannerFacts:
+    """What the planner's suppression needs of one area: its admitting secret places by id
+    (public ones are known to the reader) and whether the saturation map shows the area."""
+
+    map_shows: bool
+    admitting_secret: frozenset[int]
+    serving_secret: dict[str, frozenset[int]]  # planner segment -> admitting secret serving it
+
+
+def _planner_groups(
+    facts: _PlannerFacts, closing: Collection[int], secret_closing: Collection[int], *, k: int
+) -> tuple[bool, bool, dict[str, bool], list[tuple[str, frozenset[int]]]]:
+    """An area's primary suppression for one set of closing places: whether its occupants
+    are shown, whether its free places elsewhere are, which segments of them are, and the
+    groups of secret places each shown figure sums (for the joint audit).
+
+    Secret closing schemes: figures only if at least k of them (else all suppressed); free
+    places elsewhere only if their secret places are 0 or >= k, and the secret closing ones
+    (which they leave out) are too, and the map shows the area (else, with the map's province
+    and its other arrondissements, an area the map hid could be worked out)."""
+    others = facts.admitting_secret - frozenset(closing)
+    secret_ok = len(secret_closing) == 0 or len(secret_closing) >= k
+    elsewhere_ok = secret_ok and facts.map_shows and (len(others) == 0 or len(others) >= k)
+    segs: dict[str, bool] = {}
+    groups: list[tuple[str, frozenset[int]]] = []
+    if secret_ok:
+        groups.append(("occupants", frozenset(secret_closing)))
+    if elsewhere_ok:
+        groups.append(("all", others))
+    for seg in PLANNER_SEGMENTS:
+        serving = facts.serving_secret[seg] & others
+        rest = len(others) - len(serving)
+        # A segment's figure is hidden when the secret places serving it, or those not
+        # serving it (all minus the segment), are 1 to k-1: either would be a refuge or two.
+        segs[seg] = not (0 < len(serving) < k or 0 < rest < k)
+        if elsewhere_ok and segs[seg]:
+            groups.append((seg, serving))
+    return secret_ok, elsewhere_ok, segs, groups
+
+
 async def redirection(
     db: Database,
     settings: Settings,
@@ -809,23 +857,64 @@ async def redirection(
     segment (from holds in state 'arrived', in places) and the rest of the reported occupancy
     as 'segment unknown', against free capacity elsewhere in the same area that serves each
     segment. Secret-address schemes are only aggregated, with the same k as everywhere.
-    ``cube``: the saturation map the caller already built (else it is built here)."""
+    ``cube``: the saturation map the caller already built (else it is built here).
+
+    Every horizon and every level is checked together with the map, whichever is asked: two
+    answers (within 7 and within 30 days; by province and by arrondissement) differ by the
+    schemes between them, so each answer alone being safe is not enough (a province's
+    occupants minus its one shown arrondissement would be a lone secret scheme)."""
     check_level(level)
     k = settings.suppression_k
     loaded = await load(db, settings, now)
-    horizon = now + timedelta(days=days)
-    closing = {
-        f.id
+    latest = now + timedelta(days=PLANNER_MAX_DAYS)
+    ends = {
+        f.id: f.planned_end
         for f in loaded.facilities.values()
-        if f.planned_end is not None and now < f.planned_end <= horizon
+        if f.planned_end is not None and now < f.planned_end <= latest
     }
+    horizon = now + timedelta(days=days)
+    closing = {fid for fid, end in ends.items() if end <= horizon}
     if not closing:
         return []
-    # The free places elsewhere (and their quality) are shown only where the saturation map
-    # shows the area itself: else, with the map's province and its other arrondissements, an
-    # area the map hid (to protect a lone secret refuge next door) could be worked out.
     if cube is None:
         cube = await asyncio.to_thread(saturation_cube, loaded.facts, k=k)
+    facts = {f.id: f for f in loaded.facts}
+    policies = {fid: policy_from_json(f.policy) for fid, f in loaded.facilities.items()}
+
+    def area_facts(lv: str, area: str) -> _PlannerFacts:
+        depth = LEVELS.index(lv)
+        secret = [f for f in loaded.facts if f.path[depth] == area and f.admitting and f.secret]
+        cell = cube.get((lv, area, ALL, ALL))
+        return _PlannerFacts(
+            cell is None or cell.items == 0 or not cell.suppressed,
+            frozenset(f.id for f in secret),
+            {
+                seg: frozenset(f.id for f in secret if serves(f.segments, policies[f.id], seg))
+                for seg in PLANNER_SEGMENTS
+            },
+        )
+
+    # Every figure any (level, horizon) would publish, as groups of secret places, in one
+    # order that depends on the data only: the same answer whichever is asked first.
+    groups: dict[frozenset[int], int] = {}
+    published: dict[tuple[str, str, datetime, str], int] = {}
+    cache: dict[tuple[str, str], _PlannerFacts] = {}
+    for lv in PLANNER_LEVELS:
+        depth = LEVELS.index(lv)
+        by_area: dict[str, list[int]] = defaultdict(list)
+        for fid in ends:
+            by_area[facts[fid].path[depth]].append(fid)
+        for area in sorted(by_area):
+            fids = sorted(by_area[area], key=lambda fid: (ends[fid], fid))
+            pf = cache[(lv, area)] = area_facts(lv, area)
+            for cut in sorted({ends[fid] for fid in fids}):
+                shut = [fid for fid in fids if ends[fid] <= cut]
+                secret_shut = [fid for fid in shut if facts[fid].secret]
+                for what, ids in _planner_groups(pf, shut, secret_shut, k=k)[3]:
+                    published[(lv, area, cut, what)] = groups.setdefault(ids, len(groups))
+    # In a worker thread, as the cube's own audit: a decomposition per round.
+    withheld = await asyncio.to_thread(withheld_beside, cube, list(groups))
+
     async with db.read() as s:
         holds = (
             await s.execute(
@@ -842,17 +931,25 @@ async def redirection(
             if (segs or {}).get(seg):
                 placed[fid][seg] += places
     depth = LEVELS.index(level)
-    facts = {f.id: f for f in loaded.facts}
-    by_area: dict[str, list[int]] = defaultdict(list)
+    by_area = defaultdict(list)
     for fid in closing:
         by_area[facts[fid].path[depth]].append(fid)
     out: list[PlannerArea] = []
-    extra: list[tuple[int, str, list[int]]] = []  # (area index, figure, secret facility ids)
     for area in sorted(by_area):
         fids = by_area[area]
-        public, secret = [], []
-        for fid in fids:
-            (secret if facts[fid].secret else public).append(fid)
+        public = [fid for fid in fids if not facts[fid].secret]
+        secret = [fid for fid in fids if facts[fid].secret]
+        cut = max(ends[fid] for fid in fids)
+
+        def shown(what: str, area: str = area, cut: datetime = cut) -> bool:
+            """Checked with every other horizon and level: not withheld."""
+            i = published.get((level, area, cut, what))
+            return i is not None and i not in withheld
+
+        pf = cache.get((level, area)) or area_facts(level, area)  # another level: all hidden
+        secret_ok, elsewhere_ok, seg_ok, _ = _planner_groups(pf, fids, secret, k=k)
+        secret_ok = secret_ok and (not secret or shown("occupants"))
+        elsewhere_ok = elsewhere_ok and shown("all")
         closing_public = []
         totals: dict[str, int] = defaultdict(int)
         for fid in fids:
@@ -877,47 +974,19 @@ async def redirection(
         others = [
             f for f in loaded.facts if f.path[depth] == area and f.id not in closing and f.admitting
         ]
-        secret_others = sum(1 for f in others if f.secret)
         free: dict[str, int | None] = {"all": 0, **dict.fromkeys(PLANNER_SEGMENTS, 0)}
-        secret_serving: dict[str, int] = dict.fromkeys(PLANNER_SEGMENTS, 0)
-        serving_ids: dict[str, list[int]] = {seg: [] for seg in PLANNER_SEGMENTS}
         quality = [0] * len(FIGURES)
         for f in others:
             figs = facility_figures(f)
             quality = [a + b for a, b in zip(quality, figs, strict=True)]
             fr = figs[FIG["free"]]
             free["all"] += fr  # type: ignore[operator]
-            pol = policy_from_json(loaded.facilities[f.id].policy)
             for seg in PLANNER_SEGMENTS:
-                if serves(f.segments, pol, seg):
+                if serves(f.segments, policies[f.id], seg):
                     free[seg] += fr  # type: ignore[operator]
-                    secret_serving[seg] += int(f.secret)
-                    if f.secret:
-                        serving_ids[seg].append(f.id)
-        # A segment's figure is hidden when the secret places serving it, or those not serving
-        # it (all minus the segment), are 1 to k-1: either would be a refuge or two.
         for seg in PLANNER_SEGMENTS:
-            rest = secret_others - secret_serving[seg]
-            if 0 < secret_serving[seg] < k or 0 < rest < k:
+            if not (seg_ok[seg] and shown(seg)):
                 free[seg] = None
-        # Secret closing schemes: figures only if at least k of them (else all suppressed);
-        # free elsewhere only if its secret facilities are 0 or >= k, and the secret closing
-        # ones (which it leaves out) are too, so differences with the aggregates reveal nothing.
-        secret_ok = len(secret) == 0 or len(secret) >= k
-        cell = cube.get((level, area, ALL, ALL))
-        map_shows = cell is None or cell.items == 0 or not cell.suppressed
-        elsewhere_ok = secret_ok and (secret_others == 0 or secret_others >= k) and map_shows
-        # What this area would publish, as groups of secret facilities: checked below against
-        # the map's cells, all areas together (a reader combines them all).
-        if secret_ok:
-            extra.append((len(out), "occupants", secret))
-        if elsewhere_ok:
-            extra.append((len(out), "all", [f.id for f in others if f.secret]))
-            extra += [
-                (len(out), seg, serving_ids[seg])
-                for seg in PLANNER_SEGMENTS
-                if free[seg] is not None
-            ]
         out.append(
             PlannerArea(
                 nis=area,
@@ -935,20 +1004,6 @@ async def redirection(
                 else None,
             )
         )
-    # The planner cuts each area along a line the map never drew ("closes within N days",
-    # and its own segments): beside the map's cells, a figure here could isolate a refuge
-    # (the map's refuges subtracted from "free elsewhere" would leave a lone secret hotel).
-    # In a worker thread, as the cube's own audit: a decomposition per round.
-    withheld = await asyncio.to_thread(withheld_beside, cube, [ids for _, _, ids in extra])
-    for i in sorted(withheld, reverse=True):
-        a = out[extra[i][0]]
-        what = extra[i][1]
-        if what == "occupants":
-            a.occupants, a.suppressed, a.closing_secret = None, True, "suppressed"
-        elif what == "all":
-            a.free_elsewhere, a.free_elsewhere_quality = None, None
-        elif a.free_elsewhere is not None:
-            a.free_elsewhere[what] = None
     return out
 
 

@@ -496,7 +496,7 @@ class TaskforceController(Controller):
         db: NamedDependency[Database],
         clock: NamedDependency[Clock],
         settings: NamedDependency[Settings],
-        days: Annotated[int, Parameter(ge=1, le=365)] = 14,
+        days: Annotated[int, Parameter(ge=1, le=tf.PLANNER_MAX_DAYS)] = 14,
         level: Annotated[str, Parameter(pattern=r"^(region|province|arrondissement)$")] = (
             "arrondissement"
         ),

@@ -412,3 +412,109 @@ async def test_a_municipal_health_condition_does_not_name_a_secret_refuges_munic
     facilities = (await client.get("/staff/facilities", headers=staff)).json()
     shown = {f["alias"]: [c["condition"] for c in f["areaConditions"]] for f in facilities}
     assert shown["Refuge UCCLE"] == ["negative_test"] and shown["Shelter UCCLE"] == []
+
+
+async def _planner(
+    client: AsyncClient, h: dict[str, str], days: int, level: str
+) -> dict[str, dict[str, Any]]:
+    r = await client.get(f"/taskforce/redirection?days={days}&level={level}", headers=h)
+    assert r.status_code == 200, r.text
+    return {a["area"]["nis"]: a for a in r.json()["areas"]}
+
+
+async def test_planner_horizons_cannot_be_differenced_to_one_secret_scheme(
+    client: AsyncClient, world: World
+) -> None:
+    """Arrondissement of Liège: three secret schemes close in 5 days, a fourth (X, 6 of 8
+    places occupied, 2 free) in 20 days, beside three secret refuges that stay. Each answer
+    alone is an aggregate of three or more secret places, but 'within 7 days' and 'within 30
+    days', asked a second apart, differ by X alone: its occupants and its free places."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("TF", "taskforce")
+    now = world.clock.now()
+    for i in range(3):
+        await world.facility(
+            "Refuges",
+            f"Refuge {i}",
+            municipality=LIEGE,
+            pools=[PoolCreate(label="Beds", units_total=10, units_occupied=4 + i)],
+        )
+    for i in range(3):
+        await world.facility(
+            "Refuges",
+            f"Scheme {i}",
+            municipality=LIEGE,
+            planned_end=now + timedelta(days=5),
+            pools=[PoolCreate(label="Beds", units_total=5, units_occupied=1 + i)],
+        )
+    await world.facility(
+        "Refuges",
+        "Scheme X",
+        municipality=LIEGE,
+        planned_end=now + timedelta(days=20),
+        pools=[PoolCreate(label="Beds", units_total=8, units_occupied=6)],
+    )
+    h = bearer(await world.token("TF", "taskforce"))
+    for level, nis in (("arrondissement", "62000"), ("province", "60000")):
+        soon = (await _planner(client, h, 7, level))[nis]
+        later = (await _planner(client, h, 30, level))[nis]
+        # what is safe stays: one of the two aggregates of secret schemes is shown
+        assert soon["occupants"] is not None or later["occupants"] is not None
+        if soon["occupants"] is not None and later["occupants"] is not None:
+            assert later["occupants"]["total"] - soon["occupants"]["total"] != 6, (
+                level,
+                "the occupants within 30 days minus those within 7 are scheme X's alone",
+            )
+        if soon["freeElsewhere"] is not None and later["freeElsewhere"] is not None:
+            a, b = soon["freeElsewhere"]["all"], later["freeElsewhere"]["all"]
+            assert a is None or b is None or a - b != 2, (
+                level,
+                "the free places elsewhere within 7 days minus within 30 are scheme X's alone",
+            )
+            a, b = (x["freeElsewhereQuality"]["inService"] for x in (soon, later))
+            assert a - b != 8, (level, "and its places in service")
+
+
+async def test_planner_levels_cannot_be_differenced_to_one_secret_scheme(
+    client: AsyncClient, world: World
+) -> None:
+    """Province of Liège: three secret schemes close in 5 days in the arrondissement of
+    Liège, one (X, 6 occupied) in the arrondissement of Huy. Asked by arrondissement, Huy's
+    lone scheme is suppressed and Liège's three are shown; asked by province, the four are
+    shown: the province minus Liège is X alone."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("TF", "taskforce")
+    now = world.clock.now()
+    for muni in (LIEGE, "61031"):  # Liège, Huy
+        for i in range(3):
+            await world.facility(
+                "Refuges",
+                f"Refuge {muni} {i}",
+                municipality=muni,
+                pools=[PoolCreate(label="Beds", units_total=10, units_occupied=4 + i)],
+            )
+    for i in range(3):
+        await world.facility(
+            "Refuges",
+            f"Scheme {i}",
+            municipality=LIEGE,
+            planned_end=now + timedelta(days=5),
+            pools=[PoolCreate(label="Beds", units_total=5, units_occupied=1 + i)],
+        )
+    await world.facility(
+        "Refuges",
+        "Scheme X",
+        municipality="61031",
+        planned_end=now + timedelta(days=5),
+        pools=[PoolCreate(label="Beds", units_total=8, units_occupied=6)],
+    )
+    h = bearer(await world.token("TF", "taskforce"))
+    arr = await _planner(client, h, 7, "arrondissement")
+    prov = (await _planner(client, h, 7, "province"))["60000"]
+    liege, huy = arr["62000"], arr["61000"]
+    assert huy["occupants"] is None  # one secret scheme: never shown alone
+    if liege["occupants"] is not None and prov["occupants"] is not None:
+        assert prov["occupants"]["total"] - liege["occupants"]["total"] != 6, (
+            "the province's occupants minus the arrondissement of Liège's are scheme X's alone"
+        )
+    assert prov["occupants"] is not None or liege["occupants"] is not None  # the safe one stays
