@@ -53,7 +53,7 @@ from capacity.errors import InvalidInput
 from capacity.saturation import SEGMENTS
 from capacity.settings import Settings
 
-CSV_TYPE = "text/csv; charset=utf-8"
+CSV_TYPE = "text/csv"  # Litestar adds "; charset=utf-8" to any text/ type
 CSV_DOC = "JSON by default; CSV with `Accept: text/csv` or `?format=csv`."
 
 

@@ -145,6 +145,8 @@ async def test_saturation_json_csv_coverage_and_suppression(
             headers=hh,
         )
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        # one charset parameter: 'text/csv; charset=utf-8; charset=utf-8' repeats it (RFC 9110)
+        assert r.headers["content-type"] == "text/csv; charset=utf-8", r.headers
         rows = list(csv.DictReader(io.StringIO(r.text)))
         row = next(x for x in rows if x["nis"] == shown["area"]["nis"])
         assert row["capacity"] == str(shown["capacity"]) and row["coverage"] == "1.0"

@@ -151,7 +151,7 @@ async def test_the_briefing_download_is_the_api_export(client: AsyncClient, worl
     link = re.search(r'id="briefing-province" href="([^"]+)"', page.text)
     assert link, page.text
     r = await client.get(html.unescape(link.group(1)))
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=utf-8"
     assert r.headers["cache-control"] == "no-store"
     api = await client.get(
         "/taskforce/exports/briefing",
