@@ -9,9 +9,9 @@ in two processes at once, does no harm. Feature modules register their jobs with
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -39,6 +39,27 @@ class JobContext:
     clock: Clock
     settings: Settings
     cipher: AddressCipher
+    #: the scheduler running the job (set by ``build_scheduler``), for ``run_early``
+    scheduler: AsyncIOScheduler | None = None
+
+
+#: the soonest ``run_early`` brings a job forward: never a loop that spins
+EARLIEST_RERUN_SECONDS = 0.5
+
+
+def run_early(ctx: JobContext, name: str, at: datetime) -> None:
+    """Bring the next run of job ``name`` forward to ``at`` (e.g. the next hold's deadline)
+    when that is before its next interval run; never sooner than half a second from now."""
+    scheduler = ctx.scheduler
+    if scheduler is None:
+        return
+    job = scheduler.get_job(name)
+    if job is None:
+        return
+    soonest = datetime.now(UTC) + timedelta(seconds=EARLIEST_RERUN_SECONDS)
+    at = max(at if at.tzinfo is not None else at.replace(tzinfo=UTC), soonest)
+    if job.next_run_time is None or at < job.next_run_time:
+        job.modify(next_run_time=at)
 
 
 JobFn = Callable[[JobContext], Awaitable[object]]
@@ -79,9 +100,13 @@ async def run_job(spec: JobSpec, ctx: JobContext) -> None:
         JOB_RUNS.labels(spec.name, "failed").inc()
 
 
-def build_scheduler(ctx: JobContext) -> AsyncIOScheduler:
+def build_scheduler(ctx: JobContext, only: Collection[str] | None = None) -> AsyncIOScheduler:
+    """Every registered job (or those named in ``only``), each on its interval."""
     scheduler = AsyncIOScheduler(timezone="UTC")
+    ctx.scheduler = scheduler
     for spec in load_jobs().values():
+        if only is not None and spec.name not in only:
+            continue
         scheduler.add_job(
             run_job,
             "interval",

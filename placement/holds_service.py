@@ -1257,6 +1257,13 @@ async def expire_due_holds(
     return freed
 
 
+async def next_deadline(db: Database) -> datetime | None:
+    """The earliest deadline of a hold still held (the partial index on held deadlines)."""
+    async with db.read() as s:
+        found = await s.scalar(select(func.min(Hold.deadline)).where(is_held()))
+    return RawTx.read_ts(found)
+
+
 async def counters_agree(db: Database) -> list[tuple[int, int, int]]:
     """Pools whose ``units_held`` differs from their active holds: (pool id, counter, holds)."""
     async with db.read() as s:

@@ -3,15 +3,29 @@ never depends on it, see holds_service)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from capacity import retention
-from ops.scheduler import JobContext, job
+from ops.scheduler import JobContext, job, run_early
 from placement import standing_service
-from placement.holds_service import expire_due_holds
+from placement.holds_service import expire_due_holds, next_deadline
 
 
 @job("expire_holds", seconds=30)
 async def expire_holds(ctx: JobContext) -> int:
-    return await expire_due_holds(ctx.db, ctx.clock.now())
+    """Expire due holds; run again at the next deadline when it comes before the next
+    interval (a hold lasts at least 15 minutes, so one made later cannot be due sooner).
+    Searches then see the place free within their index refresh, and a request waiting in
+    line gets it at once."""
+    now = ctx.clock.now()
+    freed = await expire_due_holds(ctx.db, now)
+    if freed and await standing_service.waiting_exists(ctx.db):
+        await standing_service.run_round(ctx.db, ctx.settings, now=now)
+    upcoming = await next_deadline(ctx.db)
+    if upcoming is not None:
+        # on the scheduler's (real) clock: as far ahead as the deadline is on the job's
+        run_early(ctx, "expire_holds", datetime.now(UTC) + (upcoming - now))
+    return freed
 
 
 @job("standing_round", seconds=15)

@@ -305,3 +305,29 @@ async def test_only_the_requesting_operator_sees_its_standing_requests(
         headers=bearer(setup["helpline"]),
     )
     assert r.status_code in (400, 422)
+
+
+async def test_an_expiry_offers_the_place_to_the_request_in_line_at_once(
+    client: AsyncClient, setup: dict[str, Any], world: World, settings: Settings
+) -> None:
+    """The sweeper that expires a hold hands the place on in the same run, not at the next
+    standing round (up to 15 s later): the place is not left free for whoever searches first
+    while a request has been waiting for it."""
+    from ops.scheduler import JobContext
+    from placement.jobs import expire_holds
+
+    await _fill(client, setup)
+    first = await client.post(
+        "/standing-requests",
+        json={"search": search(MOTHER_AND_GIRL), "minutes": 600},
+        headers=bearer(setup["helpline"]),
+    )
+    assert first.status_code == 201 and first.json()["state"] == "waiting"
+    world.clock.advance(minutes=91)  # past the police hold's 90 minutes
+    ctx = JobContext(world.db, world.clock, settings, world.cipher)
+    assert await expire_holds(ctx) == 1
+    r = await client.get(
+        f"/standing-requests/{first.json()['ref']}", headers=bearer(setup["helpline"])
+    )
+    assert r.json()["state"] == "offered", r.json()
+    assert await counters_agree(world.db) == []
