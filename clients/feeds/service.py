@@ -2,7 +2,8 @@
 
 Mapping rule: every entry maps one identifier of the feed to one pool of a facility of the
 feed's own operator; any other pool is refused (at registration and again at every ingest,
-in case a facility changed hands).
+in case a facility changed hands). A pool is written by one feed at most: two feeds mapping it
+would overwrite each other's figures at every poll.
 """
 
 from __future__ import annotations
@@ -157,9 +158,14 @@ def _check_url(url: str) -> str:
 
 
 async def check_mapping(
-    s: AsyncSession, operator_id: int, mapping: list[MappingEntry] | list[dict[str, Any]]
+    s: AsyncSession,
+    operator_id: int,
+    mapping: list[MappingEntry] | list[dict[str, Any]],
+    *,
+    feed_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every pool must belong to a facility of the feed's operator; ids and pools unique."""
+    """Every pool must belong to a facility of the feed's operator; ids and pools unique, and
+    no pool already written by another feed (``feed_id``: the feed being changed)."""
     entries = [
         m if isinstance(m, MappingEntry) else msgspec.convert(m, MappingEntry) for m in mapping
     ]
@@ -189,6 +195,20 @@ async def check_mapping(
                 "This pool does not exist or is not a pool of the feed's operator.",
                 field=f"mapping[{i}].poolId",
             )
+    others = select(Feed.name, Feed.mapping)
+    if feed_id is not None:
+        others = others.where(Feed.id != feed_id)
+    taken = {
+        int(m["poolId"]): name for name, other in (await s.execute(others)).all() for m in other
+    }
+    for i, m in enumerate(entries):
+        if m.pool_id in taken:
+            raise InvalidInput(
+                f"Pool {m.pool_id} is already written by the feed {taken[m.pool_id]!r}: two "
+                "feeds would overwrite each other's figures. Take it out of that feed's "
+                "mapping (or delete that feed) first.",
+                field=f"mapping[{i}].poolId",
+            )
     return [msgspec.to_builtins(m) for m in entries]
 
 
@@ -216,6 +236,9 @@ async def create_feed(
             op = await s.scalar(select(Operator).where(Operator.name == cmd.operator))
             if op is None:
                 raise NotFound("No such operator.", field="operator")
+            if await s.scalar(select(Feed.id).where(Feed.name == cmd.name)) is not None:
+                # before the mapping: a second registration of the same feed is a name clash
+                raise AlreadyExists(f"A feed named {cmd.name!r} exists.", field="name")
             mapping = await check_mapping(s, op.id, cmd.mapping)
             feed = Feed(
                 name=cmd.name,
@@ -280,7 +303,7 @@ async def update_feed(
             feed.etag = feed.last_modified = None
             changed.append("format")
         if cmd.mapping is not None:
-            feed.mapping = await check_mapping(s, feed.operator_id, cmd.mapping)
+            feed.mapping = await check_mapping(s, feed.operator_id, cmd.mapping, feed_id=feed.id)
             feed.etag = feed.last_modified = None  # re-read the document with the new mapping
             changed.append("mapping")
         for name in (

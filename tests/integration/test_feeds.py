@@ -769,3 +769,54 @@ async def test_a_name_rebound_after_the_check_is_never_polled(
         "refused: hotel.abri.test resolves to a link-local, multicast or unspecified address"
     )
     assert {k: figures(v) for k, v in (await pools(world)).items()} == before
+
+
+async def test_two_feeds_never_write_the_same_pool(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """A CPAS moving from its CSV export to EDXL-HAVE, or a feed registered twice under two
+    names: both feeds writing one pool would overwrite each other at every poll (the free
+    count flapping for searchers, a new version each time for staff). One feed per pool, as
+    within a feed."""
+    first = await make_feed(client, setup, feed_server.url)
+    body = {
+        "name": "midi-have",
+        "operator": "Hotels Solidaires",
+        "url": feed_server.url,
+        "format": "edxl_have",
+        "mapping": [{"feedId": "CPAS-LIEGE/FamilyRooms", "poolId": setup.pools["Family"]}],
+    }
+    r = await client.post("/admin/feeds", json=body, headers=bearer(setup.admin))
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["field"] == "mapping[0].poolId" and "'midi'" in problem["detail"]
+    async with world.db.read() as s:
+        assert len((await s.scalars(select(Feed))).all()) == 1  # nothing half-registered
+    # Once the first feed no longer maps it, the pool may go to the new one...
+    r = await client.patch(
+        f"/admin/feeds/{first['id']}",
+        json={"mapping": [{"feedId": "DBL", "poolId": setup.pools["Doubles"]}]},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post("/admin/feeds", json=body, headers=bearer(setup.admin))
+    assert r.status_code == 201, r.text
+    # ...and the first may not take it back, while a feed keeps its own pools on a change.
+    r = await client.patch(
+        f"/admin/feeds/{first['id']}",
+        json={
+            "mapping": [
+                {"feedId": "DBL", "poolId": setup.pools["Doubles"]},
+                {"feedId": "FAM", "poolId": setup.pools["Family"]},
+            ]
+        },
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "mapping[1].poolId", r.text
+    assert "'midi-have'" in r.json()["detail"]
+    r = await client.patch(
+        f"/admin/feeds/{first['id']}",
+        json={"mapping": [{"feedId": "DOUBLE", "poolId": setup.pools["Doubles"]}]},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200, r.text
