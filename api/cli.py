@@ -193,13 +193,14 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     from clients.feeds import service as feeds
 
     if args.action == "add":
-        mapping = []
-        for item in args.map or []:
-            feed_id, _, rest = item.partition("=")
-            pool, _, flag = rest.partition(":")
-            mapping.append(
-                {"feedId": feed_id, "poolId": int(pool), "countsHoldsAsOccupied": flag == "holds"}
-            )
+        if not args.map:
+            _say("error: give at least one --map FEEDID=POOLID[:holds] (the pools the feed writes)")
+            return 2
+        try:
+            mapping = [_parse_map(item) for item in args.map]
+        except ValueError as exc:
+            _say(f"error: {exc}")
+            return 2
         creds = None
         if args.bearer_token_env:
             token = os.environ.get(args.bearer_token_env, "")
@@ -325,6 +326,21 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
                 f"{f.id}\t{f.kind}\t{f.status}\t{f.municipality_nis}\t{v.operator.name}\t{f.alias}"
             )
     return 0
+
+
+def _parse_map(spec: str) -> dict[str, Any]:
+    """``FEEDID=POOLID[:holds]``; anything else is refused (a mistyped ``:holds`` would
+    silently count every room Abri holds twice)."""
+    feed_id, eq, rest = spec.partition("=")
+    pool, colon, flag = rest.partition(":")
+    if not (eq and feed_id.strip() and pool.strip().isdecimal() and flag in ("", "holds")):
+        raise ValueError(
+            f"--map {spec!r}: use FEEDID=POOLID[:holds], e.g. DBL=12:holds (the pool's id is "
+            "a number; `:holds` when the partner counts rooms Abri holds as occupied)"
+        )
+    if colon and not flag:
+        raise ValueError(f"--map {spec!r}: use FEEDID=POOLID[:holds] (nothing after the colon)")
+    return {"feedId": feed_id, "poolId": int(pool), "countsHoldsAsOccupied": flag == "holds"}
 
 
 def _parse_pool(spec: str) -> dict[str, Any]:

@@ -235,7 +235,7 @@ async def create_feed(
         async with db.write() as s:
             op = await s.scalar(select(Operator).where(Operator.name == cmd.operator))
             if op is None:
-                raise NotFound("No such operator.", field="operator")
+                raise NotFound(f"No operator named {cmd.operator!r}.", field="operator")
             if await s.scalar(select(Feed.id).where(Feed.name == cmd.name)) is not None:
                 # before the mapping: a second registration of the same feed is a name clash
                 raise AlreadyExists(f"A feed named {cmd.name!r} exists.", field="name")

@@ -193,3 +193,34 @@ def test_upgrade_of_a_database_newer_than_the_code_says_so(tmp_path: Path) -> No
     assert r.returncode == 2
     no_traceback(r)
     assert "newer than this version: at 9999" in r.stderr, r.stderr
+
+
+def test_a_mistyped_feed_mapping_is_one_line_and_registers_nothing(tmp_path: Path) -> None:
+    """`abri feeds add --map DBL` (no pool) or `--map DBL=twelve` ended in a traceback, and
+    `--map DBL=1:hold` (for `:holds`) registered the feed as if the partner did NOT count
+    Abri's holds as occupied: every held room then counted twice, silently."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'f.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    assert abri("operator", "create", "Hotels", "--kind", "hotel_partner", url=url).returncode == 0
+    r = abri(
+        "facilities", "create", "--operator", "Hotels", "--alias", "Ibis",
+        "--municipality", "21004", "--template", "requisitioned_crisis_hotel",
+        "--intake-phone", "+32 2 555 00 00", "--pool", "Rooms:room:2:10", url=url,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    add = ("feeds", "add", "--name", "ibis", "--operator", "Hotels", "--format", "json_inventory")
+    inv = "https://pms.example.invalid/inventory"
+    for bad in ("DBL", "DBL=", "DBL=twelve", "=1", "DBL=1:hold", "DBL=1:holds:x"):
+        r = abri(*add, "--map", bad, inv, url=url)
+        assert r.returncode == 2, (bad, r.stderr)
+        no_traceback(r)
+        assert f"--map {bad!r}" in r.stderr and "FEEDID=POOLID[:holds]" in r.stderr, r.stderr
+    r = abri(*add, inv, url=url)  # no --map at all
+    assert r.returncode == 2 and "--map" in r.stderr, r.stderr
+    r = abri(
+        *add[:-4], "--operator", "Nobody", "--format", "csv_export", "--map", "A=1", inv, url=url
+    )
+    assert r.returncode == 2 and "'Nobody'" in r.stderr, r.stderr
+    assert abri("feeds", "list", url=url).stdout == ""  # nothing was registered
+    r = abri(*add, "--map", "DBL=1:holds", inv, url=url)
+    assert r.returncode == 0, r.stderr
