@@ -31,7 +31,7 @@ import structlog
 from sqlalchemy import or_, select, update
 
 from capacity.clock import Clock
-from capacity.crypto import AddressCipher
+from capacity.crypto import AddressCipher, AddressKeyError
 from capacity.db import Database
 from capacity.leases import HOLDER
 from capacity.models import Feed
@@ -262,7 +262,16 @@ async def _poll_claimed(
         if adapter is None:
             raise FetchFailed(f"unknown format {feed.format!r}", transient=False, contacted=False)
         if feed.credentials_ciphertext:
-            headers.update(auth_headers(unseal(cipher, feed.credentials_ciphertext)))
+            try:
+                creds = unseal(cipher, feed.credentials_ciphertext)
+            except AddressKeyError:
+                raise FetchFailed(
+                    "the feed's credentials cannot be decrypted with this process's "
+                    "ABRI_ADDRESS_KEY (every process needs the key they were registered with)",
+                    transient=False,
+                    contacted=False,
+                ) from None
+            headers.update(auth_headers(creds))
         for attempt in range(1, attempts_allowed + 1):
             report.attempts = attempt
             try:

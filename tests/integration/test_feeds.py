@@ -820,3 +820,28 @@ async def test_two_feeds_never_write_the_same_pool(
         headers=bearer(setup.admin),
     )
     assert r.status_code == 200, r.text
+
+
+async def test_credentials_sealed_with_another_key_are_named_as_such(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """The worker started with another ABRI_ADDRESS_KEY than the API that registered the feed
+    (README: a key made again in a new shell): the admin saw 'internal error
+    (AddressKeyError)', which points at a bug rather than at the key to fix."""
+    from cryptography.fernet import Fernet
+
+    from capacity.crypto import AddressCipher
+
+    feed = await make_feed(client, setup, feed_server.url)
+    feed_server.serve(Reply(body=inventory((10, 1), (4, 1))))
+    other = AddressCipher([Fernet.generate_key()])
+    with capture_logs() as logs:
+        report = await poller.poll_feed(
+            world.db, feed["id"], cipher=other, clock=world.clock, sleep=Sleeps()
+        )
+    assert report.outcome == "failed" and report.reason is not None
+    assert "ABRI_ADDRESS_KEY" in report.reason and "internal" not in report.reason
+    assert not feed_server.seen  # never called without its credentials
+    assert TOKEN not in repr(logs)
+    r = await client.get(f"/admin/feeds/{feed['id']}", headers=bearer(setup.admin))
+    assert r.json()["health"]["lastError"] == report.reason
