@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -135,9 +137,7 @@ async def fetch_once(
     except httpx.ConnectError as exc:
         if str(exc).startswith(outbound.REFUSED_PREFIX):  # checked again at connection time
             raise FetchFailed(str(exc), transient=False, contacted=False) from None
-        raise FetchFailed(
-            "connection refused or unreachable", transient=True, contacted=False
-        ) from None
+        raise _connect_failure(exc) from None
     except (httpx.RemoteProtocolError, httpx.ReadError):
         raise FetchFailed(
             "connection closed mid-response (truncated body)", transient=True, contacted=True
@@ -146,6 +146,30 @@ async def fetch_once(
         raise FetchFailed(
             f"HTTP client error ({type(exc).__name__})", transient=True, contacted=False
         ) from None
+
+
+def _connect_failure(exc: BaseException) -> FetchFailed:
+    """Why the connection failed, from the exception types in its chain (never their
+    messages): what an admin fixes differs for a certificate, a name and a closed port."""
+    cur: BaseException | None = exc
+    seen: set[int] = set()
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return FetchFailed(
+                "TLS certificate not trusted (self-signed, expired, or issued for another "
+                "host name)",
+                transient=False,
+                contacted=True,
+            )
+        if isinstance(cur, ssl.SSLError):
+            return FetchFailed("TLS handshake failed", transient=False, contacted=True)
+        if isinstance(cur, socket.gaierror):
+            return FetchFailed(
+                "the host name does not resolve (DNS)", transient=True, contacted=False
+            )
+        cur = cur.__cause__ or cur.__context__
+    return FetchFailed("connection refused or unreachable", transient=True, contacted=False)
 
 
 async def _claim(db: Database, feed_id: int, *, now: datetime, force: bool, seconds: int) -> bool:

@@ -9,13 +9,14 @@ Backoff and the circuit breaker run on the FrozenClock with a recording ``sleep`
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -845,3 +846,76 @@ async def test_credentials_sealed_with_another_key_are_named_as_such(
     assert TOKEN not in repr(logs)
     r = await client.get(f"/admin/feeds/{feed['id']}", headers=bearer(setup.admin))
     assert r.json()["health"]["lastError"] == report.reason
+
+
+def _self_signed(tmp: Any) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pms.cpas.local")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_connection_failures_say_which_so_the_admin_knows_what_to_fix(
+    client: AsyncClient, world: World, setup: Setup, tmp_path: Any
+) -> None:
+    """A CPAS system with a self-signed (or expired) certificate, or a host name mistyped,
+    both read 'connection refused or unreachable': the admin then looks at firewalls. The
+    certificate is not retried either (it will not change within a poll)."""
+    import ssl
+
+    state = FeedServer()
+    state.serve(Reply(body=inventory((10, 6), (4, 3))))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*_self_signed(tmp_path))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/feed"
+        created = await make_feed(client, setup, url, maxRetries=2)
+        report = await poll(world, created["id"])
+        assert report.outcome == "failed" and report.reason is not None
+        assert "certificate" in report.reason and "refused or unreachable" not in report.reason
+        assert report.attempts == 1, report  # not retried
+        assert TOKEN not in report.reason
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    r = await client.patch(
+        f"/admin/feeds/{created['id']}",
+        json={"url": "http://no-such-host.invalid/feed"},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200
+    report = await poll(world, created["id"], force=True)
+    assert report.outcome == "failed" and report.reason is not None
+    assert "does not resolve" in report.reason, report.reason
