@@ -100,5 +100,6 @@ class FeedController(Controller):
             attempts=report.attempts,
             updated=report.updated,
             confirmed=report.confirmed,
+            skipped_older=report.skipped_older,
             feed=feed_read(await service.get_feed(db, feed_id)),
         )

@@ -87,11 +87,16 @@ class FeedRead(Out, kw_only=True):
 
 
 class PollResult(Out, kw_only=True):
+    """``updated``: pools whose figures changed; ``confirmed``: pools whose figures were the
+    same (still accurate); ``skippedOlder``: pools left alone because the document is stamped
+    older than their last update (a staff update since wins)."""
+
     outcome: str
     reason: str | None
     attempts: int
     updated: int
     confirmed: int
+    skipped_older: int
     feed: FeedRead
 
 

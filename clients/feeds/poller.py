@@ -63,6 +63,7 @@ class PollReport:
     delays: list[float] = field(default_factory=list)
     updated: int = 0
     confirmed: int = 0
+    skipped_older: int = 0  # pools left alone: the document is older than their last update
     circuit: str | None = None
 
 
@@ -320,6 +321,7 @@ async def _poll_claimed(
             result = await ingest_mod.ingest(db, feed.id, readings, now=now)
             report.outcome, report.reason = "ok", None
             report.updated, report.confirmed = result.updated, result.confirmed
+            report.skipped_older = result.skipped_older
     except FetchFailed as exc:
         report.outcome, report.reason = "failed", exc.reason
     except FeedRejected as exc:
@@ -366,6 +368,7 @@ async def _record(
             outcome=report.outcome,
             updated=report.updated,
             confirmed=report.confirmed,
+            skipped_older=report.skipped_older,
             attempts=report.attempts,
         )
     else:

@@ -919,3 +919,29 @@ async def test_connection_failures_say_which_so_the_admin_knows_what_to_fix(
     report = await poll(world, created["id"], force=True)
     assert report.outcome == "failed" and report.reason is not None
     assert "does not resolve" in report.reason, report.reason
+
+
+async def test_a_poll_says_which_pools_it_left_alone_as_older(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """A staff update at 01:30, then a hotel export stamped 01:15: the feed leaves that pool
+    alone (README: newer staff data wins). The admin's "poll now" said only `ok`, updated 0,
+    confirmed 0, as if the mapping matched nothing; it now counts the pools left alone."""
+    staff = await world.token("Hotels Solidaires", "staff")
+    r = await client.put(
+        f"/staff/pools/{setup.pools['Doubles']}/availability",
+        json={"unitsTotal": 10, "unitsOccupied": 2},
+        headers={**bearer(staff), "If-Match": '"1"'},
+    )
+    assert r.status_code == 200, r.text
+    world.clock.advance(minutes=1)
+    stamp = (world.clock.now() - timedelta(minutes=16)).isoformat()
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3), generatedAt=stamp)))
+    created = await make_feed(client, setup, feed_server.url)
+    r = await client.post(f"/admin/feeds/{created['id']}/poll", headers=bearer(setup.admin))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # Both pools: Doubles has the staff update, Family its figures from the registration.
+    assert (body["outcome"], body["updated"], body["skippedOlder"]) == ("ok", 0, 2), body
+    doubles = (await pools(world))[setup.pools["Doubles"]]
+    assert (doubles.units_total, doubles.units_occupied) == (10, 2)  # the staff's figures
