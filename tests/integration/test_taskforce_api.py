@@ -206,6 +206,8 @@ async def test_snapshots_series_downsampling_and_census(
     assert [p["occupied"] for p in pts] == [60, 78]
     r = await client.get("/taskforce/saturation/series?level=province&format=csv", headers=h)
     assert r.status_code == 200 and "60000" in r.text
+    row = next(x for x in csv.DictReader(io.StringIO(r.text)) if x["nis"] == "60000")
+    assert (row["name_fr"], row["name_nl"], row["name_de"]) == ("Liège", "Luik", "Lüttich")
     # Census CSV: one row per day and area.
     r = await client.get("/taskforce/exports/daily-census?level=province", headers=h)
     rows = list(csv.DictReader(io.StringIO(r.text)))
@@ -275,6 +277,8 @@ async def test_unmet_demand_with_suppression(client: AsyncClient, world: World) 
     assert prov[("60000", "all")]["count"] == 8
     r = await client.get("/taskforce/unmet-demand?level=province&by=shape&format=csv", headers=h)
     assert r.status_code == 200 and "1A+2C" in r.text
+    row = next(x for x in csv.DictReader(io.StringIO(r.text)) if x["nis"] == "60000")
+    assert (row["name_fr"], row["name_nl"], row["name_de"]) == ("Liège", "Luik", "Lüttich")
 
 
 async def test_redirection_planner_and_hsds(client: AsyncClient, world: World) -> None:
