@@ -352,6 +352,27 @@ async def run_round(db: Database, settings: Settings, *, now: datetime) -> int:
         await leases.release(db, LEASE)
 
 
+async def expire_and_offer(
+    db: Database,
+    settings: Settings,
+    now: datetime,
+    *,
+    operator_id: int | None = None,
+    facility_id: int | None = None,
+    pool_id: int | None = None,
+) -> int:
+    """Expire the due holds in a scope (``holds_service.expire_due_holds``) and, when that
+    freed places, offer them to the requests in line at once, as the sweeper does: a place
+    freed by a staff read is otherwise free for whoever searches first (the sweeper, coming
+    by later, finds nothing to expire and so offers nothing)."""
+    freed = await holds_service.expire_due_holds(
+        db, now, operator_id=operator_id, facility_id=facility_id, pool_id=pool_id
+    )
+    if freed:
+        await run_round(db, settings, now=now)
+    return freed
+
+
 async def _round(db: Database, settings: Settings, now: datetime) -> int:
     await _expire_waiting(db, now)
     async with db.read() as s:
@@ -482,6 +503,7 @@ __all__ = [
     "StandingView",
     "cancel",
     "create",
+    "expire_and_offer",
     "get",
     "list_mine",
     "run_round",

@@ -29,7 +29,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.errors import InvalidInput, PreconditionRequired
 from capacity.settings import Settings
-from placement import holds_service, standing_service
+from placement import standing_service
 
 IfMatch = Annotated[
     str | None,
@@ -59,7 +59,7 @@ async def _pool_response(
 ) -> Response[PoolRead]:
     now = now_clock.now()
     scope = staff_scope(actor)
-    await holds_service.expire_due_holds(db, now, operator_id=scope, pool_id=pool_id)
+    await standing_service.expire_and_offer(db, settings, now, operator_id=scope, pool_id=pool_id)
     pool = await availability.get_pool(db, pool_id, operator_scope=scope)
     view = await registry.get_facility(db, pool.facility_id)
     body = pool_read(pool, view.facility, settings, now)
@@ -107,7 +107,7 @@ class StaffController(Controller):
         cipher: NamedDependency[AddressCipher],
     ) -> list[StaffFacilityRead]:
         now = clock.now()
-        await holds_service.expire_due_holds(db, now, operator_id=staff_scope(actor))
+        await standing_service.expire_and_offer(db, settings, now, operator_id=staff_scope(actor))
         views = await registry.list_facilities(db, operator_id=staff_scope(actor))
         addresses = await registry.read_addresses(
             db, [v.facility.id for v in views], actor=actor, now=now, cipher=cipher
@@ -138,7 +138,9 @@ class StaffController(Controller):
     ) -> StaffFacilityRead:
         now = clock.now()
         scope = staff_scope(actor)
-        await holds_service.expire_due_holds(db, now, operator_id=scope, facility_id=facility_id)
+        await standing_service.expire_and_offer(
+            db, settings, now, operator_id=scope, facility_id=facility_id
+        )
         view = await registry.get_facility(db, facility_id, operator_scope=scope)
         return await _one_facility(db, view, actor, now, cipher, settings)
 

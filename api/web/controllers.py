@@ -568,7 +568,7 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
     now = state.clock.now()
     scope = None if actor.is_admin else actor.operator_id
     # a hold past its deadline no longer blocks its place, swept or not: not counted as held
-    await holds_service.expire_due_holds(state.db, now, operator_id=scope)
+    await standing_service.expire_and_offer(state.db, state.settings, now, operator_id=scope)
     views = await registry.list_facilities(state.db, operator_id=scope)
     area_rules = await health_rules.list_conditions(state.db)
     lang = _lang(request)

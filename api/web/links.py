@@ -121,7 +121,9 @@ class LinkPageController(Controller):
         state = request.app.state
         now = state.clock.now()
         # a hold past its deadline no longer blocks its place, swept or not: not counted held
-        await holds_service.expire_due_holds(state.db, now, facility_id=ws.link.facility_id)
+        await standing_service.expire_and_offer(
+            state.db, state.settings, now, facility_id=ws.link.facility_id
+        )
         fac = await links.get_facility(state.db, ws.link)
         pools = [
             pool_read(p, fac, state.settings, now)

@@ -331,3 +331,33 @@ async def test_an_expiry_offers_the_place_to_the_request_in_line_at_once(
     )
     assert r.json()["state"] == "offered", r.json()
     assert await counters_agree(world.db) == []
+
+
+async def test_a_staff_read_that_expires_a_hold_offers_the_place_to_the_request_in_line(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """Staff reads expire the holds past their deadline (so their figures are right before
+    the sweeper comes by). A place freed that way went to nobody: the sweeper then found
+    nothing to expire, so it offered nothing, and until the next standing round the place was
+    free for whoever searched first while a request had been waiting for it."""
+    await _fill(client, setup)
+    first = await client.post(
+        "/standing-requests",
+        json={"search": search(MOTHER_AND_GIRL), "minutes": 600},
+        headers=bearer(setup["helpline"]),
+    )
+    assert first.status_code == 201 and first.json()["state"] == "waiting"
+    world.clock.advance(minutes=91)  # past the police hold's 90 minutes; no sweeper ran
+    pool_id = setup["fa"].pools[0].id
+    r = await client.get(f"/staff/pools/{pool_id}", headers=bearer(setup["staff"]))
+    assert r.status_code == 200, r.text
+    r = await client.get(
+        f"/standing-requests/{first.json()['ref']}", headers=bearer(setup["helpline"])
+    )
+    assert r.json()["state"] == "offered", r.json()
+    # the next searcher is not offered the place the request in line was waiting for
+    r = await client.post(
+        "/placements/search", json=search(MOTHER_AND_GIRL), headers=bearer(setup["helpline2"])
+    )
+    assert r.json()["options"] == [], r.json()
+    assert await counters_agree(world.db) == []
