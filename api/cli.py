@@ -311,6 +311,8 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
             f"facility {view.facility.alias!r} created, id {view.facility.id}, "
             f"{len(view.pools)} pool(s)"
         )
+        for pool in view.pools:  # their ids are what `abri feeds add --map` asks for
+            _say(f"  pool {pool.id}: {_pool_line(pool)}")
         f = view.facility
         zone = fixed_line_zone(f.intake_phone) if f.secret_address else None
         if zone is not None:
@@ -319,6 +321,16 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "templates":
         for t in TEMPLATES.values():
             print(f"{t.name}\t{t.kind}\t{t.title}")
+    elif args.action == "pools":
+        views = _run(
+            _with_db(settings, lambda db: registry.list_facilities(db, facility_id=args.facility))
+        )
+        if args.facility is not None and not views:
+            _say(f"error: no facility {args.facility}")
+            return 2
+        for v in views:
+            for pool in v.pools:
+                print(f"{pool.id}\t{v.facility.id}\t{v.facility.alias}\t{_pool_line(pool)}")
     else:
         for v in _run(_with_db(settings, registry.list_facilities)):
             f = v.facility
@@ -341,6 +353,11 @@ def _parse_map(spec: str) -> dict[str, Any]:
     if colon and not flag:
         raise ValueError(f"--map {spec!r}: use FEEDID=POOLID[:holds] (nothing after the colon)")
     return {"feedId": feed_id, "poolId": int(pool), "countsHoldsAsOccupied": flag == "holds"}
+
+
+def _pool_line(pool: Any) -> str:
+    """A pool as the CLI shows it: label, units of which kind, places per unit."""
+    return f"{pool.label} ({pool.units_total} {pool.unit_kind} × {pool.places_per_unit} place(s))"
 
 
 def _parse_pool(spec: str) -> dict[str, Any]:
@@ -614,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--planned-end", help="a temporary scheme's planned end, ISO 8601 with time zone"
     )
     fsub.add_parser("list")
+    fp = fsub.add_parser("pools", help="pools with their ids (for abri feeds add --map)")
+    fp.add_argument("facility", nargs="?", type=int, help="one facility's id (default: all)")
     fsub.add_parser("templates")
     f.set_defaults(fn=cmd_facilities)
     return p

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_operator_token_facility_import_flow(
     )
     assert r.returncode == 0, r.stderr
     assert "warning:" in r.stderr and "area code 087 " in r.stderr
+    # the pool's id, which `abri feeds add --map` asks for, is printed with it
+    m = re.search(r"^  pool (\d+): Rooms \(12 room × 2 place\(s\)\)$", r.stderr, re.M)
+    assert m, r.stderr
+    hotel = r.stdout.strip()
+    r = abri(cli_url, "facilities", "pools", hotel, cwd=root)
+    assert r.returncode == 0
+    assert r.stdout == f"{m.group(1)}\t{hotel}\tHotel 1\tRooms (12 room × 2 place(s))\n"
+    r = abri(cli_url, "facilities", "pools", "999999", cwd=root)
+    assert r.returncode == 2 and "no facility 999999" in r.stderr
     r = abri(
         cli_url,
         "facilities",
