@@ -226,7 +226,8 @@ async def poll_feed(
         if not force and now < opened + timedelta(seconds=feed.cooldown_seconds):
             return PollReport("circuit_open", circuit="open")
         trial = True  # half-open: one request, no retries
-    attempts_allowed = 1 if trial else 1 + feed.max_retries
+    # "poll now" is an admin waiting for the answer (behind a proxy's read timeout): one try
+    attempts_allowed = 1 if trial or force else 1 + feed.max_retries
     budget = attempts_allowed * (feed.timeout_seconds + BACKOFF_MAX_S) + 60
     if not await _claim(db, feed_id, now=now, force=force, seconds=int(budget)):
         return PollReport("skipped", reason="not due or being polled elsewhere")

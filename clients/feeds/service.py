@@ -324,8 +324,10 @@ async def update_feed(
         elif cmd.credentials is not None:
             feed.credentials_ciphertext = seal(cipher, cmd.credentials)
             changed.append("credentials")
-        if "enabled" in changed and feed.enabled:
-            # Re-enabled by an admin: a fresh start, polled at once.
+        source = {"url", "format", "mapping", "credentials"}
+        if feed.enabled and ("enabled" in changed or source & set(changed)):
+            # Re-enabled, or its source mended by an admin (a new address, new credentials):
+            # a fresh start, polled at once, not after the cool-down of the old failures.
             feed.circuit, feed.consecutive_failures, feed.next_poll_at = "closed", 0, now
         feed.updated_at = now
         await audit.record(

@@ -945,3 +945,31 @@ async def test_a_poll_says_which_pools_it_left_alone_as_older(
     assert (body["outcome"], body["updated"], body["skippedOlder"]) == ("ok", 0, 2), body
     doubles = (await pools(world))[setup.pools["Doubles"]]
     assert (doubles.units_total, doubles.units_occupied) == (10, 2)  # the staff's figures
+
+
+async def test_mending_a_feed_polls_it_at_once_and_poll_now_tries_once(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """An admin who fixes a broken feed's address (or credentials) saw it wait out the
+    cool-down of the old failures (15 min by default) unless they pressed "poll now"; and
+    "poll now" retried up to maxRetries times with backoff, keeping the admin's request open
+    past a proxy's read timeout."""
+    feed_server.serve(Reply(status=503, body=b"down"))
+    created = await make_feed(
+        client, setup, feed_server.url, maxRetries=3, failureThreshold=1, cooldownSeconds=900
+    )
+    r = await client.post(f"/admin/feeds/{created['id']}/poll", headers=bearer(setup.admin))
+    assert r.status_code == 200 and r.json()["outcome"] == "failed"
+    assert len(feed_server.seen) == 1  # one try, no retries
+    assert r.json()["attempts"] == 1 and r.json()["feed"]["health"]["circuit"] == "open"
+    # The admin mends the address: polled at the next round, circuit closed.
+    feed_server.serve(Reply(body=inventory((10, 2), (4, 0))))
+    r = await client.patch(
+        f"/admin/feeds/{created['id']}",
+        json={"url": feed_server.url + "?v=2"},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["health"]["circuit"] == "closed"
+    report = await poll(world, created["id"])  # the clock has not moved: due at once
+    assert report.outcome == "ok", report
