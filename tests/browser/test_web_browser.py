@@ -510,3 +510,37 @@ def test_browser_tests_wait_only_through_wait_js() -> None:
         if call in line and not line.endswith("# plain form")
     ]
     assert direct == [], direct
+
+
+def test_minutes_left_count_down_between_redraws(browser: Any, server: dict[str, Any]) -> None:
+    """ "N min left" on an incoming hold changed only when the page was redrawn (news, or the
+    stream's reconnection every 5 minutes): a night worker saw a household's hold as having
+    more time than it had."""
+    import httpx
+
+    base = server["base"]
+    police = {"Authorization": f"Bearer {server['police']}"}
+    r = httpx.post(
+        f"{base}/holds",
+        headers={**police, "Idempotency-Key": "browser-minutes-left-1"},
+        json={
+            "poolRef": server["ixl"].pools[0].ref,
+            "need": "ipv",
+            "minutes": 60,
+            "household": {"adults": [{"gender": "female"}], "languages": ["fr"]},
+        },
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    staff = _page(browser, 360, 780)
+    try:
+        staff.clock.install()
+        _sign_in(staff, base, server["staff"])
+        left = staff.locator(f"#hold-{ref} [data-min-left]")
+        assert left.inner_text() == "60 min left"
+        staff.clock.fast_forward("10:00")  # ten minutes later, no news
+        staff.clock.run_for(1000)
+        assert left.inner_text() == "50 min left"
+    finally:
+        staff.context.close()
+        httpx.post(f"{base}/holds/{ref}/release", headers=police)

@@ -32,6 +32,23 @@
     if (!isNaN(deadline)) tick();
   }
 
+  /* "N min left" beside a hold or a wait counts down between redraws (the server drew it;
+     a redraw comes only with news). Looked up at every tick: a live redraw replaces them. */
+  function minutesLeft() {
+    function tick() {
+      document.querySelectorAll("[data-min-left]").forEach(function (el) {
+        var deadline = Date.parse(el.getAttribute("data-min-left"));
+        var text = el.getAttribute("data-text");
+        if (isNaN(deadline) || !text) return;
+        var n = Math.max(0, Math.ceil((deadline - Date.now()) / 60000));
+        var shown = text.replace("%(n)s", String(n));
+        if (el.textContent !== shown) el.textContent = shown;
+      });
+    }
+    tick();
+    setInterval(tick, 15000);
+  }
+
   /* This page (or `path`) as the server would draw it now (cookie session), parsed; null on
      failure. */
   function fetchPage(path) {
@@ -320,6 +337,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    sayNotice(); focusOnArrival(); countdown(); live(); watchHold(); watchStanding();
+    sayNotice(); focusOnArrival(); countdown(); minutesLeft(); live(); watchHold(); watchStanding();
   });
 })();
