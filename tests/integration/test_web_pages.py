@@ -1315,3 +1315,11 @@ async def test_the_console_lists_only_the_relaxations_that_would_help(
     assert api.status_code == 200, api.text
     codes = {a["code"]: a["extraOptions"] for a in api.json()["alternatives"]}
     assert codes.get("avoid_area") == 0 and codes.get("gender_not_accepted") == 1, codes
+
+
+async def test_pages_name_their_icon_and_it_is_served(client: AsyncClient) -> None:
+    """Without one, every page's browser asked for /favicon.ico and logged its 404."""
+    page = await client.get("/web/sign-in")
+    assert '<link rel="icon" href="/static/web/favicon.svg"' in page.text
+    r = await client.get("/static/web/favicon.svg")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
