@@ -34,9 +34,22 @@ def _national_digits(phone: str) -> str | None:
     return None  # no trunk prefix and no country code: nothing safe to say
 
 
+# Between two numbers in one field: "02 555 00 00 / 0475 12 34 56", "…; …", "… or …"
+_SEVERAL = re.compile(r"\s+/\s+|[;,]|\s+(?:or|ou|of|oder)\s+", re.IGNORECASE)
+
+
 def fixed_line_zone(phone: str) -> str | None:
     """The area code (``"057"``, ``"02"``) of a Belgian fixed line; None for a mobile, a
-    non-geographic or foreign number, or one that is not a well-formed Belgian number."""
+    non-geographic or foreign number, or one that is not a well-formed Belgian number. A field
+    holding several numbers gives the first fixed line's area code."""
+    for part in _SEVERAL.split(phone):
+        zone = _zone(part)
+        if zone is not None:
+            return zone
+    return None
+
+
+def _zone(phone: str) -> str | None:
     nsn = _national_digits(phone)
     if nsn is None or len(nsn) != 8 or nsn.startswith(_NON_GEOGRAPHIC):
         return None

@@ -21,6 +21,9 @@ from capacity.phones import fixed_line_zone
         ("+32 (0)9 123 45 67", "09"),
         ("+32 80 12 34 56", "080"),  # Stavelot, not the freephone 0800
         ("+32 13 35 00 00", "013"),
+        ("0475 12 34 56 / 057 20 00 00", "057"),  # two numbers in one field
+        ("+32 470 55 01 90; 02 555 00 00", "02"),
+        ("0470 55 01 90 or 086 21 00 00", "086"),
     ],
 )
 def test_a_landline_tells_its_zone(phone: str, zone: str) -> None:
@@ -42,6 +45,7 @@ def test_a_landline_tells_its_zone(phone: str, zone: str) -> None:
         "0033 1 23 45 67 89",
         "1712",  # a short number
         "555 00 00",  # no prefix at all
+        "0475 12 34 56 / 0800 30 030",
     ],
 )
 def test_numbers_that_ring_nowhere_in_particular(phone: str) -> None:
