@@ -51,6 +51,7 @@ __all__ = [
     "Invalid",
     "NoLongerFree",
     "NotFound",
+    "Notice",
     "Pool",
     "SearchResult",
     "ServerError",
@@ -128,6 +129,14 @@ class StaffHold(_Out, kw_only=True):
     close_reason: str | None = None
 
 
+class Notice(_Out, kw_only=True):
+    """Something to know: about the search itself (``SearchResult.notices``, e.g.
+    ``preferred_area_avoided``)."""
+
+    code: str
+    message: str
+
+
 class Option(_Out, kw_only=True):
     facility_ref: str
     pool_ref: str
@@ -144,6 +153,8 @@ class Option(_Out, kw_only=True):
     reasons: list[str]
     warnings: list[Any]
     score: float
+    # the weighted parts that add up to ``score`` (placement/matcher.py documents the weights)
+    score_parts: dict[str, float] = msgspec.field(default_factory=dict)
     intake_phone: str
     handover_protocol: str
     intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
@@ -175,6 +186,9 @@ class SearchResult(_Out, kw_only=True):
     considered: int
     matched: int
     unmet_recorded: bool = False
+    # about the search itself: ``preferred_area_avoided`` when the preferred area lies in an
+    # area to avoid (places are then ranked by their distance from it: check the form)
+    notices: list[Notice] = msgspec.field(default_factory=list)
 
 
 class StandingRequest(_Out, kw_only=True):

@@ -36,7 +36,7 @@ from clients import (
     StaffHold,
     VersionMismatch,
 )
-from placement.household import Adult, Child, Household, SearchRequest
+from placement.household import Adult, AvoidAreas, Child, Household, SearchRequest
 from placement.refcode import check_symbol
 from tests.conftest import TEST_KEY, World
 from tests.servers import serving
@@ -301,3 +301,24 @@ async def test_the_sdk_gives_the_sentences_that_explain_exclusions(abri: Abri) -
     assert not found.options and found.excluded
     texts = {e.code: e.text for e in found.exclusions}
     assert set(texts) == set(found.excluded) and all(texts.values())
+
+
+async def test_the_sdk_gives_the_searchs_notices_and_score_parts(abri: Abri) -> None:
+    """The API answers a search whose preferred area lies in an area to avoid with the notice
+    ``preferred_area_avoided`` (most likely a form left with the zone's home area: the console
+    shows it above the results), and each option with its ``scoreParts``. The SDK dropped both,
+    so a dispatch system could not warn its operator that the ranking is off."""
+    avoided = SearchRequest(
+        household=HOUSEHOLD,
+        need="ipv",
+        preferred_municipality_nis="21004",
+        avoid=AvoidAreas(municipalities=["21004"]),
+    )
+    with AbriClient(abri.url, abri.line) as line:
+        found = line.search(avoided)
+        plain = line.search(SEARCH)
+    assert [n.code for n in found.notices] == ["preferred_area_avoided"]
+    assert all(n.message for n in found.notices)
+    assert plain.notices == []
+    assert plain.options and plain.options[0].score_parts
+    assert sum(plain.options[0].score_parts.values()) == pytest.approx(plain.options[0].score)
