@@ -19,8 +19,9 @@ and ``request_id``::
 
 Retries: a request that never reached Abri (connection refused) is retried for every call.
 Calls that are safe to repeat — reads, search, and ``hold``/``create_standing_request`` which
-carry an ``Idempotency-Key`` — are also retried after a dropped connection, a timeout or
-``503``, with exponential backoff and jitter. ``hold`` generates one key and reuses it across
+carry an ``Idempotency-Key`` — are also retried after a dropped connection, a timeout, ``503``,
+or the ``502``/``504`` a TLS proxy in front of Abri answers while it restarts, with exponential
+backoff and jitter. ``hold`` generates one key and reuses it across
 its own retries, so a retry never makes a second hold.
 """
 
@@ -287,8 +288,14 @@ class VersionMismatch(AbriError):
         return int(v) if v is not None else None
 
 
+#: Abri, or the TLS proxy in front of it, did not get an answer from the service (a restart):
+#: worth a retry, with the same Idempotency-Key for a hold.
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
 class Unavailable(AbriError):
-    """503/429 (after the SDK's own retries), or no connection at all (``status`` 0)."""
+    """429, or 502/503/504 after the SDK's own retries (502/504: the proxy in front of Abri,
+    e.g. while it restarts), or no connection at all (``status`` 0)."""
 
 
 class ServerError(AbriError):
@@ -313,7 +320,7 @@ def _error_for(resp: httpx.Response) -> AbriError:
             404: NotFound,
             412: VersionMismatch,
             429: Unavailable,
-            503: Unavailable,
+            **dict.fromkeys(UNAVAILABLE_STATUSES, Unavailable),
         }.get(status, ServerError if status >= 500 else Invalid)
     retry_after = body.get("retryAfter")
     if retry_after is None and resp.headers.get("retry-after", "").isdigit():
@@ -342,7 +349,7 @@ class _Call:
     json: Any = None
     params: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    safe: bool = False  # may be repeated after a dropped connection, a timeout or 503
+    safe: bool = False  # may be repeated after a dropped connection, a timeout, 502/503/504
 
 
 def _body(obj: Any) -> Any:
@@ -458,7 +465,7 @@ class _Base:
             return isinstance(exc, httpx.ConnectError) or (
                 call.safe and isinstance(exc, httpx.TransportError)
             )
-        return call.safe and resp is not None and resp.status_code == 503
+        return call.safe and resp is not None and resp.status_code in UNAVAILABLE_STATUSES
 
     @staticmethod
     def _decode(call: _Call, resp: httpx.Response) -> Any:

@@ -177,13 +177,22 @@ async def test_async_client_standing_requests_and_no_show(abri: Abri) -> None:
 # --------------------------------------------------------------------------- retries
 
 
+#: What nginx (ops/deploy/nginx-abri.conf) answers while the API behind it restarts.
+_NGINX_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+BAD_GATEWAY = (
+    b"HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\nContent-Type: text/html\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_NGINX_PAGE)
+) + _NGINX_PAGE
+
+
 class DropOnceProxy:
     """Forwards HTTP/1.1 requests to Abri; for the first ``drops`` requests it lets Abri do
     the work and then closes the connection without relaying the answer."""
 
-    def __init__(self, target_port: int, drops: int) -> None:
+    def __init__(self, target_port: int, drops: int, bad_gateways: int = 0) -> None:
         self.target_port = target_port
         self.drops = drops
+        self.bad_gateways = bad_gateways  # answered as nginx does while Abri restarts
         self.keys: list[str | None] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -223,6 +232,10 @@ class DropOnceProxy:
             while len(body) < length:
                 body += conn.recv(65536)
             self.keys.append(key)
+            if self.bad_gateways > 0:
+                self.bad_gateways -= 1
+                conn.sendall(BAD_GATEWAY)
+                return
             request = ("\r\n".join([*kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1")
             with socket.create_connection(("127.0.0.1", self.target_port)) as up:
                 up.sendall(request + body)
@@ -322,3 +335,29 @@ async def test_the_sdk_gives_the_searchs_notices_and_score_parts(abri: Abri) -> 
     assert plain.notices == []
     assert plain.options and plain.options[0].score_parts
     assert sum(plain.options[0].score_parts.values()) == pytest.approx(plain.options[0].score)
+
+
+async def test_a_restart_behind_the_tls_proxy_is_retried_like_a_dropped_connection(
+    abri: Abri,
+) -> None:
+    """Deployed as the README says (behind nginx), a restart of the API does not drop the
+    client's connection: nginx answers ``502 Bad Gateway`` (``504`` when the API hangs). The
+    SDK retried only a ``503`` or a connection error, so a hold during a restart raised
+    ``ServerError`` at once, where the same restart without the proxy was retried with the
+    same Idempotency-Key. A call that is not safe to repeat still reports it, as unavailable."""
+    from clients import Unavailable
+
+    port = int(abri.url.rsplit(":", 1)[1])
+    gateway = DropOnceProxy(port, drops=0, bad_gateways=2)
+    try:
+        before = await hold_count(abri.db)
+        with AbriClient(f"http://127.0.0.1:{gateway.port}", abri.line, backoff=0.01) as line:
+            hold = line.hold(abri.pool_ref, HOUSEHOLD, "ipv")
+            assert len(gateway.keys) == 3 and len(set(gateway.keys)) == 1
+            assert await hold_count(abri.db) == before + 1
+            gateway.bad_gateways = 1
+            with pytest.raises(Unavailable) as lost:
+                line.release(hold.ref)  # not safe to repeat: reported, not retried
+            assert lost.value.status == 502 and len(gateway.keys) == 4
+    finally:
+        gateway.close()
