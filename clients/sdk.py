@@ -20,9 +20,10 @@ and ``request_id``::
 Retries: a request that never reached Abri (connection refused) is retried for every call.
 Calls that are safe to repeat — reads, search, and ``hold``/``create_standing_request`` which
 carry an ``Idempotency-Key`` — are also retried after a dropped connection, a timeout, ``503``,
-or the ``502``/``504`` a TLS proxy in front of Abri answers while it restarts, with exponential
-backoff and jitter. ``hold`` generates one key and reuses it across
-its own retries, so a retry never makes a second hold.
+the ``502``/``504`` a TLS proxy in front of Abri answers while it restarts, or a ``409`` with
+code ``idempotency-in-flight`` (the same key's first attempt still at work), with exponential
+backoff and jitter (``Retry-After`` when Abri gives one). ``hold`` generates one key and reuses
+it across its own retries, so a retry never makes a second hold.
 """
 
 from __future__ import annotations
@@ -465,7 +466,11 @@ class _Base:
             return isinstance(exc, httpx.ConnectError) or (
                 call.safe and isinstance(exc, httpx.TransportError)
             )
-        return call.safe and resp is not None and resp.status_code in UNAVAILABLE_STATUSES
+        if not call.safe or resp is None:
+            return False
+        if resp.status_code == 409:  # the same key's first attempt is still being processed
+            return _error_for(resp).code == "idempotency-in-flight"
+        return resp.status_code in UNAVAILABLE_STATUSES
 
     @staticmethod
     def _decode(call: _Call, resp: httpx.Response) -> Any:

@@ -26,6 +26,7 @@ from capacity.settings import Settings
 from clients import (
     AbriClient,
     AsyncAbriClient,
+    Conflict,
     Forbidden,
     Hold,
     Invalid,
@@ -189,10 +190,10 @@ class DropOnceProxy:
     """Forwards HTTP/1.1 requests to Abri; for the first ``drops`` requests it lets Abri do
     the work and then closes the connection without relaying the answer."""
 
-    def __init__(self, target_port: int, drops: int, bad_gateways: int = 0) -> None:
+    def __init__(self, target_port: int, drops: int, answers: list[bytes] | None = None) -> None:
         self.target_port = target_port
         self.drops = drops
-        self.bad_gateways = bad_gateways  # answered as nginx does while Abri restarts
+        self.answers = list(answers or [])  # sent instead of Abri's, before forwarding again
         self.keys: list[str | None] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -232,9 +233,8 @@ class DropOnceProxy:
             while len(body) < length:
                 body += conn.recv(65536)
             self.keys.append(key)
-            if self.bad_gateways > 0:
-                self.bad_gateways -= 1
-                conn.sendall(BAD_GATEWAY)
+            if self.answers:
+                conn.sendall(self.answers.pop(0))
                 return
             request = ("\r\n".join([*kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1")
             with socket.create_connection(("127.0.0.1", self.target_port)) as up:
@@ -348,16 +348,51 @@ async def test_a_restart_behind_the_tls_proxy_is_retried_like_a_dropped_connecti
     from clients import Unavailable
 
     port = int(abri.url.rsplit(":", 1)[1])
-    gateway = DropOnceProxy(port, drops=0, bad_gateways=2)
+    gateway = DropOnceProxy(port, drops=0, answers=[BAD_GATEWAY, BAD_GATEWAY])
     try:
         before = await hold_count(abri.db)
         with AbriClient(f"http://127.0.0.1:{gateway.port}", abri.line, backoff=0.01) as line:
             hold = line.hold(abri.pool_ref, HOUSEHOLD, "ipv")
             assert len(gateway.keys) == 3 and len(set(gateway.keys)) == 1
             assert await hold_count(abri.db) == before + 1
-            gateway.bad_gateways = 1
+            gateway.answers.append(BAD_GATEWAY)
             with pytest.raises(Unavailable) as lost:
                 line.release(hold.ref)  # not safe to repeat: reported, not retried
             assert lost.value.status == 502 and len(gateway.keys) == 4
     finally:
         gateway.close()
+
+
+IN_FLIGHT_BODY = (
+    b'{"type":"urn:abri:problem:idempotency-in-flight","title":"The same request is still being'
+    b' processed","status":409,"code":"idempotency-in-flight","detail":"The same hold request is'
+    b' still being processed; retry shortly.","retryAfter":1}'
+)
+IN_FLIGHT = (
+    b"HTTP/1.1 409 Conflict\r\nContent-Type: application/problem+json\r\nRetry-After: 1\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(IN_FLIGHT_BODY)
+) + IN_FLIGHT_BODY
+
+
+async def test_hold_retries_while_the_same_request_is_still_in_flight(abri: Abri) -> None:
+    """The README: ``409 idempotency-in-flight`` means the same hold request (same key) is
+    still being processed: retry after ``Retry-After``. It is what a retry of ``hold`` after a
+    timeout may meet while the first attempt is still at work; the SDK, which retries
+    ``hold`` by itself with the same key, raised ``Conflict`` instead, leaving the dispatch
+    system unsure whether it had a hold. (The answer is canned: the race that makes it needs
+    the concurrency tests' pauses.)"""
+    port = int(abri.url.rsplit(":", 1)[1])
+    busy = DropOnceProxy(port, drops=0, answers=[IN_FLIGHT])
+    try:
+        before = await hold_count(abri.db)
+        url = f"http://127.0.0.1:{busy.port}"
+        with AbriClient(url, abri.line, backoff=0.01, max_backoff=0.01) as line:
+            hold = line.hold(abri.pool_ref, HOUSEHOLD, "ipv")
+        assert hold.state == "held" and await hold_count(abri.db) == before + 1
+        assert len(busy.keys) == 2 and busy.keys[0] == busy.keys[1]
+        busy.answers.append(IN_FLIGHT)
+        with AbriClient(url, abri.line, retries=0) as line, pytest.raises(Conflict) as still:
+            line.hold(abri.pool_ref, HOUSEHOLD, "ipv")
+        assert still.value.code == "idempotency-in-flight" and still.value.retry_after == 1
+    finally:
+        busy.close()
