@@ -133,6 +133,10 @@ def handle_validation(
     for item in extra:
         if isinstance(item, dict):
             errors.append(_field_error(request, item))
+    missing = _MISSING_PARAMETER.match(exc.detail or "")
+    if not errors and missing:  # litestar names a parameter left out only in its sentence
+        kind, name = missing.groups()
+        errors.append(FieldError(field=name, message=f"The {name} {kind} is required."))
     first = errors[0] if errors else None
     detail = (
         f"{first.field}: {first.message}"
@@ -160,6 +164,8 @@ def handle_validation(
 
 #: msgspec names a field left out or not known in its message, at the path of its object
 _FIELD_IN_MESSAGE = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
+#: litestar's sentence for a required header, query or cookie parameter left out
+_MISSING_PARAMETER = re.compile(r"^Missing required (\w+) parameter '([^']+)' for path ")
 #: the parameter litestar decodes a request body into, and so names for the body's top level
 BODY_PARAMETER = "data"
 

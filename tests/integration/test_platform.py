@@ -310,6 +310,25 @@ async def test_a_body_field_missing_or_unknown_is_named_as_the_client_wrote_it(
     assert r.status_code == 422 and r.json()["field"] == "household.children[0].age", r.text
 
 
+async def test_a_required_header_left_out_is_named_in_field(
+    client: AsyncClient, world: World
+) -> None:
+    """A hold sent without its ``Idempotency-Key`` answered ``invalid-input`` with no
+    ``field`` and litestar's own sentence ("Missing required header parameter
+    'Idempotency-Key' for path /holds"), where the README promises the offending field as the
+    client wrote it (``If-Match`` is named so): a requester system showing ``field`` had
+    nothing to show."""
+    await world.operator("Ligne 1712", "helpline")
+    line = bearer(await world.token("Ligne 1712", "helpline"))
+    body = {"poolRef": "pool_0123456789ab", "need": "ipv", "household": {"adults": []}}
+    r = await client.post("/holds", headers=line, json=body)
+    problem = r.json()
+    assert r.status_code == 422 and problem["code"] == "invalid-input", r.text
+    assert problem["field"] == "Idempotency-Key", r.text
+    assert [e["field"] for e in problem["errors"]] == ["Idempotency-Key"]
+    assert problem["detail"] == "Idempotency-Key: The Idempotency-Key header is required."
+
+
 async def test_the_openapi_document_declares_the_headers_clients_must_read(
     client: AsyncClient, world: World
 ) -> None:
