@@ -412,6 +412,13 @@ def _standing(
     )
 
 
+def _list_standing(states: Iterable[str] | None) -> _Call:
+    """The operator's standing requests (``waiting``, ``offered``, ``expired``, ``cancelled``)."""
+    return _Call(
+        "GET", "/standing-requests", list[StandingRequest], params=_states(states), safe=True
+    )
+
+
 def _availability(
     pool_id: int,
     if_match: int,
@@ -565,6 +572,9 @@ class AbriClient(_Base):
     def get_standing_request(self, ref: str) -> StandingRequest:
         return self._do(_Call("GET", f"/standing-requests/{ref}", StandingRequest, safe=True))
 
+    def list_standing_requests(self, states: Iterable[str] | None = None) -> list[StandingRequest]:
+        return self._do(_list_standing(states))
+
     def cancel_standing_request(self, ref: str) -> StandingRequest:
         return self._do(_Call("POST", f"/standing-requests/{ref}/cancel", StandingRequest))
 
@@ -684,6 +694,11 @@ class AsyncAbriClient(_Base):
 
     async def get_standing_request(self, ref: str) -> StandingRequest:
         return await self._do(_Call("GET", f"/standing-requests/{ref}", StandingRequest, safe=True))
+
+    async def list_standing_requests(
+        self, states: Iterable[str] | None = None
+    ) -> list[StandingRequest]:
+        return await self._do(_list_standing(states))
 
     async def cancel_standing_request(self, ref: str) -> StandingRequest:
         return await self._do(_Call("POST", f"/standing-requests/{ref}/cancel", StandingRequest))

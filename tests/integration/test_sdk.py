@@ -396,3 +396,23 @@ async def test_hold_retries_while_the_same_request_is_still_in_flight(abri: Abri
         assert still.value.code == "idempotency-in-flight" and still.value.retry_after == 1
     finally:
         busy.close()
+
+
+async def test_the_sdk_lists_the_operators_standing_requests(abri: Abri) -> None:
+    """``GET /standing-requests`` lists the operator's requests in line (``?state=``), as
+    ``list_holds`` does its holds: what a dispatch system needs after its own restart to know
+    which households still wait. The SDK could create, read and cancel one by its reference,
+    but not list them."""
+    nothing = SearchRequest(
+        household=Household(adults=[Adult(gender="female")], children=[Child(age=3)] * 9),
+        need="ipv",
+    )
+    with AbriClient(abri.url, abri.line) as line:
+        waiting = line.create_standing_request(nothing, minutes=60)
+        assert waiting.state == "waiting"
+        assert [r.ref for r in line.list_standing_requests()] == [waiting.ref]
+        line.cancel_standing_request(waiting.ref)
+        assert line.list_standing_requests(states=["waiting"]) == []
+    async with AsyncAbriClient(abri.url, abri.line) as line:
+        listed = await line.list_standing_requests(states=["cancelled"])
+        assert [(r.ref, r.state) for r in listed] == [(waiting.ref, "cancelled")]
