@@ -275,7 +275,7 @@ class LinkPageController(Controller):
                 also_audit=links.hold_action_audit(ws.link, ref, "arrived"),
             )
         except BadReference:
-            text = _("This is not a reference code (8 letters and digits, e.g. KM4T-9RCX).")
+            text = _("This is not a reference code (8 letters and digits, e.g. KM4T-9RC7).")
             return await self._page(request, ws, 422, arrival_error=text, typed_code=typed)
         except NotFound:
             text = _("Nobody is expected here with this code. Check the code with them.")

@@ -24,3 +24,19 @@ def test_a_single_wrong_symbol_is_caught() -> None:
     i = 2
     wrong = ALPHABET[(ALPHABET.index(code[i]) + 1) % len(ALPHABET)]
     assert normalise(code[:i] + wrong + code[i + 1 :]) is None
+
+
+def test_the_example_codes_we_print_are_real_codes() -> None:
+    """The README and the link page's hint gave KM4T-9RCX, which Abri itself refuses (its
+    check symbol is wrong): a user copying the example got "not a reference code"."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    texts = [(root / "README.md").read_text(), (root / "api/web/links.py").read_text()]
+    symbols = f"[{ALPHABET}]"
+    code = rf"\b{symbols}{{4}}-{symbols}{{4}}\b"  # EDXL-HAVE is not one: no L, no 0, no O
+    shown = {c for t in texts for c in re.findall(code, t)}
+    assert shown, "no example code found"
+    for code in shown:
+        assert normalise(code) == code, code
