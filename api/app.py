@@ -12,16 +12,21 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import ParamType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
+    OpenAPIFormat,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Operation,
+    Parameter,
+    PathItem,
     Reference,
     RequestBody,
     Schema,
@@ -53,6 +58,7 @@ from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.settings import Settings
+from placement.holds_service import WEBHOOK_EVENTS
 from placement.search_service import SnapshotCache
 
 ROUTE_HANDLERS: list[Any] = [
@@ -238,6 +244,91 @@ def _document_required_headers(app: Litestar) -> None:
                 p.required = True
 
 
+#: What Abri POSTs to a requester organisation's webhook URL (clients/webhooks.py).
+WEBHOOK_EVENTS_DOCUMENTED = (*sorted(WEBHOOK_EVENTS), "standing.offered", "standing.expired")
+
+
+def _document_webhooks(app: Litestar) -> None:
+    """The requesters' webhook in the OpenAPI document (3.1 ``webhooks``): the message, its
+    headers and what counts as delivered, as the README's "Webhooks" section says."""
+    string = Schema(type=OpenAPIType.STRING)
+    message = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["id", "event", "ref", "state", "at"],
+        additional_properties=False,
+        properties={
+            "id": Schema(
+                type=OpenAPIType.INTEGER, description="The delivery id, as in `Abri-Delivery`."
+            ),
+            "event": Schema(type=OpenAPIType.STRING, enum=list(WEBHOOK_EVENTS_DOCUMENTED)),
+            "ref": Schema(
+                type=OpenAPIType.STRING,
+                description="The hold's reference code (`hold.*`), or the standing request's.",
+            ),
+            "state": Schema(
+                type=OpenAPIType.STRING,
+                description="The hold's or the standing request's state after the event.",
+            ),
+            "holdRef": Schema(
+                one_of=[string, Schema(type=OpenAPIType.NULL)],
+                description="`standing.*` only: the hold made for the request when offered.",
+            ),
+            "at": Schema(
+                type=OpenAPIType.STRING,
+                format=OpenAPIFormat.DATE_TIME,
+                description="When it happened (UTC).",
+            ),
+        },
+        description="No household data, no address.",
+    )
+    schema = app.openapi_schema
+    assert schema.components.schemas is not None
+    schema.components.schemas["WebhookMessage"] = message
+
+    def header(name: str, description: str) -> Parameter:
+        return Parameter(
+            name=name, param_in=ParamType.HEADER, required=True, schema=string,
+            description=description,
+        )  # fmt: skip
+
+    schema.webhooks = {
+        "holdOrStandingEvent": PathItem(
+            post=Operation(
+                summary="A hold or standing request of your organisation changed",
+                description=(
+                    "Sent to the URL an admin registered for your organisation "
+                    "(`PUT /admin/operators/{id}/webhook`). Verify `Abri-Signature` before "
+                    "trusting the body: `v1=` + hex HMAC-SHA256 with the secret exactly as "
+                    'shown (`whsec_` included) over `"<Abri-Timestamp>.<raw body>"`; refuse '
+                    "timestamps more than 5 min off. Delivered at least once, in no "
+                    "guaranteed order: de-duplicate on `Abri-Delivery`. Any 2xx within 10 s "
+                    "is delivered; anything else is retried after 30 s, 1, 2, 4, 8, 16 and "
+                    "32 min."
+                ),
+                parameters=[
+                    header("Abri-Event", "The event, as `event` in the body."),
+                    header("Abri-Delivery", "Unique per message, the same on every retry."),
+                    header("Abri-Timestamp", "Unix seconds at sending time."),
+                    header("Abri-Signature", "`v1=<hex HMAC-SHA256>`, see above."),
+                ],
+                request_body=RequestBody(
+                    required=True,
+                    content={
+                        "application/json": OpenAPIMediaType(
+                            schema=Reference(ref="#/components/schemas/WebhookMessage")
+                        )
+                    },
+                ),
+                responses={
+                    "2XX": OpenAPIResponse(description="Delivered."),
+                    "default": OpenAPIResponse(description="Retried later."),
+                },
+                security=[],
+            )
+        )
+    }
+
+
 def _document_optional_bodies(app: Litestar) -> None:
     """A body the handler defaults to ``None`` (``POST /holds/{ref}/extend``: the default
     extension) is optional; litestar declares every request body required."""
@@ -417,6 +508,7 @@ def create_app(
     _document_csv_import(app)
     _document_response_headers(app)
     _document_optional_bodies(app)
+    _document_webhooks(app)
     # Around litestar's whole handler, not among the route middleware: those run only once a
     # route matched, so a 404 or 405 had no request id, no log line and no Cache-Control.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)

@@ -906,3 +906,65 @@ async def test_a_receiver_written_from_the_readme_alone_accepts_abris_signature(
     assert str(body["id"]) == req.headers["abri-delivery"]
     assert datetime.fromisoformat(body["at"]).utcoffset() == timedelta(0)
     assert body["at"].endswith("Z")  # as every other time in the API
+
+
+async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncClient) -> None:
+    """An integrator generating a receiver from the OpenAPI document found no webhook in it;
+    now it is there (OpenAPI 3.1 ``webhooks``), and what Abri really sends validates."""
+    from placement.holds_service import WEBHOOK_EVENTS
+
+    doc = (await client.get("/schema/openapi.json")).json()
+    post = doc["webhooks"]["holdOrStandingEvent"]["post"]
+    assert {p["name"] for p in post["parameters"]} == {
+        "Abri-Event",
+        "Abri-Delivery",
+        "Abri-Timestamp",
+        "Abri-Signature",
+    }
+    schema = doc["components"]["schemas"]["WebhookMessage"]
+    assert set(schema["properties"]["event"]["enum"]) == WEBHOOK_EVENTS | {
+        "standing.offered",
+        "standing.expired",
+    }
+    sent = [
+        webhooks.render_body(
+            7,
+            {
+                "event": "hold.expired",
+                "ref": "KM4T-9RC7",
+                "state": "expired",
+                "at": "2026-12-06T10:00:00Z",
+            },
+        ),
+        webhooks.render_body(
+            8,
+            {
+                "event": "standing.offered",
+                "ref": "KM4T-9RC7",
+                "state": "offered",
+                "holdRef": "KM4T-9RC7",
+                "at": "2026-12-06T10:00:00Z",
+            },
+        ),
+        webhooks.render_body(
+            9,
+            {
+                "event": "standing.expired",
+                "ref": "KM4T-9RC7",
+                "state": "expired",
+                "holdRef": None,
+                "at": "2026-12-06T10:00:00Z",
+            },
+        ),
+    ]
+    props = schema["properties"]
+    for body in map(json.loads, sent):
+        assert set(schema["required"]) <= set(body) <= set(props), body
+        assert isinstance(body["id"], int) and props["id"]["type"] == "integer"
+        assert body["event"] in props["event"]["enum"]
+        for key in ("ref", "state", "at"):
+            assert isinstance(body[key], str) and props[key]["type"] == "string"
+        datetime.fromisoformat(body["at"])  # format: date-time
+        if "holdRef" in body:
+            kinds = {s["type"] for s in props["holdRef"]["oneOf"]}
+            assert kinds == {"string", "null"} and (body["holdRef"] is None or body["holdRef"])
