@@ -445,7 +445,7 @@ class _Base:
         token: str,
         *,
         timeout: float = 10.0,
-        retries: int = 3,
+        retries: int = 5,
         backoff: float = 0.25,
         max_backoff: float = 8.0,
     ) -> None:

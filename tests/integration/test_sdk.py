@@ -416,3 +416,20 @@ async def test_the_sdk_lists_the_operators_standing_requests(abri: Abri) -> None
     async with AsyncAbriClient(abri.url, abri.line) as line:
         listed = await line.list_standing_requests(states=["cancelled"])
         assert [(r.ref, r.state) for r in listed] == [(waiting.ref, "cancelled")]
+
+
+def test_by_default_a_retried_call_waits_out_a_restart() -> None:
+    """With retries=3 from 0.25 s a call gave up after about 2 s (1 s at the low end of the
+    jitter): less than an API process takes to restart, so a dispatch system saw Unavailable
+    for a blip. The default budget is now ~8 s, never under 3.5 s."""
+    from clients.sdk import AbriClient
+
+    client = AbriClient("http://127.0.0.1:9", "abri_x")
+    try:
+        client._rng.uniform = lambda a, b: a  # type: ignore[method-assign]  # the shortest
+        shortest = sum(client._delay(n, None) for n in range(1, client.retries + 1))
+        client._rng.uniform = lambda a, b: (a + b) / 2  # type: ignore[method-assign]
+        typical = sum(client._delay(n, None) for n in range(1, client.retries + 1))
+    finally:
+        client.close()
+    assert shortest >= 3.5 and 7 <= typical <= 10, (shortest, typical)
