@@ -261,8 +261,8 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
             status=503,
             code="database-unavailable",
             title="Try again",
-            detail="The connection to the database was lost; nothing was saved. Retry in a "
-            "moment (with the same Idempotency-Key for a hold).",
+            detail="The database could not be reached, or the connection to it was lost; "
+            "nothing was saved. Retry in a moment (with the same Idempotency-Key for a hold).",
             retry_after=1,
         )
     if not _out_of_range(exc):

@@ -11,6 +11,7 @@ PostgreSQL: one engine, READ COMMITTED (asserted by a test), ``lock_timeout`` (2
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -350,14 +351,27 @@ def _is_unique_violation(exc: BaseException) -> bool:
     )
 
 
+#: the server is not there (down, restarting, unreachable): nothing was sent, nothing saved
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+#: SQLSTATEs of a server going away or not yet back: admin_shutdown, crash_shutdown,
+#: cannot_connect_now ("the database system is starting up" / "is shutting down")
+_SERVER_GOING_OR_COMING = frozenset({"57P01", "57P02", "57P03"})
+
+
 def connection_lost(exc: BaseException) -> bool:
-    """The database connection broke under a request (server restart, network): retryable."""
+    """The database connection broke under a request, or none could be made (server down,
+    restarting or failing over, network): retryable, nothing was saved."""
     for e in exception_chain(exc):
         name = type(e).__name__
+        state = _sqlstate(e) or ""
         if (
             getattr(e, "connection_invalidated", False)
             or name in ("ConnectionDoesNotExistError", "ConnectionFailureError")
             or (name == "InterfaceError" and "connection is closed" in str(e))
+            or isinstance(e, ConnectionError)
+            or (isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS)
+            or state.startswith("08")  # connection_exception
+            or state in _SERVER_GOING_OR_COMING
         ):
             return True
     return False

@@ -11,8 +11,10 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
+from capacity.clock import FrozenClock
 from capacity.db import Database, UniqueViolation, connection_lost
-from tests.conftest import World
+from capacity.settings import Settings
+from tests.conftest import TEST_KEY, World
 
 
 async def _kill_other_backends(url: str) -> int:
@@ -89,3 +91,72 @@ async def test_raw_write_is_all_or_nothing_and_reports_unique_violations(world: 
         row = await tx.one("SELECT created_at FROM operators WHERE name = $1", "Kept")
         assert row is not None and tx.read_ts(row[0]) == now.replace(tzinfo=UTC)
     assert stored is not None
+
+
+class _PgServer:
+    """Something on a local port where PostgreSQL should be: nothing at all (``refuse``: the
+    server is down or restarting) or a server that answers every connection with FATAL 57P03
+    "the database system is starting up" (recovery after a restart or a failover)."""
+
+    def __init__(self, *, refuse: bool) -> None:
+        self.refuse = refuse
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> _PgServer:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        if self.refuse:  # the port was ours a moment ago; nobody listens there now
+            self.server.close()
+            await self.server.wait_closed()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.server is not None and not self.refuse:
+            self.server.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                body = await reader.readexactly(size - 4)
+                if body[:4] == (80877103).to_bytes(4, "big"):  # SSLRequest: no TLS here
+                    writer.write(b"N")
+                    await writer.drain()
+                    continue
+                fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+                writer.write(b"E" + (len(fields) + 4).to_bytes(4, "big") + fields)
+                await writer.drain()
+                break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+@pytest.mark.parametrize("refuse", [True, False], ids=["refused", "starting-up"])
+async def test_a_database_down_or_starting_up_answers_503_not_500(refuse: bool) -> None:
+    """RUNBOOK, "PostgreSQL restarted or failed over: nothing to do for Abri … clients retry".
+    While the server was down (connection refused) or recovering ("starting up"), every request
+    answered 500 `internal` with an `unhandled_error` traceback in the log, so neither the SDK
+    nor the console retried (they retry a 503): a hold during a failover simply failed. Nothing
+    was saved: it is a 503 `database-unavailable` with Retry-After, like a connection that
+    breaks under a request."""
+    from httpx import ASGITransport, AsyncClient
+
+    from api.app import create_app
+
+    async with _PgServer(refuse=refuse) as server:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{server.port}/abri"
+        down = Database(url)
+        settings = Settings(database_url=url, address_key=TEST_KEY, auth_cache_seconds=0)
+        app = create_app(settings, db=down, clock=FrozenClock(datetime(2026, 1, 15, tzinfo=UTC)))
+        try:
+            async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+                held = await c.get("/holds", headers={"Authorization": "Bearer abri_" + "x" * 43})
+                ready = await c.get("/health/ready")
+        finally:
+            await down.dispose()
+    assert held.status_code == 503, held.text
+    assert held.json()["code"] == "database-unavailable"
+    assert held.headers["retry-after"] == "1"
+    assert ready.status_code == 503
