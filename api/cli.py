@@ -151,7 +151,9 @@ def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
 
     now = SystemClock().now()
     if args.action == "set":
-        cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+        cipher = AddressCipher.from_settings(
+            settings.address_key, settings.address_key_file, database_url=settings.database_url
+        )
         view, secret = _run(
             _with_db(
                 settings,
@@ -220,7 +222,9 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
             },
             feeds.FeedCreate,
         )
-        cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+        cipher = AddressCipher.from_settings(
+            settings.address_key, settings.address_key_file, database_url=settings.database_url
+        )
         now = SystemClock().now()
         view = _run(
             _with_db(
@@ -249,7 +253,9 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
     from capacity.importer import import_csv
 
-    cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    cipher = AddressCipher.from_settings(
+        settings.address_key, settings.address_key_file, database_url=settings.database_url
+    )
     now = SystemClock().now()
     if args.action == "import":
         try:
@@ -387,7 +393,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["ABRI_DATABASE_URL"] = url
         settings = Settings.from_env()
     # A wrong key is said here, once, rather than by every API process as it starts.
-    AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    AddressCipher.from_settings(
+        settings.address_key, settings.address_key_file, database_url=settings.database_url
+    )
     if settings.auto_migrate or args.demo:
         migrate.upgrade(settings.database_url)
     if args.demo:
@@ -399,7 +407,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 lambda db: load_demo(
                     db,
                     cipher=AddressCipher.from_settings(
-                        settings.address_key, settings.address_key_file
+                        settings.address_key,
+                        settings.address_key_file,
+                        database_url=settings.database_url,
                     ),
                 ),
             )
@@ -444,7 +454,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ops.worker import run_worker
 
     configure_logging(settings.log_format, settings.log_level)
-    AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    AddressCipher.from_settings(
+        settings.address_key, settings.address_key_file, database_url=settings.database_url
+    )
     if settings.auto_migrate:
         migrate.upgrade(settings.database_url)
     asyncio.run(run_worker(settings))
@@ -479,7 +491,9 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from capacity.rekey import rotate_all
 
-    cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    cipher = AddressCipher.from_settings(
+        settings.address_key, settings.address_key_file, database_url=settings.database_url
+    )
     now = SystemClock().now()
     n = _run(_with_db(settings, lambda db: rotate_all(db, cipher, actor=CLI, now=now)))
     _say(f"{n} secret(s) re-encrypted with the newest key; older keys may now be removed")

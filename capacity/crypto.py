@@ -49,6 +49,12 @@ def _check_keys(keys: list[bytes], where: str) -> None:
             ) from None
 
 
+def _sqlite(url: str) -> bool:
+    from capacity.db import is_sqlite
+
+    return is_sqlite(url)
+
+
 class AddressCipher:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
@@ -56,12 +62,23 @@ class AddressCipher:
         self._fernet = MultiFernet([Fernet(k) for k in keys])
 
     @classmethod
-    def from_settings(cls, key_env: str | None, key_file: str) -> AddressCipher:
+    def from_settings(
+        cls, key_env: str | None, key_file: str, *, database_url: str | None = None
+    ) -> AddressCipher:
+        """The configured keys. Without ``ABRI_ADDRESS_KEY``, the key file, made on first use
+        for the embedded SQLite database only: on PostgreSQL several processes and hosts share
+        the data, and a key made by one of them would seal addresses no other can open."""
         if key_env:
             keys = [k.strip().encode() for k in key_env.split(",") if k.strip()]
             _check_keys(keys, "ABRI_ADDRESS_KEY")
             return cls(keys)
         path = Path(key_file)
+        if not path.exists() and database_url and not _sqlite(database_url):
+            raise AddressKeyError(
+                f"ABRI_ADDRESS_KEY is not set (and there is no key file {path}): on PostgreSQL "
+                "every process needs the same key. Put it in the environment file; make it "
+                f"ONCE, never again for the same database, with: {MAKE_KEY}"
+            )
         if not path.exists():
             key = Fernet.generate_key()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -198,7 +198,9 @@ async def run_worker(settings: Settings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    cipher = AddressCipher.from_settings(settings.address_key, settings.address_key_file)
+    cipher = AddressCipher.from_settings(
+        settings.address_key, settings.address_key_file, database_url=settings.database_url
+    )
     if settings.worker_metrics:
         from capacity.metrics import serve_worker_metrics
 

@@ -134,6 +134,43 @@ def test_a_placeholder_address_key_is_named(tmp_path: Path) -> None:
     assert r.returncode == 2 and "key 2" in r.stderr, r.stderr
 
 
+def test_without_an_address_key_postgresql_makes_none_of_its_own(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A host whose environment file lost its `ABRI_ADDRESS_KEY` line (or an admin's shell
+    without it, or a container run without `--env-file`) silently made a NEW random key file
+    in its working directory and went on: `abri serve` said ready, the staff pages then failed
+    on every address sealed with the real key, and each address it wrote was sealed with a key
+    no other process has, lost with that host's disk. On PostgreSQL (several processes and
+    hosts share one database) it now refuses, naming the setting; SQLite on a laptop still
+    makes its key file on first use."""
+    key_file = tmp_path / "abri-address.key"
+    url = request.getfixturevalue("pg_database")
+    for args in (["facilities", "list"], ["keys", "rotate"], ["worker"], ["serve", "--port", "1"]):
+        r = abri(
+            *args,
+            url=url,
+            ABRI_ADDRESS_KEY="",
+            ABRI_ADDRESS_KEY_FILE=str(key_file),
+            ABRI_AUTO_MIGRATE="0",
+        )
+        assert r.returncode == 2, (args, r.stderr)
+        no_traceback(r)
+        assert "ABRI_ADDRESS_KEY" in r.stderr, r.stderr
+        assert not key_file.exists(), args
+    # a key file made once and pointed at is still used
+    key_file.write_text(TEST_KEY)
+    r = abri(
+        "facilities", "list", url=url, ABRI_ADDRESS_KEY="", ABRI_ADDRESS_KEY_FILE=str(key_file)
+    )
+    assert r.returncode == 0, r.stderr
+    # the embedded default keeps working out of the box
+    lite, made = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", tmp_path / "laptop.key"
+    assert abri("db", "upgrade", url=lite).returncode == 0
+    r = abri("facilities", "list", url=lite, ABRI_ADDRESS_KEY="", ABRI_ADDRESS_KEY_FILE=str(made))
+    assert r.returncode == 0 and made.exists(), r.stderr
+
+
 def test_a_csv_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
     assert abri("db", "upgrade", url=url).returncode == 0
