@@ -14,6 +14,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from capacity.errors import AbriError
+
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
@@ -43,7 +45,15 @@ def _one_at_a_time(url: str) -> Iterator[None]:
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         yield
         return
-    with open(f"{u.database}.migrate-lock", "a") as fh:
+    lock = f"{u.database}.migrate-lock"
+    try:
+        fh = open(lock, "a")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:  # a read-only disk: one line, not a traceback
+        raise AbriError(
+            f"cannot open {lock} ({exc.strerror}): the directory of the SQLite database must "
+            "be writable (SQLite keeps its journal there, and migrations their lock)"
+        ) from None
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

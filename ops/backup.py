@@ -93,8 +93,14 @@ def backup(url: str, target: Path) -> Path:
         if not source.is_file():  # connecting would create an empty database, and back it up
             raise BackupFailed(f"{source}: no such database file (check ABRI_DATABASE_URL)")
         _owner_only(target)
-        with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-            src.backup(dst)
+        try:
+            with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+                src.backup(dst)
+        except sqlite3.Error as exc:
+            raise BackupFailed(
+                f"cannot read {source} ({exc}); if its disk went read-only, stop Abri and copy "
+                "the file (with its -wal file, if any) instead"
+            ) from None
         return target
     conninfo, env = _libpq(url)
     dump = _tool("pg_dump")

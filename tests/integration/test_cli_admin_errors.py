@@ -171,6 +171,30 @@ def test_without_an_address_key_postgresql_makes_none_of_its_own(
     assert r.returncode == 0 and made.exists(), r.stderr
 
 
+def test_an_sqlite_database_on_a_disk_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """Embedded mode, the disk went read-only: `abri serve`, `abri worker` and `abri db
+    upgrade` died with a traceback (`OSError: [Errno 30] Read-only file system:
+    './abri.db.migrate-lock'`), and `abri backup` — what the operator runs next, to save the
+    data elsewhere — with `sqlite3.OperationalError: unable to open database file`. (Tests may
+    run as root, whom a read-only mode does not stop: a directory where the lock file goes,
+    and a database SQLite cannot open, fail the same calls.)"""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ro.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    (tmp_path / "ro.db.migrate-lock").unlink()
+    (tmp_path / "ro.db.migrate-lock").mkdir()
+    for args in (["db", "upgrade"], ["serve", "--port", "1"], ["worker"]):
+        r = abri(*args, url=url)
+        assert r.returncode == 2, (args, r.stderr)
+        no_traceback(r)
+        assert "ro.db.migrate-lock" in r.stderr and "writable" in r.stderr, r.stderr
+    locked = tmp_path / "locked.db"
+    locked.write_bytes(b"not a database, or one SQLite cannot open " * 100)
+    r = abri("backup", str(tmp_path / "b.sqlite"), url=f"sqlite+aiosqlite:///{locked}")
+    assert r.returncode == 2, r.stderr
+    no_traceback(r)
+    assert "locked.db" in r.stderr, r.stderr
+
+
 def test_a_csv_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
     assert abri("db", "upgrade", url=url).returncode == 0
