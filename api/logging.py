@@ -73,6 +73,9 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     """structlog for our own lines; the standard library's loggers (SQLAlchemy, uvicorn,
     APScheduler) rendered the same way. httpx logs full URLs, which for feeds may carry
     credentials, so it only logs warnings."""
+    # JSON: an exception becomes an `exception` string with its (plain) traceback, for our
+    # own lines and the standard library's alike; the console renderer formats it itself.
+    exc_info: Any = structlog.processors.format_exc_info if fmt == "json" else (lambda _l, _n, e: e)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -88,7 +91,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
-            structlog.processors.format_exc_info if fmt == "json" else (lambda _l, _n, e: e),
+            exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -107,6 +110,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _redact,
+                exc_info,
                 renderer,
             ],
         )

@@ -121,6 +121,30 @@ async def test_json_logs_carry_request_id(db, clock, capsys) -> None:  # type: i
     assert req and req[-1]["request_id"] == "req-42" and req[-1]["status"] == 200
 
 
+def test_json_logs_keep_the_traceback_of_a_library_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    """With ABRI_LOG_FORMAT=json (production), an error the standard library's loggers report
+    with its exception (SQLAlchemy's pool, uvicorn, APScheduler) came out as
+    `"exc_info": ["<class 'ConnectionResetError'>", "…", "<traceback object at 0x7f…>"]`:
+    no traceback, nothing to act on. It is rendered like our own lines' `exception`."""
+    import logging
+
+    from api.logging import configure_logging
+
+    configure_logging("json", "INFO")
+    try:
+        raise ConnectionResetError("connection reset by peer")
+    except ConnectionResetError:
+        logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool").error(
+            "Exception during reset or similar", exc_info=True
+        )
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
+    line = next(ln for ln in lines if ln["event"] == "Exception during reset or similar")
+    assert "traceback object" not in json.dumps(line)
+    assert "Traceback (most recent call last)" in line["exception"]
+    assert "ConnectionResetError: connection reset by peer" in line["exception"]
+    assert line["level"] == "error"
+
+
 @pytest.mark.postgres
 async def test_postgres_write_transactions_run_read_committed(pg_database: str) -> None:
     """The hold gate relies on READ COMMITTED re-checking its WHERE clause after a lock wait;
