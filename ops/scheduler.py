@@ -8,7 +8,9 @@ in two processes at once, does no harm. Feature modules register their jobs with
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -100,8 +102,30 @@ async def run_job(spec: JobSpec, ctx: JobContext) -> None:
         JOB_RUNS.labels(spec.name, "failed").inc()
 
 
+class _CancelledJobs(logging.Filter):
+    """A job cancelled because the scheduler stopped under it (this process stepped down: its
+    leader lock is gone, or it is shutting down) is no error: the job is idempotent and the
+    next leader runs it at once. APScheduler logs it as ``Job … raised an exception`` at
+    ERROR; say ``job_cancelled`` instead. (Only the log line: the cancellation itself runs its
+    course, so connections in use are closed as usual.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, asyncio.CancelledError):
+            return True
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        log.info("job_cancelled", job=getattr(job, "id", None))
+        return False
+
+
+_CANCELLED_FILTER = _CancelledJobs()
+
+
 def build_scheduler(ctx: JobContext, only: Collection[str] | None = None) -> AsyncIOScheduler:
     """Every registered job (or those named in ``only``), each on its interval."""
+    executor_log = logging.getLogger("apscheduler.executors.default")
+    if _CANCELLED_FILTER not in executor_log.filters:
+        executor_log.addFilter(_CANCELLED_FILTER)
     scheduler = AsyncIOScheduler(timezone="UTC")
     ctx.scheduler = scheduler
     for spec in load_jobs().values():

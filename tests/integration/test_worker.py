@@ -164,3 +164,53 @@ async def test_the_runbook_query_names_the_leading_process(pg_database: str) -> 
     finally:
         await lead.release()
         await db.dispose()
+
+
+async def test_a_leader_that_steps_down_mid_job_logs_no_error(
+    world: World, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the leader loses its lock (PostgreSQL restarted: `leader_connection_lost`), it stops
+    its scheduler at once, cancelling the jobs in flight. APScheduler then logged each as
+    `Job "run_job …" raised an exception` at ERROR (CancelledError) — an alert for what the
+    runbook calls nothing to do. It is a `job_cancelled` line, counted nowhere as a failure."""
+    import logging
+
+    from capacity.clock import SystemClock
+    from capacity.metrics import JOB_RUNS
+    from ops import scheduler as sched
+    from ops.worker import LeaderLoop
+
+    started = asyncio.Event()
+
+    async def slow(_ctx: sched.JobContext) -> int:
+        started.set()
+        await asyncio.sleep(30)
+        return 0
+
+    class Always:
+        async def try_acquire(self) -> bool:
+            return True
+
+        async def still_held(self) -> bool:
+            return False  # lost at the next poll
+
+        async def release(self) -> None:
+            pass
+
+    failed_before = JOB_RUNS.labels("slow_test_job", "failed")._value.get()
+    sched.REGISTRY["slow_test_job"] = sched.JobSpec("slow_test_job", slow, 3600)
+    try:
+        loop = LeaderLoop(world.db, settings, SystemClock(), world.cipher, leadership=Always())
+        caplog.set_level(logging.INFO)
+        await loop.step()  # leads: every job runs at once, ours among them
+        await asyncio.wait_for(started.wait(), 10)
+        await loop.step()  # the lock is gone: steps down mid-job
+        await asyncio.sleep(0.2)
+    finally:
+        sched.REGISTRY.pop("slow_test_job", None)
+        loop._stop_scheduler()
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("apscheduler")
+    ]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert JOB_RUNS.labels("slow_test_job", "failed")._value.get() == failed_before
