@@ -662,6 +662,12 @@ def main(argv: list[str] | None = None) -> int:
     except msgspec.ValidationError as exc:
         _say(f"error: {exc}")
         return 2
+    except BrokenPipeError:
+        # Our own output's reader went away (`abri facilities list | head`): nothing to say,
+        # and not the database (its broken connections arrive wrapped by the driver).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error as Python flushes at exit
+        return 1
     except Exception as exc:
         reason = _connection_failure(exc)
         if reason is None:

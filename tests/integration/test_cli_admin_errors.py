@@ -195,6 +195,28 @@ def test_an_sqlite_database_on_a_disk_that_cannot_be_written_is_one_line(tmp_pat
     assert "locked.db" in r.stderr, r.stderr
 
 
+def test_a_listing_piped_into_head_is_not_a_database_error(tmp_path: Path) -> None:
+    """`abri facilities list | head` (or `| grep -m1`, `| less` quit early): the reader closed
+    the pipe, and the command said `error: cannot connect to the database at …: Broken pipe`
+    and `check ABRI_DATABASE_URL`, sending the operator after a database that was fine."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    assert abri("db", "upgrade", url=url).returncode == 0
+    for i in range(3):
+        assert abri("operator", "create", f"Op {i}", "--kind", "helpline", url=url).returncode == 0
+    full = {**os.environ, "ABRI_DATABASE_URL": url, "ABRI_ADDRESS_KEY": TEST_KEY}
+    r = subprocess.run(
+        f"{sys.executable} -m api.cli operator list | true",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=ROOT,
+        timeout=120,
+    )
+    no_traceback(r)
+    assert "database" not in r.stderr and "Broken pipe" not in r.stderr, r.stderr
+
+
 def test_a_csv_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
     assert abri("db", "upgrade", url=url).returncode == 0
