@@ -12,8 +12,9 @@ import asyncio
 import importlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -43,6 +44,8 @@ class JobContext:
     cipher: AddressCipher
     #: the scheduler running the job (set by ``build_scheduler``), for ``run_early``
     scheduler: AsyncIOScheduler | None = None
+    #: the jobs running now (``run_job``), so that stopping can wait for them
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 #: the soonest ``run_early`` brings a job forward: never a loop that spins
@@ -93,6 +96,9 @@ def load_jobs() -> dict[str, JobSpec]:
 
 async def run_job(spec: JobSpec, ctx: JobContext) -> None:
     """Run one job, logging its outcome; a failing job never kills the scheduler."""
+    task = asyncio.current_task()
+    if task is not None:
+        ctx.running.add(task)
     try:
         result = await spec.fn(ctx)
         log.info("job_run", job=spec.name, result=result if isinstance(result, int) else None)
@@ -100,6 +106,28 @@ async def run_job(spec: JobSpec, ctx: JobContext) -> None:
     except Exception as exc:  # keep the scheduler alive; the next run retries
         log.error("job_failed", job=spec.name, error_type=type(exc).__name__)
         JOB_RUNS.labels(spec.name, "failed").inc()
+    finally:
+        if task is not None:
+            ctx.running.discard(task)
+
+
+#: how long stopping waits for the cancelled jobs to let go of their connections
+STOP_WAIT_SECONDS = 10.0
+
+
+async def stop_scheduler(ctx: JobContext) -> None:
+    """Stop the scheduler and wait (at most ``STOP_WAIT_SECONDS``) for the jobs it cancels to
+    end. APScheduler's ``shutdown`` only cancels them: a job cancelled mid-query that is still
+    unwinding when the database is disposed could leave the process waiting for ever at exit
+    (aiosqlite: a connection whose thread has already stopped)."""
+    scheduler, ctx.scheduler = ctx.scheduler, None
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)  # cancels the jobs in flight
+    running = [t for t in ctx.running if not t.done()]
+    for t in running:
+        t.cancel()
+    if running:
+        await asyncio.wait(running, timeout=STOP_WAIT_SECONDS)
 
 
 class _CancelledJobs(logging.Filter):

@@ -148,6 +148,7 @@ class LeaderLoop:
     def __post_init__(self) -> None:
         self.leadership = self.leadership or leadership_for(self.db, self.settings)
         self.scheduler: Any = None
+        self.ctx: Any = None  # the running scheduler's JobContext
         self.is_leader = False
 
     async def step(self) -> None:
@@ -156,22 +157,24 @@ class LeaderLoop:
             if await self.leadership.try_acquire():
                 from ops.scheduler import JobContext, build_scheduler
 
-                self.scheduler = build_scheduler(
-                    JobContext(
-                        db=self.db, clock=self.clock, settings=self.settings, cipher=self.cipher
-                    )
+                self.ctx = JobContext(
+                    db=self.db, clock=self.clock, settings=self.settings, cipher=self.cipher
                 )
+                self.scheduler = build_scheduler(self.ctx)
                 self.scheduler.start()
                 self.is_leader = True
                 log.info("worker_leader", holder=leases.HOLDER)
         elif not await self.leadership.still_held():
             log.warning("worker_lost_leadership", holder=leases.HOLDER)
-            self._stop_scheduler()
+            await self._stop_scheduler()
 
-    def _stop_scheduler(self) -> None:
+    async def _stop_scheduler(self) -> None:
+        """Stop the scheduler, and wait for the jobs it cancels to let go of the database."""
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            from ops.scheduler import stop_scheduler
+
             self.scheduler = None
+            await stop_scheduler(self.ctx)
         self.is_leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -182,7 +185,7 @@ class LeaderLoop:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.worker_poll_seconds)
         finally:
-            self._stop_scheduler()
+            await self._stop_scheduler()
             assert self.leadership is not None
             await self.leadership.release()
 

@@ -13,7 +13,7 @@ from capacity.clock import SystemClock
 from capacity.commands import PoolCreate
 from capacity.models import Hold, Pool
 from capacity.settings import Settings
-from ops.scheduler import JobContext, build_scheduler
+from ops.scheduler import JobContext, build_scheduler, stop_scheduler
 from placement import holds_service
 from placement.household import Adult, Household
 from tests.conftest import World
@@ -55,7 +55,7 @@ async def test_a_hold_is_expired_at_its_deadline_not_at_the_next_interval(
             if state == "expired":
                 break
     finally:
-        scheduler.shutdown(wait=False)
+        await stop_scheduler(ctx)
     assert state == "expired" and held == 0
     # and nothing runs it in a loop: the next run is the interval's again
     assert await holds_service.next_deadline(world.db) is None

@@ -208,9 +208,54 @@ async def test_a_leader_that_steps_down_mid_job_logs_no_error(
         await asyncio.sleep(0.2)
     finally:
         sched.REGISTRY.pop("slow_test_job", None)
-        loop._stop_scheduler()
+        await loop._stop_scheduler()
     errors = [
         r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("apscheduler")
     ]
     assert errors == [], [r.getMessage() for r in errors]
     assert JOB_RUNS.labels("slow_test_job", "failed")._value.get() == failed_before
+
+
+async def test_stopping_waits_for_the_cancelled_jobs_before_the_database_goes(
+    world: World, settings: Any
+) -> None:
+    """`abri worker` stopped (SIGTERM) while a job was mid-query cancelled the job but went on
+    to dispose of the database while the job was still unwinding: on SQLite the process then
+    waited for ever at exit, in 3 of 20 tries, for a connection whose thread had stopped. The
+    loop now returns only once the jobs it cancelled have ended."""
+    from capacity.clock import SystemClock
+    from ops import scheduler as sched
+    from ops.worker import LeaderLoop
+
+    started, unwound = asyncio.Event(), asyncio.Event()
+
+    async def busy(_ctx: sched.JobContext) -> int:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:  # what a driver does when cancelled mid-query: give its connection back
+            await asyncio.sleep(0.3)
+            unwound.set()
+        return 0
+
+    class Always:
+        async def try_acquire(self) -> bool:
+            return True
+
+        async def still_held(self) -> bool:
+            return True
+
+        async def release(self) -> None:
+            pass
+
+    sched.REGISTRY["busy_test_job"] = sched.JobSpec("busy_test_job", busy, 3600)
+    try:
+        stop = asyncio.Event()
+        loop = LeaderLoop(world.db, settings, SystemClock(), world.cipher, leadership=Always())
+        running = asyncio.create_task(loop.run(stop))
+        await asyncio.wait_for(started.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(running, 15)
+        assert unwound.is_set(), "the loop ended while a cancelled job still held its connection"
+    finally:
+        sched.REGISTRY.pop("busy_test_job", None)
