@@ -436,9 +436,7 @@ def create_app(
             "settings": settings,
             "db": database,
             "clock": clock or SystemClock(),
-            "cipher": AddressCipher.from_settings(
-                settings.address_key, settings.address_key_file, database_url=settings.database_url
-            ),
+            "cipher": AddressCipher.configured(settings),
             "rate_buckets": TokenBuckets(),
             "stream_slots": StreamSlots(),
             "auth_cache": AuthCache(settings.auth_cache_seconds),

@@ -151,9 +151,7 @@ def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
 
     now = SystemClock().now()
     if args.action == "set":
-        cipher = AddressCipher.from_settings(
-            settings.address_key, settings.address_key_file, database_url=settings.database_url
-        )
+        cipher = AddressCipher.configured(settings)
         view, secret = _run(
             _with_db(
                 settings,
@@ -222,9 +220,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
             },
             feeds.FeedCreate,
         )
-        cipher = AddressCipher.from_settings(
-            settings.address_key, settings.address_key_file, database_url=settings.database_url
-        )
+        cipher = AddressCipher.configured(settings)
         now = SystemClock().now()
         view = _run(
             _with_db(
@@ -253,9 +249,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
     from capacity.importer import import_csv
 
-    cipher = AddressCipher.from_settings(
-        settings.address_key, settings.address_key_file, database_url=settings.database_url
-    )
+    cipher = AddressCipher.configured(settings)
     now = SystemClock().now()
     if args.action == "import":
         try:
@@ -393,9 +387,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["ABRI_DATABASE_URL"] = url
         settings = Settings.from_env()
     # A wrong key is said here, once, rather than by every API process as it starts.
-    AddressCipher.from_settings(
-        settings.address_key, settings.address_key_file, database_url=settings.database_url
-    )
+    AddressCipher.configured(settings)
     if settings.auto_migrate or args.demo:
         migrate.upgrade(settings.database_url)
     if args.demo:
@@ -406,11 +398,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 settings,
                 lambda db: load_demo(
                     db,
-                    cipher=AddressCipher.from_settings(
-                        settings.address_key,
-                        settings.address_key_file,
-                        database_url=settings.database_url,
-                    ),
+                    cipher=AddressCipher.configured(settings),
                 ),
             )
         )
@@ -454,9 +442,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ops.worker import run_worker
 
     configure_logging(settings.log_format, settings.log_level)
-    AddressCipher.from_settings(
-        settings.address_key, settings.address_key_file, database_url=settings.database_url
-    )
+    AddressCipher.configured(settings)
     if settings.auto_migrate:
         migrate.upgrade(settings.database_url)
     asyncio.run(run_worker(settings))
@@ -491,9 +477,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from capacity.rekey import rotate_all
 
-    cipher = AddressCipher.from_settings(
-        settings.address_key, settings.address_key_file, database_url=settings.database_url
-    )
+    cipher = AddressCipher.configured(settings)
     now = SystemClock().now()
     n = _run(_with_db(settings, lambda db: rotate_all(db, cipher, actor=CLI, now=now)))
     _say(f"{n} secret(s) re-encrypted with the newest key; older keys may now be removed")

@@ -15,6 +15,7 @@ import msgspec
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from capacity.errors import AbriError
+from capacity.settings import Settings
 
 
 class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
@@ -60,6 +61,13 @@ class AddressCipher:
         if not keys:
             raise AddressKeyError("No address encryption key configured.")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+
+    @classmethod
+    def configured(cls, settings: Settings) -> AddressCipher:
+        """The keys ``settings`` name (see :meth:`from_settings`)."""
+        return cls.from_settings(
+            settings.address_key, settings.address_key_file, database_url=settings.database_url
+        )
 
     @classmethod
     def from_settings(

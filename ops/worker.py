@@ -201,9 +201,7 @@ async def run_worker(settings: Settings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    cipher = AddressCipher.from_settings(
-        settings.address_key, settings.address_key_file, database_url=settings.database_url
-    )
+    cipher = AddressCipher.configured(settings)
     if settings.worker_metrics:
         from capacity.metrics import serve_worker_metrics
 

@@ -18,9 +18,7 @@ async def expire_holds(ctx: JobContext) -> int:
     Searches then see the place free within their index refresh, and a request waiting in
     line gets it at once."""
     now = ctx.clock.now()
-    freed = await expire_due_holds(ctx.db, now)
-    if freed and await standing_service.waiting_exists(ctx.db):
-        await standing_service.run_round(ctx.db, ctx.settings, now=now)
+    freed = await standing_service.expire_and_offer(ctx.db, ctx.settings, now)
     upcoming = await next_deadline(ctx.db)
     if upcoming is not None:
         # on the scheduler's (real) clock: as far ahead as the deadline is on the job's

@@ -368,7 +368,7 @@ async def expire_and_offer(
     freed = await holds_service.expire_due_holds(
         db, now, operator_id=operator_id, facility_id=facility_id, pool_id=pool_id
     )
-    if freed:
+    if freed and await waiting_exists(db):
         await run_round(db, settings, now=now)
     return freed
 
