@@ -784,6 +784,14 @@ async def test_no_address_on_any_page_an_operator_can_reach(
         )
         check(r)
         assert "Canary" in r.text
+        # the language switch that carries the form draws the results again (new route)
+        switched = await client.post(
+            "/web/console/lang",
+            data={**FAMILY_FORM, "avoid0": "", "shown": "1", "lang": "nl",
+                  "csrf": csrf_of(page.text)},
+        )  # fmt: skip
+        check(switched)
+        assert switched.status_code == 200 and "Canary" in switched.text
         fields = hold_form(r.text)
         r = await client.post("/web/console/hold", data=fields)
         check(r)
