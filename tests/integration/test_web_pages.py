@@ -525,6 +525,12 @@ async def test_switching_language_mid_search_keeps_the_household_and_its_results
     # a bad language changes nothing but still keeps the form
     r = await post_form(client, "/web/console", "/web/console/lang", {**form, "lang": "xx"})
     assert r.status_code == 200 and 'value="Ligne Ecoute, poste 12"' in r.text
+    # a forged post (no CSRF token) is refused, and a staff session may not use it
+    r = await client.post("/web/console/lang", data={**form, "shown": "1", "lang": "fr"})
+    assert r.status_code == 403 and "Refuge Iris" not in r.text
+    await web_sign_in(client, str(w["staff"]))
+    r = await post_form(client, "/web/staff", "/web/console/lang", {**form, "lang": "fr"})
+    assert r.status_code in (303, 403) and "Refuge Iris" not in r.text
 
 
 async def test_a_declined_hold_is_shown_with_its_reason_on_the_console(
