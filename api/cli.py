@@ -490,18 +490,35 @@ def _say_landlines(landlines: list[tuple[int, str, str]]) -> None:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from capacity.rekey import sealed_with_other_keys
     from placement.holds_service import counters_agree
 
-    async def _check(db: Database) -> tuple[list[tuple[int, int, int]], list[tuple[int, str, str]]]:
-        return await counters_agree(db), await registry.secret_landlines(db)
+    cipher = AddressCipher.configured(settings)
 
-    wrong, landlines = _run(_with_db(settings, _check))
+    async def _check(
+        db: Database,
+    ) -> tuple[list[tuple[int, int, int]], list[str], list[tuple[int, str, str]]]:
+        async with db.read() as s:
+            sealed = await sealed_with_other_keys(s, cipher)
+        return await counters_agree(db), sealed, await registry.secret_landlines(db)
+
+    wrong, sealed, landlines = _run(_with_db(settings, _check))
     for pool_id, counter, holds in wrong:
         _say(f"pool {pool_id}: units_held={counter} but active holds hold {holds}")
     _say("counters agree" if not wrong else f"{len(wrong)} pool(s) disagree")
-    # Advice, not a broken invariant: the exit status stays the counters'.
+    if sealed:
+        shown = ", ".join(sealed[:10]) + (
+            f" and {len(sealed) - 10} more" if len(sealed) > 10 else ""
+        )
+        _say(
+            f"address key: no key in ABRI_ADDRESS_KEY opens {len(sealed)} stored secret(s) "
+            f"({shown}); this process has another key than the one they were sealed with"
+        )
+    else:
+        _say("address key opens every stored secret")
+    # Advice, not a broken invariant: the exit status stays the counters' and the key's.
     _say_landlines(landlines)
-    return 1 if wrong else 0
+    return 1 if wrong or sealed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -526,7 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.set_defaults(fn=cmd_worker)
 
-    c = sub.add_parser("check", help="invariants: held counters agree with active holds")
+    c = sub.add_parser(
+        "check",
+        help="invariants: held counters agree with active holds; the address key opens "
+        "what is stored",
+    )
     c.set_defaults(fn=cmd_check)
     k = sub.add_parser("keys", help="encryption keys of addresses and other secrets")
     k.add_argument("action", choices=["rotate"], help="re-encrypt everything with the newest key")

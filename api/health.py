@@ -13,6 +13,7 @@ from api.schemas import Out
 from capacity import metrics as m
 from capacity.availability import freshness, stale_threshold
 from capacity.clock import Clock
+from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.models import Facility, Feed, Hold, Pool, StandingRequest, is_held
 from capacity.settings import Settings
@@ -22,6 +23,7 @@ class Health(Out, kw_only=True, omit_defaults=True):
     status: str
     database: str | None = None
     schema: str | None = None  # only when it is not at this version's migrations
+    address_key: str | None = None  # only when it cannot open what is stored
 
 
 @get("/health/live", tags=["operations"], summary="The process is up")
@@ -33,12 +35,16 @@ async def live() -> Health:
     "/health/ready",
     tags=["operations"],
     summary="The database answers, with the schema this version needs",
-    description="503 when the database cannot be reached, or its schema is behind this "
-    "version (`abri db upgrade` did not run); a schema newer than this version is noted in "
-    "`schema` without failing.",
+    description="503 when the database cannot be reached, its schema is behind this "
+    "version (`abri db upgrade` did not run), or this process's `ABRI_ADDRESS_KEY` cannot open "
+    "the secrets stored last (`addressKey`: another key than the one they were sealed with); a "
+    "schema newer than this version is noted in `schema` without failing.",
 )
-async def ready(db: NamedDependency[Database]) -> Response[Health]:
+async def ready(
+    db: NamedDependency[Database], cipher: NamedDependency[AddressCipher]
+) -> Response[Health]:
     from capacity.migrate import schema_problem
+    from capacity.rekey import sealed_with_other_keys
 
     try:
         async with db.read() as s:
@@ -47,9 +53,18 @@ async def ready(db: NamedDependency[Database]) -> Response[Health]:
                 current = await s.scalar(text("SELECT version_num FROM alembic_version"))
             except DBAPIError:  # no alembic_version table: never migrated
                 current = None
+            problem = schema_problem(current)
+            # The tables the key check reads exist only at this version's schema.
+            wrong_key = (problem is None or not problem[0]) and bool(
+                await sealed_with_other_keys(s, cipher, newest_only=True)
+            )
     except Exception:  # readiness must answer, not crash
         return Response(Health(status="unavailable", database="unreachable"), status_code=503)
-    problem = schema_problem(current)
+    if wrong_key:
+        said = "wrong: it does not open the stored addresses and secrets (see `abri check`)"
+        return Response(
+            Health(status="unavailable", database="ok", address_key=said), status_code=503
+        )
     if problem is None:
         return Response(Health(status="ok", database="ok"))
     blocking, said = problem

@@ -61,6 +61,22 @@ class AddressCipher:
         if not keys:
             raise AddressKeyError("No address encryption key configured.")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+        self._opens: dict[str, bool] = {}  # ciphertext -> whether these keys open it
+
+    def opens(self, ciphertext: str) -> bool:
+        """Whether one of the keys decrypts ``ciphertext`` (remembered: readiness asks this of
+        the same few ciphertexts every few seconds)."""
+        known = self._opens.get(ciphertext)
+        if known is None:
+            try:
+                self._fernet.decrypt(ciphertext.encode())
+                known = True
+            except InvalidToken:
+                known = False
+            if len(self._opens) > 64:
+                self._opens.clear()
+            self._opens[ciphertext] = known
+        return known
 
     @classmethod
     def configured(cls, settings: Settings) -> AddressCipher:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import Column, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit
 from capacity.audit import Actor
@@ -39,6 +40,24 @@ def _targets() -> list[tuple[Table, Column[object], Column[object]]]:
             if col.name.endswith("_ciphertext"):
                 out.append((t, t.c.id, col))
     return out
+
+
+async def sealed_with_other_keys(
+    s: AsyncSession, cipher: AddressCipher, *, newest_only: bool = False
+) -> list[str]:
+    """The stored secrets that no configured key opens, as ``"table key"``: a process started
+    with a wrong ``ABRI_ADDRESS_KEY`` (another installation's, a regenerated one, the old key
+    removed before ``abri keys rotate``) fails on every address read, webhook and feed
+    credential, while it looks healthy. ``newest_only`` checks the last-written secret of each
+    table (what readiness asks, every few seconds); otherwise every one (``abri check``)."""
+    wrong: list[str] = []
+    for table, key, col in _targets():
+        q = select(key, col).where(col.is_not(None)).order_by(key.desc())
+        if newest_only:
+            q = q.limit(1)
+        rows = (await s.execute(q)).all()
+        wrong += [f"{table.name} {k}" for k, ciphertext in rows if not cipher.opens(ciphertext)]
+    return wrong
 
 
 async def rotate_all(db: Database, cipher: AddressCipher, *, actor: Actor, now: datetime) -> int:

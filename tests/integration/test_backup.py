@@ -22,7 +22,7 @@ from capacity.migrate import head_revision
 from capacity.models import AuditEntry, Hold, Pool
 from placement import holds_service
 from placement.household import Adult, Household
-from tests.conftest import World
+from tests.conftest import TEST_KEY, World
 
 
 async def _seed(world: World) -> int:
@@ -69,6 +69,9 @@ async def test_backup_then_restore_into_a_fresh_database(
     facility_id = await _seed(world)
     file = tmp_path / "abri.backup"
     monkeypatch.setenv("ABRI_DATABASE_URL", world.db.url)
+    # The restored database is read with the key its addresses were sealed with (`abri check`
+    # says so otherwise): the runbook's restore runs in the installation's environment.
+    monkeypatch.setenv("ABRI_ADDRESS_KEY", TEST_KEY)
     assert main(["backup", str(file)]) == 0
     assert file.stat().st_size > 0
     target, pg_name = await _fresh_target(world, tmp_path)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +17,10 @@ from httpx import AsyncClient
 from sqlalchemy import text
 
 from capacity.db import Database
+from capacity.settings import Settings
 from tests.conftest import World, bearer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_health_and_openapi(client: AsyncClient) -> None:
@@ -389,3 +398,52 @@ async def test_the_openapi_document_declares_the_headers_clients_must_read(
         f"/staff/pools/{fac.pools[0].id}", headers=bearer(await world.token("Refuges A", "staff"))
     )
     assert r.headers["etag"] == f'"{r.json()["version"]}"'
+
+
+async def test_ready_and_check_tell_a_process_started_with_another_address_key(
+    world: World, settings: Settings, db_url: str
+) -> None:
+    """A process given another installation's ABRI_ADDRESS_KEY (or one regenerated, or the old
+    key removed before `abri keys rotate`) answered /health/ready 200 and failed on every
+    address read, webhook signature and feed credential: the load balancer kept sending it
+    traffic. Readiness now opens the newest stored secret of each kind, and `abri check` every
+    one of them, naming those no configured key opens."""
+    from cryptography.fernet import Fernet
+    from httpx import ASGITransport
+
+    from api.app import create_app
+    from capacity.crypto import Address
+
+    await world.operator("Refuges", "shelter_operator")
+    fac = await world.facility("Refuges", "R-1", address=Address(street="Canary 1", city="X"))
+    other = dataclasses.replace(settings, address_key=Fernet.generate_key().decode())
+    # the old key after a new one (a rotation under way) is a right key
+    rotating = dataclasses.replace(
+        settings, address_key=f"{Fernet.generate_key().decode()},{settings.address_key}"
+    )
+    for s, status in [(settings, 200), (rotating, 200), (other, 503)]:
+        app = create_app(s, db=world.db, clock=world.clock)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/health/ready")
+        assert r.status_code == status, r.text
+        if status == 503:
+            assert r.json()["database"] == "ok" and "wrong" in r.json()["addressKey"], r.text
+        else:
+            assert "addressKey" not in r.json()
+
+    for key, code in [(settings.address_key, 0), (other.address_key, 1)]:
+        env = {**os.environ, "ABRI_DATABASE_URL": db_url, "ABRI_ADDRESS_KEY": str(key)}
+        r = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "api.cli", "check"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert r.returncode == code, r.stderr
+        if code:
+            assert f"opens 1 stored secret(s) (facility_addresses {fac.facility.id})" in r.stderr
+        else:
+            assert "address key opens every stored secret" in r.stderr
