@@ -208,6 +208,19 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
                 _say(f"error: ${args.bearer_token_env} is empty")
                 return 2
             creds = {"type": "bearer", "token": token}
+        if args.query_key_env:
+            name, eq, env = args.query_key_env.partition("=")
+            key = os.environ.get(env, "") if eq else ""
+            if not eq or not name or not env:
+                _say("error: --query-key-env takes PARAM=ENVVAR, e.g. apikey=HOTEL_KEY")
+                return 2
+            if not key:
+                _say(f"error: ${env} is empty")
+                return 2
+            if creds is not None:
+                _say("error: give --bearer-token-env or --query-key-env, not both")
+                return 2
+            creds = {"type": "query", "name": name, "value": key}
         cmd = msgspec.convert(
             {
                 "name": args.name,
@@ -615,6 +628,12 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--interval", type=int, default=300, help="seconds between polls")
     fa.add_argument(
         "--bearer-token-env", help="name of an environment variable holding the feed's token"
+    )
+    fa.add_argument(
+        "--query-key-env",
+        metavar="PARAM=ENVVAR",
+        help="the feed wants a key in its URL's query (?PARAM=…): the environment variable "
+        "holding it (kept encrypted, never shown)",
     )
     fa.add_argument("url")
     fesub.add_parser("list", help="feeds and their health")

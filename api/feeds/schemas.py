@@ -14,6 +14,8 @@ from clients.feeds.service import (
     FeedView,
     HeaderAuth,
     MappingEntry,
+    QueryAuth,
+    shown_url,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "HeaderAuth",
     "MappingEntry",
     "PollResult",
+    "QueryAuth",
     "feed_read",
 ]
 
@@ -108,7 +111,7 @@ def feed_read(v: FeedView) -> FeedRead:
         source=f"feed:{f.name}",
         operator_id=f.operator_id,
         operator=v.operator,
-        url=f.url,
+        url=shown_url(f.url),
         format=f.format,
         mapping=[
             MappingRead(

@@ -42,7 +42,7 @@ from clients import outbound
 from clients.feeds import ingest as ingest_mod
 from clients.feeds.base import MAX_BODY_BYTES, FeedRejected
 from clients.feeds.registry import ADAPTERS
-from clients.feeds.service import auth_headers, unseal
+from clients.feeds.service import auth_headers, auth_params, unseal
 
 log = structlog.get_logger("abri.feeds")
 
@@ -90,7 +90,11 @@ def backoff_delay(attempt: int, rng: random.Random) -> float:
 
 
 async def fetch_once(
-    http: httpx.AsyncClient, feed: Feed, headers: dict[str, str], timeout_s: float
+    http: httpx.AsyncClient,
+    feed: Feed,
+    headers: dict[str, str],
+    timeout_s: float,
+    params: dict[str, str] | None = None,
 ) -> Fetched:
     """One GET with a hard deadline for the whole exchange (connect to last byte)."""
     why = await outbound.resolved_refusal(feed.url)
@@ -100,7 +104,8 @@ async def fetch_once(
         async with asyncio.timeout(timeout_s):
             async with http.stream(
                 "GET",
-                feed.url,
+                # the URL's own query kept, the credentials' parameters added
+                httpx.URL(feed.url).copy_merge_params(params) if params else feed.url,
                 headers=headers,
                 timeout=httpx.Timeout(timeout_s),
                 follow_redirects=False,
@@ -279,6 +284,7 @@ async def _poll_claimed(
         headers["If-None-Match"] = feed.etag
     if feed.last_modified:
         headers["If-Modified-Since"] = feed.last_modified
+    params: dict[str, str] = {}
     report = PollReport("failed")
     contacted = False
     fetched: Fetched | None = None
@@ -298,10 +304,13 @@ async def _poll_claimed(
                     contacted=False,
                 ) from None
             headers.update(auth_headers(creds))
+            params.update(auth_params(creds))
         for attempt in range(1, attempts_allowed + 1):
             report.attempts = attempt
             try:
-                fetched = await fetch_once(client, feed, headers, float(feed.timeout_seconds))
+                fetched = await fetch_once(
+                    client, feed, headers, float(feed.timeout_seconds), params
+                )
                 contacted = True
                 break
             except FetchFailed as exc:

@@ -8,9 +8,10 @@ would overwrite each other's figures at every poll.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import msgspec
 from sqlalchemy import delete, select
@@ -74,7 +75,15 @@ class HeaderAuth(_In, tag="header", tag_field="type"):
     value: Secret
 
 
-Credentials = BearerAuth | BasicAuth | HeaderAuth
+class QueryAuth(_In, tag="query", tag_field="type"):
+    """A key the partner's system wants in the URL's query (``?apikey=…``): kept encrypted
+    with the other credentials and added to the URL only when polling, so it is never shown."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.~-]{1,64}$", examples=["apikey"])]
+    value: Secret
+
+
+Credentials = BearerAuth | BasicAuth | HeaderAuth | QueryAuth
 
 Interval = Annotated[int, msgspec.Meta(ge=10, le=86_400)]
 Timeout = Annotated[int, msgspec.Meta(ge=1, le=120)]
@@ -136,7 +145,45 @@ def auth_headers(creds: Credentials | None) -> dict[str, str]:
     if isinstance(creds, BasicAuth):
         pair = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
         return {"Authorization": f"Basic {pair}"}
+    if isinstance(creds, QueryAuth):
+        return {}
     return {creds.name: creds.value}
+
+
+def auth_params(creds: Credentials | None) -> dict[str, str]:
+    """The query parameters carrying the credentials (never logged nor stored in the URL)."""
+    return {creds.name: creds.value} if isinstance(creds, QueryAuth) else {}
+
+
+#: Query parameter names that carry a secret: refused in a feed's ``url`` (it is stored in
+#: clear and shown to every admin); ``credentials`` of type ``query`` carry them instead.
+_SECRET_PARAM = re.compile(
+    r"(^|[_.-])(key|token|secret|password|passwd|pwd|pass|sig|signature|auth|authorization|"
+    r"credential|credentials)$|^(api|access|client|private|secret|auth)key$",
+    re.IGNORECASE,
+)
+
+
+def secret_params(url: str) -> list[str]:
+    """The names of ``url``'s query parameters that look like they carry a secret."""
+    return [
+        name
+        for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        if _SECRET_PARAM.search(name)
+    ]
+
+
+def shown_url(url: str) -> str:
+    """``url`` as admins see it: a secret-looking query value (stored by a version that did not
+    refuse it) is replaced by ``…``."""
+    parts = urlsplit(url)
+    if not parts.query or not secret_params(url):
+        return url
+    query = "&".join(
+        f"{quote(name, safe='')}={'…' if _SECRET_PARAM.search(name) else quote(value, safe='')}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 # --------------------------------------------------------------------------- validation
@@ -149,6 +196,16 @@ def _check_url(url: str) -> str:
     if parts.username or parts.password:
         raise InvalidInput(
             "Put credentials in `credentials`, not in the URL (they would be shown).",
+            field="url",
+        )
+    secret = secret_params(url)
+    if secret:
+        name = secret[0]
+        raise InvalidInput(
+            f"The URL's query parameter {name!r} looks like a key: the URL is stored in clear "
+            "and shown to every admin. Take it out of the URL and give it as credentials "
+            f'{{"type": "query", "name": "{name}", "value": "…"}} (kept encrypted, added '
+            "to the URL only when polling).",
             field="url",
         )
     why = outbound.literal_refusal(parts.hostname)

@@ -307,3 +307,19 @@ def test_a_mistyped_feed_mapping_is_one_line_and_registers_nothing(tmp_path: Pat
     assert abri("feeds", "list", url=url).stdout == ""  # nothing was registered
     r = abri(*add, "--map", "DBL=1:holds", inv, url=url)
     assert r.returncode == 0, r.stderr
+    # A key in the URL's query is refused with the way to give it: --query-key-env.
+    key = "k3y-from-the-environment"
+    r = abri(
+        *add[:2], "--name", "ibis2", *add[4:], "--map", "DBL=1", f"{inv}?apikey={key}", url=url
+    )
+    assert r.returncode == 2 and "'apikey'" in r.stderr, r.stderr
+    no_traceback(r)
+    for bad in ("apikey", "apikey=", "=HOTEL_KEY", "apikey=UNSET_VAR"):
+        r = abri(*add[:2], "--name", "ibis2", *add[4:], "--map", "DBL=1", "--query-key-env", bad,
+                 inv, url=url, HOTEL_KEY=key)  # fmt: skip
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
+    assert "UNSET_VAR is empty" in r.stderr, r.stderr
+    r = abri(*add[:2], "--name", "ibis2", *add[4:], "--map", "DBL=1", "--query-key-env",
+             "apikey=HOTEL_KEY", inv, url=url, HOTEL_KEY=key)  # fmt: skip
+    # accepted as far as the mapping (pool 1 is already ibis's)
+    assert r.returncode == 2 and "already written by the feed 'ibis'" in r.stderr, r.stderr

@@ -74,7 +74,9 @@ def _handler(state: FeedServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            state.seen.append({k.lower(): v for k, v in self.headers.items()})
+            state.seen.append(
+                {":path": self.path, **{k.lower(): v for k, v in self.headers.items()}}
+            )
             r = state.next()
             if r.hang:
                 time.sleep(r.hang)
@@ -973,3 +975,56 @@ async def test_mending_a_feed_polls_it_at_once_and_poll_now_tries_once(
     assert r.json()["health"]["circuit"] == "closed"
     report = await poll(world, created["id"])  # the clock has not moved: due at once
     assert report.outcome == "ok", report
+
+
+async def test_a_key_in_the_feed_url_is_refused_and_given_as_a_query_credential(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """Some partner systems want their key in the URL (``?apikey=…``). Given in `url`, it was
+    stored in clear and shown by GET /admin/feeds to every admin (and in backups). Such a URL
+    is refused with the way to give it; credentials of type ``query`` are kept encrypted and
+    added to the URL only when polling. A URL stored before (by an older version) is shown
+    with the key's value hidden."""
+    key = "k3y-VALUE-never-shown"
+    r = await client.post(
+        "/admin/feeds",
+        json={
+            "name": "midi",
+            "operator": "Hotels Solidaires",
+            "url": f"{feed_server.url}?site=midi&api_key={key}",
+            "format": "json_inventory",
+            "mapping": [{"feedId": "DBL", "poolId": setup.pools["Doubles"]}],
+        },
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "url", r.text
+    assert "'api_key'" in r.json()["detail"] and '"type": "query"' in r.json()["detail"]
+    assert key not in r.text
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 0))))
+    created = await make_feed(
+        client,
+        setup,
+        f"{feed_server.url}?site=midi",
+        credentials={"type": "query", "name": "api_key", "value": key},
+    )
+    assert created["url"] == f"{feed_server.url}?site=midi" and key not in json.dumps(created)
+    with capture_logs() as logs:
+        report = await poll(world, created["id"])
+    assert report.outcome == "ok", report
+    assert feed_server.seen[-1][":path"] == f"/feed?site=midi&api_key={key}"
+    assert "authorization" not in feed_server.seen[-1] and key not in str(logs)
+    # a URL an older version stored with its key: shown without it
+    async with world.db.write() as s:
+        f = await s.get(Feed, created["id"])
+        assert f is not None
+        f.url = f"{feed_server.url}?site=midi&token={key}&x=1"
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    assert r.json()["url"] == f"{feed_server.url}?site=midi&token=…&x=1", r.text
+    assert key not in (await client.get("/admin/feeds", headers=bearer(setup.admin))).text
+    # a parameter that only looks alike is not refused
+    r = await client.patch(
+        f"/admin/feeds/{created['id']}",
+        json={"url": f"{feed_server.url}?keyword=midi&monkey=1"},
+        headers=bearer(setup.admin),
+    )
+    assert r.status_code == 200, r.text
