@@ -497,6 +497,13 @@ def test_a_stray_tap_does_not_give_a_held_place_away(
             assert len(asked) == 2
             staff.reload()
             assert staff.locator(f"#hold-{ref}").count() == 1
+            # "Arrived" too: it moves the places to occupied, naming the code
+            staff.once("dialog", cancel)
+            staff.locator(f"#hold-{ref}").get_by_role("button", name="Arrived").click()
+            staff.wait_for_timeout(500)
+            assert len(asked) == 3 and ref in asked[2]
+            staff.reload()
+            assert staff.locator(f"#hold-{ref}").count() == 1
         finally:
             staff.context.close()
     finally:

@@ -229,8 +229,17 @@ def test_operator_holds_and_staff_sees_it_arrive_live(browser: Any, server: dict
     _shot(staff, "staff-incoming-360")
     staff.set_viewport_size({"width": 1280, "height": 900})
     _shot(staff, "staff-incoming-1280")
+    # "Arrived" asks first, naming the code (a stray tap on the wrong card of two households)
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    staff.once("dialog", accept)
     staff.locator(f"#hold-{ref}").get_by_role("button", name="Arrived").click()
     staff.wait_for_load_state()
+    assert asked and ref in asked[0] and "arrived" in asked[0], asked
     assert staff.locator("#notice").inner_text() == "Marked as arrived."
     assert staff.locator(f"#hold-{ref}").count() == 0
     assert staff.locator(f"#figures-{pool.id}").inner_text() != occupied_before
