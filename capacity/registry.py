@@ -45,6 +45,7 @@ from capacity.models import (
     Token,
 )
 from capacity.phones import fixed_line_zone
+from capacity.retention import ALERT_REASON
 from capacity.templates import TEMPLATES
 from placement.policy import AccessPolicy, apply_patch, policy_from_json, policy_to_json
 
@@ -787,8 +788,9 @@ async def set_status(
                     at=now,
                     kind="location_compromised",
                     facility_id=fac.id,
-                    message=f"Location of {fac.alias} reported compromised: no new placements. "
-                    f"Reason: {cmd.reason}",
+                    # the retention purge cuts the message at ALERT_REASON
+                    message=f"Location of {fac.alias} reported compromised: no new placements."
+                    f"{ALERT_REASON}{cmd.reason}",
                 )
             )
     return await get_facility(db, facility_id)

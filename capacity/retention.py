@@ -14,7 +14,9 @@ statistics:
 * standing requests that closed lose their callback, key and request hash (their search data
   went when they closed);
 * audit entries keep who, what, when and which object, but lose their ``detail`` (which can hold
-  a decline reason written by a person);
+  a decline reason written by a person); alerts likewise lose the reason their message quoted
+  (a "location compromised" reason may name the resident whose ex-partner found the place):
+  which place, when and who acknowledged it stay;
 * searches that found no place lose their episode hash (a hash of the requester's operator and
   the ``episodeToken`` it chose, which may be a case number): it only serves to count one
   household once while it is being searched for; area, shape, need and reasons stay;
@@ -35,6 +37,7 @@ from sqlalchemy import and_, bindparam, delete, literal, null, or_, select, upda
 
 from capacity.db import Database
 from capacity.models import (
+    Alert,
     AuditEntry,
     EndedWebSession,
     Event,
@@ -46,6 +49,8 @@ from capacity.models import (
 
 ENDED = ("released", "declined", "expired", "no_show", "departed")
 PURGED_EPISODE = "#"  # the mark that replaces a purged episode hash starts with it
+#: What ``registry.set_status`` puts between an alert's fixed text and the reason it quotes.
+ALERT_REASON = " Reason: "
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Purged:
     outbox: int
     web_sessions: int = 0
     unmet_episodes: int = 0
+    alerts: int = 0
 
 
 async def purge(db: Database, *, now: datetime, days: int) -> Purged:
@@ -134,6 +140,22 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
             .values(episode_hash=None)
             .execution_options(synchronize_session=False)
         )
+        # An alert quotes the free-text reason its audit entry kept in ``detail`` (cleared
+        # above): the text up to it stays. Few rows (one per place reported compromised).
+        quoting = (
+            await s.execute(
+                select(Alert.id, Alert.message).where(
+                    Alert.at <= cutoff, Alert.message.contains(ALERT_REASON, autoescape=True)
+                )
+            )
+        ).all()
+        for alert_id, message in quoting:
+            await s.execute(
+                update(Alert)
+                .where(Alert.id == alert_id)
+                .values(message=message.partition(ALERT_REASON)[0])
+                .execution_options(synchronize_session=False)
+            )
         events = await s.execute(delete(Event).where(Event.at <= cutoff))
         outbox = await s.execute(
             delete(OutboxMessage).where(
@@ -150,4 +172,5 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
         outbox.rowcount,
         sessions.rowcount,
         episodes.rowcount,
+        len(quoting),
     )

@@ -165,3 +165,51 @@ async def test_searches_that_found_nothing_lose_their_episode_hash(world: World)
         ("1A+1C", ["no_room"], "b" * 64),
     ]
     assert (await retention.purge(world.db, now=world.clock.now(), days=90)).unmet_episodes == 0
+
+
+async def test_an_alerts_free_text_reason_goes_with_the_audit_detail(world: World) -> None:
+    """A "location compromised" reason is written by a person ("the ex-partner of Mrs X found
+    the refuge"): its audit detail loses it after the period, so the alert that copied it into
+    its message must too; the alert itself (which place, when, acknowledged) stays."""
+    from capacity import registry
+    from capacity.commands import StatusChange
+    from capacity.models import Alert
+
+    await world.operator("Refuges", "shelter_operator")
+    fac = await world.facility(
+        "Refuges",
+        "Refuge A",
+        pools=[PoolCreate(label="Fam", unit_kind="family_room", places_per_unit=3, units_total=2)],
+    )
+    admin = Actor(operator_id=None, role="admin", operator_kind="admin")
+    reason = "the ex-partner of Marie Dupont (0470 12 34 56) was seen outside"
+    await registry.set_status(
+        world.db,
+        fac.facility.id,
+        StatusChange(status="location_compromised", reason=reason),
+        actor=admin,
+        now=world.clock.now(),
+    )
+    world.clock.advance(days=89)
+    await registry.set_status(
+        world.db, fac.facility.id, StatusChange(status="open"), actor=admin, now=world.clock.now()
+    )
+    await registry.set_status(
+        world.db,
+        fac.facility.id,
+        StatusChange(status="location_compromised", reason="recent: Jan Peeters' partner"),
+        actor=admin,
+        now=world.clock.now(),
+    )
+    world.clock.advance(days=2)
+
+    done = await retention.purge(world.db, now=world.clock.now(), days=90)
+    async with world.db.read() as s:
+        messages = (await s.scalars(select(Alert.message).order_by(Alert.at))).all()
+    assert messages == [
+        "Location of Refuge A reported compromised: no new placements.",
+        "Location of Refuge A reported compromised: no new placements. "
+        "Reason: recent: Jan Peeters' partner",  # within the period: untouched
+    ]
+    assert done.alerts == 1
+    assert (await retention.purge(world.db, now=world.clock.now(), days=90)).alerts == 0
