@@ -15,7 +15,13 @@ from placement.household import Household
 from placement.policy import NeedCategory
 
 Minutes = Annotated[int, msgspec.Meta(ge=15, le=16 * 60)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+#: The professional's contact (R26): the person placed is never contacted through Abri.
+CALLBACK_DESCRIPTION = (
+    "How the shelter reaches you, the professional (service, phone, your name): never the "
+    "person's name or phone number. Shown to the place's staff; kept until "
+    "ABRI_RETENTION_DAYS after the hold ends."
+)
+Callback = Annotated[str, msgspec.Meta(max_length=200, description=CALLBACK_DESCRIPTION)]
 
 HOLD_EXAMPLE = {
     "poolRef": "pool_3f9a1c2b7d4e",
@@ -50,7 +56,7 @@ class HoldCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, renam
     household: Household
     need: NeedCategory
     minutes: Minutes | None = None
-    callback: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    callback: Callback | None = None
     episode_token: (
         Annotated[
             str,
@@ -73,7 +79,18 @@ class HoldExtend(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, renam
 
 
 class HoldDecline(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    reason: Reason
+    reason: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=500,
+            description=(
+                "Why the place cannot take this household, read by the requester (police, "
+                "helpline) and kept until ABRI_RETENTION_DAYS after the hold ends: no name, "
+                "date of birth or phone number of the person."
+            ),
+        ),
+    ]
 
 
 class PlaceRead(Out, kw_only=True):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.holds.schemas import HoldRead, hold_read
+from api.holds.schemas import Callback, HoldRead, hold_read
 from api.placement.controllers import SEARCH_EXAMPLE
 from api.schemas import Out
 from placement.holds import minutes_left
@@ -29,7 +29,7 @@ class StandingCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, r
 
     search: SearchRequest
     minutes: Annotated[int, msgspec.Meta(ge=15, le=MAX_MINUTES)] | None = None
-    callback: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    callback: Callback | None = None
 
 
 class StandingRead(Out, kw_only=True):

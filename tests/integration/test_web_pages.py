@@ -1337,3 +1337,32 @@ async def test_pages_name_their_icon_and_it_is_served(client: AsyncClient) -> No
     assert '<link rel="icon" href="/static/web/favicon.svg"' in page.text
     r = await client.get("/static/web/favicon.svg")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+
+
+async def test_the_decline_reason_field_warns_that_the_requester_reads_it_and_names_no_one(
+    client: AsyncClient, world: World
+) -> None:
+    """A decline reason is free text that the requester (police, helpline) reads and Abri
+    keeps for ABRI_RETENTION_DAYS: the staff page says so, and asks for no name or contact of
+    the person, as the status reason's field says who reads it."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    hold_url = (await client.post("/web/console/hold", data=hold_form(r.text))).headers["location"]
+    ref = hold_url.rsplit("/", 1)[1]
+    await web_sign_in(client, str(w["staff"]))
+    page = (await client.get("/web/staff")).text
+    field = re.search(rf'<input id="reason-{ref}"[^>]*>', page)
+    assert field and f'aria-describedby="reason-hint-{ref}"' in field.group(0)
+    hint = re.search(rf'<p class="hint" id="reason-hint-{ref}">(.*?)</p>', page, re.S)
+    assert hint, "no hint under the decline reason"
+    # the staff page of the seeded operator is in French
+    assert "nom" in hint.group(1) and "police" in hint.group(1), hint.group(1)
+    # and the API says as much to a shelter's or a dispatch system's developers
+    spec = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    decline = spec["HoldDecline"]["properties"]["reason"]["description"]
+    assert "no name" in decline and "requester" in decline
+    for schema in ("HoldCreate", "StandingCreate"):
+        callback = spec[schema]["properties"]["callback"]
+        text = callback.get("description") or callback["anyOf"][0]["description"]
+        assert "never the person's name" in text, schema
