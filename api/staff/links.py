@@ -24,7 +24,7 @@ from capacity.models import StaffLink
 OPEN_PATH = "/web/link/open"
 
 
-class LinkCreate(msgspec.Struct, kw_only=True, rename="camel"):
+class LinkCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     label: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"\S")]
     hours: Annotated[int, msgspec.Meta(ge=1, le=links.MAX_HOURS)] = links.DEFAULT_HOURS
 

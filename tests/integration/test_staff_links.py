@@ -670,3 +670,48 @@ async def test_revoking_the_issuing_token_ends_its_links(
     assert (await open_link(client, colleagues)).status_code == 303
     actions = [a for a, _ in await audit_actions(world)]
     assert actions.count("staff_link.revoke") == 2
+
+
+async def test_a_mistyped_or_unknown_field_issues_no_link(
+    client: AsyncClient, world: World
+) -> None:
+    """A link is a credential: ``{"hourz": 1}`` must not silently become a 12-hour link, nor
+    ``expiresAt`` or ``facilityId`` be ignored as if they had been honoured (every other body
+    of the API refuses unknown fields)."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    for extra in ({"hourz": 1}, {"expiresAt": "2026-01-15T02:30:00Z"}, {"facilityId": 999}):
+        r, _ = await issue(client, str(w["staff"]), fid, **extra)
+        assert r.status_code == 422, (extra, r.text)
+        assert next(iter(extra)) in r.json()["detail"]
+    async with world.db.read() as s:
+        assert (await s.scalars(select(StaffLink.id))).all() == []
+
+
+def test_every_request_body_refuses_unknown_fields(settings: Settings) -> None:
+    """Mass assignment: no JSON body of the API (nor a struct nested in one) accepts, and
+    silently drops, a field it does not know."""
+    import typing
+
+    import msgspec
+
+    lax: list[str] = []
+    seen: set[type] = set()
+
+    def check(tp: Any, where: str) -> None:
+        for arg in typing.get_args(tp):
+            check(arg, where)
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and tp not in seen:
+            seen.add(tp)
+            if not tp.__struct_config__.forbid_unknown_fields:
+                lax.append(f"{tp.__name__} ({where})")
+            for hint in typing.get_type_hints(tp, include_extras=True).values():
+                check(hint, where)
+
+    app = create_app(settings)
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is not None:
+                check(data.annotation, f"{sorted(handler.http_methods)} {route.path}")
+    assert len(seen) > 20 and lax == []
