@@ -476,7 +476,11 @@ def create_app(
         state=state,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS)],
+        # no method skips the bearer check (litestar skips OPTIONS by default, and the role
+        # guards then found no caller: a 500 for every OPTIONS on an API route)
+        middleware=[
+            DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=())
+        ],
         openapi_config=OpenAPIConfig(
             title="Abri",
             version="0.1.0",

@@ -447,3 +447,24 @@ async def test_ready_and_check_tell_a_process_started_with_another_address_key(
             assert f"opens 1 stored secret(s) (facility_addresses {fac.facility.id})" in r.stderr
         else:
             assert "address key opens every stored secret" in r.stderr
+
+
+async def test_an_options_request_is_authenticated_like_any_other(
+    client: AsyncClient, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OPTIONS skipped the bearer check (litestar's default) but not the role guards, which
+    then found no caller: every OPTIONS on an API route was a 500 with a traceback logged,
+    so anyone without a token could fill the error log and the 5xx alert. It is now a 401
+    without a token, a 403 for another role, and the allowed methods for the right one."""
+    await world.operator("Zone Nord", "police")
+    police = await world.token("Zone Nord", "police")
+    for path in ("/holds", "/staff/facilities", "/admin/tokens", "/taskforce/saturation"):
+        r = await client.options(path)
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["code"] == "unauthenticated"
+    r = await client.options("/admin/tokens", headers=bearer(police))
+    assert r.status_code == 403, r.text
+    r = await client.options("/holds", headers=bearer(police))
+    assert r.status_code == 204 and "POST" in r.headers["allow"], r.text
+    assert (await client.options("/health/live")).status_code == 204  # public stays public
+    assert "unhandled_error" not in capsys.readouterr().err
