@@ -298,6 +298,9 @@ def _render(
         operator_name=ws.data.opn if ws.actor else None,
         here=_page_of(request),
         labels=LABELS,
+        # Abri's time as the page is drawn: the countdowns run on it, not on the device's
+        # clock (a patrol car's tablet minutes slow showed a hold as lasting longer than it did)
+        server_now=request.app.state.clock.now().isoformat(),
         **ctx,
     )
     return sess.apply(

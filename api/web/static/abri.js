@@ -3,6 +3,16 @@
 (function () {
   "use strict";
 
+  /* Abri's time now: the device's clock corrected by how far it was from Abri's when the page
+     was drawn (data-server-now). A tablet whose clock is minutes slow would otherwise show a
+     hold as lasting minutes longer than Abri keeps it. The page is never cached (no-store);
+     the few seconds it took to arrive are within the countdown's own precision. */
+  var skew = (function () {
+    var at = Date.parse(document.body.getAttribute("data-server-now") || "");
+    return isNaN(at) ? 0 : at - Date.now();
+  })();
+  function now() { return Date.now() + skew; }
+
   function countdown() {
     var el = document.getElementById("countdown");
     if (!el) return;
@@ -21,7 +31,7 @@
       warned = mark;
     }
     function tick() {
-      var left = Math.max(0, deadline - Date.now());
+      var left = Math.max(0, deadline - now());
       var m = Math.floor(left / 60000);
       var s = Math.floor((left % 60000) / 1000);
       el.textContent = m + ":" + (s < 10 ? "0" : "") + s;
@@ -40,7 +50,7 @@
         var deadline = Date.parse(el.getAttribute("data-min-left"));
         var text = el.getAttribute("data-text");
         if (isNaN(deadline) || !text) return;
-        var n = Math.max(0, Math.ceil((deadline - Date.now()) / 60000));
+        var n = Math.max(0, Math.ceil((deadline - now()) / 60000));
         var shown = text.replace("%(n)s", String(n));
         if (el.textContent !== shown) el.textContent = shown;
       });
