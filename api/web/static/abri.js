@@ -302,6 +302,40 @@
     }, 15000);
   }
 
+  /* Back to the console's form (from the results, or from the browser's error page after a
+     send lost in a network blip), the browser fills in again what was typed, but never a
+     field with autocomplete=off (kept off the device's autofill history): the areas to avoid,
+     the preferred area, the callback. The form looked complete without the partner's
+     municipality avoided. Those fields are kept in this history entry's own state (like the
+     browser's form state: this tab only, this page only) and put back on Back/Forward. */
+  function keepUnrestoredFields() {
+    var form = document.getElementById("search-form");
+    if (!form || !window.history || !history.replaceState) return;
+    var fields = form.querySelectorAll('input[autocomplete="off"][name]');
+    var nav = window.performance && performance.getEntriesByType ?
+      performance.getEntriesByType("navigation")[0] : null;
+    var kept = history.state && history.state.abriFields;
+    if (nav && nav.type === "back_forward" && kept) {
+      fields.forEach(function (f) {
+        /* untouched since the page was drawn: the browser did not restore it */
+        if (f.value === f.defaultValue && typeof kept[f.name] === "string") f.value = kept[f.name];
+      });
+    }
+    function save() {
+      var now = {};
+      fields.forEach(function (f) { now[f.name] = f.value; });
+      var state = {};
+      var old = history.state;
+      if (old && typeof old === "object") Object.keys(old).forEach(function (k) { state[k] = old[k]; });
+      state.abriFields = now;
+      try { history.replaceState(state, ""); } catch (e) { /* state too large: no keeping */ }
+    }
+    save();
+    form.addEventListener("input", save);
+    form.addEventListener("change", save);
+    form.addEventListener("submit", save);
+  }
+
   // A form that takes a place out of the searches asks first (one stray tap on a phone at
   // night would otherwise hide a free bed until someone notices). Delegated: the live refresh
   // replaces parts of the page. Without JavaScript the form still works in one tap.
@@ -347,6 +381,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    sayNotice(); focusOnArrival(); countdown(); minutesLeft(); live(); watchHold(); watchStanding();
+    keepUnrestoredFields(); sayNotice(); focusOnArrival(); countdown(); minutesLeft(); live();
+    watchHold(); watchStanding();
   });
 })();
