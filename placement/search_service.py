@@ -342,6 +342,26 @@ class SnapshotCache:
         assert self._index is not None
         return self._index
 
+    @property
+    def built(self) -> float:
+        """When the index was last built or refreshed (``time.monotonic``)."""
+        return self._built
+
+    async def refreshed(self, built: float) -> MatcherIndex:
+        """The index brought up to date, unless it already was since ``built`` (several
+        searches that met the same stale count refresh it once)."""
+        async with self._lock:
+            if self._index is None or self._built <= built:
+                try:
+                    await self._reload()
+                except Exception:
+                    if self._index is None:
+                        raise
+                    # the search goes on with the index as it is (the live counts still
+                    # drop what is gone); the next search retries
+        assert self._index is not None
+        return self._index
+
     async def _background(self) -> None:
         async with self._lock:
             try:
@@ -611,15 +631,25 @@ async def search(
     now: datetime,
 ) -> Searched:
     zones = validate_areas(request)  # unknown NIS codes: a clear 422, before any index build
+    built = cache.built
     index = await cache.index()
-    ranking = index.rank(
-        request,
-        requester_kind=requester_kind,  # type: ignore[arg-type]
-        now=now,
-        candidates=min(100, request.limit + RECHECK_MARGIN),
-        areas=zones,
-    )
-    result = ranking.result(await cache.live_free(ranking.pool_refs))
+    for attempt in range(2):
+        ranking = index.rank(
+            request,
+            requester_kind=requester_kind,  # type: ignore[arg-type]
+            now=now,
+            candidates=min(100, request.limit + RECHECK_MARGIN),
+            areas=zones,
+        )
+        live = await cache.live_free(ranking.pool_refs)
+        # The index offers one pool per facility, the one it ranks best by the counts it had.
+        # A pool filled since then is dropped by the live counts, and with it the facility,
+        # even if another of its pools would take the household: the index is brought up to
+        # date (once) and the search ranked again, so that pool is considered.
+        if attempt or not any(live.get(c.pool.ref, 0) < c.units_needed for c in ranking.candidates):
+            break
+        index = await cache.refreshed(built)
+    result = ranking.result(live)
     recorded = False
     if not result.options:
         recorded = await record_unmet(

@@ -266,3 +266,38 @@ async def test_a_search_after_a_quiet_spell_finds_a_place_freed_meanwhile(
         assert (await _offered(world, cache)).get(a_ref) == 2
     finally:
         await cache.aclose()
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "pooled"])
+async def test_a_facility_whose_best_pool_filled_is_offered_through_its_other_pool(
+    world: World, settings: Settings, held: bool
+) -> None:
+    """The index offers one pool per facility, the one it ranks best by the counts it had.
+    When that pool filled since (a hold in another process), the live counts dropped it and
+    the facility with it, though its other pool still fitted: a police search found "0
+    options" at a hotel whose double rooms were free, and counted the household as unmet."""
+    await world.operator("Hotels", "hotel_partner")
+    hotel = await world.facility(
+        "Hotels",
+        "H",
+        kind="crisis_hotel",
+        policy=AccessPolicy(),
+        pools=[
+            PoolCreate(label="Single", units_total=1),
+            PoolCreate(label="Doubles", unit_kind="room", places_per_unit=2, units_total=2),
+        ],
+    )
+    single, doubles = hotel.pools
+    cache = SnapshotCache(world.db, settings, max_age=3600)  # the index never refreshes alone
+    if held:
+        await cache.start()
+    try:
+        assert await _offered(world, cache) == {single.ref: 1}  # the snug fit ranks first
+        await _set(world, single.id, units_held=1)  # taken meanwhile, elsewhere
+        found = await search(
+            world.db, cache, REQ, requester_kind="police", operator_id=1, now=world.clock.now()
+        )
+        assert {o.pool_ref: o.free_units for o in found.result.options} == {doubles.ref: 2}
+        assert not found.unmet_recorded  # not unmet demand
+    finally:
+        await cache.aclose()
