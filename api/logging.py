@@ -175,6 +175,10 @@ class RequestIdMiddleware:
                     headers.append((b"cache-control", b"no-store"))
                 if docs:
                     headers.extend(DOCS_HEADERS)
+                elif not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    # every answer, not only the pages: a browser never guesses a type (a
+                    # CSV or JSON answer read as a script or a page)
+                    headers.append((b"x-content-type-options", b"nosniff"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -468,3 +468,26 @@ async def test_an_options_request_is_authenticated_like_any_other(
     assert r.status_code == 204 and "POST" in r.headers["allow"], r.text
     assert (await client.options("/health/live")).status_code == 204  # public stays public
     assert "unhandled_error" not in capsys.readouterr().err
+
+
+async def test_every_kind_of_answer_tells_the_browser_not_to_guess_its_type(
+    client: AsyncClient, world: World
+) -> None:
+    """Only the web pages said `X-Content-Type-Options: nosniff`; the API's JSON and CSV
+    answers, the static files, health and the problem answers did not, so a browser could
+    guess a CSV or a JSON answer to be a page or a script. Every answer says it now, once."""
+    await world.operator("Task force", "taskforce")
+    tf = await world.token("Task force", "taskforce")
+    for path, headers in [
+        ("/health/live", {}),
+        ("/static/abri.js", {}),
+        ("/no/such/path", {}),
+        ("/taskforce/saturation?level=province", bearer(tf)),
+        ("/taskforce/saturation?level=province&format=csv", bearer(tf)),
+        ("/holds", {}),  # 401
+        ("/web/sign-in", {}),
+        ("/schema/openapi.json", {}),
+    ]:
+        r = await client.get(path, headers=headers)
+        said = r.headers.get_list("x-content-type-options")
+        assert said == ["nosniff"], (path, r.status_code, said)
