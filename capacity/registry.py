@@ -998,6 +998,14 @@ async def set_address(
     """Set (or replace) the address. With ``municipality_nis``, the facility moves there in the
     same step: a relocation, where the new address is not in the old municipality and the old
     address not in the new one, so neither could be changed first."""
+    if not address.street.strip() or not address.city.strip():
+        # `{}` (every field defaults to "") replaced the only copy of a secret refuge's
+        # address with nothing
+        raise InvalidInput(
+            "An address needs at least `street` and `city`: an empty one would erase the "
+            "address on file, which only this copy keeps.",
+            field="street" if not address.street.strip() else "city",
+        )
     async with db.write() as s:
         fac = await s.get(Facility, facility_id, with_for_update=True)
         if fac is None:

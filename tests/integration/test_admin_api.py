@@ -797,6 +797,12 @@ async def test_moving_a_facility_to_another_municipality_checks_its_address(
         json={"street": "Rue Y 2", "postalCode": "1000", "city": "Bruxelles"},
     )
     assert r.status_code == 422  # the address alone cannot move either
+    # `{}` (every field defaults to "") erased the only copy of a secret refuge's address
+    for empty in ({}, {"street": " ", "city": "Bruxelles"}, {"street": "Rue Y 2"}):
+        r = await client.put(f"/admin/facilities/{fid}/address", headers=h, json=empty)
+        assert r.status_code == 422 and r.json()["field"] in ("street", "city"), r.text
+    r = await client.get(f"/admin/facilities/{fid}/address", headers=h)
+    assert r.json()["street"] and r.json()["city"], r.text
     # a relocation (the place moved, e.g. after its location was compromised): the new
     # address and its municipality in one step
     r = await client.put(
