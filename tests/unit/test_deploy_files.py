@@ -93,3 +93,14 @@ def test_nginx_lets_through_the_csv_import_the_app_accepts(tmp_path: Path) -> No
     assert cap is not None
     assert _megabytes(cap.group(1)) >= accepted, (cap.group(1), accepted)
     assert "proxy_pass http://abri_api" in body
+
+
+def test_every_proxied_nginx_location_passes_the_host() -> None:
+    """The stream location of the nginx example forgot `proxy_set_header Host $host` (every
+    other one had it): the app then sees the upstream's name (`abri_api`), not the site's."""
+    conf = (ROOT / "ops" / "deploy" / "nginx-abri.conf").read_text()
+    server = conf[conf.index("listen 443") :]
+    blocks = re.findall(r"location\s+(?:=|\^~|~\*?)?\s*(\S+)\s*\{([^}]*)\}", server)
+    proxied = [(path, body) for path, body in blocks if "proxy_pass" in body]
+    assert len(proxied) >= 4
+    assert [p for p, body in proxied if "proxy_set_header Host $host;" not in body] == []
