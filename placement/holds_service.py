@@ -428,6 +428,7 @@ async def reserve(
     now: datetime,
     episode_token: str | None = None,
     pause_between_check_and_write: Pause | None = None,
+    episode_digest: str | None = None,
 ) -> Reserved:
     """Hold units of one pool for one household; replay an identical earlier request.
 
@@ -435,7 +436,8 @@ async def reserve(
     the earlier hold is replayed, or a different body refused); a twin racing in between is
     caught by the unique constraint on (operator, key) — so a replay never takes a unit.
     ``episode_token`` (the requester's, as on a search) is kept only as a hash with the
-    operator, so that the task force counts a household once however many holds it took.
+    operator, so that the task force counts a household once however many holds it took;
+    ``episode_digest`` is that hash already made (a standing request keeps only the hash).
     """
     assert actor.operator_id is not None
     household_json = msgspec.to_builtins(household)
@@ -448,8 +450,12 @@ async def reserve(
     }
     if episode_token is not None:  # absent: the same digest as before the field existed
         body["episodeToken"] = episode_token
+    elif episode_digest is not None:
+        body["episodeHash"] = episode_digest
     digest = request_hash(body)
-    episode = None if episode_token is None else episode_hash(actor.operator_id, episode_token)
+    episode = (
+        episode_digest if episode_token is None else episode_hash(actor.operator_id, episode_token)
+    )
     kind = requester_kind_of(actor)
     hints = None if db.sqlite or pause_between_check_and_write else _hints(db)
     for _attempt in range(3):  # a new reference code on the (rare) collision

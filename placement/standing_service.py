@@ -124,6 +124,10 @@ async def _views(db: Database, rows: list[Any]) -> list[StandingView]:
 # --------------------------------------------------------------------------- requester side
 
 
+#: Where a waiting request's search keeps the hash of its ``episodeToken`` instead of it.
+EPISODE_HASH = "#episodeHash"
+
+
 @dataclass(frozen=True)
 class Created:
     view: StandingView
@@ -146,6 +150,10 @@ async def create(
     validate_areas(request)  # unknown NIS codes: a clear 422 with the field
     search = msgspec.to_builtins(request)
     digest = request_hash({"search": search, "minutes": minutes, "callback": callback})
+    if request.episode_token is not None:
+        # kept only as the hash its holds and searches keep (the token may be a case number)
+        token = search.pop("episodeToken")
+        search[EPISODE_HASH] = holds_service.episode_hash(actor.operator_id, token)
     if idempotency_key is not None:
         earlier = await _by_key(db, actor.operator_id, idempotency_key, digest)
         if earlier is not None:
@@ -405,7 +413,9 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
     index = MatcherIndex(facilities)
     offered = 0
     for w in waiting:
-        request = msgspec.convert(w.search, SearchRequest)
+        stored = dict(w.search)
+        episode = stored.pop(EPISODE_HASH, None)  # None: no token, or kept in clear (before)
+        request = msgspec.convert(stored, SearchRequest)
         result = index.search(request, requester_kind=w.requester_kind, now=now)  # type: ignore[arg-type]
         actor = _requester(w.requester_operator_id, w.requester_kind)
         for option in result.options:
@@ -421,6 +431,7 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                     actor=actor,
                     now=now,
                     episode_token=request.episode_token,  # one household, counted once
+                    episode_digest=episode,
                 )
                 hold = reserved.view
             except (NoLongerFree, NotAdmitting, NotEligible):

@@ -361,3 +361,31 @@ async def test_a_staff_read_that_expires_a_hold_offers_the_place_to_the_request_
     )
     assert r.json()["options"] == [], r.json()
     assert await counters_agree(world.db) == []
+
+
+async def test_a_waiting_request_keeps_only_the_hash_of_its_episode_token(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """The README says Abri keeps only a hash of an `episodeToken` (a requester may use a
+    case number). A waiting standing request kept it in clear, with the areas to avoid, for
+    up to 72 h. It now keeps the hash its holds keep, and the hold it is offered carries the
+    same hash as the household's own holds (the household still counts once)."""
+    from placement.holds_service import episode_hash
+
+    held = await _fill(client, setup)
+    token = "PV-2026-BXL-004711"  # a case number
+    r = await client.post(
+        "/standing-requests",
+        json={"search": search(MOTHER_AND_GIRL, episodeToken=token)},
+        headers=bearer(setup["helpline"]),
+    )
+    assert r.status_code == 201, r.text
+    async with world.db.read() as s:
+        stored = (await s.execute(select(StandingRequest.search))).scalar_one()
+    assert token not in str(stored), stored
+    r = await client.post(f"/holds/{held}/release", headers=bearer(setup["police"]))
+    assert r.status_code == 200, r.text
+    async with world.db.read() as s:
+        offered = (await s.execute(select(Hold).where(Hold.ref != held))).scalar_one()
+        helpline = offered.requester_operator_id
+    assert offered.episode_hash == episode_hash(helpline, token)
