@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError
 
 from api.logging import log
-from capacity.db import connection_lost, exception_chain
+from capacity.db import connection_lost, exception_chain, storage_refused
 from capacity.errors import AbriError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -264,6 +264,21 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
             detail="The database could not be reached, or the connection to it was lost; "
             "nothing was saved. Retry in a moment (with the same Idempotency-Key for a hold).",
             retry_after=1,
+        )
+    refused = storage_refused(exc)
+    if refused is not None:
+        # the operators' problem, said once per request in their log (an ERROR: alerting
+        # should wake someone); the caller learns that nothing was saved and may retry
+        log.error("database_storage_refused", reason=refused, error_type=type(exc).__name__)
+        return problem_response(
+            request,
+            status=503,
+            code="database-unavailable",
+            title="Try again",
+            detail="The database cannot save anything right now (its storage is full or "
+            "read-only); nothing was saved. The operators have been alerted in the logs; "
+            "retry later (with the same Idempotency-Key for a hold).",
+            retry_after=10,
         )
     if not _out_of_range(exc):
         return handle_internal(request, exc)

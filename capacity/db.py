@@ -377,6 +377,23 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
+def storage_refused(exc: BaseException) -> str | None:
+    """Why the database refused to write for reasons of its own storage, not of the request:
+    ``"full"`` (SQLite's disk or PostgreSQL's, SQLSTATE 53100), ``"read-only"`` (a read-only
+    file or mount; a PostgreSQL standby, e.g. mid-failover, SQLSTATE 25006) or ``"io"``
+    (SQLite's disk I/O error); None otherwise. Nothing was saved."""
+    for e in exception_chain(exc):
+        state = _sqlstate(e) or ""
+        text = str(e)
+        if state == "53100" or "database or disk is full" in text:
+            return "full"
+        if state == "25006" or "readonly database" in text:
+            return "read-only"
+        if "disk I/O error" in text:
+            return "io"
+    return None
+
+
 def _is_lock_timeout(exc: BaseException) -> bool:
     return any(
         _sqlstate(e) in ("55P03", "57014") or "database is locked" in str(e)

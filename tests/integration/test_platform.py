@@ -491,3 +491,84 @@ async def test_every_kind_of_answer_tells_the_browser_not_to_guess_its_type(
         r = await client.get(path, headers=headers)
         said = r.headers.get_list("x-content-type-options")
         assert said == ["nosniff"], (path, r.status_code, said)
+
+
+async def test_a_database_that_cannot_write_is_a_503_that_says_so_not_a_500(
+    client: AsyncClient, world: World, db: Database
+) -> None:
+    """SQLite's disk full (or a read-only file) and PostgreSQL's read-only transactions (a
+    standby mid-failover, SQLSTATE 25006; disk full is 53100) answered `500 internal` with a
+    traceback: the SDK and the console retry only a 503, and the operators' log said
+    "unhandled". It is `503 database-unavailable` now, nothing saved, and the log names the
+    cause for whoever is alerted."""
+    from sqlalchemy import event
+    from structlog.testing import capture_logs
+
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone", "police")
+    fac = await world.facility("Refuges", "R-1")
+    police = await world.token("Zone", "police")
+    body = {
+        "poolRef": fac.pools[0].ref,
+        "need": "ipv",
+        "household": {"adults": [{"gender": "female"}]},
+    }
+    if db.sqlite:
+        # every new connection finds its file read-only (as on a read-only mount)
+        def full(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA query_only = 1")
+            cur.close()
+
+        event.listen(db.write_engine.sync_engine, "connect", full)
+    else:
+        name = db.write_engine.url.database
+        async with db.write_engine.connect() as conn:
+            await conn.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            )
+            await conn.commit()
+    await db.write_engine.dispose()
+    try:
+        with capture_logs() as logs:
+            r = await client.post(
+                "/holds", json=body, headers={**bearer(police), "Idempotency-Key": "full-disk-1"}
+            )
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "database-unavailable" and r.headers["retry-after"], r.text
+        said = [e for e in logs if e["event"] == "database_storage_refused"]
+        assert said and said[0]["reason"] in ("full", "read-only"), logs
+        assert not [e for e in logs if e["event"] == "unhandled_error"], logs
+    finally:
+        if db.sqlite:
+            event.remove(db.write_engine.sync_engine, "connect", full)
+        else:
+            async with db.write_engine.connect() as conn:
+                await conn.execute(text("SET TRANSACTION READ WRITE"))
+                await conn.execute(
+                    text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+                )
+                await conn.commit()
+        await db.write_engine.dispose()
+    r = await client.post(
+        "/holds", json=body, headers={**bearer(police), "Idempotency-Key": "full-disk-1"}
+    )
+    assert r.status_code == 201, r.text  # nothing was half-written: the same key holds now
+
+
+def test_a_full_sqlite_disk_is_told_apart_from_other_errors() -> None:
+    """SQLite's own "database or disk is full" (here: a file that may not grow), as the
+    request path meets it, is a storage refusal; other errors are not."""
+    import sqlite3
+
+    from capacity.db import storage_refused
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (b BLOB)")
+    conn.execute("PRAGMA max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError) as full:
+        conn.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    assert storage_refused(full.value) == "full"
+    with pytest.raises(sqlite3.OperationalError) as other:
+        conn.execute("SELECT nope FROM t")
+    assert storage_refused(other.value) is None
