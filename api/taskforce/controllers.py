@@ -75,16 +75,32 @@ def wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
 
 
 def csv_response(
-    rows: list[dict[str, Any]], filename: str, fieldnames: list[str] | None = None
+    rows: list[dict[str, Any]],
+    filename: str,
+    fieldnames: list[str] | None = None,
+    *,
+    spreadsheet: bool = False,
 ) -> Response[Any]:
+    """RFC 4180 CSV (comma, decimal point, no BOM) for programs; with ``spreadsheet``, the
+    CSV a spreadsheet in a Belgian locale (fr-BE, nl-BE, de-BE) opens by double-click: a
+    UTF-8 byte order mark (else Excel reads "Région" as "RÃ©gion"), ``;`` between fields
+    (Excel's list separator there; with ``,`` every row lands in one column) and a decimal
+    comma (``0,66``, else a saturation is read as text)."""
     out = io.StringIO()
     names = list(rows[0]) if rows else fieldnames
     if names:
-        writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+        writer = csv.DictWriter(
+            out, fieldnames=names, lineterminator="\n", delimiter=";" if spreadsheet else ","
+        )
         writer.writeheader()
+        if spreadsheet:
+            rows = [
+                {k: str(v).replace(".", ",") if isinstance(v, float) else v for k, v in r.items()}
+                for r in rows
+            ]
         writer.writerows(rows)
     return Response(
-        content=out.getvalue(),
+        content=("\ufeff" if spreadsheet else "") + out.getvalue(),
         media_type=CSV_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -284,7 +284,8 @@ class TaskforcePageController(Controller):
 
     @get("/briefing.csv")
     async def briefing(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        """The API's briefing export (``/taskforce/exports/briefing``) for a signed-in page."""
+        """The API's briefing export (``/taskforce/exports/briefing``) for a signed-in page,
+        written for a spreadsheet in a Belgian locale: it is opened in Excel for the meeting."""
         ws, _actor, stop = await _guard(request, TASKFORCE_ROLES)
         if stop:
             return stop
@@ -296,7 +297,9 @@ class TaskforcePageController(Controller):
         report = await build_briefing(
             state.db, state.settings, now, now - timedelta(days=days), now, level
         )
-        resp = csv_response(briefing_rows(report), f"briefing-{level}.csv", BRIEFING_COLUMNS)
+        resp = csv_response(
+            briefing_rows(report), f"briefing-{level}.csv", BRIEFING_COLUMNS, spreadsheet=True
+        )
         return sess.apply(request, resp, ws)  # no-store and the other page headers
 
     @get("/")
