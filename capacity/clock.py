@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+#: Belgian local time, with summer time: the task force's days, weeks and months.
+BRUSSELS = ZoneInfo("Europe/Brussels")
 
 
 class Clock(ABC):
@@ -42,3 +46,9 @@ def utc_iso(at: datetime) -> str:
     the response types), a naive time from SQLite taken as UTC."""
     at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
     return at.isoformat().replace("+00:00", "Z")
+
+
+def brussels_date(at: datetime) -> date:
+    """The Belgian calendar day of an instant (a naive one taken as UTC, as SQLite stores it)."""
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return at.astimezone(BRUSSELS).date()

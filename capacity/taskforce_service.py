@@ -22,6 +22,7 @@ from sqlalchemy import DateTime, select, text, type_coerce
 
 from capacity.areas import areas, local_name
 from capacity.availability import freshness, stale_threshold
+from capacity.clock import BRUSSELS, brussels_date
 from capacity.db import Database
 from capacity.errors import InvalidInput
 from capacity.models import (
@@ -360,12 +361,14 @@ PERIODS = ("day", "week", "month")
 
 
 def period_start(at: datetime, period: str) -> datetime:
-    d = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    """The start (UTC) of the Belgian day, week (from Monday) or month of ``at``: midnight in
+    Brussels, 23:00 or 22:00 UTC the day before, so a search at 00:30 there is that day's."""
+    d = brussels_date(at)
     if period == "week":
-        return d - timedelta(days=d.weekday())
-    if period == "month":
-        return d.replace(day=1)
-    return d
+        d -= timedelta(days=d.weekday())
+    elif period == "month":
+        d = d.replace(day=1)
+    return datetime(d.year, d.month, d.day, tzinfo=BRUSSELS).astimezone(UTC)
 
 
 @dataclass

@@ -47,7 +47,7 @@ from api.taskforce.schemas import (
 )
 from capacity import taskforce_service as tf
 from capacity.areas import area_shapes, local_name
-from capacity.clock import Clock
+from capacity.clock import Clock, brussels_date
 from capacity.db import Database
 from capacity.errors import InvalidInput
 from capacity.saturation import SEGMENTS
@@ -420,8 +420,10 @@ class TaskforceController(Controller):
         "/unmet-demand",
         summary="Searches that found no place, by area, period and shape / rule / need / requester",
         description=(
-            "Anonymous records kept by the matcher, counted per period (`day`, `week`, "
-            "`month`), area and one breakdown: household `shape`, main blocking `reason`, or "
+            "Anonymous records kept by the matcher, counted per period (`day`, `week` from "
+            "Monday, `month`: Belgian ones, in Europe/Brussels time; `period` is the instant "
+            "it starts, in UTC, the CSV gives its date), area and one breakdown: household "
+            "`shape`, main blocking `reason`, or "
             "`need`, or the `requester` kind (police, helpline, cpas...); optionally only "
             "one segment (undocumented, withChildren, noIncome). "
             "Counts of 1 to k-1 searches are suppressed, with complementary suppression. " + CSV_DOC
@@ -470,7 +472,7 @@ class TaskforceController(Controller):
         if wants_csv(request, fmt):
             rows = [
                 {
-                    "period": r.period.date().isoformat(),
+                    "period": brussels_date(r.period).isoformat(),  # a Belgian day
                     "level": level,
                     "nis": r.area.nis,
                     "name_fr": r.area.name_fr,
@@ -595,7 +597,8 @@ class TaskforceController(Controller):
         description=(
             "One row per day x area x kind x segment: date, level, area, kind, segment, "
             "capacity, occupied, held, free (places), stale, coverage, suppressed; from the "
-            "last snapshot of each day (live figures for today when no snapshot exists yet)."
+            "last snapshot of each day in Brussels (live figures for today when no snapshot "
+            "exists yet)."
         ),
         media_type="text/csv",
     )
@@ -654,13 +657,12 @@ async def census_rows(
     last: dict[tuple[str, str], Any] = {}
     for code, points in data.items():
         for p in points:
-            last[(p.at.date().isoformat(), code)] = p  # points are in time order
-    if not any(day == now.date().isoformat() for day, _ in last) and start <= now <= end:
+            last[(brussels_date(p.at).isoformat(), code)] = p  # in time order; Belgian days
+    today = brussels_date(now).isoformat()
+    if not any(day == today for day, _ in last) and start <= now <= end:
         cube = await tf.current_cube(db, settings, now)
         for v in tf.saturation_cells(cube, level=level, kind=kind, segment=segment):
-            last[(now.date().isoformat(), v.nis)] = tf.SeriesPoint(
-                now, v.suppressed, v.values, v.facilities
-            )
+            last[(today, v.nis)] = tf.SeriesPoint(now, v.suppressed, v.values, v.facilities)
     rows = []
     for (day, code), p in sorted(last.items()):
         area = tf_area(code)

@@ -35,6 +35,7 @@ from api.web import session as sess
 from api.web.controllers import LABELS, _guard, _lang, _render
 from capacity import taskforce_service as tf
 from capacity.areas import area_shapes, display_name, fold
+from capacity.clock import BRUSSELS
 from capacity.saturation import COUNTRY, KINDS, SEGMENTS
 from placement.rules import EXCLUSION_TEXT
 
@@ -382,7 +383,7 @@ class TaskforcePageController(Controller):
         in_view = {r["nis"] for r in rows}
         unmet = [
             {
-                "period": c.period,
+                "period": c.period.astimezone(BRUSSELS),  # a Belgian month
                 "name": area_name(c.nis, lang) if c.nis != tf.UNKNOWN_AREA else None,
                 "reason": EXCLUSION_TEXT.get(c.value) if unmet_by == "reason" else None,
                 "label": (REQUESTER_LABELS if unmet_by == "requester" else LABELS["need"]).get(
