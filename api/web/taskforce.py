@@ -431,6 +431,7 @@ class TaskforcePageController(Controller):
             ws,
             "taskforce.html",
             as_of=now,
+            brussels=BRUSSELS,  # times and dates shown as in Belgium, as on the other pages
             k=state.settings.suppression_k,
             kind=kind,
             segment=segment,

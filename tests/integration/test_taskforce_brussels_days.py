@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,17 @@ def search(at: datetime) -> dict[str, Any]:
         top_reasons=["no_room"],
         episode_hash=None,
     )
+
+
+async def three_refuges(world: World) -> None:
+    await world.operator("Refuges", "shelter_operator")
+    for i in range(3):
+        await world.facility(
+            "Refuges",
+            f"Refuge {i}",
+            municipality="62063",
+            pools=[PoolCreate(label="Beds", units_total=10, units_occupied=4)],
+        )
 
 
 async def unmet(client: AsyncClient, h: dict[str, str], period: str, **extra: str) -> Any:
@@ -92,15 +104,8 @@ async def test_unmet_demand_periods_are_brussels_days_weeks_and_months(
 async def test_the_daily_census_dates_are_brussels_days(
     client: AsyncClient, world: World, settings: Settings
 ) -> None:
-    await world.operator("Refuges", "shelter_operator")
+    await three_refuges(world)
     await world.operator("TF", "taskforce")
-    for i in range(3):
-        await world.facility(
-            "Refuges",
-            f"Refuge {i}",
-            municipality="62063",
-            pools=[PoolCreate(label="Beds", units_total=10, units_occupied=4)],
-        )
     h = bearer(await world.token("TF", "taskforce"))
     # 00:30 on 15 January in Brussels: the night of the 14th to the 15th, after midnight
     await snapshots.take_snapshot(world.db, settings, datetime(2026, 1, 14, 23, 30, tzinfo=UTC))
@@ -131,3 +136,34 @@ async def test_the_daily_census_dates_are_brussels_days(
     )
     dates = {x["date"] for x in csv.DictReader(io.StringIO(r.text)) if x["area_nis"] == "60000"}
     assert dates == {"2026-01-15", "2026-01-16"}
+
+
+async def test_the_dashboard_tells_the_time_in_brussels(
+    client: AsyncClient, world: World, settings: Settings
+) -> None:
+    """ "As of" and the trend chart's dates are Belgian, as on every other page: at 00:30 in
+    Brussels the dashboard said "as of" the day before, 23:30 UTC, and ended its chart there."""
+    await three_refuges(world)
+    await world.operator("Admin", "admin")
+    token = await world.token("Admin", "admin")
+    for now, shown, day in (
+        (datetime(2026, 1, 14, 23, 30, tzinfo=UTC), "2026-01-15 00:30", "2026-01-15"),
+        (datetime(2026, 7, 1, 22, 30, tzinfo=UTC), "2026-07-02 00:30", "2026-07-02"),
+    ):
+        world.clock.set(now)
+        await snapshots.take_snapshot(world.db, settings, now)  # a point for the chart
+        client.cookies.clear()
+        await web_sign_in(client, token)
+        for lang, said in (
+            ("en", "as of {} (Brussels time)"),
+            ("fr", "au {} (heure de Bruxelles)"),
+            ("nl", "op {} (Brusselse tijd)"),
+            ("de", "Stand {} (Brüsseler Zeit)"),
+        ):
+            client.cookies.set("abri_lang", lang, path="/web")
+            r = await client.get("/web/taskforce")
+            assert r.status_code == 200, r.text
+            page = r.text
+            assert said.format(shown) in page, lang
+            end = re.search(r'<text class="date end"[^>]*>([^<]+)</text>', page)
+            assert end and end.group(1) == day
