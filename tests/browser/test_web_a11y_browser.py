@@ -722,3 +722,53 @@ def test_a_household_sent_during_a_network_blip_still_shows(
         page.context.close()
         for ref in refs:
             _release(base, server["police"], ref)
+
+
+def test_a_double_tap_on_a_slow_network_sends_the_form_once(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """In a car on a slow network, a second tap on "Extend" while the first was on its way
+    sent it again: the first extended the hold and the page then showed the second one's
+    refusal ("already runs as long as it may"), as if the extension had failed. The same
+    form is now sent once."""
+    base = server["base"]
+    op = _phone(browser)
+    ref = None
+    posts: list[str] = []
+    try:
+        wb._sign_in(op, base, server["police"])
+        op.locator("#adult0_gender").select_option("female")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.locator("#search-button").click()
+        op.wait_for_load_state()
+        op.get_by_role("button", name="Hold this place (Refuge Iris)").click()
+        op.wait_for_load_state()
+        ref = op.locator("#refcode").inner_text().strip()
+
+        op.on(
+            "request",
+            lambda r: posts.append(r.url) if r.method == "POST" and "/extend" in r.url else None,
+        )
+        # The network in a car: the first answer has not come when the second tap is made. The
+        # page stays as it is while its form's answer goes to a frame (in the car, it stays
+        # because the answer is slow): a second tap then is what sent the form twice.
+        op.evaluate(
+            """() => {
+              const frame = document.createElement('iframe');
+              frame.name = 'slow-network';
+              document.body.appendChild(frame);
+              document.querySelector('form[action$="/extend"]').target = 'slow-network';
+            }"""
+        )
+        extend = op.get_by_role("button", name="Extend")
+        extend.click()
+        op.wait_for_timeout(700)
+        extend.click()
+        op.wait_for_timeout(1500)
+        assert len(posts) == 1, posts
+        assert op.locator(".error[role=alert]").count() == 0, op.content()
+    finally:
+        op.context.close()
+        if ref:
+            _release(base, server["police"], ref, check=False)

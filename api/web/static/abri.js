@@ -342,7 +342,21 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form && form.getAttribute && form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    if (question && !window.confirm(question)) { event.preventDefault(); return; }
+    /* A second tap while the first is on its way (a slow network in a car) sent the form
+       again: the first extended the hold, the page then showed the second one's refusal as
+       if the extension had failed (and "+ 1" counted twice). Every POST form here leaves the
+       page, so the same form is not sent again for 10 s; Back to this page resets it. (A GET
+       form may answer with a download and leave the page as it is: not those.) */
+    if (!form || event.defaultPrevented || (form.method || "").toLowerCase() !== "post") return;
+    var sent = Number(form.getAttribute("data-sent-at") || 0);
+    if (sent && Date.now() - sent < 10000) { event.preventDefault(); return; }
+    form.setAttribute("data-sent-at", String(Date.now()));
+  });
+  window.addEventListener("pageshow", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-sent-at]"), function (f) {
+      f.removeAttribute("data-sent-at");
+    });
   });
 
   /* A page drawn for a refused form opens at its top: on a phone the refusal may be screens
