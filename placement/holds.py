@@ -11,7 +11,7 @@ every transition, whether or not the sweeper has run (DESIGN invariant 4).
 from __future__ import annotations
 
 import math
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -70,9 +70,11 @@ def is_due(state: str, deadline: datetime, now: datetime) -> bool:
 
 
 def _next_morning(now: datetime) -> datetime:
+    """09:00 Belgian time, the next morning, as a UTC instant: the hold's answer, audit and
+    events write it as they write every other deadline (``…Z``), not in Brussels' offset."""
     local = now.astimezone(BRUSSELS)
     day = local.date() if local.time() < time(9, 0) else local.date() + timedelta(days=1)
-    return datetime.combine(day, time(9, 0), tzinfo=BRUSSELS)
+    return datetime.combine(day, time(9, 0), tzinfo=BRUSSELS).astimezone(UTC)
 
 
 def _cap(rule: DurationRule, facility_max_minutes: int | None, opens_in: int) -> int:
