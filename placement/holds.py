@@ -33,6 +33,9 @@ MAX_EXTENSIONS = 2
 #: for), else it is refused and not counted: a second "Extend" seconds after the first (a
 #: double click) would otherwise spend the last extension on a few seconds.
 MIN_EXTENSION_MINUTES = 15
+#: A hold "until the next morning" (CPAS) made less than this before 09:00 lasts the kind's
+#: default instead: at 08:55 the morning is five minutes away.
+MORNING_AT_LEAST_MINUTES = 60
 
 
 class DurationRule(msgspec.Struct, frozen=True):
@@ -121,6 +124,10 @@ def deadline_for(
         return now + timedelta(minutes=requested_minutes)
     if rule.until_morning:
         morning = _next_morning(now)
+        if morning - now < timedelta(minutes=MORNING_AT_LEAST_MINUTES):
+            # made just before 09:00 (the day team arrives): "until 09:00" would be over in
+            # minutes, before anyone could get there; the kind's default instead
+            morning = now + timedelta(minutes=rule.default_minutes)
         if opens_in:  # at least an hour once intake opens, should that be after 09:00
             morning = max(morning, now + timedelta(minutes=opens_in + 60))
         return min(morning, now + timedelta(minutes=cap))

@@ -61,3 +61,20 @@ async def test_a_cpas_hold_deadline_is_written_in_utc_like_every_time(
             await s.scalars(select(AuditEntry).where(AuditEntry.action == "hold.created"))
         ).one()
     assert entry.detail is not None and entry.detail["deadline"] == "2026-12-05T08:00:00+00:00"
+
+
+async def test_a_cpas_hold_made_just_before_nine_is_not_over_in_minutes(
+    client: AsyncClient, world: World
+) -> None:
+    # 08:55 in Brussels: someone turned up at the CPAS as it opens. "Until 09:00 the next
+    # morning" gave a 5-minute hold, expired before anyone could go there; a hold made less
+    # than an hour before 09:00 lasts the kind's default (12 h) instead.
+    world.clock.set(datetime(2026, 12, 7, 8, 55, tzinfo=BRUSSELS).astimezone(UTC))
+    await _world(world)
+    hold = await _cpas_hold(client, world, "cpas-morning-0001")
+    assert hold["minutesLeft"] == 12 * 60
+    assert hold["deadline"] == "2026-12-07T19:55:00Z"
+    # 07:30: still until 09:00, as documented
+    world.clock.set(datetime(2026, 12, 8, 7, 30, tzinfo=BRUSSELS).astimezone(UTC))
+    hold = await _cpas_hold(client, world, "cpas-morning-0002")
+    assert hold["deadline"] == "2026-12-08T08:00:00Z"

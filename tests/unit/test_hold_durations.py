@@ -58,3 +58,22 @@ def test_the_facility_maximum_counts_from_the_opening_too() -> None:
     assert rules.deadline_for(
         "helpline", None, facility_max_minutes=120, now=now, opens_in=0
     ) == now + timedelta(minutes=120)
+
+
+def test_a_cpas_hold_lasts_until_nine_but_never_only_minutes() -> None:
+    brussels = rules.BRUSSELS
+    for hour, minute, expected in (
+        (23, 0, datetime(2026, 12, 8, 9, 0, tzinfo=brussels)),  # the night: until 09:00
+        (8, 0, datetime(2026, 12, 7, 9, 0, tzinfo=brussels)),  # an hour left: until 09:00
+        (8, 1, datetime(2026, 12, 7, 20, 1, tzinfo=brussels)),  # less: the default, 12 h
+        (8, 59, datetime(2026, 12, 7, 20, 59, tzinfo=brussels)),
+    ):
+        now = datetime(2026, 12, 7, hour, minute, tzinfo=brussels).astimezone(UTC)
+        deadline = rules.deadline_for("cpas", None, facility_max_minutes=None, now=now)
+        assert deadline == expected, (hour, minute)
+        assert deadline.tzinfo is UTC
+    # a place's own maximum still caps it
+    now = datetime(2026, 12, 7, 8, 55, tzinfo=brussels).astimezone(UTC)
+    assert rules.deadline_for("cpas", None, facility_max_minutes=120, now=now) == now + timedelta(
+        minutes=120
+    )
