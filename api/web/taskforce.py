@@ -32,7 +32,7 @@ from api.taskforce.controllers import (
 )
 from api.taskforce.schemas import SaturationCell, cell_read, point_read, tf_area
 from api.web import session as sess
-from api.web.controllers import LABELS, _guard, _lang, _render
+from api.web.controllers import LABELS, _guard, _lang, _render, local_when
 from capacity import taskforce_service as tf
 from capacity.areas import area_shapes, display_name, fold
 from capacity.clock import BRUSSELS
@@ -430,8 +430,9 @@ class TaskforcePageController(Controller):
             request,
             ws,
             "taskforce.html",
-            as_of=now,
             brussels=BRUSSELS,  # times and dates shown as in Belgium, as on the other pages
+            # Belgian time, in the reader's language, as the staff page writes it
+            as_of_text=local_when(now, lang, now),
             k=state.settings.suppression_k,
             kind=kind,
             segment=segment,

@@ -575,3 +575,26 @@ async def test_the_planner_hides_free_places_where_the_map_hides_the_area(
         shown = planner[nis]["freeElsewhere"] is not None
         assert shown == (nis not in hidden), nis
         assert (planner[nis]["freeElsewhereQuality"] is not None) == shown, nis
+
+
+@pytest.mark.parametrize(
+    ("lang", "stamp"),
+    [
+        ("fr", "jeu. 15 janv., 02:30 (heure belge)"),
+        ("nl", "do 15 jan, 02:30 (Belgische tijd)"),
+        ("de", "Do. 15 Jan., 02:30 (belgische Zeit)"),
+        ("en", "Thu 15 Jan, 02:30 (Belgian time)"),
+    ],
+)
+async def test_the_figures_are_dated_in_belgian_time(
+    client: AsyncClient, world: World, lang: str, stamp: str
+) -> None:
+    """A Belgian task force reads "as of" on its own clock and in its own language, as the
+    staff page does: 01:30 UTC in January is 02:30 in Brussels, not "2026-01-15 01:30 UTC"."""
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    await post_form(client, "/web/taskforce", "/web/lang", {"lang": lang, "next": "/web/taskforce"})
+    page = html.unescape((await client.get("/web/taskforce")).text)
+    hint = re.search(r'<h1>.*?</h1>\s*<p class="hint">(.*?)</p>', page, re.S)
+    assert hint and stamp in hint[1], hint and hint[1]
+    assert "UTC" not in hint[1] and "2026-01-15" not in hint[1]
