@@ -1366,3 +1366,83 @@ async def test_the_decline_reason_field_warns_that_the_requester_reads_it_and_na
         callback = spec[schema]["properties"]["callback"]
         text = callback.get("description") or callback["anyOf"][0]["description"]
         assert "never the person's name" in text, schema
+
+
+def _visible(page: str) -> str:
+    """A page's text as a browser lays it out: inline tags join their neighbours, blocks and
+    line breaks separate."""
+    body = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
+    body = re.sub(r"</?(?:strong|span|a|em|time|b)\b[^>]*>", "", body)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+@pytest.mark.parametrize(
+    ("lang", "stale", "children", "pet"),
+    [
+        (
+            "nl",
+            "min geleden bijgewerkt verouderd",
+            "(25-64) · Kinderen: 4",
+            "Rolstoeltoegankelijk · Met een huisdier",
+        ),
+        (
+            "de",
+            "Min. aktualisiert veraltet",
+            "(25-64) · Kinder: 4",
+            "Rollstuhlgerecht · Mit Haustier",
+        ),
+        ("fr", "min à mettre à jour", "(25-64) · Enfants", "roulant · Avec un animal"),
+    ],
+)
+async def test_staff_page_words_do_not_run_together(
+    client: AsyncClient, world: World, lang: str, stale: str, children: str, pet: str
+) -> None:
+    """The staff page drew "updated 2881 min agoout of date" ("aktualisiertveraltet"), "(25-64)·
+    Children" and "Wheelchair access· With a pet": the templates' line breaks were trimmed
+    away with the tags, so words and separators touched."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from capacity.models import Pool
+    from placement.policy import AccessPolicy
+
+    w = await seed_world(world)
+    await world.facility(
+        "Refuges Solidaires",
+        "Refuge Patte",
+        municipality="21009",
+        policy=AccessPolicy(genders=["female"], wheelchair_accessible=True, accepts_pets=True),
+        pools=[PoolCreate(label="Rooms", unit_kind="room", places_per_unit=2, units_total=2)],
+    )
+    police = bearer(str(w["police"]))
+    household = {
+        "adults": [{"gender": "female", "ageBand": "25-64"}],
+        "children": [{"age": 4}],
+        "wheelchair": True,
+        "pets": True,
+    }
+    found = await client.post(
+        "/placements/search", headers=police, json={"household": household, "need": "ipv"}
+    )
+    assert found.status_code == 200, found.text
+    ref = next(o["poolRef"] for o in found.json()["options"] if o["alias"] == "Refuge Patte")
+    hold = await client.post(
+        "/holds",
+        headers={**police, "Idempotency-Key": "staff-words-1"},
+        json={"poolRef": ref, "need": "ipv", "household": household},
+    )
+    assert hold.status_code == 201, hold.text
+    long_ago = world.clock.now() - timedelta(days=3)
+    async with world.db.write() as s:
+        await s.execute(
+            update(Pool)
+            .where(Pool.id == w["sch"].pools[0].id)  # type: ignore[attr-defined]
+            .values(reported_at=long_ago, confirmed_at=long_ago)
+        )
+    client.headers["Accept-Language"] = lang
+    await web_sign_in(client, str(w["staff"]))
+    text = _visible((await client.get("/web/staff")).text)
+    assert stale in text, text
+    assert children in text, text
+    assert pet in text, text
