@@ -207,8 +207,14 @@ def _clean(text: str) -> str:
     return text.replace("Validation failed for POST", "Invalid request").strip()[:500]
 
 
-def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
+    if status in (404, 405) and request.url.path.startswith("/web/"):
+        from api.web.controllers import web_no_page  # the web pages import this module
+
+        page = web_no_page(request, status)
+        if page is not None:
+            return page
     code, title = GENERIC.get(status, (f"http-{status}", "Request failed"))
     headers = dict(exc.headers or {})
     if isinstance(exc, NotAuthorizedException):

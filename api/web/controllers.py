@@ -264,6 +264,11 @@ def _page_of(request: Request[Any, Any, Any]) -> str:
     path = request.url.path
     if request.method == "GET":
         return path
+    return _form_page(path)
+
+
+def _form_page(path: str) -> str:
+    """The page a form whose address is ``path`` is on."""
     hold = re.fullmatch(r"(/web/console/holds/[^/]+)/[a-z-]+", path)
     if hold:
         return hold.group(1)
@@ -320,6 +325,33 @@ def _redirect(
     request: Request[Any, Any, Any], ws: sess.WebSession | None, to: str
 ) -> Response[Any]:
     return sess.apply(request, Response(content=b"", status_code=303, headers={"Location": to}), ws)
+
+
+def web_no_page(request: Request[Any, Any, Any], status: int) -> Response[Any] | None:
+    """A GET under /web/ that found no page, for the exception handlers: the address of a
+    form (a results page's /web/console/search, restored by a tablet or bookmarked: 405)
+    goes to the page that form is on; an unknown address is a page in the user's language,
+    not the API's problem in English. None for anything else."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or not path.startswith("/web/"):
+        return None
+    if status == 405:
+        return _redirect(request, None, _form_page(path))
+    if status != 404:
+        return None
+    _ = i18n.translator(_lang(request))
+    # no session read here (the handler is synchronous): a page without the language and
+    # sign-out forms, whose CSRF token it could not give
+    anonymous = sess.WebSession(sess.new_session(request.app.state.clock.now()), None)
+    return _render(
+        request,
+        anonymous,
+        "message.html",
+        status=404,
+        bare=True,
+        title=_("Page not found"),
+        message=_("There is no page at this address. Check the link, or start again from Abri."),
+    )
 
 
 def _forbidden(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response[Any]:

@@ -1446,3 +1446,35 @@ async def test_staff_page_words_do_not_run_together(
     assert stale in text, text
     assert children in text, text
     assert pet in text, text
+
+
+@pytest.mark.parametrize(
+    ("lang", "title"),
+    [("nl", "Pagina niet gevonden"), ("de", "Seite nicht gefunden"), ("fr", "Page introuvable")],
+)
+async def test_a_web_address_that_answers_no_page_is_a_page_in_the_users_language(
+    client: AsyncClient, world: World, lang: str, title: str
+) -> None:
+    """The address bar after a search reads /web/console/search (after a saved count
+    /web/staff/pools/7): a tablet that restores the tab, a bookmark or a shared address opens
+    it with GET, and a mistyped address under /web/ likewise. Both answered the API's JSON
+    problem in English ({"title":"Method not allowed"...}). A GET of a form's address now
+    goes to the page that form is on, and an unknown page is a page in the user's language."""
+    w = await seed_world(world)
+    client.headers["Accept-Language"] = lang
+    await web_sign_in(client, str(w["police"]))
+    r = await client.get("/web/console/search")
+    assert r.status_code == 303 and r.headers["location"] == "/web/console"
+    r = await client.get("/web/console/holds/ABCD-EFGH/extend")
+    assert r.status_code == 303 and r.headers["location"] == "/web/console/holds/ABCD-EFGH"
+    r = await client.get("/web/staff/pools/7")
+    assert r.status_code == 303 and r.headers["location"] == "/web/staff"
+    r = await client.get("/web/link/arrived")
+    assert r.status_code == 303 and r.headers["location"] == "/web/link"
+    r = await client.get("/web/consol")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert f'<html lang="{lang}">' in r.text and title in r.text
+    assert r.headers["content-security-policy"] == CSP
+    # the API keeps its problems
+    r = await client.get("/placements/nope", headers=bearer(str(w["police"])))
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
