@@ -222,9 +222,12 @@ LABELS: dict[str, dict[str, str]] = {
 class FormError(Exception):
     """A form field the page itself rejected (message is a msgid, params for %-format)."""
 
-    def __init__(self, msgid: str, **params: Any) -> None:
+    def __init__(self, msgid: str, *, field: str | None = None, **params: Any) -> None:
         super().__init__(msgid)
         self.msgid, self.params = msgid, params
+        #: the id of the field it is about, when one: the page marks it (aria-invalid, described
+        #: by the refusal) and focuses it, instead of leaving the user to look for it
+        self.field = field
 
 
 def _now(request: Request[Any, Any, Any]) -> Any:
@@ -494,15 +497,24 @@ def show_resolved_areas(values: dict[str, Any], lang: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- forms
 
 
-def _int(value: str | None, lo: int, hi: int, msgid: str) -> int | None:
+def _int(value: str | None, lo: int, hi: int, msgid: str, field: str | None = None) -> int | None:
     if value is None or value.strip() == "":
         return None
     v = value.strip()
     # ASCII digits only: isdigit() also takes "²", which int() refuses (and int() refuses more
     # than 4300 digits): either was an internal error instead of this message
     if not re.fullmatch(r"[0-9]{1,15}", v) or not lo <= int(v) <= hi:
-        raise FormError(msgid, lo=lo, hi=hi)
+        raise FormError(msgid, field=field, lo=lo, hi=hi)
     return int(v)
+
+
+def _municipality_in(text: str, field: str) -> str:
+    """``resolve_municipality`` for the console's field ``field`` (named in a refusal)."""
+    try:
+        return resolve_municipality(text)
+    except FormError as exc:
+        exc.field = field
+        raise
 
 
 def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
@@ -513,10 +525,10 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
         if gender:
             adults.append({"gender": gender, "ageBand": form.get(f"adult{i}_band") or "25-64"})
     if not adults:
-        raise FormError("Enter at least one adult.")
+        raise FormError("Enter at least one adult.", field="adult0_gender")
     children = []
     for i in range(CHILD_SLOTS):
-        age = _int(form.get(f"child{i}_age"), 0, 17, AGE_MSG)
+        age = _int(form.get(f"child{i}_age"), 0, 17, AGE_MSG, f"child{i}_age")
         if age is not None:
             children.append({"age": age, "gender": form.get(f"child{i}_gender") or "unknown"})
     langs = [x for x in form.getall("languages", []) if x in LANGUAGE_CHOICES]
@@ -524,14 +536,16 @@ def search_form_to_request(form: Any) -> tuple[SearchRequest, dict[str, Any]]:
     for i in range(AVOID_SLOTS):
         text = (form.get(f"avoid{i}") or "").strip()
         if text:
-            avoid.append(resolve_municipality(text))
-    avoid_km = _int(form.get("avoid_km"), 0, 50, AVOID_KM_MSG)
+            avoid.append(_municipality_in(text, f"avoid{i}"))
+    avoid_km = _int(form.get("avoid_km"), 0, 50, AVOID_KM_MSG, "avoid_km")
     preferred_text = (form.get("preferred") or "").strip()
-    preferred = resolve_municipality(preferred_text) if preferred_text else None
-    km = _int(form.get("max_km"), 1, 500, KM_MSG)
+    preferred = _municipality_in(preferred_text, "preferred") if preferred_text else None
+    km = _int(form.get("max_km"), 1, 500, KM_MSG, "max_km")
     if km is not None and preferred is None:
-        raise FormError("A maximum distance needs a preferred area.")
-    nights = _int(form.get("nights"), 1, 365, "Nights: a whole number from %(lo)s to %(hi)s.")
+        raise FormError("A maximum distance needs a preferred area.", field="preferred")
+    nights = _int(
+        form.get("nights"), 1, 365, "Nights: a whole number from %(lo)s to %(hi)s.", "nights"
+    )
     body: dict[str, Any] = {
         "household": {
             "adults": adults,
@@ -885,7 +899,7 @@ class WebController(Controller):
             standing_hours=STANDING_HOURS,
             default_standing_hours=DEFAULT_STANDING_HOURS,
             carry_form="search-form",
-            **{"result": None, "error": None, **extra},
+            **{"result": None, "error": None, "error_field": None, **extra},
         )
 
     @post("/console/lang")
@@ -937,7 +951,12 @@ class WebController(Controller):
             )
         except FormError as exc:
             return await self._console(
-                request, ws, values=values, status=422, error=_form_error(_, exc)
+                request,
+                ws,
+                values=values,
+                status=422,
+                error=_form_error(_, exc),
+                error_field=exc.field,
             )
         except AbriError as exc:
             return _retry_after(

@@ -772,3 +772,37 @@ def test_a_double_tap_on_a_slow_network_sends_the_form_once(
         op.context.close()
         if ref:
             _release(base, server["police"], ref, check=False)
+
+
+def test_a_refused_console_field_is_marked_and_focused(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The console refused a search for one of its 40 fields ("Unknown municipality:
+    Nowhereville", "A child's age is a whole number from 0 to 17."): the refusal, at the top,
+    got the focus, but no field was marked. A screen reader user heard which rule, not which
+    field (which child? which area?), and had to tab down through the whole form to find it.
+    The field is now marked invalid, described by the refusal, and gets the focus."""
+    base = server["base"]
+    op = _phone(browser)
+    try:
+        wb._sign_in(op, base, server["helpline"])
+        cases = (("avoid1", "Nowhereville", "Unknown municipality"), ("child2_age", "19", "age"))
+        for field, typed, said in cases:
+            op.goto(f"{base}/web/console")
+            op.locator("#adult0_gender").select_option("female")
+            op.locator(f"#{field}").fill(typed)
+            op.evaluate(f"document.getElementById('{field}').form.noValidate = true")
+            op.locator("#search-button").click()
+            op.wait_for_load_state()
+            assert said in op.locator("#form-error").inner_text()
+            assert _focused(op) == field
+            box = op.locator(f"#{field}")
+            assert box.get_attribute("aria-invalid") == "true"
+            assert "form-error" in (box.get_attribute("aria-describedby") or "").split()
+            assert box.input_value() == typed
+            assert _in_view(op, f"#{field}")
+            # only that field
+            assert op.locator('[aria-invalid="true"]').count() == 1
+    finally:
+        op.context.close()
