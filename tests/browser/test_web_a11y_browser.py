@@ -806,3 +806,33 @@ def test_a_refused_console_field_is_marked_and_focused(
             assert op.locator('[aria-invalid="true"]').count() == 1
     finally:
         op.context.close()
+
+
+def test_the_hold_page_title_says_the_hold_state(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The hold page was titled with the reference code alone ("KM4T-9RCX · Abri"), which does
+    not say what the page is (WCAG 2.4.2), and when the shelter declined the place the page
+    reloaded itself (abri.js) with the same title: the title is what a screen reader says of
+    a page that loads, so a blind operator on the next call was not told. The title now says
+    the state first: "Place held · KM4T-9RCX", then "Declined · KM4T-9RCX"."""
+    base, pool = server["base"], server["ixl"].pools[0]
+    op = _phone(browser)
+    ref = _police_hold(base, server["police"], pool.ref, "a11y-title-0001")
+    try:
+        wb._sign_in(op, base, server["police"])
+        op.goto(f"{base}/web/console/holds/{ref}")
+        assert op.title() == f"Place held · {ref} · Abri"
+        r = httpx.post(
+            f"{base}/staff/holds/{ref}/decline",
+            headers={"Authorization": f"Bearer {server['staff']}"},
+            json={"reason": "No room for a teenager"},
+        )
+        assert r.status_code == 200, r.text
+        op.reload()
+        assert op.locator("#hold-state").get_attribute("data-state") == "declined"
+        assert op.title() == f"Declined · {ref} · Abri"
+    finally:
+        op.context.close()
+        _release(base, server["police"], ref, check=False)
