@@ -836,3 +836,78 @@ def test_the_hold_page_title_says_the_hold_state(
     finally:
         op.context.close()
         _release(base, server["police"], ref, check=False)
+
+
+#: The focused element's outline against the colour behind it (its parent's, the outline is
+#: drawn 2 px outside the element): "tag name ratio" when below the 3:1 of WCAG 1.4.11.
+FAINT_FOCUS = """() => {
+  const parse = (c) => { const p = c.match(/[\\d.]+/g).map(Number);
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = (c) => { const f = (v) => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+  const el = document.activeElement;
+  const s = getComputedStyle(el);
+  if (s.outlineStyle === "none" || parseFloat(s.outlineWidth) < 2) return el.tagName + " no outline";
+  let behind = null;
+  for (let e = el.parentElement; e && !behind; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c.a === 1) behind = c;
+  }
+  behind = behind || {r: 255, g: 255, b: 255};
+  const a = lum(parse(s.outlineColor)), b = lum(behind);
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  return ratio >= 3 ? "" : el.tagName + " " + (el.id || el.textContent.trim().slice(0, 20))
+    + " " + ratio.toFixed(2);
+}"""
+
+
+def _faint_focus(page: Any, stops: int) -> list[str]:
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    out = []
+    for _ in range(stops):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement === document.body"):
+            break
+        said = page.evaluate(FAINT_FOCUS)
+        if said:
+            out.append(said)
+    return out
+
+
+def test_the_focus_ring_stands_out_from_what_is_behind_it(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """The focus ring (orange #e07b00) was 2.7:1 against the page's background and 2.6:1 against
+    a refusal's or a confirmation's: a night worker with low vision, tabbing on a keyboard
+    case, lost track of where she was. It now has at least 3:1 (WCAG 1.4.11) against every
+    colour it is drawn on, the dark header bar included."""
+    base = server["base"]
+    page = _phone(browser)
+    try:
+        page.goto(f"{base}/web/sign-in")
+        page.get_by_label("Access token").fill("abri_not-a-token")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_load_state()
+        assert _faint_focus(page, 10) == [], "sign-in"
+        wb._sign_in(page, base, server["staff"])
+        assert _faint_focus(page, 30) == [], "staff"
+    finally:
+        page.context.close()
+    op = _phone(browser)
+    ref = None
+    try:
+        wb._sign_in(op, base, server["police"])
+        op.locator("#adult0_gender").select_option("female")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.locator("#search-button").click()
+        op.wait_for_load_state()
+        op.locator("form.holdform button").first.click()
+        op.wait_for_load_state()
+        ref = op.locator("#refcode").inner_text().strip()
+        assert _faint_focus(op, 15) == [], "hold"
+    finally:
+        op.context.close()
+        if ref:
+            _release(base, server["police"], ref)
