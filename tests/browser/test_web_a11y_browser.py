@@ -911,3 +911,45 @@ def test_the_focus_ring_stands_out_from_what_is_behind_it(
         op.context.close()
         if ref:
             _release(base, server["police"], ref)
+
+
+def _large_text_phone(b: Any) -> Any:
+    """A 360 px phone whose pages can be given the system's large text (a style added by the
+    test: the pages' CSP allows no inline style, rightly)."""
+    ctx = b.new_context(
+        viewport={"width": PHONE[0], "height": PHONE[1]},
+        locale="en-US",
+        extra_http_headers={"Accept-Language": "en"},
+        bypass_csp=True,
+    )
+    ctx.set_default_timeout(8000)
+    return ctx.new_page()
+
+
+def _sideways(page: Any, root_px: float) -> int:
+    """How far the page scrolls sideways with its text at ``root_px`` (17 px is 100 %)."""
+    page.add_style_tag(content=f"html {{ font-size: {root_px}px !important; }}")
+    return int(page.evaluate("document.documentElement.scrollWidth")) - PHONE[0]
+
+
+def test_pages_do_not_scroll_sideways_with_large_text_on_a_phone(
+    browser: Any,  # noqa: F811
+    server: dict[str, Any],  # noqa: F811
+) -> None:
+    """A phone with the system's large text (130 %): the console's "Need" list ("Intimate
+    partner violence") made its fieldset, and with it the whole page, wider than the screen
+    (a fieldset is as wide as its widest content by default). At 200 % the language buttons
+    ran off the header and the staff page's "Close to new admissions" and "+" off the screen:
+    the night worker had to scroll sideways to find them. They now wrap (WCAG 1.4.4, 1.4.10)."""
+    base = server["base"]
+    page = _large_text_phone(browser)
+    try:
+        wb._sign_in(page, base, server["helpline"])
+        assert _sideways(page, 17 * 1.3) == 0, "console at 130 %"
+        assert _sideways(page, 17 * 2) == 0, "console at 200 %"
+        wb._sign_in(page, base, server["staff"])
+        assert _sideways(page, 17 * 2) == 0, "staff at 200 %"
+        page.goto(f"{base}/web/sign-in")
+        assert _sideways(page, 17 * 2) == 0, "sign-in at 200 %"
+    finally:
+        page.context.close()
