@@ -44,19 +44,19 @@
 
   /* "N min left" beside a hold or a wait counts down between redraws (the server drew it;
      a redraw comes only with news). Looked up at every tick: a live redraw replaces them. */
+  function minutesLeftNow() {
+    document.querySelectorAll("[data-min-left]").forEach(function (el) {
+      var deadline = Date.parse(el.getAttribute("data-min-left"));
+      var text = el.getAttribute("data-text");
+      if (isNaN(deadline) || !text) return;
+      var n = Math.max(0, Math.ceil((deadline - now()) / 60000));
+      var shown = text.replace("%(n)s", String(n));
+      if (el.textContent !== shown) el.textContent = shown;
+    });
+  }
   function minutesLeft() {
-    function tick() {
-      document.querySelectorAll("[data-min-left]").forEach(function (el) {
-        var deadline = Date.parse(el.getAttribute("data-min-left"));
-        var text = el.getAttribute("data-text");
-        if (isNaN(deadline) || !text) return;
-        var n = Math.max(0, Math.ceil((deadline - now()) / 60000));
-        var shown = text.replace("%(n)s", String(n));
-        if (el.textContent !== shown) el.textContent = shown;
-      });
-    }
-    tick();
-    setInterval(tick, 15000);
+    minutesLeftNow();
+    setInterval(minutesLeftNow, 15000);
   }
 
   /* This page (or `path`) as the server would draw it now (cookie session), parsed; null on
@@ -215,6 +215,9 @@
               old.replaceWith(neu);
             }
           });
+          /* what was redrawn says the time left as this page counts it, at once (not at the
+             next tick, up to 15 s later, with the server's rounding) */
+          minutesLeftNow();
         })
         .catch(retryLater)
         .then(function () { busy = false; if (again) { again = false; refresh(); } });
