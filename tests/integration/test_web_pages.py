@@ -1478,3 +1478,31 @@ async def test_a_web_address_that_answers_no_page_is_a_page_in_the_users_languag
     # the API keeps its problems
     r = await client.get("/placements/nope", headers=bearer(str(w["police"])))
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_console_says_before_the_hold_that_an_intake_phone_answers_in_office_hours(
+    client: AsyncClient, world: World
+) -> None:
+    """A CPAS place's intake phone answers in office hours only: the hold page said so, the
+    results did not. A police officer holding it at 23:55 learnt it only once held, when a
+    place with a phone answered at night might have been the better choice."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from capacity.models import Facility
+
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "fr"
+    said = "Téléphone d&#39;accueil: heures de bureau uniquement"
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert r.status_code == 200 and "Refuge Iris" in r.text and said not in r.text
+    async with world.db.write() as s:
+        await s.execute(
+            update(Facility)
+            .where(Facility.alias == "Refuge Iris")
+            .values(intake_phone_24h=False, updated_at=world.clock.now() + timedelta(seconds=1))
+        )  # as an admin's edit does (the search index follows `updated_at`)
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert r.status_code == 200 and r.text.count(said) == 1, r.text
