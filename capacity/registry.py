@@ -737,6 +737,10 @@ async def extend_schemes(
 LAPSING_STATUSES: tuple[str, ...] = ("closed_to_admissions", "reduced", "suspended")
 REASON_REQUIRED = "Give a reason for this status."
 STATUS_KEPT = "This status cannot be changed here: only an administrator lifts it."
+UNTIL_NOT_LAPSING = (
+    "'until' goes with a temporary status (closed to admissions, reduced, suspended), which "
+    "ends then and reopens the place; leave it out for this status."
+)
 
 
 async def set_status(
@@ -754,6 +758,9 @@ async def set_status(
     status is in ``refuse_from`` is left as it is (``Conflict``). The row is locked before it is
     read, so that check and the audit's "from" see a status set meanwhile by someone else."""
     check_future(cmd.until, now, "until", UNTIL_IN_PAST)
+    if cmd.until is not None and cmd.status not in LAPSING_STATUSES:
+        # kept and never used: the place would not reopen, nor anything else happen then
+        raise InvalidInput(UNTIL_NOT_LAPSING, field="until")
     if cmd.status != "open" and not (cmd.reason or "").strip():
         raise InvalidInput(REASON_REQUIRED, field="reason")
     async with db.write() as s:

@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import msgspec
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
 from capacity import registry
 from capacity.audit import Actor
 from capacity.commands import PoolCreate, StatusChange
+from capacity.errors import InvalidInput
 from capacity.models import AuditEntry, Facility
 from capacity.settings import Settings
 from ops.scheduler import JobContext, load_jobs
@@ -85,7 +87,18 @@ async def test_the_job_reopens_at_until_not_before_and_never_a_compromised_locat
     await _set(world, ids["Reduced"], "reduced", hours=3)
     await _set(world, ids["Suspended"], "suspended", hours=4)
     await _set(world, ids["Open-ended"], "suspended")  # no until: until someone changes it
-    await _set(world, ids["Compromised"], "location_compromised", hours=1)
+    await _set(world, ids["Compromised"], "location_compromised")
+    # an `until` kept from before it was refused for this status: never a reopening
+    async with world.db.write() as s:
+        await s.execute(
+            update(Facility)
+            .where(Facility.id == ids["Compromised"])
+            .values(status_until=world.clock.now() + timedelta(hours=1))
+        )
+    for status in ("location_compromised", "open"):  # refused now: it would mean nothing
+        with pytest.raises(InvalidInput) as refused:
+            await _set(world, ids["Open"], status, hours=1)
+        assert refused.value.field == "until"
     jobs = load_jobs()
     spec = jobs["facility_status_lapse"]
     assert spec.seconds <= 60
