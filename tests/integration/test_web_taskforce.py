@@ -598,3 +598,17 @@ async def test_the_figures_are_dated_in_belgian_time(
     hint = re.search(r'<h1>.*?</h1>\s*<p class="hint">(.*?)</p>', page, re.S)
     assert hint and stamp in hint[1], hint and hint[1]
     assert "UTC" not in hint[1] and "2026-01-15" not in hint[1]
+
+
+async def test_the_sorted_column_is_said_once_not_with_its_arrow(
+    client: AsyncClient, world: World
+) -> None:
+    """The sorted column's link read "Saturation ▼": a screen reader said the triangle's name
+    ("black down-pointing triangle") as well as the header's aria-sort."""
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    r = await client.get("/web/taskforce", params={"sort": "saturation", "dir": "desc"})
+    th = re.search(r'<th scope="col" aria-sort="descending">(.*?)</th>', r.text)
+    assert th, r.text
+    assert '<span aria-hidden="true">▼</span>' in th.group(1)
+    assert "▼" not in re.sub(r'<span aria-hidden="true">.*?</span>', "", th.group(1))
