@@ -407,7 +407,7 @@ class TaskforcePageController(Controller):
             )
             if c.nis in in_view or (c.nis == tf.UNKNOWN_AREA and province is None)
         ]
-        unmet.sort(key=lambda u: (u["suppressed"], -(u["count"] or 0), u["name"] or ""))
+        unmet.sort(key=lambda u: (u["suppressed"], -(u["count"] or 0), fold(u["name"] or "")))
         # R37: schemes ending soon, their occupants by segment against free places elsewhere
         # in the area (as /taskforce/redirection, without the aliases: aggregates only here).
         planner = [
