@@ -1381,23 +1381,23 @@ def _visible(page: str) -> str:
     [
         (
             "nl",
-            "min geleden bijgewerkt verouderd",
+            "3 dagen geleden bijgewerkt verouderd",
             "(25-64) · Kinderen: 4",
             "Rolstoeltoegankelijk · Met een huisdier",
         ),
         (
             "de",
-            "Min. aktualisiert veraltet",
+            "vor 3 Tagen aktualisiert veraltet",
             "(25-64) · Kinder: 4",
             "Rollstuhlgerecht · Mit Haustier",
         ),
-        ("fr", "min à mettre à jour", "(25-64) · Enfants", "roulant · Avec un animal"),
+        ("fr", "il y a 3 jours à mettre à jour", "(25-64) · Enfants", "roulant · Avec un animal"),
     ],
 )
 async def test_staff_page_words_do_not_run_together(
     client: AsyncClient, world: World, lang: str, stale: str, children: str, pet: str
 ) -> None:
-    """The staff page drew "updated 2881 min agoout of date" ("aktualisiertveraltet"), "(25-64)·
+    """The staff page drew "updated 4320 min agoout of date" ("aktualisiertveraltet"), "(25-64)·
     Children" and "Wheelchair access· With a pet": the templates' line breaks were trimmed
     away with the tags, so words and separators touched."""
     from datetime import timedelta
