@@ -894,6 +894,9 @@ class WebController(Controller):
             municipalities=_datalist(lang),
             my_holds=[hold_read(v, now) for v in held],
             ended_holds=[hold_read(v, now) for v in ended[:10]],
+            # which household each hold is for (an operator may hold for several): its
+            # composition, as the operator typed it (never a name)
+            households={v.ref: v.household for v in [*held, *ended[:10]] if v.household},
             standing=standing,
             standing_waiting=bool(waiting),
             standing_hours=STANDING_HOURS,

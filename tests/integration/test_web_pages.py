@@ -1506,3 +1506,21 @@ async def test_console_says_before_the_hold_that_an_intake_phone_answers_in_offi
         )  # as an admin's edit does (the search index follows `updated_at`)
     r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
     assert r.status_code == 200 and r.text.count(said) == 1, r.text
+
+
+async def test_the_console_says_which_household_each_held_place_is_for(
+    client: AsyncClient, world: World
+) -> None:
+    """An operator holding places for two households saw two codes and two refuges in
+    "Places you are holding", nothing to tell which was whose: each now shows the
+    household's composition (as typed; never a name)."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    assert r.status_code == 200, r.text
+    r = await client.post("/web/console/hold", data=hold_form(r.text))
+    assert r.status_code == 303, r.text
+    ref = r.headers["location"].rsplit("/", 1)[1]
+    page = _visible((await client.get("/web/console")).text)
+    assert f"{ref} · Refuge Iris · Adults: 1, Children (ages): 4, 13 ·" in page, page
