@@ -298,6 +298,8 @@ def _render(
         carry_form=ctx.pop("carry_form", None),
         _=_,
         lang=lang,
+        # "Label: value": French sets a (narrow, no-break) space before the colon
+        colon=i18n.colon(lang),
         langs=i18n.LANGS,
         lang_names=i18n.LANG_NAMES,
         csrf=ws.data.csrf,

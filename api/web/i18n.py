@@ -39,6 +39,12 @@ def translator(lang: str) -> Callable[[str], str]:
     return gettext
 
 
+def colon(lang: str) -> str:
+    """What goes between a label and its value: French writes a narrow no-break space before
+    the colon ("Adultes : 1"), the other languages none ("Adults: 1")."""
+    return "\u202f:" if lang == "fr" else ":"
+
+
 def negotiate(cookie: str | None, accept_language: str | None) -> str:
     """The language cookie if valid, else the first supported Accept-Language, else French."""
     if cookie in LANGS:

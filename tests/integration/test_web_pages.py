@@ -426,7 +426,12 @@ async def test_operator_console_search_hold_release(client: AsyncClient, world: 
         re.S,
     )
     assert card, "the hold is not on the staff page"
-    for shown in ("Femme (25-64)", "Enfants: 4, 13", "Sans papiers", "Français"):  # FR page
+    for shown in (
+        "Femme (25-64)",
+        "Enfants (âges) : 4, 13",
+        "Sans papiers",
+        "Français",
+    ):  # FR page
         assert shown in " ".join(card.group(0).split()), shown
     await web_sign_in(client, str(w["police"]))
     csrf = csrf_of((await client.get(hold_url)).text)
@@ -1382,13 +1387,13 @@ def _visible(page: str) -> str:
         (
             "nl",
             "3 dagen geleden bijgewerkt verouderd",
-            "(25-64) · Kinderen: 4",
+            "(25-64) · Kinderen (leeftijden): 4",
             "Rolstoeltoegankelijk · Met een huisdier",
         ),
         (
             "de",
             "vor 3 Tagen aktualisiert veraltet",
-            "(25-64) · Kinder: 4",
+            "(25-64) · Kinder (Alter): 4",
             "Rollstuhlgerecht · Mit Haustier",
         ),
         ("fr", "il y a 3 jours à mettre à jour", "(25-64) · Enfants", "roulant · Avec un animal"),
@@ -1495,7 +1500,7 @@ async def test_console_says_before_the_hold_that_an_intake_phone_answers_in_offi
     w = await seed_world(world)
     await web_sign_in(client, str(w["police"]))
     client.headers["Accept-Language"] = "fr"
-    said = "Téléphone d&#39;accueil: heures de bureau uniquement"
+    said = "Téléphone d&#39;accueil\u202f: heures de bureau uniquement"
     r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
     assert r.status_code == 200 and "Refuge Iris" in r.text and said not in r.text
     async with world.db.write() as s:
