@@ -584,6 +584,41 @@ async def update_facility(
         for k, v in _struct_items(cmd)
         if v is not msgspec.UNSET and (v is not None or k in CLEARABLE_FACILITY_FIELDS)
     }
+    try:
+        return await _update_facility(db, facility_id, changes, actor=actor, now=now, cipher=cipher)
+    except _AddressElsewhere as refused:
+        # The refusal says whether the address lies in a municipality: tried for many, that
+        # would locate the refuge without an address read. It is audited like one (its own
+        # transaction: the refused change's rolled back).
+        async with db.write() as s:
+            await audit.record(
+                s,
+                actor=actor,
+                at=now,
+                action="address.compared",
+                object_type="facility",
+                object_id=facility_id,
+                facility_id=facility_id,
+                detail={"municipalityNis": refused.municipality_nis},
+            )
+        raise InvalidInput(str(refused), field="municipalityNis") from None
+
+
+class _AddressElsewhere(Exception):
+    def __init__(self, message: str, municipality_nis: str) -> None:
+        super().__init__(message)
+        self.municipality_nis = municipality_nis
+
+
+async def _update_facility(
+    db: Database,
+    facility_id: int,
+    changes: dict[str, Any],
+    *,
+    actor: Actor,
+    now: datetime,
+    cipher: AddressCipher | None,
+) -> FacilityView:
     async with db.write() as s:
         fac = await s.get(Facility, facility_id, with_for_update=True)  # merges: no lost update
         if fac is None:
@@ -602,13 +637,14 @@ async def update_facility(
                             "This facility has an address: moving it needs the address key.",
                             field="municipalityNis",
                         )
-                    # the message names no part of the address: this is no audited read
+                    # the message names no part of the address, but tells whether it lies
+                    # there: audited (address.compared) by update_facility
                     if _elsewhere(changes["municipality_nis"], cipher.decrypt(row.ciphertext)):
-                        raise InvalidInput(
+                        raise _AddressElsewhere(
                             "The facility's address is not in this municipality. To move the "
                             "facility, set its new address with the municipality: PUT "
                             "/admin/facilities/{id}/address?municipalityNis=….",
-                            field="municipalityNis",
+                            changes["municipality_nis"],
                         )
         _check_window(
             changes.get("valid_from", fac.valid_from), changes.get("planned_end", fac.planned_end)

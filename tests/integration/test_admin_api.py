@@ -785,8 +785,13 @@ async def test_moving_a_facility_to_another_municipality_checks_its_address(
     r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"municipalityNis": "21004"})
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "municipalityNis" and "municipalityNis=" in r.json()["detail"]
-    # the refusal tells how to move it, but names no part of the (unaudited) address
+    # the refusal tells how to move it, but names no part of the address...
     assert "4000" not in r.text and "Liège" not in r.text and "Rue X" not in r.text
+    # ...yet it tells whether the address lies in that municipality: tried for many, it
+    # would locate the refuge with no address read in the audit. It is audited.
+    audit = (await client.get("/admin/audit", headers=h, params={"facilityId": fid})).json()
+    compared = [e for e in audit if e["action"] == "address.compared"]
+    assert compared and compared[0]["detail"] == {"municipalityNis": "21004"}, audit
     got = (await client.get(f"/admin/facilities/{fid}", headers=h)).json()
     assert got["location"]["municipality"]["nis"] == "62063"  # nothing changed
     r = await client.patch(f"/admin/facilities/{fid}", headers=h, json={"alias": "Renamed"})
