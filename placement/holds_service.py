@@ -57,7 +57,8 @@ from placement.rules import (
 
 ADMITTING = frozenset({"open", "reduced"})
 WEBHOOK_EVENTS = frozenset({"hold.declined", "hold.expired", "hold.no_show", "hold.arrived"})
-FREEING = frozenset({"released", "declined", "no_show"})  # transitions that give units back
+# transitions that give units back (a departure frees the occupied units the arrival took)
+FREEING = frozenset({"released", "declined", "no_show", "departed"})
 
 Pause = Callable[[], Awaitable[None]]
 

@@ -288,8 +288,9 @@ class StaffHoldController(Controller):
         db: NamedDependency[Database],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
     ) -> StaffHoldRead:
-        return await _staff(db, ref, "departed", actor, clock)
+        return await _staff(db, ref, "departed", actor, clock, settings=settings)
 
 
 async def _staff(
@@ -304,7 +305,7 @@ async def _staff(
     now = clock.now()
     done = await holds_service.transition_ex(db, ref, target, actor=actor, now=now, reason=reason)
     if settings is not None and done.someone_waiting:
-        # declined, no-show: the place is free again for the oldest standing request
+        # declined, no-show, departed: the place is free again for the oldest standing request
         await standing_service.run_round(db, settings, now=now)
     return staff_hold_read(done.view, now)
 

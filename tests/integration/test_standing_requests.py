@@ -389,3 +389,32 @@ async def test_a_waiting_request_keeps_only_the_hash_of_its_episode_token(
         offered = (await s.execute(select(Hold).where(Hold.ref != held))).scalar_one()
         helpline = offered.requester_operator_id
     assert offered.episode_hash == episode_hash(helpline, token)
+
+
+async def test_a_departure_offers_the_freed_place_to_the_request_in_line(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """A household placed through Abri leaves (``departed``): its room is free again, like
+    after a release or a no-show. The request waiting for such a room got nothing until some
+    other change ran a standing round, and meanwhile the next searcher could take the room."""
+    held = await _fill(client, setup)
+    staff = bearer(setup["staff"])
+    r = await client.post(f"/staff/holds/{held}/arrived", headers=staff)
+    assert r.status_code == 200, r.text
+    first = await client.post(
+        "/standing-requests",
+        json={"search": search(MOTHER_AND_GIRL), "minutes": 600},
+        headers=bearer(setup["helpline"]),
+    )
+    assert first.status_code == 201 and first.json()["state"] == "waiting"
+    r = await client.post(f"/staff/holds/{held}/departed", headers=staff)
+    assert r.status_code == 200 and r.json()["state"] == "departed", r.text
+    r = await client.get(
+        f"/standing-requests/{first.json()['ref']}", headers=bearer(setup["helpline"])
+    )
+    assert r.json()["state"] == "offered", r.json()
+    r = await client.post(
+        "/placements/search", json=search(MOTHER_AND_GIRL), headers=bearer(setup["helpline2"])
+    )
+    assert r.json()["options"] == [], r.json()
+    assert await counters_agree(world.db) == []
