@@ -114,6 +114,8 @@ class HoldView:
     pool_label: str
     unit_kind: str
     intake_phone_24h: bool = True  # R21 (last: the SQL below appends it to its columns)
+    #: when it was marked arrived (read by the lists, ``list_holds``; not by a transition's view)
+    arrived_at: datetime | None = None
 
     def effective_state(self, now: datetime) -> str:
         """A held hold past its deadline is expired, even before the sweeper writes it."""
@@ -159,6 +161,7 @@ _VIEW_COLUMNS = (
     Pool.label,
     Pool.unit_kind,
     Facility.intake_phone_24h,
+    Hold.arrived_at,
 )
 
 

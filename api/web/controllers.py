@@ -662,9 +662,21 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
         )
         if h.effective_state(now) == "held"  # past its deadline: gone, swept or not
     ]
+    # households placed through Abri that are in house: "Departed" frees their units once
+    # (the pool's "-" would leave the hold arrived, and a later departure count them again)
+    in_house = [
+        {
+            "hold": staff_hold_read(h, now),
+            "arrived_text": None if h.arrived_at is None else local_when(h.arrived_at, lang, now),
+        }
+        for h in await holds_service.list_holds(
+            state.db, actor=actor, side="staff", states=["arrived"]
+        )
+    ]
     return {
         "facilities": facilities,
         "holds": holds,
+        "in_house": in_house,
         "issued": None,
         "web_statuses": WEB_STATUSES,
         "status_form": None,
@@ -1233,6 +1245,7 @@ class WebController(Controller):
             "arrived": _("Marked as arrived."),
             "no_show": _("Marked as no-show."),
             "declined": _("Hold declined."),
+            "departed": _("Marked as departed: its places are free again."),
             "revoked": _(
                 "Link revoked: it no longer opens the page, and a session it opened ends."
             ),
@@ -1454,7 +1467,12 @@ class WebController(Controller):
         if stop:
             return stop
         assert actor is not None
-        target = {"arrived": "arrived", "no-show": "no_show", "decline": "declined"}.get(action)
+        target = {
+            "arrived": "arrived",
+            "no-show": "no_show",
+            "decline": "declined",
+            "departed": "departed",
+        }.get(action)
         _ = i18n.translator(_lang(request))
         if target is None:
             return await self._staff_error(request, ws, 404, error=(None, _("Not found.")))
@@ -1467,16 +1485,17 @@ class WebController(Controller):
                 request, ws, 422, error=(None, _("Give a reason for declining."))
             )
         try:
-            await holds_service.transition(
+            done = await holds_service.transition_ex(
                 state.db, ref, target, actor=actor, now=now, reason=reason
             )
-            if target in ("no_show", "declined"):
+            if done.someone_waiting:  # no-show, decline, departure: a place freed
                 await standing_service.run_round(state.db, state.settings, now=now)
         except AbriError as exc:
             return await self._staff_error(
                 request, ws, exc.status, error=(None, _error_text(_, exc))
             )
-        return _redirect(request, ws, f"/web/staff?ok={target}")
+        where = "#in-house-live" if target == "departed" else ""
+        return _redirect(request, ws, f"/web/staff?ok={target}{where}")
 
     @get("/staff/stream")
     async def staff_stream(

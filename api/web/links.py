@@ -56,6 +56,7 @@ NOTICES = {
     "confirmed": "Thank you: marked as still accurate.",
     "arrived": "Marked as arrived.",
     "no_show": "Marked as no-show: the places are free again.",
+    "departed": "Marked as departed: its places are free again.",
 }
 
 
@@ -146,6 +147,21 @@ class LinkPageController(Controller):
             )
             if h.effective_state(now) == "held"
         ]
+        in_house = [
+            {
+                "id": h.id,  # as above: no code, and no household data on this page
+                "pool_label": h.pool_label,
+                "units": h.units,
+                "since": None if h.arrived_at is None else local_when(h.arrived_at, lang, now),
+            }
+            for h in await holds_service.list_holds(
+                state.db,
+                actor=ws.link.actor,
+                side="staff",
+                states=["arrived"],
+                facility_id=ws.link.facility_id,
+            )
+        ]
         ctx = {
             "notice": None,
             "conflict": None,
@@ -162,6 +178,7 @@ class LinkPageController(Controller):
             facility={"alias": fac.alias, "status": fac.status},
             pools=pools,
             arriving=arriving,
+            in_house=in_house,
             **ctx,
         )
 
@@ -324,3 +341,45 @@ class LinkPageController(Controller):
         except AbriError as exc:
             return await self._page(request, ws, exc.status, error=(None, _error_text(_, exc)))
         return _redirect(request, ws, "/web/link?ok=no_show#arriving")
+
+    @post("/holds/{hold_id:int}/departed")
+    async def departed(
+        self, hold_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """A night worker marks a household placed through Abri as gone: the units its arrival
+        took are free again, once (the pool's "-" would leave the hold arrived, and a later
+        departure would free them a second time). No code needed: the household has left. Only
+        holds arrived on the link's own facility; audited as the link's doing."""
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        assert ws.link is not None
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        try:
+            here = await holds_service.list_holds(
+                state.db,
+                actor=ws.link.actor,
+                side="staff",
+                states=["arrived", "departed"],
+                facility_id=ws.link.facility_id,
+            )
+            ref = next((h.ref for h in here if h.id == hold_id), None)
+            if ref is None:  # unknown, or another facility's
+                raise NotFound("No such hold.")
+            done = await holds_service.transition_ex(
+                state.db,
+                ref,
+                "departed",
+                actor=ws.link.actor,
+                now=now,
+                also_audit=links.hold_action_audit(ws.link, ref, "departed"),
+            )
+            if done.someone_waiting:
+                await standing_service.run_round(state.db, state.settings, now=now)
+        except NotFound:
+            return await self._page(request, ws, 404, error=(None, _("Not found.")))
+        except AbriError as exc:
+            return await self._page(request, ws, exc.status, error=(None, _error_text(_, exc)))
+        return _redirect(request, ws, "/web/link?ok=departed#in-house-live")

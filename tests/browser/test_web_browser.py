@@ -553,3 +553,64 @@ def test_minutes_left_count_down_between_redraws(browser: Any, server: dict[str,
     finally:
         staff.context.close()
         httpx.post(f"{base}/holds/{ref}/release", headers=police)
+
+
+def test_staff_mark_a_household_in_house_as_departed_on_a_phone(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """A family placed through Abri arrives (marked by a colleague's system) while the staff
+    page is open on a 360 px phone: it appears under "In house" without a reload; "Departed"
+    asks first, naming the code, frees its room and takes it off the list."""
+    import httpx
+
+    base = server["base"]
+    pool = server["sch"].pools[0]
+    staff = _page(browser, 360, 780)
+    _sign_in(staff, base, server["staff"])
+    wait_js(staff, "document.documentElement.dataset.live === 'on'")
+    with httpx.Client(base_url=base) as api:
+        r = api.post(
+            "/holds",
+            json={"poolRef": pool.ref, "need": "ipv",
+                  "household": {"adults": [{"gender": "female"}],
+                                "children": [{"age": 7, "gender": "male"}]}},
+            headers={"Authorization": f"Bearer {server['helpline']}",
+                     "Idempotency-Key": "browser-departure-1"},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        ref = r.json()["ref"]
+        staff.locator(f"#hold-{ref}").wait_for(state="visible", timeout=10000)
+        r = api.post(
+            f"/staff/holds/{ref}/arrived",
+            headers={"Authorization": f"Bearer {server['staff']}"},
+        )
+        assert r.status_code == 200, r.text
+    card = staff.locator(f"#in-house-{ref}")
+    card.wait_for(state="visible", timeout=10000)  # redrawn live, no reload
+    assert staff.locator(f"#hold-{ref}").count() == 0
+    text = card.inner_text()
+    assert "Refuge Nord" in text and "Family rooms" in text and "arrived " in text, text
+    assert "Children: 7 (Boy)" in text, text
+    figures = staff.locator(f"#figures-{pool.id}")
+    assert figures.inner_text().startswith("1 occupied, 0 held"), figures.inner_text()
+    # fits the phone: no sideways scrolling, the button a thumb's size
+    assert staff.evaluate("document.documentElement.scrollWidth") <= 360
+    button = card.get_by_role("button", name=f"Departed ({ref})")
+    box = button.bounding_box()
+    assert box and box["height"] >= 44, box
+    card.scroll_into_view_if_needed()
+    _shot(staff, "staff-in-house-360")
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    staff.once("dialog", accept)
+    button.click()
+    staff.wait_for_load_state()
+    assert asked and ref in asked[0] and "departed" in asked[0], asked
+    assert staff.locator("#notice").inner_text() == "Marked as departed: its places are free again."
+    assert staff.locator(f"#in-house-{ref}").count() == 0
+    assert staff.locator(f"#figures-{pool.id}").inner_text().startswith("0 occupied, 0 held")
+    staff.context.close()

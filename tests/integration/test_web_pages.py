@@ -167,6 +167,7 @@ async def test_every_post_needs_the_csrf_token(client: AsyncClient, world: World
         ("/web/sign-out", {}),
         ("/web/lang", {"lang": "nl"}),
         ("/web/staff/holds/AB-1234/arrived", {}),
+        ("/web/staff/holds/AB-1234/departed", {}),
         (f"/web/staff/facilities/{pool.facility_id}/links", {"label": "Sam", "hours": "12"}),
         ("/web/staff/links/1/revoke", {}),
         (
@@ -754,10 +755,11 @@ async def test_no_address_on_any_page_an_operator_can_reach(
     address either."""
     await world.operator("Refuges Secrets", "shelter_operator")
     needles: list[str] = []
+    canary_pools = []
     for i, nis in enumerate(("21009", "21004", "62063")):
         addr, found = canary_address()
         needles += found
-        await world.facility(
+        view = await world.facility(
             "Refuges Secrets",
             f"Canary {i}",
             municipality=nis,
@@ -767,6 +769,7 @@ async def test_no_address_on_any_page_an_operator_can_reach(
                 PoolCreate(label="Rooms", unit_kind="family_room", places_per_unit=4, units_total=2)
             ],
         )
+        canary_pools.append(view.pools[0])
     await world.operator("Line", "helpline")
     await world.operator("Zone", "police")
     tokens = {
@@ -838,6 +841,22 @@ async def test_no_address_on_any_page_an_operator_can_reach(
     client.cookies.clear()
     await web_sign_in(client, tokens["staff"])
     check(await client.get("/web/staff"))
+    # a household placed through Abri is in house: listed with "Departed", which is sent
+    r = await client.post(
+        "/holds",
+        json={"poolRef": canary_pools[0].ref, "need": "ipv",
+              "household": {"adults": [{"gender": "female"}]}},
+        headers={**bearer(tokens["helpline"]), "Idempotency-Key": "canary-in-house"},
+    )  # fmt: skip
+    ref = r.json()["ref"]
+    check(await client.post(f"/staff/holds/{ref}/arrived", headers=bearer(tokens["staff"])))
+    page = await client.get("/web/staff")
+    check(page)
+    assert f'id="in-house-{ref}"' in page.text
+    done = await client.post(f"/web/staff/holds/{ref}/departed", data={"csrf": csrf_of(page.text)})
+    check(done)
+    check(await client.get(done.headers["location"]))
+    check(await client.post(f"/web/staff/holds/{ref}/departed", data={"csrf": csrf_of(page.text)}))
     assert len(seen) > 30
 
 

@@ -215,6 +215,15 @@
               old.replaceWith(neu);
             }
           });
+          /* who is in house (an arrival, a departure): redrawn whole, unless it holds the
+             focus (a "Departed" being pressed) */
+          document.querySelectorAll("[data-redraw][id]").forEach(function (old) {
+            var neu = doc.getElementById(old.id);
+            if (neu && !old.contains(document.activeElement)) {
+              carry(old, neu);
+              old.replaceWith(neu);
+            }
+          });
           /* what was redrawn says the time left as this page counts it, at once (not at the
              next tick, up to 15 s later, with the server's rounding) */
           minutesLeftNow();
