@@ -590,7 +590,7 @@ def test_staff_mark_a_household_in_house_as_departed_on_a_phone(
     assert staff.locator(f"#hold-{ref}").count() == 0
     text = card.inner_text()
     assert "Refuge Nord" in text and "Family rooms" in text and "arrived " in text, text
-    assert "Children: 7 (Boy)" in text, text
+    assert "Children (ages): 7 (Boy)" in text, text
     figures = staff.locator(f"#figures-{pool.id}")
     assert figures.inner_text().startswith("1 occupied, 0 held"), figures.inner_text()
     # fits the phone: no sideways scrolling, the button a thumb's size

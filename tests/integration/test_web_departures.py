@@ -84,7 +84,7 @@ async def test_staff_see_who_is_in_house_and_departed_frees_the_units_once(
     assert card, page.text
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", card.group(0)))
     assert ref in text and "Refuge Iris" in text and "Family rooms" in text
-    assert "1 place(s)" in text and "Woman (25-64)" in text and "Children: 6 (Girl)" in text
+    assert "1 place(s)" in text and "Woman (25-64)" in text and "Children (ages): 6 (Girl)" in text
     when = local_when(arrived_at, "en", world.clock.now())  # Belgian time
     assert f"arrived {when}" in text, text
     assert f'data-confirm="Mark {ref} as departed? Its places count as free from now on."' in (
@@ -238,3 +238,34 @@ async def test_a_night_worker_marks_a_departure_on_the_link_page(
         ).all()
     assert sorted(actions) == ["hold.departed", "staff_link.hold_departed"]
     assert await counters_agree(world.db) == []
+
+
+async def test_a_long_in_house_list_comes_folded_so_the_counts_stay_in_reach(
+    client: AsyncClient, world: World
+) -> None:
+    """With 11 households in house (the demo), the list pushed the pools' counts ~1,900 px
+    down a phone: the staff page's main task moved out of reach. Up to 3 are shown; more come
+    folded under "Show the N households" (a native <details>: no script needed)."""
+    from capacity.commands import PoolCreate
+
+    w = await seed_world(world)
+    beds = await world.facility(
+        "Refuges Solidaires", "Refuge Lits", pools=[PoolCreate(label="Beds", units_total=10)]
+    )
+    staff, line = bearer(str(w["staff"])), bearer(str(w["helpline"]))
+    await web_sign_in(client, str(w["staff"]))
+    client.headers["Accept-Language"] = "en"
+    for i in range(4):
+        r = await client.post(
+            "/holds",
+            json={"poolRef": beds.pools[0].ref, "need": "ipv", "household": MOTHER_AND_GIRL},
+            headers={**line, "Idempotency-Key": f"in-house-fold-{i}"},
+        )
+        assert r.status_code == 201, r.text
+        r = await client.post(f"/staff/holds/{r.json()['ref']}/arrived", headers=staff)
+        assert r.status_code == 200, r.text
+        page = (await client.get("/web/staff")).text
+        folded = re.search(r'<details id="in-house-list"( open)?>', page)
+        assert folded, page
+        assert (folded.group(1) is None) == (i >= 3), (i, folded.group(0))
+    assert "Show the 4 households" in page

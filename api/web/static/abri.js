@@ -95,6 +95,11 @@
         d.open = true;
       }
     });
+    /* a list the user opened or folded (a long one comes folded) stays as it was */
+    current.querySelectorAll("details[id]").forEach(function (d) {
+      var twin = byId(fresh, d.id);
+      if (twin) twin.open = d.open;
+    });
     current.querySelectorAll('[role="alert"][id]').forEach(function (err) {
       if (byId(fresh, err.id)) return;
       var field = current.querySelector('[aria-describedby~="' + err.id + '"]');
