@@ -12,6 +12,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, JSONBody, Parameter, QueryParameter
 from sqlalchemy import select, update
 
+from api import audit_query
 from api.admin.schemas import (
     FACILITY_EXAMPLE,
     AlertRead,
@@ -32,12 +33,19 @@ from api.admin.schemas import (
     WebhookSet,
     operator_read,
 )
+from api.audit_query import (
+    HoldRefParam,
+    ObjectIdParam,
+    ObjectTypeParam,
+    SinceParam,
+    UntilParam,
+)
 from api.auth import requires_admin
 from api.routing import delete, get, patch, post, put
 from api.schemas import PoolRead, pool_read
 from api.staff.schemas import FacilityDetail, facility_detail, landline_warnings
 from api.taskforce.schemas import tf_area
-from capacity import health_rules, registry
+from capacity import audit, health_rules, registry
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.commands import (
@@ -55,7 +63,7 @@ from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
 from capacity.errors import InvalidInput, NotFound
 from capacity.importer import import_csv
-from capacity.models import Alert, AuditEntry
+from capacity.models import Alert
 from capacity.settings import Settings
 from capacity.templates import TEMPLATES
 from clients import webhooks
@@ -403,7 +411,18 @@ class AdminController(Controller):
         return pool_read(pool, view.facility, settings, now)
 
     # ---------------------------------------------------------------- audit and alerts
-    @get("/audit", summary="The audit log, newest first")
+    @get(
+        "/audit",
+        summary="The audit log, newest first",
+        description=(
+            "Every entry says who (`actorOperatorId` and `actorOperator`, `actorRole`, "
+            "`actorTokenId`; a night-worker link's entries have role `link` and the "
+            "link's id as `objectId`), what (`action`), when (`at`, UTC) and on what "
+            "(`objectType`, `objectId`, `facilityId`). Filters combine. Newest first: to page "
+            "back, pass the `id` of the last entry seen as `beforeId` (entries written "
+            "meanwhile do not shift the pages)."
+        ),
+    )
     async def audit_log(
         self,
         db: NamedDependency[Database],
@@ -418,6 +437,15 @@ class AdminController(Controller):
                 "`GET /admin/tokens`",
             ),
         ] = None,
+        operator_id: Annotated[
+            int | None,
+            QueryParameter(name="operatorId", ge=1, description="what one operator's people did"),
+        ] = None,
+        hold_ref: HoldRefParam = None,
+        object_type: ObjectTypeParam = None,
+        object_id: ObjectIdParam = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
         before_id: Annotated[
             int | None,
             QueryParameter(
@@ -426,22 +454,29 @@ class AdminController(Controller):
         ] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> list[AuditRead]:
-        async with db.read() as s:
-            q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-            if facility_id is not None:
-                q = q.where(AuditEntry.facility_id == facility_id)
-            if token_id is not None:
-                q = q.where(AuditEntry.actor_token_id == token_id)
-            if before_id is not None:
-                q = q.where(AuditEntry.id < before_id)
-            if action is not None:
-                q = q.where(AuditEntry.action == action)
-            rows = (await s.scalars(q)).all()
+        start, end = audit_query.window(since, until)
+        rows = await audit.entries(
+            db,
+            audit.Filter(
+                facility_id=facility_id,
+                action=action,
+                token_id=token_id,
+                operator_id=operator_id,
+                object_type=object_type,
+                object_id=object_id,
+                hold_ref=audit_query.hold_ref(hold_ref),
+                since=start,
+                until=end,
+                before_id=before_id,
+            ),
+            limit=limit,
+        )
         return [
             AuditRead(
                 id=r.id,
                 at=r.at,
                 actor_operator_id=r.actor_operator_id,
+                actor_operator=name,
                 actor_token_id=r.actor_token_id,
                 actor_role=r.actor_role,
                 action=r.action,
@@ -450,7 +485,7 @@ class AdminController(Controller):
                 facility_id=r.facility_id,
                 detail=r.detail,
             )
-            for r in rows
+            for r, name in rows
         ]
 
     @get("/alerts", summary="Alerts for admins (e.g. location compromised)")

@@ -73,6 +73,7 @@ class AuditRead(Out, kw_only=True):
     id: int
     at: datetime
     actor_operator_id: int | None
+    actor_operator: str | None  # its name (None: the command line or a scheduled job)
     actor_token_id: int | None  # which token (None: the command line or a scheduled job)
     actor_role: str | None
     action: str

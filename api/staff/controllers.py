@@ -11,6 +11,8 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter
 
+from api import audit_query
+from api.audit_query import HoldRefParam, SinceParam, UntilParam
 from api.auth import requires_staff_or_admin, staff_scope
 from api.routing import get, post, put
 from api.schemas import PoolRead, pool_read
@@ -250,6 +252,7 @@ class StaffController(Controller):
         description=(
             "Who read its address, changed its status, rules or counts, issued or used a "
             "night-worker link, held a place there and what became of each hold (R28). "
+            "Filters combine (`from`/`to` for a time, `holdRef` for one hold). "
             "To page back, pass the `id` of the last entry seen as `beforeId`."
         ),
     )
@@ -259,12 +262,26 @@ class StaffController(Controller):
         db: NamedDependency[Database],
         actor: NamedDependency[Actor],
         action: Annotated[str | None, Parameter(max_length=64)] = None,
+        hold_ref: HoldRefParam = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
         before_id: Annotated[int | None, Parameter(query="beforeId", ge=1)] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
     ) -> list[StaffAuditRead]:
+        start, end = audit_query.window(since, until)
+        ref = audit_query.hold_ref(hold_ref)
         await registry.get_facility(db, facility_id, operator_scope=staff_scope(actor))  # 404
-        rows = await audit.facility_entries(
-            db, facility_id, action=action, before_id=before_id, limit=limit
+        rows = await audit.entries(
+            db,
+            audit.Filter(
+                facility_id=facility_id,
+                action=action,
+                hold_ref=ref,
+                since=start,
+                until=end,
+                before_id=before_id,
+            ),
+            limit=limit,
         )
         return [
             StaffAuditRead(
