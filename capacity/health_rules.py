@@ -28,6 +28,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from capacity import audit
 from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
+from capacity.clock import utc_iso
 from capacity.commands import UNTIL_IN_PAST, check_future
 from capacity.db import Database
 from capacity.errors import InvalidInput, NotFound, UnknownArea
@@ -127,7 +128,7 @@ async def set_condition(
                         "condition": condition,
                         "reason": reason,
                         "new": created,
-                        "until": None if until is None else until.isoformat(),
+                        "until": None if until is None else utc_iso(until),
                     },
                 )
             return _view(row), created
@@ -193,7 +194,7 @@ async def lapse_due(db: Database, *, now: datetime) -> list[tuple[str, str]]:
                 action="health_condition.lapsed",
                 object_type="area",
                 object_id=area_nis,
-                detail={"condition": condition, "until": until.isoformat()},
+                detail={"condition": condition, "until": utc_iso(until)},
             )
     return sorted((a, c) for a, c, _u in gone)
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from capacity import audit, health_rules
 from capacity.areas import Municipality, areas, local_name
 from capacity.audit import Actor
+from capacity.clock import utc_iso
 from capacity.commands import (
     CLEARABLE_FACILITY_FIELDS,
     UNTIL_IN_PAST,
@@ -561,7 +562,7 @@ def _camel(d: dict[str, Any]) -> dict[str, Any]:
         head, *rest = k.split("_")
         key = head + "".join(x.capitalize() for x in rest)
         out[key] = (
-            v.isoformat()
+            utc_iso(v)
             if isinstance(v, datetime)
             else (policy_to_json(v) if isinstance(v, AccessPolicy) else v)
         )
@@ -759,8 +760,8 @@ async def extend_schemes(
                 object_id=fac.id,
                 facility_id=fac.id,
                 detail={
-                    "from": previous.isoformat(),
-                    "to": planned_end.isoformat(),
+                    "from": utc_iso(previous),
+                    "to": utc_iso(planned_end),
                     "extensions": fac.extensions,
                 },
             )
@@ -822,7 +823,7 @@ async def set_status(
                 "from": previous,
                 "to": cmd.status,
                 "reason": cmd.reason,
-                "until": cmd.until.isoformat() if cmd.until else None,
+                "until": utc_iso(cmd.until) if cmd.until else None,
             },
         )
         if cmd.status == "location_compromised" and previous != "location_compromised":
@@ -902,7 +903,7 @@ async def lapse_due_statuses(
                 object_type="facility",
                 object_id=r.id,
                 facility_id=r.id,
-                detail={"from": r.status, "until": r.status_until.isoformat()},
+                detail={"from": r.status, "until": utc_iso(r.status_until)},
             )
     return sorted(reopened)
 

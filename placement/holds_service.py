@@ -683,7 +683,7 @@ class _Ask:
         return {
             "units": units,
             "poolId": place.pool_id,
-            "deadline": deadline.isoformat(),
+            "deadline": utc_iso(deadline),
             "need": self.need,
         }
 
@@ -1148,7 +1148,7 @@ async def extend(
                 object_type="hold",
                 object_id=ref,
                 facility_id=old.facility_id,
-                detail={"deadline": new_deadline.isoformat(), "extension": old.extensions + 1},
+                detail={"deadline": utc_iso(new_deadline), "extension": old.extensions + 1},
             )
             await _event(
                 tx,

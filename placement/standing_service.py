@@ -188,7 +188,7 @@ async def create(
                     action="standing.created",
                     object_type="standing_request",
                     object_id=ref,
-                    detail={"deadline": deadline.isoformat(), "need": request.need},
+                    detail={"deadline": utc_iso(deadline), "need": request.need},
                 )
             break
         except IntegrityError:

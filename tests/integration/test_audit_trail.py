@@ -123,3 +123,47 @@ async def test_a_hold_marked_arrived_through_a_night_workers_link_names_the_link
         ("hold.arrived", "hold", "link"),
         ("hold.created", "hold", "helpline"),
     ]
+
+
+async def test_every_instant_in_an_audit_entry_is_written_as_its_at_is(
+    client: AsyncClient, world: World
+) -> None:
+    """`at` reads 2026-01-17T01:13:00Z but the instants in `detail` (a hold's deadline, a
+    status's `until`, a scheme's planned end, a health condition's end) read
+    2026-01-17T05:13:00+00:00: an inspector comparing them, or a script matching the hold's
+    `deadline` in its own answer against its audit entry, saw two formats for one instant."""
+    w = await _setting(world)
+    fid = w["refuge"].facility.id
+    world.clock.set(datetime(2026, 1, 17, 1, 13, tzinfo=UTC))
+    ref = await _hold(client, w, "audit-format-0001")
+    world.clock.advance(minutes=60)
+    extended = await client.post(f"/holds/{ref}/extend", headers=w["police"])
+    assert extended.status_code == 200, extended.text
+    until = {"status": "reduced", "reason": "a wing closed", "until": "2026-01-20T09:00:00+01:00"}
+    r = await client.put(f"/staff/facilities/{fid}/status", headers=w["staff"], json=until)
+    assert r.status_code == 200, r.text
+    r = await client.patch(
+        f"/admin/facilities/{fid}", headers=w["admin"], json={"plannedEnd": "2026-03-31T22:00:00Z"}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.put(
+        "/admin/health-conditions/21000/negative_test",
+        headers=w["admin"],
+        json={"reason": "epidemic", "until": "2026-02-28T23:00:00+01:00"},
+    )
+    assert r.status_code in (200, 201), r.text
+
+    entries = (await client.get("/admin/audit", headers=w["admin"])).json()
+    instants = {
+        (e["action"], key): value
+        for e in entries
+        for key, value in (e["detail"] or {}).items()
+        if isinstance(value, str) and value[:4].isdigit() and "T" in value
+    }
+    assert instants[("hold.extended", "deadline")] == extended.json()["deadline"]
+    assert instants[("facility.status", "until")] == "2026-01-20T08:00:00Z"
+    assert instants[("facility.update", "plannedEnd")] == "2026-03-31T22:00:00Z"
+    assert instants[("health_condition.set", "until")] == "2026-02-28T22:00:00Z"
+    created = next(e for e in entries if e["action"] == "hold.created")
+    assert created["detail"]["deadline"] == "2026-01-17T02:43:00Z"  # police: 90 minutes
+    assert all(v.endswith("Z") for v in instants.values()), instants

@@ -60,7 +60,7 @@ async def test_a_cpas_hold_deadline_is_written_in_utc_like_every_time(
         entry = (
             await s.scalars(select(AuditEntry).where(AuditEntry.action == "hold.created"))
         ).one()
-    assert entry.detail is not None and entry.detail["deadline"] == "2026-12-05T08:00:00+00:00"
+    assert entry.detail is not None and entry.detail["deadline"] == "2026-12-05T08:00:00Z"
 
 
 async def test_a_cpas_hold_made_just_before_nine_is_not_over_in_minutes(

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from capacity import registry
 from capacity.audit import Actor
+from capacity.clock import utc_iso
 from capacity.commands import PoolCreate, StatusChange
 from capacity.errors import InvalidInput
 from capacity.models import AuditEntry, Facility
@@ -127,7 +128,7 @@ async def test_the_job_reopens_at_until_not_before_and_never_a_compromised_locat
         ids["Closed"],
     )
     assert entry.object_type == "facility" and entry.object_id == str(ids["Closed"])
-    assert entry.detail == {"from": "closed_to_admissions", "until": closed_at.isoformat()}
+    assert entry.detail == {"from": "closed_to_admissions", "until": utc_iso(closed_at)}
     # the search index notices (facilities' updated_at is in its stamp) and offers it again
     await cache._reload()
     assert cache._index is not index

@@ -142,7 +142,7 @@ async def test_staff_close_a_place_with_a_reason_and_an_end_then_reopen_it(
         "from": "open",
         "to": "closed_to_admissions",
         "reason": "Water damage",
-        "until": "2026-01-16T17:00:00+00:00",  # 18:00 in Brussels (CET) is 17:00 UTC
+        "until": "2026-01-16T17:00:00Z",  # 18:00 in Brussels (CET) is 17:00 UTC
     }
     status, reason, until = await _api_status(client, staff, fid)
     assert (status, reason) == ("closed_to_admissions", "Water damage")
