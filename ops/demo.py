@@ -16,11 +16,11 @@ from sqlalchemy import insert, select, update
 from capacity import registry
 from capacity.areas import areas
 from capacity.audit import CLI
-from capacity.clock import Clock, SystemClock
+from capacity.clock import Clock, SystemClock, utc_iso
 from capacity.commands import FacilityCreate, PoolCreate, StatusChange
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
-from capacity.models import Facility, Hold, Operator, Pool, UnmetDemand
+from capacity.models import AuditEntry, Facility, Hold, Operator, Pool, UnmetDemand
 from capacity.templates import TEMPLATES
 from placement.policy import AccessPolicy, patch_of, policy_to_json
 
@@ -237,11 +237,9 @@ async def load_demo(
         now=now,
     )
 
-    if history_days > 0:
-        await _history(db, rng, now, ids, days=history_days)
-    await _example_place(db, now)
-
     tokens: dict[str, str] = {}
+    token_ids: dict[tuple[int, str], int] = {}  # (operator, role): the demo token it acts with
+    issued = now - timedelta(days=history_days, hours=1)  # before the past week it acted in
     for role, operator in [
         ("admin", "Abri administration"),
         ("staff", "Refuges Solidaires asbl"),
@@ -249,14 +247,73 @@ async def load_demo(
         ("police", "Zone de police Bruxelles-Capitale Ixelles"),
         ("taskforce", "Task force hébergement d'urgence"),
     ]:
-        clear, _ = await registry.create_token(
-            db, operator=operator, role=role, actor=CLI, now=now, label="demo"
+        clear, tok = await registry.create_token(
+            db, operator=operator, role=role, actor=CLI, now=issued, label="demo"
         )
         tokens[role] = clear
+        token_ids[(tok.operator_id, role)] = tok.id
+
+    if history_days > 0:
+        await _history(db, rng, now, ids, days=history_days, token_ids=token_ids)
+    await _example_place(db, now)
     return tokens
 
 
 # --------------------------------------------------------------------------- a past week
+
+
+def _hold_audit(
+    h: dict[str, Any], facility_operator: dict[int, int], token_ids: dict[tuple[int, str], int]
+) -> list[dict[str, Any]]:
+    """The entries a history hold would have left, with the details the services write."""
+
+    def entry(at: datetime, operator_id: int | None, role: str, action: str, detail: Any) -> Any:
+        return {
+            "at": at,
+            "actor_operator_id": operator_id,
+            "actor_token_id": None if operator_id is None else token_ids.get((operator_id, role)),
+            "actor_role": role,
+            "action": action,
+            "object_type": "hold",
+            "object_id": h["ref"],
+            "facility_id": h["facility_id"],
+            "detail": detail,
+        }
+
+    requester = (h["requester_operator_id"], h["requester_kind"])  # helpline or police roles
+    state, units = h["state"], h["units"]
+    out = [
+        entry(
+            h["created_at"],
+            *requester,
+            "hold.created",
+            {
+                "units": units,
+                "poolId": h["pool_id"],
+                "deadline": utc_iso(h["deadline"]),
+                "need": h["need"],
+            },
+        )
+    ]
+    moved = {"units": units, "reason": h["close_reason"], "from": "held"}
+    if state == "expired":
+        out.append(
+            entry(
+                h["closed_at"],
+                None,
+                "system",
+                "hold.expired",
+                {"units": units, "poolId": h["pool_id"]},
+            )
+        )
+    elif state == "released":
+        out.append(entry(h["closed_at"], *requester, "hold.released", moved))
+    else:
+        at = h["arrived_at"] if state == "arrived" else h["closed_at"]
+        staff = facility_operator[h["facility_id"]]
+        out.append(entry(at, staff, "staff", f"hold.{state}", moved))
+    return out
+
 
 _NEEDS = (("ipv", 50), ("family_violence", 12), ("sexual_violence", 8), ("homelessness", 25))
 _OUTCOMES = (("arrived", 55), ("released", 15), ("declined", 10), ("expired", 12), ("no_show", 8))
@@ -291,13 +348,22 @@ def _household(rng: random.Random) -> tuple[dict[str, Any], dict[str, bool], str
 
 
 async def _history(
-    db: Database, rng: random.Random, now: datetime, facility_ids: list[int], *, days: int
+    db: Database,
+    rng: random.Random,
+    now: datetime,
+    facility_ids: list[int],
+    *,
+    days: int,
+    token_ids: dict[tuple[int, str], int] | None = None,
 ) -> None:
     """A plausible past: closed holds (arrived, released, declined, expired, no-show) and
     searches that found no place over the last ``days`` days, and saturation snapshots every
     six hours from pools whose occupancy wandered, so the task-force trend, unmet-demand
     table and briefing are not empty. Pool counts end exactly as the world above set them,
-    and no hold is left active (``counters_agree`` holds)."""
+    and no hold is left active (``counters_agree`` holds). Each hold is in the audit log as
+    a real one is: created by its requester (with the demo token where that operator has one),
+    then arrived, declined or no-show by the facility's staff, released by the requester or
+    expired at its deadline by Abri, so a facility's audit tells its past week too."""
     from capacity import snapshots
     from capacity.settings import Settings
     from placement.refcode import new_code
@@ -316,6 +382,7 @@ async def _history(
                     Pool.units_total,
                     Pool.units_occupied,
                     Facility.municipality_nis,
+                    Facility.operator_id,
                 )
                 .join(Facility, Facility.id == Pool.facility_id)
                 .where(Pool.facility_id.in_(facility_ids))
@@ -332,6 +399,8 @@ async def _history(
             state = _pick(rng, _OUTCOMES)
             household, segments, _shape = _household(rng)
             closed = created + timedelta(minutes=rng.randint(15, 85))
+            if state == "expired":
+                closed = created + timedelta(minutes=90)  # at its deadline, not before
             holds.append(
                 {
                     "ref": new_code(),
@@ -373,9 +442,13 @@ async def _history(
                     "episode_hash": None,
                 }
             )
+    facility_operator = {p.facility_id: p.operator_id for p in pools}
+    entries = [e for h in holds for e in _hold_audit(h, facility_operator, token_ids or {})]
+    entries.sort(key=lambda e: e["at"])  # ids in the order things happened
     async with db.write() as s:
         await s.execute(insert(Hold), holds)
         await s.execute(insert(UnmetDemand), unmet)
+        await s.execute(insert(AuditEntry), entries)
 
     # Snapshots every 6 hours: occupancy wanders around today's figures, then is put back.
     settings = Settings(database_url=db.url)

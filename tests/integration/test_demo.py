@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from capacity import taskforce_service as tf
 from capacity.areas import areas
 from capacity.availability import freshness, stale_threshold
 from capacity.db import Database
-from capacity.models import Facility, Hold, Pool, SaturationRun, UnmetDemand
+from capacity.models import AuditEntry, Facility, Hold, Pool, SaturationRun, UnmetDemand
 from capacity.phones import fixed_line_zone
 from capacity.settings import DEFAULT_STALE_MINUTES
 from ops.demo import load_demo
@@ -80,6 +81,43 @@ async def test_demo_world_has_a_past_week(world: World, tmp_path: Path) -> None:
         world.db, k=3, level="country", start=now - timedelta(days=7), end=now
     )
     assert demand[0].figures is not None and demand[0].figures["requested"] == len(holds)
+
+    # R28: every hold of that past is in the audit log, as a real one would be
+    async with world.db.read() as s:
+        past = (
+            await s.execute(
+                select(Hold.ref, Hold.state, Hold.facility_id, Hold.created_at, Hold.closed_at)
+            )
+        ).all()
+        rows = (
+            await s.execute(
+                select(
+                    AuditEntry.object_id,
+                    AuditEntry.action,
+                    AuditEntry.at,
+                    AuditEntry.actor_role,
+                    AuditEntry.facility_id,
+                    AuditEntry.actor_token_id,
+                ).where(AuditEntry.object_type == "hold")
+            )
+        ).all()
+    by_ref: dict[str, list[Any]] = {}
+    for r in rows:
+        by_ref.setdefault(r.object_id, []).append(r)
+    for h in past:
+        created, ended = sorted(by_ref[h.ref], key=lambda r: r.at)
+        assert (created.action, created.at, created.facility_id) == (
+            "hold.created",
+            h.created_at,
+            h.facility_id,
+        )
+        assert created.actor_role in ("helpline", "police")
+        assert ended.action == f"hold.{h.state}"
+        expected_role = {"expired": "system", "released": created.actor_role}.get(h.state, "staff")
+        assert ended.actor_role == expected_role
+        if h.closed_at is not None:
+            assert ended.at == h.closed_at
+    assert any(r.actor_token_id is not None for r in rows)  # the demo tokens acted too
 
     bare = Database(f"sqlite+aiosqlite:///{tmp_path / 'bare.db'}")
     await asyncio.to_thread(migrate.upgrade, bare.url)
