@@ -308,39 +308,7 @@ class LinkPageController(Controller):
     ) -> Response[Any]:
         """A night worker frees the places of a household that did not come (no code needed:
         they are not there to give it). Only holds held on the link's own facility."""
-        ws, stop = await _link_guard(request)
-        if stop:
-            return stop
-        assert ws.link is not None
-        state = request.app.state
-        now = state.clock.now()
-        _ = i18n.translator(_lang(request))
-        try:
-            held = await holds_service.list_holds(
-                state.db,
-                actor=ws.link.actor,
-                side="staff",
-                states=["held"],
-                facility_id=ws.link.facility_id,
-            )
-            ref = next((h.ref for h in held if h.id == hold_id), None)
-            if ref is None:
-                raise NotFound("No such hold.")
-            done = await holds_service.transition_ex(
-                state.db,
-                ref,
-                "no_show",
-                actor=ws.link.actor,
-                now=now,
-                also_audit=links.hold_action_audit(ws.link, ref, "no_show"),
-            )
-            if done.someone_waiting:
-                await standing_service.run_round(state.db, state.settings, now=now)
-        except NotFound:
-            return await self._page(request, ws, 404, error=(None, _("Not found.")))
-        except AbriError as exc:
-            return await self._page(request, ws, exc.status, error=(None, _error_text(_, exc)))
-        return _redirect(request, ws, "/web/link?ok=no_show#arriving")
+        return await self._hold_action(request, hold_id, "no_show", ["held"], "#arriving")
 
     @post("/holds/{hold_id:int}/departed")
     async def departed(
@@ -350,6 +318,21 @@ class LinkPageController(Controller):
         took are free again, once (the pool's "-" would leave the hold arrived, and a later
         departure would free them a second time). No code needed: the household has left. Only
         holds arrived on the link's own facility; audited as the link's doing."""
+        return await self._hold_action(
+            request, hold_id, "departed", ["arrived", "departed"], "#in-house-live"
+        )
+
+    async def _hold_action(
+        self,
+        request: Request[Any, Any, Any],
+        hold_id: int,
+        to: str,
+        states: list[str],
+        anchor: str,
+    ) -> Response[Any]:
+        """``to`` for the hold ``hold_id`` of the link's own facility, if it is in one of
+        ``states`` (else 404, as for another facility's); audited as the link's doing, and a
+        place it frees goes to the request in line."""
         ws, stop = await _link_guard(request)
         if stop:
             return stop
@@ -362,7 +345,7 @@ class LinkPageController(Controller):
                 state.db,
                 actor=ws.link.actor,
                 side="staff",
-                states=["arrived", "departed"],
+                states=states,
                 facility_id=ws.link.facility_id,
             )
             ref = next((h.ref for h in here if h.id == hold_id), None)
@@ -371,10 +354,10 @@ class LinkPageController(Controller):
             done = await holds_service.transition_ex(
                 state.db,
                 ref,
-                "departed",
+                to,  # type: ignore[arg-type]
                 actor=ws.link.actor,
                 now=now,
-                also_audit=links.hold_action_audit(ws.link, ref, "departed"),
+                also_audit=links.hold_action_audit(ws.link, ref, to),
             )
             if done.someone_waiting:
                 await standing_service.run_round(state.db, state.settings, now=now)
@@ -382,4 +365,4 @@ class LinkPageController(Controller):
             return await self._page(request, ws, 404, error=(None, _("Not found.")))
         except AbriError as exc:
             return await self._page(request, ws, exc.status, error=(None, _error_text(_, exc)))
-        return _redirect(request, ws, "/web/link?ok=departed#in-house-live")
+        return _redirect(request, ws, f"/web/link?ok={to}{anchor}")
