@@ -111,6 +111,11 @@ def handle_abri_error(request: Request[Any, Any, Any], exc: AbriError) -> Respon
         headers["ETag"] = f'"{exc.extra["version"]}"'
     if exc.status >= 500:
         log.error("service_error", code=exc.code)
+    current = exc.extra.get("current")
+    if current is None and "state" in exc.extra:
+        # a hold's (or request's) state when an action on it was refused: a client retrying an
+        # action whose answer it lost reads here that its first try went through
+        current = {"state": exc.extra["state"]}
     return problem_response(
         request,
         status=exc.status,
@@ -119,7 +124,7 @@ def handle_abri_error(request: Request[Any, Any, Any], exc: AbriError) -> Respon
         detail=exc.detail,
         field=exc.field,
         errors=field_errors,
-        current=exc.extra.get("current"),
+        current=current,
         retry_after=exc.extra.get("retry_after"),
         headers=headers,
     )

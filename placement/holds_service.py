@@ -1088,8 +1088,11 @@ async def _move(
             moved = await tx.run(hold_sql, old.id, tx.ts(now), reason)
         else:
             moved = await tx.run(hold_sql, old.id, tx.ts(now))
-        if moved == 0:  # someone else moved it first
-            raise IllegalTransition("The hold changed meanwhile; reload it.")
+        if moved == 0:  # someone else moved it first: say where it is now
+            row = await tx.one("SELECT state FROM holds WHERE id = $1", old.id)
+            raise IllegalTransition(
+                "The hold changed meanwhile; reload it.", state=row[0] if row else None
+            )
         if target in _CLOSING:
             await tx.run(pool_sql, old.pool_id, old.units)
         else:
@@ -1127,7 +1130,9 @@ async def extend(
         old = loaded.view
         if not expired_now:
             if old.state != "held":
-                raise IllegalTransition(f"Only a held hold can be extended (it is {old.state}).")
+                raise IllegalTransition(
+                    f"Only a held hold can be extended (it is {old.state}).", state=old.state
+                )
             policy = policy_from_json(tx.read_json(loaded.policy))
             new_deadline = rules.extended_deadline(
                 requester_kind=old.requester_kind,

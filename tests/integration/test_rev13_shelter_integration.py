@@ -1,0 +1,99 @@
+"""A shelter network's own case-management system driving Abri over HTTP (review 13): pushing
+counts, following incoming holds, marking arrivals and no-shows from its own servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from capacity.audit import Actor
+from capacity.commands import PoolCreate
+from placement import holds_service
+from placement.errors import IllegalTransition
+from placement.policy import AccessPolicy
+from tests.conftest import World, bearer
+
+HOUSEHOLD = {"adults": [{"gender": "female"}], "languages": ["fr"]}
+
+
+@pytest.fixture
+async def setup(world: World) -> dict[str, Any]:
+    await world.operator("CAW Oost", "caw")
+    await world.operator("Zone Nord", "police")
+    fac = await world.facility(
+        "CAW Oost",
+        "Vluchthuis 1",
+        policy=AccessPolicy(languages=["fr", "nl"]),
+        pools=[PoolCreate(label="Beds", units_total=4)],
+    )
+    return {
+        "fac": fac,
+        "pool": fac.pools[0],
+        "police": await world.token("Zone Nord", "police"),
+        "staff": await world.token("CAW Oost", "staff"),
+    }
+
+
+async def _hold(client: AsyncClient, setup: dict[str, Any], key: str) -> str:
+    r = await client.post(
+        "/holds",
+        headers={**bearer(setup["police"]), "Idempotency-Key": key},
+        json={"poolRef": setup["pool"].ref, "need": "ipv", "household": HOUSEHOLD},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["ref"])
+
+
+async def test_a_retried_staff_action_says_where_the_hold_is_now(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """The case system marks an arrival, the answer is lost (a timeout) and it retries: the
+    retry is refused (409 illegal-transition), and the problem must say in a field, not only
+    in an English sentence, that the hold is already arrived, so the system can tell "my
+    first try went through" from "someone declined it meanwhile". The state was passed to
+    the error and dropped on the way out."""
+    staff = bearer(setup["staff"])
+    arrived = await _hold(client, setup, "retry-arrived-1")
+    no_show = await _hold(client, setup, "retry-noshow-01")
+    assert (await client.post(f"/staff/holds/{arrived}/arrived", headers=staff)).status_code == 200
+    assert (await client.post(f"/staff/holds/{no_show}/no-show", headers=staff)).status_code == 200
+
+    r = await client.post(f"/staff/holds/{arrived}/arrived", headers=staff)
+    assert r.status_code == 409 and r.json()["code"] == "illegal-transition", r.text
+    assert r.json()["current"] == {"state": "arrived"}, r.text
+    r = await client.post(f"/staff/holds/{no_show}/no-show", headers=staff)
+    assert r.status_code == 409 and r.json()["current"] == {"state": "no_show"}, r.text
+    r = await client.post(f"/staff/holds/{no_show}/arrived", headers=staff)
+    assert r.status_code == 409 and r.json()["current"] == {"state": "no_show"}, r.text
+
+    expired = await _hold(client, setup, "retry-expired-1")
+    world.clock.advance(hours=2)  # police hold: 90 min
+    r = await client.post(f"/staff/holds/{expired}/arrived", headers=staff)
+    assert r.status_code == 409 and r.json()["code"] == "hold-expired", r.text
+    assert r.json()["current"] == {"state": "expired"}, r.text
+
+
+async def test_the_loser_of_two_servers_marking_one_hold_learns_its_state(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """Two of the case system's servers mark the same hold at once: one read it held, the other
+    moved it first. The loser's refusal says where the hold is now, like any other refusal."""
+    ref = await _hold(client, setup, "race-arrived-01")
+    seen = await holds_service.get(
+        world.db, ref, actor=Actor(operator_id=None, role="admin"), side="staff"
+    )
+    staff = bearer(setup["staff"])
+    assert (await client.post(f"/staff/holds/{ref}/arrived", headers=staff)).status_code == 200
+    with pytest.raises(IllegalTransition) as caught:
+        async with world.db.raw_write() as tx:
+            await holds_service._move(
+                tx,
+                seen,
+                "no_show",
+                actor=Actor(operator_id=None, role="admin"),
+                now=world.clock.now(),
+                reason=None,
+            )
+    assert caught.value.extra.get("state") == "arrived"
