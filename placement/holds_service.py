@@ -1223,7 +1223,10 @@ async def list_holds(
     states: list[str] | None = None,
     facility_id: int | None = None,
     limit: int = 200,
+    before_id: int | None = None,
 ) -> list[HoldView]:
+    """Newest first, at most ``limit``; ``before_id``: only holds older than that one (the
+    next page)."""
     q = _view_query()
     if not actor.is_admin:
         q = q.where(
@@ -1235,6 +1238,8 @@ async def list_holds(
         q = q.where(Hold.state.in_(states))
     if facility_id is not None:
         q = q.where(Hold.facility_id == facility_id)
+    if before_id is not None:
+        q = q.where(Hold.id < before_id)
     async with db.read() as s:
         rows = (await s.execute(q.order_by(Hold.id.desc()).limit(limit))).all()
     return [_to_view(r) for r in rows]

@@ -35,7 +35,7 @@ from capacity import registry
 from capacity.audit import Actor
 from capacity.clock import Clock
 from capacity.db import Database
-from capacity.errors import InvalidInput
+from capacity.errors import AbriError, InvalidInput
 from capacity.metrics import HOLD_ATTEMPTS
 from capacity.models import Event, Facility
 from capacity.settings import Settings
@@ -187,7 +187,15 @@ class StaffHoldController(Controller):
     tags = ["staff"]
     guards = [requires_staff_or_admin]
 
-    @get("/", summary="Holds on my facilities (incoming first)")
+    @get(
+        "/",
+        summary="Holds on my facilities (newest first)",
+        description=(
+            "At most `limit` holds (200 unless told, up to 1000), the newest first. A full page "
+            "may have more behind it: ask again with `before` set to the `ref` of the last "
+            "hold of the page."
+        ),
+    )
     async def list(
         self,
         db: NamedDependency[Database],
@@ -197,12 +205,33 @@ class StaffHoldController(Controller):
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
         facility_id: Annotated[int | None, QueryParameter(name="facilityId", ge=1)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
+        before: Annotated[
+            str | None,
+            Parameter(
+                max_length=40,
+                description="The ref of the last hold of the previous page: older ones.",
+            ),
+        ] = None,
     ) -> list[StaffHoldRead]:
         now = clock.now()
+        before_id = None
+        if before is not None:  # 422 if not a code, 404 if not a hold on my facilities
+            try:
+                before_id = (await holds_service.get(db, before, actor=actor, side="staff")).id
+            except AbriError as exc:
+                exc.field = "before"  # the parameter as the caller wrote it
+                raise
         return [
             staff_hold_read(v, now)
             for v in await holds_service.list_holds(
-                db, actor=actor, side="staff", states=states, facility_id=facility_id
+                db,
+                actor=actor,
+                side="staff",
+                states=states,
+                facility_id=facility_id,
+                limit=limit,
+                before_id=before_id,
             )
         ]
 

@@ -26,7 +26,7 @@ async def setup(world: World) -> dict[str, Any]:
         "CAW Oost",
         "Vluchthuis 1",
         policy=AccessPolicy(languages=["fr", "nl"]),
-        pools=[PoolCreate(label="Beds", units_total=4)],
+        pools=[PoolCreate(label="Beds", units_total=12)],
     )
     return {
         "fac": fac,
@@ -97,3 +97,38 @@ async def test_the_loser_of_two_servers_marking_one_hold_learns_its_state(
                 reason=None,
             )
     assert caught.value.extra.get("state") == "arrived"
+
+
+async def test_the_staff_hold_list_pages_past_its_cap_instead_of_dropping_holds(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """After an outage the case system reads GET /staff/holds ("after a long outage, read GET
+    /staff/holds first"). A network's list stopped at its 200 newest holds, silently and with
+    no way to ask for the rest: the households that arrived before them were never seen.
+    The list now takes a ``limit`` and pages back with ``before`` (a reference code)."""
+    staff = bearer(setup["staff"])
+    made = []
+    for i in range(7):
+        ref = await _hold(client, setup, f"page-hold-{i:04d}")
+        assert (await client.post(f"/staff/holds/{ref}/arrived", headers=staff)).status_code == 200
+        made.append(ref)
+    seen: list[str] = []
+    before = None
+    while True:
+        params: dict[str, Any] = {"state": "arrived", "limit": 3}
+        if before is not None:
+            params["before"] = before
+        r = await client.get("/staff/holds", headers=staff, params=params)
+        assert r.status_code == 200, r.text
+        page = [h["ref"] for h in r.json()]
+        assert len(page) <= 3
+        seen += page
+        if len(page) < 3:
+            break
+        before = page[-1]
+    assert seen == made[::-1]  # newest first, each once, none left out
+    r = await client.get("/staff/holds", headers=staff, params={"limit": 1001})
+    assert r.status_code == 422 and r.json()["field"] == "limit", r.text
+    r = await client.get("/staff/holds", headers=staff, params={"before": "not-a-code"})
+    assert r.status_code == 422 and r.json()["code"] == "bad-reference", r.text
+    assert r.json()["field"] == "before", r.text
