@@ -205,6 +205,9 @@ async def update_availability(
             .execution_options(synchronize_session=False)
         )
         if res.rowcount == 0:
+            # read it again: on PostgreSQL the update that won may have committed after the
+            # read above, which would answer the caller's own stale version and figures back
+            await s.refresh(pool)
             raise VersionMismatch(
                 "Someone else updated this pool first. Check the current figures and try again.",
                 current=pool_state(pool),
@@ -233,6 +236,7 @@ async def confirm_still_accurate(
             q = q.where(Pool.version == if_match)
         res = await s.execute(q.execution_options(synchronize_session=False))
         if res.rowcount == 0:
+            await s.refresh(pool)  # the figures that won, as above
             raise VersionMismatch(
                 "The figures changed since you looked; check them before confirming.",
                 current=pool_state(pool),

@@ -132,3 +132,57 @@ async def test_the_staff_hold_list_pages_past_its_cap_instead_of_dropping_holds(
     r = await client.get("/staff/holds", headers=staff, params={"before": "not-a-code"})
     assert r.status_code == 422 and r.json()["code"] == "bad-reference", r.text
     assert r.json()["field"] == "before", r.text
+
+
+async def test_a_412_lost_in_a_race_carries_the_figures_that_won(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """Two of the case system's servers push counts for one pool with the same If-Match. On
+    PostgreSQL the loser read the pool before the winner committed, then found its UPDATE
+    matched nothing: its 412 answered the figures and ETag it had read — its own If-Match
+    back, "version 5" — not the ones that won, so retrying with that ETag failed again."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from capacity.models import Pool
+
+    if world.db.sqlite:
+        pytest.skip("SQLite takes one writer at a time: the two updates cannot interleave")
+    staff = bearer(setup["staff"])
+    pid = setup["pool"].id
+    r = await client.get(f"/staff/pools/{pid}", headers=staff)
+    etag = r.headers["ETag"]
+    for path, body in (
+        ("availability", {"unitsTotal": 12, "unitsOccupied": 3}),
+        ("confirm", None),
+    ):
+        locked, go = asyncio.Event(), asyncio.Event()
+
+        async def winner(locked: asyncio.Event, go: asyncio.Event) -> None:
+            async with world.db.write() as s:  # the other server, committing a moment later
+                await s.execute(
+                    update(Pool)
+                    .where(Pool.id == pid)
+                    .values(units_occupied=7, version=Pool.version + 1)
+                )
+                locked.set()
+                await go.wait()
+
+        won = asyncio.create_task(winner(locked, go))
+        await locked.wait()
+        send = client.put if path == "availability" else client.post
+        kwargs: dict[str, Any] = {"json": body} if body else {}
+        loser = asyncio.create_task(
+            send(f"/staff/pools/{pid}/{path}", headers={**staff, "If-Match": etag}, **kwargs)
+        )
+        await asyncio.sleep(0.5)  # the loser has read the pool and waits for its row
+        go.set()
+        await won
+        r = await loser
+        assert r.status_code == 412, r.text
+        now = await client.get(f"/staff/pools/{pid}", headers=staff)
+        assert r.headers["ETag"] == now.headers["ETag"] != etag, (path, r.headers, r.text)
+        assert r.json()["current"]["unitsOccupied"] == 7
+        assert r.json()["current"]["version"] == now.json()["version"]
+        etag = now.headers["ETag"]
