@@ -18,7 +18,7 @@ from litestar.params import Body, FromPath, HeaderParameter, Parameter, QueryPar
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy import select
 
-from api.auth import requires_requester, requires_staff_or_admin
+from api.auth import requires_requester, requires_staff_or_admin, staff_scope
 from api.holds.schemas import (
     HOLD_EXAMPLE,
     HoldCreate,
@@ -201,6 +201,7 @@ class StaffHoldController(Controller):
         db: NamedDependency[Database],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
+        settings: NamedDependency[Settings],
         states: Annotated[
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
@@ -215,6 +216,11 @@ class StaffHoldController(Controller):
         ] = None,
     ) -> list[StaffHoldRead]:
         now = clock.now()
+        # holds past their deadline are expired first (as every staff read does), so that
+        # ?state=held and ?state=expired filter by the state each hold is shown in
+        await standing_service.expire_and_offer(
+            db, settings, now, operator_id=staff_scope(actor), facility_id=facility_id
+        )
         before_id = None
         if before is not None:  # 422 if not a code, 404 if not a hold on my facilities
             try:

@@ -186,3 +186,20 @@ async def test_a_412_lost_in_a_race_carries_the_figures_that_won(
         assert r.json()["current"]["unitsOccupied"] == 7
         assert r.json()["current"]["version"] == now.json()["version"]
         etag = now.headers["ETag"]
+
+
+async def test_the_staff_hold_list_filters_by_the_state_it_shows(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """A hold past its deadline is expired whether or not the sweeper came by, and the list
+    says so ("state": "expired"). Yet ``?state=held`` still returned it — an incoming
+    household that will not come, as far as the case system's filter could tell — and
+    ``?state=expired`` left it out."""
+    staff = bearer(setup["staff"])
+    ref = await _hold(client, setup, "filter-expired-1")
+    world.clock.advance(hours=2)  # police: 90 min; no sweeper runs in tests
+
+    r = await client.get("/staff/holds", headers=staff, params={"state": "held"})
+    assert r.status_code == 200 and [h["ref"] for h in r.json()] == [], r.text
+    r = await client.get("/staff/holds", headers=staff, params={"state": "expired"})
+    assert [(h["ref"], h["state"]) for h in r.json()] == [(ref, "expired")], r.text
