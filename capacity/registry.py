@@ -805,7 +805,11 @@ async def set_status(
         if fac is None or (operator_scope is not None and fac.operator_id != operator_scope):
             raise NotFound("No such facility.")
         if fac.status in refuse_from:
-            raise Conflict(STATUS_KEPT, field="status")
+            if cmd.status != fac.status:
+                raise Conflict(STATUS_KEPT, field="status")
+            # the same kept status reported again (a retry whose answer was lost): audited as
+            # such, no second alert, and the reason stays the one the alert quotes
+            cmd = StatusChange(status=fac.status, reason=fac.status_reason, until=fac.status_until)
         previous = fac.status
         fac.status = cmd.status
         fac.status_reason = cmd.reason

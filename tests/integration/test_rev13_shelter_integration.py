@@ -203,3 +203,28 @@ async def test_the_staff_hold_list_filters_by_the_state_it_shows(
     assert r.status_code == 200 and [h["ref"] for h in r.json()] == [], r.text
     r = await client.get("/staff/holds", headers=staff, params={"state": "expired"})
     assert [(h["ref"], h["state"]) for h in r.json()] == [(ref, "expired")], r.text
+
+
+async def test_reporting_a_compromised_location_again_is_not_refused(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """The case system reports the refuge's location compromised; the answer is lost (a
+    timeout) and it sends the same PUT again. Staff may not lift that status, and the guard
+    also refused the very status already in force: 409 "only an administrator lifts it" to an
+    identical PUT, as if the report had been taken back. The retry now answers the place as
+    it is (no second alert, the first reason kept), and lifting it is still refused."""
+    from sqlalchemy import func, select
+
+    from capacity.models import Alert
+
+    staff = bearer(setup["staff"])
+    fid = setup["fac"].facility.id
+    body = {"status": "location_compromised", "reason": "Partner seen outside"}
+    for _ in range(2):
+        r = await client.put(f"/staff/facilities/{fid}/status", headers=staff, json=body)
+        assert r.status_code == 200 and r.json()["status"] == "location_compromised", r.text
+    assert r.json()["statusReason"] == "Partner seen outside"
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Alert)) == 1
+    r = await client.put(f"/staff/facilities/{fid}/status", headers=staff, json={"status": "open"})
+    assert r.status_code == 409 and r.json()["field"] == "status", r.text
