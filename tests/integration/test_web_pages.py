@@ -1548,3 +1548,21 @@ async def test_the_console_says_which_household_each_held_place_is_for(
     ref = r.headers["location"].rsplit("/", 1)[1]
     page = _visible((await client.get("/web/console")).text)
     assert f"{ref} · Refuge Iris · Adults: 1, Children (ages): 4, 13 ·" in page, page
+
+
+@pytest.mark.parametrize(("lang", "said"), [("fr", "Temps restant\u202f:"), ("en", "Time left:")])
+async def test_the_hold_page_time_left_takes_the_languages_colon(
+    client: AsyncClient, world: World, lang: str, said: str
+) -> None:
+    """The colon pass ("Adultes : …") left the hold page's countdown label with a bare colon:
+    a French page read "État : Réservée" above "Temps restant: 89:59"."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = lang
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    hold_url = (await client.post("/web/console/hold", data=hold_form(r.text))).headers["location"]
+    page = (await client.get(hold_url)).text
+    countdown = re.search(r'<p class="countdown">(.*?)</p>', page, re.S)
+    assert countdown and said in html.unescape(countdown.group(1)), countdown
+    if lang == "fr":  # every label of the page, the same way
+        assert re.search(r"\w:\s", html.unescape(re.sub(r"<[^>]+>", "", page))) is None

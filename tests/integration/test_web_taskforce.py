@@ -613,3 +613,21 @@ async def test_the_sorted_column_is_said_once_not_with_its_arrow(
     assert th, r.text
     assert '<span aria-hidden="true">▼</span>' in th.group(1)
     assert "▼" not in re.sub(r'<span aria-hidden="true">.*?</span>', "", th.group(1))
+
+
+async def test_the_dashboard_labels_take_the_french_colon(
+    client: AsyncClient, world: World
+) -> None:
+    """The heading ("Tableau de bord de la task force: Liège") and the map's area titles kept
+    a bare colon when the other pages took French typography's space before it."""
+    s = await seed_taskforce(world)
+    await web_sign_in(client, s["tf"])
+    await post_form(client, "/web/taskforce", "/web/lang", {"lang": "fr", "next": "/web/taskforce"})
+    page = html.unescape((await client.get("/web/taskforce", params={"province": "60000"})).text)
+    h1 = re.search(r"<h1>(.*?)</h1>", page, re.S)
+    assert h1 and h1[1] == "Tableau de bord de la task force\u202f: Liège", h1 and h1[1]
+    titles = re.findall(r"<path [^>]*><title>(.*?)</title>", page, re.S)
+    assert titles and all(re.match(r"[^:]*\S\u202f: ", t) for t in titles), titles[:3]
+    await post_form(client, "/web/taskforce", "/web/lang", {"lang": "en", "next": "/web/taskforce"})
+    page = html.unescape((await client.get("/web/taskforce", params={"province": "60000"})).text)
+    assert "<h1>Task force dashboard: Liège</h1>" in page
