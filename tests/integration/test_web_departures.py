@@ -269,3 +269,18 @@ async def test_a_long_in_house_list_comes_folded_so_the_counts_stay_in_reach(
         assert folded, page
         assert (folded.group(1) is None) == (i >= 3), (i, folded.group(0))
     assert "Show the 4 households" in page
+
+
+async def test_one_household_in_house_is_not_the_1_households(
+    client: AsyncClient, world: World
+) -> None:
+    """The in-house list's summary read "Show the 1 households" ("Afficher les 1 ménages")
+    whenever one household placed through Abri was staying: the commonest case."""
+    w = await seed_world(world)
+    await _arrived(client, w, "in-house-one")
+    await web_sign_in(client, str(w["staff"]))
+    for lang, said in (("en", "Show the household"), ("fr", "Afficher le ménage")):
+        client.headers["Accept-Language"] = lang
+        page = (await client.get("/web/staff")).text
+        summary = re.search(r'<details id="in-house-list" open>\s*<summary>(.*?)</summary>', page)
+        assert summary and summary.group(1) == said, summary and summary.group(1)
