@@ -260,6 +260,12 @@ def _out_of_range(exc: BaseException) -> bool:
     return False
 
 
+def _web_unavailable(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    from api.web.controllers import web_unavailable  # the web pages import this module
+
+    return web_unavailable(request)
+
+
 def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """Out-of-range numbers are the client's mistake (422), whichever route or column; a
     connection the database dropped under the request is worth a retry (503); any other
@@ -267,6 +273,9 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
     arrive here too (hence also registered for ``Exception``)."""
     if connection_lost(exc):
         log.warning("database_connection_lost", error_type=type(exc).__name__)
+        page = _web_unavailable(request)
+        if page is not None:
+            return page
         return problem_response(
             request,
             status=503,
@@ -281,6 +290,9 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
         # the operators' problem, said once per request in their log (an ERROR: alerting
         # should wake someone); the caller learns that nothing was saved and may retry
         log.error("database_storage_refused", reason=refused, error_type=type(exc).__name__)
+        page = _web_unavailable(request)
+        if page is not None:
+            return page
         return problem_response(
             request,
             status=503,

@@ -359,6 +359,30 @@ def web_no_page(request: Request[Any, Any, Any], status: int) -> Response[Any] |
     )
 
 
+def web_unavailable(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """A page under /web/ whose database could not be reached or cannot write (a failover, a
+    full disk), for the exception handlers: a page in the user's language that says nothing
+    was saved, not the API's problem JSON. None outside /web/."""
+    if not request.url.path.startswith("/web/"):
+        return None
+    _ = i18n.translator(_lang(request))
+    anonymous = sess.WebSession(sess.new_session(request.app.state.clock.now()), None)
+    page = _render(
+        request,
+        anonymous,
+        "message.html",
+        status=503,
+        bare=True,
+        title=_("Try again in a moment"),
+        message=_(
+            "Abri cannot save anything right now; nothing was saved. Go back and try again in a "
+            "moment. If it lasts, phone the place or the helpline as before Abri."
+        ),
+    )
+    page.headers["Retry-After"] = "10"
+    return page
+
+
 def _forbidden(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response[Any]:
     _ = i18n.translator(_lang(request))
     return _render(

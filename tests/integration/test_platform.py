@@ -504,10 +504,13 @@ async def test_a_database_that_cannot_write_is_a_503_that_says_so_not_a_500(
     from sqlalchemy import event
     from structlog.testing import capture_logs
 
+    from tests.browser.web_helpers import post_form
+
     await world.operator("Refuges", "shelter_operator")
     await world.operator("Zone", "police")
     fac = await world.facility("Refuges", "R-1")
     police = await world.token("Zone", "police")
+    staff = await world.token("Refuges", "staff")
     body = {
         "poolRef": fac.pools[0].ref,
         "need": "ipv",
@@ -539,6 +542,18 @@ async def test_a_database_that_cannot_write_is_a_503_that_says_so_not_a_500(
         said = [e for e in logs if e["event"] == "database_storage_refused"]
         assert said and said[0]["reason"] in ("full", "read-only"), logs
         assert not [e for e in logs if e["event"] == "unhandled_error"], logs
+        # a web form gets a page in the user's language, not the API's problem JSON
+        client.headers["Accept-Language"] = "fr"
+        r = await post_form(client, "/web/sign-in", "/web/sign-in", {"token": staff})
+        assert r.status_code == 303, r.text  # signing in reads only
+        r = await post_form(
+            client,
+            "/web/staff",
+            f"/web/staff/facilities/{fac.facility.id}/status",
+            {"status": "closed_to_admissions", "reason": "Travaux"},
+        )
+        assert r.status_code == 503 and r.headers["content-type"].startswith("text/html"), r.text
+        assert "Réessayez dans un instant" in r.text and "rien n&#39;a été enregistré" in r.text
     finally:
         if db.sqlite:
             event.remove(db.write_engine.sync_engine, "connect", full)
