@@ -172,7 +172,9 @@
       said.push(parts.join(" — "));
     });
     if (said.length) {
-      news.textContent = ((title.trim() ? title.trim() + ": " : "") + said.join(" — "))
+      /* French sets a space before the colon, as the pages do */
+      var colon = document.documentElement.lang === "fr" ? "\u202f: " : ": ";
+      news.textContent = ((title.trim() ? title.trim() + colon : "") + said.join(" — "))
         .replace(/\s+/g, " ").trim();
     }
   }
@@ -304,6 +306,7 @@
           if (current.contains(document.activeElement)) return;
           var before = states(current), changed = [];
           current.innerHTML = fresh.innerHTML;
+          minutesLeftNow();  /* the time left as this page counts it, not the server's */
           current.querySelectorAll("li[data-state]").forEach(function (li) {
             if (before[li.id] !== li.getAttribute("data-state")) changed.push(li.textContent);
           });
