@@ -260,10 +260,24 @@ def _out_of_range(exc: BaseException) -> bool:
     return False
 
 
-def _web_unavailable(request: Request[Any, Any, Any]) -> Response[Any] | None:
+def _unavailable(
+    request: Request[Any, Any, Any], detail: str, *, retry_after: int
+) -> Response[Any]:
+    """503 ``database-unavailable``: nothing was saved. A web page gets a page in its user's
+    language, not this problem."""
     from api.web.controllers import web_unavailable  # the web pages import this module
 
-    return web_unavailable(request)
+    page = web_unavailable(request)
+    if page is not None:
+        return page
+    return problem_response(
+        request,
+        status=503,
+        code="database-unavailable",
+        title="Try again",
+        detail=detail,
+        retry_after=retry_after,
+    )
 
 
 def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -273,16 +287,10 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
     arrive here too (hence also registered for ``Exception``)."""
     if connection_lost(exc):
         log.warning("database_connection_lost", error_type=type(exc).__name__)
-        page = _web_unavailable(request)
-        if page is not None:
-            return page
-        return problem_response(
+        return _unavailable(
             request,
-            status=503,
-            code="database-unavailable",
-            title="Try again",
-            detail="The database could not be reached, or the connection to it was lost; "
-            "nothing was saved. Retry in a moment (with the same Idempotency-Key for a hold).",
+            "The database could not be reached, or the connection to it was lost; nothing was "
+            "saved. Retry in a moment (with the same Idempotency-Key for a hold).",
             retry_after=1,
         )
     refused = storage_refused(exc)
@@ -290,17 +298,11 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
         # the operators' problem, said once per request in their log (an ERROR: alerting
         # should wake someone); the caller learns that nothing was saved and may retry
         log.error("database_storage_refused", reason=refused, error_type=type(exc).__name__)
-        page = _web_unavailable(request)
-        if page is not None:
-            return page
-        return problem_response(
+        return _unavailable(
             request,
-            status=503,
-            code="database-unavailable",
-            title="Try again",
-            detail="The database cannot save anything right now (its storage is full or "
-            "read-only); nothing was saved. The operators have been alerted in the logs; "
-            "retry later (with the same Idempotency-Key for a hold).",
+            "The database cannot save anything right now (its storage is full or read-only); "
+            "nothing was saved. The operators have been alerted in the logs; retry later (with "
+            "the same Idempotency-Key for a hold).",
             retry_after=10,
         )
     if not _out_of_range(exc):
