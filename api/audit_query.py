@@ -9,8 +9,7 @@ from typing import Annotated
 from litestar.params import QueryParameter
 
 from capacity.errors import InvalidInput
-from placement.errors import BadReference
-from placement.refcode import normalise
+from placement.holds_service import parse_ref
 
 # ISO 8601 with a timezone: Z or an offset (Belgian local time is +01:00 in winter, +02:00 in
 # summer). A "+" typed in a URL arrives as a space: it is read as the "+" it was.
@@ -74,12 +73,4 @@ def window(raw_since: str | None, raw_until: str | None) -> tuple[datetime | Non
 
 
 def hold_ref(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    ref = normalise(raw)
-    if ref is None:
-        raise BadReference(
-            "This is not a valid hold reference (check the code: 8 symbols, e.g. KM4T-9RCX).",
-            field="holdRef",
-        )
-    return ref
+    return None if raw is None else parse_ref(raw, field="holdRef")

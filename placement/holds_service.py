@@ -183,12 +183,14 @@ async def load_view(s: AsyncSession, hold_id: int) -> HoldView:
     return _to_view(row)
 
 
-def parse_ref(raw: str) -> str:
+def parse_ref(raw: str, *, field: str = "ref") -> str:
+    """The canonical form of a reference code as typed or read out (``field``: the parameter
+    it came in, named in the refusal)."""
     ref = normalise(raw)
     if ref is None:
         raise BadReference(
             "This is not a valid hold reference (check the code: 8 symbols, e.g. KM4T-9RCX).",
-            field="ref",
+            field=field,
         )
     return ref
 

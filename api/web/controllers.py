@@ -344,18 +344,11 @@ def web_no_page(request: Request[Any, Any, Any], status: int) -> Response[Any] |
         return _redirect(request, None, _form_page(path))
     if status != 404:
         return None
-    _ = i18n.translator(_lang(request))
-    # no session read here (the handler is synchronous): a page without the language and
-    # sign-out forms, whose CSRF token it could not give
-    anonymous = sess.WebSession(sess.new_session(request.app.state.clock.now()), None)
-    return _render(
+    return _bare_page(
         request,
-        anonymous,
-        "message.html",
-        status=404,
-        bare=True,
-        title=_("Page not found"),
-        message=_("There is no page at this address. Check the link, or start again from Abri."),
+        404,
+        "Page not found",
+        "There is no page at this address. Check the link, or start again from Abri.",
     )
 
 
@@ -365,22 +358,29 @@ def web_unavailable(request: Request[Any, Any, Any]) -> Response[Any] | None:
     was saved, not the API's problem JSON. None outside /web/."""
     if not request.url.path.startswith("/web/"):
         return None
-    _ = i18n.translator(_lang(request))
-    anonymous = sess.WebSession(sess.new_session(request.app.state.clock.now()), None)
-    page = _render(
+    page = _bare_page(
         request,
-        anonymous,
-        "message.html",
-        status=503,
-        bare=True,
-        title=_("Try again in a moment"),
-        message=_(
-            "Abri cannot save anything right now; nothing was saved. Go back and try again in a "
-            "moment. If it lasts, phone the place or the helpline as before Abri."
-        ),
+        503,
+        "Try again in a moment",
+        "Abri cannot save anything right now; nothing was saved. Go back and try again in a "
+        "moment. If it lasts, phone the place or the helpline as before Abri.",
     )
     page.headers["Retry-After"] = "10"
     return page
+
+
+def _bare_page(
+    request: Request[Any, Any, Any], status: int, title: str, message: str
+) -> Response[Any]:
+    """A message page (``title`` and ``message`` are msgids) for the exception handlers. No
+    session read (the handlers are synchronous): a page without the language and sign-out
+    forms, whose CSRF token it could not give."""
+    _ = i18n.translator(_lang(request))
+    anonymous = sess.WebSession(sess.new_session(request.app.state.clock.now()), None)
+    return _render(
+        request, anonymous, "message.html", status=status, bare=True,
+        title=_(title), message=_(message),
+    )  # fmt: skip
 
 
 def _forbidden(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response[Any]:
