@@ -205,7 +205,9 @@ def _document_idempotent_replays(app: Litestar) -> None:
                 "200",
                 OpenAPIResponse(
                     description="The same request was made before with this Idempotency-Key: "
-                    "the resource it created, not a second one.",
+                    "the resource it created, not a second one (for a hold: also when the "
+                    "household, by its episodeToken, composition and need, already holds "
+                    "this place).",
                     content=created.content,
                 ),
             )

@@ -33,7 +33,8 @@ SEARCHES = Counter(
 )
 HOLD_ATTEMPTS = Counter(
     "abri_hold_attempts_total",
-    "Hold requests by outcome (granted, replayed, no_longer_free, not_admitting, not_eligible)",
+    "Hold requests by outcome (granted, replayed, already_held, no_longer_free, not_admitting,"
+    " not_eligible)",
     ["outcome"],
 )
 HOLD_TRANSITIONS = Counter(

@@ -283,6 +283,9 @@ async def expire_due_in_pool(tx: RawTx, pool_id: int, now: datetime, actor: Acto
 class Reserved:
     view: HoldView
     created: bool  # False: an identical earlier request (same Idempotency-Key) is replayed
+    #: the household (same episode token, composition and need) already holds this place: its
+    #: hold, made with another Idempotency-Key, is returned instead of a second one
+    already_held: bool = False
 
 
 async def _replay(db: Database, operator_id: int, key: str, digest: str) -> HoldView | None:
@@ -462,6 +465,25 @@ async def reserve(
     episode = (
         episode_digest if episode_token is None else episode_hash(actor.operator_id, episode_token)
     )
+    if episode_token is not None:
+        # A requester's system retrying at its own level (a new Idempotency-Key), or a page
+        # sent again: this household already holds this place, and a second hold would take
+        # a second unit for one household. Its hold, not a new one (the key still replays
+        # its own request, or is refused for a different one).
+        earlier = await held_for_household(
+            db,
+            actor=actor,
+            pool_ref=pool_ref,
+            household=household,
+            need=need,
+            episode_token=episode_token,
+            now=now,
+        )
+        if earlier is not None:
+            replayed = await _replay(db, actor.operator_id, idempotency_key, digest)
+            if replayed is not None:
+                return Reserved(replayed, created=False)
+            return Reserved(earlier, created=False, already_held=True)
     kind = requester_kind_of(actor)
     hints = None if db.sqlite or pause_between_check_and_write else _hints(db)
     for _attempt in range(3):  # a new reference code on the (rare) collision
@@ -1200,8 +1222,9 @@ async def held_for_household(
 ) -> HoldView | None:
     """This operator's hold still running at this pool for the same household (its episode
     token, composition and need), if any: the console's results page, sent again from the
-    browser's history, carries new hold forms, and holding the place again would take a
-    second unit for one household."""
+    browser's history, carries new hold forms, a requester's system may retry with a new
+    Idempotency-Key, and holding the place again would take a second unit for one
+    household."""
     assert actor.operator_id is not None
     q = _view_query().where(
         Hold.requester_operator_id == actor.operator_id,

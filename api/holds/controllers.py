@@ -110,7 +110,8 @@ class HoldController(Controller):
         except (NoLongerFree, NotAdmitting, NotEligible) as exc:
             HOLD_ATTEMPTS.labels(_OUTCOME[type(exc)]).inc()
             raise
-        HOLD_ATTEMPTS.labels("granted" if result.created else "replayed").inc()
+        outcome = "already_held" if result.already_held else "replayed"
+        HOLD_ATTEMPTS.labels("granted" if result.created else outcome).inc()
         return Response(
             hold_read(result.view, now),
             status_code=201 if result.created else 200,

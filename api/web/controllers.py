@@ -1081,22 +1081,8 @@ class WebController(Controller):
             episode = (form.get("episode") or "").strip()
             episode = episode if re.fullmatch(EPISODE_PATTERN, episode) else None
             pool_ref, need = form.get("pool_ref") or "", form.get("need") or "other"
-            if episode is not None:
-                # the results page sent again (the browser's Back): this household already
-                # holds this place; its hold, not a second unit
-                earlier = await holds_service.held_for_household(
-                    state.db,
-                    actor=actor,
-                    pool_ref=pool_ref,
-                    household=household,
-                    need=need,
-                    episode_token=episode,
-                    now=now,
-                )
-                if earlier is not None:
-                    return _redirect(
-                        request, ws, f"/web/console/holds/{quote(earlier.ref)}?already=1"
-                    )
+            # the results page sent again (the browser's Back) when this household already
+            # holds this place: its hold, not a second unit (``already_held``)
             result = await holds_service.reserve(
                 state.db,
                 pool_ref=pool_ref,
@@ -1111,7 +1097,8 @@ class WebController(Controller):
             )
         except (msgspec.ValidationError, msgspec.DecodeError, FormError, AbriError) as exc:
             return await self._console_failure(request, ws, exc, _typed_values(form))
-        return _redirect(request, ws, f"/web/console/holds/{quote(result.view.ref)}")
+        already = "?already=1" if result.already_held else ""
+        return _redirect(request, ws, f"/web/console/holds/{quote(result.view.ref)}{already}")
 
     async def _console_failure(
         self,

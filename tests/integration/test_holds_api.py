@@ -514,3 +514,44 @@ async def test_a_malformed_last_event_id_starts_from_now_not_an_error(
     position = re.search(r"^id: (\d+)\r?$", r.text, re.M)
     assert position and 0 < int(position.group(1)) < 1000, r.text
     assert "unhandled_error" not in capsys.readouterr().err
+
+
+async def test_the_same_household_is_not_held_twice_under_a_new_idempotency_key(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """A dispatch system retrying at its own level sends the hold again with a new
+    Idempotency-Key: the household (same episodeToken, composition and need) already holds
+    this place, so it gets that hold back (200), not a second unit. Another household, the
+    same one without its token or after its hold ended, is held anew; the key itself still
+    refuses a different body."""
+    police = bearer(setup["police"])
+    body = hold_body(setup["beds"], household={"adults": [{"gender": "female"}]})
+    body["episodeToken"] = "call-7f3a9c2e1b"
+    first = await client.post(
+        "/holds", headers={**police, "Idempotency-Key": "disp-0001"}, json=body
+    )
+    assert first.status_code == 201, first.text
+    again = await client.post(
+        "/holds", headers={**police, "Idempotency-Key": "disp-0002"}, json=body
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["ref"] == first.json()["ref"]
+    # one unit held, one active hold
+    async with world.db.read() as s:
+        held = await s.scalar(select(Pool.units_held).where(Pool.ref == setup["beds"]))
+        rows = await s.scalar(select(func.count()).select_from(Hold).where(Hold.state == "held"))
+    assert (held, rows) == (1, 1)
+    # the first key with a different body is still refused
+    other = {**body, "callback": "another desk"}
+    r = await client.post("/holds", headers={**police, "Idempotency-Key": "disp-0001"}, json=other)
+    assert r.status_code == 422 and r.json()["type"].endswith("idempotency-key-reused")
+    # another household under the same token (a son apart) is a new hold
+    son = {**body, "household": {"adults": [{"gender": "male", "ageBand": "18-24"}]}}
+    r = await client.post("/holds", headers={**police, "Idempotency-Key": "disp-0003"}, json=son)
+    assert r.status_code == 201, r.text
+    # released, the household may hold the place again
+    ref = first.json()["ref"]
+    assert (await client.post(f"/holds/{ref}/release", headers=police)).status_code == 200
+    r = await client.post("/holds", headers={**police, "Idempotency-Key": "disp-0004"}, json=body)
+    assert r.status_code == 201 and r.json()["ref"] != ref
+    assert await counters_agree(world.db) == []
