@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit
@@ -1249,9 +1249,11 @@ async def list_holds(
     facility_id: int | None = None,
     limit: int = 200,
     before_id: int | None = None,
+    now: datetime | None = None,
 ) -> list[HoldView]:
     """Newest first, at most ``limit``; ``before_id``: only holds older than that one (the
-    next page)."""
+    next page). ``now``: ``states`` filter by the state each hold is shown in at that moment
+    (a held hold past its deadline is expired, before the sweeper writes it)."""
     q = _view_query()
     if not actor.is_admin:
         q = q.where(
@@ -1259,7 +1261,15 @@ async def list_holds(
             if side == "requester"
             else Facility.operator_id == actor.operator_id
         )
-    if states:
+    if states and now is not None:
+        due = and_(Hold.state == "held", Hold.deadline <= now)
+        shown = [Hold.state.in_(set(states) - {"held"})]
+        if "held" in states:
+            shown.append(and_(Hold.state == "held", Hold.deadline > now))
+        if "expired" in states:
+            shown.append(due)
+        q = q.where(or_(*shown))
+    elif states:
         q = q.where(Hold.state.in_(states))
     if facility_id is not None:
         q = q.where(Hold.facility_id == facility_id)

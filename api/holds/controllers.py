@@ -118,7 +118,16 @@ class HoldController(Controller):
             headers={"Location": f"/holds/{result.view.ref}"},
         )
 
-    @get("/", summary="My operator's holds")
+    @get(
+        "/",
+        summary="My operator's holds (newest first)",
+        description=(
+            "At most `limit` holds (200 unless told, up to 1000), the newest first. A full page "
+            "may have more behind it: ask again with `before` set to the `ref` of the last "
+            "hold of the page. `state` filters by the state each hold is shown in (a hold "
+            "past its deadline is `expired`)."
+        ),
+    )
     async def list(
         self,
         db: NamedDependency[Database],
@@ -127,12 +136,27 @@ class HoldController(Controller):
         states: Annotated[
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
+        before: Annotated[
+            str | None,
+            Parameter(
+                max_length=40,
+                description="The ref of the last hold of the previous page: older ones.",
+            ),
+        ] = None,
     ) -> list[HoldRead]:
         now = clock.now()
+        before_id = await _page_start(db, actor, before, side="requester")
         return [
             hold_read(v, now)
             for v in await holds_service.list_holds(
-                db, actor=actor, side="requester", states=states
+                db,
+                actor=actor,
+                side="requester",
+                states=states,
+                limit=limit,
+                before_id=before_id,
+                now=now,
             )
         ]
 
@@ -222,13 +246,7 @@ class StaffHoldController(Controller):
         await standing_service.expire_and_offer(
             db, settings, now, operator_id=staff_scope(actor), facility_id=facility_id
         )
-        before_id = None
-        if before is not None:  # 422 if not a code, 404 if not a hold on my facilities
-            try:
-                before_id = (await holds_service.get(db, before, actor=actor, side="staff")).id
-            except AbriError as exc:
-                exc.field = "before"  # the parameter as the caller wrote it
-                raise
+        before_id = await _page_start(db, actor, before, side="staff")
         return [
             staff_hold_read(v, now)
             for v in await holds_service.list_holds(
@@ -239,6 +257,7 @@ class StaffHoldController(Controller):
                 facility_id=facility_id,
                 limit=limit,
                 before_id=before_id,
+                now=now,
             )
         ]
 
@@ -327,6 +346,18 @@ class StaffHoldController(Controller):
         settings: NamedDependency[Settings],
     ) -> StaffHoldRead:
         return await _staff(db, ref, "departed", actor, clock, settings=settings)
+
+
+async def _page_start(db: Database, actor: Actor, before: str | None, *, side: str) -> int | None:
+    """The id a list's next page starts below: ``before`` is the ref of the last hold of the
+    previous page (422 if not a code, 404 if not a hold this caller may see)."""
+    if before is None:
+        return None
+    try:
+        return (await holds_service.get(db, before, actor=actor, side=side)).id
+    except AbriError as exc:
+        exc.field = "before"  # the parameter as the caller wrote it
+        raise
 
 
 async def _staff(

@@ -555,3 +555,49 @@ async def test_the_same_household_is_not_held_twice_under_a_new_idempotency_key(
     r = await client.post("/holds", headers={**police, "Idempotency-Key": "disp-0004"}, json=body)
     assert r.status_code == 201 and r.json()["ref"] != ref
     assert await counters_agree(world.db) == []
+
+
+async def test_my_holds_page_past_the_cap_and_filter_by_the_state_shown(
+    client: AsyncClient, setup: dict[str, Any], world: World
+) -> None:
+    """A helpline's system reads GET /holds after an outage. The list stopped at its 200
+    newest holds with no way to ask for the rest, and ``?state=held`` answered holds past
+    their deadline (shown as expired) while ``?state=expired`` left them out, until the
+    sweeper came by. The list now pages back with ``limit``/``before`` and filters by the
+    state each hold is shown in."""
+    helpline = bearer(setup["helpline"])
+    made = []
+    for i in range(5):
+        r = await client.post(
+            "/holds",
+            headers={**helpline, "Idempotency-Key": f"line-page-{i:04d}"},
+            json=hold_body(setup["b_beds"], household={"adults": [{"gender": "female"}]}),
+        )
+        assert r.status_code == 201, r.text
+        made.append(r.json()["ref"])
+        world.clock.advance(minutes=30)
+    seen: list[str] = []
+    before = None
+    for _ in range(5):
+        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
+        r = await client.get("/holds", headers=helpline, params=params)
+        assert r.status_code == 200, r.text
+        page = [h["ref"] for h in r.json()]
+        assert len(page) <= 2
+        seen += page
+        if len(page) < 2:
+            break
+        before = page[-1]
+    assert seen == made[::-1]  # newest first, each once
+    world.clock.advance(minutes=100)  # helpline holds last 4 h: only the first is past it
+    held = await client.get("/holds", headers=helpline, params={"state": "held"})
+    expired = await client.get("/holds", headers=helpline, params={"state": "expired"})
+    assert [h["ref"] for h in held.json()] == made[:0:-1]
+    assert [h["ref"] for h in expired.json()] == [made[0]]
+    assert {h["state"] for h in held.json()} == {"held"}
+    # another operator's hold is not a page start
+    police = bearer(setup["police"])
+    r = await client.get("/holds", headers=police, params={"before": made[0]})
+    assert r.status_code == 404 and r.json()["field"] == "before", r.text
+    r = await client.get("/holds", headers=helpline, params={"limit": 0})
+    assert r.status_code == 422 and r.json()["field"] == "limit", r.text
