@@ -1250,10 +1250,13 @@ async def list_holds(
     limit: int = 200,
     before_id: int | None = None,
     now: datetime | None = None,
+    hold_id: int | None = None,
 ) -> list[HoldView]:
     """Newest first, at most ``limit``; ``before_id``: only holds older than that one (the
     next page). ``now``: ``states`` filter by the state each hold is shown in at that moment
-    (a held hold past its deadline is expired, before the sweeper writes it)."""
+    (a held hold past its deadline is expired, before the sweeper writes it); ``hold_id``:
+    that hold alone, if it matches the other filters (a hold picked from a page, which may be
+    older than the newest ``limit``)."""
     q = _view_query()
     if not actor.is_admin:
         q = q.where(
@@ -1275,6 +1278,8 @@ async def list_holds(
         q = q.where(Hold.facility_id == facility_id)
     if before_id is not None:
         q = q.where(Hold.id < before_id)
+    if hold_id is not None:
+        q = q.where(Hold.id == hold_id)
     async with db.read() as s:
         rows = (await s.execute(q.order_by(Hold.id.desc()).limit(limit))).all()
     return [_to_view(r) for r in rows]

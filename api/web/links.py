@@ -347,6 +347,8 @@ class LinkPageController(Controller):
                 side="staff",
                 states=states,
                 facility_id=ws.link.facility_id,
+                # that hold itself, not the newest 200: a long stay is older than them
+                hold_id=hold_id,
             )
             ref = next((h.ref for h in here if h.id == hold_id), None)
             if ref is None:  # unknown, or another facility's

@@ -284,3 +284,39 @@ async def test_one_household_in_house_is_not_the_1_households(
         page = (await client.get("/web/staff")).text
         summary = re.search(r'<details id="in-house-list" open>\s*<summary>(.*?)</summary>', page)
         assert summary and summary.group(1) == said, summary and summary.group(1)
+
+
+async def test_a_night_worker_marks_a_long_stay_departed_after_many_shorter_ones(
+    client: AsyncClient, world: World
+) -> None:
+    """The link page found the hold to mark departed among the facility's newest 200 holds
+    arrived *or departed*: a household staying for months at a place whose other rooms saw
+    200 departures since (a crisis studio's two-night stays) was listed under "In house",
+    yet its "Departed" answered "Not found" and its places could not be freed."""
+    w = await seed_world(world)
+    pool = w["ixl"].pools[0]  # type: ignore[attr-defined]
+    ref = await _arrived(client, w)
+    async with world.db.write() as s:
+        long_stay = await s.scalar(select(Hold).where(Hold.ref == ref))
+        assert long_stay is not None
+        columns = {
+            c.key: getattr(long_stay, c.key)
+            for c in Hold.__table__.columns
+            if c.key not in ("id", "ref", "idempotency_key")
+        }
+        for i in range(200):  # newer holds, since gone (their units long freed)
+            s.add(Hold(**{**columns, "ref": f"T{i:07d}", "idempotency_key": f"gone-{i}",
+                          "state": "departed", "departed_at": world.clock.now()}))  # fmt: skip
+    client.headers["Accept-Language"] = "en"
+    _, secret = await issue(client, str(w["staff"]), w["ixl"].facility.id)  # type: ignore[attr-defined]
+    assert (await open_link(client, secret)).status_code == 303
+    page = await client.get("/web/link")
+    hold_id = re.search(r'action="/web/link/holds/(\d+)/departed"', page.text)
+    assert hold_id and int(hold_id.group(1)) == long_stay.id, page.text
+    r = await client.post(
+        f"/web/link/holds/{hold_id.group(1)}/departed", data={"csrf": csrf_of(page.text)}
+    )
+    assert r.status_code == 303 and "ok=departed" in r.headers["location"], r.text
+    assert (await _pool(world, pool.id))[0] == 0
+    async with world.db.read() as s:
+        assert await s.scalar(select(Hold.state).where(Hold.ref == ref)) == "departed"
