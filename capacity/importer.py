@@ -219,9 +219,14 @@ def parse_csv_rows(text: str) -> list[tuple[int, FacilityCreate]]:
     reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
     header = next(reader, [])
     errors: list[RowError] = []
-    unknown = [h for h in header if h not in BASE and h not in POLICY_FIELDS]
+    # columns without a name: the empty cells a spreadsheet saves after the last column when
+    # its used range is wider (a note once typed further right), skipped as empty rows are
+    unnamed = {i for i, h in enumerate(header) if not h.strip()}
+    unknown = [
+        h for i, h in enumerate(header) if i not in unnamed and h not in BASE | POLICY_FIELDS
+    ]
     missing = [h for h in ("operator", "alias", "municipality", "intake_phone") if h not in header]
-    if unknown or missing or not header:
+    if unknown or missing or len(unnamed) == len(header):
         msg = []
         if unknown:
             msg.append(f"unknown columns: {', '.join(unknown)}")
@@ -239,11 +244,15 @@ def parse_csv_rows(text: str) -> list[tuple[int, FacilityCreate]]:
         if line - 1 > MAX_ROWS:
             raise ImportRejected(f"At most {MAX_ROWS} rows per file.", errors=[])
         row: dict[Any, Any] = {
-            h: (cells[i] if i < len(cells) else None) for i, h in enumerate(header)
+            h: (cells[i] if i < len(cells) else None)
+            for i, h in enumerate(header)
+            if i not in unnamed
         }
         if len(cells) > len(header):
             row[None] = cells[len(header) :]
         try:
+            if any(i < len(cells) and cells[i].strip() for i in unnamed):
+                raise ValueError("the row has a value in a column without a name in the header")
             cmd = parse_row(row)
             if cmd.template is not None and cmd.template not in TEMPLATES:
                 raise ValueError(f"unknown template {cmd.template!r}")

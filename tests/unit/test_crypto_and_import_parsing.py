@@ -124,3 +124,27 @@ def test_import_reads_the_semicolon_csv_of_belgian_spreadsheets() -> None:
     assert semicolon == comma
     assert [p.label for p in semicolon[0].pools] == ["Rooms", "Beds"]
     # A comma file whose header happens to hold no comma cannot exist (4 columns are required).
+
+
+def test_import_ignores_the_empty_columns_a_spreadsheet_saves_after_the_last() -> None:
+    """A sheet whose used range is wider than its columns (a note once typed in column K, a
+    formatted column) is saved with empty cells after the last column, the header's included:
+    the import refused the whole file for "unknown columns: , ". Empty columns are skipped, as
+    empty rows are; a value in a column without a name is still refused, by its row."""
+    plain = parse_csv(
+        "operator;alias;municipality;template;intake_phone\r\n"
+        "A;Refuge 1;Gent;ipv_refuge;+32 9 555 00 00\r\n"
+    )
+    wide = parse_csv(
+        "operator;alias;municipality;template;intake_phone;;\r\n"
+        "A;Refuge 1;Gent;ipv_refuge;+32 9 555 00 00;;\r\n"
+    )
+    assert wide == plain
+    with pytest.raises(ImportRejected) as err:
+        parse_csv(
+            "operator;alias;municipality;template;intake_phone;;\r\n"
+            "A;Refuge 1;Gent;ipv_refuge;+32 9 555 00 00;;\r\n"
+            "A;Refuge 2;Gent;ipv_refuge;+32 9 555 00 00;;call Sam first\r\n"
+        )
+    [bad] = err.value.extra["errors"]
+    assert bad.row == 3 and "column without a name" in bad.message
