@@ -1247,16 +1247,16 @@ async def list_holds(
     side: str,
     states: list[str] | None = None,
     facility_id: int | None = None,
-    limit: int = 200,
+    limit: int | None = 200,
     before_id: int | None = None,
     now: datetime | None = None,
     hold_id: int | None = None,
 ) -> list[HoldView]:
-    """Newest first, at most ``limit``; ``before_id``: only holds older than that one (the
-    next page). ``now``: ``states`` filter by the state each hold is shown in at that moment
-    (a held hold past its deadline is expired, before the sweeper writes it); ``hold_id``:
-    that hold alone, if it matches the other filters (a hold picked from a page, which may be
-    older than the newest ``limit``)."""
+    """Newest first, at most ``limit`` (None: all); ``before_id``: only holds older than that
+    one (the next page). ``now``: ``states`` filter by the state each hold is shown in at that
+    moment (a held hold past its deadline is expired, before the sweeper writes it);
+    ``hold_id``: that hold alone, if it matches the other filters (a hold picked from a page,
+    which may be older than the newest ``limit``)."""
     q = _view_query()
     if not actor.is_admin:
         q = q.where(

@@ -681,8 +681,9 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
         ]
     holds = [
         staff_hold_read(h, now)
+        # every one (no page of 200): each needs its answer, and a page has no "next"
         for h in await holds_service.list_holds(
-            state.db, actor=actor, side="staff", states=["held"]
+            state.db, actor=actor, side="staff", states=["held"], limit=None
         )
         if h.effective_state(now) == "held"  # past its deadline: gone, swept or not
     ]
@@ -693,8 +694,9 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
             "hold": staff_hold_read(h, now),
             "arrived_text": None if h.arrived_at is None else local_when(h.arrived_at, lang, now),
         }
+        # every one: the longest stays are the oldest, and would fall off a page of 200
         for h in await holds_service.list_holds(
-            state.db, actor=actor, side="staff", states=["arrived"]
+            state.db, actor=actor, side="staff", states=["arrived"], limit=None
         )
     ]
     return {

@@ -144,6 +144,7 @@ class LinkPageController(Controller):
                 side="staff",
                 states=["held"],
                 facility_id=ws.link.facility_id,
+                limit=None,  # every one, as on the staff page
             )
             if h.effective_state(now) == "held"
         ]
@@ -160,6 +161,7 @@ class LinkPageController(Controller):
                 side="staff",
                 states=["arrived"],
                 facility_id=ws.link.facility_id,
+                limit=None,  # every one, as on the staff page
             )
         ]
         ctx = {

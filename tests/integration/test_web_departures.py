@@ -320,3 +320,35 @@ async def test_a_night_worker_marks_a_long_stay_departed_after_many_shorter_ones
     assert (await _pool(world, pool.id))[0] == 0
     async with world.db.read() as s:
         assert await s.scalar(select(Hold.state).where(Hold.ref == ref)) == "departed"
+
+
+async def test_every_household_in_house_is_listed_not_the_newest_200(
+    client: AsyncClient, world: World
+) -> None:
+    """The staff page (and a link's) listed the newest 200 households in house and counted
+    "In house 200": at an operator with more (a network of refuges, a large night shelter)
+    the longest stays silently fell off the page, with no "Departed" to free their places."""
+    w = await seed_world(world)
+    first = await _arrived(client, w)
+    async with world.db.write() as s:
+        oldest = await s.scalar(select(Hold).where(Hold.ref == first))
+        assert oldest is not None
+        columns = {
+            c.key: getattr(oldest, c.key)
+            for c in Hold.__table__.columns
+            if c.key not in ("id", "ref", "idempotency_key")
+        }
+        for i in range(200):  # arrived since, at the same place
+            s.add(Hold(**{**columns, "ref": f"T{i:07d}", "idempotency_key": f"stay-{i}"}))
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, str(w["staff"]))
+    page = (await client.get("/web/staff")).text
+    assert re.search(r'id="in-house-h">In house <span class="count">201</span>', page), page
+    assert page.count('class="hold in-house card"') == 201
+    assert f'action="/web/staff/holds/{first}/departed"' in page
+
+    client.cookies.clear()
+    _, secret = await issue(client, str(w["staff"]), w["ixl"].facility.id)  # type: ignore[attr-defined]
+    assert (await open_link(client, secret)).status_code == 303
+    page = (await client.get("/web/link")).text
+    assert f'action="/web/link/holds/{oldest.id}/departed"' in page
