@@ -283,9 +283,16 @@ async def import_csv(
     try:
         return await add_facilities(db, cmds, actor=actor, now=now, cipher=cipher, source="import")
     except AbriError as exc:
-        row = exc.extra.get("row")
-        line = rows[row - 1][0] if isinstance(row, int) and 0 < row <= len(rows) else None
+
+        def line_of(row: object) -> int | None:
+            return rows[row - 1][0] if isinstance(row, int) and 0 < row <= len(rows) else None
+
+        failures = exc.extra.pop("failures", None) or [(exc.extra.get("row"), exc)]
+        errors = [RowError(line_of(i) or 0, e.field, e.detail) for i, e in failures]
+        more = (
+            f" {len(errors) - 1} more row(s) cannot be imported either." if len(errors) > 1 else ""
+        )
         raise ImportRejected(
-            f"Row {line}: {exc.detail} Nothing was imported.",
-            errors=[RowError(line or 0, exc.field, exc.detail)],
+            f"Row {line_of(exc.extra.get('row'))}: {exc.detail}{more} Nothing was imported.",
+            errors=errors,
         ) from exc

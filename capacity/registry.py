@@ -34,7 +34,14 @@ from capacity.commands import (
 )
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
-from capacity.errors import AlreadyExists, Conflict, InvalidInput, NotFound, UnknownArea
+from capacity.errors import (
+    AbriError,
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    UnknownArea,
+)
 from capacity.models import (
     Alert,
     AvailabilityReport,
@@ -1105,9 +1112,14 @@ async def add_facilities(
 ) -> list[int]:
     """Create several facilities in ONE transaction: all or nothing (bulk import).
 
-    Errors carry the 1-based index of the failing item in ``extra['row']``.
+    Errors carry the 1-based index of the failing item in ``extra['row']``. Every item is
+    tried, so that the first error raised carries them all in ``extra['failures']`` (index,
+    error): a file is corrected in one go, not one refused row per attempt. Going on after a
+    refused item is safe, as nothing is committed: its checks come before anything the
+    database could refuse, and the other items' aliases differ (checked before).
     """
     ids: list[int] = []
+    failures: list[tuple[int, AbriError]] = []
     async with db.write() as s:
         for i, cmd in enumerate(cmds, start=1):
             try:
@@ -1116,10 +1128,15 @@ async def add_facilities(
                 )
             except (InvalidInput, NotFound, AlreadyExists) as exc:
                 exc.extra.setdefault("row", i)
-                raise
+                failures.append((i, exc))
+                continue
             except IntegrityError as exc:  # pragma: no cover - guarded by the checks above
                 raise AlreadyExists(f"Row {i}: conflicts with an existing record.", row=i) from exc
             ids.append(fac.id)
+        if failures:
+            first = failures[0][1]
+            first.extra["failures"] = failures
+            raise first
     return ids
 
 

@@ -230,6 +230,36 @@ async def test_csv_import_all_or_nothing(client: AsyncClient, world: World) -> N
         assert await s.scalar(select(func.count()).select_from(Facility)) == 3
 
 
+async def test_csv_import_lists_every_row_the_database_refuses(
+    client: AsyncClient, world: World
+) -> None:
+    """A file whose rows are well formed but clash with what is registered (facilities
+    already there) listed only the first such row: the admin fixed it, sent the file again,
+    met the next one, and so on, row after row."""
+    h = {**bearer(await _admin(world)), "Content-Type": "text/csv"}
+    r = await client.post("/admin/facilities/import", headers=h, content=GOOD_CSV.encode())
+    assert r.status_code == 201, r.text
+    header, *_ = GOOD_CSV.splitlines()
+    rows = [
+        header,
+        "Refuges A,Hotel H-9,21015,requisitioned_crisis_hotel,+32 2 555 99 99,,,,",  # new
+        "Refuges A,Refuge R-2,Liège,ipv_refuge,+32 4 555 22 22,,,,",  # registered already
+        "Refuges A,Nuit N-3,35013,night_shelter,+32 59 55 33 33,,,Beds:bed:1:20,",  # too
+        "Refuges A,Refuge R-7,Gent,ipv_refuge,+32 9 555 77 77,,,,",  # new
+    ]
+    r = await client.post(
+        "/admin/facilities/import", headers=h, content=("\n".join(rows) + "\n").encode()
+    )
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert [(e["row"], e["field"]) for e in problem["errors"]] == [(3, "alias"), (4, "alias")]
+    assert "Refuge R-2" in problem["errors"][0]["message"]
+    assert "Nuit N-3" in problem["errors"][1]["message"]
+    assert problem["detail"].startswith("Row 3: ") and "Nothing was imported." in problem["detail"]
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Facility)) == 3
+
+
 async def test_tokens_roles_must_fit_operator_kind_and_can_be_revoked(
     client: AsyncClient, world: World
 ) -> None:
