@@ -18,7 +18,7 @@ handover_protocol        text (the template's protocol when empty)
 secret_address           yes/no (template default; on unless public night shelter)
 street, postal_code,     the confidential address (encrypted at rest)
 city
-valid_from, planned_end  ISO dates (temporary schemes)
+valid_from, planned_end  ISO dates, Belgian days (temporary schemes)
 pools                    ``label:unit_kind:places_per_unit:units_total`` separated by ``;``
                          e.g. ``Family rooms:family_room:4:6;Beds:bed:1:10``
 policy columns           any AccessPolicy field in snake_case overrides the template:
@@ -43,6 +43,7 @@ import msgspec
 
 from capacity.areas import areas, local_name
 from capacity.audit import Actor
+from capacity.clock import BRUSSELS
 from capacity.commands import FacilityCreate
 from capacity.crypto import AddressCipher
 from capacity.db import Database
@@ -116,8 +117,14 @@ def _bool(v: str) -> bool:
 
 
 def _date(v: str) -> datetime:
+    """A date as the start of that day in Belgium (midnight in Brussels, 23:00 or 22:00 UTC
+    the day before), as every other day in Abri: UTC midnight would open a scheme at 01:00
+    (02:00 in summer) and leave it out of searches made in the first hour of its first day."""
     d = date.fromisoformat(v.strip())
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+    try:
+        return datetime(d.year, d.month, d.day, tzinfo=BRUSSELS).astimezone(UTC)
+    except OverflowError:  # 0001-01-01: before the first instant Python knows in UTC
+        raise ValueError(f"{v.strip()} is not a date between 2000 and 2100") from None
 
 
 def _municipality(v: str) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -148,3 +150,21 @@ def test_import_ignores_the_empty_columns_a_spreadsheet_saves_after_the_last() -
         )
     [bad] = err.value.extra["errors"]
     assert bad.row == 3 and "column without a name" in bad.message
+
+
+def test_import_scheme_dates_are_belgian_days() -> None:
+    """A winter scheme imported with valid_from 2026-11-15 opens at midnight in Belgium, not
+    at 01:00 (UTC midnight): a search at 00:30 on the 15th must not leave it out as "not yet
+    started", nor the staff page say it starts at 01:00. A summer date is 22:00 UTC."""
+    [cmd] = parse_csv(
+        "operator,alias,municipality,template,intake_phone,valid_from,planned_end\n"
+        "A,Winter,Gent,requisitioned_crisis_hotel,+32 9 555 00 00,2026-11-15,2027-03-31\n"
+    )
+    assert cmd.valid_from == datetime(2026, 11, 14, 23, 0, tzinfo=UTC)
+    assert cmd.planned_end == datetime(2027, 3, 30, 22, 0, tzinfo=UTC)
+    with pytest.raises(ImportRejected) as bad:  # a mistyped year: the row's error, not a 500
+        parse_csv(
+            "operator,alias,municipality,template,intake_phone,valid_from\n"
+            "A,Winter,Gent,requisitioned_crisis_hotel,+32 9 555 00 00,0001-01-01\n"
+        )
+    assert [e.row for e in bad.value.extra["errors"]] == [2]
