@@ -590,7 +590,12 @@ def _build_option(
             )
     if p_continuity == 0:
         end = fac.planned_end
-        day = f" on {end:%Y-%m-%d}" if end is not None else ""
+        # the Belgian date, as the staff page shows the end (UTC's is a day early at midnight)
+        day = (
+            f" on {datetime.fromtimestamp(_ts(end, 0), BRUSSELS):%Y-%m-%d}"
+            if end is not None
+            else ""
+        )
         warnings.append(
             Warning(
                 "runs_past_planned_end",

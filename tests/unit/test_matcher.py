@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -238,6 +238,20 @@ def test_scheme_validity_and_planned_end() -> None:
     assert soon.score_parts["continuity"] == 0.0
     short = search(facilities, req(nights=2))
     assert "runs_past_planned_end" not in {w.code for o in short.options for w in o.warnings}
+
+
+def test_planned_end_warning_gives_the_belgian_date() -> None:
+    """A scheme ending at midnight in Brussels on 1 February (23:00 UTC on 31 January, as the
+    import stores "2025-02-01") is planned to end on 2025-02-01, the date the staff page
+    shows ("runs until Sat 1 Feb, 00:00") and the admin typed: not on the UTC date, a day
+    early."""
+    ends = datetime(2025, 1, 31, 23, 0, tzinfo=UTC)
+    facilities = [make_facility("hotel", policy=AccessPolicy(low_threshold=True), planned_end=ends)]
+    [option] = search(facilities, req(nights=30)).options
+    [warning] = [w for w in option.warnings if w.code == "runs_past_planned_end"]
+    assert (
+        warning.message == "The scheme is planned to end on 2025-02-01, before the 30 nights asked."
+    )
 
 
 def test_secret_address_shows_the_province_only_and_never_a_municipality() -> None:
