@@ -765,9 +765,10 @@ def until_from_form(form: Any) -> datetime | None:
         raise FormError("Give both a date and a time, or neither.")
     try:
         local = datetime.combine(date.fromisoformat(day), time.fromisoformat(hour))
-    except ValueError:
+        # OverflowError: 0001-01-01 before 00:17 (Brussels' mean time then) has no UTC instant
+        return local.replace(tzinfo=BRUSSELS).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise FormError("Please check the date and the time.") from None
-    return local.replace(tzinfo=BRUSSELS).astimezone(UTC)
 
 
 def local_when(at: datetime, lang: str, now: datetime) -> str:
