@@ -48,6 +48,7 @@ from api.taskforce.schemas import (
 from capacity import taskforce_service as tf
 from capacity.areas import area_shapes, local_name
 from capacity.clock import Clock, brussels_date
+from capacity.commands import check_instant
 from capacity.db import Database
 from capacity.errors import InvalidInput
 from capacity.saturation import SEGMENTS
@@ -195,6 +196,8 @@ def window(raw_start: str | None, raw_end: str | None, now: datetime, days: int 
             raise InvalidInput(
                 f"`{name}` needs a timezone (e.g. 2026-01-15T00:00:00Z).", field=name
             )
+        # a mistyped year (1, 9999) would overflow when the query is bound: a 500
+        check_instant(v, name)
     if start > end:
         raise InvalidInput("`from` must be before `to`.", field="from")
     if end - start > timedelta(days=400):

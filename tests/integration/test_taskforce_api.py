@@ -858,3 +858,27 @@ async def test_exports_name_places_as_people_there_do(client: AsyncClient, world
     r = await client.get("/taskforce/exports/daily-census?level=province", headers=h)
     names = {x["area_nis"]: x["area_name"] for x in csv.DictReader(io.StringIO(r.text))}
     assert names["10000"] == "Antwerpen", names
+
+
+async def test_a_window_outside_2000_2100_is_a_422_not_a_500(
+    client: AsyncClient, world: World
+) -> None:
+    """A year mistyped into `from`/`to` (year 1 at +01:00, year 9999 at -01:00: before or
+    after every instant Python can write in UTC) is refused with the field named, as the
+    other instants of the API are, rather than overflowing while the query is bound."""
+    await world.operator("TF", "taskforce")
+    h = bearer(await world.token("TF", "taskforce"))
+    windows = (
+        {"from": "0001-01-01T00:00:00+01:00", "to": "0001-01-02T00:00:00+01:00"},
+        {"from": "9999-12-31T00:00:00-01:00", "to": "9999-12-31T23:00:00-01:00"},
+    )
+    for params in windows:
+        for path in (
+            "/taskforce/unmet-demand",
+            "/taskforce/exports/daily-census",
+            "/taskforce/exports/briefing",
+            "/taskforce/saturation/series",
+        ):
+            r = await client.get(path, params=params, headers=h)
+            assert r.status_code == 422, (path, params, r.text)
+            assert r.json()["field"] == "from", r.json()
