@@ -8,6 +8,7 @@ from typing import Annotated
 
 from litestar.params import QueryParameter
 
+from capacity.commands import check_instant
 from capacity.errors import InvalidInput
 from placement.holds_service import parse_ref
 
@@ -58,11 +59,13 @@ def instant(raw: str | None, name: str) -> datetime | None:
     if re.search(r" \d{2}:\d{2}$", raw):
         raw = raw[:-6] + "+" + raw[-5:]
     try:
-        return datetime.fromisoformat(raw)
+        at = datetime.fromisoformat(raw)
     except ValueError as exc:
         raise InvalidInput(
             f"`{name}` is not a valid date-time (e.g. 2026-01-17T02:00:00+01:00).", field=name
         ) from exc
+    check_instant(at, name)  # a mistyped year (1, 9999) would overflow in the query: a 500
+    return at
 
 
 def window(raw_since: str | None, raw_until: str | None) -> tuple[datetime | None, datetime | None]:

@@ -94,6 +94,12 @@ async def test_an_admin_finds_what_happened_at_a_belgian_local_time_and_to_one_h
     for bad in ({"from": "2026-01-17T02:00:00"}, {"to": "yesterday"}):
         r = await client.get("/admin/audit", headers=w["admin"], params=bad)
         assert r.status_code in (400, 422), r.text
+    # a mistyped year, before or after any instant Python writes in UTC: refused, not a 500
+    for bad in ({"from": "0001-01-01T00:00:00+01:00"}, {"to": "9999-12-31T23:00:00-01:00"}):
+        r = await client.get("/admin/audit", headers=w["admin"], params=bad)
+        assert r.status_code == 422 and r.json()["field"] in bad, r.text
+        r = await client.get(f"/staff/facilities/{fid}/audit", headers=w["staff"], params=bad)
+        assert r.status_code == 422 and r.json()["field"] in bad, r.text
     r = await client.get("/admin/audit", headers=w["admin"], params={"holdRef": "KM4T-9RC8"})
     assert r.status_code == 422 and r.json()["code"] == "bad-reference"
     r = await client.get(
