@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from clients.feeds.base import (
     FeedRejected,
@@ -30,6 +31,10 @@ ACCEPT = "text/csv"
 
 REQUIRED = ("place_id", "places_total", "places_occupied")
 OPTIONAL = ("places_blocked", "updated_at")
+#: What a column name looks like. Anything else in the first line means it is no CSV header at
+#: all (a login or error page served with 200, which may echo the polled URL and its key): it
+#: is not quoted in the reason, which every admin sees and the log keeps.
+_COLUMN_NAME = re.compile(r"[\w .()#%-]{0,40}")
 
 
 def _int(raw: str | None, column: str, line: int) -> int:
@@ -56,6 +61,11 @@ def parse(body: bytes) -> list[Reading]:
     header = [h.strip().lower() for h in rows[0]]
     missing = [c for c in REQUIRED if c not in header]
     unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+    if any(not _COLUMN_NAME.fullmatch(c) for c in unknown):
+        raise FeedRejected(
+            "the first line is not a CSV header (an HTML page, an error message or another "
+            "document?)"
+        )
     if missing or unknown or len(set(header)) != len(header):
         raise FeedRejected(
             f"CSV columns changed: missing {missing or 'none'}, unexpected {unknown or 'none'}"

@@ -41,3 +41,23 @@ def have(avail: str = "3", when: str = "2026-01-15T01:00:00Z") -> bytes:
 def test_a_bad_number_or_time_is_a_rejection_with_a_reason(mod: object, body: bytes) -> None:
     with pytest.raises(FeedRejected):
         mod.parse(body)  # type: ignore[attr-defined]
+
+
+def test_a_page_served_instead_of_the_csv_is_not_quoted_in_the_reason() -> None:
+    """The reason is shown to every admin and logged: a login or error page served with 200
+    (here echoing the polled URL, key included) must not be copied into it."""
+    page = (
+        b"<html><body>Session expired. <a href=/login?next=/export?token=Zq8Xw2key>"
+        b"Log in again</a></body></html>\n"
+    )
+    with pytest.raises(FeedRejected) as caught:
+        csv_export.parse(page)
+    assert "zq8xw2key" not in caught.value.reason.lower()
+    assert "not a CSV header" in caught.value.reason
+
+
+def test_a_renamed_csv_column_is_still_named_in_the_reason() -> None:
+    with pytest.raises(FeedRejected) as caught:
+        csv_export.parse(b"place_id;places_total;places_free;updated_at (UTC)\nA;5;1;\n")
+    assert "places_free" in caught.value.reason and "updated_at (utc)" in caught.value.reason
+
