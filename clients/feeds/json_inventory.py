@@ -37,6 +37,9 @@ class _Inventory(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 def parse(body: bytes) -> list[Reading]:
+    # RFC 8259 lets a parser ignore a UTF-8 byte order mark, and Windows tools (PowerShell 5,
+    # .NET's UTF8 writer) put one in front of what they write: read it, as the CSV adapter does.
+    body = body.removeprefix(b"\xef\xbb\xbf")
     try:
         doc = msgspec.json.decode(body, type=_Inventory)
     except msgspec.ValidationError as exc:

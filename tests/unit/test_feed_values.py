@@ -61,3 +61,10 @@ def test_a_renamed_csv_column_is_still_named_in_the_reason() -> None:
         csv_export.parse(b"place_id;places_total;places_free;updated_at (UTC)\nA;5;1;\n")
     assert "places_free" in caught.value.reason and "updated_at (utc)" in caught.value.reason
 
+
+def test_json_with_a_byte_order_mark_is_read() -> None:
+    """RFC 8259 lets a parser ignore a BOM; Windows tools (PowerShell 5, .NET's UTF8 writer)
+    put one in front of the JSON a CPAS or hotel system serves. The CSV adapter already reads
+    it; JSON must too, rather than call the document 'garbage or truncated'."""
+    body = b'\xef\xbb\xbf{"rooms": [{"roomType": "DBL", "total": 4, "occupied": 1}]}'
+    assert [(r.feed_id, r.units_total) for r in json_inventory.parse(body)] == [("DBL", 4)]
