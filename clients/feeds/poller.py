@@ -7,8 +7,10 @@ retries with exponential backoff and jitter, a circuit breaker, then ingest or r
   document. ``304 Not Modified`` is a success that changes no figure but confirms the data is
   still accurate (the mapped pools' data age is refreshed, as a staff "still accurate").
 * Retries: connection errors, timeouts, a body cut mid-way, HTTP 5xx and 429 are retried up
-  to ``max_retries`` times after ``min(30, 2**n) * U(0.75, 1.25)`` seconds. A document that
-  arrives but is malformed is not retried: it is rejected (nothing written).
+  to ``max_retries`` times after ``min(30, 2**n) * U(0.75, 1.25)`` seconds, or after the
+  server's ``Retry-After`` when it asks for longer (beyond 30 s: no retry, the next poll comes
+  at the interval). A document that arrives but is malformed is not retried: it is rejected
+  (nothing written).
 * Circuit breaker: after ``failure_threshold`` consecutive failed polls the circuit opens and
   the feed is not requested for ``cooldown_seconds``; then one trial request (half-open, no
   retries) closes it on success or re-opens it on failure.
@@ -25,7 +27,8 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import httpx
@@ -68,11 +71,36 @@ class PollReport:
 
 
 class FetchFailed(Exception):
-    def __init__(self, reason: str, *, transient: bool, contacted: bool) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        contacted: bool,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.contacted = contacted
+        self.retry_after = retry_after  # seconds the server asked for (``Retry-After``)
+
+
+def retry_after_seconds(raw: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (delay-seconds or an HTTP date); None if absent or
+    unreadable."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isascii() and raw.isdigit():
+        return float(min(int(raw), 86_400))
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, min((when - datetime.now(UTC)).total_seconds(), 86_400.0))
 
 
 @dataclass(frozen=True)
@@ -115,10 +143,18 @@ async def fetch_once(
                 if resp.status_code != 200:
                     status = resp.status_code
                     transient = status >= 500 or status in (408, 429)
+                    wait = retry_after_seconds(resp.headers.get("retry-after"))
                     hint = {401: " (credentials refused)", 403: " (access refused)"}.get(
                         status, " (redirects are not followed)" if 300 <= status < 400 else ""
                     )
-                    raise FetchFailed(f"HTTP {status}{hint}", transient=transient, contacted=True)
+                    if transient and wait is not None:
+                        hint = f" (Retry-After {wait:g} s)"
+                    raise FetchFailed(
+                        f"HTTP {status}{hint}",
+                        transient=transient,
+                        contacted=True,
+                        retry_after=wait,
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.aiter_bytes():
@@ -319,6 +355,13 @@ async def _poll_claimed(
                 if not exc.transient or attempt == attempts_allowed:
                     raise
                 delay = backoff_delay(attempt, rng)
+                if exc.retry_after is not None and exc.retry_after > delay:
+                    # The server said when to come back (maintenance, a rate limit): asking
+                    # again sooner only earns another refusal. Beyond what this poll's
+                    # retries would wait, the next poll comes at the feed's interval.
+                    if exc.retry_after > BACKOFF_MAX_S:
+                        raise
+                    delay = exc.retry_after
                 report.delays.append(delay)
                 await sleep(delay)
         assert fetched is not None

@@ -47,6 +47,7 @@ class Reply:
     last_modified: str | None = None
     hang: float = 0.0  # sleep before answering
     cut: bool = False  # announce the full length, send half, close
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +94,8 @@ def _handler(state: FeedServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("ETag", r.etag)
             if r.last_modified:
                 self.send_header("Last-Modified", r.last_modified)
+            for name, value in r.headers.items():
+                self.send_header(name, value)
             if r.cut:
                 self.send_header("Connection", "close")
             self.end_headers()
@@ -576,6 +579,29 @@ async def test_retries_backoff_jitter_and_circuit_breaker(
     assert report.outcome == "ok" and report.circuit == "closed"
     row = await feed_row(world, created["id"])
     assert (row.circuit, row.consecutive_failures) == ("closed", 0)
+
+
+async def test_a_retry_after_is_honoured_not_hammered(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """A partner in maintenance (503) or rate-limiting Abri (429) says when to come back: a
+    wait longer than this poll's retries would take ends the poll (the next one comes at its
+    interval), a short one is waited, instead of two more requests within 3 s."""
+    feed_server.serve(Reply(status=503, body=b"maintenance", headers={"Retry-After": "300"}))
+    created = await make_feed(client, setup, feed_server.url, maxRetries=2)
+    sleeps = Sleeps()
+    report = await poll(world, created["id"], sleep=sleeps)
+    assert report.outcome == "failed" and len(feed_server.seen) == 1 and sleeps.delays == []
+    assert report.reason == "HTTP 503 (Retry-After 300 s)"
+    feed_server.seen.clear()
+    feed_server.serve(
+        Reply(status=429, body=b"slow down", headers={"Retry-After": "20"}),
+        Reply(body=inventory((10, 6), (4, 3))),
+    )
+    world.clock.advance(seconds=300)
+    sleeps = Sleeps()
+    report = await poll(world, created["id"], sleep=sleeps)
+    assert report.outcome == "ok" and len(feed_server.seen) == 2 and sleeps.delays == [20.0]
 
 
 async def test_one_poller_at_a_time(
