@@ -56,7 +56,9 @@ def parse(body: bytes) -> list[Reading]:
                 feed_id=fid,
                 units_total=room.total - (room.out_of_order or 0),
                 units_occupied=room.occupied,
-                units_blocked=room.out_of_order,
+                # total counts every room: without outOfOrder all are in service, none
+                # blocked (not "unknown", which would keep an old out-of-order figure)
+                units_blocked=room.out_of_order or 0,
                 reported_at=at,
             )
         )

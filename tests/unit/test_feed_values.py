@@ -68,3 +68,13 @@ def test_json_with_a_byte_order_mark_is_read() -> None:
     it; JSON must too, rather than call the document 'garbage or truncated'."""
     body = b'\xef\xbb\xbf{"rooms": [{"roomType": "DBL", "total": 4, "occupied": 1}]}'
     assert [(r.feed_id, r.units_total) for r in json_inventory.parse(body)] == [("DBL", 4)]
+
+
+def test_an_inventory_without_out_of_order_rooms_reports_none_blocked() -> None:
+    """``total`` counts every room, out of order or not, and ``outOfOrder`` is optional: a
+    room type without it has all its rooms in service. Its blocked count is then 0, not
+    "unknown" (which kept the last out-of-order figure beside a total that already counted
+    the repaired room: 10 rooms in service plus 1 blocked for a hotel with 10)."""
+    body = b'{"rooms": [{"roomType": "DBL", "total": 10, "occupied": 4}]}'
+    (reading,) = json_inventory.parse(body)
+    assert (reading.units_total, reading.units_blocked) == (10, 0)
