@@ -9,7 +9,7 @@ would overwrite each other's figures at every poll.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -381,6 +381,12 @@ async def update_feed(
         elif cmd.credentials is not None:
             feed.credentials_ciphertext = seal(cipher, cmd.credentials)
             changed.append("credentials")
+        if "interval_seconds" in changed and feed.circuit == "closed" and feed.next_poll_at:
+            # A shorter interval counts from the last poll, not after the old, longer wait.
+            since = feed.last_attempt_at or now
+            feed.next_poll_at = min(
+                feed.next_poll_at, since + timedelta(seconds=feed.interval_seconds)
+            )
         source = {"url", "format", "mapping", "credentials"}
         if feed.enabled and ("enabled" in changed or source & set(changed)):
             # Re-enabled, or its source mended by an admin (a new address, new credentials):

@@ -629,6 +629,24 @@ async def test_due_feeds_are_polled_by_the_job(
     assert load_jobs()["feeds.poll"].seconds == 15
 
 
+async def test_a_shorter_interval_takes_effect_at_once(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """An admin registered a feed polled once a day by mistake and sets 5 min: the next poll
+    came only a day after the last one, however often the partner's figures changed."""
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
+    created = await make_feed(client, setup, feed_server.url, intervalSeconds=86_400)
+    kw = {"cipher": world.cipher, "clock": world.clock}
+    assert await poller.poll_due(world.db, **kw) == 1
+    r = await client.patch(
+        f"/admin/feeds/{created['id']}", json={"intervalSeconds": 300}, headers=bearer(setup.admin)
+    )
+    assert r.status_code == 200, r.text
+    world.clock.advance(seconds=300)
+    assert await poller.poll_due(world.db, **kw) == 1
+    assert len(feed_server.seen) == 2
+
+
 # --------------------------------------------------------------------------- feeds vs holds
 
 
