@@ -1158,6 +1158,9 @@ class WebController(Controller):
             area=display_name(h.place.area.nis, _lang(request)),
             # what the officer radios to the patrol: the Belgian wall clock, not a countdown
             deadline_text=local_when(h.deadline, _lang(request), now),
+            # which household the code is for, to check before reading it out (an operator
+            # may hold for several at once; composition only, never a name)
+            household=view.household,
             **{"error": None, "already": False, **extra},
         )
 

@@ -1547,7 +1547,7 @@ async def test_the_console_says_which_household_each_held_place_is_for(
     assert r.status_code == 303, r.text
     ref = r.headers["location"].rsplit("/", 1)[1]
     page = _visible((await client.get("/web/console")).text)
-    assert f"{ref} · Refuge Iris · Adults: 1, Children (ages): 4, 13 ·" in page, page
+    assert f"{ref} · Refuge Iris · Adults: Woman (25-64), Children (ages): 4, 13 ·" in page, page
 
 
 @pytest.mark.parametrize(("lang", "said"), [("fr", "Temps restant\u202f:"), ("en", "Time left:")])
@@ -1566,3 +1566,49 @@ async def test_the_hold_page_time_left_takes_the_languages_colon(
     assert countdown and said in html.unescape(countdown.group(1)), countdown
     if lang == "fr":  # every label of the page, the same way
         assert re.search(r"\w:\s", html.unescape(re.sub(r"<[^>]+>", "", page))) is None
+
+
+async def test_the_console_tells_apart_two_single_adults_it_holds_for(
+    client: AsyncClient, world: World
+) -> None:
+    """A helpline operator on three calls at once held a place for a homeless man and one for
+    a woman in a wheelchair with her dog: "Places you are holding" said "Adults: 1" beside
+    both codes, so the code read out to the caller on the line could be the other one's. Each
+    hold now says who (the adults' gender and age band, a wheelchair, a pet), and so does the
+    hold's own page, from which the code is read out."""
+    from placement.policy import AccessPolicy
+
+    w = await seed_world(world)
+    await world.facility(
+        "Refuges Solidaires",
+        "Hotel Accueil",
+        municipality="21009",
+        kind="crisis_hotel",
+        policy=AccessPolicy(
+            accepts_undocumented=True,
+            wheelchair_accessible=True,
+            accepts_pets=True,
+            languages=["fr", "nl"],
+        ),
+        pools=[PoolCreate(label="Rooms", unit_kind="room", places_per_unit=2, units_total=4)],
+    )
+    await web_sign_in(client, str(w["helpline"]))
+    client.headers["Accept-Language"] = "en"
+    single = {"adult0_band": "25-64", "need": "homelessness", "nights": "1", "languages": "fr"}
+    man = {**single, "adult0_gender": "male"}
+    woman = {**single, "adult0_gender": "female", "wheelchair": "1", "pets": "1"}
+    refs = {}
+    for who, form in (("man", man), ("woman", woman)):
+        r = await post_form(client, "/web/console", "/web/console/search", form)
+        assert r.status_code == 200 and "Hotel Accueil" in r.text, r.text
+        r = await client.post("/web/console/hold", data=hold_form(r.text))
+        assert r.status_code == 303, r.text
+        refs[who] = r.headers["location"].rsplit("/", 1)[1]
+    page = _visible((await client.get("/web/console")).text)
+    assert f"{refs['man']} · Hotel Accueil · Adults: Man (25-64) ·" in page, page
+    assert (
+        f"{refs['woman']} · Hotel Accueil · Adults: Woman (25-64), Wheelchair access, With a pet ·"
+        in page
+    ), page
+    hold_page = _visible((await client.get(f"/web/console/holds/{refs['woman']}")).text)
+    assert "Adults: Woman (25-64), Wheelchair access, With a pet" in hold_page, hold_page
