@@ -89,6 +89,9 @@ class StandingView:
     closed_at: datetime | None
     requester_operator_id: int
     hold: HoldView | None
+    # the household waiting, as its search gave it (composition only; gone once closed): the
+    # console says whose each request is, an operator may wait for several at once
+    household: dict[str, Any] | None = None
 
     def effective_state(self, now: datetime) -> str:
         """A waiting request past its deadline is expired, before any round writes it."""
@@ -107,6 +110,7 @@ _COLUMNS = (
     StandingRequest.closed_at,
     StandingRequest.requester_operator_id,
     StandingRequest.hold_id,
+    StandingRequest.search,
 )
 
 
@@ -117,7 +121,8 @@ async def _views(db: Database, rows: list[Any]) -> list[StandingView]:
         if r.hold_id is not None:
             async with db.read() as s:
                 hold = await holds_service.load_view(s, r.hold_id)
-        out.append(StandingView(*r[:10], hold=hold))
+        household = (r.search or {}).get("household")
+        out.append(StandingView(*r[:10], hold=hold, household=household))
     return out
 
 

@@ -918,6 +918,11 @@ class WebController(Controller):
         ]
         closed.sort(key=lambda v: v.closed_at or v.notified_at or v.deadline, reverse=True)
         standing = [standing_read(v, now) for v in [*waiting, *closed[:10]]]
+        # which household each request waits for, or its hold is for (as on the holds)
+        households_waiting = {
+            v.ref: v.household or (v.hold.household if v.hold is not None else None)
+            for v in [*waiting, *closed[:10]]
+        }
         return _render(
             request,
             ws,
@@ -939,6 +944,7 @@ class WebController(Controller):
             # composition, as the operator typed it (never a name)
             households={v.ref: v.household for v in [*held, *ended[:10]] if v.household},
             standing=standing,
+            standing_households={k: v for k, v in households_waiting.items() if v},
             standing_waiting=bool(waiting),
             standing_hours=STANDING_HOURS,
             default_standing_hours=DEFAULT_STANDING_HOURS,

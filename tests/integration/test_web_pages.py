@@ -1612,3 +1612,35 @@ async def test_the_console_tells_apart_two_single_adults_it_holds_for(
     ), page
     hold_page = _visible((await client.get(f"/web/console/holds/{refs['woman']}")).text)
     assert "Adults: Woman (25-64), Wheelchair access, With a pet" in hold_page, hold_page
+
+
+async def test_the_console_tells_apart_two_households_waiting_for_a_place(
+    client: AsyncClient, world: World
+) -> None:
+    """Nothing fitted a homeless man nor a woman in a wheelchair with her dog, and the operator
+    on both calls left each waiting in line: "Waiting for a place" showed two codes, each
+    "Homelessness · Waiting", nothing to tell whose was whose, so "Stop waiting" for the one
+    who found a bed with family could take the other out of the line. Each waiting request
+    now says who it is for, as a hold does."""
+    w = await seed_world(world)  # women-only refuges, no wheelchair access: neither fits
+    await web_sign_in(client, str(w["helpline"]))
+    client.headers["Accept-Language"] = "en"
+    single = {"adult0_band": "25-64", "need": "homelessness", "nights": "1", "languages": "fr"}
+    man = {**single, "adult0_gender": "male"}
+    woman = {**single, "adult0_gender": "female", "wheelchair": "1", "pets": "1"}
+    refs = {}
+    for who, form in (("man", man), ("woman", woman)):
+        r = await post_form(client, "/web/console", "/web/console/search", form)
+        assert r.status_code == 200, r.text
+        wait = _form_fields(r.text, "/web/console/standing")
+        assert (await client.post("/web/console/standing", data=wait)).status_code == 303
+        mine = await client.get(
+            "/standing-requests/?state=waiting", headers=bearer(str(w["helpline"]))
+        )
+        refs[who] = next(x["ref"] for x in mine.json() if x["ref"] not in refs.values())
+    page = _visible((await client.get("/web/console")).text)
+    assert f"{refs['man']} · Homelessness · Adults: Man (25-64) · Waiting" in page, page
+    assert (
+        f"{refs['woman']} · Homelessness · Adults: Woman (25-64), Wheelchair access, "
+        "With a pet · Waiting" in page
+    ), page
