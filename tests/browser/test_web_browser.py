@@ -626,3 +626,35 @@ def test_staff_mark_a_household_in_house_as_departed_on_a_phone(
     assert staff.locator(f"#in-house-{ref}").count() == 0
     assert staff.locator(f"#figures-{pool.id}").inner_text().startswith("0 occupied, 0 held")
     staff.context.close()
+
+
+def test_a_callback_typed_after_the_search_goes_with_the_hold(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """The operator searched first and typed "How the shelter can reach you" once the options
+    were shown (the field stays right above them), then held a place: the hold went without
+    it (the hold form carried the field as it was at the search), and the shelter had no way
+    to call back. The hold takes the field as it is when "Hold this place" is pressed."""
+    import httpx
+
+    base = server["base"]
+    helpline = {"Authorization": f"Bearer {server['helpline']}"}
+    op = _page(browser, 1280, 900)
+    ref = None
+    try:
+        _sign_in(op, base, server["helpline"])
+        op.get_by_label("Adult 1", exact=True).select_option("female")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.get_by_role("button", name="Search").click()
+        op.wait_for_load_state()
+        assert op.locator("form.holdform").count() > 0, op.locator("#results").inner_text()
+        op.get_by_label("How the shelter can reach you (name, phone)").fill("1712, post 4")
+        op.locator("form.holdform button").first.click()
+        op.wait_for_load_state()
+        ref = op.locator("#refcode").inner_text().strip()
+        hold = httpx.get(f"{base}/holds/{ref}", headers=helpline).json()
+        assert hold["callback"] == "1712, post 4", hold
+    finally:
+        op.context.close()
+        if ref is not None:  # leave the module's world as found
+            httpx.post(f"{base}/holds/{ref}/release", headers=helpline)

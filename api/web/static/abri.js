@@ -372,7 +372,29 @@
     var sent = Number(form.getAttribute("data-sent-at") || 0);
     if (sent && Date.now() - sent < 10000) { event.preventDefault(); return; }
     form.setAttribute("data-sent-at", String(Date.now()));
+    currentCallback(form);
   });
+
+  /* A results page's hold and wait forms carry "How the shelter can reach you" as it was at
+     the search. The operator often types it once the options are shown (the field stays right
+     above them): the hold went without it, and the shelter could not call back. They take the
+     field as it is now (the household and the areas stay those the options were found for). */
+  function currentCallback(form) {
+    var field = document.getElementById("callback");
+    var carried = form.querySelector('input[type=hidden][name="callback"]');
+    if (!field || !carried || field.form === form) return;
+    carried.value = field.value;
+    /* the form as typed, drawn again if the hold or wait is refused */
+    var typed = form.querySelector('input[type=hidden][name="typed"]');
+    if (!typed) return;
+    try {
+      var values = JSON.parse(typed.value);
+      if (values && typeof values === "object") {
+        values.callback = field.value;
+        typed.value = JSON.stringify(values);
+      }
+    } catch (e) { /* not ours to fix: the server draws the form it was given */ }
+  }
   window.addEventListener("pageshow", function () {
     Array.prototype.forEach.call(document.querySelectorAll("form[data-sent-at]"), function (f) {
       f.removeAttribute("data-sent-at");
