@@ -658,3 +658,48 @@ def test_a_callback_typed_after_the_search_goes_with_the_hold(
         op.context.close()
         if ref is not None:  # leave the module's world as found
             httpx.post(f"{base}/holds/{ref}/release", headers=helpline)
+
+
+def test_a_form_changed_after_the_search_is_searched_again_before_a_hold(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """The mother on the line mentioned her toddler once the options were shown; the operator
+    added the child and pressed "Hold this place" without searching again: the place was held
+    for the household as searched, without the toddler (a room that may be too small; an area
+    to avoid added the same way was held in). The hold is refused on the page, saying to search
+    again; after the new search it holds for the whole household."""
+    import httpx
+
+    base = server["base"]
+    helpline = {"Authorization": f"Bearer {server['helpline']}"}
+    before = {h["ref"] for h in httpx.get(f"{base}/holds", headers=helpline).json()}
+    op = _page(browser, 1280, 900)
+    ref = None
+    try:
+        _sign_in(op, base, server["helpline"])
+        op.get_by_label("Adult 1", exact=True).select_option("female")
+        op.get_by_label("Child 1: age", exact=True).fill("13")
+        op.get_by_label("Need", exact=True).select_option("ipv")
+        op.get_by_role("button", name="Search").click()
+        op.wait_for_load_state()
+        assert op.locator("form.holdform").count() > 0, op.locator("#results").inner_text()
+        op.get_by_label("Child 2: age").fill("3")
+        op.locator("form.holdform button").first.click()
+        wait_js(op, "document.getElementById('form-changed') !== null")
+        said = op.locator("#form-changed").inner_text()
+        assert said == (
+            "The form was changed after this search: search again before holding or waiting."
+        )
+        assert op.url.endswith("/web/console/search")
+        after = {h["ref"] for h in httpx.get(f"{base}/holds", headers=helpline).json()}
+        assert after == before  # nothing held for the household without the toddler
+        op.get_by_role("button", name="Search").click()
+        op.wait_for_load_state()
+        op.locator("form.holdform button").first.click()
+        op.wait_for_load_state()
+        ref = op.locator("#refcode").inner_text().strip()
+        assert "Children (ages): 13, 3" in op.locator("#household").inner_text()
+    finally:
+        op.context.close()
+        if ref is not None:  # leave the module's world as found
+            httpx.post(f"{base}/holds/{ref}/release", headers=helpline)

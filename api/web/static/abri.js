@@ -369,11 +369,46 @@
        page, so the same form is not sent again for 10 s; Back to this page resets it. (A GET
        form may answer with a download and leave the page as it is: not those.) */
     if (!form || event.defaultPrevented || (form.method || "").toLowerCase() !== "post") return;
+    if (changedSinceResults(form)) { event.preventDefault(); return; }
     var sent = Number(form.getAttribute("data-sent-at") || 0);
     if (sent && Date.now() - sent < 10000) { event.preventDefault(); return; }
     form.setAttribute("data-sent-at", String(Date.now()));
     currentCallback(form);
   });
+
+  /* A results page's hold and wait forms carry the household and the areas the options were
+     found for. The operator added the toddler the mother mentioned, or an area to avoid, and
+     pressed "Hold this place" without searching again: the place was held for the household
+     without the toddler (a room too small), or in the area to avoid. While the search form
+     differs from what was searched, they are refused here, saying to search again. */
+  function changedSinceResults(form) {
+    var results = document.getElementById("results");
+    var search = document.getElementById("search-form");
+    if (!results || !search || !results.contains(form)) return false;
+    var changed = Array.prototype.some.call(search.elements, function (el) {
+      if (!el.name || el.name === "callback" || el.type === "hidden" || el.tagName === "BUTTON") return false;
+      if (el.type === "checkbox" || el.type === "radio") return el.checked !== el.defaultChecked;
+      if (el.tagName === "SELECT") {
+        var drawn = 0;  /* the option drawn selected, else the first */
+        Array.prototype.forEach.call(el.options, function (o, i) { if (o.defaultSelected) drawn = i; });
+        return el.selectedIndex !== drawn;
+      }
+      return el.value !== el.defaultValue;
+    });
+    if (!changed) return false;
+    var say = document.getElementById("form-changed");
+    if (!say) {
+      say = document.createElement("p");
+      say.id = "form-changed";
+      say.className = "error";
+      say.setAttribute("role", "alert");
+      say.setAttribute("tabindex", "-1");
+    }
+    say.textContent = results.getAttribute("data-form-changed") || "";
+    form.insertAdjacentElement("beforebegin", say);
+    say.focus();
+    return true;
+  }
 
   /* A results page's hold and wait forms carry "How the shelter can reach you" as it was at
      the search. The operator often types it once the options are shown (the field stays right
