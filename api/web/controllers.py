@@ -1242,14 +1242,20 @@ class WebController(Controller):
         assert actor is not None
         state = request.app.state
         _ = i18n.translator(_lang(request))
+        # the console's button sends its search form along: the household being typed (the
+        # next caller's) comes back as typed; a bare form (no episode field) is redirected
+        form = await request.form()
+        typed = _form_values(form) if "episode" in form else None
         try:
             await standing_service.cancel(state.db, ref, actor=actor, now=state.clock.now())
         except IllegalTransition as exc:  # offered or expired meanwhile: the list says which
             error = _("This request has already been answered: see below.")
-            values = await _new_household(request, actor)
+            values = typed or await _new_household(request, actor)
             return await self._console(request, ws, values=values, status=exc.status, error=error)
         except AbriError as exc:
-            return await self._console_failure(request, ws, exc)
+            return await self._console_failure(request, ws, exc, typed)
+        if typed is not None:
+            return await self._console(request, ws, values=typed)
         return _redirect(request, ws, "/web/console#standing")
 
     # ----------------------------------------------------------------- staff page

@@ -1644,3 +1644,38 @@ async def test_the_console_tells_apart_two_households_waiting_for_a_place(
         f"{refs['woman']} · Homelessness · Adults: Woman (25-64), Wheelchair access, "
         "With a pet · Waiting" in page
     ), page
+
+
+async def test_stop_waiting_keeps_the_household_being_typed(
+    client: AsyncClient, world: World
+) -> None:
+    """An operator typing the next caller's household pressed "Stop waiting" for an earlier
+    caller's request in the list above: the console came back as a new household's, empty,
+    with a new episode token, and what was typed (the areas to avoid among it) was gone. The
+    button sends the form along, and the console comes back with it as typed, whether the
+    request stopped or had been answered meanwhile."""
+    w = await seed_world(world)  # women-only refuges: nothing fits a man
+    await web_sign_in(client, str(w["helpline"]))
+    client.headers["Accept-Language"] = "en"
+    man = {"adult0_gender": "male", "adult0_band": "25-64", "need": "homelessness"}
+    r = await post_form(client, "/web/console", "/web/console/search", man)
+    wait = _form_fields(r.text, "/web/console/standing")
+    assert (await client.post("/web/console/standing", data=wait)).status_code == 303
+    console = (await client.get("/web/console")).text
+    ref = re.search(r'id="standing-([^"]+)" data-state="waiting"', console)
+    assert ref
+    button = re.search(
+        rf'<button type="submit" form="search-form" formaction="/web/console/standing/'
+        rf'{ref.group(1)}/cancel" formnovalidate',
+        console,
+    )
+    assert button, console  # the button sends the search form (what is being typed) along
+    episode = re.search(r'name="episode" value="([^"]+)"', console)
+    assert episode
+    typed = {**FAMILY_FORM, "episode": episode.group(1), "csrf": csrf_of(console)}
+    for status in (200, 409):  # stopped; then, sent again, already answered
+        r = await client.post(f"/web/console/standing/{ref.group(1)}/cancel", data=typed)
+        assert r.status_code == status, r.text
+        assert f'name="episode" value="{episode.group(1)}"' in r.text
+        assert 'value="Mechelen' in r.text and 'value="Ligne Ecoute, poste 12"' in r.text
+        assert f'id="standing-{ref.group(1)}" data-state="cancelled"' in r.text
