@@ -397,6 +397,29 @@ def _forbidden(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response
     )
 
 
+def has_nul(form: Any) -> bool:
+    """Whether a form field holds a NUL character (U+0000): nobody types one, and PostgreSQL
+    cannot store it in a text (a link's label, a status reason, a hold's callback number were
+    an internal error there, and stored as sent on SQLite)."""
+    return any("\x00" in str(value) for _, value in form.multi_items())
+
+
+def refused_nul(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response[Any]:
+    """422 for a form with a NUL character in a field (``has_nul``): nothing was saved."""
+    _ = i18n.translator(_lang(request))
+    return _render(
+        request,
+        ws,
+        "message.html",
+        status=422,
+        title=_("Please check the form."),
+        message=_(
+            "A field contains a character that cannot be saved. Nothing was saved: go back "
+            "and type it again."
+        ),
+    )
+
+
 async def _guard(
     request: Request[Any, Any, Any], roles: frozenset[str]
 ) -> tuple[sess.WebSession, Actor | None, Response[Any] | None]:
@@ -407,6 +430,8 @@ async def _guard(
         form = await request.form()
         if not sess.csrf_ok(ws, form.get("csrf")):
             return ws, None, _forbidden(request, ws)
+        if has_nul(form):
+            return ws, None, refused_nul(request, ws)
     if ws.actor is None:
         if request.method == "GET":
             return ws, None, _redirect(request, ws, "/web/sign-in")

@@ -36,7 +36,9 @@ from api.web.controllers import (
     _redirect,
     _render,
     counts_from_form,
+    has_nul,
     local_when,
+    refused_nul,
 )
 from capacity import links
 from capacity.commands import AvailabilityUpdate
@@ -69,6 +71,8 @@ async def _link_guard(
         form = await request.form()
         if not sess.csrf_ok(ws, form.get("csrf")):
             return ws, _forbidden(request, ws)
+        if has_nul(form):
+            return ws, refused_nul(request, ws)
     if ws.link is None:
         if ws.actor is None and request.method == "GET":
             return ws, _redirect(request, ws, "/web/link/open")
