@@ -1115,6 +1115,8 @@ class WebController(Controller):
             episode = (form.get("episode") or "").strip()
             episode = episode if re.fullmatch(EPISODE_PATTERN, episode) else None
             pool_ref, need = form.get("pool_ref") or "", form.get("need") or "other"
+            if need not in NEEDS:  # as the API's NeedCategory: the task force counts by need
+                raise FormError("Please check the form.")
             # the results page sent again (the browser's Back) when this household already
             # holds this place: its hold, not a second unit (``already_held``)
             result = await holds_service.reserve(
