@@ -1170,6 +1170,7 @@ class WebController(Controller):
         assert ws.actor is not None
         state = request.app.state
         _ = i18n.translator(_lang(request))
+        status = extra.pop("status", 200)
         try:
             view = await holds_service.get(state.db, ref, actor=ws.actor, side="requester")
         except AbriError:
@@ -1187,6 +1188,7 @@ class WebController(Controller):
             request,
             ws,
             "hold.html",
+            status=status,
             h=h,
             area=display_name(h.place.area.nis, _lang(request)),
             # what the officer radios to the patrol: the Belgian wall clock, not a countdown
@@ -1222,7 +1224,12 @@ class WebController(Controller):
                 await holds_service.extend(state.db, ref, minutes=None, actor=actor, now=now)
         except AbriError as exc:
             _ = i18n.translator(_lang(request))
-            return await self._hold_page(request, ws, ref, error=_error_text(_, exc))
+            # the refusal's own status (409 already changed, 422 not extended), not a 200
+            # that reads as done to a script or a tablet's retry
+            page = await self._hold_page(
+                request, ws, ref, error=_error_text(_, exc), status=exc.status
+            )
+            return _retry_after(exc, page)
         return _redirect(request, ws, f"/web/console/holds/{quote(ref)}")
 
     @post("/console/standing")

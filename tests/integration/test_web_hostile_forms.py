@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from capacity.models import Hold, StaffLink
-from tests.browser.web_helpers import post_form, seed_world, web_sign_in
+from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
 from tests.integration.test_web_pages import FAMILY_FORM, hold_form
 
@@ -69,3 +69,21 @@ async def test_a_hold_form_with_a_need_no_page_offers_is_refused(
     assert await _count(world, Hold) == 0
     r = await client.post("/web/console/hold", data=fields)  # as the page sent it: held
     assert r.status_code == 303 and await _count(world, Hold) == 1
+
+
+async def test_a_refused_release_or_extension_answers_with_its_status(
+    client: AsyncClient, world: World
+) -> None:
+    """Releasing or extending a hold that has already changed (a second tab, a colleague) drew
+    the hold's page with the refusal but status 200, as if it had worked."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    hold_url = (await client.post("/web/console/hold", data=hold_form(r.text))).headers["location"]
+    csrf = csrf_of((await client.get(hold_url)).text)
+    r = await client.post(f"{hold_url}/release", data={"csrf": csrf})
+    assert r.status_code == 303
+    for action in ("release", "extend"):
+        r = await client.post(f"{hold_url}/{action}", data={"csrf": csrf})
+        assert r.status_code == 409, (action, r.status_code)
+        assert "Cette réservation a déjà changé" in r.text
