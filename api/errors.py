@@ -307,6 +307,12 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
         )
     if not _out_of_range(exc):
         return handle_internal(request, exc)
+    if request.url.path.startswith("/web/"):  # a page's id beyond any: no such page
+        from api.web.controllers import web_no_page  # the web pages import this module
+
+        page = web_no_page(request, 404)
+        if page is not None:
+            return page
     return problem_response(
         request,
         status=422,

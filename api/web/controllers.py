@@ -333,20 +333,19 @@ def _redirect(
 
 
 def web_no_page(request: Request[Any, Any, Any], status: int) -> Response[Any] | None:
-    """A GET under /web/ that found no page, for the exception handlers: the address of a
-    form (a results page's /web/console/search, restored by a tablet or bookmarked: 405)
-    goes to the page that form is on; an unknown address is a page in the user's language,
-    not the API's problem in English. None for anything else."""
+    """A request under /web/ that found no page, for the exception handlers: a GET of the
+    address of a form (a results page's /web/console/search, restored by a tablet or
+    bookmarked: 405) goes to the page that form is on; an unknown address, or a form sent
+    to one (a page left open across an upgrade) or with another method, is a page in the
+    user's language, not the API's problem in English. None for anything else."""
     path = request.url.path
-    if request.method not in ("GET", "HEAD") or not path.startswith("/web/"):
+    if not path.startswith("/web/") or status not in (404, 405):
         return None
-    if status == 405:
+    if status == 405 and request.method in ("GET", "HEAD"):
         return _redirect(request, None, _form_page(path))
-    if status != 404:
-        return None
     return _bare_page(
         request,
-        404,
+        status,
         "Page not found",
         "There is no page at this address. Check the link, or start again from Abri.",
     )

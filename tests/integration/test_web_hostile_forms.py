@@ -87,3 +87,32 @@ async def test_a_refused_release_or_extension_answers_with_its_status(
         r = await client.post(f"{hold_url}/{action}", data={"csrf": csrf})
         assert r.status_code == 409, (action, r.status_code)
         assert "Cette réservation a déjà changé" in r.text
+
+
+async def test_a_form_sent_where_no_form_is_answers_with_a_page(
+    client: AsyncClient, world: World
+) -> None:
+    """A form sent to an address with no such form (a page left open across an upgrade), with
+    another method than the form's, or naming an id beyond any the database holds: the
+    API's problem in English (JSON) came back; now a page in the user's language."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["staff"]))
+    csrf = csrf_of((await client.get("/web/staff")).text)
+    pool = w["ixl"].pools[0].id
+    sent = (
+        ("POST", "/web/staff/no-such-form", {"csrf": csrf}, 404),
+        ("PUT", f"/web/staff/pools/{pool}", {"csrf": csrf, "version": "1", "free": "0"}, 405),
+        ("DELETE", f"/web/staff/pools/{pool}", None, 405),
+        ("POST", "/web/staff/pools/99999999999999999999", {"csrf": csrf, "version": "1"}, 404),
+        ("POST", "/web/staff/links/99999999999999999999/revoke", {"csrf": csrf}, 404),
+    )
+    for method, url, data, status in sent:
+        r = await client.request(method, url, data=data)
+        assert r.status_code == status, (method, url, r.status_code, r.text[:200])
+        assert r.headers["content-type"].startswith("text/html"), (method, url)
+        assert "Page introuvable" in r.text, (method, url)
+    api = await client.get(f"/staff/pools/{pool}", headers=bearer(str(w["staff"])))
+    assert api.json()["version"] == 1  # nothing written
+    # the API keeps its problems
+    r = await client.put("/staff/pools/99999999999999999999/availability", json={})
+    assert r.headers["content-type"].startswith("application/problem+json")
