@@ -260,6 +260,13 @@ def _out_of_range(exc: BaseException) -> bool:
     return False
 
 
+def _nul_in_text(exc: BaseException) -> bool:
+    """A text from the request holding a NUL character (``\\u0000``), which PostgreSQL refuses
+    to store (SQLSTATE 22021, character_not_in_repertoire): the client's mistake, and the
+    transaction was rolled back, nothing saved."""
+    return any(getattr(seen, "sqlstate", None) == "22021" for seen in exception_chain(exc, 4))
+
+
 def _unavailable(
     request: Request[Any, Any, Any], detail: str, *, retry_after: int
 ) -> Response[Any]:
@@ -304,6 +311,15 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
             "nothing was saved. The operators have been alerted in the logs; retry later (with "
             "the same Idempotency-Key for a hold).",
             retry_after=10,
+        )
+    if _nul_in_text(exc):
+        return problem_response(
+            request,
+            status=422,
+            code="invalid-input",
+            title="Invalid input",
+            detail="A text in the request contains a NUL character (\\u0000), which cannot be "
+            "stored; nothing was saved.",
         )
     if not _out_of_range(exc):
         return handle_internal(request, exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
@@ -116,3 +117,23 @@ async def test_a_form_sent_where_no_form_is_answers_with_a_page(
     # the API keeps its problems
     r = await client.put("/staff/pools/99999999999999999999/availability", json={})
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_nul_character_sent_to_the_api_is_refused_not_an_internal_error(
+    client: AsyncClient, world: World
+) -> None:
+    """The API took a ``\\u0000`` in a text (a status reason, a link's label) as far as
+    PostgreSQL, which cannot store it: a 500 "internal error". Now a 422, nothing saved.
+    (SQLite stores it: the API there is unchanged.)"""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id
+    staff = bearer(str(w["staff"]))
+    r = await client.put(
+        f"/staff/facilities/{fid}/status",
+        json={"status": "reduced", "reason": "Water\u0000damage"},
+        headers=staff,
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invalid-input", r.text
+    api = await client.get(f"/staff/facilities/{fid}", headers=staff)
+    assert api.json()["status"] == "open" and api.json()["statusReason"] is None
