@@ -391,6 +391,21 @@ def _states(states: Iterable[str] | None) -> dict[str, Any] | None:
     return {"state": list(states)} if states else None
 
 
+def _page(
+    states: Iterable[str] | None,
+    limit: int | None,
+    before: str | None,
+    facility_id: int | None = None,
+) -> dict[str, Any] | None:
+    """A hold list's query: ``limit`` holds (the server's default 200 when None), newest
+    first, older than the hold ``before`` (the ``ref`` of the last hold of the page before)."""
+    params = _states(states) or {}
+    for name, value in (("limit", limit), ("before", before), ("facilityId", facility_id)):
+        if value is not None:
+            params[name] = value
+    return params or None
+
+
 def _standing(
     search: SearchRequest | dict[str, Any],
     minutes: int | None,
@@ -549,8 +564,17 @@ class AbriClient(_Base):
     def get_hold(self, ref: str) -> Hold:
         return self._do(_Call("GET", f"/holds/{ref}", Hold, safe=True))
 
-    def list_holds(self, states: Iterable[str] | None = None) -> list[Hold]:
-        return self._do(_Call("GET", "/holds", list[Hold], params=_states(states), safe=True))
+    def list_holds(
+        self,
+        states: Iterable[str] | None = None,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[Hold]:
+        """Newest first, at most ``limit`` (200 unless told): a full page may have more behind
+        it, asked with ``before=`` the last hold's ``ref``."""
+        params = _page(states, limit, before)
+        return self._do(_Call("GET", "/holds", list[Hold], params=params, safe=True))
 
     def release(self, ref: str) -> Hold:
         return self._do(_Call("POST", f"/holds/{ref}/release", Hold))
@@ -596,15 +620,24 @@ class AbriClient(_Base):
         )
 
     def list_incoming_holds(
-        self, states: Iterable[str] | None = ("held",), facility_id: int | None = None
+        self,
+        states: Iterable[str] | None = ("held",),
+        facility_id: int | None = None,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[StaffHold]:
-        params = _states(states) or {}
-        if facility_id is not None:
-            params["facilityId"] = facility_id
+        """Newest first, at most ``limit`` (200 unless told): a full page may have more behind
+        it, asked with ``before=`` the last hold's ``ref``."""
+        params = _page(states, limit, before, facility_id)
         return self._do(_Call("GET", "/staff/holds", list[StaffHold], params=params, safe=True))
 
     def mark_arrived(self, ref: str) -> StaffHold:
         return self._do(_Call("POST", f"/staff/holds/{ref}/arrived", StaffHold))
+
+    def mark_departed(self, ref: str) -> StaffHold:
+        """A household placed through Abri has left: its units are free again (once)."""
+        return self._do(_Call("POST", f"/staff/holds/{ref}/departed", StaffHold))
 
     def mark_no_show(self, ref: str) -> StaffHold:
         return self._do(_Call("POST", f"/staff/holds/{ref}/no-show", StaffHold))
@@ -672,8 +705,15 @@ class AsyncAbriClient(_Base):
     async def get_hold(self, ref: str) -> Hold:
         return await self._do(_Call("GET", f"/holds/{ref}", Hold, safe=True))
 
-    async def list_holds(self, states: Iterable[str] | None = None) -> list[Hold]:
-        return await self._do(_Call("GET", "/holds", list[Hold], params=_states(states), safe=True))
+    async def list_holds(
+        self,
+        states: Iterable[str] | None = None,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[Hold]:
+        params = _page(states, limit, before)
+        return await self._do(_Call("GET", "/holds", list[Hold], params=params, safe=True))
 
     async def release(self, ref: str) -> Hold:
         return await self._do(_Call("POST", f"/holds/{ref}/release", Hold))
@@ -720,17 +760,23 @@ class AsyncAbriClient(_Base):
         )
 
     async def list_incoming_holds(
-        self, states: Iterable[str] | None = ("held",), facility_id: int | None = None
+        self,
+        states: Iterable[str] | None = ("held",),
+        facility_id: int | None = None,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[StaffHold]:
-        params = _states(states) or {}
-        if facility_id is not None:
-            params["facilityId"] = facility_id
+        params = _page(states, limit, before, facility_id)
         return await self._do(
             _Call("GET", "/staff/holds", list[StaffHold], params=params, safe=True)
         )
 
     async def mark_arrived(self, ref: str) -> StaffHold:
         return await self._do(_Call("POST", f"/staff/holds/{ref}/arrived", StaffHold))
+
+    async def mark_departed(self, ref: str) -> StaffHold:
+        return await self._do(_Call("POST", f"/staff/holds/{ref}/departed", StaffHold))
 
     async def mark_no_show(self, ref: str) -> StaffHold:
         return await self._do(_Call("POST", f"/staff/holds/{ref}/no-show", StaffHold))

@@ -418,6 +418,28 @@ async def test_the_sdk_lists_the_operators_standing_requests(abri: Abri) -> None
         assert [(r.ref, r.state) for r in listed] == [(waiting.ref, "cancelled")]
 
 
+async def test_the_sdk_pages_hold_lists_and_marks_a_departure(abri: Abri) -> None:
+    """The lists stop at 200 holds unless told: a dispatch system or a shelter's system
+    catching up after an outage had no way through the SDK to ask for the older ones (the
+    API pages with ``limit`` and ``before``), and no call for a household that left."""
+    one = Household(adults=[Adult(gender="female")])
+    with AbriClient(abri.url, abri.line) as line, AbriClient(abri.url, abri.staff) as staff:
+        made = [line.hold(abri.pool_ref, one, "ipv").ref for _ in range(3)]
+        first = line.list_holds(limit=2)
+        rest = line.list_holds(limit=2, before=first[-1].ref)
+        assert [h.ref for h in first + rest] == made[::-1]
+        page = staff.list_incoming_holds(limit=1, before=made[-1])
+        assert [h.ref for h in page] == [made[1]]
+        assert staff.mark_arrived(made[0]).state == "arrived"
+    async with AsyncAbriClient(abri.url, abri.staff) as staff:
+        inside = await staff.list_incoming_holds(states=["arrived"], limit=5)
+        assert [h.ref for h in inside] == [made[0]]
+        assert (await staff.mark_departed(made[0])).state == "departed"
+    async with AsyncAbriClient(abri.url, abri.line) as line:
+        older = await line.list_holds(limit=5, before=made[1])
+        assert [(h.ref, h.state) for h in older] == [(made[0], "departed")]
+
+
 def test_by_default_a_retried_call_waits_out_a_restart() -> None:
     """With retries=3 from 0.25 s a call gave up after about 2 s (1 s at the low end of the
     jitter): less than an API process takes to restart, so a dispatch system saw Unavailable
