@@ -1094,6 +1094,41 @@ async def transition_ex(
     return Transitioned(view, loaded.someone_waiting and target in FREEING)
 
 
+#: The reason a hold is declined with when its place reports its location compromised: what
+#: the requester reads (the hold's page, the webhook), so no more than they need to act on.
+COMPROMISED_REASON = (
+    "The place can no longer take anyone, for safety reasons: do not go there. Search again "
+    "and hold another place."
+)
+
+
+async def decline_held_at(
+    db: Database, facility_id: int, *, actor: Actor, now: datetime
+) -> list[HoldView]:
+    """Decline the holds still held at a facility whose location was just reported compromised
+    (``COMPROMISED_REASON``): the households on their way must not be brought there, and each
+    requester is told at once as for any decline (the hold's page, the webhook, the staff's
+    stream), audited as the actor's. Households already in the house (``arrived``) stay: the
+    shelter moves them by its own protocol. A hold that changed or ran out meanwhile is left
+    as it is."""
+    async with db.read() as s:
+        refs = list(
+            await s.scalars(
+                select(Hold.ref).where(Hold.facility_id == facility_id, is_held()).order_by(Hold.id)
+            )
+        )
+    declined = []
+    for ref in refs:
+        try:
+            done = await transition_ex(
+                db, ref, "declined", actor=actor, now=now, reason=COMPROMISED_REASON
+            )
+        except (IllegalTransition, NotFound):  # moved or expired meanwhile (HoldExpired too)
+            continue
+        declined.append(done.view)
+    return declined
+
+
 async def _move(
     tx: RawTx,
     old: HoldView,

@@ -67,6 +67,7 @@ from capacity.models import Alert
 from capacity.settings import Settings
 from capacity.templates import TEMPLATES
 from clients import webhooks
+from placement import holds_service
 
 
 def _webhook_read(v: webhooks.EndpointView) -> WebhookRead:
@@ -327,6 +328,8 @@ class AdminController(Controller):
     ) -> FacilityDetail:
         now = clock.now()
         view = await registry.set_status(db, facility_id, data, actor=actor, now=now)
+        if view.facility.status == "location_compromised":  # no household may be brought there
+            await holds_service.decline_held_at(db, facility_id, actor=actor, now=now)
         return facility_detail(view, settings, now)
 
     @get("/facilities/{facility_id:int}/address", summary="Read the address (audited)")

@@ -31,7 +31,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.errors import InvalidInput, PreconditionRequired
 from capacity.settings import Settings
-from placement import standing_service
+from placement import holds_service, standing_service
 
 IfMatch = Annotated[
     str | None,
@@ -172,6 +172,8 @@ class StaffController(Controller):
             # staff may report a compromised location, never lift it: only an admin does
             refuse_from=() if actor.role == "admin" else ("location_compromised",),
         )
+        if view.facility.status == "location_compromised":  # no household may be brought there
+            await holds_service.decline_held_at(db, facility_id, actor=actor, now=now)
         await standing_service.run_round(db, settings, now=now)  # reopened: next in line
         return await _one_facility(db, view, actor, now, cipher, settings)
 

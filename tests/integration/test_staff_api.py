@@ -262,3 +262,49 @@ async def test_staff_read_their_facilitys_audit_log_and_no_one_elses(
     other = await client.get(f"/staff/facilities/{fid}/audit", headers=bearer(w["staff_b"]))
     assert other.status_code == 404
     assert (await client.get(f"/staff/facilities/{fid}/audit", headers=police)).status_code == 403
+
+
+async def test_a_compromised_location_declines_the_holds_still_on_their_way(
+    client: AsyncClient, world: World
+) -> None:
+    """A refuge reports its location compromised (the perpetrator knows the address): no new
+    placements. But the households already held there, on their way with the police, stayed
+    held, and nothing told their requesters: they could still be brought to that door. Their
+    holds are now declined at once (the requester reads why, the units go back, audited as the
+    staff's); a household already in the house stays, and the shelter moves it itself."""
+    w = await _two_operators(world)
+    fac = w["a"].facility
+    pool = w["a"].pools[0]
+    await world.operator("Zone Nord", "police")
+    police = bearer(await world.token("Zone Nord", "police"))
+    one = {"adults": [{"gender": "female"}]}
+    refs = []
+    for i in range(3):
+        r = await client.post(
+            "/holds",
+            headers={**police, "Idempotency-Key": f"on-the-way-{i:02d}"},
+            json={"poolRef": pool.ref, "need": "ipv", "household": one},
+        )
+        assert r.status_code == 201, r.text
+        refs.append(r.json()["ref"])
+    staff = bearer(w["staff_a"])
+    assert (await client.post(f"/staff/holds/{refs[0]}/arrived", headers=staff)).status_code == 200
+    r = await client.put(
+        f"/staff/facilities/{fac.id}/status",
+        headers=staff,
+        json={"status": "location_compromised", "reason": "Perpetrator seen outside"},
+    )
+    assert r.status_code == 200, r.text
+    states = [(await client.get(f"/holds/{ref}", headers=police)).json() for ref in refs]
+    assert [h["state"] for h in states] == ["arrived", "declined", "declined"]
+    assert "do not go there" in states[1]["closeReason"]
+    assert "Perpetrator" not in str(states)  # the staff's reason stays with the staff
+    r = await client.get(f"/staff/pools/{pool.id}", headers=staff)
+    assert r.json()["unitsHeld"] == 0 and r.json()["unitsOccupied"] == 1
+    async with world.db.read() as s:
+        declines = await s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "hold.declined", AuditEntry.actor_role == "staff")
+        )
+    assert declines == 2
