@@ -1282,7 +1282,7 @@ class WebController(Controller):
         try:
             await standing_service.cancel(state.db, ref, actor=actor, now=state.clock.now())
         except IllegalTransition as exc:  # offered or expired meanwhile: the list says which
-            error = _("This request has already been answered: see below.")
+            error = _("This request has already been answered: see “Waiting for a place”.")
             values = typed or await _new_household(request, actor)
             return await self._console(request, ws, values=values, status=exc.status, error=error)
         except AbriError as exc:
