@@ -3,18 +3,19 @@
 A run every ``INTERVAL`` (15 min) stores the suppressed cube (non-empty cells only, in
 places; suppressed cells with NULL figures) at its 15-minute bucket, so running twice in the
 same bucket does nothing. Downsampling keeps one year small: 15-minute points for 7 days,
-the first point of each hour for 90 days, the first point of each day beyond (about 2,900
-runs a year instead of 35,000).
+the first point of each hour for 90 days, the last point of each Belgian day beyond (about
+2,900 runs a year instead of 35,000).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from capacity import taskforce_service
+from capacity.clock import brussels_date
 from capacity.db import Database
 from capacity.models import SaturationRun, SaturationSnapshot
 from capacity.settings import Settings
@@ -50,23 +51,34 @@ async def take_snapshot(db: Database, settings: Settings, now: datetime) -> int:
 
 
 def thin(runs: list[datetime], now: datetime) -> list[datetime]:
-    """Which runs to delete: pure, so it can be tested and reasoned about."""
+    """Which runs to delete: pure, so it can be tested and reasoned about.
+
+    Between 7 and 90 days: the first run of each hour. Beyond: the LAST run of each Belgian
+    day, which is what the daily census shows for a day (the state at the end of the
+    evening); the first run of the UTC day, kept before, was 01:00 or 02:00 in Belgium, so an
+    old day's census row showed the night before, and one night fell between the old rows
+    and the recent ones."""
     drop = []
-    seen: set[tuple[int, ...]] = set()
+    hours: set[tuple[int, ...]] = set()
     for at in sorted(runs):
         age = now - at
-        if age <= KEEP_ALL:
+        if age <= KEEP_ALL or age > KEEP_HOURLY:
             continue
-        key = (
-            (at.year, at.month, at.day)
-            if age > KEEP_HOURLY
-            else (at.year, at.month, at.day, at.hour)
-        )
-        if key in seen:
+        hour = (at.year, at.month, at.day, at.hour)
+        if hour in hours:
             drop.append(at)
         else:
-            seen.add(key)
-    return drop
+            hours.add(hour)
+    days: set[date] = set()
+    for at in sorted(runs, reverse=True):
+        if now - at <= KEEP_HOURLY:
+            continue
+        day = brussels_date(at)
+        if day in days:
+            drop.append(at)
+        else:
+            days.add(day)
+    return sorted(drop)
 
 
 async def downsample(db: Database, now: datetime) -> int:
