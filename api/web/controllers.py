@@ -51,7 +51,7 @@ from capacity.errors import (
     UnknownArea,
 )
 from placement import holds_service, search_service, standing_service
-from placement.errors import IllegalTransition
+from placement.errors import IdempotencyKeyReused, IllegalTransition
 from placement.holds_service import requester_kind_of
 from placement.household import MAX_ADULTS, MAX_CHILDREN, Household, SearchRequest
 from placement.rules import BRUSSELS, EXCLUSION_TEXT, RELAX_TEXT
@@ -1118,18 +1118,37 @@ class WebController(Controller):
                 raise FormError("Please check the form.")
             # the results page sent again (the browser's Back) when this household already
             # holds this place: its hold, not a second unit (``already_held``)
-            result = await holds_service.reserve(
-                state.db,
-                pool_ref=pool_ref,
-                household=household,
-                need=need,
-                minutes=minutes,
-                callback=callback,
-                idempotency_key=f"web-{key}",
-                actor=actor,
-                now=now,
-                episode_token=episode,
-            )
+            try:
+                result = await holds_service.reserve(
+                    state.db,
+                    pool_ref=pool_ref,
+                    household=household,
+                    need=need,
+                    minutes=minutes,
+                    callback=callback,
+                    idempotency_key=f"web-{key}",
+                    actor=actor,
+                    now=now,
+                    episode_token=episode,
+                )
+            except IdempotencyKeyReused:
+                # the same hold form (its key) sent again from the page restored by Back, with
+                # a callback typed since: for the API a refused key, but the operator never
+                # sees the key, and this household's hold is what was meant
+                earlier = None
+                if episode is not None:
+                    earlier = await holds_service.held_for_household(
+                        state.db,
+                        actor=actor,
+                        pool_ref=pool_ref,
+                        household=household,
+                        need=need,
+                        episode_token=episode,
+                        now=now,
+                    )
+                if earlier is None:
+                    raise
+                result = holds_service.Reserved(earlier, created=False, already_held=True)
         except (msgspec.ValidationError, msgspec.DecodeError, FormError, AbriError) as exc:
             return await self._console_failure(request, ws, exc, _typed_values(form))
         already = "?already=1" if result.already_held else ""

@@ -487,6 +487,32 @@ async def test_the_same_household_is_not_held_twice_at_the_same_place(
     )
 
 
+async def test_the_same_hold_form_sent_again_with_a_callback_goes_to_the_hold(
+    client: AsyncClient, world: World
+) -> None:
+    """The operator held a place, went Back to the results (the page as it was, its hold forms
+    with their keys), typed "How the shelter can reach you" (the hold and wait forms take it as
+    it is when pressed), and pressed "Hold this place" again: the same form
+    with another body was refused as a reused key ("The request failed."). It is the
+    household's hold, as before the check moved into ``reserve``."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["police"]))
+    client.headers["Accept-Language"] = "en"
+    episode = re.search(r'name="episode" value="([^"]+)"', (await client.get("/web/console")).text)
+    assert episode
+    form = {**FAMILY_FORM, "episode": episode.group(1)}
+    r = await post_form(client, "/web/console", "/web/console/search", form)
+    fields = hold_form(r.text)
+    first = await client.post("/web/console/hold", data=fields)
+    assert first.status_code == 303
+    again = await client.post("/web/console/hold", data={**fields, "callback": "+32 2 555 01 01"})
+    assert again.status_code == 303, again.text
+    assert again.headers["location"] == first.headers["location"] + "?already=1"
+    actor = Actor(operator_id=None, role="admin")
+    held = await holds_service.list_holds(world.db, actor=actor, side="requester", states=["held"])
+    assert len(held) == 1
+
+
 async def test_switching_language_mid_search_keeps_the_household_and_its_results(
     client: AsyncClient, world: World
 ) -> None:
