@@ -20,7 +20,8 @@ statistics:
 * searches that found no place lose their episode hash (a hash of the requester's operator and
   the ``episodeToken`` it chose, which may be a case number): it only serves to count one
   household once while it is being searched for; area, shape, need and reasons stay;
-* live-stream events and delivered webhook messages older than that are deleted;
+* live-stream events and delivered webhook messages older than that are deleted (but the
+  newest webhook message, whose id must never be given again);
 * signed-out web sessions are forgotten once their cookies would have expired anyway.
 
 Idempotent: a second run finds nothing left to reduce. (JSON columns are cleared to SQL NULL
@@ -33,7 +34,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, literal, null, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, literal, null, or_, select, update
 
 from capacity.db import Database
 from capacity.models import (
@@ -157,10 +158,14 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                 .execution_options(synchronize_session=False)
             )
         events = await s.execute(delete(Event).where(Event.at <= cutoff))
+        # The newest message stays, whatever its age: its id is the ``Abri-Delivery`` receivers
+        # de-duplicate on, and SQLite (no AUTOINCREMENT) would give the highest deleted id again.
+        newest = select(func.max(OutboxMessage.id)).scalar_subquery()
         outbox = await s.execute(
             delete(OutboxMessage).where(
                 OutboxMessage.created_at <= cutoff,
                 or_(OutboxMessage.delivered_at.is_not(None), OutboxMessage.failed_at.is_not(None)),
+                OutboxMessage.id < newest,
             )
         )
         sessions = await s.execute(delete(EndedWebSession).where(EndedWebSession.until <= now))

@@ -968,3 +968,32 @@ async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncC
         if "holdRef" in body:
             kinds = {s["type"] for s in props["holdRef"]["oneOf"]}
             assert kinds == {"string", "null"} and (body["holdRef"] is None or body["holdRef"])
+
+
+async def test_a_delivery_id_is_never_given_again_after_the_retention_purge(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """Receivers de-duplicate on ``Abri-Delivery`` as the README tells them: a message sent
+    after the purge removed every delivered one (a quiet installation) must not reuse an id
+    already delivered, or the receiver drops it as a duplicate (on SQLite a row id is reused
+    once the rows holding the highest ids are deleted)."""
+    from capacity import retention
+
+    await register(client, setup, receiver.url)
+    st = setup["staff"]
+    first = await make_hold(client, setup)
+    await client.post(f"/staff/holds/{first}/decline", headers=st, json={"reason": "Full"})
+    await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    clock.advance(days=91)
+    await retention.purge(world.db, now=clock.now(), days=90)
+    second = await make_hold(client, setup)
+    await client.post(f"/staff/holds/{second}/decline", headers=st, json={"reason": "Full"})
+    await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    got = [(r.headers["abri-delivery"], json.loads(r.body)["ref"]) for r in receiver.requests]
+    assert [ref for _, ref in got] == [first, second]
+    assert got[0][0] != got[1][0], got
