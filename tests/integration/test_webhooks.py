@@ -997,3 +997,56 @@ async def test_a_delivery_id_is_never_given_again_after_the_retention_purge(
     got = [(r.headers["abri-delivery"], json.loads(r.body)["ref"]) for r in receiver.requests]
     assert [ref for _, ref in got] == [first, second]
     assert got[0][0] != got[1][0], got
+
+
+def _readme_webhooks_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("### Webhooks for requesters' systems")
+    return " ".join(text[start : text.index("\n### ", start + 1)].split())
+
+
+def test_the_readme_gives_the_window_after_which_a_delivery_is_given_up() -> None:
+    """A receiver down for an hour must know whether Abri still has its messages: the README
+    says when retries end (the retry delays summed, ±25 %) and what to do after that."""
+    p = webhooks.DEFAULT_POLICY
+    total = sum(min(p.max_delay_s, p.base_delay_s * 2 ** (n - 1)) for n in range(1, p.max_attempts))
+    low, high = round(total * (1 - p.jitter) / 60), round(total * (1 + p.jitter) / 60)
+    section = _readme_webhooks_section()
+    assert f"{low} to {high} min" in section, (low, high)
+    assert "GET /holds" in section and "GET /standing-requests" in section
+
+
+async def test_a_rotated_secret_signs_every_delivery_from_then_on_as_the_readme_says(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """The README's rotation story: ``rotateSecret`` shows a new secret once; every delivery
+    from then on, the retry of a message queued before included, is signed with it alone, and
+    what the receiver refused meanwhile is retried."""
+    old = await register(client, setup, receiver.url)
+    receiver.script = [401]  # the receiver still has only the old secret: refuses
+    ref = await make_hold(client, setup)
+    await client.post(f"/staff/holds/{ref}/no-show", headers=setup["staff"])
+    r = await client.put(
+        f"/admin/operators/{setup['ids']['helpline']}/webhook",
+        headers=setup["admin"],
+        json={"url": receiver.url, "rotateSecret": True},
+    )
+    new = r.json()["secret"]
+    assert new.startswith("whsec_") and new != old
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert report.retrying == 1
+    clock.advance(minutes=1)
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert report.delivered == 1
+    for req in receiver.requests:
+        h = req.headers
+        args = (h["abri-timestamp"], req.body, h["abri-signature"])
+        assert verify_signature(new, *args, now=clock.now())
+        assert not verify_signature(old, *args, now=clock.now())
+    section = _readme_webhooks_section()
+    assert '"rotateSecret": true' in section and "--rotate-secret" in section
