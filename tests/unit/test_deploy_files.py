@@ -104,3 +104,21 @@ def test_every_proxied_nginx_location_passes_the_host() -> None:
     proxied = [(path, body) for path, body in blocks if "proxy_pass" in body]
     assert len(proxied) >= 4
     assert [p for p, body in proxied if "proxy_set_header Host $host;" not in body] == []
+
+
+def test_the_runbook_readiness_check_shows_why_it_failed() -> None:
+    """RUNBOOK, Upgrade step 4: "``curl … /health/ready``: 503 with ``"schema": "behind: …"``
+    means the migrations did not run". It was written ``curl -fsS``: on a 503, ``-f`` prints
+    only "curl: (22) The requested URL returned error: 503" and no body, so the operator never
+    saw the ``schema`` note the step tells them to read (nor ``addressKey``).
+    ``--fail-with-body`` (curl 7.76+) keeps the failing exit status and prints the body."""
+    runbook = (ROOT / "ops" / "RUNBOOK.md").read_text()
+    checks = re.findall(r"`(curl [^`]*/health/ready[^`]*)`", runbook)
+    assert checks, "no readiness check in the RUNBOOK"
+    for command in checks:
+        flags = command.split()
+        hides_body = any(
+            f == "--fail" or (f.startswith("-") and not f.startswith("--") and "f" in f)
+            for f in flags
+        )
+        assert not hides_body, f"{command!r} prints no body on a 503"
