@@ -91,7 +91,14 @@ _env = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,
 )
+# Every page read once, now: a process renders the templates of the code it runs. Read on first
+# use and again when the file changed, a new version installed over a running one (RUNBOOK,
+# Upgrade, step 2 before the restart of step 3) had the old code render the new templates, and
+# the task-force page answered 500 until the restart.
+for _name in _env.list_templates():
+    _env.get_template(_name)
 
 ERROR_TEXT = {
     "version-mismatch": "Someone else updated this first. Your change was not saved: here "
