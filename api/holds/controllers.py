@@ -53,6 +53,15 @@ IdemKey = Annotated[
         "key returns the same hold instead of a second one.",
     ),
 ]
+#: A hold list's page: at most this many holds, newest first ...
+PageLimit = Annotated[int, Parameter(ge=1, le=1000)]
+#: ... older than this one (the ref of the last hold of the previous page)
+PageBefore = Annotated[
+    str | None,
+    Parameter(
+        max_length=40, description="The ref of the last hold of the previous page: older ones."
+    ),
+]
 _OUTCOME = {
     NoLongerFree: "no_longer_free",
     NotAdmitting: "not_admitting",
@@ -136,14 +145,8 @@ class HoldController(Controller):
         states: Annotated[
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
-        before: Annotated[
-            str | None,
-            Parameter(
-                max_length=40,
-                description="The ref of the last hold of the previous page: older ones.",
-            ),
-        ] = None,
+        limit: PageLimit = 200,
+        before: PageBefore = None,
     ) -> list[HoldRead]:
         now = clock.now()
         before_id = await _page_start(db, actor, before, side="requester")
@@ -231,14 +234,8 @@ class StaffHoldController(Controller):
             list[StateFilter] | None, QueryParameter(name="state", required=False)
         ] = None,
         facility_id: Annotated[int | None, QueryParameter(name="facilityId", ge=1)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
-        before: Annotated[
-            str | None,
-            Parameter(
-                max_length=40,
-                description="The ref of the last hold of the previous page: older ones.",
-            ),
-        ] = None,
+        limit: PageLimit = 200,
+        before: PageBefore = None,
     ) -> list[StaffHoldRead]:
         now = clock.now()
         # holds past their deadline are expired first (as every staff read does), so that
