@@ -503,10 +503,22 @@ def _say_landlines(landlines: list[tuple[int, str, str]]) -> None:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from capacity.migrate import schema_problem
     from capacity.rekey import sealed_with_other_keys
     from placement.holds_service import counters_agree
 
     cipher = AddressCipher.configured(settings)
+
+    async def _schema(db: Database) -> tuple[bool, str] | None:
+        async with db.read() as s:
+            try:
+                current = await s.scalar(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError:  # no alembic_version table: never migrated
+                current = None
+        return schema_problem(current)
 
     async def _check(
         db: Database,
@@ -515,6 +527,13 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             sealed = await sealed_with_other_keys(s, cipher)
         return await counters_agree(db), sealed, await registry.secret_landlines(db)
 
+    # as /health/ready: a schema behind this version (an upgrade whose migrations did not run,
+    # a backup from before it restored) fails the check; the other checks need its tables
+    problem = _run(_with_db(settings, _schema))
+    if problem is not None:
+        _say(f"schema: {problem[1]}")
+        if problem[0]:
+            return 1
     wrong, sealed, landlines = _run(_with_db(settings, _check))
     for pool_id, counter, holds in wrong:
         _say(f"pool {pool_id}: units_held={counter} but active holds hold {holds}")

@@ -449,6 +449,40 @@ async def test_ready_and_check_tell_a_process_started_with_another_address_key(
             assert "address key opens every stored secret" in r.stderr
 
 
+async def test_check_fails_on_a_schema_behind_this_version(world: World, db_url: str) -> None:
+    """After an upgrade whose migrations did not run, or a restored backup from before it,
+    `/health/ready` said "behind" but `abri check` — the RUNBOOK's check after an upgrade or a
+    restore — said "counters agree" and exited 0. It now says the schema is behind and fails."""
+    from sqlalchemy import text
+
+    from capacity.migrate import head_revision, previous_revision
+
+    head = head_revision()
+    older = previous_revision(head)
+    assert older is not None
+
+    async def stamp(revision: str) -> None:
+        async with world.db.write() as s:
+            await s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+
+    env = {**os.environ, "ABRI_DATABASE_URL": db_url}
+    await stamp(older)  # as after `pip install` of a new version without `abri db upgrade`
+    try:
+        r = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "api.cli", "check"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        await stamp(head)
+    assert r.returncode == 1, r.stderr
+    assert f"schema: behind: at {older}" in r.stderr and "abri db upgrade" in r.stderr
+
+
 async def test_an_options_request_is_authenticated_like_any_other(
     client: AsyncClient, world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
