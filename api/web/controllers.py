@@ -490,7 +490,15 @@ def _home_for(role: str | None) -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and re.fullmatch(r"/web(/[A-Za-z0-9_./-]*)?", target) and "//" not in target:
+    """Where to go back to after a language switch or a sign-in: one of our pages, nothing
+    else (no other host, and no ``..`` that a browser resolves out of ``/web/``)."""
+    if (
+        target
+        and re.fullmatch(r"/web(/[A-Za-z0-9_./-]*)?", target)
+        and "//" not in target
+        and ".." not in target.split("/")
+        and "." not in target.split("/")
+    ):
         return target
     return "/web/"
 

@@ -249,6 +249,10 @@ async def test_language_switch_never_redirects_off_site(client: AsyncClient) -> 
         client, "/web/sign-in", "/web/lang", {"lang": "de", "next": "https://evil.example/"}
     )
     assert r.headers["location"] == "/web/"
+    # nor out of /web/ by a path the browser resolves (/web/../admin is /admin)
+    for sneaky in ("/web/../admin/tokens", "/web/./../metrics", "/web/staff/.."):
+        r = await post_form(client, "/web/sign-in", "/web/lang", {"lang": "de", "next": sneaky})
+        assert r.headers["location"] == "/web/", sneaky
     r = await client.get("/web/sign-in")
     assert 'lang="de"' in r.text and "Anmelden" in r.text
 
