@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, Response
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter
+from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from api import audit_query
 from api.audit_query import HoldRefParam, SinceParam, UntilParam
@@ -99,7 +99,16 @@ class StaffController(Controller):
     tags = ["staff"]
     guards = [requires_staff_or_admin]
 
-    @get("/facilities", summary="My facilities and pools (with their addresses)")
+    @get(
+        "/facilities",
+        summary="My facilities and pools (with their addresses)",
+        description=(
+            "Each address given is an audited read (`address.read`). A system that polls this "
+            "list for its pools and their versions asks `withAddress=false`: no address "
+            '(`address` is null), no read to audit, so the audit\'s "who read our address" '
+            "stays readable."
+        ),
+    )
     async def list_facilities(
         self,
         db: NamedDependency[Database],
@@ -107,12 +116,17 @@ class StaffController(Controller):
         clock: NamedDependency[Clock],
         settings: NamedDependency[Settings],
         cipher: NamedDependency[AddressCipher],
+        with_address: Annotated[bool, QueryParameter(name="withAddress")] = True,
     ) -> list[StaffFacilityRead]:
         now = clock.now()
         await standing_service.expire_and_offer(db, settings, now, operator_id=staff_scope(actor))
         views = await registry.list_facilities(db, operator_id=staff_scope(actor))
-        addresses = await registry.read_addresses(
-            db, [v.facility.id for v in views], actor=actor, now=now, cipher=cipher
+        addresses = (
+            await registry.read_addresses(
+                db, [v.facility.id for v in views], actor=actor, now=now, cipher=cipher
+            )
+            if with_address
+            else {}
         )
         rules = await health_rules.list_conditions(db)
         return [

@@ -308,3 +308,36 @@ async def test_a_compromised_location_declines_the_holds_still_on_their_way(
             .where(AuditEntry.action == "hold.declined", AuditEntry.actor_role == "staff")
         )
     assert declines == 2
+
+
+async def test_a_system_polling_its_facilities_can_leave_the_addresses_out(
+    client: AsyncClient, world: World
+) -> None:
+    """A network's system polls GET /staff/facilities for its pools and their versions: every
+    call read (and audited) every address, so "who read our address" in each facility's audit
+    drowned in the system's own polls. ``withAddress=false`` gives the same list without
+    addresses and without a read to audit; the default is unchanged."""
+    w = await _two_operators(world)
+    h = bearer(w["staff_a"])
+
+    async def reads() -> int:
+        async with world.db.read() as s:
+            return int(
+                await s.scalar(
+                    select(func.count())
+                    .select_from(AuditEntry)
+                    .where(AuditEntry.action == "address.read")
+                )
+                or 0
+            )
+
+    r = await client.get("/staff/facilities", headers=h, params={"withAddress": "false"})
+    assert r.status_code == 200, r.text
+    assert [f["address"] for f in r.json()] == [None] and "Rue Secrète" not in r.text
+    assert r.json()[0]["pools"][0]["version"] >= 1
+    assert await reads() == 0
+    r = await client.get("/staff/facilities", headers=h)
+    assert r.json()[0]["address"]["street"] == "Rue Secrète 1"
+    assert await reads() == 1
+    r = await client.get("/staff/facilities", headers=h, params={"withAddress": "maybe"})
+    assert r.status_code == 422 and r.json()["field"] == "withAddress", r.text
