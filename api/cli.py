@@ -503,38 +503,29 @@ def _say_landlines(landlines: list[tuple[int, str, str]]) -> None:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
-    from capacity.migrate import schema_problem
+    from capacity.migrate import schema_problem, stored_revision
     from capacity.rekey import sealed_with_other_keys
     from placement.holds_service import counters_agree
 
     cipher = AddressCipher.configured(settings)
+    Found = tuple[list[tuple[int, int, int]], list[str], list[tuple[int, str, str]]]
 
-    async def _schema(db: Database) -> tuple[bool, str] | None:
+    async def _check(db: Database) -> tuple[tuple[bool, str] | None, Found | None]:
         async with db.read() as s:
-            try:
-                current = await s.scalar(text("SELECT version_num FROM alembic_version"))
-            except DBAPIError:  # no alembic_version table: never migrated
-                current = None
-        return schema_problem(current)
-
-    async def _check(
-        db: Database,
-    ) -> tuple[list[tuple[int, int, int]], list[str], list[tuple[int, str, str]]]:
-        async with db.read() as s:
+            problem = schema_problem(await stored_revision(s))
+            if problem is not None and problem[0]:
+                # as /health/ready: a schema behind this version (an upgrade whose migrations
+                # did not run, a backup from before it restored) fails; the rest needs its tables
+                return problem, None
             sealed = await sealed_with_other_keys(s, cipher)
-        return await counters_agree(db), sealed, await registry.secret_landlines(db)
+        return problem, (await counters_agree(db), sealed, await registry.secret_landlines(db))
 
-    # as /health/ready: a schema behind this version (an upgrade whose migrations did not run,
-    # a backup from before it restored) fails the check; the other checks need its tables
-    problem = _run(_with_db(settings, _schema))
+    problem, found = _run(_with_db(settings, _check))
     if problem is not None:
         _say(f"schema: {problem[1]}")
-        if problem[0]:
-            return 1
-    wrong, sealed, landlines = _run(_with_db(settings, _check))
+    if found is None:
+        return 1
+    wrong, sealed, landlines = found
     for pool_id, counter, holds in wrong:
         _say(f"pool {pool_id}: units_held={counter} but active holds hold {holds}")
     _say("counters agree" if not wrong else f"{len(wrong)} pool(s) disagree")

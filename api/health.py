@@ -6,7 +6,6 @@ from litestar import Response
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError
 
 from api.routing import get
 from api.schemas import Out
@@ -43,17 +42,13 @@ async def live() -> Health:
 async def ready(
     db: NamedDependency[Database], cipher: NamedDependency[AddressCipher]
 ) -> Response[Health]:
-    from capacity.migrate import schema_problem
+    from capacity.migrate import schema_problem, stored_revision
     from capacity.rekey import sealed_with_other_keys
 
     try:
         async with db.read() as s:
             await s.execute(text("SELECT 1"))  # the database answers
-            try:
-                current = await s.scalar(text("SELECT version_num FROM alembic_version"))
-            except DBAPIError:  # no alembic_version table: never migrated
-                current = None
-            problem = schema_problem(current)
+            problem = schema_problem(await stored_revision(s))
             # The tables the key check reads exist only at this version's schema.
             wrong_key = (problem is None or not problem[0]) and bool(
                 await sealed_with_other_keys(s, cipher, newest_only=True)

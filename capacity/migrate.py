@@ -11,8 +11,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity.errors import AbriError
 
@@ -106,6 +108,15 @@ def sync_url(url: str) -> str:
     if backend == "postgresql":
         return u.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     return u.set(drivername=driver[backend]).render_as_string(hide_password=False)
+
+
+async def stored_revision(s: AsyncSession) -> str | None:
+    """The revision a database's schema is at, read in an open session (None: never
+    migrated). ``/health/ready`` and ``abri check`` judge it with ``schema_problem``."""
+    try:
+        return await s.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError:  # no alembic_version table
+        return None
 
 
 async def current_revision_async(url: str) -> str | None:

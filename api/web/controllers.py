@@ -496,8 +496,7 @@ def _safe_next(target: str | None) -> str:
         target
         and re.fullmatch(r"/web(/[A-Za-z0-9_./-]*)?", target)
         and "//" not in target
-        and ".." not in target.split("/")
-        and "." not in target.split("/")
+        and {".", ".."}.isdisjoint(target.split("/"))
     ):
         return target
     return "/web/"

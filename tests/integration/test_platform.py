@@ -23,6 +23,19 @@ from tests.conftest import World, bearer
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def abri_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``abri check`` in its own process, as an operator runs it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "api.cli", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
 async def test_health_and_openapi(client: AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     r = await client.get("/health/ready")
@@ -433,15 +446,7 @@ async def test_ready_and_check_tell_a_process_started_with_another_address_key(
 
     for key, code in [(settings.address_key, 0), (other.address_key, 1)]:
         env = {**os.environ, "ABRI_DATABASE_URL": db_url, "ABRI_ADDRESS_KEY": str(key)}
-        r = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "api.cli", "check"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=120,
-        )
+        r = await abri_check(env)
         assert r.returncode == code, r.stderr
         if code:
             assert f"opens 1 stored secret(s) (facility_addresses {fac.facility.id})" in r.stderr
@@ -468,15 +473,7 @@ async def test_check_fails_on_a_schema_behind_this_version(world: World, db_url:
     env = {**os.environ, "ABRI_DATABASE_URL": db_url}
     await stamp(older)  # as after `pip install` of a new version without `abri db upgrade`
     try:
-        r = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "api.cli", "check"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=120,
-        )
+        r = await abri_check(env)
     finally:
         await stamp(head)
     assert r.returncode == 1, r.stderr
