@@ -251,6 +251,12 @@ _ACTIVE_ONLY: dict[str, Any] = {
     "sqlite_where": text("state = 'held'"),
 }
 
+#: Running holds that carry a household key (migration 0019).
+_HELD_KEYED: dict[str, Any] = {
+    "postgresql_where": text("state = 'held' AND household_key IS NOT NULL"),
+    "sqlite_where": text("state = 'held' AND household_key IS NOT NULL"),
+}
+
 
 class Hold(Base):
     """A temporary reservation of units at one pool for one household (composition only)."""
@@ -282,6 +288,10 @@ class Hold(Base):
     # R33: a hash of the requester's operator and its optional episodeToken, so the task force
     # counts one household once however many holds it took; cleared by the retention purge
     episode_hash: Mapped[str | None] = mapped_column(String(64))
+    # A hash of the episode hash, the need and the household's composition (only with an
+    # episode): one household holds one place once, whatever Idempotency-Key each try carried
+    # (uq_holds_household_held). Cleared by the retention purge.
+    household_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("requester_operator_id", "idempotency_key", name="uq_holds_idem"),
@@ -290,6 +300,7 @@ class Hold(Base):
         # ``state = 'held'`` literally (``is_held()`` below) for SQLite to use them.
         Index("ix_holds_held_deadline", "deadline", **_ACTIVE_ONLY),
         Index("ix_holds_held_pool_deadline", "pool_id", "deadline", **_ACTIVE_ONLY),
+        Index("uq_holds_household_held", "pool_id", "household_key", unique=True, **_HELD_KEYED),
     )
 
 

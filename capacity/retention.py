@@ -111,6 +111,7 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
                 idempotency_key=literal("#purged:") + Hold.ref,
                 request_hash="",
                 requester_token_id=None,
+                household_key=None,
             )
             .execution_options(synchronize_session=False)
         )

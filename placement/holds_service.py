@@ -77,6 +77,13 @@ def episode_hash(operator_id: int, token: str) -> str:
     return hashlib.sha256(f"{operator_id}:{token}".encode()).hexdigest()
 
 
+def household_key(episode: str, need: str, household_json: Any) -> str:
+    """What makes two hold requests the same household's (its episode, need and composition):
+    a running hold per pool and key at most (``uq_holds_household_held``)."""
+    canonical = msgspec.json.encode(household_json, order="sorted").decode()
+    return hashlib.sha256(f"{episode}|{need}|{canonical}".encode()).hexdigest()
+
+
 def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(msgspec.json.encode(payload, order="sorted")).hexdigest()
 
@@ -338,25 +345,26 @@ _REFUSED = (
 _INSERT_HOLD = (
     "INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
-    " request_hash, created_at, deadline, extensions, episode_hash)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11, $12, $13, $14, $15, 0, $16)"
+    " request_hash, created_at, deadline, extensions, episode_hash, household_key)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11, $12, $13, $14, $15, 0, $16,"
+    " $17)"
     " RETURNING id"
 )
 
 
 # The hold, its audit row and its event, written by a PostgreSQL grant statement after its
 # gate ``g`` (nothing when the gate wrote nothing). Parameters: $1-$15 those of _INSERT_HOLD,
-# then $16 the actor's role, $17 the detail; the episode hash is the statement's last parameter
-# (``{episode}``). Parameters are cast because one parameter feeds columns of different
-# integer widths.
+# then $16 the actor's role, $17 the detail; the episode hash and the household key are the
+# statement's last two parameters (``{episode}``, ``{hkey}``). Parameters are cast because one
+# parameter feeds columns of different integer widths.
 _PG_WRITES = (
     " h AS ("
     " INSERT INTO holds (ref, pool_id, facility_id, requester_operator_id, requester_token_id,"
     " requester_kind, units, state, household, segments, need, callback, idempotency_key,"
-    " request_hash, created_at, deadline, extensions, episode_hash)"
+    " request_hash, created_at, deadline, extensions, episode_hash, household_key)"
     " SELECT $1::text, g.id, $3::bigint, $4::bigint, $5::int, $6::text, $7::int, 'held',"
     " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
-    " $15::timestamp, 0, {episode}::text FROM g RETURNING id),"
+    " $15::timestamp, 0, {episode}::text, {hkey}::text FROM g RETURNING id),"
     " a AS ("
     " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
     " object_type, object_id, facility_id, detail)"
@@ -379,14 +387,17 @@ _PG_GATE = (
 # statement (atomic by itself; data-modifying CTEs). When the gate writes nothing, nothing
 # else is written and no row comes back.
 _PG_GRANT = (
-    "WITH" + _PG_GATE.format(and_also="") + _PG_WRITES.format(episode="$18") + " SELECT id FROM h"
+    "WITH"
+    + _PG_GATE.format(and_also="")
+    + _PG_WRITES.format(episode="$18", hkey="$19")
+    + " SELECT id FROM h"
 )
 
 _ADMITTING_SQL = ", ".join(f"'{s}'" for s in sorted(ADMITTING))
 # PostgreSQL, the one-round-trip hold (``_reserve_fast``): ``c`` re-checks, in the statement
 # that grants, everything the hold was decided from (parameters $18-$22: the pool's unit kind
 # and places per unit, the facility's rules as compact JSON, its kind, the pool reference; $23
-# the episode hash);
+# the episode hash, $24 the household key);
 # the gate writes only when ``c.ok``; the rest is ``_PG_GRANT``'s. One row always comes back
 # while the pool exists: ok, the free count the statement began with, the new hold's id (NULL:
 # nothing written), then what the view shows of the place.
@@ -408,7 +419,7 @@ _PG_FAST = (
     " FROM pools p JOIN facilities f ON f.id = p.facility_id"
     " WHERE p.id = $2::bigint AND p.ref = $22::text),"
     + _PG_GATE.format(and_also=" AND (SELECT ok FROM c)")
-    + _PG_WRITES.format(episode="$23")
+    + _PG_WRITES.format(episode="$23", hkey="$24")
     + " SELECT c.ok, c.free, (SELECT id FROM h), c.operator, c.label, c.operator_id, c.ref,"
     " c.alias, c.secret_address, c.municipality_nis, c.intake_phone, c.handover_protocol,"
     " c.intake_phone_24h FROM c"
@@ -465,6 +476,7 @@ async def reserve(
     episode = (
         episode_digest if episode_token is None else episode_hash(actor.operator_id, episode_token)
     )
+    hkey = None if episode is None else household_key(episode, need, household_json)
     if episode_token is not None:
         # A requester's system retrying at its own level (a new Idempotency-Key), or a page
         # sent again: this household already holds this place, and a second hold would take
@@ -501,6 +513,7 @@ async def reserve(
             actor=actor,
             now=now,
             episode_hash=episode,
+            household_key=hkey,
         )
         try:
             place = None if hints is None else hints.get(pool_ref)
@@ -510,10 +523,16 @@ async def reserve(
             return Reserved(view, created=True)
         except UniqueViolation:
             # A twin with the same Idempotency-Key won (its transaction committed first), or
-            # the reference code collided. Re-read: replay the twin, else retry a new code.
+            # the same household's hold under another key did (uq_holds_household_held), or
+            # the reference code collided. Re-read: replay the twin, return the household's
+            # hold, else retry a new code.
             twin = await _replay(db, actor.operator_id, idempotency_key, digest)
             if twin is not None:
                 return Reserved(twin, created=False)
+            if hkey is not None:
+                held = await _held_by_key(db, pool_ref, hkey)
+                if held is not None:
+                    return Reserved(held, created=False, already_held=True)
             continue
         except _Gone as gone:  # the key was checked in the same attempt: not a replay
             raise NoLongerFree(
@@ -675,6 +694,7 @@ class _Ask:
     actor: Actor
     now: datetime
     episode_hash: str | None = None
+    household_key: str | None = None
 
     def hold_values(
         self, tx: RawTx, place: _Place, units: int, deadline: datetime
@@ -796,6 +816,7 @@ async def _reserve_fast(db: Database, ask: _Ask, place: _Place) -> HoldView | No
             place.kind,
             ask.pool_ref,
             ask.episode_hash,
+            ask.household_key,
         )
         if row is None or not row[0]:
             return None
@@ -849,7 +870,7 @@ async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldVie
         detail = ask.detail(place, units, deadline)
         if tx.sqlite:
             if await tx.run(_GATE, place.pool_id, units):
-                row = await tx.one(_INSERT_HOLD, *hold_values, ask.episode_hash)
+                row = await tx.one(_INSERT_HOLD, *hold_values, ask.episode_hash, ask.household_key)
                 assert row is not None
                 hold_id = int(row[0])
                 await audit.record_raw(
@@ -874,7 +895,12 @@ async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldVie
                 )
         else:
             row = await tx.one(
-                _PG_GRANT, *hold_values, ask.actor.role, tx.json(detail), ask.episode_hash
+                _PG_GRANT,
+                *hold_values,
+                ask.actor.role,
+                tx.json(detail),
+                ask.episode_hash,
+                ask.household_key,
             )
             hold_id = None if row is None else int(row[0])
         if hold_id is None:
@@ -1273,6 +1299,14 @@ async def held_for_household(
         rows = (await s.execute(q.order_by(Hold.id.desc()))).all()
     wanted = msgspec.to_builtins(household)
     return next((v for v in map(_to_view, rows) if v.household == wanted), None)
+
+
+async def _held_by_key(db: Database, pool_ref: str, key: str) -> HoldView | None:
+    """The running hold at this pool with this household key (what beat a grant to it)."""
+    q = _view_query().where(Hold.household_key == key, is_held(), Pool.ref == pool_ref)
+    async with db.read() as s:
+        row = (await s.execute(q)).first()
+    return None if row is None else _to_view(row)
 
 
 async def list_holds(

@@ -213,6 +213,61 @@ async def test_forced_interleaving_with_the_pause_hook(world: World, backend: st
     assert await _held_rows(world.db, pool_id) == (1, 1)
 
 
+async def test_one_household_racing_with_two_keys_holds_one_unit(
+    world: World, backend: str
+) -> None:
+    """A dispatch system retrying at its own level (a new Idempotency-Key) while its first
+    request is still on its way: both pass the "does this household hold it already?" read
+    before either writes. One unit, one hold; the second gets the first's hold back."""
+    pool_id, _fid, pool_ref, police = await _pool(world, total=5)
+    now = world.clock.now()
+    paused, go_on = asyncio.Event(), asyncio.Event()
+
+    async def pause() -> None:
+        paused.set()
+        await go_on.wait()
+
+    async def attempt(key: str, hook: Any = None) -> holds_service.Reserved:
+        return await holds_service.reserve(
+            world.db,
+            pool_ref=pool_ref,
+            household=ONE,
+            need="ipv",
+            minutes=None,
+            callback=None,
+            idempotency_key=key,
+            actor=_actor(police),
+            now=now,
+            episode_token="case-2026-0417",
+            pause_between_check_and_write=hook,
+        )
+
+    a = asyncio.create_task(attempt("first-try-0001", pause))
+    await asyncio.wait_for(paused.wait(), 10)  # A has read: nothing held yet
+    b = asyncio.create_task(attempt("retry-0000002"))
+    await asyncio.sleep(0.3)  # B has read too (PostgreSQL: and granted)
+    go_on.set()
+    ra, rb = await asyncio.wait_for(asyncio.gather(a, b), 20)
+    assert ra.view.ref == rb.view.ref
+    assert sorted([ra.already_held, rb.already_held]) == [False, True]
+    assert await _held_rows(world.db, pool_id) == (1, 1)
+    # another household of the same operator (another episode) still gets its own unit
+    other = await holds_service.reserve(
+        world.db,
+        pool_ref=pool_ref,
+        household=ONE,
+        need="ipv",
+        minutes=None,
+        callback=None,
+        idempotency_key="other-case-01",
+        actor=_actor(police),
+        now=now,
+        episode_token="case-2026-0418",
+    )
+    assert other.created and other.view.ref != ra.view.ref
+    assert await _held_rows(world.db, pool_id) == (2, 2)
+
+
 @KNOWN
 async def test_identical_requests_racing_with_one_key_make_one_hold(
     world: World, known: bool

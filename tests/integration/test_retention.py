@@ -23,6 +23,7 @@ FAMILY = Household(
 
 
 async def _hold(world: World, pool_ref: str, actor: Actor, key: str) -> str:
+    # each hold its own episode (a case id may be the requester's token)
     r = await holds_service.reserve(
         world.db,
         pool_ref=pool_ref,
@@ -33,6 +34,7 @@ async def _hold(world: World, pool_ref: str, actor: Actor, key: str) -> str:
         idempotency_key=key,
         actor=actor,
         now=world.clock.now(),
+        episode_token=f"case-{key}",
     )
     return r.view.ref
 
@@ -84,6 +86,7 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
                         Hold.idempotency_key,
                         Hold.request_hash,
                         Hold.requester_token_id,
+                        Hold.household_key,
                     )
                 )
             ).all()
@@ -95,10 +98,11 @@ async def test_closed_holds_and_old_audit_detail_become_statistics(world: World)
             assert r.units == 1 and r.need == "ipv"  # statistics survive
             # Nothing left to tie the hold to the requester's case (its key may be a case id).
             assert r.idempotency_key == f"#purged:{ref}" and r.request_hash == ""
-            assert r.requester_token_id is None
+            assert r.requester_token_id is None and r.household_key is None
         assert rows[declined].state == "declined" and rows[arrived].state == "arrived"
         assert rows[recent].household is not None and rows[recent].callback is not None
         assert rows[recent].idempotency_key == "retention-0003" and rows[recent].request_hash
+        assert rows[recent].household_key is not None
         old_details = await s.scalar(
             select(func.count())
             .select_from(AuditEntry)
