@@ -439,16 +439,18 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                     episode_digest=episode,
                 )
                 hold = reserved.view
+                ours = not reserved.already_held  # else the household's own hold, kept
             except (NoLongerFree, NotAdmitting, NotEligible):
                 continue  # taken meanwhile, or not for this household: the next best option
             except IdempotencyKeyReused:
                 hold = await _earlier_hold(db, w.requester_operator_id, w.ref)
                 if hold is None:
                     continue
+                ours = True
             if await _mark_offered(db, w, hold, now):
                 offered += 1
                 log.info("standing_offered", standing_ref=w.ref, hold_ref=hold.ref)
-            elif hold.state == "held" and await _closed_without_offer(db, w.id):
+            elif ours and hold.state == "held" and await _closed_without_offer(db, w.id):
                 # Cancelled or expired meanwhile: give the place back to the next in line.
                 with contextlib.suppress(IllegalTransition):
                     await holds_service.transition(
