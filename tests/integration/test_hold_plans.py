@@ -63,7 +63,7 @@ async def test_holds_are_found_by_key_even_when_statistics_saw_no_active_hold(
             conn,
             holds_service._PG_FAST,
             *("REF", pool_id, fac_id, op, None, "police", 1, "{}", "{}", "ipv", None, "k-1"),
-            *("x", now, now, "police", "{}", "bed", 1, "{}", "refuge", pool_ref, None),
+            *("x", now, now, "police", "{}", "bed", 1, "{}", "refuge", pool_ref, None, None),
         )
         assert "Seq Scan on holds" not in fast, fast
         assert "uq_holds_idem" in fast, fast
