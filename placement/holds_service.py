@@ -375,11 +375,19 @@ _PG_WRITES = (
     " SELECT $14::timestamp, 'hold.created', $3::bigint, $4::bigint,"
     " json_build_object('holdId', h.id, 'ref', $1::text, 'state', 'held') FROM h)"
 )
-# The gate (the same conditional UPDATE as ``_GATE``), opening a grant statement.
+_ADMITTING_SQL = ", ".join(f"'{s}'" for s in sorted(ADMITTING))
+# The gate (the same conditional UPDATE as ``_GATE``), opening a grant statement. It also
+# re-reads the facility's status under a KEY SHARE lock: a status change (``set_status``
+# locks the row FOR UPDATE) committed after this statement's snapshot, or still under way,
+# is waited for and seen, so a hold decided from the place as open is never granted after
+# the place was reported compromised and its held holds declined (``decline_held_at``).
+# (The hold's foreign key takes the same lock anyway. SQLite: BEGIN IMMEDIATE serialises.)
 _PG_GATE = (
     " g AS ("
     " UPDATE pools SET units_held = units_held + $7::int"
     " WHERE id = $2::bigint AND units_total - units_occupied - units_held >= $7::int{and_also}"
+    " AND EXISTS (SELECT 1 FROM facilities fs WHERE fs.id = $3::bigint"
+    f" AND fs.status IN ({_ADMITTING_SQL}) FOR KEY SHARE)"
     " RETURNING id),"
 )
 
@@ -393,7 +401,6 @@ _PG_GRANT = (
     + " SELECT id FROM h"
 )
 
-_ADMITTING_SQL = ", ".join(f"'{s}'" for s in sorted(ADMITTING))
 # PostgreSQL, the one-round-trip hold (``_reserve_fast``): ``c`` re-checks, in the statement
 # that grants, everything the hold was decided from (parameters $18-$22: the pool's unit kind
 # and places per unit, the facility's rules as compact JSON, its kind, the pool reference; $23
@@ -428,6 +435,11 @@ _PG_FAST = (
 
 class _KeyTaken(Exception):
     """This Idempotency-Key already has a hold: replay it (or refuse a different body)."""
+
+
+class _Reread(Exception):
+    """The grant found the place changed since it was read (not its free units): decide
+    again from a fresh read."""
 
 
 class _Gone(Exception):
@@ -533,6 +545,8 @@ async def reserve(
                 held = await _held_by_key(db, pool_ref, hkey)
                 if held is not None:
                     return Reserved(held, created=False, already_held=True)
+            continue
+        except _Reread:
             continue
         except _Gone as gone:  # the key was checked in the same attempt: not a replay
             raise NoLongerFree(
@@ -831,6 +845,8 @@ async def _reserve_fast(db: Database, ask: _Ask, place: _Place) -> HoldView | No
             assert refused is not None
             if refused[0]:
                 raise _KeyTaken
+            if int(refused[1] or 0) >= units:
+                return None  # free enough: the status changed under way; decide afresh
             raise _Gone(max(0, int(refused[1] or 0)))
     return ask.view(int(row[2]), place, units, deadline, row[3:])
 
@@ -910,6 +926,8 @@ async def _reserve_once(db: Database, ask: _Ask, pause: Pause | None) -> HoldVie
             assert refused is not None
             if refused[0]:
                 raise _KeyTaken  # roll back: a replay or a reused key changes nothing
+            if not tx.sqlite and int(refused[1] or 0) >= units:
+                raise _Reread  # free enough: the facility's status changed under way
             # Commit the expiries (they are real), then say "gone" with today's count.
             gone = max(0, int(refused[1] or 0))
     if gone is not None or hold_id is None:
