@@ -15,11 +15,10 @@ place even if the sweeper has not run. Audit rows, events (live streams) and out
 from __future__ import annotations
 
 import hashlib
-import math
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -50,7 +49,6 @@ from placement.policy import AccessPolicy, policy_from_json
 from placement.refcode import new_code, normalise
 from placement.rules import (
     ADMISSION_LOOKAHEAD_MINUTES,
-    BRUSSELS,
     admission_wait_minutes,
     evaluate,
 )
@@ -632,17 +630,12 @@ def _hints(db: Database) -> _PlaceHints:
 
 
 def _opens_in(policy: AccessPolicy, now: datetime) -> int:
-    """Minutes until the place's intake opens, when that is later today (0: open now).
-
-    ``admission_wait_minutes`` counts Belgian wall-clock minutes; on the night the clocks
-    change, the opening is an hour nearer or further in real time, so it is located on the
-    wall clock and then measured in UTC."""
+    """Minutes until the place's intake opens, when that is later today (0: open now); real
+    minutes, also on the nights the clocks change (``admission_wait_minutes``)."""
     wait = admission_wait_minutes(policy.admission_hours, now)
     if wait is None or not 0 < wait <= ADMISSION_LOOKAHEAD_MINUTES:
         return 0
-    wall = now.astimezone(BRUSSELS).replace(tzinfo=None) + timedelta(minutes=wait)
-    opening = wall.replace(tzinfo=BRUSSELS)
-    return max(0, math.ceil((opening - now).total_seconds() / 60))
+    return wait
 
 
 def _decide(

@@ -230,7 +230,10 @@ def admission_wait_minutes(windows: list[AdmissionWindow] | None, now: datetime)
     """Minutes until intake is possible (0 = now), or None if no window in the next week.
 
     Windows are Belgian local time; one whose end is before its start runs past midnight,
-    one whose start equals its end is open all day.
+    one whose start equals its end is open all day. The minutes are real ones: the opening
+    is found on the Belgian wall clock and measured from ``now`` in UTC, so on the nights
+    the clocks change a place opening at 08:00 is an hour nearer or further than the wall
+    clock says (the 12-hour lookahead and hold deadlines count real time).
     """
     if windows is None:
         return 0
@@ -252,7 +255,10 @@ def admission_wait_minutes(windows: list[AdmissionWindow] | None, now: datetime)
                 delta = k * 1440 + start - m
                 if delta > 0 and (best is None or delta < best):
                     best = delta
-    return best
+    if best is None:
+        return None
+    opening = (local.replace(tzinfo=None) + timedelta(minutes=best)).replace(tzinfo=BRUSSELS)
+    return max(1, round((opening - _utc(now)).total_seconds() / 60))
 
 
 def is_specialised(policy: AccessPolicy, need: str) -> bool:
@@ -412,9 +418,8 @@ def warnings_with_wait(
         )
     wait = admission_wait
     if wait is not None and 0 < wait <= ADMISSION_LOOKAHEAD_MINUTES:
-        # the wait counts wall-clock minutes (admission_wait_minutes): add them on the wall
-        # clock, or the night the clocks change says an hour too late or too early
-        opens = _utc(now).astimezone(BRUSSELS).replace(tzinfo=None) + timedelta(minutes=wait)
+        # real minutes (admission_wait_minutes): the opening in UTC, shown on the wall clock
+        opens = (_utc(now) + timedelta(minutes=wait)).astimezone(BRUSSELS)
         out.append(Warning("admission_later", f"Intake opens at {opens:%H:%M} (Belgian time)."))
     if request.need in VIOLENCE_NEEDS and not is_specialised(policy, request.need):
         out.append(

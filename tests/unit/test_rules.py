@@ -331,3 +331,24 @@ def test_warnings_with_a_known_wait_are_the_warnings() -> None:
         given = warnings_with_wait(office, req, household_facts(req), admission_wait=wait, now=now)
         assert given == evaluate_warnings(office, req, requester_kind="police", now=now)
         assert given  # language, health condition, boy's age (and the intake later)
+
+
+def test_the_lookahead_counts_real_hours_on_the_nights_the_clocks_change() -> None:
+    """Intake 08:00-17:00. Spring: on Saturday 2026-03-28 at 19:30 (CET) Sunday's 08:00 is
+    12.5 h away on the wall clock but 11.5 h in real time (the clocks go forward at 02:00):
+    within the 12-hour lookahead. Autumn: on Saturday 2026-10-24 at 20:30 (CEST) it is 11.5 h
+    on the wall clock, 12.5 h in real time: beyond it."""
+    office = AccessPolicy(admission_hours=[AdmissionWindow(start="08:00", end="17:00")])
+    spring = datetime(2026, 3, 28, 18, 30, tzinfo=UTC)
+    assert admission_wait_minutes(office.admission_hours, spring) == 11 * 60 + 30
+    assert codes(office, request(), now=spring) == set()
+    w = evaluate_warnings(office, request(), requester_kind="police", now=spring)
+    assert [x.message for x in w if x.code == "admission_later"] == [
+        "Intake opens at 08:00 (Belgian time)."
+    ]
+    autumn = datetime(2026, 10, 24, 18, 30, tzinfo=UTC)
+    assert admission_wait_minutes(office.admission_hours, autumn) == 12 * 60 + 30
+    assert codes(office, request(), now=autumn) == {"admission_hours"}
+    # an ordinary Saturday: wall clock and real time agree
+    plain = datetime(2026, 3, 21, 18, 30, tzinfo=UTC)
+    assert admission_wait_minutes(office.admission_hours, plain) == 12 * 60 + 30
