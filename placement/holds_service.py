@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -25,10 +25,11 @@ import msgspec
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from capacity import audit
+from capacity import audit, registry
 from capacity.areas import areas
 from capacity.audit import SYSTEM, Actor
 from capacity.clock import utc_iso
+from capacity.commands import StatusChange
 from capacity.db import Database, RawTx, UniqueViolation
 from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
@@ -1164,6 +1165,34 @@ async def decline_held_at(
             continue
         declined.append(done.view)
     return declined
+
+
+async def set_facility_status(
+    db: Database,
+    facility_id: int,
+    cmd: StatusChange,
+    *,
+    actor: Actor,
+    now: datetime,
+    operator_scope: int | None = None,
+    refuse_from: Collection[str] = (),
+) -> registry.FacilityView:
+    """Set a facility's status (``registry.set_status``: scoped, audited, an alert for a
+    compromised location) and, when its location is compromised, decline the holds still held
+    there (``decline_held_at``). The one path of the API's staff and admin routes and of the
+    staff page, so a report made from a phone does what one made through the API does."""
+    view = await registry.set_status(
+        db,
+        facility_id,
+        cmd,
+        actor=actor,
+        now=now,
+        operator_scope=operator_scope,
+        refuse_from=refuse_from,
+    )
+    if view.facility.status == "location_compromised":  # no household may be brought there
+        await decline_held_at(db, facility_id, actor=actor, now=now)
+    return view
 
 
 async def _move(

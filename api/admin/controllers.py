@@ -327,9 +327,8 @@ class AdminController(Controller):
         settings: NamedDependency[Settings],
     ) -> FacilityDetail:
         now = clock.now()
-        view = await registry.set_status(db, facility_id, data, actor=actor, now=now)
-        if view.facility.status == "location_compromised":  # no household may be brought there
-            await holds_service.decline_held_at(db, facility_id, actor=actor, now=now)
+        # a compromised location declines the holds still held there (households on their way)
+        view = await holds_service.set_facility_status(db, facility_id, data, actor=actor, now=now)
         return facility_detail(view, settings, now)
 
     @get("/facilities/{facility_id:int}/address", summary="Read the address (audited)")

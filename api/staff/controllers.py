@@ -176,7 +176,8 @@ class StaffController(Controller):
         cipher: NamedDependency[AddressCipher],
     ) -> StaffFacilityRead:
         now = clock.now()
-        view = await registry.set_status(
+        # a compromised location declines the holds still held there (households on their way)
+        view = await holds_service.set_facility_status(
             db,
             facility_id,
             data,
@@ -186,8 +187,6 @@ class StaffController(Controller):
             # staff may report a compromised location, never lift it: only an admin does
             refuse_from=() if actor.role == "admin" else ("location_compromised",),
         )
-        if view.facility.status == "location_compromised":  # no household may be brought there
-            await holds_service.decline_held_at(db, facility_id, actor=actor, now=now)
         await standing_service.run_round(db, settings, now=now)  # reopened: next in line
         return await _one_facility(db, view, actor, now, cipher, settings)
 

@@ -80,9 +80,11 @@ DEFAULT_STANDING_HOURS = 12
 STANDING_HOURS_MSG = "Wait: a whole number of hours from %(lo)s to %(hi)s."
 AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to %(hi)s km."
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
-#: The statuses the staff page sets. ``location_compromised`` is not among them, and a facility
-#: in it is left alone here: an administrator lifts it (API).
+#: The statuses of the staff page's status form. ``location_compromised`` has a form of its own,
+#: which says what it does and asks for a confirmation; a facility in it is left alone here:
+#: an administrator lifts it (API).
 WEB_STATUSES = ("open", "closed_to_admissions", "reduced", "suspended")
+COMPROMISED = "location_compromised"
 #: The registry's own messages for a status change, shown translated on the staff page.
 STATUS_MSGIDS = (registry.REASON_REQUIRED, registry.UNTIL_IN_PAST, registry.STATUS_KEPT)
 
@@ -1347,6 +1349,11 @@ class WebController(Controller):
             "closed": _("Closed to new admissions."),
             "reopened": _("Open again to new admissions."),
             "status": _("Status saved."),
+            "compromised": _(
+                "Location reported compromised: no new placements, the households on their "
+                "way were declined and their requesters told not to come, and the "
+                "administrators alerted."
+            ),
         }
         return _render(
             request,
@@ -1475,7 +1482,9 @@ class WebController(Controller):
         self, facility_id: FromPath[int], request: Request[Any, Any, Any]
     ) -> Response[Any]:
         """Open, close to admissions, reduce or suspend, with a reason (required unless open)
-        and an optional end; a facility whose location is compromised is left alone."""
+        and an optional end; or report the location compromised (a reason, and the box ticked
+        that confirms it), which declines the holds still held there as the API does. A
+        facility whose location is compromised is left alone: an administrator lifts it."""
         ws, actor, stop = await _guard(request, STAFF_ROLES)
         if stop:
             return stop
@@ -1493,18 +1502,26 @@ class WebController(Controller):
             "reason": reason or "",
             "until_date": (form.get("until_date") or "").strip()[:10],
             "until_time": (form.get("until_time") or "").strip()[:8],
+            "compromised": status == COMPROMISED,
         }
         try:
-            if status not in WEB_STATUSES:
+            if status == COMPROMISED:
+                if form.get("confirm") != "yes":
+                    raise FormError(
+                        "Tick the box to confirm that the location is compromised. Nothing "
+                        "was changed."
+                    )
+            elif status not in WEB_STATUSES:
                 raise FormError("Please check the form.")
             opening = status == "open"
-            await registry.set_status(
+            # the API's path: a compromised location declines the holds still held there
+            await holds_service.set_facility_status(
                 state.db,
                 facility_id,
                 StatusChange(
                     status=status,  # type: ignore[arg-type]
                     reason=None if opening else reason,
-                    until=None if opening else until_from_form(form),
+                    until=None if opening or status == COMPROMISED else until_from_form(form),
                 ),
                 actor=actor,
                 now=now,
@@ -1527,7 +1544,9 @@ class WebController(Controller):
             return await self._staff_error(
                 request, ws, exc.status, error=(here, _error_text(_, exc)), status_form=typed
             )
-        ok = {"open": "reopened", "closed_to_admissions": "closed"}.get(status, "status")
+        ok = {"open": "reopened", "closed_to_admissions": "closed", COMPROMISED: "compromised"}.get(
+            status, "status"
+        )
         return _redirect(request, ws, f"/web/staff?ok={ok}#status-{facility_id}")
 
     @post("/staff/links/{link_id:int}/revoke")

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from capacity import registry
 from capacity.audit import CLI
 from capacity.commands import StatusChange
-from capacity.models import AuditEntry
+from capacity.models import Alert, AuditEntry
+from placement.holds_service import counters_agree
 from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
 
@@ -108,7 +109,11 @@ async def test_staff_close_a_place_with_a_reason_and_an_end_then_reopen_it(
             {"status": "reduced", "reason": "Flood", "until_date": "16/01", "until_time": "9h"},
             "Please check the date and the time.",
         ),
-        ({"status": "location_compromised", "reason": "Flood"}, "Please check the form."),
+        (
+            {"status": "location_compromised", "reason": "Flood"},  # not confirmed
+            "Tick the box to confirm that the location is compromised.",
+        ),
+        ({"status": "lifted", "reason": "Flood"}, "Please check the form."),
     ]
     for data, message in refused:
         r = await client.post(url, data={"csrf": csrf, **data})
@@ -272,3 +277,130 @@ async def test_a_compromised_location_is_shown_but_never_lifted_from_the_page(
     assert "This status cannot be changed here: only an administrator lifts it." in r.text
     assert (await _api_status(client, staff, fid))[0] == "location_compromised"
     assert len(await _status_audits(world, fid)) == 1  # the CLI's only
+
+
+ONE_WOMAN = {"adults": [{"gender": "female"}]}
+
+
+async def _hold(client: AsyncClient, token: str, pool_ref: str, key: str) -> str:
+    r = await client.post(
+        "/holds",
+        json={"poolRef": pool_ref, "need": "ipv", "household": ONE_WOMAN},
+        headers={**bearer(token), "Idempotency-Key": key},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["ref"])
+
+
+async def _states(client: AsyncClient, token: str, refs: list[str]) -> list[str]:
+    return [
+        (await client.get(f"/holds/{ref}", headers=bearer(token))).json()["state"] for ref in refs
+    ]
+
+
+async def test_staff_report_a_compromised_location_from_the_page_after_confirming(
+    client: AsyncClient, world: World
+) -> None:
+    """At night the partner is seen outside: the night worker reports the location compromised
+    from the phone page (until now only the API or an admin could). The page says what happens
+    and asks for a confirmation first (without it nothing changes); then, as through the API's
+    staff route: no new placements, the holds still held there declined with the requester told
+    not to come (audited as the staff's), households in the house left, an alert for admins; and
+    the page says only an administrator lifts it, offering nothing to lift it."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    staff, police = str(w["staff"]), str(w["police"])
+    iris, nord = w["ixl"].pools[0].ref, w["sch"].pools[0].ref  # type: ignore[attr-defined]
+    on_the_way = [await _hold(client, police, iris, f"compromised-{i}") for i in range(2)]
+    in_house = await _hold(client, police, iris, "compromised-in-house")
+    r = await client.post(f"/staff/holds/{in_house}/arrived", headers=bearer(staff))
+    assert r.status_code == 200, r.text
+    elsewhere = await _hold(client, police, nord, "compromised-elsewhere")
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, staff)
+    page = await client.get("/web/staff")
+    card = _card(page.text, fid)
+    form = re.search(r'<form[^>]*id="compromised-form-' + str(fid) + r'".*?</form>', card, re.S)
+    assert form, card
+    said = " ".join(form[0].split())
+    assert 'name="status" value="location_compromised"' in said
+    assert "no new placements" in said and "declined" in said and "told not to come" in said
+    assert "Only an Abri administrator can lift it" in said
+    assert 'type="checkbox"' in said and 'name="confirm"' in said and "required" in said
+    url = f"/web/staff/facilities/{fid}/status"
+    csrf = csrf_of(page.text)
+    report = {"csrf": csrf, "status": "location_compromised", "reason": "Partner seen outside"}
+
+    r = await client.post(url, data=report)  # not confirmed: nothing changes
+    assert r.status_code == 422
+    card = _card(r.text, fid)
+    assert "Tick the box to confirm that the location is compromised" in card
+    assert 'value="Partner seen outside"' in card  # what was typed is kept
+    assert await _status_audits(world, fid) == []
+    assert await _states(client, police, on_the_way) == ["held", "held"]
+
+    r = await client.post(url, data={**report, "confirm": "yes"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"/web/staff?ok=compromised#status-{fid}"
+    page = await client.get(r.headers["location"])
+    assert "Location reported compromised" in page.text
+    card = _card(page.text, fid)
+    assert "Location compromised" in card and "Only an Abri administrator" in card
+    assert "<form" not in card  # nothing offers to lift it
+    assert not any(ref in page.text.split('id="in-house-live"')[0] for ref in on_the_way)
+    assert await _states(client, police, on_the_way) == ["declined", "declined"]
+    assert await _states(client, police, [in_house, elsewhere]) == ["arrived", "held"]
+    closed = (await client.get(f"/holds/{on_the_way[0]}", headers=bearer(police))).json()
+    assert "do not go there" in closed["closeReason"] and "Partner" not in closed["closeReason"]
+    assert await _offered(client, police) == ["Refuge Nord"]
+    (entry,) = await _status_audits(world, fid)
+    assert entry.actor_role == "staff" and entry.detail["to"] == "location_compromised"
+    async with world.db.read() as s:
+        declines = (
+            await s.scalars(
+                select(AuditEntry.actor_role).where(AuditEntry.action == "hold.declined")
+            )
+        ).all()
+        alerts = (await s.scalars(select(Alert.kind).where(Alert.facility_id == fid))).all()
+    assert declines == ["staff", "staff"] and alerts == ["location_compromised"]
+    assert await counters_agree(world.db) == []
+
+    # a page drawn before (a second tap, a retry): the place as it is, nothing declined twice
+    r = await client.post(url, data={**report, "confirm": "yes"})
+    assert r.status_code == 303
+    assert [e.detail["to"] for e in await _status_audits(world, fid)] == [
+        "location_compromised",
+        "location_compromised",
+    ]
+    async with world.db.read() as s:
+        assert len((await s.scalars(select(Alert.id))).all()) == 1
+
+
+async def test_only_the_facilitys_own_staff_report_it_compromised_from_the_page(
+    client: AsyncClient, world: World
+) -> None:
+    """Another operator's staff get 404 (nothing changed, nobody's hold declined); a
+    helpline's session has no staff page to post from."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    police = str(w["police"])
+    ref = await _hold(client, police, w["ixl"].pools[0].ref, "not-mine")  # type: ignore[attr-defined]
+    report = {"status": "location_compromised", "reason": "Not mine", "confirm": "yes"}
+    await world.operator("Autre Asbl", "shelter_operator")
+    await world.facility("Autre Asbl", "Maison B")
+    await web_sign_in(client, await world.token("Autre Asbl", "staff"))
+    page = await client.get("/web/staff")
+    r = await client.post(
+        f"/web/staff/facilities/{fid}/status", data={"csrf": csrf_of(page.text), **report}
+    )
+    assert r.status_code == 404 and "Refuge Iris" not in r.text
+    client.cookies.clear()
+    await web_sign_in(client, str(w["helpline"]))
+    page = await client.get("/web/console")
+    r = await client.post(
+        f"/web/staff/facilities/{fid}/status", data={"csrf": csrf_of(page.text), **report}
+    )
+    assert r.status_code == 403
+    assert await _status_audits(world, fid) == []
+    assert await _states(client, police, [ref]) == ["held"]
+    assert await _api_status(client, str(w["staff"]), fid) == ("open", None, None)
