@@ -678,6 +678,13 @@ def _minutes_ago(seconds: int | None) -> int | None:
     return None if seconds is None else seconds // 60
 
 
+def soonest_first(holds: list[holds_service.HoldView]) -> list[holds_service.HoldView]:
+    """Holds on their way as the pages list them: the soonest deadline first (the one about to
+    run out is on top, not under every newer one on a phone's screen), the older one first at
+    equal deadlines. The API's list stays newest first: its pages (``beforeId``) follow ids."""
+    return sorted(holds, key=lambda h: (h.deadline, h.id))
+
+
 async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
     state = request.app.state
     now = state.clock.now()
@@ -722,8 +729,10 @@ async def _staff_view(request: Request[Any, Any, Any], actor: Actor) -> dict[str
     holds = [
         staff_hold_read(h, now)
         # every one (no page of 200): each needs its answer, and a page has no "next"
-        for h in await holds_service.list_holds(
-            state.db, actor=actor, side="staff", states=["held"], limit=None
+        for h in soonest_first(
+            await holds_service.list_holds(
+                state.db, actor=actor, side="staff", states=["held"], limit=None
+            )
         )
         if h.effective_state(now) == "held"  # past its deadline: gone, swept or not
     ]

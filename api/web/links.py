@@ -39,6 +39,7 @@ from api.web.controllers import (
     has_nul,
     local_when,
     refused_nul,
+    soonest_first,
 )
 from capacity import links
 from capacity.commands import AvailabilityUpdate
@@ -142,13 +143,16 @@ class LinkPageController(Controller):
                 "units": h.units,
                 "until": local_when(h.deadline, lang, now),
             }
-            for h in await holds_service.list_holds(
-                state.db,
-                actor=ws.link.actor,
-                side="staff",
-                states=["held"],
-                facility_id=ws.link.facility_id,
-                limit=None,  # every one, as on the staff page
+            # every one, as on the staff page, and in its order: the soonest deadline first
+            for h in soonest_first(
+                await holds_service.list_holds(
+                    state.db,
+                    actor=ws.link.actor,
+                    side="staff",
+                    states=["held"],
+                    facility_id=ws.link.facility_id,
+                    limit=None,
+                )
             )
             if h.effective_state(now) == "held"
         ]

@@ -3,6 +3,7 @@ ninth session's changes."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from httpx import AsyncClient
@@ -11,8 +12,8 @@ from sqlalchemy import event, insert, select, text
 from api.holds.controllers import hold_event_stream
 from capacity.audit import Actor
 from capacity.clock import FrozenClock
-from capacity.models import AuditEntry, Event
-from tests.browser.web_helpers import csrf_of, seed_world
+from capacity.models import AuditEntry, Event, Hold
+from tests.browser.web_helpers import csrf_of, seed_world, web_sign_in
 from tests.conftest import World, bearer
 from tests.integration.test_staff_journey import _incoming_holds_setup
 from tests.integration.test_staff_links import issue, open_link
@@ -168,3 +169,45 @@ async def test_an_arrival_marked_from_a_link_is_never_kept_without_the_link_that
             )
         ).all()
     assert sorted(actions) == ["hold.arrived", "staff_link.hold_arrived"]
+
+
+async def test_households_on_their_way_are_listed_soonest_deadline_first(
+    client: AsyncClient, world: World
+) -> None:
+    """With a dozen facilities, the hold with 15 minutes left sat under every newer one, far
+    down a phone's screen: the staff page's Incoming and the link page's Expected arrivals
+    list them by deadline, soonest first. The API's list stays newest first: its pages
+    (``beforeId``) follow the holds' ids."""
+    w = await seed_world(world)
+    pool_ref = w["ixl"].pools[0].ref  # type: ignore[attr-defined]
+    refs = {}
+    for minutes in (240, 15, 60):  # made in this order: the newest is not the soonest
+        r = await client.post(
+            "/holds",
+            json={
+                "poolRef": pool_ref,
+                "need": "ipv",
+                "household": {"adults": [{"gender": "female"}]},
+                "minutes": minutes,
+            },
+            headers={**bearer(str(w["helpline"])), "Idempotency-Key": f"soonest-{minutes}"},
+        )
+        assert r.status_code == 201, r.text
+        refs[minutes] = r.json()["ref"]
+    staff = str(w["staff"])
+    r = await client.get("/staff/holds?state=held", headers=bearer(staff))
+    assert [h["ref"] for h in r.json()] == [refs[60], refs[15], refs[240]]  # newest first
+
+    await web_sign_in(client, staff)
+    page = (await client.get("/web/staff")).text
+    incoming = page.split('id="in-house-live"')[0]
+    assert sorted(refs.values(), key=incoming.index) == [refs[15], refs[60], refs[240]]
+
+    client.cookies.clear()
+    _, secret = await issue(client, staff, w["ixl"].facility.id)  # type: ignore[attr-defined]
+    assert (await open_link(client, secret)).status_code == 303
+    page = (await client.get("/web/link")).text
+    async with world.db.read() as s:
+        ids = {ref: i for ref, i in (await s.execute(select(Hold.ref, Hold.id))).all()}
+    shown = [int(i) for i in re.findall(r'id="arriving-(\d+)"', page)]
+    assert shown == [ids[refs[15]], ids[refs[60]], ids[refs[240]]]
