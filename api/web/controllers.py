@@ -428,6 +428,19 @@ def refused_nul(request: Request[Any, Any, Any], ws: sess.WebSession) -> Respons
     )
 
 
+def _session_over(request: Request[Any, Any, Any], ws: sess.WebSession, what: str) -> Response[Any]:
+    """The answer to a page's own look for news (``sess.is_background``) when the session it
+    was drawn for is over: ``ended`` (401: idle limit, signed out, token revoked), so that the
+    page goes to the sign-in page and says why instead of parsing the sign-in page as if it
+    were itself and sitting there frozen. No page in the body: nothing of anyone's."""
+    status = 401 if what == "ended" else 409
+    response = Response(
+        content=what, status_code=status, media_type=MediaType.TEXT,
+        headers={"X-Abri-Session": what},
+    )  # fmt: skip
+    return sess.apply(request, response, ws)
+
+
 async def _guard(
     request: Request[Any, Any, Any], roles: frozenset[str]
 ) -> tuple[sess.WebSession, Actor | None, Response[Any] | None]:
@@ -441,6 +454,8 @@ async def _guard(
         if has_nul(form):
             return ws, None, refused_nul(request, ws)
     if ws.actor is None:
+        if request.method == "GET" and sess.is_background(request):
+            return ws, None, _session_over(request, ws, "ended")
         if request.method == "GET":
             return ws, None, _redirect(request, ws, "/web/sign-in")
         return ws, None, _forbidden(request, ws)
@@ -863,7 +878,9 @@ class WebController(Controller):
     @get("/sign-in")
     async def sign_in_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
         ws = await sess.load(request, _now(request))
-        return _render(request, ws, "sign_in.html", error=None)
+        # come from a page whose session ended while it looked for news (abri.js): say why
+        ended = request.query_params.get("ended") == "1" and ws.actor is None
+        return _render(request, ws, "sign_in.html", error=None, ended=ended)
 
     @post("/sign-in")
     async def sign_in(self, request: Request[Any, Any, Any]) -> Response[Any]:

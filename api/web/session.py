@@ -7,7 +7,9 @@ Signing out is final: the session's id is remembered (``web_sessions_ended``) un
 cookie would have expired, so a copy of the cookie left on a shared computer is refused.
 
 * Absolute lifetime 12 h; idle limit 30 min for helpline/police/admin/task force consoles,
-  12 h for shelter staff (a phone on a night shift).
+  12 h for shelter staff (a phone on a night shift). Only what the user does slides the idle
+  window: the pages' own looks for news (a hold page, a waiting list every 15 s; the script
+  sends ``X-Abri-Background: 1``) do not, or a console left open would stay signed in 12 h.
 * A one-time link (``capacity.links``) opens a session of kind "link": it carries the link id
   and its one facility, no token; it ends with the link's expiry or revocation (re-checked on
   every request), and no page but the link page admits it.
@@ -52,6 +54,8 @@ COOKIE_PATH = "/web"
 ABSOLUTE_SECONDS = 12 * 3600
 IDLE_SECONDS = {"staff": 12 * 3600, links.LINK_ROLE: 12 * 3600}
 DEFAULT_IDLE_SECONDS = 30 * 60
+#: Sent by the pages' script on the requests it makes by itself (abri.js ``fetchPage``).
+BACKGROUND_HEADER = "x-abri-background"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -218,6 +222,11 @@ async def still_valid(db: Database, data: SessionData, now: datetime) -> bool:
     return await _actor_for(db, data, now) is not None
 
 
+def is_background(request: Request[Any, Any, Any]) -> bool:
+    """Whether the page's script sent this request by itself (a look for news), not the user."""
+    return request.headers.get(BACKGROUND_HEADER) == "1"
+
+
 async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
     """The visitor's session (a fresh anonymous one if none, expired or tampered with)."""
     state = request.app.state
@@ -254,7 +263,8 @@ async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:
     if data.tid is not None and actor is None:  # token revoked or expired: signed out
         return WebSession(new_session(now), None, dirty=True)
     ws = WebSession(data, actor, link=scope, dirty=resign)
-    if actor is not None and t - data.seen >= 60:  # slide the idle window, at most once a minute
+    # slide the idle window, at most once a minute, for what the user did (not the page itself)
+    if actor is not None and t - data.seen >= 60 and not is_background(request):
         data.seen = t
         ws.dirty = True
     return ws

@@ -212,6 +212,36 @@ async def test_sessions_expire(client: AsyncClient, world: World, clock: FrozenC
     assert (await client.get("/web/staff")).status_code == 303  # 12 h absolute
 
 
+async def test_background_refreshes_do_not_keep_a_console_signed_in(
+    client: AsyncClient, world: World, clock: FrozenClock
+) -> None:
+    """A helpline laptop left on a hold page (or a waiting list) on a shared office PC stayed
+    signed in for 12 h: the page looks for news every 15 s by itself, and every look slid the
+    30-minute idle window as if the operator had done something. Only what the operator does
+    counts now; the page's own looks (``X-Abri-Background: 1``) are told, once the session
+    has ended, that it has (401, ``X-Abri-Session: ended``) instead of getting the sign-in
+    page to parse as if it were the page."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["helpline"]))
+    background = {"X-Abri-Background": "1"}
+    for _ in range(7):  # 28 minutes of the page looking by itself
+        clock.advance(minutes=4)
+        r = await client.get("/web/console", headers=background)
+        assert r.status_code == 200 and "set-cookie" not in r.headers
+    clock.advance(minutes=3)  # 31 minutes since the operator last did anything
+    r = await client.get("/web/console", headers=background)
+    assert r.status_code == 401 and r.headers["x-abri-session"] == "ended"
+    assert "Ligne Ecoute" not in r.text
+    assert r.headers["cache-control"] == "no-store"
+    r = await client.get("/web/console")
+    assert r.status_code == 303 and r.headers["location"] == "/web/sign-in"
+    # the page it then goes to says why it is there
+    en = {"Accept-Language": "en"}
+    page = await client.get("/web/sign-in?ended=1", headers=en)
+    assert "Your session has ended" in page.text and 'role="alert"' in page.text
+    assert "Your session has ended" not in (await client.get("/web/sign-in", headers=en)).text
+
+
 async def test_revoking_the_token_ends_the_session(
     client: AsyncClient, world: World, clock: FrozenClock
 ) -> None:

@@ -60,10 +60,23 @@
   }
 
   /* This page (or `path`) as the server would draw it now (cookie session), parsed; null on
-     failure. */
+     failure. Sent as the page's own look (X-Abri-Background), which does not count as the
+     user doing something: a console left open is signed out after its idle limit all the
+     same. Once the session has ended (the server says so, 401), the page goes to the sign-in
+     page, which says why, instead of sitting there frozen with what it showed. */
+  var leaving = false;
   function fetchPage(path) {
-    return fetch(path || window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (r) { return r.ok ? r.text() : null; })
+    if (leaving) return Promise.resolve(null);
+    var headers = { "Accept": "text/html", "X-Abri-Background": "1" };
+    return fetch(path || window.location.pathname, { credentials: "same-origin", headers: headers })
+      .then(function (r) {
+        if (r.status === 401 && r.headers.get("X-Abri-Session") === "ended") {
+          leaving = true;
+          window.location.assign("/web/sign-in?ended=1");
+          return null;
+        }
+        return r.ok ? r.text() : null;
+      })
       .then(function (html) { return html ? new DOMParser().parseFromString(html, "text/html") : null; });
   }
 
