@@ -315,6 +315,8 @@ def _render(
         signed_in=ws.actor is not None,
         role=ws.data.role if ws.actor else None,
         operator_name=ws.data.opn if ws.actor else None,
+        # which session the page is drawn for: its own looks for news send it back (abri.js)
+        page_mark=sess.page_mark(ws.data) if ws.actor else "",
         here=_page_of(request),
         labels=LABELS,
         # Abri's time as the page is drawn: the countdowns run on it, not on the device's
@@ -432,7 +434,10 @@ def _session_over(request: Request[Any, Any, Any], ws: sess.WebSession, what: st
     """The answer to a page's own look for news (``sess.is_background``) when the session it
     was drawn for is over: ``ended`` (401: idle limit, signed out, token revoked), so that the
     page goes to the sign-in page and says why instead of parsing the sign-in page as if it
-    were itself and sitting there frozen. No page in the body: nothing of anyone's."""
+    were itself and sitting there frozen; ``changed`` (409: someone signed in since, maybe
+    as another operator), so that the page draws itself again for the session signed in
+    instead of showing that operator's holds or waiting list under its own header and forms.
+    No page in the body: nothing of anyone's."""
     status = 401 if what == "ended" else 409
     response = Response(
         content=what, status_code=status, media_type=MediaType.TEXT,
@@ -459,6 +464,8 @@ async def _guard(
         if request.method == "GET":
             return ws, None, _redirect(request, ws, "/web/sign-in")
         return ws, None, _forbidden(request, ws)
+    if request.method == "GET" and sess.drawn_for_another(request, ws.data):
+        return ws, None, _session_over(request, ws, "changed")
     if ws.actor.role not in roles:
         _ = i18n.translator(_lang(request))
         return (

@@ -56,6 +56,9 @@ IDLE_SECONDS = {"staff": 12 * 3600, links.LINK_ROLE: 12 * 3600}
 DEFAULT_IDLE_SECONDS = 30 * 60
 #: Sent by the pages' script on the requests it makes by itself (abri.js ``fetchPage``).
 BACKGROUND_HEADER = "x-abri-background"
+#: ... with the mark of the session the page was drawn for (``page_mark``, the body's
+#: ``data-session``): a tab left open across a sign-out and a sign-in as someone else.
+PAGE_HEADER = "x-abri-page"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -225,6 +228,21 @@ async def still_valid(db: Database, data: SessionData, now: datetime) -> bool:
 def is_background(request: Request[Any, Any, Any]) -> bool:
     """Whether the page's script sent this request by itself (a look for news), not the user."""
     return request.headers.get(BACKGROUND_HEADER) == "1"
+
+
+def page_mark(data: SessionData) -> str:
+    """Which session a page was drawn for, as the page may show it: a hash of the session's
+    id (never the id itself, which a copy of the cookie would need)."""
+    return hashlib.sha256(b"abri-page\x00" + data.sid.encode()).hexdigest()[:24]
+
+
+def drawn_for_another(request: Request[Any, Any, Any], data: SessionData) -> bool:
+    """Whether the page's own look for news comes from a page drawn for another session than
+    the one signed in now (signed out, and in again, in another tab)."""
+    mark = request.headers.get(PAGE_HEADER)
+    if not mark or not is_background(request):
+        return False
+    return not hmac.compare_digest(mark.encode(), page_mark(data).encode())
 
 
 async def load(request: Request[Any, Any, Any], now: datetime) -> WebSession:

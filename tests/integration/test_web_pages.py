@@ -242,6 +242,37 @@ async def test_background_refreshes_do_not_keep_a_console_signed_in(
     assert "Your session has ended" not in (await client.get("/web/sign-in", headers=en)).text
 
 
+async def test_a_page_drawn_for_another_session_is_told_so_not_given_the_new_one(
+    client: AsyncClient, world: World
+) -> None:
+    """A console tab left open across a sign-out and a sign-in as another operator: its next
+    look for news got the new operator's console, and the page drew that operator's waiting
+    list under its own header and forms (which were then refused). The page sends the mark of
+    the session it was drawn for (``data-session``, never the session's id); a look from a
+    page drawn for another session is answered 409 ``X-Abri-Session: changed``, with nothing
+    of the new operator's."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["helpline"]))
+    drawn = await client.get("/web/console")
+    old = re.search(r'<body[^>]* data-session="([0-9a-f]+)"', drawn.text)
+    assert old, "the page says which session it was drawn for"
+    assert client.cookies.get("abri_session", path="/web") not in drawn.text
+    look = {"X-Abri-Background": "1", "X-Abri-Page": old.group(1)}
+    assert (await client.get("/web/console", headers=look)).status_code == 200
+    await post_form(client, "/web/console", "/web/sign-out", {})
+    await web_sign_in(client, str(w["police"]))
+    r = await client.get("/web/console", headers=look)
+    assert r.status_code == 409 and r.headers["x-abri-session"] == "changed"
+    assert "Zone Ixelles" not in r.text
+    # the police zone's own page, and its looks, are answered as ever
+    page = await client.get("/web/console")
+    new = re.search(r'<body[^>]* data-session="([0-9a-f]+)"', page.text)
+    assert page.status_code == 200 and "Zone Ixelles" in page.text
+    assert new and new.group(1) != old.group(1)
+    look["X-Abri-Page"] = new.group(1)
+    assert (await client.get("/web/console", headers=look)).status_code == 200
+
+
 async def test_revoking_the_token_ends_the_session(
     client: AsyncClient, world: World, clock: FrozenClock
 ) -> None:

@@ -63,16 +63,22 @@
      failure. Sent as the page's own look (X-Abri-Background), which does not count as the
      user doing something: a console left open is signed out after its idle limit all the
      same. Once the session has ended (the server says so, 401), the page goes to the sign-in
-     page, which says why, instead of sitting there frozen with what it showed. */
+     page, which says why, instead of sitting there frozen with what it showed. It also says
+     which session it was drawn for (X-Abri-Page): after a sign-out and a sign-in as someone
+     else in another tab (409), it is drawn again for them, from their home page, instead of
+     showing their holds or waiting list under this page's header and forms. */
   var leaving = false;
   function fetchPage(path) {
     if (leaving) return Promise.resolve(null);
     var headers = { "Accept": "text/html", "X-Abri-Background": "1" };
+    var mark = document.body.getAttribute("data-session");
+    if (mark) headers["X-Abri-Page"] = mark;
     return fetch(path || window.location.pathname, { credentials: "same-origin", headers: headers })
       .then(function (r) {
-        if (r.status === 401 && r.headers.get("X-Abri-Session") === "ended") {
+        var over = r.headers.get("X-Abri-Session");
+        if ((r.status === 401 && over === "ended") || (r.status === 409 && over === "changed")) {
           leaving = true;
-          window.location.assign("/web/sign-in?ended=1");
+          window.location.assign(over === "ended" ? "/web/sign-in?ended=1" : "/web/");
           return null;
         }
         return r.ok ? r.text() : null;
