@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from capacity import registry
 from capacity.audit import Actor
 from capacity.commands import PoolCreate, StatusChange
 from capacity.models import Facility, Hold
@@ -66,13 +65,14 @@ async def _held_at(world: World, facility_id: int) -> int:
 
 
 async def _report_compromised(world: World, facility_id: int) -> None:
-    """What the staff status route does, as the refuge's staff."""
+    """What the staff status routes (API and page) do, as the refuge's staff."""
     now = world.clock.now()
     async with world.db.read() as s:
         operator_id = await s.scalar(select(Facility.operator_id).where(Facility.id == facility_id))
     staff = Actor(operator_id=operator_id, role="staff", operator_kind="shelter_operator")
-    await registry.set_status(world.db, facility_id, COMPROMISED, actor=staff, now=now)
-    await holds_service.decline_held_at(world.db, facility_id, actor=staff, now=now)
+    await holds_service.set_facility_status(
+        world.db, facility_id, COMPROMISED, actor=staff, now=now
+    )
 
 
 async def test_a_hold_read_before_the_report_and_granted_after_it_is_refused(
