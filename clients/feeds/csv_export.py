@@ -1,7 +1,7 @@
 """A CPAS spreadsheet exported as CSV and served over HTTP.
 
-Header row required, comma or semicolon separated (Belgian Excel uses ``;``), UTF-8 with or
-without BOM::
+Header row required, comma, semicolon or tab separated (Belgian Excel uses ``;``, many export
+jobs a tab): the separator the header line uses most; UTF-8 with or without BOM::
 
     place_id;places_total;places_occupied;places_blocked;updated_at
     URG-1;6;4;0;2026-01-15T01:00:00+01:00
@@ -52,7 +52,9 @@ def parse(body: bytes) -> list[Reading]:
     lines = text.splitlines()
     if not lines:
         raise FeedRejected("CSV is empty")
-    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    # The header names the exact columns whatever the separator, so a wrong guess cannot slip
+    # through: it fails the column check. On a tie, the comma.
+    delimiter = max((",", ";", "\t"), key=lines[0].count)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
     try:
         rows = list(reader)

@@ -78,3 +78,20 @@ def test_an_inventory_without_out_of_order_rooms_reports_none_blocked() -> None:
     body = b'{"rooms": [{"roomType": "DBL", "total": 10, "occupied": 4}]}'
     (reading,) = json_inventory.parse(body)
     assert (reading.units_total, reading.units_blocked) == (10, 0)
+
+
+def test_a_tab_separated_export_is_read_like_a_csv() -> None:
+    """A CPAS export job writing tab-separated values (Excel's "Text (Tab delimited)", most
+    databases' export default) was told "the first line is not a CSV header": the header names
+    the exact columns either way, so the separator it uses most is the document's."""
+    body = (
+        b"place_id\tplaces_total\tplaces_occupied\tupdated_at\n"
+        b"URG-1\t6\t4\t2026-01-15T01:00:00+01:00\nURG 2\t2\t2\t\n"
+    )
+    rs = csv_export.parse(body)
+    assert [(r.feed_id, r.units_total, r.units_occupied) for r in rs] == [
+        ("URG-1", 6, 4),
+        ("URG 2", 2, 2),
+    ]
+    with pytest.raises(FeedRejected, match=r"line 2: 2 cells, expected 3"):
+        csv_export.parse(b"place_id\tplaces_total\tplaces_occupied\nURG-1\t6,4\n")
