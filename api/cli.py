@@ -244,8 +244,11 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"feed {view.feed.name!r} registered for {view.operator!r} (id {view.feed.id})")
         print(view.feed.id)
     else:
+        from api.feeds.schemas import feed_warnings
+
         for v in _run(_with_db(settings, feeds.list_feeds)):
             f = v.feed
+            warnings = ",".join(w.code for w in feed_warnings(f)) or "-"
             if f.last_attempt_at is None:
                 state = "not polled yet"
             elif f.consecutive_failures == 0 and f.last_success_at:
@@ -254,7 +257,8 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
                 state = "unhealthy"
             print(
                 f"{f.id}\t{f.name}\t{v.operator}\t{f.format}\t{state}\tcircuit={f.circuit}\t"
-                f"failures={f.consecutive_failures}\tlast_error={f.last_error or '-'}"
+                f"failures={f.consecutive_failures}\tlast_error={f.last_error or '-'}\t"
+                f"warnings={warnings}"
             )
     return 0
 

@@ -442,6 +442,9 @@ class Feed(Base):
     # Whether the last document applied gave its figures' own times (``generatedAt``...): a
     # ``304 Not Modified`` then means those figures are still as old as they said, not fresh.
     document_timed: Mapped[bool | None] = mapped_column(Boolean)
+    # The mapped identifiers the last document applied did not mention (their pools were left
+    # as they were and go stale on schedule): a warning on the feed, not a failure.
+    missing_feed_ids: Mapped[list[str] | None] = mapped_column(JSON)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from api.schemas import Out
+from capacity.models import Feed
 from clients.feeds.service import (
     BasicAuth,
     BearerAuth,
@@ -25,6 +26,7 @@ __all__ = [
     "FeedHealth",
     "FeedRead",
     "FeedUpdate",
+    "FeedWarning",
     "HeaderAuth",
     "MappingEntry",
     "PollResult",
@@ -53,9 +55,25 @@ class MappingRead(Out, kw_only=True):
     counts_holds_as_occupied: bool
 
 
+class MissingPool(Out, kw_only=True):
+    feed_id: str
+    pool_id: int
+
+
+class FeedWarning(Out, kw_only=True):
+    """Something an admin should look at on a feed that still polls successfully. ``code``
+    never changes: ``pools-missing-from-document``."""
+
+    code: str
+    detail: str
+
+
 class FeedHealth(Out, kw_only=True):
     """``healthy``: the last poll succeeded. ``circuit``: closed (polling normally), open
-    (a dead feed, not requested until ``nextPollAt``), half_open (one trial request)."""
+    (a dead feed, not requested until ``nextPollAt``), half_open (one trial request).
+    ``missingFromDocument``: mapped identifiers the last document applied did not mention
+    (their pools keep their figures and go stale on schedule). ``warnings``: what to look at
+    even though the feed is healthy."""
 
     healthy: bool
     last_success_at: datetime | None
@@ -66,6 +84,8 @@ class FeedHealth(Out, kw_only=True):
     consecutive_failures: int
     circuit: str
     next_poll_at: datetime | None
+    missing_from_document: list[MissingPool]
+    warnings: list[FeedWarning]
 
 
 class FeedRead(Out, kw_only=True):
@@ -101,6 +121,32 @@ class PollResult(Out, kw_only=True):
     confirmed: int
     skipped_older: int
     feed: FeedRead
+
+
+def _missing(f: Feed) -> list[MissingPool]:
+    pool_of = {str(m["feedId"]): int(m["poolId"]) for m in f.mapping}
+    return [
+        MissingPool(feed_id=fid, pool_id=pool_of[fid])
+        for fid in f.missing_feed_ids or ()
+        if fid in pool_of
+    ]
+
+
+def feed_warnings(f: Feed) -> list[FeedWarning]:
+    """The feed's warnings, worded for an admin (the API, ``abri feeds list``)."""
+    out = []
+    missing = _missing(f)
+    if missing:
+        named = ", ".join(f"{m.feed_id!r} (pool {m.pool_id})" for m in missing)
+        out.append(
+            FeedWarning(
+                code="pools-missing-from-document",
+                detail=f"The last document did not mention {named}: their figures are left as "
+                "they were and go stale on schedule. Ask the partner whether they were "
+                "renamed or taken out of the export, or take them out of the mapping.",
+            )
+        )
+    return out
 
 
 def feed_read(v: FeedView) -> FeedRead:
@@ -140,5 +186,7 @@ def feed_read(v: FeedView) -> FeedRead:
             consecutive_failures=f.consecutive_failures,
             circuit=f.circuit,
             next_poll_at=f.next_poll_at if f.enabled else None,
+            missing_from_document=_missing(f),
+            warnings=feed_warnings(f),
         ),
     )

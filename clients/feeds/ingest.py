@@ -84,6 +84,8 @@ async def ingest(
         # not even those of untimed readings, which go stale on schedule (the safe side: a
         # stale place is "call first", a falsely fresh one is a bed that may not be there).
         feed.document_timed = any(r.reported_at is not None for r in readings)
+        mentioned = {r.feed_id for r in readings}
+        feed.missing_feed_ids = [fid for fid in by_feed_id if fid not in mentioned] or None
         for r in readings:
             m = by_feed_id[r.feed_id]
             pool = pools[int(m["poolId"])]

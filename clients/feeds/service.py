@@ -362,6 +362,7 @@ async def update_feed(
         if cmd.mapping is not None:
             feed.mapping = await check_mapping(s, feed.operator_id, cmd.mapping, feed_id=feed.id)
             feed.etag = feed.last_modified = None  # re-read the document with the new mapping
+            feed.missing_feed_ids = None  # named against the old mapping
             changed.append("mapping")
         for name in (
             "interval_seconds",

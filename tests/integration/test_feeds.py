@@ -1072,3 +1072,33 @@ async def test_a_key_in_the_feed_url_is_refused_and_given_as_a_query_credential(
         headers=bearer(setup.admin),
     )
     assert r.status_code == 200, r.text
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+async def test_a_pool_the_document_no_longer_mentions_is_named_on_the_feed(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """The hotel's system dropped its family rooms from the export: the feed stayed healthy and
+    the pool quietly went stale. The feed's status now names the identifiers (and pools) the
+    last document did not mention: a warning, not a failure."""
+    only_dbl = json.dumps({"rooms": [{"roomType": "DBL", "total": 10, "occupied": 6}]}).encode()
+    feed_server.serve(Reply(body=only_dbl))
+    created = await make_feed(client, setup, feed_server.url)
+    report = await poll(world, created["id"])
+    assert report.outcome == "ok" and report.updated == 1, report
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    health = r.json()["health"]
+    assert health["healthy"] is True
+    assert health["missingFromDocument"] == [{"feedId": "FAM", "poolId": setup.pools["Family"]}]
+    (warning,) = health["warnings"]
+    assert warning["code"] == "pools-missing-from-document"
+    assert "FAM" in warning["detail"] and "stale" in warning["detail"]
+    # The family rooms are back: the warning goes.
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
+    world.clock.advance(seconds=300)
+    assert (await poll(world, created["id"])).outcome == "ok"
+    r = await client.get("/admin/feeds", headers=bearer(setup.admin))
+    (f,) = r.json()
+    assert f["health"]["missingFromDocument"] == [] and f["health"]["warnings"] == []
