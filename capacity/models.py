@@ -445,6 +445,9 @@ class Feed(Base):
     # The mapped identifiers the last document applied did not mention (their pools were left
     # as they were and go stale on schedule): a warning on the feed, not a failure.
     missing_feed_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # Polls in a row whose document applied nothing because every entry was stamped older than
+    # its pool's last update (a stuck export job, a clock off): a warning from ALL_OLDER_WARN.
+    polls_all_older: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

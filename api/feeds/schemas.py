@@ -55,6 +55,11 @@ class MappingRead(Out, kw_only=True):
     counts_holds_as_occupied: bool
 
 
+#: Polls in a row applying nothing, every entry older than its pool's data, before a warning:
+#: one or two happen when staff update a pool just after the partner's export ran.
+ALL_OLDER_WARN = 3
+
+
 class MissingPool(Out, kw_only=True):
     feed_id: str
     pool_id: int
@@ -62,7 +67,9 @@ class MissingPool(Out, kw_only=True):
 
 class FeedWarning(Out, kw_only=True):
     """Something an admin should look at on a feed that still polls successfully. ``code``
-    never changes: ``pools-missing-from-document``."""
+    never changes: ``pools-missing-from-document``, ``documents-older-than-pools`` (the last
+    ``ALL_OLDER_WARN`` or more documents in a row applied nothing, every entry being stamped
+    older than its pool's last update)."""
 
     code: str
     detail: str
@@ -144,6 +151,17 @@ def feed_warnings(f: Feed) -> list[FeedWarning]:
                 detail=f"The last document did not mention {named}: their figures are left as "
                 "they were and go stale on schedule. Ask the partner whether they were "
                 "renamed or taken out of the export, or take them out of the mapping.",
+            )
+        )
+    if f.polls_all_older >= ALL_OLDER_WARN:
+        out.append(
+            FeedWarning(
+                code="documents-older-than-pools",
+                detail=f"The last {f.polls_all_older} documents applied nothing: each entry was "
+                "stamped older than its pool's last update (a staff update, or the pool's "
+                "registration), and newer data wins. Check the time the document gives "
+                "(generatedAt, updated_at, LastUpdateTime): an export job that stopped, or "
+                "a clock or time zone that is off.",
             )
         )
     return out

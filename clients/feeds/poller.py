@@ -414,6 +414,9 @@ async def _record(
         )
         if report.outcome == "ok" and fetched is not None:
             values.update(etag=fetched.etag, last_modified=fetched.last_modified)
+        if report.outcome == "ok":  # a 304 is the same document: the count stands
+            all_older = report.skipped_older and not (report.updated or report.confirmed)
+            values["polls_all_older"] = feed.polls_all_older + 1 if all_older else 0
         report.circuit = "closed"
         log.info(
             "feed_polled",

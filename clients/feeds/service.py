@@ -363,6 +363,7 @@ async def update_feed(
             feed.mapping = await check_mapping(s, feed.operator_id, cmd.mapping, feed_id=feed.id)
             feed.etag = feed.last_modified = None  # re-read the document with the new mapping
             feed.missing_feed_ids = None  # named against the old mapping
+            feed.polls_all_older = 0
             changed.append("mapping")
         for name in (
             "interval_seconds",

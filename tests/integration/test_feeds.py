@@ -1102,3 +1102,45 @@ async def test_a_pool_the_document_no_longer_mentions_is_named_on_the_feed(
     r = await client.get("/admin/feeds", headers=bearer(setup.admin))
     (f,) = r.json()
     assert f["health"]["missingFromDocument"] == [] and f["health"]["warnings"] == []
+
+
+async def test_a_feed_whose_documents_are_always_older_says_so(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """An export job stuck on an old `generatedAt`: every poll left every pool alone as older
+    than its last update, and the feed looked healthy (only "poll now" showed skippedOlder).
+    After three such polls in a row the feed's status says so; a document that applies
+    something ends it."""
+    staff = await world.token("Hotels Solidaires", "staff")
+    r = await client.put(
+        f"/staff/pools/{setup.pools['Doubles']}/availability",
+        json={"unitsTotal": 10, "unitsOccupied": 2},
+        headers={**bearer(staff), "If-Match": '"1"'},
+    )
+    assert r.status_code == 200, r.text
+    stamp = (world.clock.now() - timedelta(hours=2)).isoformat()
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3), generatedAt=stamp)))
+    created = await make_feed(client, setup, feed_server.url, intervalSeconds=60)
+
+    async def warnings() -> list[str]:
+        r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+        health = r.json()["health"]
+        assert health["healthy"] is True
+        return [w["code"] for w in health["warnings"]]
+
+    for _ in range(2):
+        report = await poll(world, created["id"])
+        assert (report.outcome, report.updated, report.skipped_older) == ("ok", 0, 2), report
+        assert await warnings() == []
+        world.clock.advance(seconds=60)
+    assert (await poll(world, created["id"])).skipped_older == 2
+    assert await warnings() == ["documents-older-than-pools"]
+    r = await client.get("/admin/feeds", headers=bearer(setup.admin))
+    (detail,) = [w["detail"] for w in r.json()[0]["health"]["warnings"]]
+    assert "3 documents" in detail and "generatedAt" in detail, detail
+    # The export job runs again: the next document applies, the warning goes.
+    world.clock.advance(seconds=60)
+    fresh = inventory((10, 6), (4, 3), generatedAt=world.clock.now().isoformat())
+    feed_server.serve(Reply(body=fresh))
+    assert (await poll(world, created["id"])).updated == 2
+    assert await warnings() == []
