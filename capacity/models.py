@@ -448,6 +448,9 @@ class Feed(Base):
     # Polls in a row whose document applied nothing because every entry was stamped older than
     # its pool's last update (a stuck export job, a clock off): a warning from ALL_OLDER_WARN.
     polls_all_older: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The partner's server said when to come back (``Retry-After`` on a failed poll, at most
+    # RETRY_AFTER_MAX_S): no scheduled poll before then. Cleared by a successful poll.
+    retry_after_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -78,7 +78,9 @@ class FeedWarning(Out, kw_only=True):
 class FeedHealth(Out, kw_only=True):
     """``healthy``: the last poll succeeded. ``circuit``: closed (polling normally), open
     (a dead feed, not requested until ``nextPollAt``), half_open (one trial request).
-    ``missingFromDocument``: mapped identifiers the last document applied did not mention
+    ``retryAfterUntil``: the partner's server answered the last poll with a ``Retry-After``
+    (at most an hour is honoured): no scheduled poll before then. ``missingFromDocument``:
+    mapped identifiers the last document applied did not mention
     (their pools keep their figures and go stale on schedule). ``warnings``: what to look at
     even though the feed is healthy."""
 
@@ -91,6 +93,7 @@ class FeedHealth(Out, kw_only=True):
     consecutive_failures: int
     circuit: str
     next_poll_at: datetime | None
+    retry_after_until: datetime | None
     missing_from_document: list[MissingPool]
     warnings: list[FeedWarning]
 
@@ -204,6 +207,7 @@ def feed_read(v: FeedView) -> FeedRead:
             consecutive_failures=f.consecutive_failures,
             circuit=f.circuit,
             next_poll_at=f.next_poll_at if f.enabled else None,
+            retry_after_until=f.retry_after_until,
             missing_from_document=_missing(f),
             warnings=feed_warnings(f),
         ),

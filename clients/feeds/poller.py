@@ -9,8 +9,9 @@ retries with exponential backoff and jitter, a circuit breaker, then ingest or r
 * Retries: connection errors, timeouts, a body cut mid-way, HTTP 5xx and 429 are retried up
   to ``max_retries`` times after ``min(30, 2**n) * U(0.75, 1.25)`` seconds, or after the
   server's ``Retry-After`` when it asks for longer (beyond 30 s: no retry, the next poll comes
-  at the interval). A document that arrives but is malformed is not retried: it is rejected
-  (nothing written).
+  at the interval, or after the ``Retry-After`` when that is later, up to an hour: the feed's
+  ``retry_after_until``). A document that arrives but is malformed is not retried: it is
+  rejected (nothing written).
 * Circuit breaker: after ``failure_threshold`` consecutive failed polls the circuit opens and
   the feed is not requested for ``cooldown_seconds``; then one trial request (half-open, no
   retries) closes it on success or re-opens it on failure.
@@ -53,6 +54,9 @@ USER_AGENT = "Abri-feeds/1 (+emergency shelter capacity)"
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
 JITTER = 0.25
+#: Longest ``Retry-After`` that pushes a feed's next scheduled poll back: a partner asking for
+#: a day (a misconfigured maintenance page) is still asked again within the hour.
+RETRY_AFTER_MAX_S = 3600.0
 
 Outcome = Literal["ok", "not_modified", "failed", "skipped", "circuit_open"]
 Sleep = Callable[[float], Awaitable[None]]
@@ -68,6 +72,7 @@ class PollReport:
     confirmed: int = 0
     skipped_older: int = 0  # pools left alone: the document is older than their last update
     circuit: str | None = None
+    retry_after: float | None = None  # seconds the server asked for on the failed last try
 
 
 class FetchFailed(Exception):
@@ -377,6 +382,7 @@ async def _poll_claimed(
             report.skipped_older = result.skipped_older
     except FetchFailed as exc:
         report.outcome, report.reason = "failed", exc.reason
+        report.retry_after = exc.retry_after if exc.transient else None
     except FeedRejected as exc:
         report.outcome, report.reason = "failed", f"document rejected: {exc.reason}"
     except Exception as exc:  # a bug or the database: never the feed's secrets in the reason
@@ -411,6 +417,7 @@ async def _record(
             circuit="closed",
             circuit_opened_at=None,
             next_poll_at=now + timedelta(seconds=feed.interval_seconds),
+            retry_after_until=None,
         )
         if report.outcome == "ok" and fetched is not None:
             values.update(etag=fetched.etag, last_modified=fetched.last_modified)
@@ -430,15 +437,19 @@ async def _record(
     else:
         failures = feed.consecutive_failures + 1
         values.update(consecutive_failures=failures, last_error=report.reason, last_error_at=now)
-        if trial or failures >= feed.failure_threshold:
-            values.update(
-                circuit="open",
-                circuit_opened_at=now,
-                next_poll_at=now + timedelta(seconds=feed.cooldown_seconds),
-            )
+        opens = trial or failures >= feed.failure_threshold
+        wait = feed.cooldown_seconds if opens else feed.interval_seconds
+        next_poll = now + timedelta(seconds=wait)
+        # The server said when to come back: a scheduled poll sooner only earns another refusal.
+        asked = None
+        if report.retry_after:
+            asked = now + timedelta(seconds=min(report.retry_after, RETRY_AFTER_MAX_S))
+            asked = asked if asked > next_poll else None  # shown only when it pushes back
+        values.update(next_poll_at=asked or next_poll, retry_after_until=asked)
+        if opens:
+            values.update(circuit="open", circuit_opened_at=now)
             report.circuit = "open"
         else:
-            values["next_poll_at"] = now + timedelta(seconds=feed.interval_seconds)
             report.circuit = "closed"
         log.warning(
             "feed_failed",

@@ -389,11 +389,14 @@ async def update_feed(
             feed.next_poll_at = min(
                 feed.next_poll_at, since + timedelta(seconds=feed.interval_seconds)
             )
+            if feed.retry_after_until is not None:  # still not before the server asked
+                feed.next_poll_at = max(feed.next_poll_at, feed.retry_after_until)
         source = {"url", "format", "mapping", "credentials"}
         if feed.enabled and ("enabled" in changed or source & set(changed)):
             # Re-enabled, or its source mended by an admin (a new address, new credentials):
             # a fresh start, polled at once, not after the cool-down of the old failures.
             feed.circuit, feed.consecutive_failures, feed.next_poll_at = "closed", 0, now
+            feed.retry_after_until = None
         feed.updated_at = now
         await audit.record(
             s,

@@ -1144,3 +1144,37 @@ async def test_a_feed_whose_documents_are_always_older_says_so(
     feed_server.serve(Reply(body=fresh))
     assert (await poll(world, created["id"])).updated == 2
     assert await warnings() == []
+
+
+async def test_a_long_retry_after_pushes_the_next_poll_back(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """A partner in maintenance answered 503 with "Retry-After: 600"; Abri came back at the
+    feed's interval anyway (every minute), earning a refusal each time and opening the
+    circuit. The next scheduled poll now waits what the server asked (at most an hour), and
+    the feed's status shows until when."""
+    feed_server.serve(Reply(status=503, body=b"maintenance", headers={"Retry-After": "600"}))
+    created = await make_feed(client, setup, feed_server.url, intervalSeconds=60, maxRetries=2)
+    kw = {"cipher": world.cipher, "clock": world.clock}
+    assert await poller.poll_due(world.db, **kw) == 1
+    asked = world.clock.now() + timedelta(seconds=600)
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    health = r.json()["health"]
+    assert datetime.fromisoformat(health["retryAfterUntil"]) == asked, health
+    assert datetime.fromisoformat(health["nextPollAt"]) == asked
+    world.clock.advance(seconds=540)
+    assert await poller.poll_due(world.db, **kw) == 0 and len(feed_server.seen) == 1
+    # A day asked for: an hour at most (the partner's figures still age meanwhile).
+    feed_server.serve(Reply(status=429, body=b"later", headers={"Retry-After": "86400"}))
+    world.clock.advance(seconds=60)
+    assert await poller.poll_due(world.db, **kw) == 1
+    row = await feed_row(world, created["id"])
+    assert row.next_poll_at == world.clock.now() + timedelta(hours=1)
+    # Back: the next poll comes at the interval again, and the status no longer shows a wait.
+    feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
+    world.clock.advance(hours=1)
+    assert await poller.poll_due(world.db, **kw) == 1
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    health = r.json()["health"]
+    assert health["retryAfterUntil"] is None and health["healthy"] is True
+    assert datetime.fromisoformat(health["nextPollAt"]) == world.clock.now() + timedelta(seconds=60)
