@@ -246,8 +246,10 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from api.feeds.schemas import feed_warnings
 
+        now = SystemClock().now()
         for v in _run(_with_db(settings, feeds.list_feeds)):
             f = v.feed
+            alerting = feeds.recent_polls(f, now=now).alerting
             warnings = ",".join(w.code for w in feed_warnings(f)) or "-"
             if f.last_attempt_at is None:
                 state = "not polled yet"
@@ -258,7 +260,7 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{f.id}\t{f.name}\t{v.operator}\t{f.format}\t{state}\tcircuit={f.circuit}\t"
                 f"failures={f.consecutive_failures}\tlast_error={f.last_error or '-'}\t"
-                f"warnings={warnings}"
+                f"warnings={warnings}\talerting={'yes' if alerting else 'no'}"
             )
     return 0
 

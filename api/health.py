@@ -16,6 +16,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.models import Facility, Feed, Hold, Pool, StandingRequest, is_held
 from capacity.settings import Settings
+from clients.feeds.service import recent_polls
 
 
 class Health(Out, kw_only=True, omit_defaults=True):
@@ -88,11 +89,7 @@ async def metrics(
                 )
             ).all()
             held = await s.scalar(select(func.count()).select_from(Hold).where(is_held()))
-            feeds = (
-                await s.execute(
-                    select(Feed.circuit, Feed.consecutive_failures).where(Feed.enabled.is_(True))
-                )
-            ).all()
+            feeds = (await s.scalars(select(Feed).where(Feed.enabled.is_(True)))).all()
             waiting = await s.scalar(
                 select(func.count())
                 .select_from(StandingRequest)
@@ -110,9 +107,10 @@ async def metrics(
         m.HOLDS_ACTIVE.set(held or 0)
         m.STANDING_WAITING.set(waiting or 0)
         health = {"healthy": 0, "failing": 0, "circuit_open": 0}
-        for circuit, failures in feeds:
-            key = "circuit_open" if circuit != "closed" else ("failing" if failures else "healthy")
-            health[key] += 1
+        for f in feeds:
+            failing = "failing" if f.consecutive_failures else "healthy"
+            health["circuit_open" if f.circuit != "closed" else failing] += 1
         for key, n in health.items():
             m.FEEDS.labels(key).set(n)
+        m.FEEDS_ALERTING.set(sum(recent_polls(f, now=now).alerting for f in feeds))
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -59,6 +59,12 @@ FEEDS = Gauge(
     ["health"],
     multiprocess_mode="livemax",
 )
+FEEDS_ALERTING = Gauge(
+    "abri_feeds_alerting",
+    "Enabled feeds needing an admin: more than half of their polls of the last 15 minutes "
+    "failed (at least two), or their circuit is open",
+    multiprocess_mode="livemax",
+)
 STANDING_WAITING = Gauge(
     "abri_standing_requests_waiting", "Standing requests waiting", multiprocess_mode="livemax"
 )

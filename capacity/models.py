@@ -451,6 +451,9 @@ class Feed(Base):
     # The partner's server said when to come back (``Retry-After`` on a failed poll, at most
     # RETRY_AFTER_MAX_S): no scheduled poll before then. Cleared by a successful poll.
     retry_after_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # ``[[epoch seconds, 1 if failed else 0], ...]`` of the polls within the alert window
+    # (clients.feeds.service.recent_polls): a success does not hide the failures around it.
+    recent_polls: Mapped[list[list[int]] | None] = mapped_column(JSON)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -27,8 +27,11 @@ class FeedController(Controller):
     guards = [requires_admin]
 
     @get("/", summary="All feeds with their health (last success, last error, circuit)")
-    async def list_feeds(self, db: NamedDependency[Database]) -> list[FeedRead]:
-        return [feed_read(v) for v in await service.list_feeds(db)]
+    async def list_feeds(
+        self, db: NamedDependency[Database], clock: NamedDependency[Clock]
+    ) -> list[FeedRead]:
+        now = clock.now()
+        return [feed_read(v, now=now) for v in await service.list_feeds(db)]
 
     @post("/", status_code=201, summary="Register a feed (credentials are never shown again)")
     async def create_feed(
@@ -44,12 +47,16 @@ class FeedController(Controller):
     ) -> Response[FeedRead]:
         view = await service.create_feed(db, data, actor=actor, now=clock.now(), cipher=cipher)
         return Response(
-            feed_read(view), status_code=201, headers={"Location": f"/admin/feeds/{view.feed.id}"}
+            feed_read(view, now=clock.now()),
+            status_code=201,
+            headers={"Location": f"/admin/feeds/{view.feed.id}"},
         )
 
     @get("/{feed_id:int}", summary="One feed and its health")
-    async def get_feed(self, feed_id: FromPath[int], db: NamedDependency[Database]) -> FeedRead:
-        return feed_read(await service.get_feed(db, feed_id))
+    async def get_feed(
+        self, feed_id: FromPath[int], db: NamedDependency[Database], clock: NamedDependency[Clock]
+    ) -> FeedRead:
+        return feed_read(await service.get_feed(db, feed_id), now=clock.now())
 
     @patch("/{feed_id:int}", summary="Change a feed (URL, mapping, interval, credentials...)")
     async def update_feed(
@@ -64,7 +71,8 @@ class FeedController(Controller):
         return feed_read(
             await service.update_feed(
                 db, feed_id, data, actor=actor, now=clock.now(), cipher=cipher
-            )
+            ),
+            now=clock.now(),
         )
 
     @delete("/{feed_id:int}", status_code=204, summary="Remove a feed (its reports stay)")
@@ -101,5 +109,5 @@ class FeedController(Controller):
             updated=report.updated,
             confirmed=report.confirmed,
             skipped_older=report.skipped_older,
-            feed=feed_read(await service.get_feed(db, feed_id)),
+            feed=feed_read(await service.get_feed(db, feed_id), now=clock.now()),
         )

@@ -16,6 +16,7 @@ from clients.feeds.service import (
     HeaderAuth,
     MappingEntry,
     QueryAuth,
+    recent_polls,
     shown_url,
 )
 
@@ -78,6 +79,9 @@ class FeedWarning(Out, kw_only=True):
 class FeedHealth(Out, kw_only=True):
     """``healthy``: the last poll succeeded. ``circuit``: closed (polling normally), open
     (a dead feed, not requested until ``nextPollAt``), half_open (one trial request).
+    ``alerting``: the feed needs an admin — more than half of its polls in the last 15 minutes
+    (three intervals for a feed polled less often) failed, at least two, or its circuit is open;
+    a success in between does not reset it (``pollsLast15Min``, ``failedPollsLast15Min``).
     ``retryAfterUntil``: the partner's server answered the last poll with a ``Retry-After``
     (at most an hour is honoured): no scheduled poll before then. ``missingFromDocument``:
     mapped identifiers the last document applied did not mention
@@ -93,6 +97,9 @@ class FeedHealth(Out, kw_only=True):
     consecutive_failures: int
     circuit: str
     next_poll_at: datetime | None
+    alerting: bool
+    polls_last15_min: int
+    failed_polls_last15_min: int
     retry_after_until: datetime | None
     missing_from_document: list[MissingPool]
     warnings: list[FeedWarning]
@@ -170,8 +177,9 @@ def feed_warnings(f: Feed) -> list[FeedWarning]:
     return out
 
 
-def feed_read(v: FeedView) -> FeedRead:
+def feed_read(v: FeedView, *, now: datetime) -> FeedRead:
     f = v.feed
+    recent = recent_polls(f, now=now)
     return FeedRead(
         id=f.id,
         name=f.name,
@@ -207,6 +215,9 @@ def feed_read(v: FeedView) -> FeedRead:
             consecutive_failures=f.consecutive_failures,
             circuit=f.circuit,
             next_poll_at=f.next_poll_at if f.enabled else None,
+            alerting=recent.alerting,
+            polls_last15_min=recent.total,
+            failed_polls_last15_min=recent.failed,
             retry_after_until=f.retry_after_until,
             missing_from_document=_missing(f),
             warnings=feed_warnings(f),

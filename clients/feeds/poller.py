@@ -46,7 +46,7 @@ from clients import outbound
 from clients.feeds import ingest as ingest_mod
 from clients.feeds.base import MAX_BODY_BYTES, FeedRejected
 from clients.feeds.registry import ADAPTERS
-from clients.feeds.service import auth_headers, auth_params, unseal
+from clients.feeds.service import auth_headers, auth_params, unseal, with_poll
 
 log = structlog.get_logger("abri.feeds")
 
@@ -408,6 +408,7 @@ async def _record(
     trial: bool,
 ) -> None:
     values: dict[str, object] = {"last_attempt_at": now, "updated_at": now}
+    values["recent_polls"] = with_poll(feed, now=now, failed=report.outcome == "failed")
     if contacted:
         values["last_contact_at"] = now
     if report.outcome in ("ok", "not_modified"):

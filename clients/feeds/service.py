@@ -9,6 +9,7 @@ would overwrite each other's figures at every poll.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -119,6 +120,47 @@ class FeedUpdate(_In, kw_only=True):
     credentials: Credentials | None = None
     clear_credentials: bool = False
     enabled: bool | None = None
+
+
+# --------------------------------------------------------------------------- alert rule
+
+#: The alert rule looks at the polls of the last 15 minutes, or of the last three intervals
+#: for a feed polled less often than every 5 minutes.
+ALERT_WINDOW_S = 900
+#: Polls kept on the feed row at most (a 10 s interval makes 90 in 15 minutes).
+RECENT_POLLS_MAX = 120
+
+
+def alert_window_s(interval_seconds: int) -> int:
+    return max(ALERT_WINDOW_S, 3 * interval_seconds)
+
+
+@dataclass(frozen=True)
+class RecentPolls:
+    total: int
+    failed: int
+    alerting: bool
+
+
+def recent_polls(feed: Feed, *, now: datetime) -> RecentPolls:
+    """The alert rule: a feed needs an admin when more than half of its polls in the window
+    failed (at least two of them), or when its circuit is open. A success between failures
+    does not reset it, so a flapping feed (fails, succeeds once, fails...) alerts as a dead
+    one does, while one failure among good polls does not."""
+    since = now.timestamp() - alert_window_s(feed.interval_seconds)
+    outcomes = [bool(failed) for at, failed in feed.recent_polls or () if at > since]
+    failed = sum(outcomes)
+    alerting = feed.enabled and (
+        feed.circuit != "closed" or (failed >= 2 and 2 * failed > len(outcomes))
+    )
+    return RecentPolls(total=len(outcomes), failed=failed, alerting=alerting)
+
+
+def with_poll(feed: Feed, *, now: datetime, failed: bool) -> list[list[int]]:
+    """The feed's ``recent_polls`` with one more poll, those out of the window dropped."""
+    since = now.timestamp() - alert_window_s(feed.interval_seconds)
+    kept = [[int(at), int(f)] for at, f in feed.recent_polls or () if at > since]
+    return [*kept[-(RECENT_POLLS_MAX - 1) :], [int(now.timestamp()), int(failed)]]
 
 
 # --------------------------------------------------------------------------- credentials

@@ -198,4 +198,4 @@ def test_feeds_list_does_not_call_a_feed_never_polled_unhealthy(tmp_path: Path) 
     assert r.returncode == 0, r.stderr
     line = abri(url, "feeds", "list", cwd=root).stdout.strip()
     assert "\tnot polled yet\t" in line and "unhealthy" not in line, line
-    assert line.endswith("\twarnings=-"), line
+    assert line.endswith("\twarnings=-\talerting=no"), line

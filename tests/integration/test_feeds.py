@@ -1178,3 +1178,46 @@ async def test_a_long_retry_after_pushes_the_next_poll_back(
     health = r.json()["health"]
     assert health["retryAfterUntil"] is None and health["healthy"] is True
     assert datetime.fromisoformat(health["nextPollAt"]) == world.clock.now() + timedelta(seconds=60)
+
+
+async def test_a_flapping_feed_alerts_although_each_success_resets_its_failures(
+    client: AsyncClient, world: World, setup: Setup, feed_server: FeedServer
+) -> None:
+    """A partner's server failing two polls in three: each success reset the failure count,
+    so the feed never looked failing for long and no alert fired. The rule now looks at the
+    polls of the last 15 minutes (README): more than half failed, at least two, alerts."""
+    bad, good = Reply(status=503, body=b"down"), Reply(body=inventory((10, 6), (4, 3)))
+    feed_server.serve(good, good, bad, *[bad, bad, good] * 3, good)
+    created = await make_feed(client, setup, feed_server.url, intervalSeconds=60)
+
+    async def health() -> dict[str, Any]:
+        r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+        return r.json()["health"]
+
+    async def gauge() -> float:
+        text = (await client.get("/metrics")).text
+        (line,) = [ln for ln in text.splitlines() if ln.startswith("abri_feeds_alerting ")]
+        return float(line.split()[1])
+
+    outcomes = []
+    for _ in range(3):  # ok, ok, failed: one failure is not an alert
+        outcomes.append((await poll(world, created["id"])).outcome)
+        world.clock.advance(seconds=60)
+    assert outcomes == ["ok", "ok", "failed"]
+    h = await health()
+    assert (h["alerting"], h["pollsLast15Min"], h["failedPollsLast15Min"]) == (False, 3, 1)
+    for _ in range(9):  # failed, failed, ok, three times
+        await poll(world, created["id"])
+        world.clock.advance(seconds=30)
+        h = await health()
+        world.clock.advance(seconds=30)
+    assert h["healthy"] is True and h["consecutiveFailures"] == 0  # the last poll succeeded...
+    assert (h["alerting"], h["pollsLast15Min"], h["failedPollsLast15Min"]) == (True, 12, 7)
+    assert await gauge() == 1  # ...yet the feed alerts
+    # Healthy again: once the failures are more than 15 minutes old, the alert ends.
+    for _ in range(15):
+        assert (await poll(world, created["id"])).outcome == "ok"
+        world.clock.advance(seconds=60)
+    h = await health()
+    assert (h["alerting"], h["failedPollsLast15Min"]) == (False, 0)
+    assert await gauge() == 0
