@@ -58,7 +58,7 @@ from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.settings import Settings
-from placement.holds_service import WEBHOOK_EVENTS
+from placement.holds_service import WEBHOOK_EVENTS, WEBHOOK_REASONS
 from placement.search_service import SnapshotCache
 
 ROUTE_HANDLERS: list[Any] = [
@@ -274,6 +274,19 @@ def _document_webhooks(app: Litestar) -> None:
             "holdRef": Schema(
                 one_of=[string, Schema(type=OpenAPIType.NULL)],
                 description="`standing.*` only: the hold made for the request when offered.",
+            ),
+            "reason": Schema(
+                one_of=[
+                    Schema(type=OpenAPIType.STRING, enum=list(WEBHOOK_REASONS)),
+                    Schema(type=OpenAPIType.NULL),
+                ],
+                description=(
+                    "`hold.*` only: why the hold ended, as a stable code (never the staff's "
+                    "own words): `declined` (by the place's staff), `location_compromised` "
+                    "(declined because the place's location is compromised: do not go "
+                    "there; search again), `expired`, `no_show`; null for `hold.arrived`. "
+                    "New codes may be added: treat an unknown one as the event itself."
+                ),
             ),
             "at": Schema(
                 type=OpenAPIType.STRING,

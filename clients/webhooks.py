@@ -1,7 +1,8 @@
 """Webhooks: a requester operator's own system is told what happened to its holds.
 
 The hold service writes an outbox row in the same transaction as the hold change (declined,
-expired, no-show, arrived) when the requester operator has a registered endpoint. This module
+expired, no-show, arrived; ``reason`` a stable code, never the staff's words) when the
+requester operator has a registered endpoint. This module
 delivers those rows: at least once, signed, retried with exponential backoff and jitter, given
 up (and shown to admins) after ``max_attempts``. Abri never sends anything to the person placed.
 
@@ -57,7 +58,7 @@ HEADER_EVENT = "Abri-Event"
 HEADER_DELIVERY = "Abri-Delivery"
 SECRET_PREFIX = "whsec_"
 #: The only payload keys ever sent (an allow-list: no household, no callback, no address).
-PAYLOAD_KEYS = ("event", "ref", "state", "holdRef", "at")
+PAYLOAD_KEYS = ("event", "ref", "state", "holdRef", "reason", "at")
 #: Operator kinds that can place holds (helpline, police or admin tokens), so can get webhooks.
 REQUESTER_KINDS = ROLE_KINDS["helpline"] | ROLE_KINDS["police"] | ROLE_KINDS["admin"]
 MAX_URL_LENGTH = 500

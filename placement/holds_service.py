@@ -56,6 +56,19 @@ from placement.rules import (
 
 ADMITTING = frozenset({"open", "reduced"})
 WEBHOOK_EVENTS = frozenset({"hold.declined", "hold.expired", "hold.no_show", "hold.arrived"})
+#: Why a hold ended without its requester, as a stable code in the webhook's ``reason``
+#: (never the staff's own words, which may be sensitive); an arrival ends nothing: null.
+REASON_DECLINED = "declined"
+REASON_LOCATION_COMPROMISED = "location_compromised"
+REASON_EXPIRED = "expired"
+REASON_NO_SHOW = "no_show"
+REASON_CODES = {
+    "hold.declined": REASON_DECLINED,
+    "hold.expired": REASON_EXPIRED,
+    "hold.no_show": REASON_NO_SHOW,
+}
+#: Every code ``reason`` may carry (the OpenAPI document's list).
+WEBHOOK_REASONS = (REASON_DECLINED, REASON_LOCATION_COMPROMISED, REASON_EXPIRED, REASON_NO_SHOW)
 # transitions that give units back (a departure frees the occupied units the arrival took)
 FREEING = frozenset({"released", "declined", "no_show", "departed"})
 
@@ -228,13 +241,22 @@ async def _event(
     requester_operator_id: int,
     now: datetime,
     state: str,
+    reason: str | None = None,
 ) -> None:
-    """The live-stream event, and the requester's webhook (outbox) for the events it gets."""
+    """The live-stream event, and the requester's webhook (outbox) for the events it gets.
+    ``reason``: the webhook's reason code when it is not the event's usual one
+    (``REASON_CODES``), e.g. ``location_compromised`` for a decline."""
     at = tx.ts(now)
     payload = {"holdId": hold_id, "ref": ref, "state": state}
     await tx.run(_EVENT, at, kind, facility_id, requester_operator_id, tx.json(payload))
     if kind in WEBHOOK_EVENTS and await tx.one(_HAS_HOOK, requester_operator_id) is not None:
-        message = {"event": kind, "ref": ref, "state": state, "at": utc_iso(now)}
+        message = {
+            "event": kind,
+            "ref": ref,
+            "state": state,
+            "reason": reason or REASON_CODES.get(kind),
+            "at": utc_iso(now),
+        }
         await tx.run(_OUTBOX, requester_operator_id, kind, tx.json(message), at)
 
 
@@ -1088,10 +1110,13 @@ async def transition_ex(
     now: datetime,
     reason: str | None = None,
     also_audit: Mapping[str, Any] | None = None,
+    reason_code: str | None = None,
 ) -> Transitioned:
     """:func:`transition`, also telling whether a standing request is waiting for a place.
     ``also_audit``: one more audit entry (``audit.record_raw``'s keywords but ``actor`` and
-    ``at``) written in the transition's own transaction, e.g. which one-time link did it."""
+    ``at``) written in the transition's own transaction, e.g. which one-time link did it.
+    ``reason_code``: the requester's webhook's ``reason`` when not the transition's usual one
+    (``REASON_CODES``)."""
     ref = parse_ref(raw_ref)
     side = "requester" if target in rules.REQUESTER_ACTIONS else "staff"
     fast = also_audit is None and not db.sqlite
@@ -1118,7 +1143,16 @@ async def transition_ex(
         old = loaded.view
         if not expired_now:
             rules.check_transition(old.state, target)
-            await _move(tx, old, target, actor=actor, now=now, reason=reason, also=also_audit)
+            await _move(
+                tx,
+                old,
+                target,
+                actor=actor,
+                now=now,
+                reason=reason,
+                also=also_audit,
+                reason_code=reason_code,
+            )
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
     HOLD_TRANSITIONS.labels(target).inc()
@@ -1159,7 +1193,13 @@ async def decline_held_at(
     for ref in refs:
         try:
             done = await transition_ex(
-                db, ref, "declined", actor=actor, now=now, reason=COMPROMISED_REASON
+                db,
+                ref,
+                "declined",
+                actor=actor,
+                now=now,
+                reason=COMPROMISED_REASON,
+                reason_code=REASON_LOCATION_COMPROMISED,
             )
         except (IllegalTransition, NotFound):  # moved or expired meanwhile (HoldExpired too)
             continue
@@ -1204,6 +1244,7 @@ async def _move(
     now: datetime,
     reason: str | None,
     also: Mapping[str, Any] | None = None,
+    reason_code: str | None = None,
 ) -> None:
     """A legal transition as a few statements in one transaction (hold row, then pool row)."""
     ref = old.ref
@@ -1243,6 +1284,7 @@ async def _move(
             requester_operator_id=old.requester_operator_id,
             now=now,
             state=target,
+            reason=reason_code,
         )
 
 

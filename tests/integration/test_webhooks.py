@@ -167,6 +167,7 @@ async def setup(world: World) -> dict[str, Any]:
     return {
         "ids": ids,
         "pool": fac.pools[0].ref,
+        "facility": fac.facility.id,
         "admin": bearer(await world.token("Admin", "admin")),
         "helpline": bearer(await world.token("Ligne 0800", "helpline")),
         "police": bearer(await world.token("Zone Nord", "police")),
@@ -373,6 +374,7 @@ async def test_declined_hold_sends_one_signed_post_without_household_or_address(
         "event": "hold.declined",
         "ref": ref,
         "state": "declined",
+        "reason": "declined",  # a code: the staff's "Full tonight" stays out
         "at": clock.now().isoformat().replace("+00:00", "Z"),
     }
     raw = req.body.decode() + json.dumps(h)
@@ -437,6 +439,55 @@ async def test_arrived_no_show_and_expired_notify_released_and_others_do_not(
     ref = await make_hold(client, setup)
     await client.post(f"/staff/holds/{ref}/decline", headers=st, json={"reason": "No"})
     assert len(await outbox_rows(world.db)) == 3
+
+
+async def test_a_hold_ended_by_others_says_why_with_a_stable_code_never_the_staffs_words(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """A police dispatch system got the same ``hold.declined`` for "the location is
+    compromised: do not go there" as for "full tonight", and had to call GET /holds/{ref}
+    (and read the staff's sentence) to tell a danger from a full house. Each hold message now
+    carries a stable ``reason`` code; the staff's own words (which may be sensitive) never
+    travel in it. The existing fields stay as they were."""
+    await register(client, setup, receiver.url)
+    st = setup["staff"]
+    full, no_show, arrived, expires = [await make_hold(client, setup) for _ in range(4)]
+    r = await client.post(
+        f"/staff/holds/{full}/decline", headers=st, json={"reason": "Full tonight, ask Mme X"}
+    )
+    assert r.status_code == 200, r.text
+    assert (await client.post(f"/staff/holds/{no_show}/no-show", headers=st)).status_code == 200
+    assert (await client.post(f"/staff/holds/{arrived}/arrived", headers=st)).status_code == 200
+    clock.advance(days=2)
+    assert await expire_due_holds(world.db, clock.now()) >= 1
+    compromised = await make_hold(client, setup)
+    r = await client.put(
+        f"/staff/facilities/{setup['facility']}/status",
+        headers=st,
+        json={"status": "location_compromised", "reason": "Perpetrator seen outside"},
+    )
+    assert r.status_code == 200, r.text
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert report.delivered == 5
+    bodies = {b["ref"]: b for b in (json.loads(r.body) for r in receiver.requests)}
+    assert {ref: (b["event"], b["reason"]) for ref, b in bodies.items()} == {
+        full: ("hold.declined", "declined"),
+        no_show: ("hold.no_show", "no_show"),
+        arrived: ("hold.arrived", None),
+        expires: ("hold.expired", "expired"),
+        compromised: ("hold.declined", "location_compromised"),
+    }
+    for b in bodies.values():  # additive: every field a receiver already reads is still there
+        assert set(b) == {"id", "event", "ref", "state", "reason", "at"}, b
+        assert b["state"] == b["event"].removeprefix("hold.")
+    raw = b"".join(r.body for r in receiver.requests).decode()
+    for words in ("Full tonight", "Mme X", "Perpetrator", "do not go there", "safety"):
+        assert words not in raw, words
 
 
 async def test_500_then_success_is_retried_after_backoff_and_delivered_once(
@@ -905,7 +956,8 @@ async def test_a_receiver_written_from_the_readme_alone_accepts_abris_signature(
     assert hmac.compare_digest(req.headers["abri-signature"], "v1=" + mac.hexdigest())
     assert abs(int(ts) - clock.now().timestamp()) <= 300
     body = json.loads(req.body)
-    assert set(body) == {"id", "event", "ref", "state", "at"}
+    assert set(body) == {"id", "event", "ref", "state", "reason", "at"}
+    assert body["reason"] == "no_show"
     assert body["event"] == req.headers["abri-event"] == "hold.no_show"
     assert str(body["id"]) == req.headers["abri-delivery"]
     assert datetime.fromisoformat(body["at"]).utcoffset() == timedelta(0)
@@ -937,6 +989,17 @@ async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncC
                 "event": "hold.expired",
                 "ref": "KM4T-9RC7",
                 "state": "expired",
+                "reason": "expired",
+                "at": "2026-12-06T10:00:00Z",
+            },
+        ),
+        webhooks.render_body(
+            10,
+            {
+                "event": "hold.arrived",
+                "ref": "KM4T-9RC7",
+                "state": "arrived",
+                "reason": None,
                 "at": "2026-12-06T10:00:00Z",
             },
         ),
@@ -972,6 +1035,16 @@ async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncC
         if "holdRef" in body:
             kinds = {s["type"] for s in props["holdRef"]["oneOf"]}
             assert kinds == {"string", "null"} and (body["holdRef"] is None or body["holdRef"])
+        if "reason" in body:
+            [code, null] = props["reason"]["oneOf"]
+            assert null == {"type": "null"}
+            assert body["reason"] is None or body["reason"] in code["enum"]
+    assert set(props["reason"]["oneOf"][0]["enum"]) == {
+        "declined",
+        "location_compromised",
+        "expired",
+        "no_show",
+    }
 
 
 async def test_a_delivery_id_is_never_given_again_after_the_retention_purge(
