@@ -247,7 +247,11 @@ def _document_required_headers(app: Litestar) -> None:
 
 
 #: What Abri POSTs to a requester organisation's webhook URL (clients/webhooks.py).
-WEBHOOK_EVENTS_DOCUMENTED = (*sorted(WEBHOOK_EVENTS), "standing.offered", "standing.expired")
+WEBHOOK_EVENTS_DOCUMENTED = (
+    *sorted(WEBHOOK_EVENTS | {"hold.released"}),  # released: by an admin only
+    "standing.offered",
+    "standing.expired",
+)
 
 
 def _document_webhooks(app: Litestar) -> None:
@@ -284,7 +288,9 @@ def _document_webhooks(app: Litestar) -> None:
                     "`hold.*` only: why the hold ended, as a stable code (never the staff's "
                     "own words): `declined` (by the place's staff), `location_compromised` "
                     "(declined because the place's location is compromised: do not go "
-                    "there; search again), `expired`, `no_show`; null for `hold.arrived`. "
+                    "there; search again), `expired`, `no_show`, `released_by_admin` "
+                    "(`hold.released`: an admin gave the place back; your own releases send "
+                    "nothing); null for `hold.arrived`. "
                     "New codes may be added: treat an unknown one as the event itself."
                 ),
             ),

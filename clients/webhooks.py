@@ -1,10 +1,10 @@
 """Webhooks: a requester operator's own system is told what happened to its holds.
 
 The hold service writes an outbox row in the same transaction as the hold change (declined,
-expired, no-show, arrived; ``reason`` a stable code, never the staff's words) when the
-requester operator has a registered endpoint. This module
-delivers those rows: at least once, signed, retried with exponential backoff and jitter, given
-up (and shown to admins) after ``max_attempts``. Abri never sends anything to the person placed.
+expired, no-show, arrived, released by an admin; ``reason`` a stable code, never the staff's
+words) when the requester operator has a registered endpoint. This module delivers those
+rows: at least once, signed, retried with exponential backoff and jitter, given up (and shown
+to admins) after ``max_attempts``. Abri never sends anything to the person placed.
 
 Signing (``v1``): ``hex(hmac_sha256(secret, f"{timestamp}.{raw_body}"))`` in the
 ``Abri-Signature: v1=<hex>`` header, the unix time in ``Abri-Timestamp``; receivers check it with

@@ -62,13 +62,22 @@ REASON_DECLINED = "declined"
 REASON_LOCATION_COMPROMISED = "location_compromised"
 REASON_EXPIRED = "expired"
 REASON_NO_SHOW = "no_show"
+#: An admin gave back another operator's hold: its requester is told (``hold.released``), as
+#: for a staff decline; a requester releasing its own hold is not (it did it).
+REASON_RELEASED_BY_ADMIN = "released_by_admin"
 REASON_CODES = {
     "hold.declined": REASON_DECLINED,
     "hold.expired": REASON_EXPIRED,
     "hold.no_show": REASON_NO_SHOW,
 }
 #: Every code ``reason`` may carry (the OpenAPI document's list).
-WEBHOOK_REASONS = (REASON_DECLINED, REASON_LOCATION_COMPROMISED, REASON_EXPIRED, REASON_NO_SHOW)
+WEBHOOK_REASONS = (
+    REASON_DECLINED,
+    REASON_LOCATION_COMPROMISED,
+    REASON_EXPIRED,
+    REASON_NO_SHOW,
+    REASON_RELEASED_BY_ADMIN,
+)
 # transitions that give units back (a departure frees the occupied units the arrival took)
 FREEING = frozenset({"released", "declined", "no_show", "departed"})
 
@@ -249,7 +258,8 @@ async def _event(
     at = tx.ts(now)
     payload = {"holdId": hold_id, "ref": ref, "state": state}
     await tx.run(_EVENT, at, kind, facility_id, requester_operator_id, tx.json(payload))
-    if kind in WEBHOOK_EVENTS and await tx.one(_HAS_HOOK, requester_operator_id) is not None:
+    told = kind in WEBHOOK_EVENTS or reason == REASON_RELEASED_BY_ADMIN
+    if told and await tx.one(_HAS_HOOK, requester_operator_id) is not None:
         message = {
             "event": kind,
             "ref": ref,
@@ -1120,7 +1130,8 @@ async def transition_ex(
     ref = parse_ref(raw_ref)
     side = "requester" if target in rules.REQUESTER_ACTIONS else "staff"
     fast = also_audit is None and not db.sqlite
-    if target == "released" and fast and (actor.is_admin or actor.operator_id is not None):
+    # (not for an admin: releasing another operator's hold also tells that operator, below)
+    if target == "released" and fast and not actor.is_admin and actor.operator_id is not None:
         async with db.raw_write(transaction=False) as tx:
             row = await tx.one(
                 _PG_RELEASE,
@@ -1248,6 +1259,13 @@ async def _move(
 ) -> None:
     """A legal transition as a few statements in one transaction (hold row, then pool row)."""
     ref = old.ref
+    if (
+        target == "released"
+        and actor.is_admin
+        and actor.operator_id != old.requester_operator_id
+        and reason_code is None
+    ):
+        reason_code = REASON_RELEASED_BY_ADMIN
     async with tx.atomic():
         hold_sql, pool_sql = _MOVE[target]
         if target in _CLOSING:

@@ -490,6 +490,40 @@ async def test_a_hold_ended_by_others_says_why_with_a_stable_code_never_the_staf
         assert words not in raw, words
 
 
+async def test_an_admin_releasing_a_requesters_hold_tells_the_requester(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """An admin released a helpline's hold (POST /holds/{ref}/release with an admin token):
+    the helpline's system was sent nothing, and kept sending a household to a place no
+    longer held for it. It is told now, like a staff decline, with ``released_by_admin``; a
+    requester releasing its own hold still gets no message (it did it)."""
+    await register(client, setup, receiver.url)
+    by_admin, own = await make_hold(client, setup), await make_hold(client, setup)
+    r = await client.post(f"/holds/{by_admin}/release", headers=setup["admin"])
+    assert r.status_code == 200 and r.json()["state"] == "released", r.text
+    r = await client.post(f"/holds/{own}/release", headers=setup["helpline"])
+    assert r.status_code == 200 and r.json()["state"] == "released", r.text
+    rows = await outbox_rows(world.db)
+    assert [(m.event, m.payload["ref"]) for m in rows] == [("hold.released", by_admin)]
+    report = await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    assert report.delivered == 1
+    [req] = receiver.requests
+    assert req.headers["abri-event"] == "hold.released"
+    assert json.loads(req.body) == {
+        "id": rows[0].id,
+        "event": "hold.released",
+        "ref": by_admin,
+        "state": "released",
+        "reason": "released_by_admin",
+        "at": clock.now().isoformat().replace("+00:00", "Z"),
+    }
+
+
 async def test_500_then_success_is_retried_after_backoff_and_delivered_once(
     client: AsyncClient,
     setup: dict[str, Any],
@@ -979,6 +1013,7 @@ async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncC
     }
     schema = doc["components"]["schemas"]["WebhookMessage"]
     assert set(schema["properties"]["event"]["enum"]) == WEBHOOK_EVENTS | {
+        "hold.released",  # by an admin, not by the requester itself
         "standing.offered",
         "standing.expired",
     }
@@ -1044,6 +1079,7 @@ async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncC
         "location_compromised",
         "expired",
         "no_show",
+        "released_by_admin",
     }
 
 
