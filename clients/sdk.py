@@ -110,6 +110,8 @@ class Hold(_Out, kw_only=True):
     intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
     callback: str | None = None
     close_reason: str | None = None
+    #: when the hold left held/arrived (an expiry: its deadline); None while it is open
+    closed_at: datetime | None = None
 
 
 class StaffHold(_Out, kw_only=True):

@@ -144,10 +144,25 @@ class HoldView:
     intake_phone_24h: bool = True  # R21 (last: the SQL below appends it to its columns)
     #: when it was marked arrived (read by the lists, ``list_holds``; not by a transition's view)
     arrived_at: datetime | None = None
+    #: when it was marked departed (read like ``arrived_at``)
+    departed_at: datetime | None = None
 
     def effective_state(self, now: datetime) -> str:
         """A held hold past its deadline is expired, even before the sweeper writes it."""
         return "expired" if rules.is_due(self.state, self.deadline, now) else self.state
+
+    def ended_at(self, now: datetime) -> datetime | None:
+        """When the hold left ``held`` or ``arrived``; None while it is in one of them. An
+        expiry ended it at its deadline, whenever the sweeper came by (it writes its own
+        time in ``closed_at``)."""
+        state = self.effective_state(now)
+        if state in ("held", "arrived"):
+            return None
+        if state == "expired":
+            return self.deadline
+        if state == "departed":
+            return self.departed_at
+        return self.closed_at
 
     @property
     def coarse_area(self) -> tuple[str, str]:
@@ -190,6 +205,7 @@ _VIEW_COLUMNS = (
     Pool.unit_kind,
     Facility.intake_phone_24h,
     Hold.arrived_at,
+    Hold.departed_at,
 )
 
 

@@ -120,6 +120,15 @@ class HoldRead(Out, kw_only=True):
     handover_protocol: str
     callback: str | None
     close_reason: str | None
+    closed_at: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description=(
+                "When the hold left `held` or `arrived` (released, declined, no-show, "
+                "departed; an expired hold: its deadline); null while it is open."
+            )
+        ),
+    ]
 
 
 class StaffHoldRead(Out, kw_only=True):
@@ -167,6 +176,7 @@ def hold_read(v: HoldView, now: datetime) -> HoldRead:
         handover_protocol=v.handover_protocol,
         callback=v.callback,
         close_reason=v.close_reason,
+        closed_at=v.ended_at(now),
     )
 
 

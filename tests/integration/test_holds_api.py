@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
+from capacity.clock import FrozenClock
 from capacity.commands import PoolCreate
 from capacity.models import AuditEntry, Hold, Pool
 from placement.holds_service import counters_agree
@@ -601,3 +603,64 @@ async def test_my_holds_page_past_the_cap_and_filter_by_the_state_shown(
     assert r.status_code == 404 and r.json()["field"] == "before", r.text
     r = await client.get("/holds", headers=helpline, params={"limit": 0})
     assert r.status_code == 422 and r.json()["field"] == "limit", r.text
+
+
+async def test_the_requester_reads_when_each_hold_ended(
+    client: AsyncClient, setup: dict[str, Any], clock: FrozenClock
+) -> None:
+    """A dispatch system reading its holds (GET /holds, GET /holds/{ref}) saw that a hold had
+    been declined or had expired, never when: ``closedAt`` is when the hold left ``held`` or
+    ``arrived`` (an expiry: its deadline, whether or not the sweeper has written it), null
+    while it is open. In the OpenAPI document too."""
+    police, staff = bearer(setup["police"]), bearer(setup["staff_a"])
+    keys = iter(f"closed-at-{i:03d}" for i in range(100))
+
+    async def hold() -> dict[str, Any]:
+        h = {**police, "Idempotency-Key": next(keys)}
+        r = await client.post("/holds", headers=h, json=hold_body(setup["family"]))
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    async def shown(ref: str) -> Any:
+        one = (await client.get(f"/holds/{ref}", headers=police)).json()
+        listed = {h["ref"]: h for h in (await client.get("/holds", headers=police)).json()}
+        assert listed[ref]["closedAt"] == one["closedAt"]
+        return None if one["closedAt"] is None else datetime.fromisoformat(one["closedAt"])
+
+    def at() -> datetime:
+        return clock.now()
+
+    released = await hold()
+    assert released["closedAt"] is None and await shown(released["ref"]) is None
+    clock.advance(minutes=5)
+    r = await client.post(f"/holds/{released['ref']}/release", headers=police)
+    assert datetime.fromisoformat(r.json()["closedAt"]) == at()
+    assert await shown(released["ref"]) == at()
+
+    arrived = (await hold())["ref"]
+    clock.advance(minutes=5)
+    assert (await client.post(f"/staff/holds/{arrived}/arrived", headers=staff)).status_code == 200
+    assert await shown(arrived) is None  # in the house: not ended
+    clock.advance(minutes=5)
+    assert (await client.post(f"/staff/holds/{arrived}/departed", headers=staff)).status_code == 200
+    assert await shown(arrived) == at()
+
+    declined = (await hold())["ref"]
+    clock.advance(minutes=5)
+    r = await client.post(f"/staff/holds/{declined}/decline", headers=staff, json={"reason": "x"})
+    assert r.status_code == 200
+    assert await shown(declined) == at()
+
+    expires = await hold()
+    clock.advance(hours=3)  # past its deadline; the sweeper has not run
+    one = (await client.get(f"/holds/{expires['ref']}", headers=police)).json()
+    assert one["state"] == "expired"
+    assert await shown(expires["ref"]) == datetime.fromisoformat(expires["deadline"])
+    await client.get("/staff/holds", headers=staff)  # a staff read sweeps it: the same answer
+    assert await shown(expires["ref"]) == datetime.fromisoformat(expires["deadline"])
+
+    doc = (await client.get("/schema/openapi.json")).json()
+    schema = doc["components"]["schemas"]["HoldRead"]
+    assert "closedAt" in schema["required"]
+    kinds = schema["properties"]["closedAt"]["oneOf"]
+    assert {k["type"] for k in kinds} == {"string", "null"}

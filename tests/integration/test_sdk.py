@@ -134,7 +134,10 @@ async def test_sync_client_end_to_end(abri: Abri) -> None:
         assert stale.value.current and stale.value.current["unitsOccupied"] == 3
         # Release, decline, and the typed errors with their problem details.
         h2 = line.hold(abri.small_ref, HOUSEHOLD, "ipv")
-        assert line.release(h2.ref).state == "released"
+        assert h2.closed_at is None  # open
+        released = line.release(h2.ref)
+        assert released.state == "released" and isinstance(released.closed_at, datetime)
+        assert line.get_hold(h2.ref).closed_at == released.closed_at
         h3 = line.hold(abri.small_ref, HOUSEHOLD, "ipv")
         with pytest.raises(NoLongerFree) as taken:
             line.hold(abri.small_ref, HOUSEHOLD, "ipv")  # 2 beds, 2 people held
