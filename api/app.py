@@ -297,7 +297,7 @@ def _document_webhooks(app: Litestar) -> None:
             "at": Schema(
                 type=OpenAPIType.STRING,
                 format=OpenAPIFormat.DATE_TIME,
-                description="When it happened (UTC).",
+                description="When it happened (UTC); `hold.expired`: the hold's deadline.",
             ),
         },
         description="No household data, no address.",

@@ -267,10 +267,12 @@ async def _event(
     now: datetime,
     state: str,
     reason: str | None = None,
+    happened_at: datetime | None = None,
 ) -> None:
     """The live-stream event, and the requester's webhook (outbox) for the events it gets.
     ``reason``: the webhook's reason code when it is not the event's usual one
-    (``REASON_CODES``), e.g. ``location_compromised`` for a decline."""
+    (``REASON_CODES``), e.g. ``location_compromised`` for a decline. ``happened_at``: the
+    webhook's ``at`` when it is not ``now`` (an expiry: the hold's deadline)."""
     at = tx.ts(now)
     payload = {"holdId": hold_id, "ref": ref, "state": state}
     await tx.run(_EVENT, at, kind, facility_id, requester_operator_id, tx.json(payload))
@@ -281,7 +283,7 @@ async def _event(
             "ref": ref,
             "state": state,
             "reason": reason or REASON_CODES.get(kind),
-            "at": utc_iso(now),
+            "at": utc_iso(happened_at or now),
         }
         await tx.run(_OUTBOX, requester_operator_id, kind, tx.json(message), at)
 
@@ -289,7 +291,7 @@ async def _event(
 _EXPIRE = (
     "UPDATE holds SET state = 'expired', closed_at = $2, close_reason = 'deadline passed'"
     " WHERE pool_id = $1 AND state = 'held' AND deadline <= $2"
-    " RETURNING id, ref, units, facility_id, requester_operator_id"
+    " RETURNING id, ref, units, facility_id, requester_operator_id, deadline"
 )
 _GIVE_BACK = "UPDATE pools SET units_held = units_held - $2 WHERE id = $1"
 
@@ -306,7 +308,7 @@ async def expire_due_in_pool(tx: RawTx, pool_id: int, now: datetime, actor: Acto
     HOLD_TRANSITIONS.labels("expired").inc(len(rows))
     freed = sum(r[2] for r in rows)
     await tx.run(_GIVE_BACK, pool_id, freed)
-    for hold_id, ref, units, facility_id, requester_operator_id in rows:
+    for hold_id, ref, units, facility_id, requester_operator_id, deadline in rows:
         await audit.record_raw(
             tx,
             actor=actor,
@@ -326,6 +328,7 @@ async def expire_due_in_pool(tx: RawTx, pool_id: int, now: datetime, actor: Acto
             requester_operator_id=requester_operator_id,
             now=now,
             state="expired",
+            happened_at=tx.read_ts(deadline),  # it expired then, whenever this sweep runs
         )
     return freed
 

@@ -524,6 +524,32 @@ async def test_an_admin_releasing_a_requesters_hold_tells_the_requester(
     }
 
 
+async def test_an_expiry_is_sent_as_of_the_holds_deadline_not_when_the_sweeper_came(
+    client: AsyncClient,
+    setup: dict[str, Any],
+    world: World,
+    clock: FrozenClock,
+    cipher: AddressCipher,
+    receiver: Receiver,
+) -> None:
+    """With the worker down for two hours, ``hold.expired`` said the hold expired when the
+    sweeper finally came by, two hours after its deadline, while GET /holds/{ref} says it
+    ended at its deadline (``closedAt``). The message's ``at`` is now the deadline too."""
+    await register(client, setup, receiver.url)
+    ref = await make_hold(client, setup)
+    deadline = (await client.get(f"/holds/{ref}", headers=setup["helpline"])).json()["deadline"]
+    clock.advance(days=1)  # the deadline (4 h) passed long ago
+    assert await expire_due_holds(world.db, clock.now()) >= 1
+    await deliver_due(world.db, cipher=cipher, clock=clock, policy=FAST)
+    [req] = receiver.requests
+    body = json.loads(req.body)
+    assert body["event"] == "hold.expired"
+    assert datetime.fromisoformat(body["at"]) == datetime.fromisoformat(deadline)
+    assert body["at"].endswith("Z")
+    shown = (await client.get(f"/holds/{ref}", headers=setup["helpline"])).json()
+    assert datetime.fromisoformat(shown["closedAt"]) == datetime.fromisoformat(body["at"])
+
+
 async def test_500_then_success_is_retried_after_backoff_and_delivered_once(
     client: AsyncClient,
     setup: dict[str, Any],
