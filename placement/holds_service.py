@@ -1034,7 +1034,7 @@ _PG_RELEASE = (
     "WITH h AS ("
     " UPDATE holds SET state = 'released', closed_at = $2::timestamp, close_reason = $3::text"
     " WHERE ref = $1::text AND state = 'held' AND deadline > $2::timestamp"
-    " AND ($4::bigint IS NULL OR requester_operator_id = $4::bigint)"
+    " AND requester_operator_id = $4::bigint"
     " RETURNING *),"
     " p AS ("
     " UPDATE pools SET units_held = pools.units_held - h.units FROM h"
@@ -1157,7 +1157,7 @@ async def transition_ex(
                 ref,
                 tx.ts(now),
                 reason,
-                None if actor.is_admin else actor.operator_id,
+                actor.operator_id,  # the requester's own hold (an admin's takes the full path)
                 actor.operator_id,
                 actor.token_id,
                 actor.role,
