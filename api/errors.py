@@ -20,6 +20,7 @@ from litestar.exceptions import (
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError
 
+from api.body import NUL_IN_TEXT
 from api.logging import log
 from capacity.db import connection_lost, exception_chain, storage_refused
 from capacity.errors import AbriError
@@ -318,8 +319,7 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
             status=422,
             code="invalid-input",
             title="Invalid input",
-            detail="A text in the request contains a NUL character (\\u0000), which cannot be "
-            "stored; nothing was saved.",
+            detail=NUL_IN_TEXT,
         )
     if not _out_of_range(exc):
         return handle_internal(request, exc)

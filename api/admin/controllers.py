@@ -41,6 +41,7 @@ from api.audit_query import (
     UntilParam,
 )
 from api.auth import requires_admin
+from api.body import NUL_IN_TEXT
 from api.routing import delete, get, patch, post, put
 from api.schemas import PoolRead, pool_read
 from api.staff.schemas import FacilityDetail, facility_detail, landline_warnings
@@ -241,6 +242,8 @@ class AdminController(Controller):
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInput("The CSV file must be UTF-8.") from exc
+        if "\x00" in text:  # stored on SQLite, refused by PostgreSQL: refused on both
+            raise InvalidInput(NUL_IN_TEXT)
         ids = await import_csv(db, text, actor=actor, now=clock.now(), cipher=cipher)
         warnings = [
             ImportWarning(facility_id=i, alias=alias, code=w.code, message=w.message)

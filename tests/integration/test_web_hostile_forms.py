@@ -125,7 +125,7 @@ async def test_a_nul_character_sent_to_the_api_is_refused_not_an_internal_error(
 ) -> None:
     """The API took a ``\\u0000`` in a text (a status reason, a link's label) as far as
     PostgreSQL, which cannot store it: a 500 "internal error". Now a 422, nothing saved.
-    (SQLite stores it: the API there is unchanged.)"""
+    (Both databases alike: tests/integration/test_api_odd_text.py.)"""
     w = await seed_world(world)
     fid = w["ixl"].facility.id
     staff = bearer(str(w["staff"]))

@@ -1,0 +1,57 @@
+"""The one place every JSON request body passes through before a route sees it.
+
+A NUL character (``\\u0000``) in a text is valid JSON, but PostgreSQL cannot store it and
+SQLite stores it as sent: the same request must not be a 422 on one database and saved on the
+other. Litestar decodes each JSON body with ``Request.json()`` before converting it to the
+route's type, so that is where a NUL anywhere in the body (a value or a key, at any depth) is
+refused, with the path of the text, before anything is read or written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+
+from capacity.errors import InvalidInput
+
+#: The sentence for a text holding a NUL character, on both databases (and for a NUL that
+#: reaches PostgreSQL some other way, see ``api.errors.handle_database_value``).
+NUL_IN_TEXT = (
+    "A text in the request contains a NUL character (\\u0000), which cannot be stored; "
+    "nothing was saved."
+)
+
+
+def nul_path(value: Any) -> str | None:
+    """The path of the first text in a decoded JSON value that holds a NUL character, as the
+    client wrote it (``reason``, ``pools[0].label``; ``""`` for a top-level text), else None.
+    Iterative: a deeply nested body must not recurse here."""
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:
+        path, item = todo.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                here = f"{path}.{key}" if path else str(key)
+                if "\x00" in str(key):
+                    return path or here
+                todo.append((here, inner))
+        elif isinstance(item, list):
+            todo.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+    return None
+
+
+class AbriRequest(Request[Any, Any, Any]):
+    async def json(self) -> Any:
+        value = await super().json()
+        # a NUL in a JSON text is always written escaped: no escape, no walk
+        if b"\\u0000" in await self.body():
+            where = nul_path(value)
+            if where is not None:
+                raise InvalidInput(
+                    f"{where}: {NUL_IN_TEXT}" if where else NUL_IN_TEXT, field=where or None
+                )
+        return value

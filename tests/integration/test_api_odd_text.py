@@ -1,0 +1,101 @@
+"""Odd but plausible texts sent to the JSON API by an integrating system (a NUL character
+copied from a C string, a text longer than its field): the same clear 422 on SQLite and
+PostgreSQL, naming the field, and nothing written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from capacity.models import Hold, StaffLink, StandingRequest
+from tests.browser.web_helpers import seed_world
+from tests.conftest import World, bearer
+
+NUL_DETAIL = (
+    "A text in the request contains a NUL character (\\u0000), which cannot be stored; "
+    "nothing was saved."
+)
+
+WOMAN_ALONE = {
+    "adults": [{"gender": "female"}],
+    "residenceStatus": "undocumented",
+    "income": "no",
+    "languages": ["fr"],
+}
+
+
+async def _count(world: World, model: Any) -> int:
+    async with world.db.read() as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _refused(r: Any, field: str) -> None:
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["code"] == "invalid-input" and problem["field"] == field, problem
+    assert problem["detail"] == f"{field}: {NUL_DETAIL}", problem
+
+
+async def test_a_nul_character_in_any_json_text_is_refused_alike_on_both_databases(
+    client: AsyncClient, world: World
+) -> None:
+    """``\\u0000`` in a status reason or a hold's callback: PostgreSQL's driver refused it (a
+    422 mapped from its error, after the work had begun), SQLite stored it as sent. Now both
+    refuse the body before any of it is used, with the field and one sentence."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    pool_ref = w["ixl"].pools[0].ref  # type: ignore[attr-defined]
+    staff = bearer(str(w["staff"]))
+    r = await client.put(
+        f"/staff/facilities/{fid}/status",
+        json={"status": "reduced", "reason": "Water\u0000damage"},
+        headers=staff,
+    )
+    _refused(r, "reason")
+    api = await client.get(f"/staff/facilities/{fid}", headers=staff)
+    assert api.json()["status"] == "open" and api.json()["statusReason"] is None
+
+    r = await client.post(
+        f"/staff/facilities/{fid}/links", json={"label": "Night\u0000shift"}, headers=staff
+    )
+    _refused(r, "label")
+    assert await _count(world, StaffLink) == 0
+
+    helpline = {**bearer(str(w["helpline"])), "Idempotency-Key": "odd-text-hold-0001"}
+    hold = {"poolRef": pool_ref, "need": "ipv", "household": WOMAN_ALONE}
+    r = await client.post("/holds", json={**hold, "callback": "Desk 12\u0000"}, headers=helpline)
+    _refused(r, "callback")
+    assert await _count(world, Hold) == 0
+
+    search = {"household": WOMAN_ALONE, "need": "ipv"}
+    r = await client.post(
+        "/standing-requests",
+        json={"search": search, "callback": "\u0000Desk 12"},
+        headers={**helpline, "Idempotency-Key": "odd-text-standing-0001"},
+    )
+    _refused(r, "callback")
+    assert await _count(world, StandingRequest) == 0
+
+    # nested texts are named by their path; an escaped backslash is no NUL
+    r = await client.post("/holds", json={**hold, "callback": "Desk \\u0000 12"}, headers=helpline)
+    assert r.status_code == 201, r.text
+    assert r.json()["callback"] == "Desk \\u0000 12"
+
+
+async def test_a_nul_character_in_a_csv_import_is_refused_alike_on_both_databases(
+    client: AsyncClient, world: World
+) -> None:
+    """A CSV exported by a tool that pads cells with NUL bytes: stored on SQLite, refused by
+    PostgreSQL's driver. Both refuse the file with the same sentence, nothing imported."""
+    from capacity.models import Facility
+    from tests.integration.test_admin_api import GOOD_CSV, _admin
+
+    h = {**bearer(await _admin(world)), "Content-Type": "text/csv"}
+    r = await client.post(
+        "/admin/facilities/import", content=GOOD_CSV.replace("Hotel H-1", "Hotel\x00H-1"), headers=h
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invalid-input", r.text
+    assert r.json()["detail"] == NUL_DETAIL
+    assert await _count(world, Facility) == 0
