@@ -47,6 +47,19 @@ Places = Annotated[int, msgspec.Meta(ge=1, le=50)]
 Version = Annotated[int, msgspec.Meta(ge=1)]
 Minutes = Annotated[int, msgspec.Meta(ge=5, le=60 * 24 * 30)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
+#: A facility status's reason: the API and the staff page take the same length (the page
+#: refused nothing and cut at 500 what the API kept whole).
+STATUS_REASON_MAX = 2000
+StatusReason = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=STATUS_REASON_MAX,
+        description=(
+            "Why (required unless open). Seen by the operator's staff and the administrators, "
+            "never by helplines or police."
+        ),
+    ),
+]
 
 
 #: An instant given by a client: it must carry its offset (``Z`` or ``+01:00``); a bare local
@@ -162,7 +175,7 @@ CLEARABLE_FACILITY_FIELDS = frozenset({"valid_from", "planned_end", "stale_after
 
 class StatusChange(Struct, kw_only=True):
     status: FacilityStatus
-    reason: Text | None = None
+    reason: StatusReason | None = None
     until: Instant | None = None
 
 

@@ -21,7 +21,10 @@ CALLBACK_DESCRIPTION = (
     "person's name or phone number. Shown to the place's staff; kept until "
     "ABRI_RETENTION_DAYS after the hold ends."
 )
-Callback = Annotated[str, msgspec.Meta(max_length=200, description=CALLBACK_DESCRIPTION)]
+CALLBACK_MAX = 200  # the column's length; the console's form takes the same
+Callback = Annotated[str, msgspec.Meta(max_length=CALLBACK_MAX, description=CALLBACK_DESCRIPTION)]
+#: A hold's closing reason as staff give it (a decline): the staff page takes the same.
+HOLD_REASON_MAX = 500
 
 HOLD_EXAMPLE = {
     "poolRef": "pool_3f9a1c2b7d4e",
@@ -83,7 +86,7 @@ class HoldDecline(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rena
         str,
         msgspec.Meta(
             min_length=1,
-            max_length=500,
+            max_length=HOLD_REASON_MAX,
             description=(
                 "Why the place cannot take this household, read by the requester (police, "
                 "helpline) and kept until ABRI_RETENTION_DAYS after the hold ends: no name, "

@@ -29,7 +29,7 @@ from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 
 from api.holds.controllers import hold_event_stream, resume_from
-from api.holds.schemas import hold_read, staff_hold_read
+from api.holds.schemas import CALLBACK_MAX, HOLD_REASON_MAX, hold_read, staff_hold_read
 from api.ratelimit import check as rate_check
 from api.ratelimit import open_stream
 from api.routing import get, post
@@ -41,7 +41,7 @@ from api.web import session as sess
 from capacity import availability, health_rules, links, registry
 from capacity.areas import areas, display_name, fold, local_name, name_key
 from capacity.audit import Actor
-from capacity.commands import AvailabilityUpdate, StatusChange
+from capacity.commands import STATUS_REASON_MAX, AvailabilityUpdate, StatusChange
 from capacity.errors import (
     AbriError,
     Conflict,
@@ -95,6 +95,12 @@ _env = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
+# the lengths the API takes for the texts the forms send: their inputs' maxlength
+_env.globals |= {
+    "callback_max": CALLBACK_MAX,
+    "hold_reason_max": HOLD_REASON_MAX,
+    "status_reason_max": STATUS_REASON_MAX,
+}
 # Every page read once, now: a process renders the templates of the code it runs. Read on first
 # use and again when the file changed, a new version installed over a running one (RUNBOOK,
 # Upgrade, step 2 before the restart of step 3) had the old code render the new templates, and
@@ -267,6 +273,19 @@ def _error_text(_: Callable[[str], str], exc: AbriError) -> str:
 
 def _form_error(_: Callable[[str], str], exc: FormError) -> str:
     return _(exc.msgid) % exc.params if exc.params else _(exc.msgid)
+
+
+REASON_TOO_LONG = "The reason is too long: at most %(n)s characters."
+CALLBACK_TOO_LONG = "The contact for the shelter is too long: at most %(n)s characters."
+
+
+def _text(form: Any, name: str, limit: int, msgid: str) -> str | None:
+    """A text field, trimmed (None when empty). Longer than the API takes for it: refused
+    with ``msgid`` (the page says so, nothing written), never cut to fit without a word."""
+    value = (form.get(name) or "").strip()
+    if len(value) > limit:
+        raise FormError(msgid, field=name, n=limit)
+    return value or None
 
 
 def _page_of(request: Request[Any, Any, Any]) -> str:
@@ -1156,7 +1175,7 @@ class WebController(Controller):
             rate_check(state, actor, "hold")  # the token's budget, as on the API
             household = msgspec.json.decode(form.get("household") or "", type=Household)
             minutes = _int(form.get("minutes"), 15, 960, "Minutes: from %(lo)s to %(hi)s.")
-            callback = (form.get("callback") or "").strip()[:200] or None
+            callback = _text(form, "callback", CALLBACK_MAX, CALLBACK_TOO_LONG)
             key = form.get("idem") or ""
             if not re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", key):
                 raise FormError("Please check the form.")
@@ -1315,7 +1334,7 @@ class WebController(Controller):
             hours = _int(
                 form.get("hours"), 1, standing_service.MAX_MINUTES // 60, STANDING_HOURS_MSG
             )
-            callback = (form.get("callback") or "").strip()[:200] or None
+            callback = _text(form, "callback", CALLBACK_MAX, CALLBACK_TOO_LONG)
             key = form.get("idem") or ""
             if not re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", key):
                 raise FormError("Please check the form.")
@@ -1527,12 +1546,12 @@ class WebController(Controller):
         now = state.clock.now()
         _ = i18n.translator(_lang(request))
         status = form.get("status") or ""
-        reason = (form.get("reason") or "").strip()[:500] or None
+        reason = (form.get("reason") or "").strip()
         here = f"status-{facility_id}"
         typed = {
             "facility_id": facility_id,
             "status": status,
-            "reason": reason or "",
+            "reason": reason,
             "until_date": (form.get("until_date") or "").strip()[:10],
             "until_time": (form.get("until_time") or "").strip()[:8],
             "compromised": status == COMPROMISED,
@@ -1546,6 +1565,7 @@ class WebController(Controller):
                     )
             elif status not in WEB_STATUSES:
                 raise FormError("Please check the form.")
+            given = _text(form, "reason", STATUS_REASON_MAX, REASON_TOO_LONG)
             opening = status == "open"
             # the API's path: a compromised location declines the holds still held there
             await holds_service.set_facility_status(
@@ -1553,7 +1573,7 @@ class WebController(Controller):
                 facility_id,
                 StatusChange(
                     status=status,  # type: ignore[arg-type]
-                    reason=None if opening else reason,
+                    reason=None if opening else given,
                     until=None if opening or status == COMPROMISED else until_from_form(form),
                 ),
                 actor=actor,
@@ -1626,7 +1646,10 @@ class WebController(Controller):
         form = await request.form()
         state = request.app.state
         now = state.clock.now()
-        reason = (form.get("reason") or "").strip()[:500] or None
+        try:
+            reason = _text(form, "reason", HOLD_REASON_MAX, REASON_TOO_LONG)
+        except FormError as exc:
+            return await self._staff_error(request, ws, 422, error=(None, _form_error(_, exc)))
         if target == "declined" and not reason:
             return await self._staff_error(
                 request, ws, 422, error=(None, _("Give a reason for declining."))

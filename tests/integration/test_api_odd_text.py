@@ -99,3 +99,39 @@ async def test_a_nul_character_in_a_csv_import_is_refused_alike_on_both_database
     assert r.status_code == 422 and r.json()["code"] == "invalid-input", r.text
     assert r.json()["detail"] == NUL_DETAIL
     assert await _count(world, Facility) == 0
+
+
+async def test_a_text_over_its_limit_is_a_422_naming_field_and_limit_never_cut(
+    client: AsyncClient, world: World
+) -> None:
+    """The API's limits on free texts are in its schema, and a longer text is refused with
+    the field and the limit (the web pages used to cut the same texts without a word; they
+    now take the same lengths: tests/integration/test_web_hostile_forms.py)."""
+    schema = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    limits = {
+        (name, prop): spec.get("maxLength")
+        for name, s in schema.items()
+        for prop, spec in (s.get("properties") or {}).items()
+    }
+    assert limits[("StatusChange", "reason")] == 2000
+    assert limits[("HoldCreate", "callback")] == 200
+    assert limits[("StandingCreate", "callback")] == 200
+    assert limits[("HoldDecline", "reason")] == 500
+
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    pool_ref = w["ixl"].pools[0].ref  # type: ignore[attr-defined]
+    staff = bearer(str(w["staff"]))
+    url = f"/staff/facilities/{fid}/status"
+    r = await client.put(url, json={"status": "reduced", "reason": "R" * 2001}, headers=staff)
+    assert r.status_code == 422 and r.json()["field"] == "reason", r.text
+    assert "<= 2000" in r.json()["detail"]
+    r = await client.put(url, json={"status": "reduced", "reason": "R" * 2000}, headers=staff)
+    assert r.status_code == 200 and r.json()["statusReason"] == "R" * 2000
+
+    helpline = {**bearer(str(w["helpline"])), "Idempotency-Key": "odd-text-hold-0002"}
+    hold = {"poolRef": pool_ref, "need": "ipv", "household": WOMAN_ALONE}
+    r = await client.post("/holds", json={**hold, "callback": "C" * 201}, headers=helpline)
+    assert r.status_code == 422 and r.json()["field"] == "callback", r.text
+    assert "<= 200" in r.json()["detail"]
+    assert await _count(world, Hold) == 0

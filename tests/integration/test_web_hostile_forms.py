@@ -4,13 +4,15 @@ says why, in the user's language, with a 4xx status, and nothing written."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from capacity.models import Hold, StaffLink
+from capacity.models import Hold, StaffLink, StandingRequest
 from tests.browser.web_helpers import csrf_of, post_form, seed_world, web_sign_in
 from tests.conftest import World, bearer
 from tests.integration.test_web_pages import FAMILY_FORM, hold_form
@@ -137,3 +139,74 @@ async def test_a_nul_character_sent_to_the_api_is_refused_not_an_internal_error(
     assert r.status_code == 422 and r.json()["code"] == "invalid-input", r.text
     api = await client.get(f"/staff/facilities/{fid}", headers=staff)
     assert api.json()["status"] == "open" and api.json()["statusReason"] is None
+
+
+async def test_a_text_over_its_limit_is_refused_with_a_page_not_cut(
+    client: AsyncClient, world: World
+) -> None:
+    """A status reason, a hold's callback, a standing request's callback or a decline's
+    reason longer than its field (a script filling the form, a browser without maxlength) was
+    stored cut at 500 or 200 characters without a word, and a status reason the API takes
+    whole (up to 2000) was cut at 500 by the page. Now the page takes what the API takes and
+    says when a text is too long, nothing written."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    staff = bearer(str(w["staff"]))
+    await web_sign_in(client, str(w["staff"]))
+    page = await client.get("/web/staff")
+    assert f'id="status-reason-{fid}" name="reason" maxlength="2000"' in page.text
+    r = await post_form(
+        client, "/web/staff", f"/web/staff/facilities/{fid}/status",
+        {"status": "reduced", "reason": "R" * 2001},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text[:300]
+    assert "Le motif est trop long : 2000 caractères au maximum." in r.text
+    api = await client.get(f"/staff/facilities/{fid}", headers=staff)
+    assert api.json()["status"] == "open" and api.json()["statusReason"] is None
+    r = await post_form(
+        client, "/web/staff", f"/web/staff/facilities/{fid}/status",
+        {"status": "reduced", "reason": "R" * 2000},
+    )  # fmt: skip
+    assert r.status_code == 303, r.text[:300]
+    api = await client.get(f"/staff/facilities/{fid}", headers=staff)
+    assert api.json()["statusReason"] == "R" * 2000  # whole, as the API would keep it
+    await post_form(client, "/web/staff", f"/web/staff/facilities/{fid}/status", {"status": "open"})
+
+    await web_sign_in(client, str(w["helpline"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    fields = hold_form(r.text)
+    r = await client.post("/web/console/hold", data={**fields, "callback": "C" * 201})
+    assert r.status_code == 422, r.text[:300]
+    assert "Le contact pour le lieu d&#39;accueil est trop long : 200 caractères au maximum." in (
+        r.text
+    )
+    assert await _count(world, Hold) == 0
+    search = {"household": {"adults": [{"gender": "female"}]}, "need": "ipv"}
+    page = await client.get("/web/console")
+    r = await client.post(
+        "/web/console/standing",
+        data={
+            "csrf": csrf_of(page.text),
+            "search": json.dumps(search),
+            "hours": "2",
+            "idem": "web-standing-too-long-1",
+            "callback": "C" * 201,
+        },
+    )
+    assert r.status_code == 422 and "200 caractères au maximum" in r.text, r.text[:300]
+    assert await _count(world, StandingRequest) == 0
+    r = await client.post("/web/console/hold", data={**fields, "callback": "C" * 200})
+    assert r.status_code == 303 and await _count(world, Hold) == 1
+
+    await web_sign_in(client, str(w["staff"]))
+    page = await client.get("/web/staff")
+    ref = re.search(r'action="/web/staff/holds/([^/"]+)/decline"', page.text)
+    assert ref, page.text
+    r = await client.post(
+        f"/web/staff/holds/{ref.group(1)}/decline",
+        data={"csrf": csrf_of(page.text), "reason": "D" * 501},
+    )
+    assert r.status_code == 422, r.text[:300]
+    assert "Le motif est trop long : 500 caractères au maximum." in r.text
+    async with world.db.read() as s:
+        assert await s.scalar(select(Hold.state)) == "held"

@@ -20,11 +20,13 @@ from api.web import i18n, reasons
 from api.web.controllers import (
     AGE_MSG,
     AVOID_KM_MSG,
+    CALLBACK_TOO_LONG,
     DEFAULT_AVOID_KM,
     ERROR_TEXT,
     KM_MSG,
     LABELS,
     LINK_HOURS_MSG,
+    REASON_TOO_LONG,
     STANDING_HOURS_MSG,
     STATUS_MSGIDS,
 )
@@ -343,6 +345,7 @@ def _msgids() -> set[str]:
 
     ids.update(REQUESTER_LABELS.values())
     ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG, STANDING_HOURS_MSG))
+    ids.update((REASON_TOO_LONG, CALLBACK_TOO_LONG))
     ids.update(STATUS_MSGIDS)
     ids.update(reasons.MSGIDS)
     return ids
