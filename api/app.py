@@ -38,7 +38,7 @@ from api.admin.controllers import AdminController
 from api.admin.schemas import IMPORT_CSV_EXAMPLE
 from api.areas.controllers import AreasController
 from api.auth import PUBLIC_PATHS, AuthCache, BearerAuthMiddleware
-from api.body import AbriRequest
+from api.body import AbriRequest, refuse_nul_in_query
 from api.deps import DEPENDENCIES
 from api.docs import swagger_assets, swagger_plugin
 from api.errors import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, PROBLEM_STATUSES
@@ -498,7 +498,9 @@ def create_app(
         state=state,
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        request_class=AbriRequest,  # a NUL in any JSON text: one 422 on both databases
+        # a NUL in any JSON text or query parameter: one 422 on both databases
+        request_class=AbriRequest,
+        before_request=refuse_nul_in_query,
         # no method skips the bearer check (litestar skips OPTIONS by default, and the role
         # guards then found no caller: a 500 for every OPTIONS on an API route)
         middleware=[

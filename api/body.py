@@ -55,3 +55,14 @@ class AbriRequest(Request[Any, Any, Any]):
                     f"{where}: {NUL_IN_TEXT}" if where else NUL_IN_TEXT, field=where or None
                 )
         return value
+
+
+async def refuse_nul_in_query(request: Request[Any, Any, Any]) -> None:
+    """The same for the query string of an API route (``?action=a%00b`` was an empty answer
+    on SQLite and a refusal from PostgreSQL's driver): named by its parameter. The web pages
+    answer their own forms and links with a page."""
+    if request.url.path.startswith("/web/"):
+        return
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInput(f"{name}: {NUL_IN_TEXT}", field=name)

@@ -135,3 +135,18 @@ async def test_a_text_over_its_limit_is_a_422_naming_field_and_limit_never_cut(
     assert r.status_code == 422 and r.json()["field"] == "callback", r.text
     assert "<= 200" in r.json()["detail"]
     assert await _count(world, Hold) == 0
+
+
+async def test_a_nul_character_in_a_query_parameter_is_refused_alike_on_both_databases(
+    client: AsyncClient, world: World
+) -> None:
+    """``GET /admin/audit?action=a%00b``: an empty list on SQLite, a 422 from PostgreSQL's
+    driver. Both now refuse it by the parameter's name, before any query runs."""
+    from tests.integration.test_admin_api import _admin
+
+    h = bearer(await _admin(world))
+    for name in ("action", "objectType", "objectId"):
+        r = await client.get(f"/admin/audit?{name}=a%00b", headers=h)
+        _refused(r, name)
+    r = await client.get("/admin/audit?action=facility.created", headers=h)
+    assert r.status_code == 200, r.text
