@@ -404,3 +404,26 @@ async def test_only_the_facilitys_own_staff_report_it_compromised_from_the_page(
     assert await _status_audits(world, fid) == []
     assert await _states(client, police, [ref]) == ["held"]
     assert await _api_status(client, str(w["staff"]), fid) == ("open", None, None)
+
+
+async def test_the_compromised_form_takes_a_reason_as_long_as_the_api_does(
+    client: AsyncClient, world: World
+) -> None:
+    """The form reporting a compromised location kept ``maxlength="500"`` when the status
+    reason grew to the API's 2000 characters: a browser silently cuts a longer paste at 500,
+    what the other status form and the API keep whole."""
+    from capacity.commands import STATUS_REASON_MAX
+
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id  # type: ignore[attr-defined]
+    await web_sign_in(client, str(w["staff"]))
+    page = await client.get("/web/staff")
+    card = _card(page.text, fid)
+    (reason,) = re.findall(r'<input id="compromised-reason-\d+"[^>]*>', card)
+    assert f'maxlength="{STATUS_REASON_MAX}"' in reason, reason
+    url = f"/web/staff/facilities/{fid}/status"
+    long = "R" * STATUS_REASON_MAX
+    report = {"status": "location_compromised", "reason": long, "confirm": "yes"}
+    r = await client.post(url, data={"csrf": csrf_of(page.text), **report})
+    assert r.status_code == 303, r.text[:300]
+    assert await _api_status(client, str(w["staff"]), fid) == ("location_compromised", long, None)
