@@ -1103,7 +1103,7 @@ async def _open(
 
 
 def _in_scope(view: HoldView, actor: Actor, side: str) -> bool:
-    if actor.is_admin:
+    if actor.is_admin or actor is SYSTEM:  # SYSTEM: Abri's own jobs, never a request's actor
         return True
     if side == "requester":
         return view.requester_operator_id == actor.operator_id
@@ -1234,6 +1234,26 @@ async def decline_held_at(
         except (IllegalTransition, NotFound):  # moved or expired meanwhile (HoldExpired too)
             continue
         declined.append(done.view)
+    return declined
+
+
+async def decline_held_at_compromised(db: Database, *, now: datetime) -> int:
+    """Decline the holds still held at facilities whose location is compromised, as Abri's
+    (the expiry job). The status change and its declines (``set_facility_status``) are two
+    transactions: a process that died between them left households on their way there.
+    (No hold is granted there after the change: the grant re-reads the status.)"""
+    async with db.read() as s:
+        ids = list(
+            await s.scalars(
+                select(Hold.facility_id)
+                .join(Facility, Facility.id == Hold.facility_id)
+                .where(is_held(), Facility.status == "location_compromised")
+                .distinct()
+            )
+        )
+    declined = 0
+    for facility_id in ids:
+        declined += len(await decline_held_at(db, facility_id, actor=SYSTEM, now=now))
     return declined
 
 

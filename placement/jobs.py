@@ -1,5 +1,6 @@
 """Scheduled placement jobs: expire due holds (the sweeper tidies and notifies; correctness
-never depends on it, see holds_service)."""
+never depends on it, see holds_service), and decline what a crash left held at a compromised
+location."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 from capacity import retention
 from ops.scheduler import JobContext, job, run_early
 from placement import standing_service
-from placement.holds_service import expire_due_holds, next_deadline
+from placement.holds_service import decline_held_at_compromised, expire_due_holds, next_deadline
 
 
 @job("expire_holds", seconds=30)
@@ -18,6 +19,8 @@ async def expire_holds(ctx: JobContext) -> int:
     Searches then see the place free within their index refresh, and a request waiting in
     line gets it at once."""
     now = ctx.clock.now()
+    # a status route that died between a compromised report and its declines
+    await decline_held_at_compromised(ctx.db, now=now)
     freed = await standing_service.expire_and_offer(ctx.db, ctx.settings, now)
     upcoming = await next_deadline(ctx.db)
     if upcoming is not None:

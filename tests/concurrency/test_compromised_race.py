@@ -11,12 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from capacity import registry
 from capacity.audit import Actor
 from capacity.commands import PoolCreate, StatusChange
-from capacity.models import Facility, Hold
+from capacity.models import AuditEntry, Facility, Hold
+from capacity.settings import Settings
+from ops.scheduler import JobContext
 from placement import holds_service
 from placement.errors import NotAdmitting
 from placement.household import Adult, Household
+from placement.jobs import expire_holds
 from tests.conftest import World
 
 pytestmark = pytest.mark.concurrency
@@ -122,3 +126,32 @@ async def test_a_grant_under_way_while_the_report_commits_is_refused(
     outcomes = await asyncio.wait_for(asyncio.gather(*attempts), 20)
     assert outcomes == ["refused", "refused"]
     assert await _held_at(world, facility_id) == 1  # the first one, granted before
+
+
+async def test_the_expiry_job_declines_holds_a_crash_left_held_at_a_compromised_place(
+    world: World, settings: Settings
+) -> None:
+    """The status change and its declines are two transactions: a process that dies between
+    them leaves households on their way to a compromised refuge. The expiry job (every 30 s)
+    declines what it finds held there, as the status route would have, audited as Abri's."""
+    facility_id, pool_ref, police = await _place(world)
+    assert await _hold(world, pool_ref, police, "before-crash-01") == "granted"
+    async with world.db.read() as s:
+        operator_id = await s.scalar(select(Facility.operator_id).where(Facility.id == facility_id))
+    staff = Actor(operator_id=operator_id, role="staff", operator_kind="shelter_operator")
+    # the status committed; the process died before declining
+    await registry.set_status(
+        world.db, facility_id, COMPROMISED, actor=staff, now=world.clock.now()
+    )
+    assert await _held_at(world, facility_id) == 1
+    await expire_holds(JobContext(world.db, world.clock, settings, world.cipher))
+    assert await _held_at(world, facility_id) == 0
+    async with world.db.read() as s:
+        hold = (await s.execute(select(Hold.state, Hold.close_reason))).one()
+        roles = (
+            await s.scalars(
+                select(AuditEntry.actor_role).where(AuditEntry.action == "hold.declined")
+            )
+        ).all()
+    assert hold.state == "declined" and hold.close_reason == holds_service.COMPROMISED_REASON
+    assert roles == ["system"]
