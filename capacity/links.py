@@ -4,8 +4,9 @@ A coordinator (staff of the facility's operator, or an admin) issues a link for 
 with an expiry (default 12 h, at most 7 days) and a label. The clear secret is returned once;
 only its SHA-256 is stored (256 random bits, as for tokens). Opening the link exchanges it,
 once, for a web session limited to that facility: update its pools' counts, confirm
-"still accurate" and mark the holds on it arrived or no-show (``api/web/links.py``) — no
-household data, no address, no other facility.
+"still accurate", mark the holds on it arrived, no-show or departed, and report its location
+compromised (never lift it; ``api/web/links.py``) — no household data, no address, no other
+facility, no other status.
 
 The session lasts at most the night (the web session's 12 h absolute limit), never beyond the
 link's expiry, and ends as soon as the link is revoked. A second exchange of the same secret is
@@ -367,6 +368,20 @@ def hold_action_audit(scope: LinkScope, hold_ref: str, target: str) -> dict[str,
         "object_id": scope.link_id,
         "facility_id": scope.facility_id,
         "detail": {"hold": hold_ref},
+    }
+
+
+def status_audit(scope: LinkScope) -> dict[str, Any]:
+    """Which link reported its facility's location compromised (the status's own audit row
+    names the role, not the link): the entry ``registry.set_status`` writes in the change's
+    transaction (``also_audit``). No reason here: the status's row keeps it, and the retention
+    purge clears it there."""
+    return {
+        "action": "staff_link.status",
+        "object_type": "staff_link",
+        "object_id": scope.link_id,
+        "facility_id": scope.facility_id,
+        "detail": {"to": "location_compromised"},
     }
 
 

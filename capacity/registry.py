@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -796,11 +796,14 @@ async def set_status(
     now: datetime,
     operator_scope: int | None = None,
     refuse_from: Collection[str] = (),
+    also_audit: Mapping[str, Any] | None = None,
 ) -> FacilityView:
     """Change a facility's operational status. ``location_compromised`` stops new placements at
     once (the matcher never offers it) and raises an alert for admins. A facility whose current
     status is in ``refuse_from`` is left as it is (``Conflict``). The row is locked before it is
-    read, so that check and the audit's "from" see a status set meanwhile by someone else."""
+    read, so that check and the audit's "from" see a status set meanwhile by someone else.
+    ``also_audit``: one more audit entry (``audit.record``'s keywords but ``actor`` and ``at``)
+    in the change's own transaction, e.g. which one-time link reported it."""
     check_future(cmd.until, now, "until", UNTIL_IN_PAST)
     if cmd.until is not None and cmd.status not in LAPSING_STATUSES:
         # kept and never used: the place would not reopen, nor anything else happen then
@@ -837,6 +840,8 @@ async def set_status(
                 "until": utc_iso(cmd.until) if cmd.until else None,
             },
         )
+        if also_audit is not None:
+            await audit.record(s, actor=actor, at=now, **also_audit)
         if cmd.status == "location_compromised" and previous != "location_compromised":
             s.add(
                 Alert(

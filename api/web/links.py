@@ -7,7 +7,9 @@ small script moves it into a form field and strips it from the address bar; tapp
 POSTs it (with the CSRF token), so a chat app's link preview, which only GETs, cannot use the
 link up. The exchange (``capacity.links.exchange``) succeeds once and answers with a redirect to
 ``/web/link``, a URL without the secret. Counts go through ``capacity.links`` (the same
-availability service as the staff page, limited to the link's facility).
+availability service as the staff page, limited to the link's facility). "Report the location
+compromised" is the staff page's form and path (``holds_service.set_facility_status``), for the
+link's facility only, and never lifts it: no other status is set from here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from api.schemas import pool_read
 from api.web import i18n
 from api.web import session as sess
 from api.web.controllers import (
+    COMPROMISED,
+    REASON_TOO_LONG,
+    STATUS_MSGIDS,
     FormError,
     _error_text,
     _forbidden,
@@ -35,6 +40,7 @@ from api.web.controllers import (
     _now,
     _redirect,
     _render,
+    _text,
     counts_from_form,
     has_nul,
     local_when,
@@ -42,8 +48,8 @@ from api.web.controllers import (
     soonest_first,
 )
 from capacity import links
-from capacity.commands import AvailabilityUpdate
-from capacity.errors import AbriError, NotFound, RateLimited
+from capacity.commands import STATUS_REASON_MAX, AvailabilityUpdate, StatusChange
+from capacity.errors import AbriError, Conflict, InvalidInput, NotFound, RateLimited
 from placement import holds_service, standing_service
 from placement.errors import BadReference
 
@@ -60,6 +66,8 @@ NOTICES = {
     "arrived": "Marked as arrived.",
     "no_show": "Marked as no-show: the places are free again.",
     "departed": "Marked as departed: its places are free again.",
+    "compromised": "Location reported compromised: no new placements, the households on their "
+    "way were declined and their requesters told not to come, and the administrators alerted.",
 }
 
 
@@ -178,6 +186,8 @@ class LinkPageController(Controller):
             "error": None,
             "arrival_error": None,
             "typed_code": None,
+            "status_error": None,
+            "typed_reason": None,
             **ctx,
         }
         return _render(
@@ -185,7 +195,7 @@ class LinkPageController(Controller):
             ws,
             "link.html",
             status=status,
-            facility={"alias": fac.alias, "status": fac.status},
+            facility={"id": fac.id, "alias": fac.alias, "status": fac.status},
             pools=pools,
             arriving=arriving,
             in_house=in_house,
@@ -273,6 +283,60 @@ class LinkPageController(Controller):
                 return await self._page(request, ws, 409, conflict=(pool_id, _error_text(_, exc)))
             return await self._page(request, ws, exc.status, error=(pool_id, _error_text(_, exc)))
         return _redirect(request, ws, f"/web/link?ok=saved#pool-{pool_id}")
+
+    @post("/facilities/{facility_id:int}/status")
+    async def report_compromised(
+        self, facility_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """The night worker at the door sees the partner outside: report the link's own
+        facility's location compromised, with a reason and the box ticked that confirms it
+        (without it, nothing changes). The staff page's path: no new placements, the holds
+        still held there declined and their requesters told, an alert for admins; audited as
+        the link's (which link, in the same transaction). Only that status, and never lifted:
+        a facility already compromised is answered as it is. Another facility's id is 404."""
+        ws, stop = await _link_guard(request)
+        if stop:
+            return stop
+        assert ws.link is not None
+        state = request.app.state
+        now = state.clock.now()
+        _ = i18n.translator(_lang(request))
+        if facility_id != ws.link.facility_id:  # the operator's other places too: not here
+            return await self._page(request, ws, 404, error=(None, _("Not found.")))
+        form = await request.form()
+        typed = (form.get("reason") or "").strip()
+        try:
+            if form.get("status") != COMPROMISED:  # no other status from a link
+                raise FormError("Please check the form.")
+            if form.get("confirm") != "yes":
+                raise FormError(
+                    "Tick the box to confirm that the location is compromised. Nothing was changed."
+                )
+            reason = _text(form, "reason", STATUS_REASON_MAX, REASON_TOO_LONG)
+            await holds_service.set_facility_status(
+                state.db,
+                ws.link.facility_id,
+                StatusChange(status=COMPROMISED, reason=reason),
+                actor=ws.link.actor,
+                now=now,
+                operator_scope=ws.link.actor.operator_id,
+                refuse_from=(COMPROMISED,),  # a link never lifts it
+                also_audit=links.status_audit(ws.link),
+            )
+        except FormError as exc:
+            return await self._page(
+                request, ws, 422, status_error=_form_error(_, exc), typed_reason=typed
+            )
+        except NotFound:
+            return await self._page(request, ws, 404, error=(None, _("Not found.")))
+        except (InvalidInput, Conflict) as exc:
+            text = _(exc.detail) if exc.detail in STATUS_MSGIDS else _error_text(_, exc)
+            return await self._page(request, ws, exc.status, status_error=text, typed_reason=typed)
+        except AbriError as exc:
+            return await self._page(
+                request, ws, exc.status, status_error=_error_text(_, exc), typed_reason=typed
+            )
+        return _redirect(request, ws, "/web/link?ok=compromised#status")
 
     @post("/arrived")
     async def arrived(self, request: Request[Any, Any, Any]) -> Response[Any]:

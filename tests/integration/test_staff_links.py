@@ -513,7 +513,7 @@ async def test_a_staff_session_cannot_open_the_link_page(client: AsyncClient, wo
 def _link_msgids() -> set[str]:
     root = Path(i18n.__file__).parent
     ids: set[str] = set()
-    for name in ("link.html", "link_open.html", "_pool_card.html"):
+    for name in ("link.html", "link_open.html", "_pool_card.html", "_compromised.html"):
         ids.update(
             re.findall(r'_\(\s*"((?:[^"\\]|\\.)*)"\s*\)', (root / "templates" / name).read_text())
         )
