@@ -87,6 +87,9 @@ WEB_STATUSES = ("open", "closed_to_admissions", "reduced", "suspended")
 COMPROMISED = "location_compromised"
 #: The registry's own messages for a status change, shown translated on the staff page.
 STATUS_MSGIDS = (registry.REASON_REQUIRED, registry.UNTIL_IN_PAST, registry.STATUS_KEPT)
+#: Why a hold ended, in Abri's own words (not the staff's): shown in the reader's language.
+#: The one for a compromised location is shown as an alert (do not go there).
+CLOSE_REASON_MSGIDS = (holds_service.COMPROMISED_REASON,)
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -338,6 +341,9 @@ def _render(
         page_mark=sess.page_mark(ws.data) if ws.actor else "",
         here=_page_of(request),
         labels=LABELS,
+        # why a hold ended: Abri's own words translated, the staff's as they wrote them
+        close_reason_text=lambda r: _(r) if r in CLOSE_REASON_MSGIDS else r,
+        compromised_reason=holds_service.COMPROMISED_REASON,
         # Abri's time as the page is drawn: the countdowns run on it, not on the device's
         # clock (a patrol car's tablet minutes slow showed a hold as lasting longer than it did)
         server_now=request.app.state.clock.now().isoformat(),

@@ -21,6 +21,7 @@ from api.web.controllers import (
     AGE_MSG,
     AVOID_KM_MSG,
     CALLBACK_TOO_LONG,
+    CLOSE_REASON_MSGIDS,
     DEFAULT_AVOID_KM,
     ERROR_TEXT,
     KM_MSG,
@@ -347,6 +348,7 @@ def _msgids() -> set[str]:
     ids.update((AGE_MSG, KM_MSG, LINK_HOURS_MSG, AVOID_KM_MSG, STANDING_HOURS_MSG))
     ids.update((REASON_TOO_LONG, CALLBACK_TOO_LONG))
     ids.update(STATUS_MSGIDS)
+    ids.update(CLOSE_REASON_MSGIDS)
     ids.update(reasons.MSGIDS)
     return ids
 
