@@ -68,7 +68,7 @@ from capacity.models import Alert
 from capacity.settings import Settings
 from capacity.templates import TEMPLATES
 from clients import webhooks
-from placement import holds_service
+from placement import holds_service, standing_service
 
 
 def _webhook_read(v: webhooks.EndpointView) -> WebhookRead:
@@ -332,6 +332,9 @@ class AdminController(Controller):
         now = clock.now()
         # a compromised location declines the holds still held there (households on their way)
         view = await holds_service.set_facility_status(db, facility_id, data, actor=actor, now=now)
+        # lifted or reopened: the oldest request in line gets it before any search (as a
+        # reopening by the staff does)
+        await standing_service.run_round(db, settings, now=now)
         return facility_detail(view, settings, now)
 
     @get("/facilities/{facility_id:int}/address", summary="Read the address (audited)")

@@ -93,3 +93,46 @@ async def test_the_police_hold_page_says_do_not_go_there_in_the_officers_languag
         console = await client.get("/web/console")
         ended = _text(console.text.split('id="ended-holds"')[1].split("</section>")[0])
         assert ref in ended and said in ended, (lang, ended)
+
+
+async def test_the_admins_lift_gives_the_place_to_the_oldest_request_in_line_at_once(
+    client: AsyncClient, world: World, night: dict[str, Any]
+) -> None:
+    """While the location is compromised the helpline's request in line is never offered the
+    refuge, though its places are free (the holds on their way were declined). When the
+    admin lifts it, the request in line got nothing until the worker's next round, and a
+    search in those seconds could take the place first; a reopening by the staff (page or
+    API) already served the line at once. The admin's lift now does too."""
+    police = await _hold(client, night["police"], night["pool"], "night-police-2")
+    others = [
+        await _hold(client, night["helpline"], night["pool"], f"night-full-{i}") for i in (1, 2)
+    ]
+    r = await client.post(f"/staff/holds/{others[0]}/arrived", headers=bearer(night["staff"]))
+    assert r.status_code == 200, r.text
+    line = await client.post(
+        "/standing-requests",
+        json={"search": {"household": ONE_WOMAN, "need": "ipv"}, "minutes": 720},
+        headers={**bearer(night["helpline"]), "Idempotency-Key": "night-line-1"},
+    )
+    assert line.status_code == 201 and line.json()["state"] == "waiting", line.text
+    sref = line.json()["ref"]
+    world.clock.advance(minutes=2)
+    await _report(client, night)  # declines the two on their way: two beds free at R
+    for ref in (police, others[1]):
+        hold = await client.get(
+            f"/holds/{ref}", headers=bearer(night["helpline"] if ref != police else night["police"])
+        )
+        assert hold.json()["state"] == "declined"
+    waiting = await client.get(f"/standing-requests/{sref}", headers=bearer(night["helpline"]))
+    assert waiting.json()["state"] == "waiting", waiting.text  # never offered R
+
+    world.clock.advance(minutes=30)
+    r = await client.put(
+        f"/admin/facilities/{night['facility']}/status",
+        headers=bearer(night["admin"]),
+        json={"status": "open"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "open", r.text
+    offered = await client.get(f"/standing-requests/{sref}", headers=bearer(night["helpline"]))
+    assert offered.json()["state"] == "offered", offered.text
+    assert offered.json()["hold"]["place"]["alias"] == "Refuge R"
