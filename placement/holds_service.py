@@ -288,8 +288,10 @@ async def _event(
         await tx.run(_OUTBOX, requester_operator_id, kind, tx.json(message), at)
 
 
+#: Why an expired hold ended, in Abri's words (the web pages translate it).
+EXPIRED_REASON = "deadline passed"
 _EXPIRE = (
-    "UPDATE holds SET state = 'expired', closed_at = $2, close_reason = 'deadline passed'"
+    f"UPDATE holds SET state = 'expired', closed_at = $2, close_reason = '{EXPIRED_REASON}'"
     " WHERE pool_id = $1 AND state = 'held' AND deadline <= $2"
     " RETURNING id, ref, units, facility_id, requester_operator_id, deadline"
 )

@@ -454,10 +454,19 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                 # Cancelled or expired meanwhile: give the place back to the next in line.
                 with contextlib.suppress(IllegalTransition):
                     await holds_service.transition(
-                        db, hold.ref, "released", actor=actor, now=now, reason="standing closed"
+                        db,
+                        hold.ref,
+                        "released",
+                        actor=actor,
+                        now=now,
+                        reason=STANDING_CLOSED_REASON,
                     )
             break
     return offered
+
+
+#: Why a hold made for a waiting request that closed meanwhile was given back (Abri's words).
+STANDING_CLOSED_REASON = "standing closed"
 
 
 async def _closed_without_offer(db: Database, standing_id: int) -> bool:

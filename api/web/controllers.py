@@ -89,7 +89,11 @@ COMPROMISED = "location_compromised"
 STATUS_MSGIDS = (registry.REASON_REQUIRED, registry.UNTIL_IN_PAST, registry.STATUS_KEPT)
 #: Why a hold ended, in Abri's own words (not the staff's): shown in the reader's language.
 #: The one for a compromised location is shown as an alert (do not go there).
-CLOSE_REASON_MSGIDS = (holds_service.COMPROMISED_REASON,)
+CLOSE_REASON_MSGIDS = (
+    holds_service.COMPROMISED_REASON,
+    holds_service.EXPIRED_REASON,
+    standing_service.STANDING_CLOSED_REASON,
+)
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),

@@ -12,6 +12,7 @@ import pytest
 from httpx import AsyncClient
 
 from capacity.commands import PoolCreate
+from placement import holds_service
 from tests.browser.web_helpers import web_sign_in
 from tests.conftest import World, bearer
 
@@ -136,3 +137,17 @@ async def test_the_admins_lift_gives_the_place_to_the_oldest_request_in_line_at_
     offered = await client.get(f"/standing-requests/{sref}", headers=bearer(night["helpline"]))
     assert offered.json()["state"] == "offered", offered.text
     assert offered.json()["hold"]["place"]["alias"] == "Refuge R"
+
+
+async def test_an_expired_holds_reason_is_in_the_officers_language(
+    client: AsyncClient, world: World, night: dict[str, Any]
+) -> None:
+    """Abri's own reason for an expiry ("deadline passed") was English on every console."""
+    ref = await _hold(client, night["police"], night["pool"], "night-police-2")
+    world.clock.advance(minutes=91)  # past the police hold's 90 minutes
+    await holds_service.expire_due_holds(world.db, world.clock.now())  # the sweeper came
+    await web_sign_in(client, night["police"])
+    for lang, said in {"fr": "délai dépassé", "nl": "termijn verstreken", "de": "Frist"}.items():
+        client.headers["Accept-Language"] = lang
+        page = _text((await client.get(f"/web/console/holds/{ref}")).text)
+        assert said in page and "deadline passed" not in page, (lang, page)
