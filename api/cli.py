@@ -10,15 +10,16 @@ import argparse
 import asyncio
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from capacity import migrate, registry
 from capacity.audit import CLI
 from capacity.clock import SystemClock
-from capacity.commands import FacilityCreate, PoolCreate
+from capacity.commands import FacilityCreate, FacilityStatus, PoolCreate, StatusChange
 from capacity.crypto import AddressCipher
 from capacity.db import Database, is_sqlite
 from capacity.errors import AbriError
@@ -337,6 +338,8 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
         if zone is not None:
             _say(f"warning: {tells_zone_message(zone)}")
         print(view.facility.id)
+    elif args.action == "status":
+        return _set_status(args, settings)
     elif args.action == "templates":
         for t in TEMPLATES.values():
             print(f"{t.name}\t{t.kind}\t{t.title}")
@@ -356,6 +359,49 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{f.id}\t{f.kind}\t{f.status}\t{f.municipality_nis}\t{v.operator.name}\t{f.alias}"
             )
+    return 0
+
+
+def _set_status(args: argparse.Namespace, settings: Settings) -> int:
+    """``abri facility status ID|REF STATUS``: the admin route's path
+    (``holds_service.set_facility_status``: a compromised location declines the holds on
+    their way; an admin may lift it), then the standing-request round a reopening starts,
+    audited as the command line's."""
+    from placement import holds_service, standing_service
+
+    until = None
+    if args.until is not None:
+        try:
+            until = datetime.fromisoformat(args.until.strip())
+        except ValueError:
+            until = None
+        if until is None or until.tzinfo is None:
+            _say(
+                f"error: --until {args.until!r}: a date and time with its time zone, "
+                "e.g. 2027-01-15T08:00+01:00; nothing was changed"
+            )
+            return 2
+    cmd = msgspec.convert(
+        {"status": args.status, "reason": args.reason, "until": until},
+        StatusChange,
+    )
+    now = SystemClock().now()
+
+    async def _set(db: Database) -> tuple[str, registry.FacilityView, int]:
+        facility_id = await registry.facility_id_of(db, args.facility)
+        before = (await registry.get_facility(db, facility_id)).facility.status
+        view = await holds_service.set_facility_status(db, facility_id, cmd, actor=CLI, now=now)
+        offered = await standing_service.run_round(db, settings, now=now)
+        return before, view, offered
+
+    before, view, offered = _run(_with_db(settings, _set))
+    f = view.facility
+    until = f" until {f.status_until:%Y-%m-%d %H:%M}Z" if f.status_until else ""
+    _say(f"facility {f.id} ({f.alias}): {before} -> {f.status}{until}")
+    if f.status == "location_compromised":
+        _say("  no new placements; holds still held there declined, their requesters told")
+    if offered:
+        _say(f"  {offered} request(s) in line offered a place")
     return 0
 
 
@@ -683,6 +729,17 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--valid-from", help="a temporary scheme's start, ISO 8601 with time zone")
     fc.add_argument(
         "--planned-end", help="a temporary scheme's planned end, ISO 8601 with time zone"
+    )
+    fs = fsub.add_parser(
+        "status",
+        help="set a facility's status as an admin does (lifts location_compromised too)",
+    )
+    fs.add_argument("facility", help="the facility's id or ref")
+    fs.add_argument("status", choices=get_args(FacilityStatus))
+    fs.add_argument("--reason", help="required unless open; seen by staff and admins only")
+    fs.add_argument(
+        "--until",
+        help="a temporary status's end, ISO 8601 with time zone; the place reopens then",
     )
     fsub.add_parser("list")
     fp = fsub.add_parser("pools", help="pools with their ids (for abri feeds add --map)")

@@ -933,6 +933,19 @@ async def get_facility(
     return views[0]
 
 
+async def facility_id_of(db: Database, name: str) -> int:
+    """A facility's id from what an admin types: its id or its ref (``NotFound`` otherwise)."""
+    name = name.strip()
+    async with db.read() as s:
+        if name.isdecimal() and len(name) < 12:
+            found = await s.scalar(select(Facility.id).where(Facility.id == int(name)))
+        else:
+            found = await s.scalar(select(Facility.id).where(Facility.ref == name))
+    if found is None:
+        raise NotFound("No such facility.")
+    return found
+
+
 async def secret_landlines(
     db: Database, facility_ids: Sequence[int] | None = None
 ) -> list[tuple[int, str, str]]:

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from capacity import audit, registry
 from capacity.areas import areas
-from capacity.audit import SYSTEM, Actor
+from capacity.audit import CLI, SYSTEM, Actor
 from capacity.clock import utc_iso
 from capacity.commands import StatusChange
 from capacity.db import Database, RawTx, UniqueViolation
@@ -1105,7 +1105,9 @@ async def _open(
 
 
 def _in_scope(view: HoldView, actor: Actor, side: str) -> bool:
-    if actor.is_admin or actor is SYSTEM:  # SYSTEM: Abri's own jobs, never a request's actor
+    # SYSTEM: Abri's own jobs; CLI: an admin at the server's shell (`abri facility status`);
+    # never a request's actor
+    if actor.is_admin or actor is SYSTEM or actor is CLI:
         return True
     if side == "requester":
         return view.requester_operator_id == actor.operator_id
