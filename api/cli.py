@@ -736,7 +736,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fs.add_argument("facility", help="the facility's id or ref")
     fs.add_argument("status", choices=get_args(FacilityStatus))
-    fs.add_argument("--reason", help="required unless open; seen by staff and admins only")
+    fs.add_argument(
+        "--reason",
+        help="required unless open, and to lift location_compromised; seen by staff and "
+        "admins only",
+    )
     fs.add_argument(
         "--until",
         help="a temporary status's end, ISO 8601 with time zone; the place reopens then",

@@ -55,8 +55,8 @@ StatusReason = Annotated[
     msgspec.Meta(
         max_length=STATUS_REASON_MAX,
         description=(
-            "Why (required unless open). Seen by the operator's staff and the administrators, "
-            "never by helplines or police."
+            "Why (required unless open, and to lift location_compromised). Seen by the "
+            "operator's staff and the administrators, never by helplines or police."
         ),
     ),
 ]

@@ -780,6 +780,10 @@ async def extend_schemes(
 #: Never ``location_compromised``: only an administrator lifts it.
 LAPSING_STATUSES: tuple[str, ...] = ("closed_to_admissions", "reduced", "suspended")
 REASON_REQUIRED = "Give a reason for this status."
+LIFT_REASON_REQUIRED = (
+    "Give a reason for lifting 'location compromised' (why the place is safe again): the "
+    "audit keeps it."
+)
 STATUS_KEPT = "This status cannot be changed here: only an administrator lifts it."
 UNTIL_NOT_LAPSING = (
     "'until' goes with a temporary status (closed to admissions, reduced, suspended), which "
@@ -803,7 +807,8 @@ async def set_status(
     status is in ``refuse_from`` is left as it is (``Conflict``). The row is locked before it is
     read, so that check and the audit's "from" see a status set meanwhile by someone else.
     ``also_audit``: one more audit entry (``audit.record``'s keywords but ``actor`` and ``at``)
-    in the change's own transaction, e.g. which one-time link reported it."""
+    in the change's own transaction, e.g. which one-time link reported it. Lifting
+    ``location_compromised`` (to any other status) needs a reason, even to ``open``."""
     check_future(cmd.until, now, "until", UNTIL_IN_PAST)
     if cmd.until is not None and cmd.status not in LAPSING_STATUSES:
         # kept and never used: the place would not reopen, nor anything else happen then
@@ -821,6 +826,13 @@ async def set_status(
             # such, no second alert, and the reason stays the one the alert quotes
             cmd = StatusChange(status=fac.status, reason=fac.status_reason, until=fac.status_until)
         previous = fac.status
+        if (
+            previous == "location_compromised"
+            and cmd.status != previous
+            and not (cmd.reason or "").strip()
+        ):
+            # an admin lifting it: the audit must say why the place is judged safe again
+            raise InvalidInput(LIFT_REASON_REQUIRED, field="reason")
         fac.status = cmd.status
         fac.status_reason = cmd.reason
         fac.status_until = cmd.until

@@ -152,3 +152,47 @@ async def test_the_command_says_what_is_wrong_and_changes_nothing(
     r = abri(db_url, "facility", "status", str(fid), "shut")
     assert r.returncode == 2 and "invalid choice" in r.stderr
     assert await _audits(world, fid, "facility.status") == []
+
+
+async def test_lifting_a_compromised_location_says_why(
+    client: AsyncClient, world: World, db_url: str, night: dict[str, Any]
+) -> None:
+    """An admin lifted `location_compromised` with `{"status": "open"}` alone, and the audit of
+    the night said `reason: null`: nobody could tell afterwards why the place was judged safe
+    again. Lifting it (to any status) now needs a reason, by the API and by the command, and
+    the audit keeps it; reopening any other status still needs none."""
+    fid = night["facility"]
+    admin = bearer(night["admin"])
+    r = await client.put(
+        f"/admin/facilities/{fid}/status",
+        headers=admin,
+        json={"status": "location_compromised", "reason": "Partner seen outside"},
+    )
+    assert r.status_code == 200, r.text
+    for body in ({"status": "open"}, {"status": "open", "reason": "  "}):
+        r = await client.put(f"/admin/facilities/{fid}/status", headers=admin, json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "invalid-input" and r.json()["field"] == "reason", r.text
+        assert "lift" in r.json()["detail"]
+    r = abri(db_url, "facility", "status", str(fid), "open")
+    assert r.returncode == 2 and "reason" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    detail = await client.get(f"/admin/facilities/{fid}", headers=admin)
+    assert detail.json()["status"] == "location_compromised"
+
+    r = await client.put(
+        f"/admin/facilities/{fid}/status",
+        headers=admin,
+        json={"status": "open", "reason": "Partner in custody; police confirm"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "open", r.text
+    lifted = (await _audits(world, fid, "facility.status"))[-1]
+    assert lifted.detail["from"] == "location_compromised"
+    assert lifted.detail["reason"] == "Partner in custody; police confirm"
+
+    # any other status is reopened as before, without a reason
+    for body in (
+        {"status": "suspended", "reason": "works"},
+        {"status": "open"},
+    ):
+        r = await client.put(f"/admin/facilities/{fid}/status", headers=admin, json=body)
+        assert r.status_code == 200, r.text

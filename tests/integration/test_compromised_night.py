@@ -131,7 +131,7 @@ async def test_the_admins_lift_gives_the_place_to_the_oldest_request_in_line_at_
     r = await client.put(
         f"/admin/facilities/{night['facility']}/status",
         headers=bearer(night["admin"]),
-        json={"status": "open"},
+        json={"status": "open", "reason": "Partner in custody"},
     )
     assert r.status_code == 200 and r.json()["status"] == "open", r.text
     offered = await client.get(f"/standing-requests/{sref}", headers=bearer(night["helpline"]))

@@ -196,7 +196,11 @@ async def test_an_alerts_free_text_reason_goes_with_the_audit_detail(world: Worl
     )
     world.clock.advance(days=89)
     await registry.set_status(
-        world.db, fac.facility.id, StatusChange(status="open"), actor=admin, now=world.clock.now()
+        world.db,
+        fac.facility.id,
+        StatusChange(status="open", reason="moved"),
+        actor=admin,
+        now=world.clock.now(),
     )
     await registry.set_status(
         world.db,

@@ -187,7 +187,9 @@ async def test_location_compromised_alerts_admins(client: AsyncClient, world: Wo
     r = await client.put(f"/staff/facilities/{fid}/status", headers=h, json={"status": "open"})
     assert r.status_code == 409 and r.json()["field"] == "status", r.text
     r = await client.put(
-        f"/staff/facilities/{fid}/status", headers=bearer(admin), json={"status": "open"}
+        f"/staff/facilities/{fid}/status",
+        headers=bearer(admin),
+        json={"status": "open", "reason": "Perpetrator in custody"},
     )
     assert r.status_code == 200 and r.json()["status"] == "open", r.text
 
