@@ -365,8 +365,8 @@ def cmd_facilities(args: argparse.Namespace, settings: Settings) -> int:
 def _set_status(args: argparse.Namespace, settings: Settings) -> int:
     """``abri facility status ID|REF STATUS``: the admin route's path
     (``holds_service.set_facility_status``: a compromised location declines the holds on
-    their way; an admin may lift it), then the standing-request round a reopening starts,
-    audited as the command line's."""
+    their way; an admin may lift it, with a reason, which acknowledges its alert), then the
+    standing-request round a reopening starts, audited as the command line's."""
     from placement import holds_service, standing_service
 
     until = None
@@ -400,6 +400,8 @@ def _set_status(args: argparse.Namespace, settings: Settings) -> int:
     _say(f"facility {f.id} ({f.alias}): {before} -> {f.status}{until}")
     if f.status == "location_compromised":
         _say("  no new placements; holds still held there declined, their requesters told")
+    elif before == "location_compromised":
+        _say("  its location_compromised alert acknowledged")
     if offered:
         _say(f"  {offered} request(s) in line offered a place")
     return 0

@@ -854,6 +854,8 @@ async def set_status(
         )
         if also_audit is not None:
             await audit.record(s, actor=actor, at=now, **also_audit)
+        if previous == "location_compromised" and cmd.status != previous:
+            await _acknowledge_compromised_alerts(s, fac.id, actor=actor, now=now, to=cmd.status)
         if cmd.status == "location_compromised" and previous != "location_compromised":
             s.add(
                 Alert(
@@ -866,6 +868,38 @@ async def set_status(
                 )
             )
     return await get_facility(db, facility_id)
+
+
+async def _acknowledge_compromised_alerts(
+    s: AsyncSession, facility_id: int, *, actor: Actor, now: datetime, to: str
+) -> None:
+    """A lifted compromised location: its open alerts are acknowledged, as ``POST
+    /admin/alerts/{id}/acknowledge`` does (by the lifting actor, one ``alert.acknowledge``
+    audit row each), so no admin acts later on a place already reopened."""
+    ids = (
+        await s.scalars(
+            update(Alert)
+            .where(
+                Alert.facility_id == facility_id,
+                Alert.kind == "location_compromised",
+                Alert.acknowledged_at.is_(None),
+            )
+            .values(acknowledged_at=now, acknowledged_by=actor.operator_id)
+            .returning(Alert.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for alert_id in sorted(ids):
+        await audit.record(
+            s,
+            actor=actor,
+            at=now,
+            action="alert.acknowledge",
+            object_type="alert",
+            object_id=alert_id,
+            facility_id=facility_id,
+            detail={"lifted": "location_compromised", "to": to},
+        )
 
 
 def _due(now: datetime) -> list[Any]:

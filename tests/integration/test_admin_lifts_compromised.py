@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from capacity.clock import FrozenClock
 from capacity.commands import PoolCreate
-from capacity.models import AuditEntry
+from capacity.models import Alert, AuditEntry, Operator
 from tests.conftest import TEST_KEY, World, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,3 +196,59 @@ async def test_lifting_a_compromised_location_says_why(
     ):
         r = await client.put(f"/admin/facilities/{fid}/status", headers=admin, json=body)
         assert r.status_code == 200, r.text
+
+
+async def test_lifting_a_compromised_location_acknowledges_its_alert(
+    client: AsyncClient, world: World, db_url: str, night: dict[str, Any]
+) -> None:
+    """After the lift, `GET /admin/alerts` still showed "Location of Refuge R reported
+    compromised" as open, so the next admin on call would act on a place already reopened.
+    Lifting it now acknowledges that facility's open `location_compromised` alert (not
+    another facility's), as the admin who lifted it, audited; reported again, a new alert."""
+    fid = night["facility"]
+    other = (await world.facility("Refuges A", "Refuge S")).facility.id
+    admin = bearer(night["admin"])
+    for f in (fid, other):
+        r = await client.put(
+            f"/staff/facilities/{f}/status",
+            headers=bearer(night["staff"]),
+            json={"status": "location_compromised", "reason": "Partner seen outside"},
+        )
+        assert r.status_code == 200, r.text
+    alerts = (await client.get("/admin/alerts", headers=admin)).json()
+    assert sorted(a["facilityId"] for a in alerts) == sorted([fid, other])
+    mine = next(a["id"] for a in alerts if a["facilityId"] == fid)
+
+    r = await client.put(
+        f"/admin/facilities/{fid}/status",
+        headers=admin,
+        json={"status": "open", "reason": "Partner in custody"},
+    )
+    assert r.status_code == 200, r.text
+    alerts = (await client.get("/admin/alerts", headers=admin)).json()
+    assert [a["facilityId"] for a in alerts] == [other]  # the other place's stays open
+    every = (await client.get("/admin/alerts?includeAcknowledged=true", headers=admin)).json()
+    assert next(a for a in every if a["id"] == mine)["acknowledgedAt"] is not None
+    (ack,) = await _audits(world, fid, "alert.acknowledge")
+    assert (ack.actor_role, ack.object_type, ack.object_id) == ("admin", "alert", str(mine))
+    async with world.db.read() as s:
+        admin_id = await s.scalar(select(Operator.id).where(Operator.name == "Admin"))
+        by = await s.scalar(select(Alert.acknowledged_by).where(Alert.id == mine))
+    assert ack.actor_operator_id == admin_id and by == admin_id
+
+    # from the server's shell alike, audited as the command line's
+    r = abri(db_url, "facility", "status", str(other), "reduced", "--reason", "Moved wing")
+    assert r.returncode == 0, r.stderr
+    assert "alert" in r.stderr
+    assert (await client.get("/admin/alerts", headers=admin)).json() == []
+    assert [e.actor_role for e in await _audits(world, other, "alert.acknowledge")] == ["cli"]
+
+    # reported again: a new alert, open
+    r = await client.put(
+        f"/admin/facilities/{fid}/status",
+        headers=admin,
+        json={"status": "location_compromised", "reason": "Seen again"},
+    )
+    assert r.status_code == 200, r.text
+    alerts = (await client.get("/admin/alerts", headers=admin)).json()
+    assert [a["facilityId"] for a in alerts] == [fid] and alerts[0]["id"] != mine
