@@ -283,6 +283,9 @@ class Hold(Base):
     extensions: Mapped[int] = mapped_column(Integer, default=0)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
+    # Why it ended, as a stable code (``placement.holds_service.CLOSE_CODES``; None while it
+    # is open): shown to its requester as ``closeCode``. No personal data: the purge keeps it.
+    close_code: Mapped[str | None] = mapped_column(String(32))
     arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     departed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # R33: a hash of the requester's operator and its optional episodeToken, so the task force

@@ -112,6 +112,10 @@ class Hold(_Out, kw_only=True):
     close_reason: str | None = None
     #: when the hold left held/arrived (an expiry: its deadline); None while it is open
     closed_at: datetime | None = None
+    #: why it ended, as a stable code (``released``, ``released_by_admin``, ``declined``,
+    #: ``location_compromised`` — do not go there —, ``expired``, ``no_show``, ``departed``;
+    #: an unknown one: read ``state``); None while it is open. Never the staff's words.
+    close_code: str | None = None
 
 
 class StaffHold(_Out, kw_only=True):

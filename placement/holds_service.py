@@ -65,10 +65,21 @@ REASON_NO_SHOW = "no_show"
 #: An admin gave back another operator's hold: its requester is told (``hold.released``), as
 #: for a staff decline; a requester releasing its own hold is not (it did it).
 REASON_RELEASED_BY_ADMIN = "released_by_admin"
+#: Codes only the requester's own reads show (``closeCode``): no message is sent for them
+#: (the requester released its own hold; a departure is the shelter's business).
+REASON_RELEASED = "released"
+REASON_DEPARTED = "departed"
 REASON_CODES = {
     "hold.declined": REASON_DECLINED,
     "hold.expired": REASON_EXPIRED,
     "hold.no_show": REASON_NO_SHOW,
+}
+#: The code a transition ends a hold with unless told otherwise (``_close_code``).
+_ENDING_CODES = {
+    "released": REASON_RELEASED,
+    "declined": REASON_DECLINED,
+    "no_show": REASON_NO_SHOW,
+    "departed": REASON_DEPARTED,
 }
 #: Every code ``reason`` may carry (the OpenAPI document's list).
 WEBHOOK_REASONS = (
@@ -78,6 +89,9 @@ WEBHOOK_REASONS = (
     REASON_NO_SHOW,
     REASON_RELEASED_BY_ADMIN,
 )
+#: Every code a hold's ``close_code`` (its requester's ``closeCode``) may carry: stored when
+#: the hold ends, never the staff's own words.
+CLOSE_CODES = (REASON_RELEASED, *WEBHOOK_REASONS, REASON_DEPARTED)
 # transitions that give units back (a departure frees the occupied units the arrival took)
 FREEING = frozenset({"released", "declined", "no_show", "departed"})
 
@@ -146,6 +160,8 @@ class HoldView:
     arrived_at: datetime | None = None
     #: when it was marked departed (read like ``arrived_at``)
     departed_at: datetime | None = None
+    #: why it ended (``CLOSE_CODES``), as stored when it ended; read it with ``code``
+    close_code: str | None = None
 
     def effective_state(self, now: datetime) -> str:
         """A held hold past its deadline is expired, even before the sweeper writes it."""
@@ -163,6 +179,17 @@ class HoldView:
         if state == "departed":
             return self.departed_at
         return self.closed_at
+
+    def code(self, now: datetime) -> str | None:
+        """Why the hold ended (``CLOSE_CODES``); None while it is open (or for a hold that
+        ended before the code was stored, when its cause could not be told: migration 0024).
+        A held hold past its deadline is expired, before the sweeper writes it."""
+        state = self.effective_state(now)
+        if state in ("held", "arrived"):
+            return None
+        if state == "expired":
+            return REASON_EXPIRED
+        return self.close_code
 
     @property
     def coarse_area(self) -> tuple[str, str]:
@@ -206,6 +233,7 @@ _VIEW_COLUMNS = (
     Facility.intake_phone_24h,
     Hold.arrived_at,
     Hold.departed_at,
+    Hold.close_code,
 )
 
 
@@ -291,7 +319,8 @@ async def _event(
 #: Why an expired hold ended, in Abri's words (the web pages translate it).
 EXPIRED_REASON = "deadline passed"
 _EXPIRE = (
-    f"UPDATE holds SET state = 'expired', closed_at = $2, close_reason = '{EXPIRED_REASON}'"
+    f"UPDATE holds SET state = 'expired', closed_at = $2, close_reason = '{EXPIRED_REASON}',"
+    f" close_code = '{REASON_EXPIRED}'"
     " WHERE pool_id = $1 AND state = 'held' AND deadline <= $2"
     " RETURNING id, ref, units, facility_id, requester_operator_id, deadline"
 )
@@ -330,6 +359,7 @@ async def expire_due_in_pool(tx: RawTx, pool_id: int, now: datetime, actor: Acto
             requester_operator_id=requester_operator_id,
             now=now,
             state="expired",
+            reason=REASON_EXPIRED,  # as written by _EXPIRE
             happened_at=tx.read_ts(deadline),  # it expired then, whenever this sweep runs
         )
     return freed
@@ -993,24 +1023,25 @@ _LOAD = (
     " h.requester_kind, h.facility_id, f.operator_id, f.ref, f.alias, f.kind,"
     " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
     " p.ref, p.label, p.unit_kind, f.policy,"
-    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h"
+    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h,"
+    " h.close_code"
     " FROM holds h JOIN pools p ON p.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
     " JOIN operators o ON o.id = h.requester_operator_id WHERE h.ref = $1"
 )
 _MOVE = {
     # target -> (UPDATE of the hold, UPDATE of its pool); $1 hold/pool id, $2 now, $3 units
     "released": (
-        "UPDATE holds SET state = 'released', closed_at = $2, close_reason = $3"
+        "UPDATE holds SET state = 'released', closed_at = $2, close_reason = $3, close_code = $4"
         " WHERE id = $1 AND state = 'held'",
         "UPDATE pools SET units_held = units_held - $2 WHERE id = $1",
     ),
     "declined": (
-        "UPDATE holds SET state = 'declined', closed_at = $2, close_reason = $3"
+        "UPDATE holds SET state = 'declined', closed_at = $2, close_reason = $3, close_code = $4"
         " WHERE id = $1 AND state = 'held'",
         "UPDATE pools SET units_held = units_held - $2 WHERE id = $1",
     ),
     "no_show": (
-        "UPDATE holds SET state = 'no_show', closed_at = $2, close_reason = $3"
+        "UPDATE holds SET state = 'no_show', closed_at = $2, close_reason = $3, close_code = $4"
         " WHERE id = $1 AND state = 'held'",
         "UPDATE pools SET units_held = units_held - $2 WHERE id = $1",
     ),
@@ -1020,7 +1051,8 @@ _MOVE = {
         " version = version + 1, reported_at = $3 WHERE id = $1",
     ),
     "departed": (
-        "UPDATE holds SET state = 'departed', departed_at = $2 WHERE id = $1 AND state = 'arrived'",
+        f"UPDATE holds SET state = 'departed', departed_at = $2, close_code = '{REASON_DEPARTED}'"
+        " WHERE id = $1 AND state = 'arrived'",
         "UPDATE pools SET units_occupied = CASE WHEN units_occupied > $2"
         " THEN units_occupied - $2 ELSE 0 END, version = version + 1, reported_at = $3"
         " WHERE id = $1",
@@ -1034,7 +1066,8 @@ _CLOSING = frozenset({"released", "declined", "no_show"})
 # general path finds out what, and answers accordingly.
 _PG_RELEASE = (
     "WITH h AS ("
-    " UPDATE holds SET state = 'released', closed_at = $2::timestamp, close_reason = $3::text"
+    " UPDATE holds SET state = 'released', closed_at = $2::timestamp, close_reason = $3::text,"
+    f" close_code = '{REASON_RELEASED}'"
     " WHERE ref = $1::text AND state = 'held' AND deadline > $2::timestamp"
     " AND requester_operator_id = $4::bigint"
     " RETURNING *),"
@@ -1056,7 +1089,8 @@ _PG_RELEASE = (
     " h.requester_kind, h.facility_id, f.operator_id, f.ref, f.alias, f.kind,"
     " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
     " pl.ref, pl.label, pl.unit_kind, f.policy,"
-    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h"
+    " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h,"
+    " h.close_code"
     " FROM h JOIN pools pl ON pl.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
     " JOIN operators o ON o.id = h.requester_operator_id"
 )
@@ -1084,7 +1118,8 @@ def _loaded(tx: RawTx, row: Sequence[Any]) -> _Loaded:
     for i in (7, 8, 10):
         r[i] = tx.read_ts(r[i])
     r[20] = bool(r[20])
-    return _Loaded(HoldView(*r[:28], intake_phone_24h=bool(r[30])), r[28], bool(r[29]))
+    view = HoldView(*r[:28], intake_phone_24h=bool(r[30]), close_code=r[31])
+    return _Loaded(view, r[28], bool(r[29]))
 
 
 async def _open(
@@ -1175,6 +1210,7 @@ async def transition_ex(
     async with db.raw_write(transaction=db.sqlite) as tx:
         loaded, expired_now = await _open(tx, ref, actor, side, now)
         old = loaded.view
+        code = _close_code(old, target, actor, reason_code)
         if not expired_now:
             rules.check_transition(old.state, target)
             await _move(
@@ -1185,7 +1221,7 @@ async def transition_ex(
                 now=now,
                 reason=reason,
                 also=also_audit,
-                reason_code=reason_code,
+                reason_code=code,
             )
     if expired_now:
         raise HoldExpired("This hold has expired; its place was given back.", state="expired")
@@ -1196,6 +1232,7 @@ async def transition_ex(
         state=target,
         closed_at=now if closing else old.closed_at,
         close_reason=reason if closing else old.close_reason,
+        close_code=code,
     )
     return Transitioned(view, loaded.someone_waiting and target in FREEING)
 
@@ -1292,6 +1329,19 @@ async def set_facility_status(
     return view
 
 
+def _close_code(old: HoldView, target: str, actor: Actor, given: str | None) -> str | None:
+    """The code a transition to ``target`` ends the hold with (None: it does not end it):
+    ``given`` (e.g. ``location_compromised``), else ``released_by_admin`` for an admin giving
+    back another operator's hold, else the target's own (``_ENDING_CODES``)."""
+    if target not in _ENDING_CODES:
+        return None
+    if given is not None:
+        return given
+    if target == "released" and actor.is_admin and actor.operator_id != old.requester_operator_id:
+        return REASON_RELEASED_BY_ADMIN
+    return _ENDING_CODES[target]
+
+
 async def _move(
     tx: RawTx,
     old: HoldView,
@@ -1303,19 +1353,14 @@ async def _move(
     also: Mapping[str, Any] | None = None,
     reason_code: str | None = None,
 ) -> None:
-    """A legal transition as a few statements in one transaction (hold row, then pool row)."""
+    """A legal transition as a few statements in one transaction (hold row, then pool row).
+    ``reason_code``: the code it ends the hold with (``_close_code``), stored and sent as the
+    webhook's ``reason``."""
     ref = old.ref
-    if (
-        target == "released"
-        and actor.is_admin
-        and actor.operator_id != old.requester_operator_id
-        and reason_code is None
-    ):
-        reason_code = REASON_RELEASED_BY_ADMIN
     async with tx.atomic():
         hold_sql, pool_sql = _MOVE[target]
         if target in _CLOSING:
-            moved = await tx.run(hold_sql, old.id, tx.ts(now), reason)
+            moved = await tx.run(hold_sql, old.id, tx.ts(now), reason, reason_code)
         else:
             moved = await tx.run(hold_sql, old.id, tx.ts(now))
         if moved == 0:  # someone else moved it first: say where it is now

@@ -4,13 +4,13 @@ an address field."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
 from api.schemas import AreaRef, Out, area_ref
 from placement.holds import minutes_left
-from placement.holds_service import HoldView
+from placement.holds_service import CLOSE_CODES, HoldView
 from placement.household import Household
 from placement.policy import NeedCategory
 
@@ -25,6 +25,26 @@ CALLBACK_MAX = 200  # the column's length; the console's form takes the same
 Callback = Annotated[str, msgspec.Meta(max_length=CALLBACK_MAX, description=CALLBACK_DESCRIPTION)]
 #: A hold's closing reason as staff give it (a decline): the staff page takes the same.
 HOLD_REASON_MAX = 500
+#: Why a hold ended, as its requester reads it (``holds_service.CLOSE_CODES``).
+CloseCode = Literal[
+    "released",
+    "declined",
+    "location_compromised",
+    "expired",
+    "no_show",
+    "released_by_admin",
+    "departed",
+]
+assert get_args(CloseCode) == CLOSE_CODES
+CLOSE_CODE_DESCRIPTION = (
+    "Why the hold ended, as a stable code (never the staff's own words, which are in "
+    "`closeReason`): `released` (by you), `released_by_admin`, `declined` (by the place's "
+    "staff), `location_compromised` (declined because the place's location is compromised: "
+    "do not go there; search again), `expired`, `no_show`, `departed`. The same code as the "
+    "webhook's `reason`. Null while the hold is open (`held`, `arrived`), and for a hold that "
+    "ended before Abri stored the code when its cause could not be told. New codes may be "
+    "added: treat an unknown one as the `state` itself."
+)
 
 HOLD_EXAMPLE = {
     "poolRef": "pool_3f9a1c2b7d4e",
@@ -132,6 +152,7 @@ class HoldRead(Out, kw_only=True):
             )
         ),
     ]
+    close_code: Annotated[CloseCode | None, msgspec.Meta(description=CLOSE_CODE_DESCRIPTION)]
 
 
 class StaffHoldRead(Out, kw_only=True):
@@ -180,6 +201,7 @@ def hold_read(v: HoldView, now: datetime) -> HoldRead:
         callback=v.callback,
         close_reason=v.close_reason,
         closed_at=v.ended_at(now),
+        close_code=v.code(now),  # type: ignore[arg-type]
     )
 
 

@@ -255,3 +255,131 @@ def test_links_of_a_token_revoked_before_the_upgrade_are_revoked_too(
     after = asyncio.run(revoked())
     assert after[ids["leaked"]] == now + timedelta(hours=1)
     assert after[ids["office"]] is None
+
+
+def test_holds_closed_before_the_upgrade_get_the_code_their_rows_tell(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    """Migration 0024 adds ``holds.close_code`` (the requester's ``closeCode``) and fills it
+    for holds that ended before it, from what their rows say for certain: the state, Abri's
+    own text for a compromised location, the audit entry of a release. What no record tells
+    any longer (a decline whose reason the retention purge cleared) stays NULL."""
+    from datetime import UTC, datetime
+
+    import httpx
+    from sqlalchemy import update
+
+    from api.app import create_app
+    from capacity.clock import FrozenClock
+    from capacity.crypto import AddressCipher
+    from capacity.db import Database
+    from capacity.models import Hold
+    from capacity.settings import Settings
+    from placement.holds_service import expire_due_holds
+    from tests.conftest import TEST_KEY, World, bearer
+
+    migrate.upgrade(fresh_url)
+    clock = FrozenClock(datetime(2026, 12, 1, 20, 0, tzinfo=UTC))
+    household = {"adults": [{"gender": "female"}], "children": [], "languages": ["fr"]}
+
+    async def seed() -> dict[str, str]:
+        db = Database(fresh_url)
+        settings = Settings(
+            database_url=fresh_url,
+            address_key=TEST_KEY,
+            matcher_cache_seconds=0,
+            rate_search_per_minute=0,
+            rate_hold_per_minute=0,
+            auth_cache_seconds=0,
+        )
+        try:
+            world = World(db, clock, AddressCipher([TEST_KEY.encode()]))
+            await world.operator("Admin", "admin")
+            await world.operator("Zone Nord", "police")
+            await world.operator("Refuges A", "shelter_operator")
+            places = [await world.facility("Refuges A", f"Refuge {i}") for i in range(3)]
+            police = bearer(await world.token("Zone Nord", "police"))
+            staff = bearer(await world.token("Refuges A", "staff"))
+            admin = bearer(await world.token("Admin", "admin"))
+            app = create_app(settings, db=db, clock=clock)
+            transport = httpx.ASGITransport(app=app)
+            refs: dict[str, str] = {}
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+                async def hold(name: str, place: int = 0) -> str:
+                    body = {
+                        "poolRef": places[place].pools[0].ref,
+                        "need": "ipv",
+                        "household": household,
+                    }
+                    h = {**police, "Idempotency-Key": f"mig-0024-{name}"}
+                    r = await c.post("/holds", headers=h, json=body)
+                    assert r.status_code == 201, r.text
+                    refs[name] = r.json()["ref"]
+                    return refs[name]
+
+                async def ok(r: httpx.Response) -> None:
+                    assert r.status_code == 200, r.text
+
+                await ok(await c.post(f"/holds/{await hold('own')}/release", headers=police))
+                await ok(await c.post(f"/holds/{await hold('admin')}/release", headers=admin))
+                for name in ("full", "purged"):
+                    await ok(
+                        await c.post(
+                            f"/staff/holds/{await hold(name)}/decline",
+                            headers=staff,
+                            json={"reason": "Full tonight"},
+                        )
+                    )
+                await ok(
+                    await c.post(f"/staff/holds/{await hold('no_show')}/no-show", headers=staff)
+                )
+                for name in ("arrived", "departed"):
+                    await ok(
+                        await c.post(f"/staff/holds/{await hold(name)}/arrived", headers=staff)
+                    )
+                await ok(await c.post(f"/staff/holds/{refs['departed']}/departed", headers=staff))
+                await hold("swept", place=2)
+                await hold("compromised", place=1)
+                await ok(
+                    await c.put(
+                        f"/staff/facilities/{places[1].facility.id}/status",
+                        headers=staff,
+                        json={"status": "location_compromised", "reason": "Seen outside"},
+                    )
+                )
+                await hold("expired", place=2)
+                async with db.write() as s:  # the purge, as if that decline were old
+                    await s.execute(
+                        update(Hold).where(Hold.ref == refs["purged"]).values(close_reason=None)
+                    )
+            clock.advance(hours=2)  # past the police deadlines of the last two
+            assert await expire_due_holds(db, clock.now()) == 2
+            return refs
+        finally:
+            await db.dispose()
+
+    async def codes() -> dict[str, str | None]:
+        db = Database(fresh_url)
+        try:
+            async with db.read() as s:
+                return dict((await s.execute(select(Hold.ref, Hold.close_code))).all())
+        finally:
+            await db.dispose()
+
+    refs = asyncio.run(seed())
+    migrate.downgrade(fresh_url, "0023")  # what the previous version stored: no code
+    migrate.upgrade(fresh_url)
+    by_ref = asyncio.run(codes())
+    assert {name: by_ref[ref] for name, ref in refs.items()} == {
+        "own": "released",
+        "admin": "released_by_admin",
+        "full": "declined",
+        "purged": None,  # declined, but whether for a compromised location no record says
+        "no_show": "no_show",
+        "arrived": None,  # open
+        "departed": "departed",
+        "swept": "expired",
+        "compromised": "location_compromised",
+        "expired": "expired",
+    }

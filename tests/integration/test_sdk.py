@@ -134,15 +134,17 @@ async def test_sync_client_end_to_end(abri: Abri) -> None:
         assert stale.value.current and stale.value.current["unitsOccupied"] == 3
         # Release, decline, and the typed errors with their problem details.
         h2 = line.hold(abri.small_ref, HOUSEHOLD, "ipv")
-        assert h2.closed_at is None  # open
+        assert h2.closed_at is None and h2.close_code is None  # open
         released = line.release(h2.ref)
         assert released.state == "released" and isinstance(released.closed_at, datetime)
         assert line.get_hold(h2.ref).closed_at == released.closed_at
+        assert released.close_code == line.get_hold(h2.ref).close_code == "released"
         h3 = line.hold(abri.small_ref, HOUSEHOLD, "ipv")
         with pytest.raises(NoLongerFree) as taken:
             line.hold(abri.small_ref, HOUSEHOLD, "ipv")  # 2 beds, 2 people held
         assert taken.value.code == "no-longer-free" and taken.value.request_id
         assert staff.decline(h3.ref, "no room for a boy of 5 tonight").state == "declined"
+        assert line.get_hold(h3.ref).close_code == "declined"  # the code, not the words
         body = "KM4T9RC"
         with pytest.raises(NotFound):
             line.get_hold(body + check_symbol(body))  # well-formed, unknown
