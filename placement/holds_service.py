@@ -261,7 +261,7 @@ def parse_ref(raw: str, *, field: str = "ref") -> str:
     ref = normalise(raw)
     if ref is None:
         raise BadReference(
-            "This is not a valid hold reference (check the code: 8 symbols, e.g. KM4T-9RCX).",
+            "This is not a valid hold reference (check the code: 8 symbols, e.g. KM4T-9RC7).",
             field=field,
         )
     return ref

@@ -1,6 +1,6 @@
 """Hold reference codes that survive a phone line or a police radio.
 
-Eight characters in two groups, e.g. ``KM4T-9RCX``: seven random symbols and a check symbol.
+Eight characters in two groups, e.g. ``KM4T-9RC7``: seven random symbols and a check symbol.
 The alphabet leaves out look-alikes and sound-alikes (0/O/Q, 1/I/L, 2/Z, 5/S, 8/B, U/V) so a
 code read aloud or scribbled down is not misread. The check symbol (Luhn mod N) catches every
 single wrong symbol and every swap of two neighbours, so a typo is reported as a typo rather

@@ -28,15 +28,23 @@ def test_a_single_wrong_symbol_is_caught() -> None:
 
 def test_the_example_codes_we_print_are_real_codes() -> None:
     """The README and the link page's hint gave KM4T-9RCX, which Abri itself refuses (its
-    check symbol is wrong): a user copying the example got "not a reference code"."""
+    check symbol is wrong): a user copying the example got "not a reference code". The API's own
+    refusal (``bad-reference``) still suggested it, so an officer who retyped the code the
+    error offered was refused again."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    texts = [(root / "README.md").read_text(), (root / "api/web/links.py").read_text()]
+    texts = [(root / "README.md").read_text(encoding="utf-8")]
+    texts += [
+        p.read_text(encoding="utf-8")
+        for package in ("api", "placement", "capacity", "clients", "ops")
+        for p in (root / package).rglob("*.py")
+    ]
     symbols = f"[{ALPHABET}]"
     code = rf"\b{symbols}{{4}}-{symbols}{{4}}\b"  # EDXL-HAVE is not one: no L, no 0, no O
-    shown = {c for t in texts for c in re.findall(code, t)}
+    # ``XXXX-XXXX`` describes the form, it is no example
+    shown = {c for t in texts for c in re.findall(code, t) if len(set(c) - {"-"}) > 1}
     assert shown, "no example code found"
     for code in shown:
         assert normalise(code) == code, code
