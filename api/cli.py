@@ -21,7 +21,7 @@ from capacity.audit import CLI
 from capacity.clock import SystemClock
 from capacity.commands import FacilityCreate, FacilityStatus, PoolCreate, StatusChange
 from capacity.crypto import AddressCipher
-from capacity.db import Database, is_sqlite
+from capacity.db import Database
 from capacity.errors import AbriError
 from capacity.models import OPERATOR_KINDS, ROLES
 from capacity.phones import fixed_line_zone, tells_zone_message
@@ -444,14 +444,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     env_url = os.environ.get("ABRI_DATABASE_URL")
     if args.demo:
-        if env_url and not is_sqlite(env_url):
-            _say("--demo runs on its own SQLite file; unset ABRI_DATABASE_URL to use it.")
+        # Fictional places and fresh tokens (an admin's) must never land in a real database,
+        # SQLite or not: the demo has its own file, made afresh each time.
+        if env_url:
+            _say(
+                f"--demo runs on its own SQLite file ({DEMO_DB}), never on the database "
+                "ABRI_DATABASE_URL names; unset ABRI_DATABASE_URL to use it."
+            )
             return 2
-        url = env_url or f"sqlite+aiosqlite:///{DEMO_DB}"
-        if not env_url:
-            for suffix in ("", "-wal", "-shm"):
-                Path(DEMO_DB + suffix).unlink(missing_ok=True)
-        os.environ["ABRI_DATABASE_URL"] = url
+        for suffix in ("", "-wal", "-shm"):
+            Path(DEMO_DB + suffix).unlink(missing_ok=True)
+        os.environ["ABRI_DATABASE_URL"] = f"sqlite+aiosqlite:///{DEMO_DB}"
         settings = Settings.from_env()
     # A wrong key is said here, once, rather than by every API process as it starts.
     AddressCipher.configured(settings)

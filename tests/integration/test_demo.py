@@ -179,3 +179,35 @@ def test_serve_demo_starts_and_answers(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_demo_never_loads_into_the_database_the_environment_names(tmp_path: Path) -> None:
+    """README: "`--demo` always uses a fresh `./abri-demo.db` file and never touches
+    `./abri.db`". With `ABRI_DATABASE_URL` exported as "Running it for real" says, pointing at
+    a SQLite file, `abri serve --demo` loaded its 59 fictional places and five fresh tokens
+    (an admin's among them) into that database, as if they were real, and served it. It now
+    refuses, like it does for a PostgreSQL URL, and leaves the file alone."""
+    real = tmp_path / "abri.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABRI_")}
+    env["ABRI_ADDRESS_KEY"] = TEST_KEY
+    env["ABRI_DATABASE_URL"] = f"sqlite+aiosqlite:///{real}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--demo", "--port", str(free_port())],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.communicate(timeout=20)
+        raise AssertionError(
+            "serve --demo started on the database ABRI_DATABASE_URL names"
+        ) from None
+    assert proc.returncode == 2
+    assert "unset ABRI_DATABASE_URL" in out + err
+    assert not real.exists()
+    assert not (tmp_path / "abri-demo.db").exists()
