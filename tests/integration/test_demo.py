@@ -171,6 +171,18 @@ def test_serve_demo_starts_and_answers(tmp_path: Path) -> None:
             f"{base}/staff/facilities", headers={"Authorization": f"Bearer {tokens['staff']}"}
         )
         assert r.status_code == 200 and len(r.json()) >= 5
+        # what the README tells a new user about the demo's staff token and its pool 31
+        assert {f["alias"].split()[-1] for f in r.json()} == {
+            "WAV-19",
+            "NIV-22",
+            "SNK-30",
+            "ARL-50",
+            "MAR-53",
+        }
+        r = httpx.get(
+            f"{base}/staff/pools/31", headers={"Authorization": f"Bearer {tokens['staff']}"}
+        )
+        assert r.status_code == 200 and r.headers["ETag"] == '"1"'
         r = httpx.get(
             f"{base}/staff/facilities", headers={"Authorization": f"Bearer {tokens['police']}"}
         )
