@@ -426,7 +426,7 @@ async def hold_event_stream(
     end = loop.time() + seconds
     # first the stream's opening (headers and a comment) before any database read: a client
     # sees at once that it is connected, however busy the database is
-    yield ServerSentEventMessage(comment="abri hold stream", retry=3000)
+    yield ServerSentEventMessage(data=None, comment="abri hold stream", retry=3000)
     async with db.read() as s:
         newest = int(await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0)
         # from now; or from an id beyond any event (remembered from before a restore, a fresh

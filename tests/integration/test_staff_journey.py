@@ -490,6 +490,25 @@ async def test_a_quiet_stream_still_sends_something_so_idle_timeouts_do_not_cut_
     assert max(gaps) < 1.2, gaps
 
 
+async def test_the_stream_opens_with_a_comment_and_retry_not_an_empty_event(world: World) -> None:
+    """README: the stream "opens with a comment and a `retry: 3000`, then an event with empty
+    `data` whose `id` is the stream's position". The opening also carried a `data:` line, so an
+    SSE client (EventSource, a shelter's library) got an extra empty `message` event without an
+    id before the position's, one a system taking each event for news had to learn to ignore."""
+    from api.holds import controllers
+    from capacity.audit import Actor
+
+    s = await _incoming_holds_setup(world)
+    staff = Actor(operator_id=int(s["staff_op"]), role="staff")  # type: ignore[call-overload]
+    stream = controllers.hold_event_stream(world.db, staff, world.clock, None, 1)
+    opening = (await anext(stream)).encode()
+    position = (await anext(stream)).encode()
+    await stream.aclose()
+    assert opening.startswith(b": abri hold stream") and b"retry: 3000" in opening
+    assert b"data:" not in opening, opening
+    assert b"id: " in position and b"data:" in position, position
+
+
 async def test_a_last_event_id_from_before_a_reset_does_not_silence_the_stream(
     client: AsyncClient, world: World
 ) -> None:
