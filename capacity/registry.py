@@ -834,7 +834,9 @@ async def set_status(
             # an admin lifting it: the audit must say why the place is judged safe again
             raise InvalidInput(LIFT_REASON_REQUIRED, field="reason")
         fac.status = cmd.status
-        fac.status_reason = cmd.reason
+        # an open place carries no reason (a lift's stays in the audit): else the staff page
+        # shows it under "Open" and offers it again as the next closure's reason
+        fac.status_reason = None if cmd.status == "open" else cmd.reason
         fac.status_until = cmd.until
         fac.updated_at = now
         await audit.record(

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from capacity.clock import FrozenClock
 from capacity.commands import PoolCreate
-from capacity.models import Alert, AuditEntry, Operator
+from capacity.models import Alert, AuditEntry, Facility, Operator
 from tests.conftest import TEST_KEY, World, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,6 +188,10 @@ async def test_lifting_a_compromised_location_says_why(
     lifted = (await _audits(world, fid, "facility.status"))[-1]
     assert lifted.detail["from"] == "location_compromised"
     assert lifted.detail["reason"] == "Partner in custody; police confirm"
+    # the open place carries no reason: the staff page would show it under "Open" and offer
+    # it again as the next closure's (the audit keeps it)
+    async with world.db.read() as s:
+        assert await s.scalar(select(Facility.status_reason).where(Facility.id == fid)) is None
 
     # any other status is reopened as before, without a reason
     for body in (
