@@ -785,6 +785,7 @@ LIFT_REASON_REQUIRED = (
     "audit keeps it."
 )
 STATUS_KEPT = "This status cannot be changed here: only an administrator lifts it."
+NOT_COMPROMISED = "This place is no longer reported compromised: nothing was changed."
 UNTIL_NOT_LAPSING = (
     "'until' goes with a temporary status (closed to admissions, reduced, suspended), which "
     "ends then and reopens the place; leave it out for this status."
@@ -801,6 +802,7 @@ async def set_status(
     operator_scope: int | None = None,
     refuse_from: Collection[str] = (),
     also_audit: Mapping[str, Any] | None = None,
+    lift: bool = False,
 ) -> FacilityView:
     """Change a facility's operational status. ``location_compromised`` stops new placements at
     once (the matcher never offers it) and raises an alert for admins. A facility whose current
@@ -808,7 +810,9 @@ async def set_status(
     read, so that check and the audit's "from" see a status set meanwhile by someone else.
     ``also_audit``: one more audit entry (``audit.record``'s keywords but ``actor`` and ``at``)
     in the change's own transaction, e.g. which one-time link reported it. Lifting
-    ``location_compromised`` (to any other status) needs a reason, even to ``open``."""
+    ``location_compromised`` (to any other status) needs a reason, even to ``open``. ``lift``:
+    only that (``Conflict`` when the place is not compromised, e.g. lifted meanwhile by another
+    admin: a form sent twice must not reopen a place someone closed since)."""
     check_future(cmd.until, now, "until", UNTIL_IN_PAST)
     if cmd.until is not None and cmd.status not in LAPSING_STATUSES:
         # kept and never used: the place would not reopen, nor anything else happen then
@@ -825,6 +829,8 @@ async def set_status(
             # the same kept status reported again (a retry whose answer was lost): audited as
             # such, no second alert, and the reason stays the one the alert quotes
             cmd = StatusChange(status=fac.status, reason=fac.status_reason, until=fac.status_until)
+        if lift and fac.status != "location_compromised":
+            raise Conflict(NOT_COMPROMISED, field="status")
         previous = fac.status
         if (
             previous == "location_compromised"

@@ -1308,12 +1308,13 @@ async def set_facility_status(
     operator_scope: int | None = None,
     refuse_from: Collection[str] = (),
     also_audit: Mapping[str, Any] | None = None,
+    lift: bool = False,
 ) -> registry.FacilityView:
     """Set a facility's status (``registry.set_status``: scoped, audited, an alert for a
     compromised location) and, when its location is compromised, decline the holds still held
     there (``decline_held_at``). The one path of the API's staff and admin routes, of the
     staff page and of the night worker's link page, so a report made from a phone does what one
-    made through the API does. ``also_audit``: as ``registry.set_status``'s (which link)."""
+    made through the API does. ``also_audit``, ``lift``: as ``registry.set_status``'s."""
     view = await registry.set_status(
         db,
         facility_id,
@@ -1323,6 +1324,7 @@ async def set_facility_status(
         operator_scope=operator_scope,
         refuse_from=refuse_from,
         also_audit=also_audit,
+        lift=lift,
     )
     if view.facility.status == "location_compromised":  # no household may be brought there
         await decline_held_at(db, facility_id, actor=actor, now=now)

@@ -82,11 +82,17 @@ AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to 
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
 #: The statuses of the staff page's status form. ``location_compromised`` has a form of its own,
 #: which says what it does and asks for a confirmation; a facility in it is left alone here:
-#: an administrator lifts it (API).
+#: an administrator lifts it (the API, or "Lift: reopen this place" on an admin's staff page).
 WEB_STATUSES = ("open", "closed_to_admissions", "reduced", "suspended")
 COMPROMISED = "location_compromised"
 #: The registry's own messages for a status change, shown translated on the staff page.
-STATUS_MSGIDS = (registry.REASON_REQUIRED, registry.UNTIL_IN_PAST, registry.STATUS_KEPT)
+STATUS_MSGIDS = (
+    registry.REASON_REQUIRED,
+    registry.UNTIL_IN_PAST,
+    registry.STATUS_KEPT,
+    registry.LIFT_REASON_REQUIRED,
+    registry.NOT_COMPROMISED,
+)
 #: Why a hold ended, in Abri's own words (not the staff's): shown in the reader's language.
 #: The one for a compromised location is shown as an alert (do not go there).
 CLOSE_REASON_MSGIDS = (
@@ -1416,6 +1422,10 @@ class WebController(Controller):
                 "way were declined and their requesters told not to come, and the "
                 "administrators alerted."
             ),
+            "lifted": _(
+                "Lifted: the place is open again, offered to helplines and police, and its "
+                "alert is acknowledged."
+            ),
         }
         return _render(
             request,
@@ -1611,6 +1621,63 @@ class WebController(Controller):
             status, "status"
         )
         return _redirect(request, ws, f"/web/staff?ok={ok}#status-{facility_id}")
+
+    @post("/staff/facilities/{facility_id:int}/lift")
+    async def lift_compromised(
+        self, facility_id: FromPath[int], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """An administrator lifts ``location_compromised``: the place reopens (a reason and the
+        box ticked that confirms it), the admin API's path (``PUT
+        /admin/facilities/{id}/status``): audited as the admin's, the place's alert
+        acknowledged, then the round that gives it to the request waiting in line. Staff get
+        409, as from the status form: only an administrator lifts it."""
+        ws, actor, stop = await _guard(request, STAFF_ROLES)
+        if stop:
+            return stop
+        assert actor is not None
+        _ = i18n.translator(_lang(request))
+        if not actor.is_admin:
+            return await self._staff_error(
+                request, ws, 409, error=(f"status-{facility_id}", _(registry.STATUS_KEPT))
+            )
+        form = await request.form()
+        state = request.app.state
+        now = state.clock.now()
+        reason = (form.get("reason") or "").strip()
+        here = f"lift-{facility_id}"
+        typed = {"facility_id": facility_id, "lift": True, "reason": reason}
+        try:
+            if form.get("confirm") != "yes":
+                raise FormError(
+                    "Tick the box to confirm that the place is safe again. Nothing was changed."
+                )
+            given = _text(form, "reason", STATUS_REASON_MAX, REASON_TOO_LONG)
+            await holds_service.set_facility_status(
+                state.db,
+                facility_id,
+                StatusChange(status="open", reason=given),
+                actor=actor,
+                now=now,
+                lift=True,
+            )
+            await standing_service.run_round(state.db, state.settings, now=now)  # next in line
+        except FormError as exc:
+            return await self._staff_error(
+                request, ws, 422, error=(here, _form_error(_, exc)), status_form=typed
+            )
+        except NotFound:
+            return await self._staff_error(request, ws, 404, error=(None, _("Not found.")))
+        except InvalidInput as exc:
+            text = _(exc.detail) if exc.detail in STATUS_MSGIDS else _error_text(_, exc)
+            return await self._staff_error(
+                request, ws, exc.status, error=(here, text), status_form=typed
+            )
+        except AbriError as exc:  # lifted meanwhile: said on the card, whatever it shows now
+            text = _(exc.detail) if exc.detail in STATUS_MSGIDS else _error_text(_, exc)
+            return await self._staff_error(
+                request, ws, exc.status, error=(f"status-{facility_id}", text)
+            )
+        return _redirect(request, ws, f"/web/staff?ok=lifted#status-{facility_id}")
 
     @post("/staff/links/{link_id:int}/revoke")
     async def revoke_link(

@@ -427,3 +427,116 @@ async def test_the_compromised_form_takes_a_reason_as_long_as_the_api_does(
     r = await client.post(url, data={"csrf": csrf_of(page.text), **report})
     assert r.status_code == 303, r.text[:300]
     assert await _api_status(client, str(w["staff"]), fid) == ("location_compromised", long, None)
+
+
+async def _compromise_iris_with_one_request_in_line(
+    client: AsyncClient, world: World
+) -> dict[str, Any]:
+    """Refuge Iris reported compromised (its alert open), Refuge Nord suspended, and a
+    helpline's request waiting in line that only Iris could serve; an admin token."""
+    w = await seed_world(world)
+    fid, nord = w["ixl"].facility.id, w["sch"].facility.id  # type: ignore[attr-defined]
+    now = world.clock.now()
+    await registry.set_status(
+        world.db, nord, StatusChange(status="suspended", reason="Works"), actor=CLI, now=now
+    )
+    await registry.set_status(
+        world.db,
+        fid,
+        StatusChange(status="location_compromised", reason="Partner seen outside"),
+        actor=CLI,
+        now=now,
+    )
+    line = await client.post(
+        "/standing-requests",
+        json={"search": SEARCH_BODY, "minutes": 720},
+        headers={**bearer(str(w["helpline"])), "Idempotency-Key": "lift-line-1"},
+    )
+    assert line.status_code == 201 and line.json()["state"] == "waiting", line.text
+    admin_op = await world.operator("Abri administration", "admin")
+    return w | {
+        "fid": fid,
+        "line": line.json()["ref"],
+        "admin": await world.token("Abri administration", "admin"),
+        "admin_op": admin_op,
+    }
+
+
+async def test_an_admin_lifts_a_compromised_location_from_the_staff_page(
+    client: AsyncClient, world: World
+) -> None:
+    """04:00, the on-call admin has only a phone: the staff page told them "Only an Abri
+    administrator can lift this status." and offered nothing (only a hand-written API call
+    lifted it). An admin's card now offers "Lift: reopen this place": it says what it does,
+    needs a reason and a ticked box (without them nothing changes), then goes the admin API's
+    way: audited as the admin's, the alert acknowledged, the request waiting in line served at
+    once. The facility's staff still see the sentence alone, and their POST gets 409."""
+    w = await _compromise_iris_with_one_request_in_line(client, world)
+    fid, staff, helpline = w["fid"], str(w["staff"]), str(w["helpline"])
+    lift = f"/web/staff/facilities/{fid}/lift"
+    client.headers["Accept-Language"] = "en"
+
+    await web_sign_in(client, staff)
+    card = _card((await client.get("/web/staff")).text, fid)
+    assert "Only an Abri administrator can lift this status." in card
+    assert "<form" not in card and "Lift" not in card
+    r = await post_form(
+        client, "/web/staff", lift, {"reason": "Partner in custody", "confirm": "yes"}
+    )
+    assert r.status_code == 409
+    assert "This status cannot be changed here: only an administrator lifts it." in r.text
+    assert (await _api_status(client, staff, fid))[0] == "location_compromised"
+    assert len(await _status_audits(world, fid)) == 1  # the CLI's only
+
+    client.cookies.clear()
+    await web_sign_in(client, str(w["admin"]))
+    page = await client.get("/web/staff")
+    card = _card(page.text, fid)
+    form = re.search(rf'<form[^>]*action="{lift}".*?</form>', card, re.S)
+    assert form, card
+    said = " ".join(form[0].split())
+    assert "Lift: reopen this place" in said
+    assert "offered again to helplines and police" in said and "waiting" in said
+    assert re.search(r'<input[^>]*name="reason"[^>]*required', said), said
+    assert re.search(r'<input type="checkbox"[^>]*name="confirm"[^>]*required', said), said
+    csrf = csrf_of(page.text)
+    for data, message in (
+        ({"reason": "Partner in custody"}, "Tick the box to confirm that the place is safe again"),
+        ({"reason": " ", "confirm": "yes"}, "Give a reason for lifting"),
+    ):
+        r = await client.post(lift, data={"csrf": csrf, **data})
+        assert r.status_code == 422, (data, r.text[:300])
+        card = _card(r.text, fid)
+        assert f'id="lift-error-{fid}"' in card and message in card, card
+        if data["reason"].strip():
+            assert 'value="Partner in custody"' in card  # what was typed is kept
+    assert len(await _status_audits(world, fid)) == 1
+    waiting = await client.get(f"/standing-requests/{w['line']}", headers=bearer(helpline))
+    assert waiting.json()["state"] == "waiting"
+
+    r = await client.post(
+        lift, data={"csrf": csrf, "reason": "Partner in custody", "confirm": "yes"}
+    )
+    assert r.status_code == 303, r.text[:300]
+    assert r.headers["location"] == f"/web/staff?ok=lifted#status-{fid}"
+    page = await client.get(r.headers["location"])
+    assert "Lifted: the place is open again" in page.text
+    assert "Only an Abri administrator can lift this status." not in _card(page.text, fid)
+    assert (await _api_status(client, staff, fid))[0] == "open"
+    entry = (await _status_audits(world, fid))[-1]
+    assert entry.actor_role == "admin" and entry.actor_operator_id == w["admin_op"]
+    assert entry.detail["from"] == "location_compromised" and entry.detail["to"] == "open"
+    assert entry.detail["reason"] == "Partner in custody"
+    async with world.db.read() as s:
+        (alert,) = (await s.scalars(select(Alert).where(Alert.facility_id == fid))).all()
+    assert alert.acknowledged_at is not None and alert.acknowledged_by == w["admin_op"]
+    offered = await client.get(f"/standing-requests/{w['line']}", headers=bearer(helpline))
+    assert offered.json()["state"] == "offered", offered.text
+    assert offered.json()["hold"]["place"]["alias"] == "Refuge Iris"
+    assert await counters_agree(world.db) == []
+
+    # the same form sent again (a second tap, another admin's page): nothing lifted twice
+    r = await client.post(lift, data={"csrf": csrf, "reason": "Again", "confirm": "yes"})
+    assert r.status_code == 409
+    assert "is no longer reported compromised" in _card(r.text, fid)
+    assert len(await _status_audits(world, fid)) == 2
