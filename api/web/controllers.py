@@ -81,10 +81,16 @@ STANDING_HOURS_MSG = "Wait: a whole number of hours from %(lo)s to %(hi)s."
 AVOID_KM_MSG = "Distance from the areas to avoid: a whole number from %(lo)s to %(hi)s km."
 LINK_HOURS_MSG = "A link lasts a whole number of hours, from %(lo)s to %(hi)s."
 #: The statuses of the staff page's status form. ``location_compromised`` has a form of its own,
-#: which says what it does and asks for a confirmation; a facility in it is left alone here:
-#: an administrator lifts it (the API, or "Lift: reopen this place" on an admin's staff page).
+#: which says what it does and asks for a confirmation; a facility in it is left alone here by
+#: staff: an administrator lifts it (the API, or "Lift: reopen this place" on an admin's staff
+#: page, whose status form also sets it any other status).
 WEB_STATUSES = ("open", "closed_to_admissions", "reduced", "suspended")
 COMPROMISED = "location_compromised"
+#: An admin's status form drawn before the place was reported compromised: nothing changed.
+COMPROMISED_SINCE = (
+    "This place was reported compromised after this page was drawn: nothing was changed. "
+    "Its card now offers to lift it or to change its status."
+)
 #: The registry's own messages for a status change, shown translated on the staff page.
 STATUS_MSGIDS = (
     registry.REASON_REQUIRED,
@@ -92,6 +98,7 @@ STATUS_MSGIDS = (
     registry.STATUS_KEPT,
     registry.LIFT_REASON_REQUIRED,
     registry.NOT_COMPROMISED,
+    COMPROMISED_SINCE,
 )
 #: Why a hold ended, in Abri's own words (not the staff's): shown in the reader's language.
 #: The one for a compromised location is shown as an alert (do not go there).
@@ -1556,7 +1563,8 @@ class WebController(Controller):
         """Open, close to admissions, reduce or suspend, with a reason (required unless open)
         and an optional end; or report the location compromised (a reason, and the box ticked
         that confirms it), which declines the holds still held there as the API does. A
-        facility whose location is compromised is left alone: an administrator lifts it."""
+        facility whose location is compromised is left alone by staff (409); an admin may set
+        it any status from a form drawn on its compromised card (``shown``)."""
         ws, actor, stop = await _guard(request, STAFF_ROLES)
         if stop:
             return stop
@@ -1587,19 +1595,23 @@ class WebController(Controller):
                 raise FormError("Please check the form.")
             given = _text(form, "reason", STATUS_REASON_MAX, REASON_TOO_LONG)
             opening = status == "open"
+            # an admin may change a compromised place's status, from a form drawn on its card
+            # ("shown"): one drawn before the report must not lift it unawares
+            lifting = actor.is_admin and form.get("shown") == COMPROMISED
             # the API's path: a compromised location declines the holds still held there
             await holds_service.set_facility_status(
                 state.db,
                 facility_id,
                 StatusChange(
                     status=status,  # type: ignore[arg-type]
-                    reason=None if opening else given,
+                    # a reopening drops the form's old reason, a lift keeps why (audit)
+                    reason=None if opening and not lifting else given,
                     until=None if opening or status == COMPROMISED else until_from_form(form),
                 ),
                 actor=actor,
                 now=now,
                 operator_scope=None if actor.is_admin else actor.operator_id,
-                refuse_from=("location_compromised",),
+                refuse_from=() if lifting else ("location_compromised",),
             )
             await standing_service.run_round(state.db, state.settings, now=now)  # next in line
         except FormError as exc:
@@ -1609,7 +1621,11 @@ class WebController(Controller):
         except NotFound:
             return await self._staff_error(request, ws, 404, error=(None, _("Not found.")))
         except (InvalidInput, Conflict) as exc:
-            text = _(exc.detail) if exc.detail in STATUS_MSGIDS else _error_text(_, exc)
+            if exc.detail == registry.STATUS_KEPT and actor.is_admin:
+                # said to an admin, "only an administrator lifts it" was no answer
+                text = _(COMPROMISED_SINCE)
+            else:
+                text = _(exc.detail) if exc.detail in STATUS_MSGIDS else _error_text(_, exc)
             return await self._staff_error(
                 request, ws, exc.status, error=(here, text), status_form=typed
             )

@@ -540,3 +540,70 @@ async def test_an_admin_lifts_a_compromised_location_from_the_staff_page(
     assert r.status_code == 409
     assert "is no longer reported compromised" in _card(r.text, fid)
     assert len(await _status_audits(world, fid)) == 2
+
+
+async def test_an_admin_sets_another_status_on_a_compromised_place_from_the_page(
+    client: AsyncClient, world: World
+) -> None:
+    """The page's status form answered an admin 409 "only an administrator lifts it" on a
+    compromised place, whatever the reason given: the staff's refusal applied to admins too.
+    An admin's compromised card now has the status form (no "open" in it: that is the lift,
+    with its confirmation), and an admin may set any other status with a reason: the same
+    path (audited as the admin's, the alert acknowledged). A form drawn before the place was
+    reported compromised still changes nothing (409, saying so), and staff still get 409."""
+    w = await _compromise_iris_with_one_request_in_line(client, world)
+    fid, staff = w["fid"], str(w["staff"])
+    nord = w["sch"].facility.id  # type: ignore[attr-defined]
+    url = f"/web/staff/facilities/{fid}/status"
+    client.headers["Accept-Language"] = "en"
+    await web_sign_in(client, str(w["admin"]))
+    page = await client.get("/web/staff")
+    csrf = csrf_of(page.text)
+    card = _card(page.text, fid)
+    form = re.search(rf'<form method="post" action="{url}" class="stack">.*?</form>', card, re.S)
+    assert form, card
+    assert 'name="shown" value="location_compromised"' in form[0]
+    assert '<option value="open"' not in form[0] and '<option value="suspended"' in form[0]
+    assert "Partner seen outside" not in form[0]  # the report's reason is no reason to change
+
+    move = {"csrf": csrf, "status": "suspended", "shown": "location_compromised"}
+    r = await client.post(url, data={**move, "reason": " "})
+    assert r.status_code == 422 and "Give a reason for this status." in _card(r.text, fid)
+    r = await client.post(url, data={**move, "reason": "Families moved: building closed"})
+    assert r.status_code == 303, r.text[:300]
+    assert await _api_status(client, staff, fid) == (
+        "suspended",
+        "Families moved: building closed",
+        None,
+    )
+    entry = (await _status_audits(world, fid))[-1]
+    assert entry.actor_role == "admin" and entry.detail["from"] == "location_compromised"
+    async with world.db.read() as s:
+        (alert,) = (await s.scalars(select(Alert).where(Alert.facility_id == fid))).all()
+    assert alert.acknowledged_by == w["admin_op"]
+
+    # a page drawn while Nord was suspended; Nord is then reported compromised
+    await registry.set_status(
+        world.db,
+        nord,
+        StatusChange(status="location_compromised", reason="Partner seen outside"),
+        actor=CLI,
+        now=world.clock.now(),
+    )
+    stale = {"csrf": csrf, "status": "open", "shown": "suspended", "reason": "Works done"}
+    r = await client.post(f"/web/staff/facilities/{nord}/status", data=stale)
+    assert r.status_code == 409
+    assert "reported compromised after this page was drawn" in _card(r.text, nord)
+    assert (await _api_status(client, staff, nord))[0] == "location_compromised"
+
+    client.cookies.clear()
+    await web_sign_in(client, staff)
+    r = await post_form(
+        client,
+        "/web/staff",
+        f"/web/staff/facilities/{nord}/status",
+        {"status": "suspended", "reason": "Mine", "shown": "location_compromised"},
+    )
+    assert r.status_code == 409
+    assert "only an administrator lifts it" in r.text
+    assert (await _api_status(client, staff, nord))[0] == "location_compromised"
