@@ -336,10 +336,39 @@ def display_name(nis: str, lang: str) -> str:
 @cache
 def area_shapes(level: str) -> dict[str, Any]:
     """The shipped GeoJSON of provinces or arrondissements (Statbel, CC BY 4.0; see
-    data/SOURCES.md), for maps. Read once."""
+    data/SOURCES.md), for maps; regions as their provinces' polygons, one MultiPolygon each
+    (Brussels-Capital is its own). Read once."""
+    if level == "region":
+        return _region_shapes()
     name = {
         "province": "be_provinces_2025.geojson",
         "arrondissement": "be_arrondissements_2025.geojson",
     }[level]
     with (resources.files("capacity") / "data" / name).open(encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def _region_shapes() -> dict[str, Any]:
+    polygons: dict[str, list[Any]] = {}
+    municipalities: dict[str, int] = {}
+    for f in area_shapes("province")["features"]:
+        reg, geom = f["properties"]["reg_nis"], f["geometry"]
+        parts = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+        polygons.setdefault(reg, []).extend(parts)
+        municipalities[reg] = municipalities.get(reg, 0) + f["properties"]["n_municipalities"]
+    idx = areas()
+    features = []
+    for reg in sorted(polygons):
+        a = idx.area(reg)
+        props = {
+            "nis": reg,
+            "level": "region",
+            "name_nl": a.name_nl,
+            "name_fr": a.name_fr,
+            "name_de": a.name_de,
+            "reg_nis": reg,
+            "n_municipalities": municipalities[reg],
+        }
+        geometry = {"type": "MultiPolygon", "coordinates": polygons[reg]}
+        features.append({"type": "Feature", "properties": props, "geometry": geometry})
+    return {"type": "FeatureCollection", "features": features}

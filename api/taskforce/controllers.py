@@ -29,6 +29,7 @@ from api.taskforce.schemas import (
     Format,
     KindFilter,
     Level,
+    MapLevel,
     MonthRead,
     PlannerAreaRead,
     PlannerReport,
@@ -377,9 +378,10 @@ class TaskforceController(Controller):
 
     @get(
         "/saturation/map",
-        summary="Province or arrondissement shapes (GeoJSON) with their suppressed saturation",
+        summary="Region, province or arrondissement shapes (GeoJSON) with their saturation",
         description=(
-            "The shapes shipped in `capacity/data` (Statbel via bemaps, CC BY 4.0), each "
+            "The shapes shipped in `capacity/data` (Statbel via bemaps, CC BY 4.0; a region "
+            "is its provinces' polygons in one MultiPolygon), each "
             "feature's properties joined with the cell of the same area (same figures and "
             "suppression as `/taskforce/saturation`)."
         ),
@@ -389,12 +391,10 @@ class TaskforceController(Controller):
         db: NamedDependency[Database],
         clock: NamedDependency[Clock],
         settings: NamedDependency[Settings],
-        level: Annotated[str, Parameter(pattern=r"^(province|arrondissement)$")] = "province",
+        level: FromQuery[MapLevel] = "province",
         kind: FromQuery[KindFilter] = "all",
         segment: FromQuery[SegmentFilter] = "all",
     ) -> dict[str, Any]:
-        if level not in ("province", "arrondissement"):
-            raise InvalidInput("level must be province or arrondissement.", field="level")
         cube = await tf.current_cube(db, settings, clock.now())
         shapes = area_shapes(level)
         features = []

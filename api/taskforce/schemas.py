@@ -21,6 +21,8 @@ from capacity.taskforce_service import (
 )
 
 Level = Literal["country", "region", "province", "arrondissement"]
+#: the levels with shapes (``capacity/data``): regions drawn as their provinces
+MapLevel = Literal["region", "province", "arrondissement"]
 KindFilter = Literal[
     "all", "refuge", "crisis_hotel", "cpas_place", "night_shelter", "safe_house", "other"
 ]

@@ -631,3 +631,53 @@ async def test_the_dashboard_labels_take_the_french_colon(
     await post_form(client, "/web/taskforce", "/web/lang", {"lang": "en", "next": "/web/taskforce"})
     page = html.unescape((await client.get("/web/taskforce", params={"province": "60000"})).text)
     assert "<h1>Task force dashboard: Liège</h1>" in page
+
+
+async def test_the_region_map_is_in_the_api_too(client: AsyncClient, world: World) -> None:
+    """The dashboard offers the region level; a task-force analyst asking the API for the same
+    map (``/taskforce/saturation/map?level=region``) got a 422. The three regions, each as its
+    provinces' polygons, with the figures and suppression of ``/taskforce/saturation``."""
+    s = await seed_taskforce(world)
+    for segment in ("all", "undocumented"):  # undocumented: one refuge in Wallonia, suppressed
+        api = await api_map(client, s["tf"], level="region", segment=segment)
+        assert set(api) == {"02000", "03000", "04000"}
+        r = await client.get(
+            "/taskforce/saturation",
+            params={"level": "region", "segment": segment},
+            headers=bearer(s["tf"]),
+        )
+        cells = {c["area"]["nis"]: c for c in r.json()["cells"] if c["kind"] == "all"}
+        for nis, props in api.items():
+            cell = cells[nis]
+            assert props["level"] == "region" and props["name_fr"] == cell["area"]["nameFr"]
+            assert props["suppressed"] == cell["suppressed"], (segment, nis)
+            assert props["mergedInto"] == cell.get("mergedInto"), (segment, nis)
+            for col in ("capacity", "occupied", "held", "free", "saturation", "coverage"):
+                assert props[col] == cell[col], (segment, nis, col)
+        if segment == "undocumented":
+            wallonia = api["03000"]
+            assert wallonia["suppressed"] and wallonia["capacity"] is None
+            assert wallonia["mergedInto"] == "BE"
+        else:
+            assert api["03000"]["capacity"] == 61 and not api["03000"]["suppressed"]
+    r = await client.get(
+        "/taskforce/saturation/map", params={"level": "region"}, headers=bearer(s["tf"])
+    )
+    flanders = next(f for f in r.json()["features"] if f["properties"]["nis"] == "02000")
+    assert flanders["geometry"]["type"] == "MultiPolygon"
+    assert len(flanders["geometry"]["coordinates"]) >= 5  # its five provinces, at least
+    # the same colours as the dashboard's region map
+    await web_sign_in(client, s["tf"])
+    areas = map_areas((await client.get("/web/taskforce", params={"level": "region"})).text)
+    for nis, props in (await api_map(client, s["tf"], level="region")).items():
+        assert areas[nis]["class"] == expected_class(props), nis
+    # still a clear 4xx for a level with no shapes
+    r = await client.get(
+        "/taskforce/saturation/map", params={"level": "country"}, headers=bearer(s["tf"])
+    )
+    assert r.status_code in (400, 422) and "level" in r.text
+    # and the OpenAPI document names the three levels
+    doc = (await client.get("/schema/openapi.json")).json()
+    params = doc["paths"]["/taskforce/saturation/map"]["get"]["parameters"]
+    level = next(p for p in params if p["name"] == "level")
+    assert set(level["schema"]["enum"]) == {"region", "province", "arrondissement"}
