@@ -206,6 +206,22 @@ def window(raw_start: str | None, raw_end: str | None, now: datetime, days: int 
     return start, end
 
 
+PLANNER_SUPPRESSION_NOTE = (
+    "Null figures are suppressed to protect secret addresses: fewer than {k} schemes with a "
+    "secret address end in the area within `days`, or fewer than {k} secret-address facilities "
+    "remain elsewhere in it (or serve the segment), or the figure could be worked out from "
+    "others published (another horizon or level, the saturation map). No single secret place "
+    "may be singled out; nothing is missing."
+)
+
+
+def planner_suppressed(a: tf.PlannerArea) -> bool:
+    """Whether any figure of a planner area is withheld (occupants, free places elsewhere, or
+    one segment of them)."""
+    free = a.free_elsewhere
+    return a.occupants is None or free is None or any(v is None for v in free.values())
+
+
 class TaskforceController(Controller):
     path = "/taskforce"
     tags = ["taskforce"]
@@ -513,7 +529,8 @@ class TaskforceController(Controller):
             "and free places elsewhere in the "
             "same area that serve each segment. Public-address schemes (e.g. requisitioned "
             "hotels) are listed by alias, never by address; secret-address ones only as an "
-            "area aggregate, suppressed below k."
+            "area aggregate, suppressed below k. When any figure is suppressed (null), "
+            "`suppressionNote` says why."
         ),
     )
     async def redirection(
@@ -528,10 +545,15 @@ class TaskforceController(Controller):
     ) -> PlannerReport:
         now = clock.now()
         areas = await tf.redirection(db, settings, now=now, days=days, level=level)
+        k = settings.suppression_k
         return PlannerReport(
             as_of=now,
             days=days,
             level=level,
+            k=k,
+            suppression_note=PLANNER_SUPPRESSION_NOTE.format(k=k)
+            if any(planner_suppressed(a) for a in areas)
+            else None,
             areas=[
                 PlannerAreaRead(
                     area=tf_area(a.nis),

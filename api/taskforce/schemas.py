@@ -241,8 +241,12 @@ class PlannerReport(Out, kw_only=True):
     as_of: datetime
     days: int
     level: str
+    k: int
     unit: str = "places"
     areas: list[PlannerAreaRead]
+    # why figures are null, when any is: a reader meeting only suppressed rows (the demo's
+    # one secret scheme ending) otherwise takes the planner for broken
+    suppression_note: str | None = None
 
 
 class DemandRead(Out, kw_only=True):

@@ -461,6 +461,13 @@ class TaskforcePageController(Controller):
             unmet_days=UNMET_DAYS,
             unmet_by=unmet_by,
             planner=planner,
+            # why rows read "suppressed" (the demo's only ending scheme is a secret one)
+            planner_suppressed=any(
+                p["occupants"] is None
+                or p["free"] is None
+                or any(v is None for v in p["free"].values())
+                for p in planner
+            ),
             yoy=yoy,
             planner_days=PLANNER_DAYS,
             classes=(*SAT_CLASSES, "suppressed", "nodata"),

@@ -681,3 +681,41 @@ async def test_the_region_map_is_in_the_api_too(client: AsyncClient, world: Worl
     params = doc["paths"]["/taskforce/saturation/map"]["get"]["parameters"]
     level = next(p for p in params if p["name"] == "level")
     assert set(level["schema"]["enum"]) == {"region", "province", "arrondissement"}
+
+
+async def test_a_suppressed_planner_says_why(client: AsyncClient, world: World) -> None:
+    """On the demo data the only scheme ending soon is a secret refuge, so every planner row
+    read "suppressed" with no reason given: to a new analyst the planner looked broken. The
+    page and the API now say why (too few secret-address schemes, or figures that could be
+    worked out from others: suppressed so no secret place is singled out), without showing
+    more."""
+    s = await seed_taskforce(world)
+    await world.facility(
+        "Refuges Canary",
+        "CANARYENDING",
+        municipality=LIEGE,
+        planned_end=world.clock.now() + timedelta(days=10),
+        pools=[PoolCreate(label="Beds", units_total=6, units_occupied=5)],
+    )
+    api = await client.get("/taskforce/redirection", params={"days": 30}, headers=bearer(s["tf"]))
+    assert api.status_code == 200
+    body = api.json()
+    (area,) = body["areas"]
+    assert area["suppressed"] and area["occupants"] is None and area["freeElsewhere"] is None
+    assert body["k"] == 3
+    assert "secret" in body["suppressionNote"] and "fewer than 3" in body["suppressionNote"]
+    await web_sign_in(client, s["tf"])
+    for lang, words in (("en", "secret address"), ("fr", "adresse secrète")):
+        client.cookies.set("abri_lang", lang, path="/web")
+        page = (await client.get("/web/taskforce")).text
+        planner = re.search(
+            r'<section class="card" aria-labelledby="planner-h">.*?</section>', page, re.S
+        )
+        assert planner and 'id="tf-planner"' in planner[0]
+        why = re.search(r'<p class="hint" id="tf-planner-suppressed">(.*?)</p>', planner[0], re.S)
+        assert why, planner[0]
+        assert words in html.unescape(why[1]) and "3" in why[1], why[1]
+        assert "CANARY" not in page.upper()
+    # nothing suppressed: no such note, in the page or the API
+    r = await client.get("/taskforce/redirection", params={"days": 3}, headers=bearer(s["tf"]))
+    assert r.json()["areas"] == [] and r.json()["suppressionNote"] is None
