@@ -51,7 +51,7 @@ async def test_holds_are_found_by_key_even_when_statistics_saw_no_active_hold(
         assert "uq_holds_ref" in release, release
         assert "ix_holds_held" not in release, release
 
-        move = await _plan(conn, holds_service._MOVE["released"][0], 7, now, None)
+        move = await _plan(conn, holds_service._MOVE["released"][0], 7, now, None, None)
         assert "pk_holds" in move, move
 
         target = await _plan(conn, holds_service._TARGET, pool_ref, op, now, "k-1")
