@@ -69,11 +69,6 @@ REASON_RELEASED_BY_ADMIN = "released_by_admin"
 #: (the requester released its own hold; a departure is the shelter's business).
 REASON_RELEASED = "released"
 REASON_DEPARTED = "departed"
-REASON_CODES = {
-    "hold.declined": REASON_DECLINED,
-    "hold.expired": REASON_EXPIRED,
-    "hold.no_show": REASON_NO_SHOW,
-}
 #: The code a transition ends a hold with unless told otherwise (``_close_code``).
 _ENDING_CODES = {
     "released": REASON_RELEASED,
@@ -298,9 +293,9 @@ async def _event(
     happened_at: datetime | None = None,
 ) -> None:
     """The live-stream event, and the requester's webhook (outbox) for the events it gets.
-    ``reason``: the webhook's reason code when it is not the event's usual one
-    (``REASON_CODES``), e.g. ``location_compromised`` for a decline. ``happened_at``: the
-    webhook's ``at`` when it is not ``now`` (an expiry: the hold's deadline)."""
+    ``reason``: the webhook's reason code, the code the hold ended with (``_close_code``;
+    None for an arrival). ``happened_at``: the webhook's ``at`` when it is not ``now`` (an
+    expiry: the hold's deadline)."""
     at = tx.ts(now)
     payload = {"holdId": hold_id, "ref": ref, "state": state}
     await tx.run(_EVENT, at, kind, facility_id, requester_operator_id, tx.json(payload))
@@ -310,7 +305,7 @@ async def _event(
             "event": kind,
             "ref": ref,
             "state": state,
-            "reason": reason or REASON_CODES.get(kind),
+            "reason": reason,
             "at": utc_iso(happened_at or now),
         }
         await tx.run(_OUTBOX, requester_operator_id, kind, tx.json(message), at)
@@ -624,7 +619,7 @@ async def reserve(
             if twin is not None:
                 return Reserved(twin, created=False)
             if hkey is not None:
-                held = await _held_by_key(db, pool_ref, hkey)
+                held = await _held_by_key(db, pool_ref, hkey, now)
                 if held is not None:
                     return Reserved(held, created=False, already_held=True)
             continue
@@ -1183,8 +1178,8 @@ async def transition_ex(
     """:func:`transition`, also telling whether a standing request is waiting for a place.
     ``also_audit``: one more audit entry (``audit.record_raw``'s keywords but ``actor`` and
     ``at``) written in the transition's own transaction, e.g. which one-time link did it.
-    ``reason_code``: the requester's webhook's ``reason`` when not the transition's usual one
-    (``REASON_CODES``)."""
+    ``reason_code``: the code the hold ends with when not the transition's usual one
+    (``_close_code``), e.g. ``location_compromised``."""
     ref = parse_ref(raw_ref)
     side = "requester" if target in rules.REQUESTER_ACTIONS else "staff"
     fast = also_audit is None and not db.sqlite
@@ -1480,23 +1475,17 @@ async def held_for_household(
     Idempotency-Key, and holding the place again would take a second unit for one
     household."""
     assert actor.operator_id is not None
+    episode = episode_hash(actor.operator_id, episode_token)
+    key = household_key(episode, need, msgspec.to_builtins(household))
+    return await _held_by_key(db, pool_ref, key, now)
+
+
+async def _held_by_key(db: Database, pool_ref: str, key: str, now: datetime) -> HoldView | None:
+    """The running hold at this pool with this household key (``uq_holds_household_held``:
+    one at most), unless its deadline has passed."""
     q = _view_query().where(
-        Hold.requester_operator_id == actor.operator_id,
-        Hold.episode_hash == episode_hash(actor.operator_id, episode_token),
-        is_held(),
-        Hold.deadline > now,
-        Pool.ref == pool_ref,
-        Hold.need == need,
+        Hold.household_key == key, is_held(), Hold.deadline > now, Pool.ref == pool_ref
     )
-    async with db.read() as s:
-        rows = (await s.execute(q.order_by(Hold.id.desc()))).all()
-    wanted = msgspec.to_builtins(household)
-    return next((v for v in map(_to_view, rows) if v.household == wanted), None)
-
-
-async def _held_by_key(db: Database, pool_ref: str, key: str) -> HoldView | None:
-    """The running hold at this pool with this household key (what beat a grant to it)."""
-    q = _view_query().where(Hold.household_key == key, is_held(), Pool.ref == pool_ref)
     async with db.read() as s:
         row = (await s.execute(q)).first()
     return None if row is None else _to_view(row)
