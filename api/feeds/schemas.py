@@ -83,7 +83,8 @@ class FeedHealth(Out, kw_only=True):
     (three intervals for a feed polled less often) failed, at least two, or its circuit is open;
     a success in between does not reset it (``pollsLast15Min``, ``failedPollsLast15Min``).
     ``retryAfterUntil``: the partner's server answered the last poll with a ``Retry-After``
-    (at most an hour is honoured): no scheduled poll before then. ``missingFromDocument``:
+    (at most an hour is honoured): no scheduled poll before then (null once that time
+    has passed). ``missingFromDocument``:
     mapped identifiers the last document applied did not mention
     (their pools keep their figures and go stale on schedule). ``warnings``: what to look at
     even though the feed is healthy."""
@@ -218,7 +219,12 @@ def feed_read(v: FeedView, *, now: datetime) -> FeedRead:
             alerting=recent.alerting,
             polls_last15_min=recent.total,
             failed_polls_last15_min=recent.failed,
-            retry_after_until=f.retry_after_until,
+            # a wait that is over is no longer shown (the next poll clears it)
+            retry_after_until=(
+                f.retry_after_until
+                if f.retry_after_until is not None and f.retry_after_until > now
+                else None
+            ),
             missing_from_document=_missing(f),
             warnings=feed_warnings(f),
         ),

@@ -1,7 +1,8 @@
 """A CPAS spreadsheet exported as CSV and served over HTTP.
 
 Header row required, comma, semicolon or tab separated (Belgian Excel uses ``;``, many export
-jobs a tab): the separator the header line uses most; UTF-8 with or without BOM::
+jobs a tab): the separator the header line uses most; UTF-8 with or without BOM, or UTF-16 with
+its BOM (Excel's "Unicode Text" export)::
 
     place_id;places_total;places_occupied;places_blocked;updated_at
     URG-1;6;4;0;2026-01-15T01:00:00+01:00
@@ -12,6 +13,7 @@ a row with a missing or non-numeric cell rejects the whole document.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -44,11 +46,22 @@ def _int(raw: str | None, column: str, line: int) -> int:
     return value
 
 
-def parse(body: bytes) -> list[Reading]:
+def _text(body: bytes) -> str:
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return body.decode("utf-16")  # the BOM says which byte order; it is dropped
+        except UnicodeDecodeError:
+            raise FeedRejected("CSV starts as UTF-16 but is not UTF-16") from None
     try:
-        text = body.decode("utf-8-sig")
+        return body.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise FeedRejected("CSV is not UTF-8") from None
+        raise FeedRejected(
+            'CSV is not UTF-8 (in Excel: save as "CSV UTF-8" or "Unicode Text")'
+        ) from None
+
+
+def parse(body: bytes) -> list[Reading]:
+    text = _text(body)
     lines = text.splitlines()
     if not lines:
         raise FeedRejected("CSV is empty")

@@ -9,6 +9,7 @@ Backoff and the circuit breaker run on the FrozenClock with a recording ``sleep`
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
 import json
 import random
@@ -310,6 +311,24 @@ def test_adapters_parse_and_reject() -> None:
     for mod, body in bad:
         with pytest.raises(FeedRejected):
             mod.parse(body)
+
+
+def test_excel_unicode_text_export_is_read() -> None:
+    """A CPAS clerk saves the sheet with Excel's "Unicode Text": UTF-16 with a byte order
+    mark, tab-separated. It was refused as "not UTF-8"; it is read like the UTF-8 export, in
+    either byte order. A Windows-1252 export is still refused, with what to do instead."""
+    text = "place_id\tplaces_total\tplaces_occupied\nURG-1\t6\t4\nURG-\u00e9\t2\t2\n"
+    for encoding in ("utf-16-le", "utf-16-be"):
+        bom = codecs.BOM_UTF16_LE if encoding.endswith("le") else codecs.BOM_UTF16_BE
+        rs = csv_export.parse(bom + text.encode(encoding))
+        assert [(r.feed_id, r.units_total, r.units_occupied) for r in rs] == [
+            ("URG-1", 6, 4),
+            ("URG-\u00e9", 2, 2),
+        ]
+    with pytest.raises(FeedRejected, match="CSV UTF-8"):
+        csv_export.parse(text.encode("cp1252"))
+    with pytest.raises(FeedRejected, match="not UTF-16"):
+        csv_export.parse(codecs.BOM_UTF16_LE + b"p\x00\x00\xd8")  # a lone surrogate
 
 
 # --------------------------------------------------------------------------- ingest
@@ -1173,6 +1192,9 @@ async def test_a_long_retry_after_pushes_the_next_poll_back(
     # Back: the next poll comes at the interval again, and the status no longer shows a wait.
     feed_server.serve(Reply(body=inventory((10, 6), (4, 3))))
     world.clock.advance(hours=1)
+    # The wait is over: the status no longer shows it, even before the next poll ran.
+    r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
+    assert r.json()["health"]["retryAfterUntil"] is None
     assert await poller.poll_due(world.db, **kw) == 1
     r = await client.get(f"/admin/feeds/{created['id']}", headers=bearer(setup.admin))
     health = r.json()["health"]
