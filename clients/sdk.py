@@ -135,6 +135,9 @@ class StaffHold(_Out, kw_only=True):
     pool_label: str
     callback: str | None = None
     close_reason: str | None = None
+    closed_at: datetime | None = None
+    #: why it ended, as ``Hold.close_code``; None while it is open
+    close_code: str | None = None
 
 
 class Notice(_Out, kw_only=True):

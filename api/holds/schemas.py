@@ -174,6 +174,16 @@ class StaffHoldRead(Out, kw_only=True):
     pool_id: int
     pool_label: str
     close_reason: str | None
+    closed_at: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description=(
+                "When the hold left `held` or `arrived` (an expired hold: its deadline); null "
+                "while it is open."
+            )
+        ),
+    ]
+    close_code: Annotated[CloseCode | None, msgspec.Meta(description=CLOSE_CODE_DESCRIPTION)]
 
 
 def hold_read(v: HoldView, now: datetime) -> HoldRead:
@@ -224,4 +234,6 @@ def staff_hold_read(v: HoldView, now: datetime) -> StaffHoldRead:
         pool_id=v.pool_id,
         pool_label=v.pool_label,
         close_reason=v.close_reason,
+        closed_at=v.ended_at(now),
+        close_code=v.code(now),  # type: ignore[arg-type]
     )

@@ -1,4 +1,4 @@
-"""Why a hold ended, as a stable code on the requester's own reads (``closeCode``).
+"""Why a hold ended, as a stable code on the requester's and the staff's reads (``closeCode``).
 
 A police dispatch system whose webhook receiver was down longer than the retries read its
 holds back with GET /holds: a hold declined because the place's location is compromised ("do
@@ -140,6 +140,10 @@ async def test_each_ending_shows_its_code_to_the_requester(
     for ref, code in expected.items():
         assert await code_of(client, s, ref) == code, ref
         assert await stored(world, ref) == code, ref
+        # The place's staff read the same code (they had only the requester's words).
+        mine = await client.get(f"/staff/holds/{ref}", headers=st)
+        assert mine.status_code == 200 and mine.json()["closeCode"] == code, (ref, mine.text)
+        assert (mine.json()["closedAt"] is None) == (code is None), mine.text
     # The webhook says the same stored code; never the staff's words as a code.
     async with world.db.read() as session:
         sent = {
@@ -219,9 +223,10 @@ async def test_the_retention_purge_keeps_the_code(
 
 async def test_the_openapi_document_lists_the_codes(client: AsyncClient) -> None:
     doc = (await client.get("/schema/openapi.json")).json()
-    schema = doc["components"]["schemas"]["HoldRead"]
-    assert "closeCode" in schema["required"]
-    prop = schema["properties"]["closeCode"]
-    assert set(prop["type"]) == {"string", "null"}
-    assert set(prop["enum"]) == CLOSE_CODES | {None}
-    assert "location_compromised" in prop["description"]
+    for name in ("HoldRead", "StaffHoldRead"):
+        schema = doc["components"]["schemas"][name]
+        assert "closeCode" in schema["required"]
+        prop = schema["properties"]["closeCode"]
+        assert set(prop["type"]) == {"string", "null"}
+        assert set(prop["enum"]) == CLOSE_CODES | {None}
+        assert "location_compromised" in prop["description"]
