@@ -504,7 +504,7 @@ async def _guard(
         if request.method == "GET" and sess.is_background(request):
             return ws, None, _session_over(request, ws, "ended")
         if request.method == "GET":
-            return ws, None, _redirect(request, ws, "/web/sign-in")
+            return ws, None, _redirect(request, ws, _sign_in_then(request.url.path))
         return ws, None, _forbidden(request, ws)
     if request.method == "GET" and sess.drawn_for_another(request, ws.data):
         return ws, None, _session_over(request, ws, "changed")
@@ -553,6 +553,38 @@ def _home_for(role: str | None) -> str:
     if role in CONSOLE_ROLES:
         return "/web/console"
     return "/web/sign-in"
+
+
+#: the pages a sign-in leads to by itself (``_home_for``): no need to say "come back here"
+_HOMES = frozenset({"/web", "/web/", "/web/console", "/web/staff", "/web/taskforce"})
+#: which roles may open the pages under each part of the site (as the pages' own guards)
+_AREAS = (
+    ("/web/console/", CONSOLE_ROLES),
+    ("/web/staff/", STAFF_ROLES),
+    ("/web/taskforce/", frozenset({"taskforce", "admin"})),
+)
+
+
+def _sign_in_then(path: str) -> str:
+    """The sign-in page, asked to come back to ``path`` (a hold's page, a waiting list...)
+    once signed in again."""
+    target = _safe_next(path)
+    if target in _HOMES:
+        return "/web/sign-in"
+    return f"/web/sign-in?next={quote(target, safe='/')}"
+
+
+def _resume(role: str, target: str | None) -> str | None:
+    """``target`` if it is one of our pages this role may open (not a home page), else None.
+    A page of the operator who used this browser before stays theirs: the new one's guard
+    answers for it (another operator's hold is not found)."""
+    page = _safe_next(target)
+    if page in _HOMES:
+        return None
+    for prefix, roles in _AREAS:
+        if page.startswith(prefix):
+            return page if role in roles else None
+    return None
 
 
 def _safe_next(target: str | None) -> str:
@@ -929,7 +961,15 @@ class WebController(Controller):
         ws = await sess.load(request, _now(request))
         # come from a page whose session ended while it looked for news (abri.js): say why
         ended = request.query_params.get("ended") == "1" and ws.actor is None
-        return _render(request, ws, "sign_in.html", error=None, ended=ended)
+        after = _safe_next(request.query_params.get("next"))
+        return _render(
+            request,
+            ws,
+            "sign_in.html",
+            error=None,
+            ended=ended,
+            next=None if after in _HOMES else after,
+        )
 
     @post("/sign-in")
     async def sign_in(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -940,6 +980,7 @@ class WebController(Controller):
         if not sess.csrf_ok(ws, form.get("csrf")):
             return _forbidden(request, ws)
         token = (form.get("token") or "").strip()
+        after = _safe_next(form.get("next"))
         actor = await registry.authenticate(state.db, token, now) if token else None
         if actor is None:
             _ = i18n.translator(_lang(request))
@@ -949,9 +990,10 @@ class WebController(Controller):
                 "sign_in.html",
                 status=401,
                 error=_("This token is not valid (unknown, expired or revoked)."),
+                next=None if after in _HOMES else after,
             )
         ws = sess.WebSession(await sess.sign_in(state.db, actor, now), actor, dirty=True)
-        return _redirect(request, ws, _home_for(actor.role))
+        return _redirect(request, ws, _resume(actor.role, after) or _home_for(actor.role))
 
     @post("/sign-out")
     async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -35,7 +35,8 @@ def test_a_hold_page_whose_session_ended_says_so(
     """The hold page looks every 15 s for news. Once the session had ended (30 minutes without
     the operator doing anything, a sign-out in another tab), each look got the sign-in page,
     found no hold in it and said nothing: the page sat there, frozen, looking live, with the
-    household on a shared screen. It now goes to the sign-in page, which says why."""
+    household on a shared screen. It now goes to the sign-in page, which says why, and comes
+    back to the hold once signed in again."""
     base, token = server["base"], server["police"]
     ref = _police_hold(base, token, server["ixl"].pools[0].ref, "console-session-ended-1")
     page = wb._page(browser)
@@ -46,10 +47,14 @@ def test_a_hold_page_whose_session_ended_says_so(
         assert page.locator("#hold-state").get_attribute("data-state") == "held"
         _sign_out_elsewhere(page, base)
         page.clock.run_for(16000)  # the page's next look
-        page.wait_for_url(f"{base}/web/sign-in?ended=1")
+        page.wait_for_url(f"{base}/web/sign-in?ended=1&next=%2Fweb%2Fconsole%2Fholds%2F{ref}")
         ended = page.get_by_role("alert")
         assert "Your session has ended" in ended.inner_text()
-        assert ref not in page.content()
+        assert ref not in page.inner_text("body")  # (only where to come back to, hidden)
+        page.get_by_label("Access token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{base}/web/console/holds/{ref}")
+        assert page.locator("#hold-state").get_attribute("data-state") == "held"
     finally:
         page.context.close()
         _release(base, token, ref, check=False)

@@ -245,6 +245,53 @@ async def test_background_refreshes_do_not_keep_a_console_signed_in(
     assert "Your session has ended" not in (await client.get("/web/sign-in", headers=en)).text
 
 
+async def test_signing_in_again_goes_back_to_the_page_that_was_open(
+    client: AsyncClient, world: World, clock: FrozenClock
+) -> None:
+    """An officer waiting on a hold's page was signed out after 30 idle minutes; after signing
+    in again she landed on the empty console and had to find the hold again. The sign-in now
+    comes back to the page that was open: one of ours, and only one this role may open."""
+    w = await seed_world(world)
+    await web_sign_in(client, str(w["helpline"]))
+    page = "/web/console/holds/KM4T-9RC7"
+    clock.advance(minutes=31)
+    r = await client.get(page)
+    assert r.status_code == 303 and r.headers["location"] == f"/web/sign-in?next={page}"
+    form = await client.get(r.headers["location"])  # as abri.js goes there too (ended=1)
+    assert f'name="next" value="{page}"' in form.text
+    r = await client.post(
+        "/web/sign-in",
+        data={"csrf": csrf_of(form.text), "token": str(w["helpline"]), "next": page},
+    )
+    assert r.status_code == 303 and r.headers["location"] == page
+    # A wrong token keeps where to go back to; a page of another role, or of another site,
+    # is not followed: the role's home page instead.
+    client.cookies.clear()
+    form = await client.get(f"/web/sign-in?next={page}")
+    r = await client.post(
+        "/web/sign-in", data={"csrf": csrf_of(form.text), "token": "abri_wrong", "next": page}
+    )
+    assert r.status_code == 401 and f'name="next" value="{page}"' in r.text
+    for target, token, home in (
+        ("/web/staff/facilities/1", w["helpline"], "/web/console"),
+        ("/web/console/holds/KM4T-9RC7", w["staff"], "/web/staff"),
+        ("https://evil.example/web/console/x", w["police"], "/web/console"),
+        ("//evil.example/web/console/x", w["police"], "/web/console"),
+        ("/web/console/../../admin", w["police"], "/web/console"),
+    ):
+        client.cookies.clear()
+        form = await client.get("/web/sign-in")
+        r = await client.post(
+            "/web/sign-in",
+            data={"csrf": csrf_of(form.text), "token": str(token), "next": target},
+        )
+        assert r.status_code == 303 and r.headers["location"] == home, target
+    # The home pages still send to the plain sign-in page.
+    client.cookies.clear()
+    r = await client.get("/web/console")
+    assert r.status_code == 303 and r.headers["location"] == "/web/sign-in"
+
+
 async def test_a_page_drawn_for_another_session_is_told_so_not_given_the_new_one(
     client: AsyncClient, world: World
 ) -> None:

@@ -63,7 +63,8 @@
      failure. Sent as the page's own look (X-Abri-Background), which does not count as the
      user doing something: a console left open is signed out after its idle limit all the
      same. Once the session has ended (the server says so, 401), the page goes to the sign-in
-     page, which says why, instead of sitting there frozen with what it showed. It also says
+     page, which says why (and comes back here once signed in again), instead of sitting
+     there frozen with what it showed. It also says
      which session it was drawn for (X-Abri-Page): after a sign-out and a sign-in as someone
      else in another tab (409), it is drawn again for them, from their home page, instead of
      showing their holds or waiting list under this page's header and forms. */
@@ -78,7 +79,9 @@
         var over = r.headers.get("X-Abri-Session");
         if ((r.status === 401 && over === "ended") || (r.status === 409 && over === "changed")) {
           leaving = true;
-          window.location.assign(over === "ended" ? "/web/sign-in?ended=1" : "/web/");
+          window.location.assign(over === "ended"
+            ? "/web/sign-in?ended=1&next=" + encodeURIComponent(window.location.pathname)
+            : "/web/");
           return null;
         }
         return r.ok ? r.text() : null;
