@@ -34,7 +34,7 @@ from api.routing import get, post
 from capacity import registry
 from capacity.audit import Actor
 from capacity.clock import Clock
-from capacity.db import Database
+from capacity.db import Database, connection_lost
 from capacity.errors import AbriError, InvalidInput
 from capacity.metrics import HOLD_ATTEMPTS
 from capacity.models import Event, Facility
@@ -397,6 +397,8 @@ ALIVE_CHECK_SECONDS = 5.0
 #: dispatches no event, so a reader's read timeout or a proxy's idle timeout (often 60 s) does
 #: not cut a quiet stream.
 KEEPALIVE_SECONDS = 15.0
+#: How often a stream whose database is gone (restarting, failing over) looks again.
+OUTAGE_RETRY_SECONDS = 0.5
 
 
 async def hold_event_stream(
@@ -427,18 +429,26 @@ async def hold_event_stream(
     # first the stream's opening (headers and a comment) before any database read: a client
     # sees at once that it is connected, however busy the database is
     yield ServerSentEventMessage(data=None, comment="abri hold stream", retry=3000)
-    async with db.read() as s:
-        newest = int(await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1)) or 0)
-        # from now; or from an id beyond any event (remembered from before a restore, a fresh
-        # database): nothing newer than the newest can have been seen, and resuming after it
-        # would keep every new event from the reader until the ids caught up
-        if after is None or after > newest:
-            after = newest
-        mine = (
-            None
-            if actor.is_admin
-            else select(Facility.id).where(Facility.operator_id == actor.operator_id)
-        )
+    while True:
+        try:
+            async with db.read() as s:
+                newest = await s.scalar(select(Event.id).order_by(Event.id.desc()).limit(1))
+            break
+        except Exception as exc:
+            if not connection_lost(exc) or loop.time() >= end:
+                raise
+            await asyncio.sleep(OUTAGE_RETRY_SECONDS)  # the database restarting: wait for it
+    newest = int(newest or 0)
+    # from now; or from an id beyond any event (remembered from before a restore, a fresh
+    # database): nothing newer than the newest can have been seen, and resuming after it
+    # would keep every new event from the reader until the ids caught up
+    if after is None or after > newest:
+        after = newest
+    mine = (
+        None
+        if actor.is_admin
+        else select(Facility.id).where(Facility.operator_id == actor.operator_id)
+    )
     yield ServerSentEventMessage(id=str(after), comment="position")
     # Ids below the cursor are looked at again for LATE_COMMIT_SECONDS (``floor``: the cursor
     # as it was that long ago); ``sent`` keeps those already sent above the floor. New events
@@ -463,52 +473,66 @@ async def hold_event_stream(
     spoke = loop.time()
     while loop.time() < end:
         now_t = loop.time()
-        if alive is not None and now_t - checked >= ALIVE_CHECK_SECONDS:
-            if not await alive():
-                return
-            checked = now_t
         marks.append((now_t, after))
         moved = False
         while marks and marks[0][0] <= now_t - LATE_COMMIT_SECONDS:
             floor, moved = marks.popleft()[1], True
         if moved:
             sent = {i for i in sent if i > floor}
-        async with db.read() as s:
-            rows = list(
-                (
-                    await s.execute(
-                        scoped(columns.where(Event.id > after)).order_by(Event.id).limit(100)
-                    )
-                ).all()
-            )
-            if floor < after and now_t - looked_back >= LOOK_BACK_SECONDS:
-                looked_back = now_t
-                below = await s.scalars(
-                    scoped(select(Event.id).where(Event.id > floor, Event.id <= after))
+        try:
+            if alive is not None and now_t - checked >= ALIVE_CHECK_SECONDS:
+                if not await alive():
+                    return
+                checked = now_t
+            async with db.read() as s:
+                rows = list(
+                    (
+                        await s.execute(
+                            scoped(columns.where(Event.id > after)).order_by(Event.id).limit(100)
+                        )
+                    ).all()
                 )
-                late = [i for i in below if i not in sent][:100]
-                if late:  # committed after a higher id was sent: send them now
-                    q = scoped(columns.where(Event.id.in_(late))).order_by(Event.id)
-                    rows = list((await s.execute(q)).all()) + rows
-        if rows and alive is not None:
-            if not await alive():  # revoked since the last look: send nothing more
-                return
-            checked = loop.time()
+                if floor < after and now_t - looked_back >= LOOK_BACK_SECONDS:
+                    looked_back = now_t
+                    below = await s.scalars(
+                        scoped(select(Event.id).where(Event.id > floor, Event.id <= after))
+                    )
+                    late = [i for i in below if i not in sent][:100]
+                    if late:  # committed after a higher id was sent: send them now
+                        q = scoped(columns.where(Event.id.in_(late))).order_by(Event.id)
+                        rows = list((await s.execute(q)).all()) + rows
+            if rows and alive is not None:
+                if not await alive():  # revoked since the last look: send nothing more
+                    return
+                checked = loop.time()
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            # the database restarting or failing over: the stream stays open (keep-alive
+            # comments) and looks again, rather than end into a reconnection that would get
+            # a 503, after which a browser's EventSource gives up for good
+            rows = []
+        lost = False
         for ev_id, kind, payload in rows:
-            sent.add(ev_id)
-            after = max(after, ev_id)
             try:
                 view = await holds_service.get(db, payload["ref"], actor=actor, side="staff")
-            except Exception:  # e.g. the hold's facility changed operator: skip it
+            except Exception as exc:
+                if connection_lost(exc):
+                    lost = True
+                    break  # not sent: read again at the next look, once the database is back
+                view = None  # e.g. the hold's facility changed operator: skip it
+            sent.add(ev_id)
+            after = max(after, ev_id)
+            if view is None:
                 continue
             shown = staff_hold_read(view, clock.now())
             if bare:
                 body = msgspec.json.encode({"state": shown.state}).decode()
             else:
                 body = msgspec.json.encode(shown).decode()
-            yield ServerSentEventMessage(data=body, event=kind, id=str(max(after, ev_id)))
+            yield ServerSentEventMessage(data=body, event=kind, id=str(after))
             spoke = loop.time()
-        if not rows:
+        if not rows or lost:
             if loop.time() - spoke >= KEEPALIVE_SECONDS:
                 yield ServerSentEventMessage(data=None, comment="keepalive")
                 spoke = loop.time()

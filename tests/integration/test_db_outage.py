@@ -1,0 +1,158 @@
+"""PostgreSQL goes away for a few seconds (a restart by the hosting provider, a failover, an
+idle-connection killer) while the installation keeps serving: what is open must come back on
+its own. The outage is real: the app talks to the real server through a TCP relay that the test
+cuts (every connection through it closed, new ones refused) and restores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from api.holds.controllers import hold_event_stream
+from capacity.audit import Actor
+from capacity.commands import PoolCreate
+from capacity.db import Database
+from placement import holds_service
+from placement.household import Adult, Household
+from tests.conftest import World
+
+
+class PgRelay:
+    """A TCP relay in front of the real PostgreSQL. ``cut()``: every connection through it is
+    closed and nobody listens on its port (the server is down); ``restore()``: it listens again
+    on the same port (the server is back)."""
+
+    def __init__(self, target_url: str) -> None:
+        url = make_url(target_url)
+        self.target_url = url
+        self.host, self.target_port = url.host or "127.0.0.1", url.port or 5432
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return self.target_url.set(host="127.0.0.1", port=self.port).render_as_string(
+            hide_password=False
+        )
+
+    async def start(self) -> PgRelay:
+        self._server = await asyncio.start_server(
+            self._relay, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._open):
+            w.transport.abort()  # the app's side sees its connection reset
+        self._open.clear()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(self.host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open.update((writer, up_w))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self._open.discard(writer)
+        self._open.discard(up_w)
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL only: the outage is of a database server."""
+    return str(request.param)
+
+
+async def _operator_id(world: World, name: str) -> int:
+    from sqlalchemy import select
+
+    from capacity.models import Operator
+
+    async with world.db.read() as s:
+        return int(await s.scalar(select(Operator.id).where(Operator.name == name)))
+
+
+async def test_an_open_hold_stream_outlives_a_database_restart(world: World) -> None:
+    """The shelter's staff page is open at night; PostgreSQL restarts (a few seconds). The
+    stream's next poll failed, the generator raised and the response was cut; the browser's
+    EventSource reconnected 3 s later into a database still starting up, got a 503 — and an
+    EventSource that gets an error status gives up for good: the page said "live updates are
+    off" and a hold made after the restart never showed until someone reloaded. The stream must
+    ride out the outage (keep-alive comments meanwhile) and send what happens once it is back."""
+    await world.operator("Refuges A", "shelter_operator")
+    await world.operator("Zone Nord", "police")
+    fac = await world.facility(
+        "Refuges A", "Refuge A-1", pools=[PoolCreate(label="Beds", units_total=3)]
+    )
+    staff = Actor(operator_id=fac.facility.operator_id, role="staff")
+    police = Actor(
+        operator_id=await _operator_id(world, "Zone Nord"), role="police", operator_kind="police"
+    )
+    relay = await PgRelay(world.db.url).start()
+    through = Database(relay.url, pool_size=5, max_overflow=0)
+    got: list[Any] = []
+    failed: list[BaseException] = []
+
+    async def pull() -> None:
+        try:
+            async for m in hold_event_stream(through, staff, world.clock, None, 30):
+                got.append(m)
+        except Exception as exc:  # what cut the response
+            failed.append(exc)
+
+    task = asyncio.create_task(pull())
+    try:
+        for _ in range(50):  # connected: the stream told its position
+            if any(getattr(m, "id", None) is not None for m in got):
+                break
+            await asyncio.sleep(0.1)
+        await relay.cut()
+        await asyncio.sleep(2.5)  # the stream polls into the outage several times
+        await relay.restore()
+        held = await holds_service.reserve(
+            world.db,
+            pool_ref=fac.pools[0].ref,
+            household=Household(adults=[Adult(gender="female")]),
+            need="ipv",
+            minutes=None,
+            callback=None,
+            idempotency_key="after-the-restart",
+            actor=police,
+            now=world.clock.now(),
+        )
+        for _ in range(80):
+            if failed or any(held.view.ref in str(getattr(m, "data", "")) for m in got):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await through.dispose()
+        if relay._server is not None:
+            relay._server.close()
+    assert not failed, repr(failed)
+    created = [m for m in got if getattr(m, "event", None) == "hold.created"]
+    assert created and held.view.ref in str(created[0].data)
