@@ -38,6 +38,9 @@ log = structlog.get_logger("abri.worker")
 #: Advisory-lock key of the scheduler leader ("ABRI" + 1).
 LEADER_KEY = 0x41425249_00000001
 LEASE_NAME = "scheduler-leader"
+#: How long the leader waits for the database to answer about its lock (seconds): no answer
+#: means the connection is gone, even when no reset ever arrives (a silent network).
+LEADER_CHECK_SECONDS = 5.0
 
 
 class Leadership(Protocol):
@@ -60,14 +63,22 @@ class PgAdvisoryLeadership:
         )
         self._conn: AsyncConnection | None = None
 
-    async def try_acquire(self) -> bool:
-        try:
+    async def _ask(self, sql: str) -> Any:
+        """One question about the lock on our connection (made if need be), answered within
+        ``LEADER_CHECK_SECONDS``: a connection that a silent network (an idle-connection
+        killer dropping packets, no reset) has cut would otherwise keep us waiting for the
+        kernel's retransmission timeout, a quarter of an hour, believing we still lead."""
+
+        async def ask() -> Any:
             if self._conn is None:
                 self._conn = await self._engine.connect()
-            got = await self._conn.scalar(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_KEY}
-            )
-            return bool(got)
+            return await self._conn.scalar(text(sql), {"k": LEADER_KEY})
+
+        return await asyncio.wait_for(ask(), LEADER_CHECK_SECONDS)
+
+    async def try_acquire(self) -> bool:
+        try:
+            return bool(await self._ask("SELECT pg_try_advisory_lock(:k)"))
         except Exception as exc:  # database down: not the leader; retry next poll
             log.warning("leader_check_failed", error_type=type(exc).__name__)
             await self._drop()
@@ -77,12 +88,9 @@ class PgAdvisoryLeadership:
         if self._conn is None:
             return False
         try:
-            held = await self._conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND pid = pg_backend_pid() AND (classid::bigint << 32 | objid::bigint) = :k"
-                ),
-                {"k": LEADER_KEY},
+            held = await self._ask(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND (classid::bigint << 32 | objid::bigint) = :k"
             )
             return bool(held)
         except Exception as exc:
@@ -91,17 +99,22 @@ class PgAdvisoryLeadership:
             return False
 
     async def _drop(self) -> None:
-        if self._conn is not None:
+        """Close our connection without waiting on the network (the server frees the lock
+        when it sees the session end)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.close()
-            self._conn = None
+                await conn.invalidate()  # the socket is closed at once, no goodbye awaited
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), LEADER_CHECK_SECONDS)
 
     async def release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_KEY})
+                await self._ask("SELECT pg_advisory_unlock(:k)")
         await self._drop()
-        await self._engine.dispose()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._engine.dispose(), LEADER_CHECK_SECONDS)
 
 
 class LeaseLeadership:

@@ -33,6 +33,8 @@ class PgRelay:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._passing = asyncio.Event()  # cleared: the network is silent
+        self._passing.set()
 
     @property
     def url(self) -> str:
@@ -59,6 +61,14 @@ class PgRelay:
     async def restore(self) -> None:
         await self.start()
 
+    def go_silent(self) -> None:
+        """Nothing passes any more, yet no connection is closed: what an idle-connection killer
+        or a firewall that drops packets leaves behind (no reset ever reaches the app)."""
+        self._passing.clear()
+
+    def speak(self) -> None:
+        self._passing.set()
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_r, up_w = await asyncio.open_connection(self.host, self.target_port)
@@ -70,6 +80,7 @@ class PgRelay:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
                 while data := await src.read(65536):
+                    await self._passing.wait()
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()
@@ -156,3 +167,33 @@ async def test_an_open_hold_stream_outlives_a_database_restart(world: World) -> 
     assert not failed, repr(failed)
     created = [m for m in got if getattr(m, "event", None) == "hold.created"]
     assert created and held.view.ref in str(created[0].data)
+
+
+async def test_a_leader_whose_lock_connection_goes_silent_steps_down(world: World) -> None:
+    """The scheduler's leader holds its advisory lock on a connection of its own. An idle-
+    connection killer on the network drops that connection silently (no reset): the leader's
+    check ("do I still hold the lock?") waited for an answer that never came — for the kernel's
+    retransmission timeout, about 15 minutes — and meanwhile its scheduler kept running jobs,
+    while the server, once it noticed the dead session, handed the lock to another worker: two
+    leaders. A check that gets no answer within a few seconds must count as leadership lost."""
+    from ops.worker import LEADER_CHECK_SECONDS, PgAdvisoryLeadership
+
+    relay = await PgRelay(world.db.url).start()
+    lead = PgAdvisoryLeadership(relay.url)
+    try:
+        assert await lead.try_acquire()
+        assert await lead.still_held()
+        relay.go_silent()
+        t0 = asyncio.get_running_loop().time()
+        held = await asyncio.wait_for(lead.still_held(), LEADER_CHECK_SECONDS + 10)
+        took = asyncio.get_running_loop().time() - t0
+        assert held is False
+        assert took < LEADER_CHECK_SECONDS + 4, took  # (+ 2 s: SQLAlchemy tries a clean close)
+        # nor does seeking it again, or letting it go at shutdown, hang on a silent network
+        again = await asyncio.wait_for(lead.try_acquire(), 2 * LEADER_CHECK_SECONDS + 10)
+        assert again is False
+        await asyncio.wait_for(lead.release(), 2 * LEADER_CHECK_SECONDS + 10)
+    finally:
+        relay.speak()
+        await relay.cut()
+        await lead.release()
