@@ -6,7 +6,8 @@ lock up front instead of failing with "database is locked" (CONVENTIONS §3.3). 
 use a second engine with a deferred BEGIN so that GETs do not queue behind holds.
 
 PostgreSQL: one engine, READ COMMITTED (asserted by a test), ``lock_timeout`` (2 s) and
-``statement_timeout`` (15 s) set once per connection; a write may ask for another lock timeout.
+``statement_timeout`` (15 s) and TCP keepalives set once per connection; a write may ask for
+another lock timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ from sqlalchemy.util import greenlet_spawn
 from capacity.errors import Busy
 
 LOCK_TIMEOUT_MS = 2000
+#: Server-side TCP keepalives for every PostgreSQL connection (``server_settings``): a probe
+#: after 60 s of silence keeps idle-connection killers (a cloud NAT after 350 s, a load
+#: balancer after 4 min) from dropping a pooled or held connection, and a client that vanished
+#: without a word (its session, and the scheduler leader's advisory lock with it) is noticed
+#: after 60 + 3 x 10 s instead of the operating system's two hours.
+TCP_KEEPALIVES = {
+    "tcp_keepalives_idle": "60",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
 
 
 def is_sqlite(url: str) -> bool:
@@ -74,7 +85,13 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngi
     # Timeouts once per connection, not two SET LOCAL round trips per transaction.
     kwargs.setdefault(
         "connect_args",
-        {"server_settings": {"lock_timeout": f"{LOCK_TIMEOUT_MS}ms", "statement_timeout": "15s"}},
+        {
+            "server_settings": {
+                "lock_timeout": f"{LOCK_TIMEOUT_MS}ms",
+                "statement_timeout": "15s",
+                **TCP_KEEPALIVES,
+            }
+        },
     )
     kwargs.setdefault("hide_parameters", True)  # never log bound values (household data)
     # JSON columns (policies, households) decoded by msgspec, ~5x faster than the json module.

@@ -10,6 +10,7 @@ import contextlib
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api.holds.controllers import hold_event_stream
@@ -197,3 +198,29 @@ async def test_a_leader_whose_lock_connection_goes_silent_steps_down(world: Worl
         relay.speak()
         await relay.cut()
         await lead.release()
+
+
+async def test_connections_keep_themselves_alive_and_dead_ones_are_noticed(world: World) -> None:
+    """Idle-connection killers (a cloud NAT after 350 s, a load balancer after 4 min) drop a
+    quiet connection without telling either end. A pooled connection so dropped hangs the next
+    request that takes it, and the leader's advisory lock outlives a leader whose session died
+    that way until the server's default keepalive notices, two hours later: no worker can take
+    over, and holds' expiry notices and webhooks wait. Every connection Abri makes asks the
+    server for TCP keepalives often enough to keep such killers away, and for the server to
+    notice a vanished client (and free its lock) within a couple of minutes."""
+    from ops.worker import PgAdvisoryLeadership
+
+    sql = "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_count')"
+    async with world.db.read() as s:
+        pooled = tuple((await s.execute(text(sql))).one())
+    async with world.db.raw_write() as tx:
+        raw = tuple(await tx.one(sql) or ())
+    lead = PgAdvisoryLeadership(world.db.url)
+    try:
+        assert await lead.try_acquire()
+        assert lead._conn is not None
+        leader = tuple((await lead._conn.execute(text(sql))).one())
+    finally:
+        await lead.release()
+    for idle, count in (pooled, raw, leader):
+        assert 0 < int(idle) <= 120 and 0 < int(count) <= 5, (pooled, raw, leader)
