@@ -271,8 +271,8 @@ def _nul_in_text(exc: BaseException) -> bool:
 def _unavailable(
     request: Request[Any, Any, Any], detail: str, *, retry_after: int
 ) -> Response[Any]:
-    """503 ``database-unavailable``: nothing was saved. A web page gets a page in its user's
-    language, not this problem."""
+    """503 ``database-unavailable``: nothing was saved, or (a connection lost) perhaps it was.
+    A web page gets a page in its user's language, not this problem."""
     from api.web.controllers import web_unavailable  # the web pages import this module
 
     page = web_unavailable(request)
@@ -297,8 +297,10 @@ def handle_database_value(request: Request[Any, Any, Any], exc: Exception) -> Re
         log.warning("database_connection_lost", error_type=type(exc).__name__)
         return _unavailable(
             request,
-            "The database could not be reached, or the connection to it was lost; nothing was "
-            "saved. Retry in a moment (with the same Idempotency-Key for a hold).",
+            "The database could not be reached, or the connection to it was lost; what was "
+            "asked may not have been saved (the connection can break after the database saved "
+            "it). Retry in a moment: with the same Idempotency-Key, a hold already made is "
+            "answered, not made twice.",
             retry_after=1,
         )
     refused = storage_refused(exc)
