@@ -104,10 +104,14 @@ class Hold(_Out, kw_only=True):
     minutes_left: int
     extensions: int
     place: Place
-    intake_phone: str
-    handover_protocol: str
-    # true: the intake phone answers round the clock; false: office hours only
-    intake_phone_24h: bool = msgspec.field(default=True, name="intakePhone24h")
+    #: None when ``do_not_go``: do not call the place or go there
+    intake_phone: str | None
+    handover_protocol: str | None
+    # true: the intake phone answers round the clock; false: office hours only (None: do_not_go)
+    intake_phone_24h: bool | None = msgspec.field(default=True, name="intakePhone24h")
+    #: True: no one may be sent to (or call) this place about this hold — declined because its
+    #: location is compromised, or compromised now (an arrived household: the shelter moves it)
+    do_not_go: bool = False
     callback: str | None = None
     close_reason: str | None = None
     #: when the hold left held/arrived (an expiry: its deadline); None while it is open

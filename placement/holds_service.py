@@ -157,6 +157,19 @@ class HoldView:
     departed_at: datetime | None = None
     #: why it ended (``CLOSE_CODES``), as stored when it ended; read it with ``code``
     close_code: str | None = None
+    #: the place's status when read (a new hold's: one that admits, ``ADMITTING``)
+    facility_status: str = "open"
+
+    @property
+    def do_not_go(self) -> bool:
+        """No one may be sent to, or call, this hold's place about it: the hold was declined
+        because the location is compromised, or the place's location is compromised now (a
+        household already in the house is moved by the shelter's own protocol). Its requester
+        then gets no intake phone or handover protocol (``api.holds.schemas.hold_read``)."""
+        return (
+            self.close_code == REASON_LOCATION_COMPROMISED
+            or self.facility_status == "location_compromised"
+        )
 
     def effective_state(self, now: datetime) -> str:
         """A held hold past its deadline is expired, even before the sweeper writes it."""
@@ -229,6 +242,7 @@ _VIEW_COLUMNS = (
     Hold.arrived_at,
     Hold.departed_at,
     Hold.close_code,
+    Facility.status,
 )
 
 
@@ -1019,7 +1033,7 @@ _LOAD = (
     " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
     " p.ref, p.label, p.unit_kind, f.policy,"
     " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h,"
-    " h.close_code"
+    " h.close_code, f.status"
     " FROM holds h JOIN pools p ON p.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
     " JOIN operators o ON o.id = h.requester_operator_id WHERE h.ref = $1"
 )
@@ -1085,7 +1099,7 @@ _PG_RELEASE = (
     " f.secret_address, f.municipality_nis, f.intake_phone, f.handover_protocol, h.pool_id,"
     " pl.ref, pl.label, pl.unit_kind, f.policy,"
     " EXISTS (SELECT 1 FROM standing_requests WHERE state = 'waiting'), f.intake_phone_24h,"
-    " h.close_code"
+    " h.close_code, f.status"
     " FROM h JOIN pools pl ON pl.id = h.pool_id JOIN facilities f ON f.id = h.facility_id"
     " JOIN operators o ON o.id = h.requester_operator_id"
 )
@@ -1113,7 +1127,7 @@ def _loaded(tx: RawTx, row: Sequence[Any]) -> _Loaded:
     for i in (7, 8, 10):
         r[i] = tx.read_ts(r[i])
     r[20] = bool(r[20])
-    view = HoldView(*r[:28], intake_phone_24h=bool(r[30]), close_code=r[31])
+    view = HoldView(*r[:28], intake_phone_24h=bool(r[30]), close_code=r[31], facility_status=r[32])
     return _Loaded(view, r[28], bool(r[29]))
 
 

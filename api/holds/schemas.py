@@ -46,6 +46,15 @@ CLOSE_CODE_DESCRIPTION = (
     "added: treat an unknown one as the `state` itself."
 )
 
+DO_NOT_GO_DESCRIPTION = (
+    "True when no one may be sent to this place, nor call it, about this hold: it was declined "
+    "because the place's location is compromised (`closeCode` `location_compromised`), or the "
+    "place's location is compromised now (a household already there, `arrived`, is moved by "
+    "the shelter's own protocol; the shelter reaches you through your callback). Search again "
+    "for a household still on its way. The intake phone and handover protocol are then null."
+)
+WITHDRAWN_DESCRIPTION = "Null when `doNotGo` is true: do not call the place or go there."
+
 HOLD_EXAMPLE = {
     "poolRef": "pool_3f9a1c2b7d4e",
     "need": "ipv",
@@ -137,10 +146,11 @@ class HoldRead(Out, kw_only=True):
     minutes_left: int
     extensions: int
     place: PlaceRead
-    intake_phone: str
+    intake_phone: Annotated[str | None, msgspec.Meta(description=WITHDRAWN_DESCRIPTION)]
     # R21: true when the intake phone answers round the clock; false: office hours only
-    intake_phone_24h: bool = msgspec.field(name="intakePhone24h")
-    handover_protocol: str
+    intake_phone_24h: bool | None = msgspec.field(name="intakePhone24h")
+    handover_protocol: Annotated[str | None, msgspec.Meta(description=WITHDRAWN_DESCRIPTION)]
+    do_not_go: Annotated[bool, msgspec.Meta(description=DO_NOT_GO_DESCRIPTION)]
     callback: str | None
     close_reason: str | None
     closed_at: Annotated[
@@ -187,7 +197,10 @@ class StaffHoldRead(Out, kw_only=True):
 
 
 def hold_read(v: HoldView, now: datetime) -> HoldRead:
+    """The requester's view; at a place no one may go to (``HoldView.do_not_go``) without the
+    intake phone and handover protocol (staff and admins keep them: ``staff_hold_read``)."""
     nis, _level = v.coarse_area
+    withdrawn = v.do_not_go
     return HoldRead(
         ref=v.ref,
         state=v.effective_state(now),
@@ -205,9 +218,10 @@ def hold_read(v: HoldView, now: datetime) -> HoldRead:
             pool_label=v.pool_label,
             unit_kind=v.unit_kind,
         ),
-        intake_phone=v.intake_phone,
-        intake_phone_24h=v.intake_phone_24h,
-        handover_protocol=v.handover_protocol,
+        intake_phone=None if withdrawn else v.intake_phone,
+        intake_phone_24h=None if withdrawn else v.intake_phone_24h,
+        handover_protocol=None if withdrawn else v.handover_protocol,
+        do_not_go=withdrawn,
         callback=v.callback,
         close_reason=v.close_reason,
         closed_at=v.ended_at(now),
