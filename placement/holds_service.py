@@ -1420,6 +1420,8 @@ async def extend(
                 raise IllegalTransition(
                     f"Only a held hold can be extended (it is {old.state}).", state=old.state
                 )
+            if old.do_not_go:  # reported compromised, its declines not yet written
+                raise NotAdmitting(COMPROMISED_REASON, state=old.state)
             policy = policy_from_json(tx.read_json(loaded.policy))
             new_deadline = rules.extended_deadline(
                 requester_kind=old.requester_kind,

@@ -11,8 +11,10 @@ from typing import Any
 import msgspec
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import update
 
 from capacity.commands import PoolCreate
+from capacity.models import Facility
 from clients import sdk
 from tests.browser.web_helpers import web_sign_in
 from tests.conftest import World, bearer
@@ -129,3 +131,30 @@ async def test_an_arrived_hold_at_a_compromised_place_says_do_not_go_there(
     text = html.unescape(page.text)
     assert PHONE not in text and PROTOCOL not in text
     assert 'id="do-not-go"' in page.text, page.text
+
+
+async def test_a_hold_at_a_compromised_place_cannot_be_extended(
+    client: AsyncClient, world: World, refuge: dict[str, Any]
+) -> None:
+    """Between the report and its declines (a process that died in between: the expiry job
+    declines what is left within 30 s) the patrol's hold was still `held`, and "Extend" gave
+    it more time at a place an abuser knows. It is now refused, saying not to go there."""
+    ref = await _hold(client, refuge, "withdraw-3")
+    async with world.db.write() as s:  # the status committed, its declines not yet
+        await s.execute(
+            update(Facility)
+            .where(Facility.id == refuge["facility"])
+            .values(status="location_compromised", status_reason="Partner seen outside")
+        )
+    before = (await client.get(f"/holds/{ref}", headers=bearer(refuge["police"]))).json()
+    assert before["state"] == "held" and before["doNotGo"] is True
+    world.clock.advance(minutes=60)
+    r = await client.post(f"/holds/{ref}/extend", headers=bearer(refuge["police"]), json={})
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "not-admitting" and "do not go there" in r.json()["detail"]
+    after = (await client.get(f"/holds/{ref}", headers=bearer(refuge["police"]))).json()
+    assert (after["deadline"], after["extensions"]) == (before["deadline"], 0)
+    await web_sign_in(client, refuge["police"])
+    page = await client.get(f"/web/console/holds/{ref}")
+    assert f"/web/console/holds/{ref}/extend" not in page.text
+    assert 'id="do-not-go"' in page.text
