@@ -285,15 +285,20 @@
   }
 
   /* The hold page while the place is held: the shelter may decline it, or it may expire or
-     be marked arrived; look every 15 s and show the new state (with its reason) at once. */
+     be marked arrived; look every 15 s and show the new state (with its reason) at once. And
+     while the household is there (arrived): the place may report its location compromised,
+     and the page must then say "do not go there" and stop giving its phone and handover. */
   function watchHold() {
     var el = document.getElementById("hold-state");
-    if (!el || el.getAttribute("data-state") !== "held" || !window.fetch) return;
+    var state = el && el.getAttribute("data-state");
+    if (!el || (state !== "held" && state !== "arrived") || !window.fetch) return;
+    var doNotGo = el.getAttribute("data-do-not-go");
     function look() {
       fetchPage()
         .then(function (doc) {
           var fresh = doc && doc.getElementById("hold-state");
-          if (fresh && fresh.getAttribute("data-state") !== "held") {
+          if (fresh && (fresh.getAttribute("data-state") !== state ||
+                        fresh.getAttribute("data-do-not-go") !== doNotGo)) {
             window.location.reload();
           }
         })
