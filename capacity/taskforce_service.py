@@ -14,7 +14,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, get_args
 
@@ -265,8 +265,9 @@ async def series(
     """Snapshot points per area between ``start`` and ``end`` (inclusive). A run in which an
     area had no facility gives a zero point (every run is listed).
 
-    ``resolution``: ``all`` (every stored run), ``hour`` or ``day`` (the first run of each),
-    or ``auto``: every run up to 2 days, hourly up to 31 days, daily beyond."""
+    ``resolution``: ``all`` (every stored run), ``hour`` (the first run of each UTC hour),
+    ``day`` (the last run of each Belgian day, as the retention keeps it for years), or
+    ``auto``: every run up to 2 days, hourly up to 31 days, daily beyond."""
     check_level(level)
     if nis is not None and nis not in areas_at(level):
         # else every point would read "no facility": an arrondissement asked at province
@@ -309,15 +310,23 @@ async def series(
             .scalars()
             .all()
         )
-        if resolution != "all":
+        if resolution == "hour":
             seen: set[tuple[int, ...]] = set()
             picked = []
             for at in stored:
-                key = at.timetuple()[:4] if resolution == "hour" else at.timetuple()[:3]
-                if key not in seen:
+                if (key := at.timetuple()[:4]) not in seen:
                     seen.add(key)
                     picked.append(at)
             stored = picked
+        elif resolution == "day":
+            # The last run of each Belgian day: what the downsampling keeps of a day older
+            # than 90 days and what the daily census shows. (The first run of the UTC day,
+            # 01:00 or 02:00 in Belgium, showed a recent day as its night and an old one as
+            # its evening: at the 90-day seam one evening twice, and years compared unlike.)
+            last: dict[date, datetime] = {}
+            for at in stored:
+                last[brussels_date(at)] = at  # in time order: the day's last stays
+            stored = list(last.values())
         runs = [at.replace(tzinfo=UTC) for at in stored]
         if resolution != "all":
             # The picked instants only (the range adds nothing). asyncpg prepares every

@@ -279,7 +279,8 @@ class TaskforceController(Controller):
         description=(
             "Points recorded every 15 minutes for the last 7 days, hourly for 90 days and daily "
             "beyond. `resolution=auto` (default) returns every point up to 2 days, the first "
-            "of each hour up to 31 days, of each day beyond; `all`, `hour`, `day` force it. "
+            "of each hour up to 31 days, the last of each day in Brussels beyond (the state "
+            "at the end of the evening, as the daily census); `all`, `hour`, `day` force it. "
             "Suppressed points carry null figures. " + CSV_DOC
         ),
         operation_class=CsvOperation,

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import insert
 
 from api.taskforce.schemas import SeriesPointRead, figures, point_read
+from capacity import snapshots
 from capacity import taskforce_service as tf
+from capacity.clock import BRUSSELS, brussels_date
 from capacity.db import Database
 from capacity.models import SaturationRun, SaturationSnapshot
 
@@ -122,14 +124,16 @@ async def test_series_points_per_resolution(db: Database) -> None:
     assert missing.values == dict.fromkeys(tf.SNAPSHOT_COLUMNS, 0)
     assert all(p.values == dict.fromkeys(tf.SNAPSHOT_COLUMNS, 0) for p in every["90000"])
 
-    # The first run of each (UTC) hour / day, every area on the same instants.
+    # The first run of each (UTC) hour, the last of each Belgian day; every area on the same
+    # instants.
     hourly = await ask("hour")
     assert [p.at for p in hourly[A]] == RUNS[::4]
     assert occupied(hourly[A]) == list(range(0, 24, 4))
     assert occupied(hourly[B]) == [0, 40, 80, 120, 160, 200]
     daily = await ask("day")
-    assert [p.at for p in daily[A]] == [RUNS[0], RUNS[8]]  # 22:00 on the 1st, 00:00 on the 2nd
-    assert occupied(daily[B]) == [0, 80]
+    # 22:45 UTC is 23:45 on the 1st in Brussels, 23:00 UTC already the 2nd
+    assert [p.at for p in daily[A]] == [RUNS[3], RUNS[23]]
+    assert occupied(daily[B]) == [None, 230]  # the 1st's last run is suppressed for B
     # A window starting mid-hour picks its own first runs; bounds are inclusive.
     later = await ask("hour", start=RUNS[3])
     assert [p.at for p in later[B]] == [RUNS[3], RUNS[4], *RUNS[8::4]]
@@ -173,3 +177,39 @@ def test_point_read_matches_figures() -> None:
         assert point_read(p) == expected
     read = point_read(tf.SeriesPoint(at, False, values, 7))
     assert (read.surge_24h, read.surge_72h, read.saturation, read.coverage) == (6, 9, 0.7333, 0.75)
+
+
+async def test_a_days_point_is_the_same_instant_before_and_after_it_is_thinned(
+    db: Database,
+) -> None:
+    """The daily trend (``day``, the year-on-year months, ``auto`` beyond 31 days) shows a
+    day as its last run of the Belgian day: what the downsampling keeps of a day older than
+    90 days and what the daily census shows. It showed the first run of the UTC day (01:00
+    or 02:00 in Belgium) while the day was recent, and the end of the evening once older: at
+    the 90-day seam one evening was shown twice (75 minutes apart) and one was missing, and a
+    month compared across years mixed nights with evenings."""
+    now = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    # 15-minute runs over 100 days, across the end of summer time (25 October 2026)
+    runs = [now - timedelta(minutes=15 * i) for i in range(100 * 96)]
+    kept = sorted(set(runs) - set(snapshots.thin(runs, now)))
+    async with db.write() as s:
+        await s.execute(insert(SaturationRun), [{"at": t, "k": 3, "cells": 1} for t in kept])
+        await s.execute(insert(SaturationSnapshot), [cell(t, A, i) for i, t in enumerate(kept)])
+    start = now - timedelta(days=99)
+    daily = await tf.series(
+        db,
+        level="province",
+        kind="all",
+        segment="all",
+        start=start,
+        end=now,
+        nis=A,
+        resolution="day",
+    )
+    points = [p.at for p in daily[A]]
+    days = [brussels_date(t) for t in points]
+    assert days == sorted(set(days))  # one point per Belgian day, none twice
+    assert len(days) == (brussels_date(now) - brussels_date(start)).days + 1  # no gap
+    for t in points[:-1]:  # every finished day: its evening, whatever the day's age
+        assert t.astimezone(BRUSSELS).hour == 23, t
+    assert points[-1] == max(kept)  # today: the latest run
