@@ -96,7 +96,14 @@ async def metrics(
                 .where(StandingRequest.state == "waiting")
             )
     except Exception:  # metrics must answer even when the database does not
-        pools, held, waiting, feeds = [], None, None, []
+        # The gauges are process-wide: left alone they would keep the last scrape's figures
+        # (no stale pool, no failing feed) for as long as the outage lasts. NaN: unknown.
+        unknown = float("nan")
+        for gauge in (m.POOLS_TOTAL, m.POOLS_STALE, m.HOLDS_ACTIVE, m.STANDING_WAITING):
+            gauge.set(unknown)
+        for key in ("healthy", "failing", "circuit_open"):
+            m.FEEDS.labels(key).set(unknown)
+        m.FEEDS_ALERTING.set(unknown)
     else:
         stale = 0
         for pool, fac in pools:

@@ -3,11 +3,16 @@ pools and job runs — and no identifier of a facility, pool, hold or household 
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 
+from api.app import create_app
 from capacity.commands import PoolCreate
+from capacity.db import Database
+from capacity.settings import Settings
 from ops.scheduler import JobContext, JobSpec, run_job
 from tests.conftest import World, bearer
 
@@ -72,3 +77,41 @@ async def test_metrics_count_what_operations_need_and_no_identifiers(
 
 async def _boom(_ctx: JobContext) -> int:
     raise RuntimeError("a failing job is counted, not fatal")
+
+
+async def test_gauges_say_unknown_when_the_database_does_not_answer(
+    client: AsyncClient, world: World, db_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The gauges are process-wide: when a scrape cannot read the database, they kept the
+    figures of the last scrape that could (no stale pool, no failing feed, holds in progress),
+    so an alert on ``abri_pools_stale`` or ``abri_feeds_alerting`` stayed quiet for as long as
+    the outage lasted. They read NaN (unknown) instead until the database answers again."""
+    await world.operator("Refuges", "shelter_operator")
+    await world.facility("Refuges", "Refuge N", pools=[PoolCreate(label="Beds", units_total=2)])
+    assert _value((await client.get("/metrics")).text, "abri_pools") == 1
+
+    if db_url.startswith("sqlite"):
+        gone = f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'abri.db'}"
+    else:  # a database that does not exist on the same server
+        gone = db_url.rsplit("/", 1)[0] + "/abri_no_such_database"
+    broken = Database(gone)
+    app = create_app(settings, db=broken, clock=world.clock)
+    try:
+        async with AsyncClient(
+            transport=ASGITransport(app=app), base_url="http://testserver"
+        ) as down:
+            r = await down.get("/metrics")
+        assert r.status_code == 200  # metrics still answer
+        for name, labels in [
+            ("abri_pools", {}),
+            ("abri_pools_stale", {}),
+            ("abri_holds_active", {}),
+            ("abri_standing_requests_waiting", {}),
+            ("abri_feeds_alerting", {}),
+            ("abri_feeds", {"health": "healthy"}),
+        ]:
+            assert math.isnan(_value(r.text, name, **labels)), name
+    finally:
+        await broken.dispose()
+    # the database answers again: so do the gauges
+    assert _value((await client.get("/metrics")).text, "abri_pools") == 1
