@@ -22,6 +22,8 @@ statistics:
   household once while it is being searched for; area, shape, need and reasons stay;
 * live-stream events and delivered webhook messages older than that are deleted (but the
   newest webhook message, whose id must never be given again);
+* one-time staff links that expired that long ago lose their label (a coordinator writes
+  "Night: Sarah" there); which facility, when and whether it was opened stay;
 * signed-out web sessions are forgotten once their cookies would have expired anyway.
 
 Idempotent: a second run finds nothing left to reduce. (JSON columns are cleared to SQL NULL
@@ -44,6 +46,7 @@ from capacity.models import (
     Event,
     Hold,
     OutboxMessage,
+    StaffLink,
     StandingRequest,
     UnmetDemand,
 )
@@ -64,6 +67,7 @@ class Purged:
     web_sessions: int = 0
     unmet_episodes: int = 0
     alerts: int = 0
+    staff_links: int = 0
 
 
 async def purge(db: Database, *, now: datetime, days: int) -> Purged:
@@ -170,6 +174,12 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
             )
         )
         sessions = await s.execute(delete(EndedWebSession).where(EndedWebSession.until <= now))
+        links = await s.execute(
+            update(StaffLink)
+            .where(StaffLink.expires_at <= cutoff, StaffLink.label != "")
+            .values(label="")
+            .execution_options(synchronize_session=False)
+        )
     return Purged(
         holds.rowcount,
         standing.rowcount,
@@ -179,4 +189,5 @@ async def purge(db: Database, *, now: datetime, days: int) -> Purged:
         sessions.rowcount,
         episodes.rowcount,
         len(quoting),
+        links.rowcount,
     )

@@ -221,3 +221,37 @@ async def test_an_alerts_free_text_reason_goes_with_the_audit_detail(world: Worl
     ]
     assert done.alerts == 1
     assert (await retention.purge(world.db, now=world.clock.now(), days=90)).alerts == 0
+
+
+async def test_an_old_staff_links_label_goes(world: World) -> None:
+    """A coordinator labels the night's link with who gets it ("Night: Sarah"): that name
+    stayed for ever. After the period the label goes; the link's facility and dates stay."""
+    from capacity import links
+    from capacity.models import StaffLink
+
+    await world.operator("Refuges", "shelter_operator")
+    fac = await world.facility("Refuges", "Refuge A")
+    admin = Actor(operator_id=None, role="admin", operator_kind="admin")
+    for label in ("Night: Sarah Janssens", "Night: Amina"):
+        if label != "Night: Sarah Janssens":
+            world.clock.advance(days=80)
+        await links.issue(
+            world.db,
+            fac.facility.id,
+            label=label,
+            hours=12,
+            actor=admin,
+            now=world.clock.now(),
+            operator_scope=None,
+        )
+    world.clock.advance(days=11)  # the first expired 90.5 days ago, the second 10.5 days ago
+
+    done = await retention.purge(world.db, now=world.clock.now(), days=90)
+    async with world.db.read() as s:
+        rows = (await s.execute(select(StaffLink.label, StaffLink.facility_id))).all()
+    assert sorted(tuple(r) for r in rows) == [
+        ("", fac.facility.id),
+        ("Night: Amina", fac.facility.id),  # within the period: untouched
+    ]
+    assert done.staff_links == 1
+    assert (await retention.purge(world.db, now=world.clock.now(), days=90)).staff_links == 0
