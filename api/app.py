@@ -58,6 +58,7 @@ from api.web.taskforce import TaskforcePageController
 from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
+from capacity.episode import EpisodeKey
 from capacity.settings import Settings
 from placement.holds_service import WEBHOOK_EVENTS, WEBHOOK_REASONS
 from placement.search_service import SnapshotCache
@@ -459,6 +460,7 @@ def create_app(
             "db": database,
             "clock": clock or SystemClock(),
             "cipher": AddressCipher.configured(settings),
+            "episode_key": EpisodeKey.configured(settings),
             "rate_buckets": TokenBuckets(),
             "stream_slots": StreamSlots(),
             "auth_cache": AuthCache(settings.auth_cache_seconds),

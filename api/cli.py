@@ -22,6 +22,7 @@ from capacity.clock import SystemClock
 from capacity.commands import FacilityCreate, FacilityStatus, PoolCreate, StatusChange
 from capacity.crypto import AddressCipher
 from capacity.db import Database
+from capacity.episode import EpisodeKey
 from capacity.errors import AbriError
 from capacity.models import OPERATOR_KINDS, ROLES
 from capacity.phones import fixed_line_zone, tells_zone_message
@@ -458,6 +459,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = Settings.from_env()
     # A wrong key is said here, once, rather than by every API process as it starts.
     AddressCipher.configured(settings)
+    EpisodeKey.configured(settings)
     if settings.auto_migrate or args.demo:
         migrate.upgrade(settings.database_url)
     if args.demo:
@@ -513,6 +515,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings.log_format, settings.log_level)
     AddressCipher.configured(settings)
+    EpisodeKey.configured(settings)  # standing requests' holds keep the episode's hash
     if settings.auto_migrate:
         migrate.upgrade(settings.database_url)
     asyncio.run(run_worker(settings))
@@ -565,6 +568,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from placement.holds_service import counters_agree
 
     cipher = AddressCipher.configured(settings)
+    episode_key = EpisodeKey.configured(settings)
     Found = tuple[list[tuple[int, int, int]], list[str], list[tuple[int, str, str]]]
 
     async def _check(db: Database) -> tuple[tuple[bool, str] | None, Found | None]:
@@ -596,6 +600,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         _say("address key opens every stored secret")
+    # A keyed hash cannot tell which key made it: the fingerprint lets an operator compare
+    # processes (each must show the same, or one household's searches and holds count apart).
+    _say(f"episode key from {episode_key.source}, fingerprint {episode_key.fingerprint}")
     # Advice, not a broken invariant: the exit status stays the counters' and the key's.
     _say_landlines(landlines)
     return 1 if wrong or sealed else 0

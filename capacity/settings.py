@@ -151,6 +151,8 @@ class Settings:
     log_level: str = "INFO"
     address_key: str | None = None  # Fernet key(s), comma-separated, newest first
     address_key_file: str = "./abri-address.key"
+    episode_key: str | None = None  # HMAC key for episode tokens (capacity/episode.py)
+    episode_key_file: str = "./abri-episode.key"
     stale_minutes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STALE_MINUTES))
     auto_migrate: bool = True
     run_jobs: bool = True  # run scheduled jobs inside `abri serve`
@@ -192,6 +194,8 @@ class Settings:
             log_level=_log_level(),
             address_key=os.environ.get("ABRI_ADDRESS_KEY") or None,
             address_key_file=os.environ.get("ABRI_ADDRESS_KEY_FILE", "./abri-address.key"),
+            episode_key=os.environ.get("ABRI_EPISODE_KEY") or None,
+            episode_key_file=os.environ.get("ABRI_EPISODE_KEY_FILE", "./abri-episode.key"),
             stale_minutes=stale,
             auto_migrate=_flag("ABRI_AUTO_MIGRATE", True),
             run_jobs=_flag("ABRI_RUN_JOBS", True),

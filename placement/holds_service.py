@@ -31,6 +31,7 @@ from capacity.audit import CLI, SYSTEM, Actor
 from capacity.clock import utc_iso
 from capacity.commands import StatusChange
 from capacity.db import Database, RawTx, UniqueViolation
+from capacity.episode import EpisodeKey, episode_hash
 from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
 from capacity.models import PLACEMENT_KINDS, Facility, Hold, Operator, Pool, is_held
@@ -99,12 +100,6 @@ def requester_kind_of(actor: Actor) -> str:
         return "police"
     kind = actor.operator_kind or "helpline"
     return kind if kind in rules.DURATIONS else "helpline"
-
-
-def episode_hash(operator_id: int, token: str) -> str:
-    """What is kept of a requester's episode token (searches and holds alike): a hash with its
-    operator, so two operators' tokens never meet and the token itself is never stored."""
-    return hashlib.sha256(f"{operator_id}:{token}".encode()).hexdigest()
 
 
 def household_key(episode: str, need: str, household_json: Any) -> str:
@@ -552,6 +547,7 @@ async def reserve(
     episode_token: str | None = None,
     pause_between_check_and_write: Pause | None = None,
     episode_digest: str | None = None,
+    episode_key: EpisodeKey | None = None,
 ) -> Reserved:
     """Hold units of one pool for one household; replay an identical earlier request.
 
@@ -560,7 +556,8 @@ async def reserve(
     caught by the unique constraint on (operator, key) — so a replay never takes a unit.
     ``episode_token`` (the requester's, as on a search) is kept only as a hash with the
     operator, so that the task force counts a household once however many holds it took;
-    ``episode_digest`` is that hash already made (a standing request keeps only the hash).
+    ``episode_digest`` is that hash already made (a standing request keeps only the hash);
+    ``episode_key`` makes it from ``episode_token``.
     """
     assert actor.operator_id is not None
     household_json = msgspec.to_builtins(household)
@@ -577,7 +574,9 @@ async def reserve(
         body["episodeHash"] = episode_digest
     digest = request_hash(body)
     episode = (
-        episode_digest if episode_token is None else episode_hash(actor.operator_id, episode_token)
+        episode_digest
+        if episode_token is None
+        else episode_hash(episode_key, actor.operator_id, episode_token)
     )
     hkey = None if episode is None else household_key(episode, need, household_json)
     if episode_token is not None:
@@ -593,6 +592,7 @@ async def reserve(
             need=need,
             episode_token=episode_token,
             now=now,
+            episode_key=episode_key,
         )
         if earlier is not None:
             replayed = await _replay(db, actor.operator_id, idempotency_key, digest)
@@ -1484,6 +1484,7 @@ async def held_for_household(
     need: str,
     episode_token: str,
     now: datetime,
+    episode_key: EpisodeKey | None,
 ) -> HoldView | None:
     """This operator's hold still running at this pool for the same household (its episode
     token, composition and need), if any: the console's results page, sent again from the
@@ -1491,7 +1492,7 @@ async def held_for_household(
     Idempotency-Key, and holding the place again would take a second unit for one
     household."""
     assert actor.operator_id is not None
-    episode = episode_hash(actor.operator_id, episode_token)
+    episode = episode_hash(episode_key, actor.operator_id, episode_token)
     key = household_key(episode, need, msgspec.to_builtins(household))
     return await _held_by_key(db, pool_ref, key, now)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import secrets
@@ -50,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from capacity import health_rules, registry
 from capacity.areas import areas
 from capacity.db import Database, RawTx
+from capacity.episode import EpisodeKey, episode_hash
 from capacity.models import PLACEMENT_KINDS, Facility, Pool, UnmetDemand
 from capacity.settings import Settings
 from placement.household import SearchRequest, validate_areas
@@ -629,6 +629,7 @@ async def search(
     requester_kind: str,
     operator_id: int | None,
     now: datetime,
+    episode_key: EpisodeKey | None = None,
 ) -> Searched:
     zones = validate_areas(request)  # unknown NIS codes: a clear 422, before any index build
     built = cache.built
@@ -653,7 +654,13 @@ async def search(
     recorded = False
     if not result.options:
         recorded = await record_unmet(
-            db, request, result, requester_kind=requester_kind, operator_id=operator_id, now=now
+            db,
+            request,
+            result,
+            requester_kind=requester_kind,
+            operator_id=operator_id,
+            now=now,
+            episode_key=episode_key,
         )
     return Searched(secrets.token_hex(8), result, recorded, area_notices(zones))
 
@@ -666,6 +673,7 @@ async def record_unmet(
     requester_kind: str,
     operator_id: int | None,
     now: datetime,
+    episode_key: EpisodeKey | None = None,
 ) -> bool:
     """Keep an anonymous trace of demand that found no place; once per episode token."""
     hh = request.household
@@ -679,7 +687,8 @@ async def record_unmet(
     top = [code for code, _n in Counter(result.excluded).most_common(3)]
     episode = None
     if request.episode_token:
-        episode = hashlib.sha256(f"{operator_id}:{request.episode_token}".encode()).hexdigest()
+        # keyed, as the holds': a PV or case number must not be found again in a dump
+        episode = episode_hash(episode_key, operator_id, request.episode_token)
     try:
         async with db.write() as s:
             await s.execute(

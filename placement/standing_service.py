@@ -39,6 +39,7 @@ from capacity import audit, leases
 from capacity.audit import Actor
 from capacity.clock import utc_iso
 from capacity.db import Database
+from capacity.episode import EpisodeKey
 from capacity.errors import NotFound
 from capacity.models import Event, Hold, OutboxMessage, Pool, StandingRequest, WebhookEndpoint
 from capacity.settings import Settings
@@ -158,7 +159,9 @@ async def create(
     if request.episode_token is not None:
         # kept only as the hash its holds and searches keep (the token may be a case number)
         token = search.pop("episodeToken")
-        search[EPISODE_HASH] = holds_service.episode_hash(actor.operator_id, token)
+        search[EPISODE_HASH] = holds_service.episode_hash(
+            EpisodeKey.configured(settings), actor.operator_id, token
+        )
     if idempotency_key is not None:
         earlier = await _by_key(db, actor.operator_id, idempotency_key, digest)
         if earlier is not None:
@@ -437,6 +440,9 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                     now=now,
                     episode_token=request.episode_token,  # one household, counted once
                     episode_digest=episode,
+                    episode_key=(
+                        EpisodeKey.configured(settings) if request.episode_token else None
+                    ),
                 )
                 hold = reserved.view
                 ours = not reserved.already_held  # else the household's own hold, kept

@@ -31,6 +31,7 @@ from capacity.clock import FrozenClock
 from capacity.commands import FacilityCreate, PoolCreate
 from capacity.crypto import Address, AddressCipher
 from capacity.db import Database
+from capacity.episode import EpisodeKey
 from capacity.models import Base
 from capacity.settings import Settings
 from placement.policy import AccessPolicy, patch_of
@@ -38,6 +39,11 @@ from placement.policy import AccessPolicy, patch_of
 REQUIRE_ALL = os.environ.get("ABRI_TEST_REQUIRE_ALL", "") not in ("", "0", "false")
 PG_URL = os.environ.get("ABRI_TEST_POSTGRES_URL", "")
 TEST_KEY = "u0Qm7Vf6oHqVvY8lXr1m2cS1b1vQw3s9X4qT5kP6m2Y="  # test-only Fernet key
+TEST_EPISODE_KEY = "test-only-episode-key-0123456789abcdef"
+# `abri` subprocesses inherit it (on PostgreSQL they refuse to start without one); tests of
+# the missing key remove it from their environment
+os.environ.setdefault("ABRI_EPISODE_KEY", TEST_EPISODE_KEY)
+TEST_EPISODE = EpisodeKey(TEST_EPISODE_KEY.encode(), source="tests")
 
 
 def need(reason: str) -> None:
@@ -159,6 +165,7 @@ def settings(db_url: str) -> Settings:
     return Settings(
         database_url=db_url,
         address_key=TEST_KEY,
+        episode_key=TEST_EPISODE_KEY,
         log_format="console",
         matcher_cache_seconds=0,
         # Tests reuse one token for many calls; tests/integration/test_rate_limits.py

@@ -115,6 +115,7 @@ class HoldController(Controller):
                 actor=actor,
                 now=now,
                 episode_token=data.episode_token,
+                episode_key=request.app.state.episode_key,
             )
         except (NoLongerFree, NotAdmitting, NotEligible) as exc:
             HOLD_ATTEMPTS.labels(_OUTCOME[type(exc)]).inc()

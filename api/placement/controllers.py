@@ -103,6 +103,7 @@ class PlacementController(Controller):
             requester_kind=requester_kind_of(actor),
             operator_id=actor.operator_id,
             now=clock.now(),
+            episode_key=state.episode_key,
         )
         r = found.result
         SEARCHES.labels(requester_kind_of(actor), "found" if r.options else "unmet").inc()

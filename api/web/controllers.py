@@ -1155,6 +1155,7 @@ class WebController(Controller):
                 requester_kind=requester_kind_of(actor),
                 operator_id=actor.operator_id,
                 now=state.clock.now(),
+                episode_key=state.episode_key,
             )
         except FormError as exc:
             return await self._console(
@@ -1263,6 +1264,7 @@ class WebController(Controller):
                     actor=actor,
                     now=now,
                     episode_token=episode,
+                    episode_key=state.episode_key,
                 )
             except IdempotencyKeyReused:
                 # the same hold form (its key) sent again from the page restored by Back, with
@@ -1278,6 +1280,7 @@ class WebController(Controller):
                         need=need,
                         episode_token=episode,
                         now=now,
+                        episode_key=state.episode_key,
                     )
                 if earlier is None:
                     raise

@@ -16,7 +16,7 @@ import pytest
 from capacity import migrate
 from capacity.settings import Settings
 from tests.browser import test_web_browser as wb
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY
 from tests.servers import serving
 
 pytestmark = pytest.mark.browser
@@ -37,6 +37,7 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(
         database_url=url,
         address_key=TEST_KEY,
+        episode_key=TEST_EPISODE_KEY,
         run_jobs=False,
         auto_migrate=False,
         log_level="WARNING",

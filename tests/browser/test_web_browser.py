@@ -21,7 +21,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.settings import Settings
 from tests.browser.web_helpers import seed_world, wait_js
-from tests.conftest import TEST_KEY, World, need
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World, need
 from tests.servers import serving
 
 pytestmark = pytest.mark.browser
@@ -68,6 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     settings = Settings(
         database_url=url,
         address_key=TEST_KEY,
+        episode_key=TEST_EPISODE_KEY,
         run_jobs=False,
         auto_migrate=False,
         matcher_cache_seconds=0,

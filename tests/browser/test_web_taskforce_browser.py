@@ -21,7 +21,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.settings import Settings
 from tests.browser import test_web_browser as wb
-from tests.conftest import TEST_KEY, World, need
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World, need
 from tests.integration.test_web_taskforce import expected_class, seed_taskforce
 from tests.servers import serving
 
@@ -40,6 +40,7 @@ def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     settings = Settings(
         database_url=url,
         address_key=TEST_KEY,
+        episode_key=TEST_EPISODE_KEY,
         run_jobs=False,
         auto_migrate=False,
         matcher_cache_seconds=0,

@@ -25,7 +25,7 @@ from placement import holds_service
 from placement.errors import IdempotencyInFlight, NoLongerFree
 from placement.household import Adult, Household
 from tests.concurrency.naive_holds import naive_reserve
-from tests.conftest import World
+from tests.conftest import TEST_EPISODE, World
 
 pytestmark = pytest.mark.concurrency
 N = 200
@@ -239,6 +239,7 @@ async def test_one_household_racing_with_two_keys_holds_one_unit(
             actor=_actor(police),
             now=now,
             episode_token="case-2026-0417",
+            episode_key=TEST_EPISODE,
             pause_between_check_and_write=hook,
         )
 
@@ -263,6 +264,7 @@ async def test_one_household_racing_with_two_keys_holds_one_unit(
         actor=_actor(police),
         now=now,
         episode_token="case-2026-0418",
+        episode_key=TEST_EPISODE,
     )
     assert other.created and other.view.ref != ra.view.ref
     assert await _held_rows(world.db, pool_id) == (2, 2)

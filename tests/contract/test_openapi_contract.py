@@ -65,7 +65,7 @@ from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.settings import Settings
 from ops.demo import load_demo
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY
 
 ROLES = ("admin", "staff", "helpline", "police", "taskforce")
 ANONYMOUS = "anonymous"  # no Authorization header at all: 401 everywhere but the public routes
@@ -137,6 +137,7 @@ def _settings(url: str) -> Settings:
     return Settings(
         database_url=url,
         address_key=TEST_KEY,
+        episode_key=TEST_EPISODE_KEY,
         log_format="console",
         log_level="ERROR",  # 4xx answers are expected; a 5xx logs its traceback
         run_jobs=False,

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from capacity.clock import FrozenClock
 from capacity.db import Database, UniqueViolation, connection_lost
 from capacity.settings import Settings
-from tests.conftest import TEST_KEY, World
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World
 
 
 async def _kill_other_backends(url: str) -> int:
@@ -148,7 +148,12 @@ async def test_a_database_down_or_starting_up_answers_503_not_500(refuse: bool) 
     async with _PgServer(refuse=refuse) as server:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:{server.port}/abri"
         down = Database(url)
-        settings = Settings(database_url=url, address_key=TEST_KEY, auth_cache_seconds=0)
+        settings = Settings(
+            database_url=url,
+            address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
+            auth_cache_seconds=0,
+        )
         app = create_app(settings, db=down, clock=FrozenClock(datetime(2026, 1, 15, tzinfo=UTC)))
         try:
             async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:

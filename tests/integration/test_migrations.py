@@ -276,7 +276,7 @@ def test_holds_closed_before_the_upgrade_get_the_code_their_rows_tell(
     from capacity.models import Hold
     from capacity.settings import Settings
     from placement.holds_service import expire_due_holds
-    from tests.conftest import TEST_KEY, World, bearer
+    from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World, bearer
 
     migrate.upgrade(fresh_url)
     clock = FrozenClock(datetime(2026, 12, 1, 20, 0, tzinfo=UTC))
@@ -287,6 +287,7 @@ def test_holds_closed_before_the_upgrade_get_the_code_their_rows_tell(
         settings = Settings(
             database_url=fresh_url,
             address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
             matcher_cache_seconds=0,
             rate_search_per_minute=0,
             rate_hold_per_minute=0,

@@ -131,10 +131,17 @@ async def test_json_logs_carry_request_id(db, clock, capsys) -> None:  # type: i
 
     from api.app import create_app
     from capacity.settings import Settings
-    from tests.conftest import TEST_KEY
+    from tests.conftest import TEST_EPISODE_KEY, TEST_KEY
 
     app = create_app(
-        Settings(database_url=db.url, log_format="json", address_key=TEST_KEY), db=db, clock=clock
+        Settings(
+            database_url=db.url,
+            log_format="json",
+            address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
+        ),
+        db=db,
+        clock=clock,
     )
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
         await c.get("/health/live", headers={"X-Request-ID": "req-42"})
@@ -290,10 +297,17 @@ async def test_a_refused_token_is_logged_and_counted_as_a_401_with_its_request_i
     from api.app import create_app
     from capacity import metrics as m
     from capacity.settings import Settings
-    from tests.conftest import TEST_KEY
+    from tests.conftest import TEST_EPISODE_KEY, TEST_KEY
 
     app = create_app(
-        Settings(database_url=db.url, log_format="json", address_key=TEST_KEY), db=db, clock=clock
+        Settings(
+            database_url=db.url,
+            log_format="json",
+            address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
+        ),
+        db=db,
+        clock=clock,
     )
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
         for headers in ({}, {"Authorization": "Bearer abri_not-a-token"}):

@@ -15,7 +15,7 @@ from ops.scheduler import JobContext, load_jobs
 from placement import holds_service
 from placement.household import Adult, Child, Household
 from placement.policy import AccessPolicy
-from tests.conftest import World
+from tests.conftest import TEST_EPISODE, World
 
 FAMILY = Household(
     adults=[Adult(gender="female")], children=[Child(age=3)], residence_status="undocumented"
@@ -35,6 +35,7 @@ async def _hold(world: World, pool_ref: str, actor: Actor, key: str) -> str:
         actor=actor,
         now=world.clock.now(),
         episode_token=f"case-{key}",
+        episode_key=TEST_EPISODE,
     )
     return r.view.ref
 

@@ -39,7 +39,7 @@ from clients import (
 )
 from placement.household import Adult, AvoidAreas, Child, Household, SearchRequest
 from placement.refcode import check_symbol
-from tests.conftest import TEST_KEY, World
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World
 from tests.servers import serving
 
 STREET = "Rue Canari SDK 77"
@@ -78,6 +78,7 @@ async def abri(tmp_path: Path, sqlite_template: Path, cipher: AddressCipher) -> 
     settings = Settings(
         database_url=url,
         address_key=TEST_KEY,
+        episode_key=TEST_EPISODE_KEY,
         run_jobs=False,
         matcher_cache_seconds=0,
         auto_migrate=False,

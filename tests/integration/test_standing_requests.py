@@ -371,6 +371,7 @@ async def test_a_waiting_request_keeps_only_the_hash_of_its_episode_token(
     up to 72 h. It now keeps the hash its holds keep, and the hold it is offered carries the
     same hash as the household's own holds (the household still counts once)."""
     from placement.holds_service import episode_hash
+    from tests.conftest import TEST_EPISODE
 
     held = await _fill(client, setup)
     token = "PV-2026-BXL-004711"  # a case number
@@ -388,7 +389,7 @@ async def test_a_waiting_request_keeps_only_the_hash_of_its_episode_token(
     async with world.db.read() as s:
         offered = (await s.execute(select(Hold).where(Hold.ref != held))).scalar_one()
         helpline = offered.requester_operator_id
-    assert offered.episode_hash == episode_hash(helpline, token)
+    assert offered.episode_hash == episode_hash(TEST_EPISODE, helpline, token)
 
 
 async def test_a_departure_offers_the_freed_place_to_the_request_in_line(

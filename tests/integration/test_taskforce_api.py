@@ -17,7 +17,7 @@ from capacity.commands import PoolCreate
 from capacity.models import Hold, Pool, SaturationRun, UnmetDemand
 from capacity.settings import Settings
 from placement.policy import AccessPolicy
-from tests.conftest import World, bearer
+from tests.conftest import TEST_EPISODE, World, bearer
 
 # Province of Liège (60000): arrondissements Huy, Liège, Verviers, Waremme.
 HUY, LIEGE, VERVIERS, WAREMME = "61003", "62003", "63001", "64008"
@@ -797,7 +797,8 @@ async def test_hold_demand_counts_households_not_holds_and_who_asked(
         zone_id = await sess.scalar(select(Operator.id).where(Operator.name == "Zone"))
     # the token is kept only as a hash with its operator: the same token, two households
     assert sorted(hashes) == sorted(
-        [episode_hash(line_id, "family-A")] * 2 + [episode_hash(zone_id, "family-A")]
+        [episode_hash(TEST_EPISODE, line_id, "family-A")] * 2
+        + [episode_hash(TEST_EPISODE, zone_id, "family-A")]
     )
     # once the holds ended long enough ago, the hash gives way to a random mark shared by the
     # episode's holds: nothing ties them to the token any longer, the counts stay the same

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from api.app import create_app
 from capacity.settings import Settings
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,11 @@ def test_every_live_stream_gets_the_unbuffered_long_lived_nginx_location(tmp_pat
     assert found, "no stream location in the nginx example"
     pattern = re.compile(found.group(1))
     app = create_app(
-        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", address_key=TEST_KEY)
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
+        )
     )
     streams = [r.path for r in app.routes if r.path.endswith("/stream")]
     assert len(streams) >= 3
@@ -59,7 +63,11 @@ async def test_the_metrics_stay_on_the_monitoring_network_however_they_are_asked
 
     conf = (ROOT / "ops" / "deploy" / "nginx-abri.conf").read_text()
     app = create_app(
-        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", address_key=TEST_KEY)
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
+        )
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
@@ -81,7 +89,11 @@ def test_nginx_lets_through_the_csv_import_the_app_accepts(tmp_path: Path) -> No
     a 3 MB file with nginx's own 413 page before Abri saw it."""
     conf = (ROOT / "ops" / "deploy" / "nginx-abri.conf").read_text()
     app = create_app(
-        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", address_key=TEST_KEY)
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            address_key=TEST_KEY,
+            episode_key=TEST_EPISODE_KEY,
+        )
     )
     [route] = [r for r in app.routes if r.path == "/admin/facilities/import"]
     [handler] = [h for h in route.route_handlers if "POST" in h.http_methods]  # type: ignore[attr-defined]

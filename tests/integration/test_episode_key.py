@@ -1,0 +1,178 @@
+"""Episode tokens (often a PV or case number) are kept as an HMAC under ABRI_EPISODE_KEY: a
+database dump or backup cannot be searched for a case number by hashing every candidate."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import func, select
+
+from api.app import create_app
+from capacity.clock import FrozenClock
+from capacity.db import Database
+from capacity.episode import EpisodeKey, EpisodeKeyError
+from capacity.models import Hold, Operator, UnmetDemand
+from capacity.settings import Settings
+from placement.holds_service import counters_agree, household_key
+from placement.policy import AccessPolicy
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World, bearer
+
+ROOT = Path(__file__).resolve().parents[2]
+PV = "PV 2026/004217"
+WOMAN = {"adults": [{"gender": "female"}]}
+
+
+@pytest.fixture
+async def setup(world: World) -> dict[str, Any]:
+    await world.operator("Refuges", "shelter_operator")
+    await world.operator("Zone Nord", "police")
+    # takes no undocumented household: the search below finds nothing (unmet demand)
+    free = await world.facility("Refuges", "Open", policy=AccessPolicy())
+    return {"beds": free.pools[0].ref, "police": await world.token("Zone Nord", "police")}
+
+
+def hold(pool_ref: str) -> dict[str, Any]:
+    return {"poolRef": pool_ref, "need": "ipv", "household": WOMAN, "episodeToken": PV}
+
+
+UNMET = {"household": {**WOMAN, "residenceStatus": "undocumented"}, "need": "ipv"}
+
+
+@asynccontextmanager
+async def instance(settings: Settings, clock: FrozenClock, key: str) -> AsyncIterator[AsyncClient]:
+    """One API process: its own database connections, its own key."""
+    db = Database(settings.database_url)
+    app = create_app(Settings(**{**settings.__dict__, "episode_key": key}), db=db, clock=clock)
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+            yield c
+    finally:
+        await db.dispose()
+
+
+async def unmet(c: AsyncClient, token: str) -> bool:
+    body = {**UNMET, "episodeToken": PV}
+    r = await c.post("/placements/search", json=body, headers=bearer(token))
+    assert r.status_code == 200 and r.json()["options"] == [], r.text
+    return bool(r.json()["unmetRecorded"])
+
+
+async def test_the_stored_hashes_are_not_the_plain_sha256_of_operator_and_token(
+    client: AsyncClient, world: World, setup: dict[str, Any]
+) -> None:
+    police = bearer(setup["police"])
+    assert await unmet(client, setup["police"])
+    r = await client.post(
+        "/holds", headers={**police, "Idempotency-Key": "episode-1"}, json=hold(setup["beds"])
+    )
+    assert r.status_code == 201, r.text
+    async with world.db.read() as s:
+        op = await s.scalar(select(Operator.id).where(Operator.name == "Zone Nord"))
+        searched = await s.scalar(select(UnmetDemand.episode_hash))
+        held = (await s.execute(select(Hold.episode_hash, Hold.household_key))).one()
+    plain = hashlib.sha256(f"{op}:{PV}".encode()).hexdigest()
+    keyed = hmac.new(TEST_EPISODE_KEY.encode(), f"{op}:{PV}".encode(), hashlib.sha256).hexdigest()
+    assert searched == held.episode_hash == keyed != plain
+    assert held.household_key != household_key(plain, "ipv", WOMAN)
+
+
+async def test_two_processes_with_one_key_dedupe_an_episode_and_another_key_does_not(
+    settings: Settings, clock: FrozenClock, world: World, setup: dict[str, Any]
+) -> None:
+    police = bearer(setup["police"])
+    body = hold(setup["beds"])
+    async with (
+        instance(settings, clock, TEST_EPISODE_KEY) as a,
+        instance(settings, clock, TEST_EPISODE_KEY) as b,
+    ):
+        first = await a.post(
+            "/holds", headers={**police, "Idempotency-Key": "episode-1"}, json=body
+        )
+        assert first.status_code == 201, first.text
+        again = await b.post(
+            "/holds", headers={**police, "Idempotency-Key": "episode-2"}, json=body
+        )
+        assert again.status_code == 200 and again.json()["ref"] == first.json()["ref"]
+        assert await unmet(a, setup["police"]) is True
+        assert await unmet(b, setup["police"]) is False
+    # a rotated key (or a process with another one): the episode is not recognised — counted
+    # again, held again — but nothing fails and no invariant breaks
+    async with instance(settings, clock, "another-episode-key-" + "x" * 20) as c:
+        other = await c.post(
+            "/holds", headers={**police, "Idempotency-Key": "episode-3"}, json=body
+        )
+        assert other.status_code == 201 and other.json()["ref"] != first.json()["ref"]
+        assert await unmet(c, setup["police"]) is True
+    async with world.db.read() as s:
+        n = await s.scalar(select(func.count()).select_from(Hold).where(Hold.state == "held"))
+    assert n == 2
+    assert await counters_agree(world.db) == []
+
+
+def test_a_missing_key_on_postgresql_refuses_clearly_and_sqlite_makes_one(
+    tmp_path: Path,
+) -> None:
+    pg = "postgresql+asyncpg://abri@db.internal/abri"
+    with pytest.raises(EpisodeKeyError, match="ABRI_EPISODE_KEY is not set"):
+        EpisodeKey.from_settings(None, str(tmp_path / "none.key"), database_url=pg)
+    assert not (tmp_path / "none.key").exists()
+    with pytest.raises(EpisodeKeyError, match="ABRI_EPISODE_KEY"):
+        create_app(
+            Settings(
+                database_url=pg,
+                address_key=TEST_KEY,
+                episode_key_file=str(tmp_path / "none.key"),
+            )
+        )
+    # the environment file example's placeholder is not a key
+    with pytest.raises(EpisodeKeyError, match="at least 32"):
+        EpisodeKey.from_settings("CHANGE-ME", "unused", database_url=pg)
+    # a laptop (and the demo) needs no configuration: a key file, made once, 0600
+    lite, made = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", tmp_path / "laptop.key"
+    one = EpisodeKey.from_settings(None, str(made), database_url=lite)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    two = EpisodeKey.from_settings(None, str(made), database_url=lite)
+    assert one.digest(1, PV) == two.digest(1, PV)
+
+
+@pytest.mark.postgres
+def test_serve_worker_and_check_stop_without_the_key_on_postgresql(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = request.getfixturevalue("pg_database")
+    base = {**os.environ, "ABRI_DATABASE_URL": url, "ABRI_ADDRESS_KEY": TEST_KEY}
+    base["ABRI_AUTO_MIGRATE"] = "0"
+    base["ABRI_EPISODE_KEY_FILE"] = str(tmp_path / "episode.key")
+
+    def abri(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "api.cli", *args],
+            capture_output=True,
+            text=True,
+            env={**base, **env},
+            cwd=ROOT,
+            timeout=120,
+        )
+
+    for args in (["serve", "--port", "1"], ["worker"], ["check"]):
+        r = abri(*args, ABRI_EPISODE_KEY="")
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and "ABRI_EPISODE_KEY" in r.stderr, r.stderr
+    assert not (tmp_path / "episode.key").exists()
+    # the migrations need no episode key
+    assert abri("db", "current", ABRI_EPISODE_KEY="").returncode == 0
+    # with it, `abri check` names where it came from and its fingerprint (same in every process)
+    r = abri("check", ABRI_EPISODE_KEY=TEST_EPISODE_KEY)
+    fingerprint = EpisodeKey(TEST_EPISODE_KEY.encode(), source="t").fingerprint
+    assert f"episode key from ABRI_EPISODE_KEY, fingerprint {fingerprint}" in r.stderr, r.stderr
