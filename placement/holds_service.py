@@ -568,16 +568,16 @@ async def reserve(
         "minutes": minutes,
         "callback": callback,
     }
-    if episode_token is not None:  # absent: the same digest as before the field existed
-        body["episodeToken"] = episode_token
-    elif episode_digest is not None:
-        body["episodeHash"] = episode_digest
-    digest = request_hash(body)
     episode = (
         episode_digest
         if episode_token is None
         else episode_hash(episode_key, actor.operator_id, episode_token)
     )
+    if episode is not None:  # absent: the same digest as before the field existed
+        # its keyed hash, never the token: the digest is stored beside the household, need
+        # and callback, and with the token in it a dump gave the case number back by trial
+        body["episodeHash"] = episode
+    digest = request_hash(body)
     hkey = None if episode is None else household_key(episode, need, household_json)
     if episode_token is not None:
         # A requester's system retrying at its own level (a new Idempotency-Key), or a page

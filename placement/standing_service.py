@@ -155,13 +155,14 @@ async def create(
     assert actor.operator_id is not None
     validate_areas(request)  # unknown NIS codes: a clear 422 with the field
     search = msgspec.to_builtins(request)
-    digest = request_hash({"search": search, "minutes": minutes, "callback": callback})
     if request.episode_token is not None:
-        # kept only as the hash its holds and searches keep (the token may be a case number)
+        # kept only as the hash its holds and searches keep (the token may be a case number),
+        # in the search and in the request's digest alike
         token = search.pop("episodeToken")
         search[EPISODE_HASH] = holds_service.episode_hash(
             EpisodeKey.configured(settings), actor.operator_id, token
         )
+    digest = request_hash({"search": search, "minutes": minutes, "callback": callback})
     if idempotency_key is not None:
         earlier = await _by_key(db, actor.operator_id, idempotency_key, digest)
         if earlier is not None:

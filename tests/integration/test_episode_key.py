@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
@@ -22,9 +23,10 @@ from api.app import create_app
 from capacity.clock import FrozenClock
 from capacity.db import Database
 from capacity.episode import EpisodeKey, EpisodeKeyError
-from capacity.models import Hold, Operator, UnmetDemand
+from capacity.models import Hold, Operator, StandingRequest, UnmetDemand
 from capacity.settings import Settings
-from placement.holds_service import counters_agree, household_key
+from placement.holds_service import counters_agree, household_key, request_hash
+from placement.household import SearchRequest
 from placement.policy import AccessPolicy
 from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World, bearer
 
@@ -176,3 +178,33 @@ def test_serve_worker_and_check_stop_without_the_key_on_postgresql(
     r = abri("check", ABRI_EPISODE_KEY=TEST_EPISODE_KEY)
     fingerprint = EpisodeKey(TEST_EPISODE_KEY.encode(), source="t").fingerprint
     assert f"episode key from ABRI_EPISODE_KEY, fingerprint {fingerprint}" in r.stderr, r.stderr
+
+
+async def test_the_request_hashes_do_not_reveal_the_token_either(
+    client: AsyncClient, world: World, setup: dict[str, Any]
+) -> None:
+    """A hold's and a standing request's request_hash (kept to recognise an Idempotency-Key's
+    replay) hashed the request with its episodeToken in clear: with the household, need and
+    callback stored beside it, a dump gave the PV number back by trying them all."""
+    police = {**bearer(setup["police"]), "Idempotency-Key": "episode-7"}
+    body = hold(setup["beds"])
+    first = await client.post("/holds", headers=police, json=body)
+    assert first.status_code == 201, first.text
+    wanted = {"search": {**UNMET, "episodeToken": PV}, "minutes": 60}
+    standing = await client.post("/standing-requests", headers=police, json=wanted)
+    assert standing.status_code == 201, standing.text
+    async with world.db.read() as s:
+        row = (await s.execute(select(Hold.request_hash, Hold.household, Hold.callback))).one()
+        waiting = await s.scalar(select(StandingRequest.request_hash))
+    guess = {"poolRef": setup["beds"], "household": row.household, "need": "ipv"}
+    guess |= {"minutes": None, "callback": row.callback, "episodeToken": PV}
+    assert request_hash(guess) != row.request_hash
+    search = msgspec.to_builtins(msgspec.convert(wanted["search"], SearchRequest))
+    assert request_hash({"search": search, "minutes": 60, "callback": None}) != waiting
+    # the key still replays its request, and still refuses it for another episode
+    again = await client.post("/holds", headers=police, json=body)
+    assert again.status_code == 200 and again.json()["ref"] == first.json()["ref"]
+    other = await client.post("/holds", headers=police, json={**body, "episodeToken": "PV 2"})
+    assert other.status_code == 422, other.text
+    again = await client.post("/standing-requests", headers=police, json=wanted)
+    assert again.status_code == 200 and again.json()["ref"] == standing.json()["ref"], again.text
