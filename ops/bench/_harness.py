@@ -255,6 +255,8 @@ class Server:
             "ABRI_LOG_FORMAT": "json",
             "ABRI_LOG_LEVEL": "WARNING",
             "ABRI_ADDRESS_KEY": Fernet.generate_key().decode(),
+            # on PostgreSQL a process refuses to start without it (capacity/episode.py)
+            "ABRI_EPISODE_KEY": secrets.token_urlsafe(32),
             # one token drives the whole load: per-token rate limits (issue 8) would answer
             # 429 and measure the limiter, not the service
             "ABRI_RATE_SEARCH_PER_MINUTE": "0",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import secrets
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -136,6 +137,7 @@ async def run(url: str, backend: str, n: int, searches: int, profile: Path | Non
         settings = Settings(
             database_url=url,
             address_key=Fernet.generate_key().decode(),
+            episode_key=secrets.token_urlsafe(32),  # required on PostgreSQL
             run_jobs=False,
             log_level="WARNING",
             matcher_cache_seconds=3600,  # no background refresh inside the measurement

@@ -117,12 +117,17 @@ async def make_tokens(db: Database, world: World, now: datetime) -> None:
 # --------------------------------------------------------------------------- processes
 
 
+#: one episode key for the run's processes (on PostgreSQL each refuses to start without one)
+EPISODE_KEY = secrets.token_urlsafe(32)
+
+
 def proc_env(url: str, key: str, extra: dict[str, str]) -> dict[str, str]:
     return {
         **os.environ,
         "ABRI_DATABASE_URL": url,
         "ABRI_AUTO_MIGRATE": "0",
         "ABRI_ADDRESS_KEY": key,
+        "ABRI_EPISODE_KEY": EPISODE_KEY,  # the same in every process, as in production
         "ABRI_LOG_FORMAT": "json",
         "ABRI_LOG_LEVEL": "WARNING",
         "ABRI_RATE_SEARCH_PER_MINUTE": "0",
