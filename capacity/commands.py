@@ -47,6 +47,9 @@ Places = Annotated[int, msgspec.Meta(ge=1, le=50)]
 Version = Annotated[int, msgspec.Meta(ge=1)]
 Minutes = Annotated[int, msgspec.Meta(ge=5, le=60 * 24 * 30)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
+#: A policy template's name (``GET /admin/policy-templates``): an unknown one is refused with
+#: its name quoted, so it has a limit like every other text a client sends.
+TemplateName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, examples=["ipv_refuge"])]
 #: A facility status's reason: the API and the staff page take the same length (the page
 #: refused nothing and cut at 500 what the API kept whole).
 STATUS_REASON_MAX = 2000
@@ -140,7 +143,7 @@ class FacilityCreate(Struct, kw_only=True):
     operator: Name
     alias: Alias
     municipality_nis: Nis
-    template: str | None = None
+    template: TemplateName | None = None
     kind: FacilityKind | None = None
     policy: PolicyPatch | None = None  # over the template's policy (create) or the current
     intake_phone: Phone

@@ -9,7 +9,7 @@ from typing import Any
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from capacity.models import Hold, StaffLink, StandingRequest
+from capacity.models import Facility, Hold, StaffLink, StandingRequest
 from tests.browser.web_helpers import seed_world
 from tests.conftest import World, bearer
 
@@ -150,3 +150,27 @@ async def test_a_nul_character_in_a_query_parameter_is_refused_alike_on_both_dat
         _refused(r, name)
     r = await client.get("/admin/audit?action=facility.created", headers=h)
     assert r.status_code == 200, r.text
+
+
+async def test_a_template_name_has_a_limit_and_is_not_echoed_whole(
+    client: AsyncClient, world: World
+) -> None:
+    """An unknown template of 200 000 characters was a 422 quoting all of it (a 200 KB
+    answer); a template name is now at most 64 characters, like every other text limited."""
+    from tests.integration.test_admin_api import _admin
+
+    h = bearer(await _admin(world))
+    body = {
+        "operator": "Refuges Solidaires",
+        "alias": "Refuge Test",
+        "municipalityNis": "21004",
+        "template": "x" * 200_000,
+        "intakePhone": "+32 2 555 12 12",
+    }
+    r = await client.post("/admin/facilities", json=body, headers=h)
+    assert r.status_code == 422 and r.json()["field"] == "template", r.text[:300]
+    assert "<= 64" in r.json()["detail"] and len(r.content) < 2000
+    schema = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    template = schema["FacilityCreate"]["properties"]["template"]
+    assert template["maxLength"] == 64, template
+    assert await _count(world, Facility) == 0
