@@ -4,16 +4,21 @@ A NUL character (``\\u0000``) in a text is valid JSON, but PostgreSQL cannot sto
 SQLite stores it as sent: the same request must not be a 422 on one database and saved on the
 other. Litestar decodes each JSON body with ``Request.json()`` before converting it to the
 route's type, so that is where a NUL anywhere in the body (a value or a key, at any depth) is
-refused, with the path of the text, before anything is read or written.
+refused, with the path of the text, before anything is read or written. So is a control or
+bidi character a text may not hold (``capacity.text``: a bell, an escape, a U+202E copied
+with a callback number), named by its path and the character.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request
 
 from capacity.errors import InvalidInput
+from capacity.text import check_text
 
 #: The sentence for a text holding a NUL character, on both databases (and for a NUL that
 #: reaches PostgreSQL some other way, see ``api.errors.handle_database_value``).
@@ -44,6 +49,39 @@ def nul_path(value: Any) -> str | None:
     return None
 
 
+def texts(value: Any) -> Iterator[tuple[str, str]]:
+    """Every text of a decoded JSON value, keys included, with its path as in ``nul_path``
+    (a key is named by its own path). Iterative, like ``nul_path``."""
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:
+        path, item = todo.pop()
+        if isinstance(item, str):
+            yield path, item
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                here = f"{path}.{key}" if path else str(key)
+                yield here, str(key)
+                todo.append((here, inner))
+        elif isinstance(item, list):
+            todo.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+
+
+#: A byte of a JSON body that may begin a character some text may not hold: an escape (``\\t``,
+#: ``\\u202e``), a raw control byte or DEL, or any byte of a non-ASCII character.
+_MAYBE_REFUSED = re.compile(rb"[\\\x00-\x1f\x7f-\xff]")
+
+
+def refuse_bad_text(value: Any, raw: bytes) -> None:
+    """A 422 naming the first text of a JSON body holding a character it may not
+    (``capacity.text``). A body of printable ASCII without an escape holds none: no walk."""
+    if _MAYBE_REFUSED.search(raw) is None:
+        return
+    for path, text in texts(value):
+        refused = check_text(text, path or "body")
+        if refused is not None:
+            raise InvalidInput(refused, field=path or None)
+
+
 class AbriRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
         value = await super().json()
@@ -54,18 +92,23 @@ class AbriRequest(Request[Any, Any, Any]):
                 raise InvalidInput(
                     f"{where}: {NUL_IN_TEXT}" if where else NUL_IN_TEXT, field=where or None
                 )
+        refuse_bad_text(value, await self.body())
         return value
 
 
 async def refuse_nul_in_query(request: Request[Any, Any, Any]) -> None:
     """The same for the query string of an API route (``?action=a%00b`` was an empty answer
-    on SQLite and a refusal from PostgreSQL's driver): named by its parameter. The web pages
+    on SQLite and a refusal from PostgreSQL's driver), and for a control or bidi character
+    (``capacity.text``: a query parameter is one line): named by its parameter. The web pages
     answer their own forms and links with a page."""
     query = request.scope.get("query_string", b"")
-    if b"%00" not in query and b"\x00" not in query:  # nothing to look at: no parsing
+    if b"%" not in query and query.isascii():  # no escape, no control: no parsing
         return
     if request.scope["path"].startswith("/web/"):
         return
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
             raise InvalidInput(f"{name}: {NUL_IN_TEXT}", field=name)
+        refused = check_text(name, name) or check_text(value, name)
+        if refused is not None:
+            raise InvalidInput(refused, field=name)

@@ -23,11 +23,12 @@ from capacity.commands import FacilityCreate, FacilityStatus, PoolCreate, Status
 from capacity.crypto import AddressCipher
 from capacity.db import Database
 from capacity.episode import EpisodeKey
-from capacity.errors import AbriError
+from capacity.errors import AbriError, InvalidInput
 from capacity.models import OPERATOR_KINDS, ROLES
 from capacity.phones import fixed_line_zone, tells_zone_message
 from capacity.settings import Settings
 from capacity.templates import TEMPLATES
+from capacity.text import check_text
 
 DEMO_DB = "./abri-demo.db"
 
@@ -765,10 +766,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Arguments that name a file or a database, not a text Abri stores.
+NOT_TEXT = frozenset({"file", "fn"})
+
+
+def refuse_bad_text(args: argparse.Namespace) -> None:
+    """The API's rule for texts (``capacity.text``) on every text argument, named as the
+    command's option is (``--handover`` is multi-line like the API's handover protocol)."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for text in values:
+            if name in NOT_TEXT or not isinstance(text, str):
+                continue
+            refused = check_text(text, name)
+            if refused is not None:
+                raise InvalidInput(refused, field=name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     try:
+        refuse_bad_text(args)
         return int(args.fn(args, settings) or 0)
     except AbriError as exc:
         return _fail(exc)

@@ -50,6 +50,7 @@ from capacity.errors import (
     RateLimited,
     UnknownArea,
 )
+from capacity.text import refused_char
 from placement import holds_service, search_service, standing_service
 from placement.errors import IdempotencyKeyReused, IllegalTransition
 from placement.holds_service import requester_kind_of
@@ -452,8 +453,13 @@ def _forbidden(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response
 def has_nul(form: Any) -> bool:
     """Whether a form field holds a NUL character (U+0000): nobody types one, and PostgreSQL
     cannot store it in a text (a link's label, a status reason, a hold's callback number were
-    an internal error there, and stored as sent on SQLite)."""
-    return any("\x00" in str(value) for _, value in form.multi_items())
+    an internal error there, and stored as sent on SQLite), or a character the API refuses in
+    the same field (``capacity.text``: a control or bidi character, a line break in a one-line
+    field, an invisible one in a callback number)."""
+    return any(
+        "\x00" in str(value) or refused_char(str(value), name) is not None
+        for name, value in form.multi_items()
+    )
 
 
 def refused_nul(request: Request[Any, Any, Any], ws: sess.WebSession) -> Response[Any]:

@@ -199,3 +199,34 @@ def test_feeds_list_does_not_call_a_feed_never_polled_unhealthy(tmp_path: Path) 
     line = abri(url, "feeds", "list", cwd=root).stdout.strip()
     assert "\tnot polled yet\t" in line and "unhealthy" not in line, line
     assert line.endswith("\twarnings=-\talerting=no"), line
+
+
+def test_a_control_or_bidi_character_in_a_text_argument_is_refused(
+    cli_url: str, request: pytest.FixtureRequest
+) -> None:
+    """An operator name, an alias or a status reason pasted into the shell with a bidi
+    override (U+202E) or an escape (U+001B): stored as typed, then shown to every reader.
+    The command now refuses what the API refuses (``capacity.text``), naming the argument and
+    the character, and writes nothing; a handover protocol keeps its line breaks."""
+    if "postgresql" in cli_url:
+        request.getfixturevalue("db")  # truncate before and after
+    root = Path(__file__).resolve().parents[2]
+    assert abri(cli_url, "db", "upgrade", cwd=root).returncode == 0
+    r = abri(cli_url, "operator", "create", "Refuges \u202eLiège", "--kind", "cpas", cwd=root)
+    assert r.returncode == 2 and "name:" in r.stderr and "U+202E" in r.stderr, r.stderr
+    assert "Refuges" not in abri(cli_url, "operator", "list", cwd=root).stdout
+    assert (
+        abri(cli_url, "operator", "create", "Refuges", "--kind", "cpas", cwd=root).returncode == 0
+    )
+    create = (
+        "facilities", "create", "--operator", "Refuges", "--municipality", "62063",
+        "--template", "ipv_refuge", "--intake-phone", "+32 470 55 00 00",
+    )  # fmt: skip
+    r = abri(cli_url, *create, "--alias", "Refuge\x1b[31m L-1", cwd=root)
+    assert r.returncode == 2 and "alias:" in r.stderr and "U+001B" in r.stderr, r.stderr
+    assert "Refuge" not in abri(cli_url, "facilities", "list", cwd=root).stdout
+    r = abri(cli_url, *create, "--alias", "Refuge L-1", "--handover", "Call.\nThen come.", cwd=root)
+    assert r.returncode == 0, r.stderr
+    r = abri(cli_url, "facilities", "status", "1", "reduced", "--reason", "Water\x07", cwd=root)
+    assert r.returncode == 2 and "reason:" in r.stderr and "U+0007" in r.stderr, r.stderr
+    assert "\treduced" not in abri(cli_url, "facilities", "list", cwd=root).stdout

@@ -210,3 +210,42 @@ async def test_a_text_over_its_limit_is_refused_with_a_page_not_cut(
     assert "Le motif est trop long : 500 caractères au maximum." in r.text
     async with world.db.read() as s:
         assert await s.scalar(select(Hold.state)) == "held"
+
+
+async def test_a_control_or_bidi_character_in_a_form_is_refused_like_the_api_does(
+    client: AsyncClient, world: World
+) -> None:
+    """A bidi override (U+202E) pasted with a callback number, an escape in a link's label, a
+    C1 control in a status reason: stored as typed, and shown to the next reader (the number
+    backwards). The forms now refuse what the API refuses (``capacity.text``), with a page,
+    nothing saved; a status reason keeps its line breaks."""
+    w = await seed_world(world)
+    fid = w["ixl"].facility.id
+    staff = bearer(str(w["staff"]))
+    await web_sign_in(client, str(w["staff"]))
+    r = await post_form(
+        client, "/web/staff", f"/web/staff/facilities/{fid}/links",
+        {"label": "Night\x1bshift", "hours": "12", "nonce": "n" * 20},
+    )  # fmt: skip
+    assert r.status_code == 422 and "Veuillez vérifier le formulaire." in r.text, r.text[:300]
+    assert await _count(world, StaffLink) == 0
+    r = await post_form(
+        client, "/web/staff", f"/web/staff/facilities/{fid}/status",
+        {"status": "reduced", "reason": "Water\x85damage"},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text[:300]
+    api = await client.get(f"/staff/facilities/{fid}", headers=staff)
+    assert api.json()["status"] == "open" and api.json()["statusReason"] is None
+    r = await post_form(
+        client, "/web/staff", f"/web/staff/facilities/{fid}/status",
+        {"status": "reduced", "reason": "Water damage\r\nfirst floor"},
+    )  # fmt: skip
+    assert r.status_code == 303, r.text[:300]
+
+    await web_sign_in(client, str(w["helpline"]))
+    r = await post_form(client, "/web/console", "/web/console/search", FAMILY_FORM)
+    for callback in ("+32 475\u202e 12 34 56", "+32 475\u200b12 34 56"):
+        fields = {**hold_form(r.text), "callback": callback}
+        refused = await client.post("/web/console/hold", data=fields)
+        assert refused.status_code == 422 and "Veuillez vérifier le formulaire." in refused.text
+    assert await _count(world, Hold) == 0
