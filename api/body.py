@@ -17,7 +17,7 @@ from typing import Any
 
 from litestar import Request
 
-from capacity.errors import InvalidInput
+from capacity.errors import InvalidInput, UnsupportedMediaType
 from capacity.text import check_text
 
 #: The sentence for a text holding a NUL character, on both databases (and for a NUL that
@@ -82,8 +82,36 @@ def refuse_bad_text(value: Any, raw: bytes) -> None:
             raise InvalidInput(refused, field=path or None)
 
 
+#: What a JSON route takes, said when a body comes as something else.
+JSON_ONLY = (
+    "This route takes a JSON body: send it with Content-Type: application/json "
+    "(UTF-8, the only encoding of JSON); {got}. Nothing was saved."
+)
+
+
+def refuse_other_media_type(content_type: tuple[str, dict[str, str]]) -> None:
+    """A 415 for a body that does not say it is JSON in UTF-8: ``text/plain``, a form, no
+    ``Content-Type`` at all or ``charset=latin-1`` were parsed as JSON anyway, and a Latin-1
+    ``é`` became whatever UTF-8 made of it. ``application/json`` with ``charset=utf-8`` (any
+    case) and ``application/*+json`` are JSON."""
+    media_type, options = content_type
+    media_type = media_type.strip().lower()
+    charset = options.get("charset", "utf-8").strip().strip('"').lower()
+    if not media_type:
+        raise UnsupportedMediaType(JSON_ONLY.format(got="it came without a Content-Type"))
+    is_json = media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    if not is_json:
+        raise UnsupportedMediaType(JSON_ONLY.format(got=f"it came as {media_type[:100]}"))
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(JSON_ONLY.format(got=f"it came as charset={charset[:40]}"))
+
+
 class AbriRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
+        if await self.body():  # no body: the route says what it needs
+            refuse_other_media_type(self.content_type)
         value = await super().json()
         # a NUL in a JSON text is always written escaped: no escape, no walk
         if b"\\u0000" in await self.body():

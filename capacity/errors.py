@@ -49,6 +49,12 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
+class UnsupportedMediaType(AbriError):
+    code = "unsupported-media-type"
+    status = 415
+    title = "Unsupported media type"
+
+
 class VersionMismatch(AbriError):
     code = "version-mismatch"
     status = 412

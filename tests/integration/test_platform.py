@@ -100,7 +100,9 @@ async def test_problem_details_and_request_id(client: AsyncClient, world: World)
     await world.operator("Admin", "admin")
     tok = await world.token("Admin", "admin")
     r = await client.post(
-        "/admin/operators", headers={**bearer(tok), "X-Request-ID": "abc-123"}, content=b"{not json"
+        "/admin/operators",
+        headers={**bearer(tok), "X-Request-ID": "abc-123", "Content-Type": "application/json"},
+        content=b"{not json",
     )
     assert r.status_code in (400, 422)
     assert r.headers["content-type"].startswith("application/problem+json")
