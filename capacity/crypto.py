@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -19,10 +20,23 @@ from capacity.settings import Settings
 
 
 class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    street: str = msgspec.field(default="")
+    """A facility's address as a client sends it: each part has a limit (it was unbounded,
+    and encrypted whole). ``StoredAddress`` reads what was stored, limits or not."""
+
+    street: Annotated[str, msgspec.Meta(max_length=200)] = msgspec.field(default="")
+    postal_code: Annotated[str, msgspec.Meta(max_length=16)] = ""
+    city: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    # e.g. entrance, door code policy: still confidential
+    notes: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class StoredAddress(msgspec.Struct, kw_only=True, rename="camel"):
+    """An address as encrypted at rest: no limits, so that one stored before them opens."""
+
+    street: str = ""
     postal_code: str = ""
     city: str = ""
-    notes: str = ""  # e.g. entrance, door code policy: still confidential
+    notes: str = ""
 
 
 class AddressKeyError(AbriError):
@@ -122,7 +136,13 @@ class AddressCipher:
             raise AddressKeyError(
                 "The address cannot be decrypted with the configured key."
             ) from exc
-        return msgspec.json.decode(raw, type=Address)
+        stored = msgspec.json.decode(raw, type=StoredAddress)
+        return Address(
+            street=stored.street,
+            postal_code=stored.postal_code,
+            city=stored.city,
+            notes=stored.notes,
+        )
 
     def encrypt_text(self, text: str) -> str:
         """Other secrets kept under the same keys (webhook secrets, feed credentials)."""

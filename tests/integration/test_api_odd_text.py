@@ -174,3 +174,37 @@ async def test_a_template_name_has_a_limit_and_is_not_echoed_whole(
     template = schema["FacilityCreate"]["properties"]["template"]
     assert template["maxLength"] == 64, template
     assert await _count(world, Facility) == 0
+
+
+async def test_an_address_has_limits_and_an_address_stored_before_still_opens(
+    client: AsyncClient, world: World
+) -> None:
+    """A facility's address took texts of any length (a street of 100 000 characters was
+    encrypted and stored). Each part now has a limit in the schema and a longer one is a 422
+    naming it; an address stored before the limits still decrypts as it was."""
+    from capacity.crypto import Address
+    from tests.integration.test_admin_api import _admin
+
+    h = bearer(await _admin(world))
+    await world.operator("Refuges Solidaires", "shelter_operator")
+    body = {
+        "operator": "Refuges Solidaires",
+        "alias": "Refuge Test",
+        "municipalityNis": "21004",
+        "template": "ipv_refuge",
+        "intakePhone": "+32 470 55 12 12",
+    }
+    limits = {"street": 200, "postalCode": 16, "city": 100, "notes": 2000}
+    for part, limit in limits.items():
+        address = {
+            "street": "Rue X 1",
+            "postalCode": "1000",
+            "city": "Bruxelles",
+            part: "x" * (limit + 1),
+        }
+        r = await client.post("/admin/facilities", json={**body, "address": address}, headers=h)
+        assert r.status_code == 422, r.text[:300]
+        assert f"<= {limit}" in r.json()["detail"] and part in r.json()["detail"], r.json()
+    assert await _count(world, Facility) == 0
+    old = Address(street="S" * 5000, postal_code="1000", city="Bruxelles", notes="N" * 9000)
+    assert world.cipher.decrypt(world.cipher.encrypt(old)) == old
