@@ -47,9 +47,10 @@ from capacity.clock import BRUSSELS
 from capacity.commands import FacilityCreate
 from capacity.crypto import AddressCipher
 from capacity.db import Database
-from capacity.errors import AbriError, ImportRejected
+from capacity.errors import AbriError, ImportRejected, InvalidInput
 from capacity.registry import add_facilities
 from capacity.templates import TEMPLATES
+from capacity.text import check_text
 from placement.policy import AccessPolicy, policy_to_json
 
 BASE = {
@@ -156,6 +157,9 @@ def parse_row(row: dict[str, str]) -> FacilityCreate:
         v = (raw or "").strip()
         if v == "":
             continue
+        refused = check_text(v, key)  # the API's rule for texts, by column
+        if refused is not None:
+            raise InvalidInput(refused, field=key)
         if key in ("operator", "alias", "template", "kind", "intake_phone", "handover_protocol"):
             data[_to_camel(key)] = v
         elif key == "municipality":

@@ -110,3 +110,21 @@ async def test_a_control_character_in_a_nested_text_or_a_query_is_named_by_its_p
     _refused(r, "action", "\u001b")
     r = await client.get("/admin/audit?objectId=%E2%80%AE12", headers=h)
     _refused(r, "objectId", "\u202e")
+
+
+async def test_a_control_character_in_a_csv_import_is_refused_by_row_and_column(
+    client: AsyncClient, world: World
+) -> None:
+    """A CSV exported from a spreadsheet with an escape in an alias: imported as sent. The
+    import now applies the same rule, naming the row and the column; nothing is imported."""
+    from capacity.models import Facility
+    from tests.integration.test_admin_api import GOOD_CSV, _admin
+
+    h = {**bearer(await _admin(world)), "Content-Type": "text/csv"}
+    r = await client.post(
+        "/admin/facilities/import", content=GOOD_CSV.replace("Hotel H-1", "Hotel\x1bH-1"), headers=h
+    )
+    assert r.status_code == 422 and r.json()["code"] == "import-rejected", r.text
+    (error,) = r.json()["errors"]
+    assert error["row"] == 2 and error["field"] == "alias" and "U+001B" in error["message"]
+    assert await _count(world, Facility) == 0
