@@ -100,6 +100,13 @@ def episode_hash(key: EpisodeKey | None, operator_id: int | None, token: str) ->
     return key.digest(operator_id, token)
 
 
+def previous_episode_hash(operator_id: int | None, token: str) -> str:
+    """What the release before this key kept of ``token`` (a plain SHA-256 with its operator).
+    Compared with rows that release stored, never stored again: a household whose hold spans
+    the upgrade keeps it, and its requester's retries replay it (until those rows close)."""
+    return hashlib.sha256(f"{operator_id}:{token}".encode()).hexdigest()
+
+
 @functools.lru_cache(maxsize=8)
 def _configured(key_env: str | None, key_file: str, database_url: str) -> EpisodeKey:
     return EpisodeKey.from_settings(key_env, key_file, database_url=database_url)

@@ -31,7 +31,7 @@ from capacity.audit import CLI, SYSTEM, Actor
 from capacity.clock import utc_iso
 from capacity.commands import StatusChange
 from capacity.db import Database, RawTx, UniqueViolation
-from capacity.episode import EpisodeKey, episode_hash
+from capacity.episode import EpisodeKey, episode_hash, previous_episode_hash
 from capacity.errors import AbriError, NotFound
 from capacity.metrics import HOLD_TRANSITIONS
 from capacity.models import PLACEMENT_KINDS, Facility, Hold, Operator, Pool, is_held
@@ -381,7 +381,12 @@ class Reserved:
     already_held: bool = False
 
 
-async def _replay(db: Database, operator_id: int, key: str, digest: str) -> HoldView | None:
+async def _replay(
+    db: Database, operator_id: int, key: str, digest: str, previous: str | None = None
+) -> HoldView | None:
+    """The hold this Idempotency-Key made, if any; refused when its request was another.
+    ``previous``: the same request's digest as the release before the episode key made it
+    (its token in clear), so a retry spanning the upgrade replays rather than being refused."""
     async with db.read() as s:
         row = (
             await s.execute(
@@ -392,7 +397,7 @@ async def _replay(db: Database, operator_id: int, key: str, digest: str) -> Hold
         ).first()
         if row is None:
             return None
-        if row.request_hash != digest:
+        if row.request_hash not in (digest, previous):
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was already used for a different hold request; use a new "
                 "key for a new request.",
@@ -573,6 +578,11 @@ async def reserve(
         if episode_token is None
         else episode_hash(episode_key, actor.operator_id, episode_token)
     )
+    # What the release before the episode key stored for this request (compared, never
+    # stored): a hold it made is replayed, not refused, by a retry spanning the upgrade.
+    previous = (
+        None if episode_token is None else request_hash({**body, "episodeToken": episode_token})
+    )
     if episode is not None:  # absent: the same digest as before the field existed
         # its keyed hash, never the token: the digest is stored beside the household, need
         # and callback, and with the token in it a dump gave the case number back by trial
@@ -595,7 +605,7 @@ async def reserve(
             episode_key=episode_key,
         )
         if earlier is not None:
-            replayed = await _replay(db, actor.operator_id, idempotency_key, digest)
+            replayed = await _replay(db, actor.operator_id, idempotency_key, digest, previous)
             if replayed is not None:
                 return Reserved(replayed, created=False)
             return Reserved(earlier, created=False, already_held=True)
@@ -629,11 +639,11 @@ async def reserve(
             # the same household's hold under another key did (uq_holds_household_held), or
             # the reference code collided. Re-read: replay the twin, return the household's
             # hold, else retry a new code.
-            twin = await _replay(db, actor.operator_id, idempotency_key, digest)
+            twin = await _replay(db, actor.operator_id, idempotency_key, digest, previous)
             if twin is not None:
                 return Reserved(twin, created=False)
             if hkey is not None:
-                held = await _held_by_key(db, pool_ref, hkey, now)
+                held = await _held_by_key(db, pool_ref, hkey, now=now)
                 if held is not None:
                     return Reserved(held, created=False, already_held=True)
             continue
@@ -645,7 +655,7 @@ async def reserve(
                 current={"unitsFree": gone.free},
             ) from None
         except (_KeyTaken, AbriError) as refused:
-            earlier = await _replay(db, actor.operator_id, idempotency_key, digest)
+            earlier = await _replay(db, actor.operator_id, idempotency_key, digest, previous)
             if earlier is not None:
                 return Reserved(earlier, created=False)
             if isinstance(refused, _KeyTaken):
@@ -1492,16 +1502,19 @@ async def held_for_household(
     Idempotency-Key, and holding the place again would take a second unit for one
     household."""
     assert actor.operator_id is not None
+    household_json = msgspec.to_builtins(household)
     episode = episode_hash(episode_key, actor.operator_id, episode_token)
-    key = household_key(episode, need, msgspec.to_builtins(household))
-    return await _held_by_key(db, pool_ref, key, now)
+    # and the key of a hold made before the upgrade to the episode key (a plain SHA-256)
+    previous = previous_episode_hash(actor.operator_id, episode_token)
+    keys = [household_key(e, need, household_json) for e in (episode, previous)]
+    return await _held_by_key(db, pool_ref, *keys, now=now)
 
 
-async def _held_by_key(db: Database, pool_ref: str, key: str, now: datetime) -> HoldView | None:
-    """The running hold at this pool with this household key (``uq_holds_household_held``:
-    one at most), unless its deadline has passed."""
+async def _held_by_key(db: Database, pool_ref: str, *keys: str, now: datetime) -> HoldView | None:
+    """The running hold at this pool with one of these household keys
+    (``uq_holds_household_held``: one at most each), unless its deadline has passed."""
     q = _view_query().where(
-        Hold.household_key == key, is_held(), Hold.deadline > now, Pool.ref == pool_ref
+        Hold.household_key.in_(keys), is_held(), Hold.deadline > now, Pool.ref == pool_ref
     )
     async with db.read() as s:
         row = (await s.execute(q)).first()

@@ -155,6 +155,9 @@ async def create(
     assert actor.operator_id is not None
     validate_areas(request)  # unknown NIS codes: a clear 422 with the field
     search = msgspec.to_builtins(request)
+    # what the release before the episode key stored (the token in clear; compared, never
+    # stored): a retry spanning the upgrade replays its request rather than being refused
+    previous = request_hash({"search": search, "minutes": minutes, "callback": callback})
     if request.episode_token is not None:
         # kept only as the hash its holds and searches keep (the token may be a case number),
         # in the search and in the request's digest alike
@@ -164,7 +167,7 @@ async def create(
         )
     digest = request_hash({"search": search, "minutes": minutes, "callback": callback})
     if idempotency_key is not None:
-        earlier = await _by_key(db, actor.operator_id, idempotency_key, digest)
+        earlier = await _by_key(db, actor.operator_id, idempotency_key, digest, previous)
         if earlier is not None:
             return Created(earlier, created=False)
     deadline = now + timedelta(minutes=minutes or DEFAULT_MINUTES)
@@ -202,7 +205,7 @@ async def create(
             break
         except IntegrityError:
             if idempotency_key is not None:
-                twin = await _by_key(db, actor.operator_id, idempotency_key, digest)
+                twin = await _by_key(db, actor.operator_id, idempotency_key, digest, previous)
                 if twin is not None:
                     return Created(twin, created=False)
     else:  # pragma: no cover - three code collisions in a row
@@ -211,7 +214,9 @@ async def create(
     return Created(await _get_by_id(db, new_id), created=True)
 
 
-async def _by_key(db: Database, operator_id: int, key: str, digest: str) -> StandingView | None:
+async def _by_key(
+    db: Database, operator_id: int, key: str, digest: str, previous: str | None = None
+) -> StandingView | None:
     async with db.read() as s:
         row = (
             await s.execute(
@@ -223,7 +228,7 @@ async def _by_key(db: Database, operator_id: int, key: str, digest: str) -> Stan
         ).first()
     if row is None:
         return None
-    if row.request_hash != digest:
+    if row.request_hash not in (digest, previous):
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different standing request; use a "
             "new key for a new request.",

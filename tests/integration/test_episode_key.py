@@ -208,3 +208,60 @@ async def test_the_request_hashes_do_not_reveal_the_token_either(
     assert other.status_code == 422, other.text
     again = await client.post("/standing-requests", headers=police, json=wanted)
     assert again.status_code == 200 and again.json()["ref"] == standing.json()["ref"], again.text
+
+
+async def _as_the_previous_release_kept_it(world: World, body: dict[str, Any]) -> None:
+    """Rewrite the hold and the standing request as release 1cec1cf stored them: a plain
+    SHA-256 of operator and token, and request hashes over the token in clear."""
+    async with world.db.write() as s:
+        operator_id = await s.scalar(select(Operator.id).where(Operator.name == "Zone Nord"))
+        plain = hashlib.sha256(f"{operator_id}:{PV}".encode()).hexdigest()
+        row = (await s.execute(select(Hold.id, Hold.household, Hold.callback))).one()
+        old = {"poolRef": body["poolRef"], "household": row.household, "need": "ipv"}
+        old |= {"minutes": None, "callback": row.callback, "episodeToken": PV}
+        await s.execute(
+            Hold.__table__.update()
+            .where(Hold.id == row.id)
+            .values(
+                request_hash=request_hash(old),
+                episode_hash=plain,
+                household_key=household_key(plain, "ipv", row.household),
+            )
+        )
+        search = msgspec.to_builtins(msgspec.convert({**UNMET, "episodeToken": PV}, SearchRequest))
+        await s.execute(
+            StandingRequest.__table__.update().values(
+                request_hash=request_hash({"search": search, "minutes": 60, "callback": None})
+            )
+        )
+
+
+async def test_a_retry_across_the_upgrade_replays_the_hold_made_before_it(
+    client: AsyncClient, world: World, setup: dict[str, Any]
+) -> None:
+    """The SDK retries a hold with the same Idempotency-Key through the proxy's 502s while the
+    API restarts: a hold made by the previous release (request hash over the token in clear)
+    is its answer, not a 422 `idempotency-key-reused` that makes the requester's system try
+    a new key and hold a second unit for the same household."""
+    police = {**bearer(setup["police"]), "Idempotency-Key": "episode-upgrade"}
+    body = hold(setup["beds"])
+    first = await client.post("/holds", headers=police, json=body)
+    assert first.status_code == 201, first.text
+    wanted = {"search": {**UNMET, "episodeToken": PV}, "minutes": 60}
+    standing = await client.post("/standing-requests", headers=police, json=wanted)
+    assert standing.status_code == 201, standing.text
+    await _as_the_previous_release_kept_it(world, body)
+
+    again = await client.post("/holds", headers=police, json=body)
+    assert again.status_code == 200 and again.json()["ref"] == first.json()["ref"], again.text
+    again = await client.post("/standing-requests", headers=police, json=wanted)
+    assert again.status_code == 200 and again.json()["ref"] == standing.json()["ref"], again.text
+    # the key is still refused for another episode
+    other = await client.post("/holds", headers=police, json={**body, "episodeToken": "PV 2"})
+    assert other.status_code == 422, other.text
+    # and the same household asking again with a new key gets its hold, not a second one
+    fresh = {**bearer(setup["police"]), "Idempotency-Key": "episode-upgrade-2"}
+    twice = await client.post("/holds", headers=fresh, json=body)
+    assert twice.status_code == 200 and twice.json()["ref"] == first.json()["ref"], twice.text
+    async with world.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Hold)) == 1
