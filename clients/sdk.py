@@ -65,7 +65,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-USER_AGENT = "abri-python-sdk/0.1"
+#: 0.2: reads ``doNotGo`` and a null ``intakePhone`` (0.1 cannot: the proxy's log tells them apart)
+USER_AGENT = "abri-python-sdk/0.2"
 
 
 # --------------------------------------------------------------------------- response types

@@ -107,6 +107,17 @@ def test_imports_are_typed_structs() -> None:
     assert issubclass(Hold, msgspec.Struct) and issubclass(NoLongerFree, Exception)
 
 
+def test_the_user_agent_tells_an_sdk_that_reads_do_not_go_from_the_one_before() -> None:
+    """The SDK before ``doNotGo`` (``abri-python-sdk/0.1``) cannot decode a hold whose
+    ``intakePhone`` is null; the operator finds the partners still running it by its
+    User-Agent in the proxy's access log (RUNBOOK), so this SDK must not send the same one."""
+    hold_fields = {f.name: f for f in msgspec.structs.fields(Hold)}
+    assert hold_fields["intake_phone"].type == str | None
+    with AbriClient("http://abri.invalid", token="t") as client:
+        assert client._headers["User-Agent"].startswith("abri-python-sdk/")
+        assert client._headers["User-Agent"] != "abri-python-sdk/0.1"
+
+
 async def test_sync_client_end_to_end(abri: Abri) -> None:
     with AbriClient(abri.url, abri.line) as line, AbriClient(abri.url, abri.staff) as staff:
         found = line.search(SEARCH)
