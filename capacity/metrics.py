@@ -45,6 +45,14 @@ HOLD_TRANSITIONS = Counter(
 JOB_RUNS = Counter(
     "abri_job_runs_total", "Scheduled job runs by job and outcome", ["job", "outcome"]
 )
+# Set by the process that ran the job (the worker, or `abri serve` with its jobs): a job that
+# hangs or keeps failing shows as this time falling behind, which a counter alone does not say.
+JOB_LAST_SUCCESS = Gauge(
+    "abri_job_last_success_timestamp_seconds",
+    "When each scheduled job last finished without error (Unix time)",
+    ["job"],
+    multiprocess_mode="max",
+)
 # Read from the database at scrape time ("livesum": the same in every process).
 POOLS_STALE = Gauge(
     "abri_pools_stale",
@@ -76,7 +84,7 @@ WORKER_SAMPLES = [
     f"{name}{suffix}"
     for name in ("abri_job_runs", "abri_hold_transitions")
     for suffix in ("_total", "_created")
-]
+] + ["abri_job_last_success_timestamp_seconds"]
 
 
 def serve_worker_metrics(listen: str) -> tuple[str, int]:

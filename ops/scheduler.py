@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from capacity.clock import Clock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
-from capacity.metrics import JOB_RUNS
+from capacity.metrics import JOB_LAST_SUCCESS, JOB_RUNS
 from capacity.settings import Settings
 
 log = structlog.get_logger("abri.jobs")
@@ -103,6 +103,7 @@ async def run_job(spec: JobSpec, ctx: JobContext) -> None:
         result = await spec.fn(ctx)
         log.info("job_run", job=spec.name, result=result if isinstance(result, int) else None)
         JOB_RUNS.labels(spec.name, "ok").inc()
+        JOB_LAST_SUCCESS.labels(spec.name).set(ctx.clock.now().timestamp())
     except Exception as exc:  # keep the scheduler alive; the next run retries
         log.error("job_failed", job=spec.name, error_type=type(exc).__name__)
         JOB_RUNS.labels(spec.name, "failed").inc()

@@ -54,6 +54,10 @@ async def test_metrics_count_what_operations_need_and_no_identifiers(
     assert r.status_code == 409
     ctx = JobContext(world.db, world.clock, None, None)  # type: ignore[arg-type]
     await run_job(JobSpec("unit_test_job", _boom, 60), ctx)
+    await run_job(JobSpec("unit_test_job_ok", _fine, 60), ctx)
+    ran_at = world.clock.now().timestamp()
+    world.clock.advance(minutes=5)
+    await run_job(JobSpec("unit_test_job_ok", _boom, 60), ctx)  # a failure leaves it as it was
 
     r = await client.get("/metrics")  # public path: scraped without a token
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -67,12 +71,21 @@ async def test_metrics_count_what_operations_need_and_no_identifiers(
     assert _value(text, "abri_pools") == 1
     assert _value(text, "abri_pools_stale") == 0  # reported at creation, on the frozen clock
     assert _value(text, "abri_job_runs_total", job="unit_test_job", outcome="failed") >= 1
+    # when each job last succeeded: an alert on it sees a job that hangs or keeps failing
+    assert _value(text, "abri_job_last_success_timestamp_seconds", job="unit_test_job_ok") == (
+        ran_at
+    )
+    assert 'abri_job_last_success_timestamp_seconds{job="unit_test_job"}' not in text
     assert 'route="/placements/search"' in text and 'route="/holds"' in text
     assert _value(text, "abri_feeds", health="healthy") == 0  # no feed registered here
     for secret in (ref, fac.pools[0].ref, fac.facility.ref, "Refuge M", "Refuges"):
         assert secret not in text
     world.clock.advance(hours=30)  # past every kind's threshold
     assert _value((await client.get("/metrics")).text, "abri_pools_stale") == 1
+
+
+async def _fine(_ctx: JobContext) -> int:
+    return 0
 
 
 async def _boom(_ctx: JobContext) -> int:

@@ -143,6 +143,7 @@ async def test_the_job_metrics_the_runbook_says_to_watch_can_be_scraped_from_the
             if 'abri_job_runs_total{job="expire_holds",outcome="ok"}' in text:
                 break
         assert 'abri_job_runs_total{job="expire_holds",outcome="ok"}' in text, log.read_text()
+        assert 'abri_job_last_success_timestamp_seconds{job="expire_holds"}' in text, text
         assert "abri_pools_stale" not in text  # the API's gauges are the API's
     finally:
         proc.send_signal(signal.SIGTERM)
