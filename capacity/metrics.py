@@ -10,6 +10,7 @@ sums every process's counters. Without it each process reports its own.
 from __future__ import annotations
 
 import os
+from typing import Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -53,28 +54,31 @@ JOB_LAST_SUCCESS = Gauge(
     ["job"],
     multiprocess_mode="max",
 )
-# Read from the database at scrape time ("livesum": the same in every process).
+# Read from the database at scrape time, by whichever process the scrape reached: with several
+# processes the latest scrape's figures count ("livemostrecent"), NaN during an outage included
+# (as "livemax" another process's last figures from before the outage could win over it).
+READ_AT_SCRAPE: Final = "livemostrecent"
 POOLS_STALE = Gauge(
     "abri_pools_stale",
     "Pools whose data is older than their threshold",
-    multiprocess_mode="livemax",
+    multiprocess_mode=READ_AT_SCRAPE,
 )
-POOLS_TOTAL = Gauge("abri_pools", "Pools known", multiprocess_mode="livemax")
-HOLDS_ACTIVE = Gauge("abri_holds_active", "Holds currently held", multiprocess_mode="livemax")
+POOLS_TOTAL = Gauge("abri_pools", "Pools known", multiprocess_mode=READ_AT_SCRAPE)
+HOLDS_ACTIVE = Gauge("abri_holds_active", "Holds currently held", multiprocess_mode=READ_AT_SCRAPE)
 FEEDS = Gauge(
     "abri_feeds",
     "Enabled availability feeds by health (healthy, failing, circuit_open)",
     ["health"],
-    multiprocess_mode="livemax",
+    multiprocess_mode=READ_AT_SCRAPE,
 )
 FEEDS_ALERTING = Gauge(
     "abri_feeds_alerting",
     "Enabled feeds needing an admin: more than half of their polls of the last 15 minutes "
     "failed (at least two), or their circuit is open",
-    multiprocess_mode="livemax",
+    multiprocess_mode=READ_AT_SCRAPE,
 )
 STANDING_WAITING = Gauge(
-    "abri_standing_requests_waiting", "Standing requests waiting", multiprocess_mode="livemax"
+    "abri_standing_requests_waiting", "Standing requests waiting", multiprocess_mode=READ_AT_SCRAPE
 )
 
 

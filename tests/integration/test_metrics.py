@@ -4,9 +4,13 @@ pools and job runs — and no identifier of a facility, pool, hold or household 
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from httpx import ASGITransport, AsyncClient
 
 from api.app import create_app
@@ -14,7 +18,9 @@ from capacity.commands import PoolCreate
 from capacity.db import Database
 from capacity.settings import Settings
 from ops.scheduler import JobContext, JobSpec, run_job
-from tests.conftest import World, bearer
+from tests.conftest import TEST_EPISODE_KEY, TEST_KEY, World, bearer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -128,3 +134,87 @@ async def test_gauges_say_unknown_when_the_database_does_not_answer(
         await broken.dispose()
     # the database answers again: so do the gauges
     assert _value((await client.get("/metrics")).text, "abri_pools") == 1
+
+
+#: Two API processes of one host sharing PROMETHEUS_MULTIPROC_DIR (the systemd unit's shape),
+#: played in one interpreter by switching the process identity prometheus-client files under:
+#: one scraped while the database answered, then one scraped while it did not.
+_TWO_PROCESSES = r"""
+import asyncio, sys
+from prometheus_client import values
+
+healthy, down, broken_url, key, episode_key = sys.argv[1:6]
+first, second = (healthy, down) if sys.argv[6] == "healthy-first" else (down, healthy)
+pid = [int(first)]
+values.ValueClass = values.MultiProcessValue(lambda: pid[0])
+
+from httpx import ASGITransport, AsyncClient
+from api.app import create_app
+from capacity import metrics as m
+from capacity.db import Database
+from capacity.settings import Settings
+
+def scraped(n):  # what a scrape that read the database sets
+    for gauge in (m.POOLS_TOTAL, m.POOLS_STALE, m.HOLDS_ACTIVE, m.STANDING_WAITING):
+        gauge.set(n)
+    for health in ("healthy", "failing", "circuit_open"):
+        m.FEEDS.labels(health).set(n)
+    m.FEEDS_ALERTING.set(n)
+
+for p in (first, second):  # each process scraped once while the database answered
+    pid[0] = int(p)
+    scraped(3)
+
+async def outage():
+    pid[0] = int(down)  # this process is scraped now, and its database read fails
+    settings = Settings(database_url=broken_url, address_key=key, episode_key=episode_key,
+                        run_jobs=False)
+    db = Database(broken_url)
+    try:
+        app = create_app(settings, db=db)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/metrics")
+        assert r.status_code == 200, r.status_code
+        sys.stdout.write(r.text)
+    finally:
+        await db.dispose()
+
+asyncio.run(outage())
+"""
+
+
+@pytest.mark.parametrize("order", ["healthy-first", "down-first"])
+@pytest.mark.parametrize("pids", [("1001", "2002"), ("2002", "1001")])
+def test_gauges_say_unknown_across_api_processes(
+    tmp_path: Path, order: str, pids: tuple[str, str]
+) -> None:
+    """With several API processes (``abri serve --workers 2``, the systemd unit) the gauges are
+    aggregated over the processes' files. As ``livemax`` the NaN of the process whose database
+    read failed lost (or won) against the other process's last figures by the order the files
+    were read in: an outage still showed no stale pool and no alerting feed. The gauge of the
+    latest scrape is what counts (each scrape reads the database afresh)."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    healthy, down = pids
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), PYTHONPATH=str(ROOT))
+    broken = f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'abri.db'}"
+    args = [healthy, down, broken, TEST_KEY, TEST_EPISODE_KEY, order]
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_PROCESSES, *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for name, labels in [
+        ("abri_pools", {}),
+        ("abri_pools_stale", {}),
+        ("abri_holds_active", {}),
+        ("abri_standing_requests_waiting", {}),
+        ("abri_feeds_alerting", {}),
+        ("abri_feeds", {"health": "healthy"}),
+    ]:
+        assert math.isnan(_value(done.stdout, name, **labels)), (name, done.stdout)
