@@ -47,6 +47,8 @@ def leaf(field: str) -> str:
 
 def refused_char(value: str, field: str) -> str | None:
     """The first character of ``value`` the field ``field`` may not hold, else None."""
+    if value.isprintable():  # no control, format (bidi, invisible) or line separator at all
+        return None
     name = leaf(field)
     pattern = _REFUSED_MULTI_LINE if name in MULTI_LINE else _REFUSED_ONE_LINE
     found = pattern.search(value)
