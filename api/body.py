@@ -18,7 +18,7 @@ from typing import Any
 from litestar import Request
 
 from capacity.errors import InvalidInput, UnsupportedMediaType
-from capacity.text import check_text
+from capacity.text import check_text, shown_field
 
 #: The sentence for a text holding a NUL character, on both databases (and for a NUL that
 #: reaches PostgreSQL some other way, see ``api.errors.handle_database_value``).
@@ -51,19 +51,22 @@ def nul_path(value: Any) -> str | None:
 
 def texts(value: Any) -> Iterator[tuple[str, str]]:
     """Every text of a decoded JSON value, keys included, with its path as in ``nul_path``
-    (a key is named by its own path). Iterative, like ``nul_path``."""
+    (a key is named by its own path), in the order the body gives them. Iterative, like
+    ``nul_path``."""
     todo: list[tuple[str, Any]] = [("", value)]
     while todo:
         path, item = todo.pop()
         if isinstance(item, str):
             yield path, item
         elif isinstance(item, dict):
+            later: list[tuple[str, Any]] = []
             for key, inner in item.items():
                 here = f"{path}.{key}" if path else str(key)
-                yield here, str(key)
-                todo.append((here, inner))
+                later.append((here, str(key)))  # the key, then its value
+                later.append((here, inner))
+            todo.extend(reversed(later))  # popped first to last
         elif isinstance(item, list):
-            todo.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+            todo.extend(reversed([(f"{path}[{i}]", inner) for i, inner in enumerate(item)]))
 
 
 #: A byte of a JSON body that may begin a character some text may not hold: an escape (``\\t``,
@@ -102,7 +105,7 @@ def refuse_bad_text(value: Any, raw: bytes) -> None:
     for path, text in texts(value):
         refused = check_text(text, path or "body")
         if refused is not None:
-            raise InvalidInput(refused, field=path or None)
+            raise InvalidInput(refused, field=shown_field(path) if path else None)
 
 
 #: What a JSON route takes, said when a body comes as something else.
@@ -162,4 +165,4 @@ async def refuse_nul_in_query(request: Request[Any, Any, Any]) -> None:
             raise InvalidInput(f"{name}: {NUL_IN_TEXT}", field=name)
         refused = check_text(name, name) or check_text(value, name)
         if refused is not None:
-            raise InvalidInput(refused, field=name)
+            raise InvalidInput(refused, field=shown_field(name))

@@ -61,8 +61,17 @@ def refused_char(value: str, field: str) -> str | None:
     return None
 
 
+def shown_field(field: str) -> str:
+    """``field`` as an answer may name it: a character that is not printable (a refused key
+    of a JSON body) as its escape, ``\\u202e``, never itself."""
+    if field.isprintable():
+        return field
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in field)
+
+
 def refusal(field: str, char: str) -> str:
     """The sentence for a text holding ``char`` (U+0000 has its own: ``api.body``)."""
+    field = shown_field(field)
     code = f"U+{ord(char):04X}"
     if char in _BIDI:
         what = f"a bidirectional text control ({code}) that changes how the text is shown"

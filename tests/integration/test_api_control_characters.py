@@ -106,6 +106,17 @@ async def test_a_control_character_in_a_nested_text_or_a_query_is_named_by_its_p
     )
     _refused(r, "alias", "\u202e")
     assert await _count(world, Facility) == 0
+    # Two refused texts: the first in the body is named. A refused key is named without its
+    # control (escaped), so the answer cannot itself turn a reader's line around.
+    r = await client.post(
+        "/admin/facilities",
+        json={**body, "alias": "Refuge \u0007A", "pools": [{"label": "B\u0007"}]},
+        headers=h,
+    )
+    _refused(r, "alias", "\u0007")
+    r = await client.post("/admin/facilities", json={**body, "pools": [], "x\u202ey": 1}, headers=h)
+    _refused(r, "x\\u202ey", "\u202e")
+    assert "\u202e" not in r.json()["detail"] and "\u202e" not in r.json()["field"]
     r = await client.get("/admin/audit?action=a%1Bb", headers=h)
     _refused(r, "action", "\u001b")
     r = await client.get("/admin/audit?objectId=%E2%80%AE12", headers=h)
