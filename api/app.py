@@ -58,7 +58,7 @@ from api.web.taskforce import TaskforcePageController
 from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
-from capacity.episode import EpisodeKey
+from capacity.episode import EpisodeKey, announce_mark
 from capacity.settings import Settings
 from placement.holds_service import WEBHOOK_EVENTS, WEBHOOK_REASONS
 from placement.search_service import SnapshotCache
@@ -482,6 +482,7 @@ def create_app(
                 LeaderLoop(database, settings, state.clock, state.cipher).run(stop)
             )
         await state.search_cache.start()
+        await announce_mark(database, state.episode_key, state.clock.now())
         if settings.gc_freeze:
             gc.collect()  # what is garbage now must not be frozen with the rest
             gc.freeze()

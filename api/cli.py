@@ -22,7 +22,7 @@ from capacity.clock import SystemClock
 from capacity.commands import FacilityCreate, FacilityStatus, PoolCreate, StatusChange
 from capacity.crypto import AddressCipher
 from capacity.db import Database
-from capacity.episode import EpisodeKey
+from capacity.episode import WRONG_KEY, EpisodeKey, MarkState, compare_mark, record_mark
 from capacity.errors import AbriError, InvalidInput
 from capacity.models import OPERATOR_KINDS, ROLES
 from capacity.phones import fixed_line_zone, tells_zone_message
@@ -551,6 +551,15 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from capacity.rekey import rotate_all
 
+    if args.action == "adopt-episode":
+        key = EpisodeKey.configured(settings)
+        now = SystemClock().now()
+        _run(_with_db(settings, lambda db: record_mark(db, key, now, replace=True)))
+        _say(
+            f"episode key {key.fingerprint} is now the deployment's: processes started with "
+            "another one answer /health/ready 503 until they get this one"
+        )
+        return 0
     cipher = AddressCipher.configured(settings)
     now = SystemClock().now()
     n = _run(_with_db(settings, lambda db: rotate_all(db, cipher, actor=CLI, now=now)))
@@ -570,7 +579,12 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
     cipher = AddressCipher.configured(settings)
     episode_key = EpisodeKey.configured(settings)
-    Found = tuple[list[tuple[int, int, int]], list[str], list[tuple[int, str, str]]]
+    Found = tuple[
+        list[tuple[int, int, int]],
+        list[str],
+        list[tuple[int, str, str]],
+        tuple[MarkState, str | None],
+    ]
 
     async def _check(db: Database) -> tuple[tuple[bool, str] | None, Found | None]:
         async with db.read() as s:
@@ -580,14 +594,15 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                 # did not run, a backup from before it restored) fails; the rest needs its tables
                 return problem, None
             sealed = await sealed_with_other_keys(s, cipher)
-        return problem, (await counters_agree(db), sealed, await registry.secret_landlines(db))
+        found = (await counters_agree(db), sealed, await registry.secret_landlines(db))
+        return problem, (*found, await compare_mark(db, episode_key))
 
     problem, found = _run(_with_db(settings, _check))
     if problem is not None:
         _say(f"schema: {problem[1]}")
     if found is None:
         return 1
-    wrong, sealed, landlines = found
+    wrong, sealed, landlines, (mark, recorded) = found
     for pool_id, counter, holds in wrong:
         _say(f"pool {pool_id}: units_held={counter} but active holds hold {holds}")
     _say("counters agree" if not wrong else f"{len(wrong)} pool(s) disagree")
@@ -604,9 +619,15 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     # A keyed hash cannot tell which key made it: the fingerprint lets an operator compare
     # processes (each must show the same, or one household's searches and holds count apart).
     _say(f"episode key from {episode_key.source}, fingerprint {episode_key.fingerprint}")
-    # Advice, not a broken invariant: the exit status stays the counters' and the key's.
+    if mark == "wrong":
+        _say(f"episode key: {WRONG_KEY.format(mine=episode_key.fingerprint, theirs=recorded)}")
+    elif mark == "ok":
+        _say("episode key is the deployment's (the fingerprint the first process recorded)")
+    else:
+        _say("episode key: no fingerprint recorded yet (the first API process or worker will)")
+    # Advice, not a broken invariant: the exit status stays the counters' and the keys'.
     _say_landlines(landlines)
-    return 1 if wrong or sealed else 0
+    return 1 if wrong or sealed or mark == "wrong" else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -638,7 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(fn=cmd_check)
     k = sub.add_parser("keys", help="encryption keys of addresses and other secrets")
-    k.add_argument("action", choices=["rotate"], help="re-encrypt everything with the newest key")
+    k.add_argument(
+        "action",
+        choices=["rotate", "adopt-episode"],
+        help="rotate: re-encrypt everything with the newest address key; adopt-episode: record "
+        "this ABRI_EPISODE_KEY as the deployment's, after changing it on every host on purpose",
+    )
     k.set_defaults(fn=cmd_keys)
     b = sub.add_parser("backup", help="consistent backup of the database to FILE")
     b.add_argument("file")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import Response
+from typing import Any
+
+from litestar import Request, Response
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
@@ -14,6 +16,7 @@ from capacity.availability import freshness, stale_threshold
 from capacity.clock import Clock
 from capacity.crypto import AddressCipher
 from capacity.db import Database
+from capacity.episode import WRONG_KEY, EpisodeKey, record_mark
 from capacity.models import Facility, Feed, Hold, Pool, StandingRequest, is_held
 from capacity.settings import Settings
 from clients.feeds.service import recent_polls
@@ -24,6 +27,7 @@ class Health(Out, kw_only=True, omit_defaults=True):
     database: str | None = None
     schema: str | None = None  # only when it is not at this version's migrations
     address_key: str | None = None  # only when it cannot open what is stored
+    episode_key: str | None = None  # only when it is not the one the deployment recorded
 
 
 @get("/health/live", tags=["operations"], summary="The process is up")
@@ -37,11 +41,15 @@ async def live() -> Health:
     summary="The database answers, with the schema this version needs",
     description="503 when the database cannot be reached, its schema is behind this "
     "version (`abri db upgrade` did not run), or this process's `ABRI_ADDRESS_KEY` cannot open "
-    "the secrets stored last (`addressKey`: another key than the one they were sealed with); a "
+    "the secrets stored last (`addressKey`: another key than the one they were sealed with), or "
+    "its `ABRI_EPISODE_KEY` is not the one the first process recorded (`episodeKey`); a "
     "schema newer than this version is noted in `schema` without failing.",
 )
 async def ready(
-    db: NamedDependency[Database], cipher: NamedDependency[AddressCipher]
+    db: NamedDependency[Database],
+    cipher: NamedDependency[AddressCipher],
+    clock: NamedDependency[Clock],
+    request: Request[Any, Any, Any],
 ) -> Response[Health]:
     from capacity.migrate import schema_problem, stored_revision
     from capacity.rekey import sealed_with_other_keys
@@ -61,6 +69,17 @@ async def ready(
         return Response(
             Health(status="unavailable", database="ok", address_key=said), status_code=503
         )
+    if problem is None or not problem[0]:
+        key: EpisodeKey = request.app.state.episode_key
+        try:  # the first process to answer records its key's fingerprint; the others compare
+            mark, theirs = await record_mark(db, key, clock.now())
+        except Exception:
+            return Response(Health(status="unavailable", database="unreachable"), status_code=503)
+        if mark == "wrong":
+            said = WRONG_KEY.format(mine=key.fingerprint, theirs=theirs)
+            return Response(
+                Health(status="unavailable", database="ok", episode_key=said), status_code=503
+            )
     if problem is None:
         return Response(Health(status="ok", database="ok"))
     blocking, said = problem

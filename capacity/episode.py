@@ -22,12 +22,23 @@ import hashlib
 import hmac
 import os
 import secrets
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from capacity.errors import AbriError
 from capacity.settings import Settings
 
+if TYPE_CHECKING:
+    from capacity.db import Database
+
 MIN_LENGTH = 32
+
+log = structlog.get_logger("abri.keys")
 
 MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -98,6 +109,63 @@ def episode_hash(key: EpisodeKey | None, operator_id: int | None, token: str) ->
     if key is None:
         raise EpisodeKeyError("An episode token was given without the episode key.")
     return key.digest(operator_id, token)
+
+
+#: ``key_marks.purpose`` of the episode key's fingerprint
+MARK = "episode"
+#: the fingerprint is recorded (``record_mark``) or compared (``compare_mark``): it matches,
+#: another key's is recorded, or none is yet (or the table is not there: an older schema)
+MarkState = Literal["ok", "wrong", "none"]
+WRONG_KEY = (
+    "wrong: this process's ABRI_EPISODE_KEY is not the deployment's (fingerprint {mine}, "
+    "recorded {theirs}): its searches and holds would not recognise a household's earlier "
+    "ones. Give every process the same key (compare `abri check`), or, after changing it on "
+    "every host on purpose, record the new one with `abri episode-key adopt`."
+)
+
+
+async def compare_mark(db: Database, key: EpisodeKey) -> tuple[MarkState, str | None]:
+    """Whether ``key`` is the one recorded (read only), and the recorded fingerprint."""
+    from capacity.models import KeyMark
+
+    async with db.read() as s:
+        theirs = await s.scalar(select(KeyMark.fingerprint).where(KeyMark.purpose == MARK))
+    if theirs is None:
+        return "none", None
+    return ("ok" if hmac.compare_digest(theirs, key.fingerprint) else "wrong"), theirs
+
+
+async def record_mark(
+    db: Database, key: EpisodeKey, now: datetime, *, replace: bool = False
+) -> tuple[MarkState, str | None]:
+    """Record ``key``'s fingerprint if none is (the first process to start), or in place of
+    the recorded one with ``replace`` (``abri episode-key adopt``); then compare."""
+    from capacity.models import KeyMark
+
+    state, theirs = await compare_mark(db, key)
+    if state == "ok" or (state == "wrong" and not replace):
+        return state, theirs
+    try:
+        async with db.write() as s:
+            if state == "wrong":
+                await s.execute(delete(KeyMark).where(KeyMark.purpose == MARK))
+            s.add(KeyMark(purpose=MARK, fingerprint=key.fingerprint, recorded_at=now))
+    except IntegrityError:
+        pass  # another process recorded its own first: compared below
+    return await compare_mark(db, key)
+
+
+async def announce_mark(db: Database, key: EpisodeKey, now: datetime) -> MarkState | None:
+    """At a process's start: record the fingerprint if none is, and say in the log (an ERROR)
+    when another key's is recorded. None: the database could not say (down, or its schema
+    older than ``key_marks``): readiness records or compares later."""
+    try:
+        state, theirs = await record_mark(db, key, now)
+    except Exception:
+        return None
+    if state == "wrong":
+        log.error("episode_key_mismatch", mine=key.fingerprint, recorded=theirs)
+    return state
 
 
 def previous_episode_hash(operator_id: int | None, token: str) -> str:

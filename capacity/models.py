@@ -358,6 +358,17 @@ class Lease(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class KeyMark(Base):
+    """The fingerprint of a key every process must share (``capacity/episode.py``): the first
+    process to start records it, each compares its own (``/health/ready``, ``abri check``),
+    ``abri episode-key adopt`` records a deliberate change. A fingerprint, never the key."""
+
+    __tablename__ = "key_marks"
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Event(Base):
     """Things that happened, for live streams (SSE) across processes: readers poll by id."""
 

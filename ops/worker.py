@@ -31,6 +31,7 @@ from capacity import leases
 from capacity.clock import Clock, SystemClock
 from capacity.crypto import AddressCipher
 from capacity.db import TCP_KEEPALIVES, Database
+from capacity.episode import EpisodeKey, announce_mark
 from capacity.settings import Settings
 
 log = structlog.get_logger("abri.worker")
@@ -220,6 +221,7 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cipher = AddressCipher.configured(settings)
+    await announce_mark(db, EpisodeKey.configured(settings), SystemClock().now())
     if settings.worker_metrics:
         from capacity.metrics import serve_worker_metrics
 

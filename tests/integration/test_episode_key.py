@@ -63,6 +63,36 @@ async def instance(settings: Settings, clock: FrozenClock, key: str) -> AsyncIte
         await db.dispose()
 
 
+async def test_a_process_with_another_key_is_not_ready_until_the_key_is_adopted(
+    settings: Settings, clock: FrozenClock, world: World
+) -> None:
+    """A second host started with another ABRI_EPISODE_KEY (a typo in its environment file)
+    answered ready, and counted one household as several. The first process to answer records
+    its key's fingerprint; one with another key is not ready (and says why, never the key)
+    until a deliberate change is recorded with `abri keys adopt-episode`."""
+    from capacity.episode import record_mark
+
+    other = "another-deployment-key-0123456789abcdefgh"
+    async with (
+        instance(settings, clock, TEST_EPISODE_KEY) as first,
+        instance(settings, clock, other) as second,
+    ):
+        r = await first.get("/health/ready")
+        assert r.status_code == 200, r.text
+        r = await second.get("/health/ready")
+        assert r.status_code == 503 and "episodeKey" in r.json(), r.text
+        said = r.json()["episodeKey"]
+        mine = EpisodeKey(other.encode(), source="t").fingerprint
+        assert said.startswith("wrong") and mine in said and other not in said, said
+        assert (await first.get("/health/ready")).status_code == 200
+        # the key changed on every host on purpose: the new one recorded, the old is wrong
+        await record_mark(
+            world.db, EpisodeKey(other.encode(), source="t"), clock.now(), replace=True
+        )
+        assert (await second.get("/health/ready")).status_code == 200
+        assert (await first.get("/health/ready")).status_code == 503
+
+
 async def unmet(c: AsyncClient, token: str) -> bool:
     body = {**UNMET, "episodeToken": PV}
     r = await c.post("/placements/search", json=body, headers=bearer(token))
@@ -178,6 +208,16 @@ def test_serve_worker_and_check_stop_without_the_key_on_postgresql(
     r = abri("check", ABRI_EPISODE_KEY=TEST_EPISODE_KEY)
     fingerprint = EpisodeKey(TEST_EPISODE_KEY.encode(), source="t").fingerprint
     assert f"episode key from ABRI_EPISODE_KEY, fingerprint {fingerprint}" in r.stderr, r.stderr
+    assert r.returncode == 0 and "no fingerprint recorded yet" in r.stderr, r.stderr
+    # recorded (as the first API process or worker does), then compared by `abri check`
+    r = abri("keys", "adopt-episode", ABRI_EPISODE_KEY=TEST_EPISODE_KEY)
+    assert r.returncode == 0 and fingerprint in r.stderr, r.stderr
+    r = abri("check", ABRI_EPISODE_KEY=TEST_EPISODE_KEY)
+    assert r.returncode == 0 and "is the deployment's" in r.stderr, r.stderr
+    other = "another-deployment-key-0123456789abcdefgh"
+    r = abri("check", ABRI_EPISODE_KEY=other)
+    assert r.returncode == 1 and "episode key: wrong" in r.stderr, r.stderr
+    assert other not in r.stderr, r.stderr
 
 
 async def test_the_request_hashes_do_not_reveal_the_token_either(
