@@ -252,6 +252,7 @@ def _document_required_headers(app: Litestar) -> None:
 WEBHOOK_EVENTS_DOCUMENTED = (
     *sorted(WEBHOOK_EVENTS | {"hold.released"}),  # released: by an admin only
     "standing.offered",
+    "standing.waiting",
     "standing.expired",
 )
 
@@ -279,7 +280,11 @@ def _document_webhooks(app: Litestar) -> None:
             ),
             "holdRef": Schema(
                 one_of=[string, Schema(type=OpenAPIType.NULL)],
-                description="`standing.*` only: the hold made for the request when offered.",
+                description=(
+                    "`standing.*` only: the hold made for the request when offered; for "
+                    "`standing.waiting` (back in line, in its original position, because the "
+                    "place declined that hold or marked it no-show) the hold that ended."
+                ),
             ),
             "reason": Schema(
                 one_of=[
@@ -287,7 +292,8 @@ def _document_webhooks(app: Litestar) -> None:
                     Schema(type=OpenAPIType.NULL),
                 ],
                 description=(
-                    "`hold.*` only: why the hold ended, as a stable code (never the staff's "
+                    "`hold.*` and `standing.waiting`: why the hold ended, as a stable code "
+                    "(never the staff's "
                     "own words): `declined` (by the place's staff), `location_compromised` "
                     "(declined because the place's location is compromised: do not go "
                     "there; search again), `expired`, `no_show`, `released_by_admin` "

@@ -331,9 +331,12 @@ class StandingRequest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deadline: Mapped[datetime] = mapped_column(UTCDateTime())
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # offered: the pool held for it; back in line after a decline: the pool that declined it
     offered_pool_id: Mapped[int | None] = mapped_column(Integer)
     offer_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     hold_id: Mapped[int | None] = mapped_column(Integer)  # the hold made for it when offered
+    # offers that ended without the household (declined, no-show): back in line each time
+    offers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -216,7 +216,11 @@ class StandingRequest(_Out, kw_only=True):
     minutes_left: int
     notified_at: datetime | None = None
     callback: str | None = None
+    #: the place held for you, while ``offered``
     hold: Hold | None = None
+    #: back in line (``waiting``, in its original position) because the place declined the
+    #: hold it was offered or marked it no-show: that hold (``close_code`` says why)
+    previous_hold: Hold | None = None
 
 
 class Pool(_Out, kw_only=True):

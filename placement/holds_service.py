@@ -344,6 +344,7 @@ async def expire_due_in_pool(tx: RawTx, pool_id: int, now: datetime, actor: Acto
     freed = sum(r[2] for r in rows)
     await tx.run(_GIVE_BACK, pool_id, freed)
     for hold_id, ref, units, facility_id, requester_operator_id, deadline in rows:
+        await tx.run(_OFFER_SETTLED, hold_id)  # the requester let it run out: offer settled
         await audit.record_raw(
             tx,
             actor=actor,
@@ -456,6 +457,9 @@ _PG_WRITES = (
     " SELECT $1::text, g.id, $3::bigint, $4::bigint, $5::int, $6::text, $7::int, 'held',"
     " $8::json, $9::json, $10::text, $11::text, $12::text, $13::text, $14::timestamp,"
     " $15::timestamp, 0, {episode}::text, {hkey}::text FROM g RETURNING id),"
+    " s AS ("
+    " UPDATE standing_requests SET search = NULL FROM h"
+    " WHERE standing_requests.hold_id = h.id AND standing_requests.state = 'offered'),"
     " a AS ("
     " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
     " object_type, object_id, facility_id, detail)"
@@ -1078,6 +1082,25 @@ _MOVE = {
     ),
 }
 _CLOSING = frozenset({"released", "declined", "no_show"})
+# A standing request offered this hold goes back in line, in its original position (its
+# ``created_at``), when the place lets it down — a decline (full after all, the location
+# compromised) or a no-show before the family could get there — while its own deadline lasts
+# and its search is still there: $1 the hold, $2 now, $3 the pool not to offer it again (the
+# one that declined it; NULL after a no-show). Each time, ``offers`` counts one more, so its
+# next hold gets a new Idempotency-Key (``standing_service.hold_key``).
+_BACK_IN_LINE = (
+    "UPDATE standing_requests SET state = 'waiting', offers = offers + 1, offered_pool_id = $3,"
+    " offer_until = NULL, closed_at = NULL"
+    " WHERE hold_id = $1 AND state = 'offered' AND search IS NOT NULL AND deadline > $2"
+    " RETURNING id, ref, requester_operator_id"
+)
+_BACK_TARGETS = frozenset({"declined", "no_show"})
+# Any other end of an offered hold (released by the requester, arrived, expired; or a decline
+# past the request's deadline) settles the offer: the search it waited with goes.
+_OFFER_SETTLED = (
+    "UPDATE standing_requests SET search = NULL"
+    " WHERE hold_id = $1 AND state = 'offered' AND search IS NOT NULL"
+)
 # PostgreSQL: a release in ONE statement and one round trip — the hold row (only if it is
 # held, not due, and the caller's), then the pool row (it reads the hold's output: the usual
 # lock order), the audit row and the event; it answers the view's columns in ``_LOAD``'s
@@ -1093,6 +1116,9 @@ _PG_RELEASE = (
     " p AS ("
     " UPDATE pools SET units_held = pools.units_held - h.units FROM h"
     " WHERE pools.id = h.pool_id),"
+    " s AS ("
+    " UPDATE standing_requests SET search = NULL FROM h"
+    " WHERE standing_requests.hold_id = h.id AND standing_requests.state = 'offered'),"
     " a AS ("
     " INSERT INTO audit_log (at, actor_operator_id, actor_token_id, actor_role, action,"
     " object_type, object_id, facility_id, detail)"
@@ -1230,9 +1256,10 @@ async def transition_ex(
         loaded, expired_now = await _open(tx, ref, actor, side, now)
         old = loaded.view
         code = _close_code(old, target, actor, reason_code)
+        back_in_line = False
         if not expired_now:
             rules.check_transition(old.state, target)
-            await _move(
+            back_in_line = await _move(
                 tx,
                 old,
                 target,
@@ -1253,7 +1280,7 @@ async def transition_ex(
         close_reason=reason if closing else old.close_reason,
         close_code=code,
     )
-    return Transitioned(view, loaded.someone_waiting and target in FREEING)
+    return Transitioned(view, (loaded.someone_waiting or back_in_line) and target in FREEING)
 
 
 #: The reason a hold is declined with when its place reports its location compromised: what
@@ -1373,11 +1400,14 @@ async def _move(
     reason: str | None,
     also: Mapping[str, Any] | None = None,
     reason_code: str | None = None,
-) -> None:
+) -> bool:
     """A legal transition as a few statements in one transaction (hold row, then pool row).
     ``reason_code``: the code it ends the hold with (``_close_code``), stored and sent as the
-    webhook's ``reason``."""
+    webhook's ``reason``. True when a standing request offered this hold went back in line
+    (``_BACK_IN_LINE``), in the same transaction, so no round sees the hold ended and the
+    request still offered, or the other way round."""
     ref = old.ref
+    back_in_line = False
     async with tx.atomic():
         hold_sql, pool_sql = _MOVE[target]
         if target in _CLOSING:
@@ -1416,6 +1446,47 @@ async def _move(
             state=target,
             reason=reason_code,
         )
+        if target in _BACK_TARGETS:
+            back_in_line = await _standing_back_in_line(tx, old, target, now, reason_code)
+        if target != "departed" and not back_in_line:
+            await tx.run(_OFFER_SETTLED, old.id)
+    return back_in_line
+
+
+async def _standing_back_in_line(
+    tx: RawTx, old: HoldView, target: str, now: datetime, code: str | None
+) -> bool:
+    """Put the standing request this hold was offered to (if any) back in line, audited, and
+    tell its requester: an event and, when its operator has one, a ``standing.waiting``
+    webhook naming the ended hold and why it ended (no household data)."""
+    refused = old.pool_id if target == "declined" else None
+    row = await tx.one(_BACK_IN_LINE, old.id, tx.ts(now), refused)
+    if row is None:
+        return False
+    standing_ref, operator_id = row[1], row[2]
+    await audit.record_raw(
+        tx,
+        actor=SYSTEM,
+        at=now,
+        action="standing.waiting",
+        object_type="standing_request",
+        object_id=standing_ref,
+        facility_id=old.facility_id,
+        detail={"hold": old.ref, "reason": code},
+    )
+    at = tx.ts(now)
+    payload = {
+        "event": "standing.waiting",
+        "ref": standing_ref,
+        "state": "waiting",
+        "holdRef": old.ref,
+        "reason": code,
+        "at": utc_iso(now),
+    }
+    await tx.run(_EVENT, at, "standing.waiting", None, operator_id, tx.json(payload))
+    if await tx.one(_HAS_HOOK, operator_id) is not None:
+        await tx.run(_OUTBOX, operator_id, "standing.waiting", tx.json(payload), at)
+    return True
 
 
 async def extend(

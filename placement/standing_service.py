@@ -10,12 +10,19 @@ they were made**:
 * the best one is **held for that requester** through the ordinary hold gate
   (``holds_service.reserve``), so no place is ever given twice, and a younger request can
   never overtake an older one by being faster on the phone;
-* the request becomes ``offered`` (exactly once: a conditional update on ``state='waiting'``),
-  its household data is dropped (the hold keeps the composition, as every hold does), and the
-  requester is told: an event, the audit log, and a webhook when its operator has one.
+* the request becomes ``offered`` (exactly once: a conditional update on ``state='waiting'``)
+  and the requester is told: an event, the audit log, and a webhook when its operator has one.
 
 The requester then has an ordinary hold with the default duration for its kind: it may extend
-it, or release it, in which case the place goes to the next request in line.
+it, or release it, in which case the place goes to the next request in line. When the *place*
+lets the offer down instead — it declines the hold (full after all, its location compromised)
+or marks it no-show before the family got there — the request goes back to ``waiting`` in its
+original position while its own deadline lasts (``holds_service._BACK_IN_LINE``, in the
+decline's own transaction), with a ``standing.waiting`` webhook, and a place that declined it
+is not offered to it again. That needs the search it waited with (the areas to avoid are in no
+hold), so it is kept — no more than the waiting request kept — until the offer is settled: the
+household arrives, the requester releases the hold, it expires, or the request's deadline has
+passed when it ends; then it is dropped (``holds_service._OFFER_SETTLED``).
 
 Rounds are single-flight across processes through a lease (``capacity.leases``). A crash
 between the hold and the ``offered`` mark is repaired by the next round: the hold's
@@ -41,7 +48,15 @@ from capacity.clock import utc_iso
 from capacity.db import Database
 from capacity.episode import EpisodeKey
 from capacity.errors import NotFound
-from capacity.models import Event, Hold, OutboxMessage, Pool, StandingRequest, WebhookEndpoint
+from capacity.models import (
+    Event,
+    Facility,
+    Hold,
+    OutboxMessage,
+    Pool,
+    StandingRequest,
+    WebhookEndpoint,
+)
 from capacity.settings import Settings
 from placement import holds_service
 from placement.errors import (
@@ -63,11 +78,14 @@ DEFAULT_MINUTES = 24 * 60
 MAX_MINUTES = 72 * 60
 LEASE = "standing-round"
 STATES = ("waiting", "offered", "expired", "cancelled")
+#: Standing events (``_notify``; ``standing.waiting``: ``holds_service._standing_back_in_line``).
+EVENTS = ("standing.offered", "standing.waiting", "standing.expired")
 
 
-def hold_key(standing_ref: str) -> str:
-    """The Idempotency-Key of the hold made for a standing request (crash-safe rounds)."""
-    return f"standing:{standing_ref}"
+def hold_key(standing_ref: str, offers: int = 0) -> str:
+    """The Idempotency-Key of the hold made for a standing request (crash-safe rounds); one
+    more ``offers`` (an offer that fell through on the place's side) makes a new one."""
+    return f"standing:{standing_ref}" if offers == 0 else f"standing:{standing_ref}:{offers}"
 
 
 def _requester(operator_id: int, requester_kind: str) -> Actor:
@@ -89,10 +107,20 @@ class StandingView:
     notified_at: datetime | None
     closed_at: datetime | None
     requester_operator_id: int
-    hold: HoldView | None
+    hold: HoldView | None  # the hold made when offered; once back in line, the one that ended
     # the household waiting, as its search gave it (composition only; gone once closed): the
     # console says whose each request is, an operator may wait for several at once
     household: dict[str, Any] | None = None
+
+    @property
+    def offered_hold(self) -> HoldView | None:
+        """The place held for it, while it is offered."""
+        return self.hold if self.state == "offered" else None
+
+    @property
+    def previous_hold(self) -> HoldView | None:
+        """The hold of an offer the place declined or marked no-show (it is back in line)."""
+        return self.hold if self.state != "offered" else None
 
     def effective_state(self, now: datetime) -> str:
         """A waiting request past its deadline is expired, before any round writes it."""
@@ -407,6 +435,8 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                     StandingRequest.requester_kind,
                     StandingRequest.search,
                     StandingRequest.callback,
+                    StandingRequest.offers,
+                    StandingRequest.offered_pool_id,
                 )
                 .where(StandingRequest.state == "waiting")
                 .order_by(StandingRequest.created_at, StandingRequest.id)
@@ -422,6 +452,16 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
             )
         ).all()
         facilities = await load_snapshots(s, settings, facility_ids=with_room)
+        # back in line after a place declined it: that place is not offered to it again
+        refused = dict(
+            (
+                await s.execute(
+                    select(Pool.id, Facility.ref)
+                    .join(Facility, Facility.id == Pool.facility_id)
+                    .where(Pool.id.in_([w.offered_pool_id for w in waiting if w.offered_pool_id]))
+                )
+            ).all()
+        )
     if not facilities:
         return 0
     index = MatcherIndex(facilities)
@@ -433,6 +473,10 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
         result = index.search(request, requester_kind=w.requester_kind, now=now)  # type: ignore[arg-type]
         actor = _requester(w.requester_operator_id, w.requester_kind)
         for option in result.options:
+            if w.offered_pool_id is not None and refused.get(w.offered_pool_id) == (
+                option.facility_ref
+            ):
+                continue
             try:
                 reserved = await holds_service.reserve(
                     db,
@@ -441,7 +485,7 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
                     need=request.need,
                     minutes=None,
                     callback=w.callback,
-                    idempotency_key=hold_key(w.ref),
+                    idempotency_key=hold_key(w.ref, w.offers),
                     actor=actor,
                     now=now,
                     episode_token=request.episode_token,  # one household, counted once
@@ -455,7 +499,7 @@ async def _round(db: Database, settings: Settings, now: datetime) -> int:
             except (NoLongerFree, NotAdmitting, NotEligible):
                 continue  # taken meanwhile, or not for this household: the next best option
             except IdempotencyKeyReused:
-                hold = await _earlier_hold(db, w.requester_operator_id, w.ref)
+                hold = await _earlier_hold(db, w.requester_operator_id, hold_key(w.ref, w.offers))
                 if hold is None:
                     continue
                 ours = True
@@ -489,27 +533,26 @@ async def _closed_without_offer(db: Database, standing_id: int) -> bool:
     return state in ("cancelled", "expired")
 
 
-async def _earlier_hold(db: Database, operator_id: int, standing_ref: str) -> HoldView | None:
+async def _earlier_hold(db: Database, operator_id: int, key: str) -> HoldView | None:
     """The hold an interrupted earlier round made for this request (same derived key)."""
     async with db.read() as s:
         hold_id = await s.scalar(
             select(Hold.id).where(
-                Hold.requester_operator_id == operator_id,
-                Hold.idempotency_key == hold_key(standing_ref),
+                Hold.requester_operator_id == operator_id, Hold.idempotency_key == key
             )
         )
         return None if hold_id is None else await holds_service.load_view(s, hold_id)
 
 
 async def _mark_offered(db: Database, w: Any, hold: HoldView, now: datetime) -> bool:
-    """waiting → offered, exactly once; the household data goes (the hold keeps it)."""
+    """waiting → offered, exactly once. The search stays until the offer is settled (it may
+    yet go back in line); the place it was declined at, if any, is forgotten."""
     async with db.write() as s:
         res = await s.execute(
             update(StandingRequest)
             .where(StandingRequest.id == w.id, StandingRequest.state == "waiting")
             .values(
                 state="offered",
-                search=null(),
                 hold_id=hold.id,
                 offered_pool_id=hold.pool_id,
                 offer_until=hold.deadline,

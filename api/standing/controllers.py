@@ -54,8 +54,10 @@ class StandingController(Controller):
             "When a matching place frees up, it is **held for you** (an ordinary hold with "
             "your default duration) and this request becomes `offered`, with the hold's "
             "reference code, intake phone and handover protocol. Older requests are served "
-            "first. Your webhook, if your operator has one, receives `standing.offered` or "
-            "`standing.expired`."
+            "first. If the place then declines that hold or marks it no-show, the request "
+            "goes back to `waiting` in its original position (while its deadline lasts), with "
+            "that hold as `previousHold`. Your webhook, if your operator has one, receives "
+            "`standing.offered`, `standing.waiting` or `standing.expired`."
         ),
     )
     async def create(

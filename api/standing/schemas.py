@@ -45,6 +45,9 @@ class StandingRead(Out, kw_only=True):
     notified_at: datetime | None
     callback: str | None
     hold: HoldRead | None
+    #: back in line (``waiting``) because the place declined the hold it was offered, or
+    #: marked it no-show: that hold (``closeCode`` says why), else null
+    previous_hold: HoldRead | None = None
 
 
 def standing_read(v: StandingView, now: datetime) -> StandingRead:
@@ -58,5 +61,6 @@ def standing_read(v: StandingView, now: datetime) -> StandingRead:
         minutes_left=minutes_left(v.deadline, now) if state == "waiting" else 0,
         notified_at=v.notified_at,
         callback=v.callback,
-        hold=hold_read(v.hold, now) if v.hold is not None else None,
+        hold=hold_read(v.offered_hold, now) if v.offered_hold is not None else None,
+        previous_hold=hold_read(v.previous_hold, now) if v.previous_hold is not None else None,
     )

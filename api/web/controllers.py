@@ -1108,7 +1108,10 @@ class WebController(Controller):
             households={v.ref: v.household for v in [*held, *ended[:10]] if v.household},
             standing=standing,
             standing_households={k: v for k, v in households_waiting.items() if v},
-            standing_waiting=bool(waiting),
+            # the page keeps looking while a request waits, and while a place is held for one
+            # (the place may still decline it: then it is back in line, shown as such)
+            standing_waiting=bool(waiting)
+            or any(v.offered_hold is not None and v.offered_hold.state == "held" for v in closed),
             standing_hours=STANDING_HOURS,
             default_standing_hours=DEFAULT_STANDING_HOURS,
             carry_form="search-form",

@@ -165,7 +165,9 @@ async def test_an_offered_place_that_ended_is_not_shown_as_held(
     )
     li = _standing_item(await client.get("/web/console"), made.view.ref)
     assert "A place is held for you" not in li, li
-    assert "Declined" in li
+    # back in line, in its place (tests/integration/test_standing_back_in_line.py)
+    assert 'data-state="waiting"' in li
+    assert f"Back in line, in its place: the place held for it ({view.hold.ref}) declined." in li
 
 
 def _standing_item(page: Any, ref: str) -> str:

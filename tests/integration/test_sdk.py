@@ -179,10 +179,15 @@ async def test_async_client_standing_requests_and_no_show(abri: Abri) -> None:
         assert (await line.get_hold(hold.ref)).ref == hold.ref
         assert (await staff.mark_no_show(hold.ref)).state == "no_show"
         req = await line.create_standing_request(SEARCH, minutes=120, callback="1712 night")
-        assert req.state in ("waiting", "offered")
+        assert req.state == "offered" and req.hold is not None and req.previous_hold is None
         assert (await line.get_standing_request(req.ref)).ref == req.ref
-        if req.state == "waiting":
-            assert (await line.cancel_standing_request(req.ref)).state == "cancelled"
+        # The place declines it after all: back in line, the ended hold saying why.
+        assert (await staff.decline(req.hold.ref, "Full after all")).state == "declined"
+        back = await line.get_standing_request(req.ref)
+        assert back.state == "waiting" and back.hold is None and back.created_at == req.created_at
+        assert back.previous_hold is not None and back.previous_hold.ref == req.hold.ref
+        assert back.previous_hold.close_code == "declined"
+        assert (await line.cancel_standing_request(req.ref)).state == "cancelled"
         pool = await staff.get_pool(abri.pool_id)
         with pytest.raises(VersionMismatch):
             await staff.update_availability(

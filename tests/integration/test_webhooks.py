@@ -1041,6 +1041,7 @@ async def test_the_openapi_document_describes_the_webhook_as_sent(client: AsyncC
     assert set(schema["properties"]["event"]["enum"]) == WEBHOOK_EVENTS | {
         "hold.released",  # by an admin, not by the requester itself
         "standing.offered",
+        "standing.waiting",  # back in line: the place declined its offer, or a no-show
         "standing.expired",
     }
     sent = [
