@@ -121,6 +121,9 @@ class Hold(_Out, kw_only=True):
     #: ``location_compromised`` — do not go there —, ``expired``, ``no_show``, ``departed``;
     #: an unknown one: read ``state``); None while it is open. Never the staff's words.
     close_code: str | None = None
+    #: while held: the place has since stopped admitting (``closed_to_admissions``,
+    #: ``suspended``). The hold stays valid and can be extended: call before going. Else None.
+    place_warning: str | None = None
 
 
 class StaffHold(_Out, kw_only=True):

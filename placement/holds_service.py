@@ -56,6 +56,9 @@ from placement.rules import (
 )
 
 ADMITTING = frozenset({"open", "reduced"})
+#: Statuses a place may take after a hold was made there that leave the hold valid but are
+#: shown to its requester (``HoldView.place_warning``): call before going.
+PLACE_WARNINGS = frozenset({"closed_to_admissions", "suspended"})
 WEBHOOK_EVENTS = frozenset({"hold.declined", "hold.expired", "hold.no_show", "hold.arrived"})
 #: Why a hold ended without its requester, as a stable code in the webhook's ``reason``
 #: (never the staff's own words, which may be sensitive); an arrival ends nothing: null.
@@ -165,6 +168,15 @@ class HoldView:
             self.close_code == REASON_LOCATION_COMPROMISED
             or self.facility_status == "location_compromised"
         )
+
+    def place_warning(self, now: datetime) -> str | None:
+        """The place's status when it has stopped admitting since this hold was made
+        (``PLACE_WARNINGS``), while the hold is held: the hold stays valid (the place promised
+        the bed; its staff may decline it) and can be extended, but its requester should call
+        before going. None otherwise (a compromised place: ``do_not_go``)."""
+        if self.facility_status in PLACE_WARNINGS and self.effective_state(now) == "held":
+            return self.facility_status
+        return None
 
     def effective_state(self, now: datetime) -> str:
         """A held hold past its deadline is expired, even before the sweeper writes it."""

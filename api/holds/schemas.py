@@ -134,6 +134,15 @@ class PlaceRead(Out, kw_only=True):
     unit_kind: str
 
 
+PLACE_WARNING_DESCRIPTION = (
+    "While the hold is `held`: the place has since closed to new admissions "
+    "(`closed_to_admissions`) or suspended its service (`suspended`). The hold stays valid — "
+    "the place promised this bed, and its staff may still decline it — and can be extended, "
+    "but call the intake phone before going. Null otherwise (a compromised location: "
+    "`doNotGo`). Never the place's own reason."
+)
+
+
 class HoldRead(Out, kw_only=True):
     """What the requester gets: the code, the deadline, who to call — never the address."""
 
@@ -163,6 +172,10 @@ class HoldRead(Out, kw_only=True):
         ),
     ]
     close_code: Annotated[CloseCode | None, msgspec.Meta(description=CLOSE_CODE_DESCRIPTION)]
+    place_warning: Annotated[
+        Literal["closed_to_admissions", "suspended"] | None,
+        msgspec.Meta(description=PLACE_WARNING_DESCRIPTION),
+    ] = None
 
 
 class StaffHoldRead(Out, kw_only=True):
@@ -226,6 +239,7 @@ def hold_read(v: HoldView, now: datetime) -> HoldRead:
         close_reason=v.close_reason,
         closed_at=v.ended_at(now),
         close_code=v.code(now),  # type: ignore[arg-type]
+        place_warning=v.place_warning(now),  # type: ignore[arg-type]
     )
 
 

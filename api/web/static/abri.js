@@ -293,12 +293,15 @@
     var state = el && el.getAttribute("data-state");
     if (!el || (state !== "held" && state !== "arrived") || !window.fetch) return;
     var doNotGo = el.getAttribute("data-do-not-go");
+    /* the place closed to new admissions (or suspended) since: "call before going" */
+    var warning = el.getAttribute("data-place-warning");
     function look() {
       fetchPage()
         .then(function (doc) {
           var fresh = doc && doc.getElementById("hold-state");
           if (fresh && (fresh.getAttribute("data-state") !== state ||
-                        fresh.getAttribute("data-do-not-go") !== doNotGo)) {
+                        fresh.getAttribute("data-do-not-go") !== doNotGo ||
+                        fresh.getAttribute("data-place-warning") !== warning)) {
             window.location.reload();
           }
         })
