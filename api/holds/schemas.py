@@ -125,6 +125,18 @@ class HoldDecline(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rena
     ]
 
 
+#: When a hold ended, as the requester and the place's staff read it.
+ClosedAt = Annotated[
+    datetime | None,
+    msgspec.Meta(
+        description=(
+            "When the hold left `held` or `arrived` (released, declined, no-show, departed; an "
+            "expired hold: its deadline); null while it is open."
+        )
+    ),
+]
+
+
 class PlaceRead(Out, kw_only=True):
     ref: str
     alias: str
@@ -162,15 +174,7 @@ class HoldRead(Out, kw_only=True):
     do_not_go: Annotated[bool, msgspec.Meta(description=DO_NOT_GO_DESCRIPTION)]
     callback: str | None
     close_reason: str | None
-    closed_at: Annotated[
-        datetime | None,
-        msgspec.Meta(
-            description=(
-                "When the hold left `held` or `arrived` (released, declined, no-show, "
-                "departed; an expired hold: its deadline); null while it is open."
-            )
-        ),
-    ]
+    closed_at: ClosedAt
     close_code: Annotated[CloseCode | None, msgspec.Meta(description=CLOSE_CODE_DESCRIPTION)]
     place_warning: Annotated[
         Literal["closed_to_admissions", "suspended"] | None,
@@ -197,15 +201,7 @@ class StaffHoldRead(Out, kw_only=True):
     pool_id: int
     pool_label: str
     close_reason: str | None
-    closed_at: Annotated[
-        datetime | None,
-        msgspec.Meta(
-            description=(
-                "When the hold left `held` or `arrived` (an expired hold: its deadline); null "
-                "while it is open."
-            )
-        ),
-    ]
+    closed_at: ClosedAt
     close_code: Annotated[CloseCode | None, msgspec.Meta(description=CLOSE_CODE_DESCRIPTION)]
 
 
