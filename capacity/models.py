@@ -343,6 +343,13 @@ class StandingRequest(Base):
 
     __table_args__ = (
         Index("ix_standing_state_created", "state", "created_at"),
+        # the request a hold was offered to, found when the hold ends (migration 0026)
+        Index(
+            "ix_standing_requests_offered_hold",
+            "hold_id",
+            postgresql_where=text("state = 'offered'"),
+            sqlite_where=text("state = 'offered'"),
+        ),
         Index(
             "uq_standing_requests_idem",
             "requester_operator_id",

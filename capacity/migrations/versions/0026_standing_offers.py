@@ -26,8 +26,18 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("standing_requests") as batch:
         batch.add_column(sa.Column("offers", sa.Integer(), nullable=False, server_default="0"))
+    # Every end of a hold now looks for the standing request it was offered to (back in line,
+    # or the offer settled): by index, not by reading every request ever kept.
+    op.create_index(
+        "ix_standing_requests_offered_hold",
+        "standing_requests",
+        ["hold_id"],
+        postgresql_where=sa.text("state = 'offered'"),
+        sqlite_where=sa.text("state = 'offered'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_standing_requests_offered_hold", table_name="standing_requests")
     with op.batch_alter_table("standing_requests") as batch:
         batch.drop_column("offers")
