@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -878,26 +878,28 @@ async def set_status(
     return await get_facility(db, facility_id)
 
 
-async def _acknowledge_compromised_alerts(
-    s: AsyncSession, facility_id: int, *, actor: Actor, now: datetime, to: str
-) -> None:
-    """A lifted compromised location: its open alerts are acknowledged, as ``POST
-    /admin/alerts/{id}/acknowledge`` does (by the lifting actor, one ``alert.acknowledge``
-    audit row each), so no admin acts later on a place already reopened."""
-    ids = (
-        await s.scalars(
-            update(Alert)
-            .where(
-                Alert.facility_id == facility_id,
-                Alert.kind == "location_compromised",
-                Alert.acknowledged_at.is_(None),
+async def acknowledge_alerts(
+    s: AsyncSession,
+    *which: ColumnElement[bool],
+    actor: Actor,
+    now: datetime,
+    facility_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> list[int]:
+    """Acknowledge the open alerts ``which`` selects, by ``actor``, one ``alert.acknowledge``
+    audit row each (``facility_id`` and ``detail`` on those rows); the ids acknowledged."""
+    ids = sorted(
+        (
+            await s.scalars(
+                update(Alert)
+                .where(*which, Alert.acknowledged_at.is_(None))
+                .values(acknowledged_at=now, acknowledged_by=actor.operator_id)
+                .returning(Alert.id)
+                .execution_options(synchronize_session=False)
             )
-            .values(acknowledged_at=now, acknowledged_by=actor.operator_id)
-            .returning(Alert.id)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
-    for alert_id in sorted(ids):
+        ).all()
+    )
+    for alert_id in ids:
         await audit.record(
             s,
             actor=actor,
@@ -906,8 +908,26 @@ async def _acknowledge_compromised_alerts(
             object_type="alert",
             object_id=alert_id,
             facility_id=facility_id,
-            detail={"lifted": "location_compromised", "to": to},
+            detail=detail,
         )
+    return ids
+
+
+async def _acknowledge_compromised_alerts(
+    s: AsyncSession, facility_id: int, *, actor: Actor, now: datetime, to: str
+) -> None:
+    """A lifted compromised location: its open alerts are acknowledged, as ``POST
+    /admin/alerts/{id}/acknowledge`` does, so no admin acts later on a place already
+    reopened."""
+    await acknowledge_alerts(
+        s,
+        Alert.facility_id == facility_id,
+        Alert.kind == "location_compromised",
+        actor=actor,
+        now=now,
+        facility_id=facility_id,
+        detail={"lifted": "location_compromised", "to": to},
+    )
 
 
 def _due(now: datetime) -> list[Any]:

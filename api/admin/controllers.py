@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, JSONBody, Parameter, QueryParameter
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from api import audit_query
 from api.admin.schemas import (
@@ -527,25 +527,11 @@ class AdminController(Controller):
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
     ) -> None:
-        from capacity import audit
-
-        now = clock.now()
         async with db.write() as s:
-            res = await s.execute(
-                update(Alert)
-                .where(Alert.id == alert_id, Alert.acknowledged_at.is_(None))
-                .values(acknowledged_at=now, acknowledged_by=actor.operator_id)
-            )
-            if res.rowcount == 0:
+            if not await registry.acknowledge_alerts(
+                s, Alert.id == alert_id, actor=actor, now=clock.now()
+            ):
                 raise NotFound("No such unacknowledged alert.")
-            await audit.record(
-                s,
-                actor=actor,
-                at=now,
-                action="alert.acknowledge",
-                object_type="alert",
-                object_id=alert_id,
-            )
 
     # ---------------------------------------------------------------- area health conditions
     @get(
